@@ -1,0 +1,193 @@
+//! Blob encoding: how one body's bytes are stored inside a pack.
+//!
+//! A blob is hashed before anything else so duplicates cost one SHA-256 and
+//! no compression. Bodies that are already compressed (JPEG, PNG, WebP, GIF,
+//! gzip, ...) are stored raw without trying zstd; others are stored raw too
+//! when zstd saves too little to pay for decompressing later.
+
+use crate::id::BlobId;
+use serde::{Deserialize, Serialize};
+
+/// How a blob's bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// The original bytes.
+    Raw = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+impl Codec {
+    /// The on-disk code (see docs/FORMAT.md).
+    pub fn from_u8(v: u8) -> Option<Codec> {
+        match v {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// A blob hashed and encoded, ready to be appended to a pack.
+#[derive(Debug)]
+pub struct EncodedBlob {
+    /// SHA-256 of the raw bytes.
+    pub id: BlobId,
+    /// Length of the raw bytes.
+    pub raw_len: u64,
+    /// How `data` is encoded.
+    pub codec: Codec,
+    /// The bytes to store.
+    pub data: Vec<u8>,
+}
+
+/// Errors decoding a stored blob.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// zstd could not decompress the stored bytes.
+    #[error("blob {id}: zstd frame is damaged: {source}")]
+    Decompress {
+        /// The blob.
+        id: BlobId,
+        /// zstd's error.
+        source: std::io::Error,
+    },
+    /// The decoded length is not what the pack says.
+    #[error("blob {id}: decoded to {got} bytes, the pack says {expected}")]
+    Length {
+        /// The blob.
+        id: BlobId,
+        /// Length recorded in the pack.
+        expected: u64,
+        /// Length decoded.
+        got: u64,
+    },
+    /// The decoded bytes do not hash to the blob's id.
+    #[error("blob {id}: content hash is {actual}, the data is damaged")]
+    Hash {
+        /// The blob.
+        id: BlobId,
+        /// The hash of what was read.
+        actual: BlobId,
+    },
+}
+
+/// Magic numbers of formats that zstd cannot shrink meaningfully.
+fn is_precompressed(data: &[u8]) -> bool {
+    const MAGIC: &[&[u8]] = &[
+        b"\xFF\xD8\xFF",         // JPEG
+        b"\x89PNG\r\n\x1a\n",    // PNG
+        b"GIF8",                 // GIF
+        b"\x1F\x8B",             // gzip
+        b"\x28\xB5\x2F\xFD",     // zstd
+        b"PK\x03\x04",           // zip, docx, epub
+        b"BZh",                  // bzip2
+        b"\xFD7zXZ\x00",         // xz
+        b"wOF2",                 // woff2
+        b"\x00\x00\x00\x0CJXL ", // JPEG XL
+    ];
+    if MAGIC.iter().any(|m| data.starts_with(m)) {
+        return true;
+    }
+    // RIFF....WEBP, and ISO BMFF (AVIF, HEIC, MP4) with "ftyp" at offset 4.
+    (data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP")
+        || (data.len() >= 8 && &data[4..8] == b"ftyp")
+}
+
+/// Hashes and encodes `data` with zstd at `level`, choosing raw storage when
+/// compression does not pay (saves under 1/16 of the size).
+pub fn encode(data: &[u8], level: i32) -> EncodedBlob {
+    encode_with_id(BlobId::of(data), data, level)
+}
+
+/// Like [`encode`] for a blob whose id the caller already computed.
+pub fn encode_with_id(id: BlobId, data: &[u8], level: i32) -> EncodedBlob {
+    let raw = || EncodedBlob {
+        id,
+        raw_len: data.len() as u64,
+        codec: Codec::Raw,
+        data: data.to_vec(),
+    };
+    if data.len() < 64 || is_precompressed(data) {
+        return raw();
+    }
+    match zstd::bulk::compress(data, level) {
+        Ok(z) if z.len() + data.len() / 16 < data.len() => EncodedBlob {
+            id,
+            raw_len: data.len() as u64,
+            codec: Codec::Zstd,
+            data: z,
+        },
+        _ => raw(),
+    }
+}
+
+/// Decodes stored bytes and checks them against the blob id. The decoded
+/// size is bounded by `raw_len` from the pack trailer, so a damaged or
+/// hostile frame cannot make us allocate more than that (no zstd bombs).
+pub fn decode(id: BlobId, codec: Codec, raw_len: u64, stored: &[u8]) -> Result<Vec<u8>, BlobError> {
+    let data = match codec {
+        Codec::Raw => stored.to_vec(),
+        Codec::Zstd => zstd::bulk::decompress(stored, raw_len as usize)
+            .map_err(|source| BlobError::Decompress { id, source })?,
+    };
+    if data.len() as u64 != raw_len {
+        return Err(BlobError::Length {
+            id,
+            expected: raw_len,
+            got: data.len() as u64,
+        });
+    }
+    let actual = BlobId::of(&data);
+    if actual != id {
+        return Err(BlobError::Hash { id, actual });
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_compressed_and_round_trips() {
+        let text = "<p>跨境电商的这块万亿蛋糕，再次吸引了互联网大厂们的注意。</p>\n".repeat(200);
+        let e = encode(text.as_bytes(), 3);
+        assert_eq!(e.codec, Codec::Zstd);
+        assert!(e.data.len() < text.len() / 4);
+        assert_eq!(
+            decode(e.id, e.codec, e.raw_len, &e.data).unwrap(),
+            text.as_bytes()
+        );
+    }
+
+    #[test]
+    fn images_and_random_bytes_stay_raw() {
+        let mut jpeg = b"\xFF\xD8\xFF\xE0".to_vec();
+        jpeg.extend(std::iter::repeat_n(0u8, 5000));
+        assert_eq!(encode(&jpeg, 3).codec, Codec::Raw);
+        let noise: Vec<u8> = (0..10_000).map(|_| fastrand::u8(..)).collect();
+        let e = encode(&noise, 3);
+        assert_eq!(e.codec, Codec::Raw);
+        assert_eq!(e.data, noise);
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let text =
+            b"hello hello hello hello hello hello hello hello hello hello hello hello".repeat(10);
+        let e = encode(&text, 3);
+        let mut bad = e.data.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        assert!(decode(e.id, e.codec, e.raw_len, &bad).is_err());
+        // A frame claiming more output than the trailer allows is refused.
+        assert!(decode(e.id, e.codec, e.raw_len - 1, &e.data).is_err());
+        let raw = encode(b"short", 3);
+        assert!(matches!(
+            decode(raw.id, raw.codec, 5, b"shorT"),
+            Err(BlobError::Hash { .. })
+        ));
+    }
+}

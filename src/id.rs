@@ -1,0 +1,129 @@
+//! Typed 32-byte identifiers: blobs, packs and snapshots are all named by a
+//! SHA-256, but mixing them up is a bug the compiler should catch.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// A raw SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest32(pub [u8; 32]);
+
+impl Digest32 {
+    /// SHA-256 of `data`.
+    pub fn of(data: &[u8]) -> Self {
+        Digest32(Sha256::digest(data).into())
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses exactly 64 hex characters.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Digest32(out))
+    }
+}
+
+impl fmt::Debug for Digest32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex()[..12])
+    }
+}
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+        pub struct $name(pub Digest32);
+
+        impl $name {
+            /// The id whose digest is the SHA-256 of `data`.
+            pub fn of(data: &[u8]) -> Self {
+                $name(Digest32::of(data))
+            }
+            /// The digest's 32 bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0 .0
+            }
+            /// Builds an id from 32 bytes read from an index or a pack.
+            pub fn from_bytes(bytes: [u8; 32]) -> Self {
+                $name(Digest32(bytes))
+            }
+            /// Lower-case hex, 64 characters.
+            pub fn to_hex(&self) -> String {
+                self.0.to_hex()
+            }
+            /// The first 8 hex characters, for display.
+            pub fn short(&self) -> String {
+                self.0.to_hex()[..8].to_string()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0.to_hex())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, InvalidId> {
+                Digest32::from_hex(s).map($name).ok_or_else(|| InvalidId(s.to_string()))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// A blob: SHA-256 of its raw (uncompressed, original) bytes.
+    BlobId
+);
+typed_id!(
+    /// A pack file: SHA-256 of its trailer (which lists every blob id and offset).
+    PackId
+);
+typed_id!(
+    /// A snapshot: SHA-256 of its manifest file's bytes.
+    SnapshotId
+);
+
+/// A string that is not 64 hex characters.
+#[derive(Debug, thiserror::Error)]
+#[error("not a valid id (64 hex characters expected): {0:?}")]
+pub struct InvalidId(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_known_digest() {
+        let id = BlobId::of(b"abc");
+        assert_eq!(
+            id.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(id.to_hex().parse::<BlobId>().unwrap(), id);
+        assert!("xyz".parse::<BlobId>().is_err());
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<BlobId>(&json).unwrap(), id);
+    }
+}

@@ -1,0 +1,21 @@
+//! Kura (蔵, "storehouse") archives web articles and the images they
+//! reference, deduplicated, compressed and verifiable.
+//!
+//! Data flows one way: sources -> fetch -> extract -> store -> snapshot.
+//! The `kura` binary is a thin layer over this library; see ARCHITECTURE.md
+//! for where things live and which invariants hold.
+#![warn(missing_docs)]
+
+pub mod archive;
+pub mod backend;
+pub mod blob;
+pub mod files;
+pub mod id;
+pub mod index;
+pub mod pack;
+pub mod referrer;
+pub mod restore;
+pub mod snapshot;
+pub mod stats;
+pub mod verify;
+pub mod writer;

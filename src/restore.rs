@@ -1,0 +1,248 @@
+//! Restoring a snapshot to a directory. Every blob is decoded and re-hashed
+//! before it is written, so damaged data is reported, never restored, and
+//! nothing is ever written outside the target directory.
+
+pub mod path;
+
+use crate::archive::{Archive, ArchiveError};
+use crate::id::{BlobId, SnapshotId};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// How restored files are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Original bytes at `<host>/<path>`.
+    #[default]
+    Raw,
+}
+
+/// What to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// The layout.
+    pub layout: Layout,
+    /// Only URLs matching one of these globs (`*`, `?`); all when empty.
+    pub include: Vec<String>,
+}
+
+/// One file written.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredFile {
+    /// The entry's URL.
+    pub url: String,
+    /// Path relative to the restore directory.
+    pub path: PathBuf,
+    /// SHA-256 of what was written.
+    pub sha256: BlobId,
+    /// Bytes written.
+    pub size: u64,
+}
+
+/// An entry that was not restored, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// The entry's URL.
+    pub url: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The result of a restore; also written to `<dir>/manifest.json`.
+#[derive(Debug, Default, Serialize)]
+pub struct RestoreReport {
+    /// The snapshot.
+    pub snapshot: Option<SnapshotId>,
+    /// The layout used.
+    pub layout: Layout,
+    /// Files written.
+    pub files: Vec<RestoredFile>,
+    /// Entries that failed when archived (nothing to restore).
+    pub skipped: Vec<Skipped>,
+    /// Entries whose data could not be restored (missing or damaged).
+    pub errors: Vec<Skipped>,
+}
+
+/// Errors that stop a restore.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The archive failed.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// Writing under the target failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The target holds a symlink or file where a directory is needed.
+    #[error("{0} is a symlink or not a directory; refusing to write through it")]
+    Unsafe(PathBuf),
+}
+
+/// Matches `*` (any run) and `?` (one character) against `text`.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Creates `rel`'s parent directories under `root`, refusing to pass through
+/// a symlink or a file that an earlier restore (or an attacker) left there.
+fn prepare_parent(root: &Path, rel: &Path) -> Result<PathBuf, RestoreError> {
+    let mut dir = root.to_path_buf();
+    if let Some(parent) = rel.parent() {
+        for c in parent.components() {
+            dir.push(c);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(RestoreError::Unsafe(dir)),
+                Err(_) => std::fs::create_dir(&dir).map_err(|source| RestoreError::Write {
+                    path: dir.clone(),
+                    source,
+                })?,
+            }
+        }
+    }
+    let target = root.join(rel);
+    if let Ok(m) = std::fs::symlink_metadata(&target) {
+        if m.file_type().is_symlink() {
+            std::fs::remove_file(&target).map_err(|source| RestoreError::Write {
+                path: target.clone(),
+                source,
+            })?;
+        } else if m.is_dir() {
+            return Err(RestoreError::Unsafe(target));
+        }
+    }
+    Ok(target)
+}
+
+/// Restores snapshot `id` into `dir` (created if missing).
+pub fn restore(
+    archive: &Archive,
+    id: SnapshotId,
+    dir: &Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
+    let manifest = archive.load_snapshot(&id)?;
+    let index = archive.pack_index()?;
+    std::fs::create_dir_all(dir).map_err(|source| RestoreError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut report = RestoreReport {
+        snapshot: Some(id),
+        layout: opts.layout,
+        ..Default::default()
+    };
+
+    let wanted: Vec<_> = manifest
+        .entries
+        .iter()
+        .filter(|e| opts.include.is_empty() || opts.include.iter().any(|p| glob_match(p, &e.url)))
+        .collect();
+    // Directories every entry needs, so that no file takes a name that
+    // another entry needs as a directory (`/a` and `/a/b`).
+    let desired: Vec<PathBuf> = wanted
+        .iter()
+        .map(|e| path::url_to_relpath(&e.url))
+        .collect();
+    let dirs: HashSet<PathBuf> = desired
+        .iter()
+        .flat_map(|p| p.ancestors().skip(1).map(Path::to_path_buf))
+        .collect();
+    let mut used: HashSet<PathBuf> = HashSet::new();
+    for (entry, mut rel) in wanted.into_iter().zip(desired) {
+        let Some(blob) = entry.blob else {
+            report.skipped.push(Skipped {
+                url: entry.url.clone(),
+                reason: entry.error.clone().unwrap_or_else(|| "no content".into()),
+            });
+            continue;
+        };
+        if used.contains(&rel) || dirs.contains(&rel) || rel.as_os_str() == "manifest.json" {
+            let name = rel
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            rel.set_file_name(path::with_tag(&name, &blob.short()));
+            let mut n = 1;
+            while used.contains(&rel) || dirs.contains(&rel) {
+                rel.set_file_name(path::with_tag(&name, &format!("{}-{n}", blob.short())));
+                n += 1;
+            }
+        }
+        debug_assert!(path::is_safe_relative(&rel));
+        let data = match archive.read_blob(&index, &blob) {
+            Ok(d) => d,
+            Err(err) => {
+                report.errors.push(Skipped {
+                    url: entry.url.clone(),
+                    reason: err.to_string(),
+                });
+                continue;
+            }
+        };
+        let target = prepare_parent(dir, &rel)?;
+        std::fs::write(&target, &data).map_err(|source| RestoreError::Write {
+            path: target.clone(),
+            source,
+        })?;
+        used.insert(rel.clone());
+        report.files.push(RestoredFile {
+            url: entry.url.clone(),
+            path: rel,
+            sha256: blob,
+            size: data.len() as u64,
+        });
+    }
+    let manifest_path = dir.join("manifest.json");
+    let json = serde_json::to_vec_pretty(&report).expect("reports serialise");
+    std::fs::write(&manifest_path, json).map_err(|source| RestoreError::Write {
+        path: manifest_path,
+        source,
+    })?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match(
+            "https://img.*/*.png",
+            "https://img.cdn.com/a/b.png"
+        ));
+        assert!(!glob_match(
+            "https://img.*/*.png",
+            "https://img.cdn.com/a/b.jpg"
+        ));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("*中文*", "http://e.com/中文.html"));
+    }
+}

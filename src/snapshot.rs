@@ -1,0 +1,277 @@
+//! Snapshot manifests: one write-once file per archive run, listing every
+//! resource the run archived or failed to archive.
+//!
+//! A manifest is self-contained and readable without the sled index:
+//! `"KURASNAP" version:u8=1 reserved:[u8;7]` followed by one zstd frame of
+//! JSON ([`Manifest`]). Its id is the SHA-256 of the whole file, which is
+//! also its checksum. See docs/FORMAT.md.
+
+use crate::id::{BlobId, SnapshotId};
+use crate::referrer::Policy;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+const MAGIC: &[u8; 8] = b"KURASNAP";
+const VERSION: u8 = 1;
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// An article page (HTML).
+    Article,
+    /// An image referenced by an article or stylesheet.
+    Image,
+    /// A stylesheet referenced by an article.
+    Stylesheet,
+    /// A feed document (RSS, Atom, JSON Feed).
+    Feed,
+    /// Another document: a sitemap, a local post's source file, an index page.
+    Page,
+    /// A local file archived as it is.
+    File,
+}
+
+impl Kind {
+    /// The lower-case name used in manifests and listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Article => "article",
+            Kind::Image => "image",
+            Kind::Stylesheet => "stylesheet",
+            Kind::Feed => "feed",
+            Kind::Page => "page",
+            Kind::File => "file",
+        }
+    }
+}
+
+/// One request of a redirect chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HopRecord {
+    /// The URL requested.
+    pub url: String,
+    /// The status answered, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The referrer policy in force for this request.
+    pub policy: Policy,
+    /// The Referer header sent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referer: Option<String>,
+}
+
+/// Format and dimensions of an image that decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Format name (jpeg, png, gif, webp, ...).
+    pub format: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// One resource in a snapshot. Failures are entries too: `error` says why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Entry {
+    /// The URL requested (or `file://` URL of a local file).
+    pub url: String,
+    /// The URL after redirects, when different.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_url: Option<String>,
+    /// What it is.
+    pub kind: Option<Kind>,
+    /// The articles (or stylesheets) that referenced it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+    /// HTTP status of the final response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Content-Type of the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// ETag validator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Last-Modified validator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// The stored body; `None` for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobId>,
+    /// Raw body size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// Bytes the body occupies in its pack (shared by every entry with the same blob).
+    #[serde(default)]
+    pub stored_size: u64,
+    /// Referrer policy applied to the first request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// Referer header sent on the first request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referer: Option<String>,
+    /// Every request made, when there was more than one (redirects).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<HopRecord>,
+    /// Title of an article or feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Format and dimensions of an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageInfo>,
+    /// Why it could not be archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The body was not downloaded again: 304, or within the freshness window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
+    /// When it was fetched or read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_at: Option<DateTime<Utc>>,
+}
+
+impl Entry {
+    /// "ok" or "failed", for listings.
+    pub fn status_word(&self) -> &'static str {
+        if self.error.is_some() { "failed" } else { "ok" }
+    }
+}
+
+/// A snapshot's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version (1).
+    pub version: u32,
+    /// The job that made it ("archive" for one-off runs).
+    pub job: String,
+    /// When the run started.
+    pub started: DateTime<Utc>,
+    /// When it finished.
+    pub finished: DateTime<Utc>,
+    /// Machine that ran it.
+    #[serde(default)]
+    pub hostname: String,
+    /// Sources as given.
+    pub sources: Vec<String>,
+    /// Tags for retention rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Every resource.
+    pub entries: Vec<Entry>,
+}
+
+/// Errors decoding a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file's hash is not its name.
+    #[error("snapshot {id}: checksum mismatch (the manifest file is damaged)")]
+    Checksum {
+        /// The snapshot.
+        id: String,
+    },
+    /// Not a manifest, or an unknown version.
+    #[error("snapshot {id}: {what}")]
+    Format {
+        /// The snapshot.
+        id: String,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+impl Manifest {
+    /// Encodes the manifest as file bytes; returns its id and bytes.
+    pub fn encode(&self) -> (SnapshotId, Vec<u8>) {
+        let json = serde_json::to_vec(self).expect("manifests serialise");
+        let mut out = Vec::with_capacity(json.len() / 4 + 16);
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&[0; 7]);
+        out.extend(zstd::bulk::compress(&json, 9).expect("zstd compresses into memory"));
+        (SnapshotId::of(&out), out)
+    }
+
+    /// Decodes and checks a manifest file named `name`.
+    pub fn decode(name: &str, bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        if SnapshotId::of(bytes).to_hex() != name {
+            return Err(ManifestError::Checksum {
+                id: name.to_string(),
+            });
+        }
+        let fmt = |what: String| ManifestError::Format {
+            id: name.to_string(),
+            what,
+        };
+        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+            return Err(fmt("not a Kura manifest".into()));
+        }
+        if bytes[8] != VERSION {
+            return Err(fmt(format!(
+                "manifest version {} is not supported by this Kura (knows {VERSION}); upgrade Kura",
+                bytes[8]
+            )));
+        }
+        // Bounded: a manifest of a million entries is well under 1 GiB of JSON.
+        let mut json = Vec::new();
+        let mut dec =
+            zstd::stream::read::Decoder::new(&bytes[16..]).map_err(|e| fmt(e.to_string()))?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut dec, 1 << 30), &mut json)
+            .map_err(|e| fmt(format!("damaged: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| fmt(format!("unreadable JSON: {e}")))
+    }
+
+    /// Entries that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.error.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            version: 1,
+            job: "test".into(),
+            started: Utc::now(),
+            finished: Utc::now(),
+            hostname: "h".into(),
+            sources: vec!["https://example.com/feed.xml".into()],
+            tags: vec![],
+            entries: vec![Entry {
+                url: "https://img.example.com/a.png".into(),
+                kind: Some(Kind::Image),
+                blob: Some(BlobId::of(b"x")),
+                size: 1,
+                policy: Some(Policy::NoReferrer),
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_checksum() {
+        let m = sample();
+        let (id, bytes) = m.encode();
+        assert_eq!(Manifest::decode(&id.to_hex(), &bytes).unwrap(), m);
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(
+            Manifest::decode(&id.to_hex(), &bad),
+            Err(ManifestError::Checksum { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_version_is_refused() {
+        let (_, mut bytes) = sample().encode();
+        bytes[8] = 9;
+        let name = SnapshotId::of(&bytes).to_hex();
+        let err = Manifest::decode(&name, &bytes).unwrap_err().to_string();
+        assert!(err.contains("version 9"), "{err}");
+    }
+}

@@ -1,0 +1,85 @@
+//! Archive-wide figures: how much was archived, how much is unique, and what
+//! it costs on disk.
+
+use crate::archive::{Archive, ArchiveError};
+use crate::id::BlobId;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// Counts and byte totals of one kind of entry.
+#[derive(Debug, Default, Serialize, Clone, Copy)]
+pub struct KindStats {
+    /// Entries, across all snapshots.
+    pub entries: u64,
+    /// Entries that failed.
+    pub failures: u64,
+    /// Raw bytes, counting every entry.
+    pub logical_bytes: u64,
+}
+
+/// The figures `kura stats` prints.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    /// Readable snapshots.
+    pub snapshots: usize,
+    /// Raw bytes of every entry of every snapshot.
+    pub logical_bytes: u64,
+    /// Raw bytes of the distinct blobs snapshots reference.
+    pub unique_bytes: u64,
+    /// Distinct blobs snapshots reference.
+    pub unique_blobs: usize,
+    /// Stored (compressed) bytes of those blobs.
+    pub stored_bytes: u64,
+    /// Bytes of all pack files on disk (including unreferenced data and trailers).
+    pub pack_bytes: u64,
+    /// Pack files.
+    pub packs: usize,
+    /// logical / unique.
+    pub dedup_ratio: f64,
+    /// unique / stored.
+    pub compression_ratio: f64,
+    /// Per-kind counts.
+    pub kinds: BTreeMap<String, KindStats>,
+}
+
+/// Computes archive statistics from the manifests and pack trailers.
+pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
+    let index = archive.pack_index()?;
+    let (snapshots, _) = archive.snapshots()?;
+    let mut s = Stats {
+        snapshots: snapshots.len(),
+        packs: index.packs.len(),
+        ..Default::default()
+    };
+    s.pack_bytes = index.packs.iter().map(|(_, size, _)| size).sum();
+    let mut seen: HashSet<BlobId> = HashSet::new();
+    for (_, m) in &snapshots {
+        for e in &m.entries {
+            let k = s
+                .kinds
+                .entry(e.kind.map(|k| k.as_str()).unwrap_or("unknown").to_string())
+                .or_default();
+            k.entries += 1;
+            if e.error.is_some() {
+                k.failures += 1;
+            }
+            let Some(b) = e.blob else { continue };
+            k.logical_bytes += e.size;
+            s.logical_bytes += e.size;
+            if seen.insert(b) {
+                if let Some((_, pe)) = index.get(&b) {
+                    s.unique_bytes += pe.raw_len;
+                    s.stored_bytes += pe.stored_len;
+                }
+            }
+        }
+    }
+    s.unique_blobs = seen.len();
+    s.dedup_ratio = ratio(s.logical_bytes, s.unique_bytes);
+    s.compression_ratio = ratio(s.unique_bytes, s.stored_bytes);
+    Ok(s)
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}

@@ -1,0 +1,290 @@
+//! Integrity checks. Structure always: every pack trailer readable and
+//! matching its name, every manifest's checksum, every referenced blob in a
+//! pack. With `read_data`, every blob (or a random subset of packs) is read,
+//! decoded and re-hashed. Each problem names the snapshots and URLs it
+//! affects. Verify only reads, so it runs while a job is writing.
+
+use crate::archive::{Archive, ArchiveError, PackIndex};
+use crate::backend::FileKind;
+use crate::blob;
+use crate::id::{BlobId, PackId, SnapshotId};
+use crate::pack::PackEntry;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// What to check.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions {
+    /// Read and re-hash blob data.
+    pub read_data: bool,
+    /// Read only this percentage of packs (chosen at random), with `read_data`.
+    pub subset_pct: Option<f64>,
+    /// Threads for reading data.
+    pub threads: usize,
+}
+
+/// A snapshot and URL that a problem affects.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Affected {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// The entry's URL.
+    pub url: String,
+}
+
+/// One thing wrong with the archive.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A stable code: `pack-unreadable`, `manifest-damaged`, `blob-missing`,
+    /// `blob-damaged`, `index-missing`.
+    pub code: &'static str,
+    /// What is wrong, in words.
+    pub message: String,
+    /// The pack concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackId>,
+    /// The blob concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobId>,
+    /// The snapshot concerned (damaged manifests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotId>,
+    /// Snapshot entries whose content this problem damages.
+    pub affected: Vec<Affected>,
+}
+
+/// The outcome of a verify run.
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// Packs whose trailer was checked.
+    pub packs: usize,
+    /// Packs whose data was read.
+    pub packs_read: usize,
+    /// Blobs decoded and re-hashed.
+    pub blobs_read: u64,
+    /// Stored bytes read.
+    pub bytes_read: u64,
+    /// Manifests checked.
+    pub snapshots: usize,
+    /// Blobs referenced by snapshots.
+    pub referenced_blobs: usize,
+    /// Everything found wrong.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Runs the checks. Errors only when verify itself cannot run (the archive
+/// cannot be listed); damage is reported in the returned report.
+pub fn verify(
+    archive: &Archive,
+    opts: VerifyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<VerifyReport, ArchiveError> {
+    let mut report = VerifyReport::default();
+    let index = archive.pack_index()?;
+    report.packs = index.packs.len() + index.damaged.len();
+    for (pack, err) in &index.damaged {
+        report.problems.push(Problem {
+            code: "pack-unreadable",
+            message: format!("pack {pack} cannot be read: {err}"),
+            pack: Some(*pack),
+            blob: None,
+            snapshot: None,
+            affected: vec![],
+        });
+    }
+
+    // blob -> every (snapshot, url) that needs it
+    let mut users: HashMap<BlobId, Vec<Affected>> = HashMap::new();
+    for id in archive.snapshot_ids()? {
+        report.snapshots += 1;
+        match archive.load_snapshot(&id) {
+            Ok(m) => {
+                for e in m.entries {
+                    if let Some(b) = e.blob {
+                        users.entry(b).or_default().push(Affected {
+                            snapshot: id,
+                            url: e.url,
+                        });
+                    }
+                }
+            }
+            Err(err) => report.problems.push(Problem {
+                code: "manifest-damaged",
+                message: format!("snapshot {id}: {err}"),
+                pack: None,
+                blob: None,
+                snapshot: Some(id),
+                affected: vec![],
+            }),
+        }
+    }
+    report.referenced_blobs = users.len();
+    let mut missing: Vec<_> = users
+        .iter()
+        .filter(|(b, _)| !index.blobs.contains_key(b))
+        .collect();
+    missing.sort_by_key(|(b, _)| **b);
+    for (b, affected) in missing {
+        report.problems.push(Problem {
+            code: "blob-missing",
+            message: format!("blob {b} is in no readable pack; {}", describe(affected)),
+            pack: None,
+            blob: Some(*b),
+            snapshot: None,
+            affected: affected.clone(),
+        });
+    }
+    if !archive.root().join("index").exists() && !users.is_empty() {
+        report.problems.push(Problem {
+            code: "index-missing",
+            message: "the sled index is missing; run `kura repair index` to rebuild it from the packs and manifests".into(),
+            pack: None,
+            blob: None,
+            snapshot: None,
+            affected: vec![],
+        });
+    }
+
+    if opts.read_data {
+        read_data(archive, &index, &users, opts, progress, &mut report);
+    }
+    Ok(report)
+}
+
+/// "affects 2 snapshot(s): 1a2b3c4d https://a/x.png, ..."
+fn describe(affected: &[Affected]) -> String {
+    if affected.is_empty() {
+        return "no snapshot references it".into();
+    }
+    let mut snaps: Vec<_> = affected.iter().map(|a| a.snapshot.short()).collect();
+    snaps.sort();
+    snaps.dedup();
+    let urls: Vec<_> = affected
+        .iter()
+        .take(3)
+        .map(|a| format!("{} {}", a.snapshot.short(), a.url))
+        .collect();
+    let more = affected.len().saturating_sub(3);
+    format!(
+        "affects {} snapshot(s) [{}]: {}{}",
+        snaps.len(),
+        snaps.join(", "),
+        urls.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn read_data(
+    archive: &Archive,
+    index: &PackIndex,
+    users: &HashMap<BlobId, Vec<Affected>>,
+    opts: VerifyOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    report: &mut VerifyReport,
+) {
+    let mut packs: Vec<&(PackId, u64, Vec<PackEntry>)> = index.packs.iter().collect();
+    if let Some(pct) = opts.subset_pct {
+        fastrand::shuffle(&mut packs);
+        let keep =
+            ((packs.len() as f64 * pct.clamp(0.0, 100.0) / 100.0).ceil() as usize).min(packs.len());
+        packs.truncate(keep);
+    }
+    let next = AtomicUsize::new(0);
+    let blobs = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let problems = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..opts.threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((pack, size, entries)) = packs.get(i) else {
+                        break;
+                    };
+                    let found = check_pack(archive, *pack, *size, entries, users);
+                    blobs.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                    bytes.fetch_add(*size, Ordering::Relaxed);
+                    progress(*size);
+                    problems.lock().expect("no panics while held").extend(found);
+                }
+            });
+        }
+    });
+    report.packs_read = packs.len();
+    report.blobs_read = blobs.into_inner();
+    report.bytes_read = bytes.into_inner();
+    let mut found = problems.into_inner().expect("threads joined");
+    found.sort_by_key(|p| (p.pack, p.blob));
+    report.problems.extend(found);
+}
+
+/// Reads one pack whole and re-hashes every blob in it.
+fn check_pack(
+    archive: &Archive,
+    pack: PackId,
+    size: u64,
+    entries: &[PackEntry],
+    users: &HashMap<BlobId, Vec<Affected>>,
+) -> Vec<Problem> {
+    let data = match archive.backend().read(FileKind::Pack, &pack.to_hex()) {
+        Ok(d) if d.len() as u64 == size => d,
+        Ok(d) => {
+            return vec![Problem {
+                code: "pack-unreadable",
+                message: format!(
+                    "pack {pack} changed size while being verified ({size} -> {} bytes)",
+                    d.len()
+                ),
+                pack: Some(pack),
+                blob: None,
+                snapshot: None,
+                affected: entries
+                    .iter()
+                    .flat_map(|e| users.get(&e.id).cloned().unwrap_or_default())
+                    .collect(),
+            }];
+        }
+        Err(err) => {
+            return vec![Problem {
+                code: "pack-unreadable",
+                message: format!("pack {pack} cannot be read: {err}"),
+                pack: Some(pack),
+                blob: None,
+                snapshot: None,
+                affected: entries
+                    .iter()
+                    .flat_map(|e| users.get(&e.id).cloned().unwrap_or_default())
+                    .collect(),
+            }];
+        }
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let stored = &data[e.offset as usize..(e.offset + e.stored_len) as usize];
+        if let Err(err) = blob::decode(e.id, e.codec, e.raw_len, stored) {
+            let affected = users.get(&e.id).cloned().unwrap_or_default();
+            out.push(Problem {
+                code: "blob-damaged",
+                message: format!("{err} (pack {pack}); {}", describe(&affected)),
+                pack: Some(pack),
+                blob: Some(e.id),
+                snapshot: None,
+                affected,
+            });
+        }
+    }
+    out
+}

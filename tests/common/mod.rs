@@ -1,0 +1,106 @@
+//! Helpers shared by the integration tests: a CLI harness and corpus makers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the `kura` binary against an archive.
+pub fn kura(archive: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kura"))
+        .arg("--archive")
+        .arg(archive)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("kura runs")
+}
+
+/// stdout of a run that must succeed.
+pub fn kura_ok(archive: &Path, args: &[&str]) -> String {
+    let out = kura(archive, args);
+    assert!(
+        out.status.success(),
+        "kura {args:?} failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..len).map(|_| rng.u8(..)).collect()
+}
+
+/// HTML-like text that compresses the way articles do.
+pub fn article(seed: u64, len: usize) -> Vec<u8> {
+    let words = [
+        "跨境电商",
+        "互联网",
+        "the archive",
+        "<p>",
+        "</p>\n",
+        "图片",
+        "link rot",
+        "出海",
+        "storehouse",
+        "蔵",
+    ];
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut s = format!("<!doctype html><title>article {seed}</title>\n");
+    while s.len() < len {
+        s.push_str(words[rng.usize(..words.len())]);
+        s.push(' ');
+    }
+    s.into_bytes()
+}
+
+/// A mixed corpus: `n` files, a third HTML-like, the rest noise ("images"),
+/// with every fifth file a copy of an earlier one. Returns the paths.
+pub fn corpus(dir: &Path, n: usize, seed: u64) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut paths = Vec::new();
+    for i in 0..n {
+        let p = dir.join(format!(
+            "f{i:05}.{}",
+            if i % 3 == 0 { "html" } else { "bin" }
+        ));
+        let data = if i % 5 == 4 {
+            std::fs::read(&paths[i / 2]).unwrap()
+        } else if i % 3 == 0 {
+            article(seed * 1_000_003 + i as u64, 2_000 + (i * 7919) % 30_000)
+        } else {
+            noise(seed * 1_000_003 + i as u64, 1_000 + (i * 104_729) % 40_000)
+        };
+        std::fs::write(&p, data).unwrap();
+        paths.push(p);
+    }
+    paths
+}
+
+/// Total bytes of the pack files.
+pub fn pack_bytes(archive: &Path) -> u64 {
+    walk_files(&archive.join("packs"))
+        .iter()
+        .map(|p| p.metadata().unwrap().len())
+        .sum()
+}
+
+/// Every regular file under `dir`.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
