@@ -84,10 +84,7 @@ impl std::fmt::Debug for Archive {
 }
 
 fn io<'a>(path: &'a Path) -> impl FnOnce(std::io::Error) -> ArchiveError + 'a {
-    move |source| ArchiveError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| ArchiveError::Io { path: path.to_path_buf(), source }
 }
 
 impl Archive {
@@ -103,15 +100,9 @@ impl Archive {
         };
         let first = text.lines().next().unwrap_or("").trim().to_string();
         if first != FORMAT_LINE {
-            return Err(ArchiveError::UnknownFormat {
-                path: root.to_path_buf(),
-                found: first,
-            });
+            return Err(ArchiveError::UnknownFormat { path: root.to_path_buf(), found: first });
         }
-        Ok(Archive {
-            root: root.to_path_buf(),
-            backend: Arc::new(LocalBackend::new(root)),
-        })
+        Ok(Archive { root: root.to_path_buf(), backend: Arc::new(LocalBackend::new(root)) })
     }
 
     /// Opens the archive, creating it first if `root` is missing or empty.
@@ -132,11 +123,7 @@ impl Archive {
         }
         // FORMAT last: an archive is recognised only once its layout exists.
         let tmp = root.join(".FORMAT.tmp");
-        std::fs::write(
-            &tmp,
-            format!("{FORMAT_LINE}\nSee docs/FORMAT.md in the Kura sources.\n"),
-        )
-        .map_err(io(&tmp))?;
+        std::fs::write(&tmp, format!("{FORMAT_LINE}\nSee docs/FORMAT.md in the Kura sources.\n")).map_err(io(&tmp))?;
         std::fs::rename(&tmp, root.join("FORMAT")).map_err(io(root))?;
         Archive::open(root)
     }
@@ -153,12 +140,7 @@ impl Archive {
 
     /// Every snapshot id, by name (no manifest is read).
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>, ArchiveError> {
-        Ok(self
-            .backend
-            .list(FileKind::Snapshot)?
-            .into_iter()
-            .filter_map(|(name, _)| name.parse().ok())
-            .collect())
+        Ok(self.backend.list(FileKind::Snapshot)?.into_iter().filter_map(|(name, _)| name.parse().ok()).collect())
     }
 
     /// Reads and checks one manifest.
@@ -170,9 +152,7 @@ impl Archive {
 
     /// Every readable snapshot, oldest first; damaged ones are returned
     /// separately so listings can still show the rest.
-    pub fn snapshots(
-        &self,
-    ) -> Result<(Vec<(SnapshotId, Manifest)>, Vec<(SnapshotId, ArchiveError)>), ArchiveError> {
+    pub fn snapshots(&self) -> Result<(Vec<(SnapshotId, Manifest)>, Vec<(SnapshotId, ArchiveError)>), ArchiveError> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for id in self.snapshot_ids()? {
@@ -189,17 +169,10 @@ impl Archive {
     pub fn resolve_snapshot(&self, spec: &str) -> Result<SnapshotId, ArchiveError> {
         if spec == "latest" {
             let (ok, _) = self.snapshots()?;
-            return ok
-                .last()
-                .map(|(id, _)| *id)
-                .ok_or_else(|| ArchiveError::NoSuchSnapshot(spec.into()));
+            return ok.last().map(|(id, _)| *id).ok_or_else(|| ArchiveError::NoSuchSnapshot(spec.into()));
         }
         let spec_l = spec.to_ascii_lowercase();
-        let matches: Vec<_> = self
-            .snapshot_ids()?
-            .into_iter()
-            .filter(|id| id.to_hex().starts_with(&spec_l))
-            .collect();
+        let matches: Vec<_> = self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();
         match matches.len() {
             _ if spec.is_empty() => Err(ArchiveError::NoSuchSnapshot(spec.into())),
             0 => Err(ArchiveError::NoSuchSnapshot(spec.into())),
@@ -231,9 +204,7 @@ impl Archive {
     /// Reads, decodes and checks one blob.
     pub fn read_blob(&self, index: &PackIndex, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
         let (pack, e) = index.blobs.get(id).ok_or(ArchiveError::MissingBlob(*id))?;
-        let stored =
-            self.backend
-                .read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len)?;
+        let stored = self.backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len)?;
         Ok(blob::decode(e.id, e.codec, e.raw_len, &stored)?)
     }
 }

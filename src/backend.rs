@@ -68,13 +68,7 @@ pub trait Backend: Send + Sync {
     /// The whole file.
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
     /// `len` bytes from `offset`; fails if the file is shorter.
-    fn read_range(
-        &self,
-        kind: FileKind,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<u8>, BackendError>;
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError>;
     /// The file's length.
     fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError>;
     /// Writes a new file atomically and durably: readers see either nothing or
@@ -96,20 +90,13 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Bac
         if source.kind() == io::ErrorKind::NotFound {
             BackendError::NotFound(path.to_path_buf())
         } else {
-            BackendError::Io {
-                op,
-                path: path.to_path_buf(),
-                source,
-            }
+            BackendError::Io { op, path: path.to_path_buf(), source }
         }
     }
 }
 
 pub(crate) fn is_id_name(name: &str) -> bool {
-    name.len() == 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Fsyncs a directory so that a rename inside it survives power loss.
@@ -183,27 +170,15 @@ impl Backend for LocalBackend {
         fs::read(&path).map_err(io_err("read", &path))
     }
 
-    fn read_range(
-        &self,
-        kind: FileKind,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Vec<u8>, BackendError> {
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
         let path = self.path(kind, name);
         let mut f = File::open(&path).map_err(io_err("open", &path))?;
         let file_len = f.metadata().map_err(io_err("stat", &path))?.len();
         let end = offset.saturating_add(len);
         if end > file_len {
-            return Err(BackendError::Short {
-                path,
-                offset,
-                end,
-                len: file_len,
-            });
+            return Err(BackendError::Short { path, offset, end, len: file_len });
         }
-        f.seek(SeekFrom::Start(offset))
-            .map_err(io_err("seek", &path))?;
+        f.seek(SeekFrom::Start(offset)).map_err(io_err("seek", &path))?;
         let mut buf = vec![0u8; len as usize];
         f.read_exact(&mut buf).map_err(io_err("read", &path))?;
         Ok(buf)
@@ -255,16 +230,10 @@ mod tests {
         b.write(FileKind::Pack, &name, b"hello world").unwrap();
         assert_eq!(b.read(FileKind::Pack, &name).unwrap(), b"hello world");
         assert_eq!(b.read_range(FileKind::Pack, &name, 6, 5).unwrap(), b"world");
-        assert!(matches!(
-            b.read_range(FileKind::Pack, &name, 6, 50),
-            Err(BackendError::Short { .. })
-        ));
+        assert!(matches!(b.read_range(FileKind::Pack, &name, 6, 50), Err(BackendError::Short { .. })));
         assert_eq!(b.list(FileKind::Pack).unwrap(), vec![(name.clone(), 11)]);
         assert!(b.list(FileKind::Snapshot).unwrap().is_empty());
         b.remove(FileKind::Pack, &name).unwrap();
-        assert!(matches!(
-            b.read(FileKind::Pack, &name),
-            Err(BackendError::NotFound(_))
-        ));
+        assert!(matches!(b.read(FileKind::Pack, &name), Err(BackendError::NotFound(_))));
     }
 }

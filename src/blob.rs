@@ -103,22 +103,14 @@ pub fn encode(data: &[u8], level: i32) -> EncodedBlob {
 
 /// Like [`encode`] for a blob whose id the caller already computed.
 pub fn encode_with_id(id: BlobId, data: &[u8], level: i32) -> EncodedBlob {
-    let raw = || EncodedBlob {
-        id,
-        raw_len: data.len() as u64,
-        codec: Codec::Raw,
-        data: data.to_vec(),
-    };
+    let raw = || EncodedBlob { id, raw_len: data.len() as u64, codec: Codec::Raw, data: data.to_vec() };
     if data.len() < 64 || is_precompressed(data) {
         return raw();
     }
     match zstd::bulk::compress(data, level) {
-        Ok(z) if z.len() + data.len() / 16 < data.len() => EncodedBlob {
-            id,
-            raw_len: data.len() as u64,
-            codec: Codec::Zstd,
-            data: z,
-        },
+        Ok(z) if z.len() + data.len() / 16 < data.len() => {
+            EncodedBlob { id, raw_len: data.len() as u64, codec: Codec::Zstd, data: z }
+        }
         _ => raw(),
     }
 }
@@ -129,15 +121,12 @@ pub fn encode_with_id(id: BlobId, data: &[u8], level: i32) -> EncodedBlob {
 pub fn decode(id: BlobId, codec: Codec, raw_len: u64, stored: &[u8]) -> Result<Vec<u8>, BlobError> {
     let data = match codec {
         Codec::Raw => stored.to_vec(),
-        Codec::Zstd => zstd::bulk::decompress(stored, raw_len as usize)
-            .map_err(|source| BlobError::Decompress { id, source })?,
+        Codec::Zstd => {
+            zstd::bulk::decompress(stored, raw_len as usize).map_err(|source| BlobError::Decompress { id, source })?
+        }
     };
     if data.len() as u64 != raw_len {
-        return Err(BlobError::Length {
-            id,
-            expected: raw_len,
-            got: data.len() as u64,
-        });
+        return Err(BlobError::Length { id, expected: raw_len, got: data.len() as u64 });
     }
     let actual = BlobId::of(&data);
     if actual != id {
@@ -156,10 +145,7 @@ mod tests {
         let e = encode(text.as_bytes(), 3);
         assert_eq!(e.codec, Codec::Zstd);
         assert!(e.data.len() < text.len() / 4);
-        assert_eq!(
-            decode(e.id, e.codec, e.raw_len, &e.data).unwrap(),
-            text.as_bytes()
-        );
+        assert_eq!(decode(e.id, e.codec, e.raw_len, &e.data).unwrap(), text.as_bytes());
     }
 
     #[test]
@@ -175,8 +161,7 @@ mod tests {
 
     #[test]
     fn damage_is_detected() {
-        let text =
-            b"hello hello hello hello hello hello hello hello hello hello hello hello".repeat(10);
+        let text = b"hello hello hello hello hello hello hello hello hello hello hello hello".repeat(10);
         let e = encode(&text, 3);
         let mut bad = e.data.clone();
         let mid = bad.len() / 2;
@@ -185,9 +170,6 @@ mod tests {
         // A frame claiming more output than the trailer allows is refused.
         assert!(decode(e.id, e.codec, e.raw_len - 1, &e.data).is_err());
         let raw = encode(b"short", 3);
-        assert!(matches!(
-            decode(raw.id, raw.codec, 5, b"shorT"),
-            Err(BlobError::Hash { .. })
-        ));
+        assert!(matches!(decode(raw.id, raw.codec, 5, b"shorT"), Err(BlobError::Hash { .. })));
     }
 }

@@ -62,19 +62,13 @@ fn walk_one(path: &Path, seen: &mut HashSet<(u64, u64)>, out: &mut Vec<Item>) {
         return;
     }
     if !seen.insert((meta.dev(), meta.ino())) {
-        out.push(Item::Problem(
-            path.to_path_buf(),
-            "directory already visited (symlink loop): skipped".into(),
-        ));
+        out.push(Item::Problem(path.to_path_buf(), "directory already visited (symlink loop): skipped".into()));
         return;
     }
     let mut children: Vec<PathBuf> = match fs::read_dir(path) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(e) => {
-            out.push(Item::Problem(
-                path.to_path_buf(),
-                format!("cannot list directory: {e}"),
-            ));
+            out.push(Item::Problem(path.to_path_buf(), format!("cannot list directory: {e}")));
             return;
         }
     };
@@ -87,18 +81,12 @@ fn walk_one(path: &Path, seen: &mut HashSet<(u64, u64)>, out: &mut Vec<Item>) {
 /// The `file://` URL of a path (made absolute first).
 pub fn file_url(path: &Path) -> String {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    url::Url::from_file_path(&abs)
-        .map(|u| u.to_string())
-        .unwrap_or_else(|_| format!("file://{}", abs.display()))
+    url::Url::from_file_path(&abs).map(|u| u.to_string()).unwrap_or_else(|_| format!("file://{}", abs.display()))
 }
 
 /// Guesses kind and content type from the file extension.
 pub fn kind_of(path: &Path) -> (Kind, Option<&'static str>) {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "html" | "htm" => (Kind::Page, Some("text/html")),
         "md" | "markdown" => (Kind::Page, Some("text/markdown")),
@@ -118,18 +106,11 @@ pub fn kind_of(path: &Path) -> (Kind, Option<&'static str>) {
 fn read_stable(path: &Path) -> Result<Vec<u8>, String> {
     let before = fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if before.len() > MAX_FILE {
-        return Err(format!(
-            "{} bytes is over the {} byte limit for one file",
-            before.len(),
-            MAX_FILE
-        ));
+        return Err(format!("{} bytes is over the {} byte limit for one file", before.len(), MAX_FILE));
     }
     let mut f = fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut data = Vec::with_capacity(before.len() as usize);
-    (&mut f)
-        .take(MAX_FILE + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    (&mut f).take(MAX_FILE + 1).read_to_end(&mut data).map_err(|e| format!("cannot read: {e}"))?;
     let after = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
     let changed = after.len() != before.len()
         || data.len() as u64 != before.len()
@@ -188,10 +169,8 @@ pub fn archive_files(
                                     // Hash and compress outside the lock; only
                                     // the pack append is serialised.
                                     let id = BlobId::of(&data);
-                                    let known = writer
-                                        .lock()
-                                        .expect("no panics while held")
-                                        .dedup(&id, data.len() as u64);
+                                    let known =
+                                        writer.lock().expect("no panics while held").dedup(&id, data.len() as u64);
                                     let stored = match known {
                                         Ok(Some(s)) => Ok(s),
                                         Ok(None) => {
@@ -207,8 +186,7 @@ pub fn archive_files(
                                             e.stored_size = s.stored_size;
                                         }
                                         Err(err) => {
-                                            *fatal.lock().expect("no panics while held") =
-                                                Some(err);
+                                            *fatal.lock().expect("no panics while held") = Some(err);
                                             break;
                                         }
                                     }
@@ -226,8 +204,5 @@ pub fn archive_files(
     if let Some(err) = fatal.into_inner().expect("threads joined") {
         return Err(err);
     }
-    Ok(results
-        .into_iter()
-        .filter_map(|m| m.into_inner().expect("threads joined"))
-        .collect())
+    Ok(results.into_iter().filter_map(|m| m.into_inner().expect("threads joined")).collect())
 }

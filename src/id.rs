@@ -117,10 +117,7 @@ mod tests {
     #[test]
     fn hex_round_trip_and_known_digest() {
         let id = BlobId::of(b"abc");
-        assert_eq!(
-            id.to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(id.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(id.to_hex().parse::<BlobId>().unwrap(), id);
         assert!("xyz".parse::<BlobId>().is_err());
         let json = serde_json::to_string(&id).unwrap();

@@ -118,10 +118,7 @@ impl Index {
     pub fn open(path: &Path) -> Result<Index, IndexError> {
         // A small cache keeps the writer's memory bounded; lookups are point
         // reads that mostly hit the OS page cache anyway.
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(32 << 20)
-            .open()?;
+        let db = sled::Config::new().path(path).cache_capacity(32 << 20).open()?;
         Ok(Index {
             blobs: db.open_tree("blobs")?,
             packs: db.open_tree("packs")?,
@@ -136,9 +133,7 @@ impl Index {
     pub fn blob(&self, id: &BlobId) -> Result<Option<Location>, IndexError> {
         match self.blobs.get(id.as_bytes())? {
             None => Ok(None),
-            Some(v) => Location::decode(&v)
-                .map(Some)
-                .ok_or(IndexError::Damaged { tree: "blobs" }),
+            Some(v) => Location::decode(&v).map(Some).ok_or(IndexError::Damaged { tree: "blobs" }),
         }
     }
 
@@ -148,18 +143,10 @@ impl Index {
     }
 
     /// Records a durable pack and every blob in it.
-    pub fn add_pack(
-        &self,
-        pack: PackId,
-        size: u64,
-        entries: &[PackEntry],
-    ) -> Result<(), IndexError> {
+    pub fn add_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
         for e in entries {
-            batch.insert(
-                e.id.as_bytes(),
-                Location { pack, entry: *e }.encode().as_slice(),
-            );
+            batch.insert(e.id.as_bytes(), Location { pack, entry: *e }.encode().as_slice());
         }
         self.blobs.apply_batch(batch)?;
         self.packs.insert(pack.as_bytes(), &size.to_le_bytes())?;
@@ -173,11 +160,7 @@ impl Index {
             .keys()
             .map(|k| {
                 let k = k?;
-                Ok(PackId::from_bytes(
-                    k.as_ref()
-                        .try_into()
-                        .map_err(|_| IndexError::Damaged { tree: "packs" })?,
-                ))
+                Ok(PackId::from_bytes(k.as_ref().try_into().map_err(|_| IndexError::Damaged { tree: "packs" })?))
             })
             .collect()
     }
@@ -198,9 +181,7 @@ impl Index {
     pub fn url(&self, url: &str) -> Result<Option<Entry>, IndexError> {
         match self.urls.get(url.as_bytes())? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|_| IndexError::Damaged { tree: "urls" }),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|_| IndexError::Damaged { tree: "urls" }),
         }
     }
 
@@ -211,20 +192,13 @@ impl Index {
         let summary = serde_json::to_vec(&SnapshotSummary::of(m)).expect("summaries serialise");
         self.snapshots.insert(id.as_bytes(), summary)?;
         let mut batch = sled::Batch::default();
-        for e in m
-            .entries
-            .iter()
-            .filter(|e| e.blob.is_some() && e.error.is_none())
-        {
+        for e in m.entries.iter().filter(|e| e.blob.is_some() && e.error.is_none()) {
             if let Some(old) = self.url(&e.url)? {
                 if old.fetched_at > e.fetched_at {
                     continue;
                 }
             }
-            batch.insert(
-                e.url.as_bytes(),
-                serde_json::to_vec(e).expect("entries serialise"),
-            );
+            batch.insert(e.url.as_bytes(), serde_json::to_vec(e).expect("entries serialise"));
         }
         self.urls.apply_batch(batch)?;
         Ok(())
@@ -243,9 +217,7 @@ impl Index {
             .map(|k| {
                 let k = k?;
                 Ok(SnapshotId::from_bytes(
-                    k.as_ref()
-                        .try_into()
-                        .map_err(|_| IndexError::Damaged { tree: "snapshots" })?,
+                    k.as_ref().try_into().map_err(|_| IndexError::Damaged { tree: "snapshots" })?,
                 ))
             })
             .collect()
@@ -258,24 +230,16 @@ impl Index {
     }
 
     /// Reads a job's state.
-    pub fn job_state<T: for<'de> Deserialize<'de>>(
-        &self,
-        job: &str,
-    ) -> Result<Option<T>, IndexError> {
+    pub fn job_state<T: for<'de> Deserialize<'de>>(&self, job: &str) -> Result<Option<T>, IndexError> {
         match self.jobs.get(job.as_bytes())? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|_| IndexError::Damaged { tree: "jobs" }),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|_| IndexError::Damaged { tree: "jobs" }),
         }
     }
 
     /// Stores a job's state.
     pub fn set_job_state<T: Serialize>(&self, job: &str, state: &T) -> Result<(), IndexError> {
-        self.jobs.insert(
-            job.as_bytes(),
-            serde_json::to_vec(state).expect("job state serialises"),
-        )?;
+        self.jobs.insert(job.as_bytes(), serde_json::to_vec(state).expect("job state serialises"))?;
         Ok(())
     }
 

@@ -7,13 +7,13 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kura::archive::Archive;
+use kura::pipeline::{Progress, RunOptions, RunReport};
 use kura::restore::{Layout, RestoreOptions};
-use kura::snapshot::{Entry, Manifest};
 use kura::verify::VerifyOptions;
-use kura::writer::{WriteOptions, Writer};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -36,18 +36,17 @@ struct Cli {
 enum Command {
     /// Archive sources as one new snapshot and print its id.
     Archive {
-        /// Local files or directories.
+        /// Page, feed or sitemap URLs, local files, directories, Markdown/HTML posts.
         #[arg(required = true)]
-        sources: Vec<PathBuf>,
+        sources: Vec<String>,
         /// Job name recorded in the snapshot.
         #[arg(long, default_value = "archive")]
         job: String,
         /// Tag for the snapshot (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
-        /// Pack size target in MiB.
-        #[arg(long, default_value_t = 16)]
-        pack_size_mib: u64,
+        #[command(flatten)]
+        fetch: FetchArgs,
         /// Print a JSON summary.
         #[arg(long)]
         json: bool,
@@ -114,6 +113,49 @@ enum Command {
     },
 }
 
+/// Fetch and store settings shared by `archive` and `demo`.
+#[derive(clap::Args, Clone)]
+struct FetchArgs {
+    /// Fetch from private and loopback addresses (refused by default).
+    #[arg(long)]
+    allow_private: bool,
+    /// Do not read robots.txt.
+    #[arg(long)]
+    no_robots: bool,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Requests in flight at once to one host.
+    #[arg(long, default_value_t = 4)]
+    per_host: usize,
+    /// Minimum milliseconds between request starts to one host.
+    #[arg(long, default_value_t = 100)]
+    per_host_interval_ms: u64,
+    /// Contact URL or address put in the User-Agent.
+    #[arg(long)]
+    contact: Option<String>,
+    /// Public URL of the site that local posts belong to (resolves relative permalinks).
+    #[arg(long)]
+    site_url: Option<url::Url>,
+    /// Pack size target in MiB.
+    #[arg(long, default_value_t = 16)]
+    pack_size_mib: u64,
+}
+
+impl FetchArgs {
+    fn run_options(&self, job: String, tags: Vec<String>) -> RunOptions {
+        let mut o = RunOptions { job, tags, site_url: self.site_url.clone(), ..Default::default() };
+        o.fetch.allow_private = self.allow_private;
+        o.fetch.robots = !self.no_robots;
+        o.fetch.concurrency = self.concurrency.max(1);
+        o.fetch.per_host_concurrency = self.per_host.max(1);
+        o.fetch.per_host_interval_ms = self.per_host_interval_ms;
+        o.fetch.contact = self.contact.clone();
+        o.write.pack_target = self.pack_size_mib.max(1) << 20;
+        o
+    }
+}
+
 #[derive(Subcommand)]
 enum RepairWhat {
     /// Rebuild the sled index from the packs and manifests.
@@ -124,12 +166,8 @@ enum RepairWhat {
 struct Exit(u8);
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "warn,kura=info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,kura=info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -166,20 +204,6 @@ fn print_json<T: serde::Serialize>(out: &mut impl Write, value: &T) -> Result<()
     Ok(())
 }
 
-fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(&format!(
-        "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
-    ))
-    .expect("static template")
-    .progress_chars("=> ");
-    bar.set_style(style);
-    Some(bar)
-}
-
 fn human(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -188,11 +212,7 @@ fn human(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
+    if i == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", units[i]) }
 }
 
 fn run(cli: Cli) -> Result<u8> {
@@ -201,81 +221,16 @@ fn run(cli: Cli) -> Result<u8> {
     // we can treat as success, not a panic.
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Archive {
-            sources,
-            job,
-            tags,
-            pack_size_mib,
-            json,
-        } => {
+        Command::Archive { sources, job, tags, fetch, json } => {
             let archive = Archive::open_or_init(&root)?;
-            let options = WriteOptions {
-                pack_target: pack_size_mib.max(1) << 20,
-                ..Default::default()
-            };
-            let mut writer = Writer::open(&archive, options)?;
-            let started = chrono::Utc::now();
-            let bar = progress_bar(0, "files");
-            let on_entry = |_: &Entry| {
-                if let Some(b) = &bar {
-                    b.inc(1);
-                }
-            };
-            let threads = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2);
-            let entries = kura::files::archive_files(&mut writer, &sources, threads, &on_entry)?;
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
-            let manifest = Manifest {
-                version: 1,
-                job,
-                started,
-                finished: chrono::Utc::now(),
-                hostname: hostname(),
-                sources: sources.iter().map(|p| p.display().to_string()).collect(),
-                tags,
-                entries,
-            };
-            let id = writer.commit(&manifest)?;
-            let failures = manifest.failures().count();
-            let stats = writer.stats();
+            let report = run_pipeline(&archive, &sources, fetch.run_options(job, tags))?;
             if json {
-                print_json(
-                    &mut out,
-                    &serde_json::json!({
-                        "snapshot": id,
-                        "entries": manifest.entries.len(),
-                        "failures": failures,
-                        "bytes": stats.bytes,
-                        "new_bytes": stats.new_bytes,
-                        "stored_bytes": stats.stored_bytes,
-                        "new_blobs": stats.new_blobs,
-                        "packs_written": stats.packs,
-                    }),
-                )?;
+                print_json(&mut out, &report)?;
             } else {
-                writeln!(out, "{id}")?;
-                eprintln!(
-                    "snapshot {} committed: {} entries ({} failed), {} read, {} new, {} stored",
-                    id.short(),
-                    manifest.entries.len(),
-                    failures,
-                    human(stats.bytes),
-                    human(stats.new_bytes),
-                    human(stats.stored_bytes)
-                );
-                for f in manifest.failures().take(20) {
-                    eprintln!("  failed: {}: {}", f.url, f.error.as_deref().unwrap_or(""));
-                }
+                writeln!(out, "{}", report.snapshot)?;
+                print_run_summary(&archive, &report)?;
             }
-            let ok = manifest.entries.len() - failures;
-            Ok(if ok == 0 && !manifest.entries.is_empty() {
-                3
-            } else {
-                0
-            })
+            Ok(if report.failures == report.entries && report.entries > 0 { 3 } else { 0 })
         }
         Command::Snapshots { json } => {
             let archive = Archive::open(&root)?;
@@ -324,19 +279,30 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 print_json(&mut out, &m.entries)?;
             } else {
+                writeln!(
+                    out,
+                    "STATUS HTTP KIND        SIZE       SHA256   POLICY                          REFERER  IMAGE          URL"
+                )?;
                 for e in &m.entries {
+                    let image = e
+                        .image
+                        .as_ref()
+                        .map(|i| format!("{} {}x{}", i.format, i.width, i.height))
+                        .unwrap_or_else(|| "-".into());
                     writeln!(
                         out,
-                        "{:<6} {:<10} {:>10} {:<12} {}{}",
+                        "{:<6} {:<4} {:<10} {:>10} {:<8} {:<31} {:<8} {:<14} {}{}{}",
                         e.status_word(),
+                        e.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                         e.kind.map(|k| k.as_str()).unwrap_or("-"),
                         human(e.size),
                         e.blob.map(|b| b.short()).unwrap_or_else(|| "-".into()),
+                        e.policy.map(|p| p.as_str()).unwrap_or("-"),
+                        if e.referer.is_some() { "sent" } else { "none" },
+                        image,
                         e.url,
-                        e.error
-                            .as_deref()
-                            .map(|x| format!("  ({x})"))
-                            .unwrap_or_default()
+                        e.final_url.as_deref().map(|f| format!(" -> {f}")).unwrap_or_default(),
+                        e.error.as_deref().map(|x| format!("  ({x})")).unwrap_or_default()
                     )?;
                 }
             }
@@ -346,21 +312,12 @@ fn run(cli: Cli) -> Result<u8> {
             let archive = Archive::open(&root)?;
             let id = archive.resolve_snapshot(&snapshot)?;
             let m = archive.load_snapshot(&id)?;
-            let entry = m
-                .entries
-                .iter()
-                .find(|e| e.url == url || e.final_url.as_deref() == Some(&url))
-                .with_context(|| {
-                    format!(
-                        "snapshot {} has no entry for {url} (list them with `kura ls {snapshot}`)",
-                        id.short()
-                    )
+            let entry =
+                m.entries.iter().find(|e| e.url == url || e.final_url.as_deref() == Some(&url)).with_context(|| {
+                    format!("snapshot {} has no entry for {url} (list them with `kura ls {snapshot}`)", id.short())
                 })?;
             let blob = entry.blob.with_context(|| {
-                format!(
-                    "{url} was not archived: {}",
-                    entry.error.as_deref().unwrap_or("no content")
-                )
+                format!("{url} was not archived: {}", entry.error.as_deref().unwrap_or("no content"))
             })?;
             let index = archive.pack_index()?;
             let data = archive.read_blob(&index, &blob)?;
@@ -368,18 +325,12 @@ fn run(cli: Cli) -> Result<u8> {
             out.flush()?;
             Ok(0)
         }
-        Command::Verify {
-            read_data,
-            read_data_subset,
-            json,
-        } => {
+        Command::Verify { read_data, read_data_subset, json } => {
             let archive = Archive::open(&root)?;
             let opts = VerifyOptions {
                 read_data: read_data || read_data_subset.is_some(),
                 subset_pct: read_data_subset,
-                threads: std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2),
+                threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             };
             let report = kura::verify::verify(&archive, opts, &|_| {})?;
             if json {
@@ -394,11 +345,7 @@ fn run(cli: Cli) -> Result<u8> {
                     report.packs,
                     report.referenced_blobs,
                     if opts.read_data {
-                        format!(
-                            ", read {} blobs ({})",
-                            report.blobs_read,
-                            human(report.bytes_read)
-                        )
+                        format!(", read {} blobs ({})", report.blobs_read, human(report.bytes_read))
                     } else {
                         String::new()
                     },
@@ -411,17 +358,10 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if report.healthy() { 0 } else { 1 })
         }
-        Command::Restore {
-            snapshot,
-            dir,
-            layout,
-            include,
-            json,
-        } => {
+        Command::Restore { snapshot, dir, layout, include, json } => {
             let archive = Archive::open(&root)?;
             let id = archive.resolve_snapshot(&snapshot)?;
-            let report =
-                kura::restore::restore(&archive, id, &dir, &RestoreOptions { layout, include })?;
+            let report = kura::restore::restore(&archive, id, &dir, &RestoreOptions { layout, include })?;
             if json {
                 print_json(&mut out, &report)?;
             } else {
@@ -450,12 +390,7 @@ fn run(cli: Cli) -> Result<u8> {
                 print_json(&mut out, &s)?;
             } else {
                 writeln!(out, "snapshots:         {}", s.snapshots)?;
-                writeln!(
-                    out,
-                    "logical bytes:     {} ({})",
-                    s.logical_bytes,
-                    human(s.logical_bytes)
-                )?;
+                writeln!(out, "logical bytes:     {} ({})", s.logical_bytes, human(s.logical_bytes))?;
                 writeln!(
                     out,
                     "unique bytes:      {} ({}) in {} blobs",
@@ -463,18 +398,8 @@ fn run(cli: Cli) -> Result<u8> {
                     human(s.unique_bytes),
                     s.unique_blobs
                 )?;
-                writeln!(
-                    out,
-                    "stored bytes:      {} ({})",
-                    s.stored_bytes,
-                    human(s.stored_bytes)
-                )?;
-                writeln!(
-                    out,
-                    "pack files:        {} ({})",
-                    s.packs,
-                    human(s.pack_bytes)
-                )?;
+                writeln!(out, "stored bytes:      {} ({})", s.stored_bytes, human(s.stored_bytes))?;
+                writeln!(out, "pack files:        {} ({})", s.packs, human(s.pack_bytes))?;
                 writeln!(out, "dedup ratio:       {:.2}x", s.dedup_ratio)?;
                 writeln!(out, "compression ratio: {:.2}x", s.compression_ratio)?;
                 for (kind, k) in &s.kinds {
@@ -489,22 +414,81 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Repair {
-            what: RepairWhat::Index,
-        } => {
+        Command::Repair { what: RepairWhat::Index } => {
             let archive = Archive::open(&root)?;
             let r = kura::writer::repair_index(&archive)?;
-            eprintln!(
-                "index rebuilt: {} packs, {} snapshots",
-                r.packs_added, r.snapshots_added
-            );
+            eprintln!("index rebuilt: {} packs, {} snapshots", r.packs_added, r.snapshots_added);
             Ok(0)
         }
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+/// Runs the pipeline on a tokio runtime, with a progress line on a TTY and
+/// periodic log lines otherwise.
+fn run_pipeline(archive: &Archive, sources: &[String], opts: RunOptions) -> Result<RunReport> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let progress = Arc::new(Progress::default());
+    let tty = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    rt.block_on(async {
+        let p = progress.clone();
+        let ticker = tokio::spawn(async move {
+            let bar = tty.then(|| {
+                let b = indicatif::ProgressBar::new_spinner();
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("static template"),
+                );
+                b
+            });
+            let start = std::time::Instant::now();
+            let mut tick = 0u64;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                tick += 1;
+                let rate = p.bytes() as f64 / start.elapsed().as_secs_f64().max(0.001);
+                let msg = format!(
+                    "articles {}  images {}  {}  failures {}  {}/s",
+                    p.articles(),
+                    p.images(),
+                    human(p.bytes()),
+                    p.failures(),
+                    human(rate as u64)
+                );
+                match &bar {
+                    Some(b) => b.set_message(msg),
+                    None if tick % 25 == 0 => tracing::info!("{msg}"),
+                    None => {}
+                }
+            }
+        });
+        let r = kura::pipeline::run(archive, sources, opts, progress.clone()).await;
+        ticker.abort();
+        let _ = ticker.await;
+        Ok(r?)
+    })
+}
+
+fn print_run_summary(archive: &Archive, report: &RunReport) -> Result<()> {
+    let mut kinds: Vec<_> = report.counts.iter().collect();
+    kinds.sort();
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    eprintln!(
+        "snapshot {} committed in {:.1}s: {} ({} failed); fetched {}, {} new, {} stored",
+        report.snapshot.short(),
+        report.seconds,
+        kinds.join(", "),
+        report.failures,
+        human(report.fetched_bytes),
+        human(report.new_bytes),
+        human(report.stored_bytes),
+    );
+    if report.failures > 0 {
+        let m = archive.load_snapshot(&report.snapshot)?;
+        for f in m.failures().take(15) {
+            eprintln!("  failed: {} {}", f.url, f.error.as_deref().unwrap_or(""));
+        }
+        if report.failures > 15 {
+            eprintln!("  ... and {} more (kura ls {})", report.failures - 15, report.snapshot.short());
+        }
+    }
+    Ok(())
 }

@@ -85,10 +85,7 @@ impl PackBuilder {
         buf.extend_from_slice(HEADER_MAGIC);
         buf.push(VERSION);
         buf.extend_from_slice(&[0; 7]);
-        PackBuilder {
-            buf,
-            entries: Vec::new(),
-        }
+        PackBuilder { buf, entries: Vec::new() }
     }
 
     /// Appends a blob and returns its entry.
@@ -131,10 +128,8 @@ impl PackBuilder {
         let trailer = encode_trailer(&self.entries);
         let id = PackId::of(&trailer);
         self.buf.extend_from_slice(&trailer);
-        self.buf
-            .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        self.buf
-            .extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(FOOTER_MAGIC);
         (id, self.buf, self.entries)
     }
@@ -171,54 +166,29 @@ pub fn parse_footer(pack: &str, footer: &[u8]) -> Result<(u32, u32), PackError> 
 /// Parses and checks a trailer: its hash must equal the pack's name, and
 /// every entry must lie inside the blob area (`HEADER_LEN..data_end`)
 /// without overlapping another.
-pub fn parse_trailer(
-    pack: &str,
-    trailer: &[u8],
-    data_end: u64,
-) -> Result<Vec<PackEntry>, PackError> {
+pub fn parse_trailer(pack: &str, trailer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, PackError> {
     let actual = PackId::of(trailer).to_hex();
     if actual != pack {
-        return Err(PackError::TrailerHash {
-            pack: pack.to_string(),
-            actual,
-        });
+        return Err(PackError::TrailerHash { pack: pack.to_string(), actual });
     }
-    let malformed = |what: String| PackError::Malformed {
-        pack: pack.to_string(),
-        what,
-    };
+    let malformed = |what: String| PackError::Malformed { pack: pack.to_string(), what };
     let mut out = Vec::with_capacity(trailer.len() / ENTRY_LEN);
     let mut expected_offset = HEADER_LEN;
     for chunk in trailer.chunks_exact(ENTRY_LEN) {
         let u64_at = |i: usize| u64::from_le_bytes(chunk[i..i + 8].try_into().expect("8 bytes"));
         let id = BlobId::from_bytes(chunk[..32].try_into().expect("32 bytes"));
-        let codec = Codec::from_u8(chunk[56])
-            .ok_or_else(|| malformed(format!("blob {id}: unknown codec {}", chunk[56])))?;
-        let e = PackEntry {
-            id,
-            offset: u64_at(32),
-            stored_len: u64_at(40),
-            raw_len: u64_at(48),
-            codec,
-        };
+        let codec =
+            Codec::from_u8(chunk[56]).ok_or_else(|| malformed(format!("blob {id}: unknown codec {}", chunk[56])))?;
+        let e = PackEntry { id, offset: u64_at(32), stored_len: u64_at(40), raw_len: u64_at(48), codec };
         // Blobs are written back to back, so each must start where the last ended.
-        if e.offset != expected_offset
-            || e.offset
-                .checked_add(e.stored_len)
-                .is_none_or(|end| end > data_end)
-        {
-            return Err(malformed(format!(
-                "blob {id} at {}+{} lies outside the data area",
-                e.offset, e.stored_len
-            )));
+        if e.offset != expected_offset || e.offset.checked_add(e.stored_len).is_none_or(|end| end > data_end) {
+            return Err(malformed(format!("blob {id} at {}+{} lies outside the data area", e.offset, e.stored_len)));
         }
         expected_offset = e.offset + e.stored_len;
         out.push(e);
     }
     if expected_offset != data_end {
-        return Err(malformed(format!(
-            "data area ends at {data_end}, blobs end at {expected_offset}"
-        )));
+        return Err(malformed(format!("data area ends at {data_end}, blobs end at {expected_offset}")));
     }
     Ok(out)
 }
@@ -239,10 +209,7 @@ pub fn read_entries(
     let data_end = (size - FOOTER_LEN)
         .checked_sub(tlen as u64)
         .filter(|&e| e >= HEADER_LEN)
-        .ok_or_else(|| PackError::Malformed {
-            pack: pack.to_string(),
-            what: "trailer longer than the file".into(),
-        })?;
+        .ok_or_else(|| PackError::Malformed { pack: pack.to_string(), what: "trailer longer than the file".into() })?;
     let trailer = backend.read_range(FileKind::Pack, pack, data_end, tlen as u64)?;
     Ok(parse_trailer(pack, &trailer, data_end)?)
 }
@@ -269,14 +236,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = LocalBackend::new(dir.path());
         let mut b = PackBuilder::new();
-        let blobs: Vec<_> = [
-            "one",
-            "two two two two two two two two two two two two two two two two two two",
-            "",
-        ]
-        .iter()
-        .map(|s| blob::encode(s.as_bytes(), 3))
-        .collect();
+        let blobs: Vec<_> = ["one", "two two two two two two two two two two two two two two two two two two", ""]
+            .iter()
+            .map(|s| blob::encode(s.as_bytes(), 3))
+            .collect();
         for x in &blobs {
             b.push(x);
         }
@@ -286,12 +249,7 @@ mod tests {
         assert_eq!(read, entries);
         for (e, x) in read.iter().zip(&blobs) {
             let stored = &bytes[e.offset as usize..(e.offset + e.stored_len) as usize];
-            assert_eq!(
-                blob::decode(e.id, e.codec, e.raw_len, stored)
-                    .unwrap()
-                    .len() as u64,
-                x.raw_len
-            );
+            assert_eq!(blob::decode(e.id, e.codec, e.raw_len, stored).unwrap().len() as u64, x.raw_len);
         }
     }
 
@@ -304,10 +262,7 @@ mod tests {
         let data_end = bytes.len() as u64 - FOOTER_LEN - ENTRY_LEN as u64;
         let mut t = bytes[data_end as usize..bytes.len() - FOOTER_LEN as usize].to_vec();
         t[40] ^= 1;
-        assert!(matches!(
-            parse_trailer(&name, &t, data_end),
-            Err(PackError::TrailerHash { .. })
-        ));
+        assert!(matches!(parse_trailer(&name, &t, data_end), Err(PackError::TrailerHash { .. })));
         let cut = &bytes[..bytes.len() - 3];
         assert!(parse_footer(&name, &cut[cut.len() - 16..]).is_err());
     }

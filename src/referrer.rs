@@ -60,8 +60,7 @@ impl Policy {
             Policy::UnsafeUrl,
         ];
         let token = token.trim_matches(|c: char| c.is_ascii_whitespace());
-        ALL.into_iter()
-            .find(|p| p.as_str().eq_ignore_ascii_case(token))
+        ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(token))
     }
 
     /// The policy named by an element's `referrerpolicy` attribute; `None`
@@ -99,11 +98,7 @@ impl Policy {
     where
         I: IntoIterator<Item = &'a str>,
     {
-        values
-            .into_iter()
-            .flat_map(|v| v.split(','))
-            .filter_map(Policy::from_token)
-            .last()
+        values.into_iter().flat_map(|v| v.split(',')).filter_map(Policy::from_token).last()
     }
 }
 
@@ -118,6 +113,344 @@ impl std::fmt::Display for Policy {
 ///
 /// `source` is `None` when there is no referrer source (a local file, `data:`,
 /// `about:`); a non-http(s) source also gives `None`.
+///
+/// This is W3C Referrer Policy §8.3 "determine request's referrer" with
+/// Chromium's choices where the spec leaves room:
+/// - "downgrade" is decided by scheme alone, as Chromium's network stack does
+///   (`SchemeIsCryptographic`): an `https`/`wss` source and a target that is
+///   neither. So `https://a/` to `http://127.0.0.1/` or `http://localhost/` IS
+///   a downgrade, although the spec's "potentially trustworthy" test would
+///   call those targets trustworthy.
+/// - the 4096-byte limit compares the serialized, stripped URL with `> 4096`.
 pub fn referer_for(source: Option<&Url>, target: &Url, policy: Policy) -> Option<String> {
-    todo!()
+    let source = source?;
+    if !matches!(source.scheme(), "http" | "https") {
+        return None;
+    }
+    let full = strip_for_referrer(source, false)?;
+    let origin = strip_for_referrer(source, true)?;
+    let full = if full.len() > MAX_REFERRER_LEN { origin.clone() } else { full };
+    let same_origin = source.origin() == target.origin();
+    let downgrade = is_cryptographic(source) && !is_cryptographic(target);
+    match policy {
+        Policy::NoReferrer => None,
+        Policy::NoReferrerWhenDowngrade => (!downgrade).then_some(full),
+        Policy::SameOrigin => same_origin.then_some(full),
+        Policy::Origin => Some(origin),
+        Policy::StrictOrigin => (!downgrade).then_some(origin),
+        Policy::OriginWhenCrossOrigin => Some(if same_origin { full } else { origin }),
+        Policy::StrictOriginWhenCrossOrigin => {
+            if same_origin {
+                Some(full)
+            } else if downgrade {
+                None
+            } else {
+                Some(origin)
+            }
+        }
+        Policy::UnsafeUrl => Some(full),
+    }
+}
+
+/// The policy in force for the next hop after a redirect response: the
+/// policy of the 3xx response's `Referrer-Policy` header values if they name
+/// one (WHATWG Fetch, HTTP-redirect fetch), else `current` unchanged.
+pub fn policy_after_redirect<'a, I>(current: Policy, header_values: I) -> Policy
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    Policy::from_header_values(header_values).unwrap_or(current)
+}
+
+/// Longest serialized referrer URL sent whole (Referrer Policy §8.3 step 6).
+const MAX_REFERRER_LEN: usize = 4096;
+
+/// `wss` counts as secure too, so a `wss` source behaves like `https`.
+fn is_cryptographic(url: &Url) -> bool {
+    matches!(url.scheme(), "https" | "wss")
+}
+
+/// Referrer Policy §8.4 "strip url for use as a referrer": no credentials,
+/// no fragment and, with `origin_only`, no path or query either.
+fn strip_for_referrer(url: &Url, origin_only: bool) -> Option<String> {
+    let mut url = url.clone();
+    // Both setters only fail for URLs without a host, which http(s) URLs
+    // always have; bail out rather than leak credentials if that changes.
+    url.set_username("").ok()?;
+    url.set_password(None).ok()?;
+    url.set_fragment(None);
+    if origin_only {
+        url.set_path("/");
+        url.set_query(None);
+    }
+    Some(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document with credentials, a query and a fragment, all of which
+    /// must be handled before the URL is sent as a Referer.
+    const DOC: &str = "https://user:secret@news.example.com/2024/05/article.html?id=7#comments";
+    const DOC_FULL: &str = "https://news.example.com/2024/05/article.html?id=7";
+    const DOC_ORIGIN: &str = "https://news.example.com/";
+    const SAME: &str = "https://news.example.com/images/a.jpg";
+    const CROSS: &str = "https://cdn.example.net/images/a.jpg";
+    const DOWN: &str = "http://cdn.example.net/images/a.jpg";
+    /// An http document fetching an https image: an upgrade, never hidden.
+    const HTTP_DOC: &str = "http://blog.example.org/post/1?lang=zh#top";
+    const HTTP_DOC_FULL: &str = "http://blog.example.org/post/1?lang=zh";
+    const HTTP_DOC_ORIGIN: &str = "http://blog.example.org/";
+    const UP: &str = "https://img.example.net/x.png";
+
+    fn referer(source: &str, target: &str, policy: Policy) -> Option<String> {
+        let source = Url::parse(source).expect("test source URL parses");
+        let target = Url::parse(target).expect("test target URL parses");
+        referer_for(Some(&source), &target, policy)
+    }
+
+    /// One test per vector so that each can fail on its own.
+    macro_rules! vectors {
+        ($($name:ident: $policy:ident, $source:expr, $target:expr => $expected:expr;)*) => {
+            $(
+                #[test]
+                fn $name() {
+                    let expected: Option<&str> = $expected;
+                    assert_eq!(
+                        referer($source, $target, Policy::$policy).as_deref(),
+                        expected
+                    );
+                }
+            )*
+        };
+    }
+
+    // The design note's table, plus the upgrade column (http -> https).
+    vectors! {
+        no_referrer_same: NoReferrer, DOC, SAME => None;
+        no_referrer_cross: NoReferrer, DOC, CROSS => None;
+        no_referrer_downgrade: NoReferrer, DOC, DOWN => None;
+        no_referrer_upgrade: NoReferrer, HTTP_DOC, UP => None;
+
+        nrwd_same: NoReferrerWhenDowngrade, DOC, SAME => Some(DOC_FULL);
+        nrwd_cross: NoReferrerWhenDowngrade, DOC, CROSS => Some(DOC_FULL);
+        nrwd_downgrade: NoReferrerWhenDowngrade, DOC, DOWN => None;
+        nrwd_upgrade: NoReferrerWhenDowngrade, HTTP_DOC, UP => Some(HTTP_DOC_FULL);
+
+        same_origin_same: SameOrigin, DOC, SAME => Some(DOC_FULL);
+        same_origin_cross: SameOrigin, DOC, CROSS => None;
+        same_origin_downgrade: SameOrigin, DOC, DOWN => None;
+        same_origin_upgrade: SameOrigin, HTTP_DOC, UP => None;
+
+        origin_same: Origin, DOC, SAME => Some(DOC_ORIGIN);
+        origin_cross: Origin, DOC, CROSS => Some(DOC_ORIGIN);
+        origin_downgrade: Origin, DOC, DOWN => Some(DOC_ORIGIN);
+        origin_upgrade: Origin, HTTP_DOC, UP => Some(HTTP_DOC_ORIGIN);
+
+        strict_origin_same: StrictOrigin, DOC, SAME => Some(DOC_ORIGIN);
+        strict_origin_cross: StrictOrigin, DOC, CROSS => Some(DOC_ORIGIN);
+        strict_origin_downgrade: StrictOrigin, DOC, DOWN => None;
+        strict_origin_upgrade: StrictOrigin, HTTP_DOC, UP => Some(HTTP_DOC_ORIGIN);
+
+        owco_same: OriginWhenCrossOrigin, DOC, SAME => Some(DOC_FULL);
+        owco_cross: OriginWhenCrossOrigin, DOC, CROSS => Some(DOC_ORIGIN);
+        owco_downgrade: OriginWhenCrossOrigin, DOC, DOWN => Some(DOC_ORIGIN);
+        owco_upgrade: OriginWhenCrossOrigin, HTTP_DOC, UP => Some(HTTP_DOC_ORIGIN);
+
+        sowco_same: StrictOriginWhenCrossOrigin, DOC, SAME => Some(DOC_FULL);
+        sowco_cross: StrictOriginWhenCrossOrigin, DOC, CROSS => Some(DOC_ORIGIN);
+        sowco_downgrade: StrictOriginWhenCrossOrigin, DOC, DOWN => None;
+        sowco_upgrade: StrictOriginWhenCrossOrigin, HTTP_DOC, UP => Some(HTTP_DOC_ORIGIN);
+
+        unsafe_url_same: UnsafeUrl, DOC, SAME => Some(DOC_FULL);
+        unsafe_url_cross: UnsafeUrl, DOC, CROSS => Some(DOC_FULL);
+        unsafe_url_downgrade: UnsafeUrl, DOC, DOWN => Some(DOC_FULL);
+        unsafe_url_upgrade: UnsafeUrl, HTTP_DOC, UP => Some(HTTP_DOC_FULL);
+
+        // http -> http: never a downgrade, whatever the policy.
+        strict_origin_http_to_http: StrictOrigin, HTTP_DOC, "http://other.example/a.gif"
+            => Some(HTTP_DOC_ORIGIN);
+        // Same host, other scheme: cross-origin, and a downgrade.
+        sowco_same_host_http: StrictOriginWhenCrossOrigin, DOC,
+            "http://news.example.com/images/a.jpg" => None;
+        owco_same_host_http: OriginWhenCrossOrigin, DOC,
+            "http://news.example.com/images/a.jpg" => Some(DOC_ORIGIN);
+        // Chromium decides downgrades by scheme: loopback http is insecure too.
+        sowco_https_to_loopback_is_downgrade: StrictOriginWhenCrossOrigin, DOC,
+            "http://127.0.0.1:8080/a.png" => None;
+        nrwd_https_to_localhost_is_downgrade: NoReferrerWhenDowngrade, DOC,
+            "http://localhost/a.png" => None;
+        // wss counts as secure on both sides.
+        strict_origin_https_to_wss: StrictOrigin, DOC, "wss://ws.example.net/feed"
+            => Some(DOC_ORIGIN);
+
+        // Ports: explicit default port is the same origin; other ports are not.
+        default_port_is_same_origin: SameOrigin, "https://news.example.com:443/p?x=1",
+            SAME => Some("https://news.example.com/p?x=1");
+        other_port_is_cross_origin: SameOrigin, "https://news.example.com:8443/p",
+            SAME => None;
+        origin_keeps_port: OriginWhenCrossOrigin, "http://example.com:8080/a/b?c#d",
+            "http://example.com:8081/img" => Some("http://example.com:8080/");
+        same_port_same_origin: OriginWhenCrossOrigin, "http://example.com:8080/a/b?c#d",
+            "http://example.com:8080/img" => Some("http://example.com:8080/a/b?c");
+        ipv6_origin: Origin, "http://[::1]:8080/page#x", "http://[::1]:9090/i.png"
+            => Some("http://[::1]:8080/");
+
+        // Stripping: fragment alone, credentials alone, empty query kept.
+        fragment_stripped: UnsafeUrl, "https://example.com/p#section-2", CROSS
+            => Some("https://example.com/p");
+        password_only_stripped: UnsafeUrl, "https://:pw@example.com/p", CROSS
+            => Some("https://example.com/p");
+        empty_query_kept: UnsafeUrl, "https://example.com/p?#f", CROSS
+            => Some("https://example.com/p?");
+        // An internationalised article URL goes out in its ASCII form.
+        chinese_url_serialized: UnsafeUrl, "https://例子.测试/文章?标题=中文#评论", CROSS
+            => Some("https://xn--fsqu00a.xn--0zwm56d/%E6%96%87%E7%AB%A0?%E6%A0%87%E9%A2%98=%E4%B8%AD%E6%96%87");
+
+        // Non-http(s) sources never give a Referer.
+        data_source: UnsafeUrl, "data:text/html,<img src=x>", CROSS => None;
+        file_source: UnsafeUrl, "file:///home/me/post.html", CROSS => None;
+        about_source: UnsafeUrl, "about:blank", CROSS => None;
+    }
+
+    #[test]
+    fn no_source_no_referer() {
+        let target = Url::parse(CROSS).expect("parses");
+        assert_eq!(referer_for(None, &target, Policy::UnsafeUrl), None);
+    }
+
+    /// A URL of exactly `len` bytes on `https://example.com/`.
+    fn url_of_len(len: usize) -> String {
+        let base = "https://example.com/?q=";
+        format!("{base}{}", "a".repeat(len - base.len()))
+    }
+
+    #[test]
+    fn limit_4096_keeps_full_url_at_limit() {
+        let url = url_of_len(4096);
+        assert_eq!(referer(&url, CROSS, Policy::UnsafeUrl), Some(url));
+    }
+
+    #[test]
+    fn limit_4096_uses_origin_past_limit() {
+        let url = url_of_len(4097);
+        assert_eq!(referer(&url, CROSS, Policy::UnsafeUrl).as_deref(), Some("https://example.com/"));
+    }
+
+    #[test]
+    fn limit_4096_counts_after_stripping() {
+        // Credentials and fragment do not count towards the limit.
+        let url = url_of_len(4096).replace("https://", "https://someone:pw@") + "#frag";
+        assert_eq!(referer(&url, SAME.replace("news.", "").as_str(), Policy::UnsafeUrl), Some(url_of_len(4096)));
+    }
+
+    #[test]
+    fn limit_4096_same_origin_long_url_sends_origin() {
+        let url = url_of_len(5000);
+        assert_eq!(
+            referer(&url, "https://example.com/i.png", Policy::SameOrigin).as_deref(),
+            Some("https://example.com/")
+        );
+    }
+
+    #[test]
+    fn keywords_round_trip() {
+        for p in [
+            Policy::NoReferrer,
+            Policy::NoReferrerWhenDowngrade,
+            Policy::SameOrigin,
+            Policy::Origin,
+            Policy::StrictOrigin,
+            Policy::OriginWhenCrossOrigin,
+            Policy::StrictOriginWhenCrossOrigin,
+            Policy::UnsafeUrl,
+        ] {
+            assert_eq!(Policy::from_token(p.as_str()), Some(p));
+            assert_eq!(p.to_string(), p.as_str());
+        }
+    }
+
+    #[test]
+    fn attribute_is_case_insensitive() {
+        assert_eq!(Policy::from_attribute("No-Referrer"), Some(Policy::NoReferrer));
+    }
+
+    #[test]
+    fn attribute_rejects_legacy_words() {
+        for word in ["never", "always", "origin-when-crossorigin", "default"] {
+            assert_eq!(Policy::from_attribute(word), None, "{word}");
+        }
+    }
+
+    #[test]
+    fn attribute_empty_or_unknown_is_none() {
+        assert_eq!(Policy::from_attribute(""), None);
+        assert_eq!(Policy::from_attribute("no-referer"), None);
+        assert_eq!(Policy::from_attribute("no-referrer unsafe-url"), None);
+    }
+
+    #[test]
+    fn meta_accepts_legacy_words() {
+        assert_eq!(Policy::from_meta("never"), Some(Policy::NoReferrer));
+        assert_eq!(Policy::from_meta("ALWAYS"), Some(Policy::UnsafeUrl));
+        assert_eq!(Policy::from_meta("origin-when-crossorigin"), Some(Policy::OriginWhenCrossOrigin));
+        assert_eq!(Policy::from_meta("default"), Some(Policy::DEFAULT));
+    }
+
+    #[test]
+    fn meta_accepts_keywords() {
+        assert_eq!(Policy::from_meta("same-origin"), Some(Policy::SameOrigin));
+        assert_eq!(Policy::from_meta("Unsafe-URL"), Some(Policy::UnsafeUrl));
+    }
+
+    #[test]
+    fn meta_ignores_lists_empty_and_unknown() {
+        assert_eq!(Policy::from_meta("no-referrer, unsafe-url"), None);
+        assert_eq!(Policy::from_meta("origin,"), None);
+        assert_eq!(Policy::from_meta(""), None);
+        assert_eq!(Policy::from_meta("   "), None);
+        assert_eq!(Policy::from_meta("noreferrer"), None);
+    }
+
+    #[test]
+    fn header_last_known_token_wins() {
+        assert_eq!(Policy::from_header_values(["no-referrer, unsafe-url"]), Some(Policy::UnsafeUrl));
+    }
+
+    #[test]
+    fn header_skips_unknown_tokens() {
+        assert_eq!(Policy::from_header_values(["unsafe-url, not-a-policy"]), Some(Policy::UnsafeUrl));
+        assert_eq!(Policy::from_header_values(["not-a-policy,origin"]), Some(Policy::Origin));
+        assert_eq!(Policy::from_header_values(["not-a-policy"]), None);
+    }
+
+    #[test]
+    fn header_joins_multiple_values_in_order() {
+        assert_eq!(Policy::from_header_values(["origin", "no-referrer", "bogus"]), Some(Policy::NoReferrer));
+    }
+
+    #[test]
+    fn header_rejects_legacy_words() {
+        assert_eq!(Policy::from_header_values(["never"]), None);
+        assert_eq!(Policy::from_header_values(["origin, always"]), Some(Policy::Origin));
+    }
+
+    #[test]
+    fn header_trims_and_skips_empty_tokens() {
+        assert_eq!(Policy::from_header_values([" strict-origin , ,"]), Some(Policy::StrictOrigin));
+        assert_eq!(Policy::from_header_values(Vec::<&str>::new()), None);
+        assert_eq!(Policy::from_header_values([""]), None);
+    }
+
+    #[test]
+    fn redirect_header_replaces_policy() {
+        assert_eq!(policy_after_redirect(Policy::UnsafeUrl, ["no-referrer"]), Policy::NoReferrer);
+    }
+
+    #[test]
+    fn redirect_without_header_keeps_policy() {
+        assert_eq!(policy_after_redirect(Policy::Origin, Vec::<&str>::new()), Policy::Origin);
+        assert_eq!(policy_after_redirect(Policy::Origin, ["bogus"]), Policy::Origin);
+    }
 }

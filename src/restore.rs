@@ -117,20 +117,16 @@ fn prepare_parent(root: &Path, rel: &Path) -> Result<PathBuf, RestoreError> {
             match std::fs::symlink_metadata(&dir) {
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => return Err(RestoreError::Unsafe(dir)),
-                Err(_) => std::fs::create_dir(&dir).map_err(|source| RestoreError::Write {
-                    path: dir.clone(),
-                    source,
-                })?,
+                Err(_) => {
+                    std::fs::create_dir(&dir).map_err(|source| RestoreError::Write { path: dir.clone(), source })?
+                }
             }
         }
     }
     let target = root.join(rel);
     if let Ok(m) = std::fs::symlink_metadata(&target) {
         if m.file_type().is_symlink() {
-            std::fs::remove_file(&target).map_err(|source| RestoreError::Write {
-                path: target.clone(),
-                source,
-            })?;
+            std::fs::remove_file(&target).map_err(|source| RestoreError::Write { path: target.clone(), source })?;
         } else if m.is_dir() {
             return Err(RestoreError::Unsafe(target));
         }
@@ -147,15 +143,8 @@ pub fn restore(
 ) -> Result<RestoreReport, RestoreError> {
     let manifest = archive.load_snapshot(&id)?;
     let index = archive.pack_index()?;
-    std::fs::create_dir_all(dir).map_err(|source| RestoreError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut report = RestoreReport {
-        snapshot: Some(id),
-        layout: opts.layout,
-        ..Default::default()
-    };
+    std::fs::create_dir_all(dir).map_err(|source| RestoreError::Write { path: dir.to_path_buf(), source })?;
+    let mut report = RestoreReport { snapshot: Some(id), layout: opts.layout, ..Default::default() };
 
     let wanted: Vec<_> = manifest
         .entries
@@ -164,14 +153,8 @@ pub fn restore(
         .collect();
     // Directories every entry needs, so that no file takes a name that
     // another entry needs as a directory (`/a` and `/a/b`).
-    let desired: Vec<PathBuf> = wanted
-        .iter()
-        .map(|e| path::url_to_relpath(&e.url))
-        .collect();
-    let dirs: HashSet<PathBuf> = desired
-        .iter()
-        .flat_map(|p| p.ancestors().skip(1).map(Path::to_path_buf))
-        .collect();
+    let desired: Vec<PathBuf> = wanted.iter().map(|e| path::url_to_relpath(&e.url)).collect();
+    let dirs: HashSet<PathBuf> = desired.iter().flat_map(|p| p.ancestors().skip(1).map(Path::to_path_buf)).collect();
     let mut used: HashSet<PathBuf> = HashSet::new();
     for (entry, mut rel) in wanted.into_iter().zip(desired) {
         let Some(blob) = entry.blob else {
@@ -182,10 +165,7 @@ pub fn restore(
             continue;
         };
         if used.contains(&rel) || dirs.contains(&rel) || rel.as_os_str() == "manifest.json" {
-            let name = rel
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             rel.set_file_name(path::with_tag(&name, &blob.short()));
             let mut n = 1;
             while used.contains(&rel) || dirs.contains(&rel) {
@@ -197,32 +177,18 @@ pub fn restore(
         let data = match archive.read_blob(&index, &blob) {
             Ok(d) => d,
             Err(err) => {
-                report.errors.push(Skipped {
-                    url: entry.url.clone(),
-                    reason: err.to_string(),
-                });
+                report.errors.push(Skipped { url: entry.url.clone(), reason: err.to_string() });
                 continue;
             }
         };
         let target = prepare_parent(dir, &rel)?;
-        std::fs::write(&target, &data).map_err(|source| RestoreError::Write {
-            path: target.clone(),
-            source,
-        })?;
+        std::fs::write(&target, &data).map_err(|source| RestoreError::Write { path: target.clone(), source })?;
         used.insert(rel.clone());
-        report.files.push(RestoredFile {
-            url: entry.url.clone(),
-            path: rel,
-            sha256: blob,
-            size: data.len() as u64,
-        });
+        report.files.push(RestoredFile { url: entry.url.clone(), path: rel, sha256: blob, size: data.len() as u64 });
     }
     let manifest_path = dir.join("manifest.json");
     let json = serde_json::to_vec_pretty(&report).expect("reports serialise");
-    std::fs::write(&manifest_path, json).map_err(|source| RestoreError::Write {
-        path: manifest_path,
-        source,
-    })?;
+    std::fs::write(&manifest_path, json).map_err(|source| RestoreError::Write { path: manifest_path, source })?;
     Ok(report)
 }
 
@@ -233,14 +199,8 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob_match("*", "anything"));
-        assert!(glob_match(
-            "https://img.*/*.png",
-            "https://img.cdn.com/a/b.png"
-        ));
-        assert!(!glob_match(
-            "https://img.*/*.png",
-            "https://img.cdn.com/a/b.jpg"
-        ));
+        assert!(glob_match("https://img.*/*.png", "https://img.cdn.com/a/b.png"));
+        assert!(!glob_match("https://img.*/*.png", "https://img.cdn.com/a/b.jpg"));
         assert!(glob_match("a?c", "abc"));
         assert!(!glob_match("a?c", "ac"));
         assert!(glob_match("*中文*", "http://e.com/中文.html"));

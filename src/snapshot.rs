@@ -196,14 +196,9 @@ impl Manifest {
     /// Decodes and checks a manifest file named `name`.
     pub fn decode(name: &str, bytes: &[u8]) -> Result<Manifest, ManifestError> {
         if SnapshotId::of(bytes).to_hex() != name {
-            return Err(ManifestError::Checksum {
-                id: name.to_string(),
-            });
+            return Err(ManifestError::Checksum { id: name.to_string() });
         }
-        let fmt = |what: String| ManifestError::Format {
-            id: name.to_string(),
-            what,
-        };
+        let fmt = |what: String| ManifestError::Format { id: name.to_string(), what };
         if bytes.len() < 16 || &bytes[..8] != MAGIC {
             return Err(fmt("not a Kura manifest".into()));
         }
@@ -215,8 +210,7 @@ impl Manifest {
         }
         // Bounded: a manifest of a million entries is well under 1 GiB of JSON.
         let mut json = Vec::new();
-        let mut dec =
-            zstd::stream::read::Decoder::new(&bytes[16..]).map_err(|e| fmt(e.to_string()))?;
+        let mut dec = zstd::stream::read::Decoder::new(&bytes[16..]).map_err(|e| fmt(e.to_string()))?;
         std::io::Read::read_to_end(&mut std::io::Read::take(&mut dec, 1 << 30), &mut json)
             .map_err(|e| fmt(format!("damaged: {e}")))?;
         serde_json::from_slice(&json).map_err(|e| fmt(format!("unreadable JSON: {e}")))
@@ -260,10 +254,7 @@ mod tests {
         let mut bad = bytes.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert!(matches!(
-            Manifest::decode(&id.to_hex(), &bad),
-            Err(ManifestError::Checksum { .. })
-        ));
+        assert!(matches!(Manifest::decode(&id.to_hex(), &bad), Err(ManifestError::Checksum { .. })));
     }
 
     #[test]

@@ -46,19 +46,12 @@ pub struct Stats {
 pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
     let index = archive.pack_index()?;
     let (snapshots, _) = archive.snapshots()?;
-    let mut s = Stats {
-        snapshots: snapshots.len(),
-        packs: index.packs.len(),
-        ..Default::default()
-    };
+    let mut s = Stats { snapshots: snapshots.len(), packs: index.packs.len(), ..Default::default() };
     s.pack_bytes = index.packs.iter().map(|(_, size, _)| size).sum();
     let mut seen: HashSet<BlobId> = HashSet::new();
     for (_, m) in &snapshots {
         for e in &m.entries {
-            let k = s
-                .kinds
-                .entry(e.kind.map(|k| k.as_str()).unwrap_or("unknown").to_string())
-                .or_default();
+            let k = s.kinds.entry(e.kind.map(|k| k.as_str()).unwrap_or("unknown").to_string()).or_default();
             k.entries += 1;
             if e.error.is_some() {
                 k.failures += 1;

@@ -110,10 +110,7 @@ pub fn verify(
             Ok(m) => {
                 for e in m.entries {
                     if let Some(b) = e.blob {
-                        users.entry(b).or_default().push(Affected {
-                            snapshot: id,
-                            url: e.url,
-                        });
+                        users.entry(b).or_default().push(Affected { snapshot: id, url: e.url });
                     }
                 }
             }
@@ -128,10 +125,7 @@ pub fn verify(
         }
     }
     report.referenced_blobs = users.len();
-    let mut missing: Vec<_> = users
-        .iter()
-        .filter(|(b, _)| !index.blobs.contains_key(b))
-        .collect();
+    let mut missing: Vec<_> = users.iter().filter(|(b, _)| !index.blobs.contains_key(b)).collect();
     missing.sort_by_key(|(b, _)| **b);
     for (b, affected) in missing {
         report.problems.push(Problem {
@@ -146,7 +140,8 @@ pub fn verify(
     if !archive.root().join("index").exists() && !users.is_empty() {
         report.problems.push(Problem {
             code: "index-missing",
-            message: "the sled index is missing; run `kura repair index` to rebuild it from the packs and manifests".into(),
+            message: "the sled index is missing; run `kura repair index` to rebuild it from the packs and manifests"
+                .into(),
             pack: None,
             blob: None,
             snapshot: None,
@@ -168,22 +163,14 @@ fn describe(affected: &[Affected]) -> String {
     let mut snaps: Vec<_> = affected.iter().map(|a| a.snapshot.short()).collect();
     snaps.sort();
     snaps.dedup();
-    let urls: Vec<_> = affected
-        .iter()
-        .take(3)
-        .map(|a| format!("{} {}", a.snapshot.short(), a.url))
-        .collect();
+    let urls: Vec<_> = affected.iter().take(3).map(|a| format!("{} {}", a.snapshot.short(), a.url)).collect();
     let more = affected.len().saturating_sub(3);
     format!(
         "affects {} snapshot(s) [{}]: {}{}",
         snaps.len(),
         snaps.join(", "),
         urls.join(", "),
-        if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        }
+        if more > 0 { format!(" and {more} more") } else { String::new() }
     )
 }
 
@@ -198,8 +185,7 @@ fn read_data(
     let mut packs: Vec<&(PackId, u64, Vec<PackEntry>)> = index.packs.iter().collect();
     if let Some(pct) = opts.subset_pct {
         fastrand::shuffle(&mut packs);
-        let keep =
-            ((packs.len() as f64 * pct.clamp(0.0, 100.0) / 100.0).ceil() as usize).min(packs.len());
+        let keep = ((packs.len() as f64 * pct.clamp(0.0, 100.0) / 100.0).ceil() as usize).min(packs.len());
         packs.truncate(keep);
     }
     let next = AtomicUsize::new(0);
@@ -244,17 +230,11 @@ fn check_pack(
         Ok(d) => {
             return vec![Problem {
                 code: "pack-unreadable",
-                message: format!(
-                    "pack {pack} changed size while being verified ({size} -> {} bytes)",
-                    d.len()
-                ),
+                message: format!("pack {pack} changed size while being verified ({size} -> {} bytes)", d.len()),
                 pack: Some(pack),
                 blob: None,
                 snapshot: None,
-                affected: entries
-                    .iter()
-                    .flat_map(|e| users.get(&e.id).cloned().unwrap_or_default())
-                    .collect(),
+                affected: entries.iter().flat_map(|e| users.get(&e.id).cloned().unwrap_or_default()).collect(),
             }];
         }
         Err(err) => {
@@ -264,10 +244,7 @@ fn check_pack(
                 pack: Some(pack),
                 blob: None,
                 snapshot: None,
-                affected: entries
-                    .iter()
-                    .flat_map(|e| users.get(&e.id).cloned().unwrap_or_default())
-                    .collect(),
+                affected: entries.iter().flat_map(|e| users.get(&e.id).cloned().unwrap_or_default()).collect(),
             }];
         }
     };

@@ -31,10 +31,7 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions {
-            pack_target: 16 << 20,
-            zstd_level: 3,
-        }
+        WriteOptions { pack_target: 16 << 20, zstd_level: 3 }
     }
 }
 
@@ -81,10 +78,7 @@ pub struct Writer {
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer")
-            .field("archive", &self.archive)
-            .field("stats", &self.stats)
-            .finish()
+        f.debug_struct("Writer").field("archive", &self.archive).field("stats", &self.stats).finish()
     }
 }
 
@@ -92,18 +86,9 @@ impl std::fmt::Debug for Writer {
 /// killed writer never leaves a stale lock.
 fn take_lock(archive: &Archive) -> Result<File, ArchiveError> {
     let path = archive.root().join("locks").join("writer");
-    let io = |source| ArchiveError::Io {
-        path: path.clone(),
-        source,
-    };
+    let io = |source| ArchiveError::Io { path: path.clone(), source };
     std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
+    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
     match f.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -114,24 +99,14 @@ fn take_lock(archive: &Archive) -> Result<File, ArchiveError> {
                 "archive {} is being written by another Kura process ({}); wait for it to finish, then run again. \
                  Read-only commands (snapshots, ls, cat, restore, verify) work meanwhile.",
                 archive.root().display(),
-                if holder.is_empty() {
-                    "unknown pid"
-                } else {
-                    holder
-                }
+                if holder.is_empty() { "unknown pid" } else { holder }
             )));
         }
         Err(TryLockError::Error(e)) => return Err(io(e)),
     }
     f.set_len(0).map_err(io)?;
     f.rewind().map_err(io)?;
-    write!(
-        f,
-        "pid {} since {}",
-        std::process::id(),
-        chrono::Utc::now().to_rfc3339()
-    )
-    .map_err(io)?;
+    write!(f, "pid {} since {}", std::process::id(), chrono::Utc::now().to_rfc3339()).map_err(io)?;
     Ok(f)
 }
 
@@ -144,19 +119,14 @@ impl Writer {
         let index = match Index::open(&path) {
             Ok(i) => i,
             Err(e) => {
-                let aside = archive.root().join(format!(
-                    "index.damaged-{}",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%S")
-                ));
+                let aside =
+                    archive.root().join(format!("index.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
                 tracing::warn!(
                     "index at {} cannot be opened ({e}); moving it to {} and rebuilding from packs",
                     path.display(),
                     aside.display()
                 );
-                std::fs::rename(&path, &aside).map_err(|source| ArchiveError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                std::fs::rename(&path, &aside).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
                 Index::open(&path)?
             }
         };
@@ -202,9 +172,7 @@ impl Writer {
             }
         }
         for id in known.difference(&present) {
-            tracing::warn!(
-                "pack {id} is indexed but missing; forgetting its blobs (run `kura verify`)"
-            );
+            tracing::warn!("pack {id} is indexed but missing; forgetting its blobs (run `kura verify`)");
             self.index.remove_pack(*id)?;
             report.packs_removed += 1;
         }
@@ -260,12 +228,7 @@ impl Writer {
         };
         self.stats.blobs += 1;
         self.stats.bytes += size;
-        Ok(Some(StoredBlob {
-            id: *id,
-            size,
-            stored_size,
-            new: false,
-        }))
+        Ok(Some(StoredBlob { id: *id, size, stored_size, new: false }))
     }
 
     /// Adds a blob already hashed and encoded (callers may encode on other
@@ -284,12 +247,7 @@ impl Writer {
         if self.pack.len() >= self.options.pack_target {
             self.flush_pack()?;
         }
-        Ok(StoredBlob {
-            id: blob.id,
-            size: blob.raw_len,
-            stored_size: e.stored_len,
-            new: true,
-        })
+        Ok(StoredBlob { id: blob.id, size: blob.raw_len, stored_size: e.stored_len, new: true })
     }
 
     /// Hashes `data`, and encodes and adds it unless the archive has it.
@@ -307,9 +265,7 @@ impl Writer {
             return Ok(());
         }
         let (id, bytes, entries) = std::mem::take(&mut self.pack).finish();
-        self.archive
-            .backend()
-            .write(FileKind::Pack, &id.to_hex(), &bytes)?;
+        self.archive.backend().write(FileKind::Pack, &id.to_hex(), &bytes)?;
         self.index.add_pack(id, bytes.len() as u64, &entries)?;
         self.pending.clear();
         self.stats.packs += 1;
@@ -322,9 +278,7 @@ impl Writer {
         self.flush_pack()?;
         self.index.flush()?;
         let (id, bytes) = manifest.encode();
-        self.archive
-            .backend()
-            .write(FileKind::Snapshot, &id.to_hex(), &bytes)?;
+        self.archive.backend().write(FileKind::Snapshot, &id.to_hex(), &bytes)?;
         self.index.add_snapshot(id, manifest)?;
         self.index.flush()?;
         Ok(id)
@@ -351,10 +305,7 @@ pub fn repair_index(archive: &Archive) -> Result<ReconcileReport, ArchiveError> 
     let lock = take_lock(archive)?;
     let path = archive.root().join("index");
     if path.exists() {
-        std::fs::remove_dir_all(&path).map_err(|source| ArchiveError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        std::fs::remove_dir_all(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
     }
     drop(lock);
     let w = Writer::open(archive, WriteOptions::default())?;
@@ -379,24 +330,15 @@ mod tests {
         // flock locks belong to open file descriptions, so a second open in
         // this process conflicts just as another process would.
         let err = take_lock(&a).unwrap_err().to_string();
-        assert!(
-            err.contains("being written by another Kura process"),
-            "{err}"
-        );
-        assert!(
-            err.contains(&format!("pid {}", std::process::id())),
-            "{err}"
-        );
+        assert!(err.contains("being written by another Kura process"), "{err}");
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
     }
 
     #[test]
     fn dedup_within_and_across_sessions() {
         let dir = tempfile::tempdir().unwrap();
         let a = Archive::open_or_init(dir.path()).unwrap();
-        let opts = WriteOptions {
-            pack_target: 1000,
-            zstd_level: 3,
-        };
+        let opts = WriteOptions { pack_target: 1000, zstd_level: 3 };
         {
             let mut w = Writer::open(&a, opts).unwrap();
             assert!(w.add(b"first blob").unwrap().new);

@@ -13,14 +13,7 @@ use std::path::{Path, PathBuf};
 
 fn archive_paths(root: &Path, paths: &[PathBuf]) -> (kura::id::SnapshotId, Manifest) {
     let archive = Archive::open_or_init(root).unwrap();
-    let mut w = Writer::open(
-        &archive,
-        WriteOptions {
-            pack_target: 256 << 10,
-            zstd_level: 3,
-        },
-    )
-    .unwrap();
+    let mut w = Writer::open(&archive, WriteOptions { pack_target: 256 << 10, zstd_level: 3 }).unwrap();
     let entries = kura::files::archive_files(&mut w, paths, 2, &|_| {}).unwrap();
     let m = Manifest {
         version: 1,
@@ -37,11 +30,7 @@ fn archive_paths(root: &Path, paths: &[PathBuf]) -> (kura::id::SnapshotId, Manif
 }
 
 fn read_data() -> VerifyOptions {
-    VerifyOptions {
-        read_data: true,
-        subset_pct: None,
-        threads: 2,
-    }
+    VerifyOptions { read_data: true, subset_pct: None, threads: 2 }
 }
 
 #[test]
@@ -52,20 +41,12 @@ fn round_trip_restore_cat_and_dedup() {
     let root = tmp.path().join("archive");
     let (id, m) = archive_paths(&root, &[src.clone()]);
     assert_eq!(m.entries.len(), 120);
-    assert!(
-        m.entries
-            .iter()
-            .all(|e| e.error.is_none() && e.blob.is_some())
-    );
+    assert!(m.entries.iter().all(|e| e.error.is_none() && e.blob.is_some()));
 
     let before = pack_bytes(&root);
     let (id2, _) = archive_paths(&root, &[src.clone()]);
     assert_ne!(id, id2, "two runs are two snapshots");
-    assert_eq!(
-        pack_bytes(&root),
-        before,
-        "archiving the same files again adds no pack bytes"
-    );
+    assert_eq!(pack_bytes(&root), before, "archiving the same files again adds no pack bytes");
 
     let archive = Archive::open(&root).unwrap();
     let out = tmp.path().join("restored");
@@ -73,12 +54,7 @@ fn round_trip_restore_cat_and_dedup() {
     assert_eq!(report.files.len(), 120);
     for f in &report.files {
         let original = url::Url::parse(&f.url).unwrap().to_file_path().unwrap();
-        assert_eq!(
-            std::fs::read(out.join(&f.path)).unwrap(),
-            std::fs::read(&original).unwrap(),
-            "{}",
-            f.url
-        );
+        assert_eq!(std::fs::read(out.join(&f.path)).unwrap(), std::fs::read(&original).unwrap(), "{}", f.url);
     }
     assert!(out.join("manifest.json").exists());
 
@@ -114,28 +90,16 @@ fn flipped_byte_is_named_and_never_restored() {
     // Damage the first blob of the first pack in its data area.
     let (pack, _, entries) = &index.packs[0];
     let victim = entries[0];
-    let path = packs(&root)
-        .into_iter()
-        .find(|p| p.ends_with(pack.to_hex()))
-        .unwrap();
+    let path = packs(&root).into_iter().find(|p| p.ends_with(pack.to_hex())).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(victim.offset + victim.stored_len / 2) as usize] ^= 0x5a;
     std::fs::write(&path, bytes).unwrap();
 
     let report = verify(&archive, read_data(), &|_| {}).unwrap();
-    let damaged: Vec<_> = report
-        .problems
-        .iter()
-        .filter(|p| p.code == "blob-damaged")
-        .collect();
+    let damaged: Vec<_> = report.problems.iter().filter(|p| p.code == "blob-damaged").collect();
     assert_eq!(damaged.len(), 1, "{:#?}", report.problems);
     assert_eq!(damaged[0].blob, Some(victim.id));
-    let urls: Vec<_> = m
-        .entries
-        .iter()
-        .filter(|e| e.blob == Some(victim.id))
-        .map(|e| e.url.clone())
-        .collect();
+    let urls: Vec<_> = m.entries.iter().filter(|e| e.blob == Some(victim.id)).map(|e| e.url.clone()).collect();
     assert!(!urls.is_empty());
     for u in &urls {
         assert!(damaged[0].affected.iter().any(|a| &a.url == u));
@@ -149,10 +113,7 @@ fn flipped_byte_is_named_and_never_restored() {
     let out = kura(&root, &["restore", "latest", dest.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let rel = kura::restore::path::url_to_relpath(&urls[0]);
-    assert!(
-        !dest.join(rel).exists(),
-        "damaged data must not be restored"
-    );
+    assert!(!dest.join(rel).exists(), "damaged data must not be restored");
     let out = kura(&root, &["cat", "latest", &urls[0]]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
@@ -163,24 +124,11 @@ fn truncated_pack_is_named() {
     let (_tmp, root, m) = damaged_setup();
     let p = &packs(&root)[0];
     let len = p.metadata().unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(p)
-        .unwrap()
-        .set_len(len - 100)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(p).unwrap().set_len(len - 100).unwrap();
     let archive = Archive::open(&root).unwrap();
     let report = verify(&archive, VerifyOptions::default(), &|_| {}).unwrap();
-    assert!(
-        report.problems.iter().any(|x| x.code == "pack-unreadable"),
-        "{:#?}",
-        report.problems
-    );
-    let missing: Vec<_> = report
-        .problems
-        .iter()
-        .filter(|x| x.code == "blob-missing")
-        .collect();
+    assert!(report.problems.iter().any(|x| x.code == "pack-unreadable"), "{:#?}", report.problems);
+    let missing: Vec<_> = report.problems.iter().filter(|x| x.code == "blob-missing").collect();
     assert!(!missing.is_empty());
     assert!(missing.iter().all(|x| !x.affected.is_empty() && m.entries.iter().any(|e| e.url == x.affected[0].url)));
 }
@@ -200,11 +148,7 @@ fn deleted_pack_is_named_and_next_run_restores_the_data() {
     let latest = archive.resolve_snapshot("latest").unwrap();
     let m = archive.load_snapshot(&latest).unwrap();
     let index = archive.pack_index().unwrap();
-    assert!(
-        m.entries
-            .iter()
-            .all(|e| index.get(&e.blob.unwrap()).is_some())
-    );
+    assert!(m.entries.iter().all(|e| index.get(&e.blob.unwrap()).is_some()));
 }
 
 #[test]
@@ -247,53 +191,19 @@ fn bad_input_gives_failed_entries_and_loses_nothing() {
     std::fs::write(src.join("empty.txt"), b"").unwrap();
     std::os::unix::fs::symlink(&src, src.join("sub").join("loop")).unwrap();
     std::os::unix::fs::symlink(src.join("nowhere"), src.join("dangling")).unwrap();
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(src.join("fifo"))
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(std::process::Command::new("mkfifo").arg(src.join("fifo")).status().unwrap().success());
     let missing = tmp.path().join("does-not-exist");
     let root = tmp.path().join("archive");
     let (_, m) = archive_paths(&root, &[src.clone(), missing]);
-    let by_name = |n: &str| {
-        m.entries
-            .iter()
-            .find(|e| e.url.ends_with(n))
-            .unwrap_or_else(|| panic!("{n} in {:#?}", m.entries))
-    };
+    let by_name =
+        |n: &str| m.entries.iter().find(|e| e.url.ends_with(n)).unwrap_or_else(|| panic!("{n} in {:#?}", m.entries));
     assert!(by_name("good.html").error.is_none());
     let empty = by_name("empty.txt");
     assert!(empty.error.is_none() && empty.size == 0 && empty.blob.is_some());
-    assert!(
-        by_name("loop")
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("symlink loop")
-    );
-    assert!(
-        by_name("dangling")
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("broken symlink")
-    );
-    assert!(
-        by_name("fifo")
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("not a regular file")
-    );
-    assert!(
-        by_name("does-not-exist")
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("cannot read")
-    );
+    assert!(by_name("loop").error.as_deref().unwrap().contains("symlink loop"));
+    assert!(by_name("dangling").error.as_deref().unwrap().contains("broken symlink"));
+    assert!(by_name("fifo").error.as_deref().unwrap().contains("not a regular file"));
+    assert!(by_name("does-not-exist").error.as_deref().unwrap().contains("cannot read"));
     let archive = Archive::open(&root).unwrap();
     assert!(verify(&archive, read_data(), &|_| {}).unwrap().healthy());
 }
@@ -310,10 +220,7 @@ fn file_changing_while_read_is_a_failure_not_a_torn_blob() {
         let (stop, growing) = (stop.clone(), growing.clone());
         std::thread::spawn(move || {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(growing)
-                .unwrap();
+            let mut f = std::fs::OpenOptions::new().append(true).open(growing).unwrap();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 f.write_all(b"x").unwrap();
                 std::thread::sleep(std::time::Duration::from_micros(50));
@@ -325,13 +232,7 @@ fn file_changing_while_read_is_a_failure_not_a_torn_blob() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     appender.join().unwrap();
     let e = &m.entries[0];
-    assert!(
-        e.error
-            .as_deref()
-            .unwrap_or("")
-            .contains("changed while being read"),
-        "{e:?}"
-    );
+    assert!(e.error.as_deref().unwrap_or("").contains("changed while being read"), "{e:?}");
     assert!(e.blob.is_none());
 }
 
@@ -346,18 +247,13 @@ fn cli_exit_codes_and_json_listings() {
     let src = tmp.path().join("src");
     corpus(&src, 10, 3);
     let root = tmp.path().join("archive");
-    let id = kura_ok(&root, &["archive", src.to_str().unwrap()])
-        .trim()
-        .to_string();
+    let id = kura_ok(&root, &["archive", src.to_str().unwrap()]).trim().to_string();
     assert_eq!(id.len(), 64);
-    let snaps: serde_json::Value =
-        serde_json::from_str(&kura_ok(&root, &["snapshots", "--json"])).unwrap();
+    let snaps: serde_json::Value = serde_json::from_str(&kura_ok(&root, &["snapshots", "--json"])).unwrap();
     assert_eq!(snaps[0]["id"], id.as_str());
-    let ls: serde_json::Value =
-        serde_json::from_str(&kura_ok(&root, &["ls", &id[..8], "--json"])).unwrap();
+    let ls: serde_json::Value = serde_json::from_str(&kura_ok(&root, &["ls", &id[..8], "--json"])).unwrap();
     assert_eq!(ls.as_array().unwrap().len(), 10);
-    let stats: serde_json::Value =
-        serde_json::from_str(&kura_ok(&root, &["stats", "--json"])).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&kura_ok(&root, &["stats", "--json"])).unwrap();
     assert!(stats["dedup_ratio"].as_f64().unwrap() >= 1.0);
     assert_eq!(kura(&root, &["ls", "zzzz"]).status.code(), Some(2));
 
@@ -381,10 +277,7 @@ fn readers_work_while_a_writer_holds_the_archive() {
     kura_ok(&root, &["snapshots"]);
     kura_ok(&root, &["ls", "latest"]);
     let url = kura::files::file_url(&files[0]);
-    assert_eq!(
-        kura_ok(&root, &["cat", "latest", &url]).into_bytes(),
-        std::fs::read(&files[0]).unwrap()
-    );
+    assert_eq!(kura_ok(&root, &["cat", "latest", &url]).into_bytes(), std::fs::read(&files[0]).unwrap());
     kura_ok(&root, &["verify", "--read-data"]);
     kura_ok(&root, &["stats"]);
     let dest = tmp.path().join("r");

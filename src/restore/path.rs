@@ -16,16 +16,8 @@ fn short_hash(s: &str) -> String {
 /// Makes one path component safe: no separators, no NUL or control
 /// characters, not `.`/`..`, not empty, at most [`MAX_NAME`] bytes.
 pub fn sanitize_component(raw: &str) -> String {
-    let mut s: String = raw
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c.is_control() || c == ':' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
+    let mut s: String =
+        raw.chars().map(|c| if c == '/' || c == '\\' || c.is_control() || c == ':' { '_' } else { c }).collect();
     if s.is_empty() {
         s = "_".into();
     }
@@ -50,8 +42,7 @@ pub fn sanitize_component(raw: &str) -> String {
 
 fn extension(name: &str) -> Option<&str> {
     let (stem, ext) = name.rsplit_once('.')?;
-    (!stem.is_empty() && !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric()))
-        .then_some(ext)
+    (!stem.is_empty() && !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric())).then_some(ext)
 }
 
 /// Inserts `~tag` before the extension: `a.png` -> `a~tag.png`.
@@ -63,9 +54,7 @@ pub fn with_tag(name: &str, tag: &str) -> String {
 }
 
 fn decode(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
 }
 
 /// The relative path for a URL in a raw layout: `<host>/<path>`, with
@@ -87,11 +76,7 @@ pub fn url_to_relpath(url: &str) -> PathBuf {
     };
     let host = sanitize_component(&host);
     // A host cannot shadow the restore's own manifest.
-    out.push(if host == "manifest.json" || host == "assets" {
-        format!("_{host}")
-    } else {
-        host
-    });
+    out.push(if host == "manifest.json" || host == "assets" { format!("_{host}") } else { host });
     let segments: Vec<&str> = u.path().split('/').filter(|s| !s.is_empty()).collect();
     let dir_url = u.path().ends_with('/') || segments.is_empty();
     for seg in &segments {
@@ -101,10 +86,7 @@ pub fn url_to_relpath(url: &str) -> PathBuf {
         out.push("index.html");
     }
     if let Some(q) = u.query() {
-        let name = out
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         out.set_file_name(with_tag(&name, &short_hash(q)));
     }
     debug_assert!(is_safe_relative(&out));
@@ -122,22 +104,10 @@ mod tests {
 
     #[test]
     fn ordinary_urls() {
-        assert_eq!(
-            url_to_relpath("https://img.example.com/a/b.png"),
-            PathBuf::from("img.example.com/a/b.png")
-        );
-        assert_eq!(
-            url_to_relpath("http://example.com/"),
-            PathBuf::from("example.com/index.html")
-        );
-        assert_eq!(
-            url_to_relpath("http://example.com:8080/x/"),
-            PathBuf::from("example.com_8080/x/index.html")
-        );
-        assert_eq!(
-            url_to_relpath("https://e.com/%E4%B8%AD%E6%96%87.jpg"),
-            PathBuf::from("e.com/中文.jpg")
-        );
+        assert_eq!(url_to_relpath("https://img.example.com/a/b.png"), PathBuf::from("img.example.com/a/b.png"));
+        assert_eq!(url_to_relpath("http://example.com/"), PathBuf::from("example.com/index.html"));
+        assert_eq!(url_to_relpath("http://example.com:8080/x/"), PathBuf::from("example.com_8080/x/index.html"));
+        assert_eq!(url_to_relpath("https://e.com/%E4%B8%AD%E6%96%87.jpg"), PathBuf::from("e.com/中文.jpg"));
     }
 
     #[test]
@@ -165,10 +135,7 @@ mod tests {
             assert!(is_safe_relative(&p), "{url} -> {p:?}");
             for c in p.components() {
                 let s = c.as_os_str().to_string_lossy();
-                assert!(
-                    !s.contains('\0') && !s.contains('\\') && s != ".." && s != ".",
-                    "{url} -> {p:?}"
-                );
+                assert!(!s.contains('\0') && !s.contains('\\') && s != ".." && s != ".", "{url} -> {p:?}");
             }
         }
     }
@@ -181,10 +148,7 @@ mod tests {
         assert_ne!(a, b);
         for p in [&a, &b] {
             let name = p.file_name().unwrap().to_string_lossy();
-            assert!(
-                name.len() <= MAX_NAME + 20 && name.ends_with(".png"),
-                "{name}"
-            );
+            assert!(name.len() <= MAX_NAME + 20 && name.ends_with(".png"), "{name}");
         }
     }
 }

@@ -36,18 +36,7 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 
 /// HTML-like text that compresses the way articles do.
 pub fn article(seed: u64, len: usize) -> Vec<u8> {
-    let words = [
-        "跨境电商",
-        "互联网",
-        "the archive",
-        "<p>",
-        "</p>\n",
-        "图片",
-        "link rot",
-        "出海",
-        "storehouse",
-        "蔵",
-    ];
+    let words = ["跨境电商", "互联网", "the archive", "<p>", "</p>\n", "图片", "link rot", "出海", "storehouse", "蔵"];
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut s = format!("<!doctype html><title>article {seed}</title>\n");
     while s.len() < len {
@@ -63,10 +52,7 @@ pub fn corpus(dir: &Path, n: usize, seed: u64) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
     let mut paths = Vec::new();
     for i in 0..n {
-        let p = dir.join(format!(
-            "f{i:05}.{}",
-            if i % 3 == 0 { "html" } else { "bin" }
-        ));
+        let p = dir.join(format!("f{i:05}.{}", if i % 3 == 0 { "html" } else { "bin" }));
         let data = if i % 5 == 4 {
             std::fs::read(&paths[i / 2]).unwrap()
         } else if i % 3 == 0 {
@@ -82,10 +68,7 @@ pub fn corpus(dir: &Path, n: usize, seed: u64) -> Vec<PathBuf> {
 
 /// Total bytes of the pack files.
 pub fn pack_bytes(archive: &Path) -> u64 {
-    walk_files(&archive.join("packs"))
-        .iter()
-        .map(|p| p.metadata().unwrap().len())
-        .sum()
+    walk_files(&archive.join("packs")).iter().map(|p| p.metadata().unwrap().len()).sum()
 }
 
 /// Every regular file under `dir`.

@@ -1,0 +1,137 @@
+//! Politeness limits: a global cap on requests in flight, a cap per host,
+//! and a minimum spacing between request starts to one host.
+//!
+//! Hosts are keyed by name without port, as cookies are: two ports of one
+//! machine share its limits. Host entries are created on first use and kept
+//! for the life of the run (one small entry per host seen).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Holds a request's place until dropped.
+#[derive(Debug)]
+pub struct Permit {
+    _host: Option<OwnedSemaphorePermit>,
+    _global: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Debug)]
+struct HostSlot {
+    in_flight: Arc<Semaphore>,
+    next_start: Mutex<Instant>,
+}
+
+/// The limits shared by every request of one [`super::Fetcher`].
+#[derive(Debug)]
+pub struct Limits {
+    global: Arc<Semaphore>,
+    per_host: usize,
+    interval: Duration,
+    hosts: Mutex<HashMap<String, Arc<HostSlot>>>,
+}
+
+impl Limits {
+    /// Limits of `global` and `per_host` requests in flight (each at least
+    /// 1) and `interval` between starts to one host.
+    pub fn new(global: usize, per_host: usize, interval: Duration) -> Limits {
+        Limits {
+            global: Arc::new(Semaphore::new(global.max(1))),
+            per_host: per_host.max(1),
+            interval,
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, host: &str) -> Arc<HostSlot> {
+        // A poisoned lock only means another task panicked mid-insert; the
+        // map itself is still usable.
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts
+            .entry(host.to_ascii_lowercase())
+            .or_insert_with(|| {
+                Arc::new(HostSlot {
+                    in_flight: Arc::new(Semaphore::new(self.per_host)),
+                    next_start: Mutex::new(Instant::now()),
+                })
+            })
+            .clone()
+    }
+
+    /// Waits for a place for one request to `host`, then for its start time.
+    pub async fn acquire(&self, host: &str) -> Permit {
+        let slot = self.slot(host);
+        // Host first: waiting for a busy host must not hold a global place
+        // that requests to idle hosts could use. The semaphores are never
+        // closed, so `ok()` only drops an impossible error.
+        let host_permit = slot.in_flight.clone().acquire_owned().await.ok();
+        let global_permit = self.global.clone().acquire_owned().await.ok();
+        if !self.interval.is_zero() {
+            let start = {
+                let mut next = slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
+                reserve_start(&mut next, Instant::now(), self.interval)
+            };
+            tokio::time::sleep_until(start).await;
+        }
+        Permit { _host: host_permit, _global: global_permit }
+    }
+}
+
+/// The start time of the next request given the host's `next` free time,
+/// moving `next` one interval past it.
+fn reserve_start(next: &mut Instant, now: Instant, interval: Duration) -> Instant {
+    let start = (*next).max(now);
+    *next = start + interval;
+    start
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn per_host_limit_holds_under_contention() {
+        let limits = Arc::new(Limits::new(8, 2, Duration::ZERO));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_seen = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let (limits, in_flight, max_seen) = (limits.clone(), in_flight.clone(), max_seen.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = limits.acquire("Example.COM").await;
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                max_seen.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task finishes");
+        }
+        assert!(max_seen.load(Ordering::SeqCst) <= 2);
+    }
+
+    #[tokio::test]
+    async fn zero_limits_are_raised_to_one() {
+        let limits = Limits::new(0, 0, Duration::ZERO);
+        let _p = limits.acquire("a.example").await;
+    }
+
+    #[test]
+    fn interval_spaces_starts() {
+        let now = Instant::now();
+        let interval = Duration::from_secs(10);
+        let mut next = now;
+        assert_eq!(reserve_start(&mut next, now, interval), now);
+        assert_eq!(reserve_start(&mut next, now, interval), now + interval);
+        assert_eq!(reserve_start(&mut next, now, interval), now + interval * 2);
+        // After a quiet spell the next request may start at once.
+        let later = now + interval * 10;
+        assert_eq!(reserve_start(&mut next, later, interval), later);
+    }
+}

@@ -1,0 +1,44 @@
+//! Live counters of a run, read by whatever displays progress (a bar on a
+//! TTY, periodic log lines otherwise).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters updated by the pipeline as it goes.
+#[derive(Debug, Default)]
+pub struct Progress {
+    articles: AtomicU64,
+    images: AtomicU64,
+    bytes: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Progress {
+    pub(crate) fn add_article(&self) {
+        self.articles.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_image(&self) {
+        self.images.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Articles fetched (or failed) so far.
+    pub fn articles(&self) -> u64 {
+        self.articles.load(Ordering::Relaxed)
+    }
+    /// Images started so far.
+    pub fn images(&self) -> u64 {
+        self.images.load(Ordering::Relaxed)
+    }
+    /// Body bytes received so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    /// Failed entries so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
