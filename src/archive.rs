@@ -70,6 +70,9 @@ pub enum ArchiveError {
     Locked(String),
 }
 
+/// Readable snapshots (oldest first) and the ones that could not be read.
+pub type SnapshotList = (Vec<(SnapshotId, Manifest)>, Vec<(SnapshotId, ArchiveError)>);
+
 /// An open archive.
 #[derive(Clone)]
 pub struct Archive {
@@ -152,7 +155,7 @@ impl Archive {
 
     /// Every readable snapshot, oldest first; damaged ones are returned
     /// separately so listings can still show the rest.
-    pub fn snapshots(&self) -> Result<(Vec<(SnapshotId, Manifest)>, Vec<(SnapshotId, ArchiveError)>), ArchiveError> {
+    pub fn snapshots(&self) -> Result<SnapshotList, ArchiveError> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for id in self.snapshot_ids()? {

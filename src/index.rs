@@ -193,10 +193,10 @@ impl Index {
         self.snapshots.insert(id.as_bytes(), summary)?;
         let mut batch = sled::Batch::default();
         for e in m.entries.iter().filter(|e| e.blob.is_some() && e.error.is_none()) {
-            if let Some(old) = self.url(&e.url)? {
-                if old.fetched_at > e.fetched_at {
-                    continue;
-                }
+            if let Some(old) = self.url(&e.url)?
+                && old.fetched_at > e.fetched_at
+            {
+                continue;
             }
             batch.insert(e.url.as_bytes(), serde_json::to_vec(e).expect("entries serialise"));
         }

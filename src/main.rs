@@ -172,10 +172,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            if let Some(io) = err.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::BrokenPipe {
-                    return ExitCode::SUCCESS;
-                }
+            if let Some(io) = err.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return ExitCode::SUCCESS;
             }
             if let Some(Exit(code)) = err.downcast_ref::<Exit>() {
                 return ExitCode::from(*code);
@@ -455,7 +455,7 @@ fn run_pipeline(archive: &Archive, sources: &[String], opts: RunOptions) -> Resu
                 );
                 match &bar {
                     Some(b) => b.set_message(msg),
-                    None if tick % 25 == 0 => tracing::info!("{msg}"),
+                    None if tick.is_multiple_of(25) => tracing::info!("{msg}"),
                     None => {}
                 }
             }

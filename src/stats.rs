@@ -59,11 +59,11 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
             let Some(b) = e.blob else { continue };
             k.logical_bytes += e.size;
             s.logical_bytes += e.size;
-            if seen.insert(b) {
-                if let Some((_, pe)) = index.get(&b) {
-                    s.unique_bytes += pe.raw_len;
-                    s.stored_bytes += pe.stored_len;
-                }
+            if seen.insert(b)
+                && let Some((_, pe)) = index.get(&b)
+            {
+                s.unique_bytes += pe.raw_len;
+                s.stored_bytes += pe.stored_len;
             }
         }
     }

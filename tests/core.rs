@@ -39,12 +39,12 @@ fn round_trip_restore_cat_and_dedup() {
     let src = tmp.path().join("src");
     corpus(&src, 120, 1);
     let root = tmp.path().join("archive");
-    let (id, m) = archive_paths(&root, &[src.clone()]);
+    let (id, m) = archive_paths(&root, std::slice::from_ref(&src));
     assert_eq!(m.entries.len(), 120);
     assert!(m.entries.iter().all(|e| e.error.is_none() && e.blob.is_some()));
 
     let before = pack_bytes(&root);
-    let (id2, _) = archive_paths(&root, &[src.clone()]);
+    let (id2, _) = archive_paths(&root, std::slice::from_ref(&src));
     assert_ne!(id, id2, "two runs are two snapshots");
     assert_eq!(pack_bytes(&root), before, "archiving the same files again adds no pack bytes");
 
@@ -270,7 +270,7 @@ fn readers_work_while_a_writer_holds_the_archive() {
     let src = tmp.path().join("src");
     let files = corpus(&src, 20, 4);
     let root = tmp.path().join("archive");
-    archive_paths(&root, &[src.clone()]);
+    archive_paths(&root, std::slice::from_ref(&src));
     let archive = Archive::open(&root).unwrap();
     // This process now holds the writer lock and sled's own lock.
     let _writer = Writer::open(&archive, WriteOptions::default()).unwrap();
