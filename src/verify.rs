@@ -188,6 +188,21 @@ fn read_data(
         let keep = ((packs.len() as f64 * pct.clamp(0.0, 100.0) / 100.0).ceil() as usize).min(packs.len());
         packs.truncate(keep);
     }
+    // Work in chunks of consecutive blobs (about 4 MiB) rather than whole
+    // packs, so that a few large packs still keep every thread busy.
+    let mut chunks: Vec<(PackId, &[PackEntry])> = Vec::new();
+    for (pack, _, entries) in &packs {
+        let mut start = 0;
+        let mut bytes = 0;
+        for (i, e) in entries.iter().enumerate() {
+            bytes += e.stored_len;
+            if bytes >= CHUNK || i + 1 == entries.len() {
+                chunks.push((*pack, &entries[start..=i]));
+                start = i + 1;
+                bytes = 0;
+            }
+        }
+    }
     let next = AtomicUsize::new(0);
     let blobs = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
@@ -197,13 +212,13 @@ fn read_data(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((pack, size, entries)) = packs.get(i) else {
+                    let Some((pack, entries)) = chunks.get(i) else {
                         break;
                     };
-                    let found = check_pack(archive, *pack, *size, entries, users);
+                    let (found, read) = check_chunk(archive, *pack, entries, users);
                     blobs.fetch_add(entries.len() as u64, Ordering::Relaxed);
-                    bytes.fetch_add(*size, Ordering::Relaxed);
-                    progress(*size);
+                    bytes.fetch_add(read, Ordering::Relaxed);
+                    progress(read);
                     problems.lock().expect("no panics while held").extend(found);
                 }
             });
@@ -217,40 +232,40 @@ fn read_data(
     report.problems.extend(found);
 }
 
-/// Reads one pack whole and re-hashes every blob in it.
-fn check_pack(
+/// Stored bytes read per unit of work.
+const CHUNK: u64 = 4 << 20;
+
+/// Reads a run of consecutive blobs of one pack with one read and re-hashes
+/// each. Returns the problems and the bytes read.
+fn check_chunk(
     archive: &Archive,
     pack: PackId,
-    size: u64,
     entries: &[PackEntry],
     users: &HashMap<BlobId, Vec<Affected>>,
-) -> Vec<Problem> {
-    let data = match archive.backend().read(FileKind::Pack, &pack.to_hex()) {
-        Ok(d) if d.len() as u64 == size => d,
-        Ok(d) => {
-            return vec![Problem {
-                code: "pack-unreadable",
-                message: format!("pack {pack} changed size while being verified ({size} -> {} bytes)", d.len()),
-                pack: Some(pack),
-                blob: None,
-                snapshot: None,
-                affected: entries.iter().flat_map(|e| users.get(&e.id).cloned().unwrap_or_default()).collect(),
-            }];
-        }
+) -> (Vec<Problem>, u64) {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return (vec![], 0) };
+    let start = first.offset;
+    let len = last.offset + last.stored_len - start;
+    let data = match archive.backend().read_range(FileKind::Pack, &pack.to_hex(), start, len) {
+        Ok(d) => d,
         Err(err) => {
-            return vec![Problem {
+            let affected: Vec<Affected> =
+                entries.iter().flat_map(|e| users.get(&e.id).cloned().unwrap_or_default()).collect();
+            let problem = Problem {
                 code: "pack-unreadable",
-                message: format!("pack {pack} cannot be read: {err}"),
+                message: format!("pack {pack} cannot be read: {err}; {}", describe(&affected)),
                 pack: Some(pack),
                 blob: None,
                 snapshot: None,
-                affected: entries.iter().flat_map(|e| users.get(&e.id).cloned().unwrap_or_default()).collect(),
-            }];
+                affected,
+            };
+            return (vec![problem], 0);
         }
     };
     let mut out = Vec::new();
     for e in entries {
-        let stored = &data[e.offset as usize..(e.offset + e.stored_len) as usize];
+        let at = (e.offset - start) as usize;
+        let stored = &data[at..at + e.stored_len as usize];
         if let Err(err) = blob::decode(e.id, e.codec, e.raw_len, stored) {
             let affected = users.get(&e.id).cloned().unwrap_or_default();
             out.push(Problem {
@@ -263,5 +278,5 @@ fn check_pack(
             });
         }
     }
-    out
+    (out, len)
 }

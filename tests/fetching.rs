@@ -1,0 +1,335 @@
+//! The fetch pipeline against loopback servers that behave like real sites
+//! and image CDNs: hotlink protection (403 for a foreign Referer), a
+//! placeholder-serving CDN (200 + a different picture when any Referer is
+//! sent), a same-site redirect in front of an image, a stylesheet on a third
+//! origin, a GBK page, a feed, a sitemap, soft 404s and broken servers.
+
+mod common;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kura::archive::Archive;
+use kura::pipeline::{Progress, RunOptions, run};
+use kura::snapshot::{Entry, Kind, Manifest};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+fn png(r: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(16, 9, |x, y| image::Rgb([r, x as u8 * 10, y as u8 * 20]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Referer headers each server saw, by path.
+type Seen = Arc<Mutex<HashMap<String, Vec<Option<String>>>>>;
+
+#[derive(Clone)]
+struct World {
+    site: String,
+    css: String,
+    seen: Seen,
+    real: Arc<Vec<u8>>,
+    placeholder: Arc<Vec<u8>>,
+}
+
+fn record(w: &World, path: &str, headers: &HeaderMap) -> Option<String> {
+    let r = headers.get(header::REFERER).map(|v| v.to_str().unwrap().to_string());
+    w.seen.lock().unwrap().entry(path.to_string()).or_default().push(r.clone());
+    r
+}
+
+fn image_response(bytes: &[u8]) -> Response {
+    ([(header::CONTENT_TYPE, "image/png")], bytes.to_vec()).into_response()
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Starts the site, the hotlink-protected CDN, the placeholder CDN and a
+/// stylesheet host; returns the world and the origins.
+async fn world() -> (World, String, String) {
+    // Bind first so every origin knows the others.
+    let listeners: Vec<_> =
+        futures_util::future::join_all((0..4).map(|_| tokio::net::TcpListener::bind("127.0.0.1:0")))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    let origins: Vec<String> = listeners.iter().map(|l| format!("http://{}", l.local_addr().unwrap())).collect();
+    let (site, cdn, wx, css) = (origins[0].clone(), origins[1].clone(), origins[2].clone(), origins[3].clone());
+    let w = World {
+        site: site.clone(),
+        css: css.clone(),
+        seen: Arc::default(),
+        real: Arc::new(png(200)),
+        placeholder: Arc::new(png(1)),
+    };
+
+    let article = format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>跨境电商的红利</title>
+<link rel="stylesheet" href="{css}/style.css"></head><body>
+<p>互联网新贵抢出海</p>
+<img src="{cdn}/a.png" alt="cdn">
+<img src="{wx}/w.png" referrerpolicy="no-referrer">
+<img src="/img/r.png">
+<img data-src="{cdn}/lazy.png" src="data:image/gif;base64,R0lGODlhAQABAAAAACw=">
+<img src="{cdn}/soft404.png">
+<img src="{cdn}/missing.png">
+<img src="{wx}/leak.png">
+</body></html>"#
+    );
+    let gbk_title = "出海电商";
+    let gbk_html = format!(
+        "<html><head><meta charset=\"gbk\"><title>{gbk_title}</title></head><body><img src=\"{cdn}/a.png\"></body></html>"
+    );
+    let gbk_body = encoding_rs::GBK.encode(&gbk_html).0.into_owned();
+    let feed = format!(
+        r#"<?xml version="1.0"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>T</title>
+<item><title>one</title><link>{site}/article.html</link><content:encoded><![CDATA[<p>x</p><img src="{cdn}/feedimg.png">]]></content:encoded></item>
+<item><title>two</title><link>{site}/gbk.html</link></item></channel></rss>"#
+    );
+    let sitemap = format!(
+        r#"<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>{site}/gbk.html</loc></url><url><loc>{site}/broken.html</loc></url></urlset>"#
+    );
+
+    let site_router = Router::new()
+        .route("/article.html", get(move || async move { ([(header::CONTENT_TYPE, "text/html")], article) }))
+        .route(
+            "/gbk.html",
+            get(move || async move { ([(header::CONTENT_TYPE, "text/html; charset=gbk")], gbk_body.clone()) }),
+        )
+        .route("/feed.xml", get(move || async move { ([(header::CONTENT_TYPE, "application/rss+xml")], feed) }))
+        .route("/sitemap.xml", get(move || async move { ([(header::CONTENT_TYPE, "application/xml")], sitemap) }))
+        .route("/broken.html", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route(
+            "/img/{name}",
+            get(|Path(name): Path<String>| async move { axum::response::Redirect::to(&format!("/static/{name}")) }),
+        )
+        .route(
+            "/static/{name}",
+            get(|State(w): State<World>, Path(name): Path<String>, h: HeaderMap| async move {
+                record(&w, &format!("/static/{name}"), &h);
+                image_response(&w.real)
+            }),
+        )
+        .with_state(w.clone());
+
+    // Hotlink protection: a Referer from anywhere but the site or its
+    // stylesheet host gets 403.
+    let cdn_router = Router::new()
+        .route(
+            "/{name}",
+            get(|State(w): State<World>, Path(name): Path<String>, h: HeaderMap| async move {
+                let referer = record(&w, &name, &h);
+                if let Some(r) = referer
+                    && !r.starts_with(&w.site)
+                    && !r.starts_with(&w.css)
+                {
+                    return (StatusCode::FORBIDDEN, "hotlinking forbidden").into_response();
+                }
+                match name.as_str() {
+                    "soft404.png" => {
+                        ([(header::CONTENT_TYPE, "image/png")], "<!doctype html><p>Not found</p>").into_response()
+                    }
+                    "missing.png" => StatusCode::NOT_FOUND.into_response(),
+                    _ => image_response(&w.real),
+                }
+            }),
+        )
+        .with_state(w.clone());
+
+    // WeChat-like: any Referer gets a placeholder picture with a 200.
+    let wx_router = Router::new()
+        .route(
+            "/{name}",
+            get(|State(w): State<World>, Path(name): Path<String>, h: HeaderMap| async move {
+                match record(&w, &name, &h) {
+                    Some(_) => image_response(&w.placeholder),
+                    None => image_response(&w.real),
+                }
+            }),
+        )
+        .with_state(w.clone());
+
+    let css_body = format!("body {{ background: url('{cdn}/bg.png') }}");
+    let css_router = Router::new().route(
+        "/style.css",
+        get(move || async move {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css"));
+            (h, css_body)
+        }),
+    );
+
+    for (l, r) in listeners.into_iter().zip([site_router, cdn_router, wx_router, css_router]) {
+        tokio::spawn(async move { axum::serve(l, r).await.unwrap() });
+    }
+    (w, cdn, wx)
+}
+
+fn options() -> RunOptions {
+    let mut o = RunOptions::default();
+    o.fetch.allow_private = true;
+    o.fetch.per_host_interval_ms = 0;
+    o.fetch.backoff_base_ms = 10;
+    o.fetch.retries = 1;
+    o
+}
+
+fn find<'a>(m: &'a Manifest, url: &str) -> &'a Entry {
+    m.entries.iter().find(|e| e.url == url).unwrap_or_else(|| panic!("no entry {url} in {:#?}", m.entries))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn article_images_are_fetched_with_the_referer_a_browser_sends() {
+    let (w, cdn, wx) = world().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let article = format!("{}/article.html", w.site);
+    let report = run(&archive, std::slice::from_ref(&article), options(), Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+
+    let a = find(&m, &article);
+    assert_eq!(a.kind, Some(Kind::Article));
+    assert_eq!(a.title.as_deref(), Some("跨境电商的红利"));
+    assert!(a.referer.is_none(), "a typed-in page is fetched without a Referer");
+
+    // Cross-origin under the default policy: the site's origin only, which
+    // the hotlink-protected CDN accepts.
+    let img = find(&m, &format!("{cdn}/a.png"));
+    assert_eq!(img.policy.map(|p| p.as_str()), Some("strict-origin-when-cross-origin"));
+    assert_eq!(img.referer.as_deref(), Some(format!("{}/", w.site).as_str()));
+    assert!(img.error.is_none(), "{img:?}");
+    assert_eq!(img.image.as_ref().map(|i| (i.format.as_str(), i.width, i.height)), Some(("png", 16, 9)));
+    assert_eq!(img.parents, vec![article.clone()]);
+
+    // no-referrer image: no Referer, so the real picture, not the placeholder.
+    let wximg = find(&m, &format!("{wx}/w.png"));
+    assert_eq!(wximg.policy.map(|p| p.as_str()), Some("no-referrer"));
+    assert!(wximg.referer.is_none());
+    let idx = archive.pack_index().unwrap();
+    assert_eq!(archive.read_blob(&idx, &wximg.blob.unwrap()).unwrap(), *w.real);
+    assert_eq!(w.seen.lock().unwrap()["w.png"], vec![None]);
+    // Without the attribute a browser sends the origin and gets the
+    // placeholder; Kura records exactly that (it cannot tell from bytes).
+    let leak = find(&m, &format!("{wx}/leak.png"));
+    assert!(leak.referer.is_some());
+    assert_eq!(archive.read_blob(&idx, &leak.blob.unwrap()).unwrap(), *w.placeholder);
+
+    // Same-site redirect: full URL as Referer on both hops (same origin).
+    let redirected = find(&m, &format!("{}/img/r.png", w.site));
+    assert_eq!(redirected.final_url.as_deref(), Some(format!("{}/static/r.png", w.site).as_str()));
+    assert_eq!(redirected.hops.len(), 2);
+    assert!(redirected.hops.iter().all(|h| h.referer.as_deref() == Some(article.as_str())));
+    assert_eq!(w.seen.lock().unwrap()["/static/r.png"], vec![Some(article.clone())]);
+
+    // Lazy image found and fetched; data: placeholder not fetched.
+    assert!(find(&m, &format!("{cdn}/lazy.png")).error.is_none());
+    assert!(!m.entries.iter().any(|e| e.url.starts_with("data:")));
+
+    // Stylesheet on a third origin; its image uses the stylesheet as referrer source.
+    let css = find(&m, &format!("{}/style.css", w.css));
+    assert_eq!(css.kind, Some(Kind::Stylesheet));
+    let bg = find(&m, &format!("{cdn}/bg.png"));
+    assert_eq!(bg.referer.as_deref(), Some(format!("{}/", w.css).as_str()));
+    assert_eq!(bg.parents, vec![format!("{}/style.css", w.css)]);
+    assert!(bg.error.is_none());
+
+    // Soft 404 and 404 are failures with reasons, and the run goes on.
+    let soft = find(&m, &format!("{cdn}/soft404.png"));
+    assert!(soft.error.as_deref().unwrap().contains("HTML page"), "{soft:?}");
+    assert!(soft.blob.is_none());
+    let missing = find(&m, &format!("{cdn}/missing.png"));
+    assert_eq!(missing.status, Some(404));
+    assert!(missing.error.is_some());
+    assert_eq!(report.failures, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hotlinking_from_a_foreign_page_is_recorded_as_a_403() {
+    let (w, cdn, _) = world().await;
+    // A page on another origin that embeds the CDN image.
+    let page = format!("<html><body><img src=\"{cdn}/a.png\"></body></html>");
+    let foreign = serve(
+        Router::new().route("/p.html", get(move || async move { ([(header::CONTENT_TYPE, "text/html")], page) })),
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let report = run(&archive, &[format!("{foreign}/p.html")], options(), Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let img = find(&m, &format!("{cdn}/a.png"));
+    assert_eq!(img.status, Some(403));
+    assert_eq!(img.referer.as_deref(), Some(format!("{foreign}/").as_str()));
+    assert!(img.error.as_deref().unwrap().contains("403"));
+    drop(w);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_sitemaps_gbk_and_broken_sources_in_one_run() {
+    let (w, cdn, _) = world().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let sources = vec![
+        format!("{}/feed.xml", w.site),
+        format!("{}/sitemap.xml", w.site),
+        "http://127.0.0.1:9/unreachable".to_string(),
+        "not a url, and not a file".to_string(),
+    ];
+    let report = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    assert_eq!(find(&m, &sources[0]).kind, Some(Kind::Feed));
+    assert_eq!(find(&m, &sources[1]).kind, Some(Kind::Page));
+    // The GBK article is listed by both the feed and the sitemap: fetched once.
+    let gbk_url = format!("{}/gbk.html", w.site);
+    assert_eq!(m.entries.iter().filter(|e| e.url == gbk_url).count(), 1);
+    let gbk = find(&m, &gbk_url);
+    assert_eq!(gbk.title.as_deref(), Some("出海电商"));
+    // Stored bytes are the GBK originals.
+    let idx = archive.pack_index().unwrap();
+    let stored = archive.read_blob(&idx, &gbk.blob.unwrap()).unwrap();
+    assert!(std::str::from_utf8(&stored).is_err());
+    // The feed item's content image, with the item link as referrer source.
+    let fi = find(&m, &format!("{cdn}/feedimg.png"));
+    assert_eq!(fi.referer.as_deref(), Some(format!("{}/", w.site).as_str()));
+    assert!(fi.error.is_none());
+    // Broken sources are entries with errors.
+    assert_eq!(find(&m, &format!("{}/broken.html", w.site)).status, Some(500));
+    assert!(find(&m, &sources[2]).error.is_some());
+    let local = m.entries.iter().find(|e| e.url.starts_with("file://")).unwrap();
+    assert!(local.url.ends_with("not%20a%20url,%20and%20not%20a%20file"), "{local:?}");
+    assert!(local.error.as_deref().unwrap().contains("cannot read"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_addresses_are_refused_unless_allowed() {
+    let (w, _, _) = world().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let mut o = options();
+    o.fetch.allow_private = false;
+    let url = format!("{}/article.html", w.site);
+    let report = run(&archive, std::slice::from_ref(&url), o, Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let e = find(&m, &url);
+    assert!(e.error.as_deref().unwrap().contains("network.allow_private"), "{e:?}");
+    assert_eq!(report.failures, report.entries);
+}
+
+#[test]
+fn cli_exit_code_3_when_nothing_could_be_fetched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = common::kura(&tmp.path().join("a"), &["archive", "http://127.0.0.1:9/nothing-listens-here"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = common::kura(&tmp.path().join("a"), &["ls", "latest", "--json"]);
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(entries[0]["error"].as_str().unwrap().contains("network.allow_private"));
+}
