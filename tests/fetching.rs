@@ -333,3 +333,37 @@ fn cli_exit_code_3_when_nothing_could_be_fetched() {
     let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(entries[0]["error"].as_str().unwrap().contains("network.allow_private"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_posts_fetch_front_matter_and_body_images() {
+    let (w, cdn, wx) = world().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let posts = tmp.path().join("_posts");
+    std::fs::create_dir_all(&posts).unwrap();
+    let post = format!(
+        "\n---\ntitle: '互联网新贵抢出海'\ndate: Sun, 16 Jan 2022 01:29:13 GMT\npermalink: {site}/posts/one/\nheadimg: '{cdn}/head.png'\n---\n\n\
+         <div><p>文</p><img src=\"{wx}/w.png\" referrerpolicy=\"no-referrer\"></div>\n\n![图]({cdn}/md.png \"title\")\n",
+        site = w.site
+    );
+    std::fs::write(posts.join("one.md"), post).unwrap();
+    std::fs::write(posts.join("bad.md"), "---\ntitle: [unclosed\n---\nbody\n").unwrap();
+    // A post with no public URL: its images are fetched with no Referer.
+    std::fs::write(posts.join("anon.md"), format!("---\ntitle: anon\n---\n![x]({cdn}/anon.png)\n")).unwrap();
+    let archive = Archive::open_or_init(&tmp.path().join("archive")).unwrap();
+    let report = run(&archive, &[posts.display().to_string()], options(), Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let one = m.entries.iter().find(|e| e.url.ends_with("one.md")).unwrap();
+    assert_eq!(one.kind, Some(Kind::Article));
+    assert_eq!(one.title.as_deref(), Some("互联网新贵抢出海"));
+    let head = find(&m, &format!("{cdn}/head.png"));
+    assert_eq!(head.referer.as_deref(), Some(format!("{}/", w.site).as_str()));
+    assert_eq!(head.parents, vec![one.url.clone()]);
+    assert!(find(&m, &format!("{cdn}/md.png")).error.is_none());
+    let wximg = find(&m, &format!("{wx}/w.png"));
+    assert!(wximg.referer.is_none() && wximg.error.is_none());
+    assert!(find(&m, &format!("{cdn}/anon.png")).referer.is_none());
+    // Malformed front matter: the file is still stored, the failure named with its line.
+    let bad = m.entries.iter().find(|e| e.url.ends_with("bad.md")).unwrap();
+    assert!(bad.blob.is_some());
+    assert!(bad.error.as_deref().unwrap().contains("line"), "{bad:?}");
+}
