@@ -218,6 +218,13 @@ impl Ctx {
                     e.content_type = r.content_type.clone();
                     e.etag = r.validators.etag.clone();
                     e.last_modified = r.validators.last_modified.clone();
+                    // Cookies a server sets are credentials, not content.
+                    e.headers = r
+                        .headers
+                        .iter()
+                        .filter(|(k, _)| !k.eq_ignore_ascii_case("set-cookie"))
+                        .cloned()
+                        .collect();
                 });
                 Some(r)
             }

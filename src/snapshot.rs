@@ -115,6 +115,10 @@ pub struct Entry {
     /// Every request made, when there was more than one (redirects).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hops: Vec<HopRecord>,
+    /// Response headers of the final response, as received (minus
+    /// `Set-Cookie`), for WARC export.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
     /// Title of an article or feed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
