@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod post;
 pub mod referrer;
 pub mod restore;
+pub mod site;
 pub mod sitemap;
 pub mod snapshot;
 pub mod stats;

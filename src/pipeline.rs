@@ -219,12 +219,8 @@ impl Ctx {
                     e.etag = r.validators.etag.clone();
                     e.last_modified = r.validators.last_modified.clone();
                     // Cookies a server sets are credentials, not content.
-                    e.headers = r
-                        .headers
-                        .iter()
-                        .filter(|(k, _)| !k.eq_ignore_ascii_case("set-cookie"))
-                        .cloned()
-                        .collect();
+                    e.headers =
+                        r.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("set-cookie")).cloned().collect();
                 });
                 Some(r)
             }
