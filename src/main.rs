@@ -90,12 +90,20 @@ enum Command {
         snapshot: String,
         /// Target directory (created if missing).
         dir: PathBuf,
-        /// Layout of the restored files.
-        #[arg(long, value_enum, default_value_t = Layout::Raw)]
+        /// Layout: `offline` (articles as HTML with local images, index.html),
+        /// `posts` (local blog posts with local image paths), `raw` (original bytes).
+        #[arg(long, value_enum, default_value_t = Layout::Offline)]
         layout: Layout,
-        /// Only URLs matching this glob (`*`, `?`); repeatable.
+        /// Only URLs matching this glob (`*`, `?`); repeatable. In the offline
+        /// and posts layouts it selects articles.
         #[arg(long = "include", value_name = "PATTERN")]
         include: Vec<String>,
+        /// Only this article (URL as listed by `kura ls`) and what it references.
+        #[arg(long, value_name = "URL")]
+        article: Option<String>,
+        /// Posts layout: prefix of the local image paths written into posts.
+        #[arg(long, value_name = "PREFIX", default_value = kura::restore::DEFAULT_IMAGE_PREFIX)]
+        image_prefix: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -358,10 +366,11 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if report.healthy() { 0 } else { 1 })
         }
-        Command::Restore { snapshot, dir, layout, include, json } => {
+        Command::Restore { snapshot, dir, layout, include, article, image_prefix, json } => {
             let archive = Archive::open(&root)?;
             let id = archive.resolve_snapshot(&snapshot)?;
-            let report = kura::restore::restore(&archive, id, &dir, &RestoreOptions { layout, include })?;
+            let opts = RestoreOptions { layout, include, article, image_prefix: Some(image_prefix) };
+            let report = kura::restore::restore(&archive, id, &dir, &opts)?;
             if json {
                 print_json(&mut out, &report)?;
             } else {

@@ -50,7 +50,8 @@ fn round_trip_restore_cat_and_dedup() {
 
     let archive = Archive::open(&root).unwrap();
     let out = tmp.path().join("restored");
-    let report = restore(&archive, id, &out, &RestoreOptions::default()).unwrap();
+    let raw = RestoreOptions { layout: kura::restore::Layout::Raw, ..Default::default() };
+    let report = restore(&archive, id, &out, &raw).unwrap();
     assert_eq!(report.files.len(), 120);
     for f in &report.files {
         let original = url::Url::parse(&f.url).unwrap().to_file_path().unwrap();
