@@ -6,7 +6,10 @@
 //! (`img src/srcset`, lazy-loading `data-*`, `picture source srcset`, `input
 //! type=image`, `video poster`, icon/preload/stylesheet `link`s, image
 //! `meta`s, `style=""`, legacy `background`, SVG `image href`, `a href`) and
-//! the text of `<style>` and `<noscript>` are rewritten. URLs are found and
+//! the text of `<style>` and `<noscript>` are rewritten (a start tag whose
+//! attributes change is re-serialised by lol_html: the other attributes keep
+//! their values as written, but the whitespace between attributes becomes
+//! one space, and `<x/>` becomes `<x />`). URLs are found and
 //! resolved exactly as the archiver found them: the attribute tables,
 //! [`crate::extract::parse_srcset`], the CSS scanner and URL resolution all
 //! come from [`crate::extract`].
@@ -86,7 +89,16 @@ pub fn rewrite_html(
     map: &mut MapFn<'_>,
 ) -> Result<Rewritten, RewriteError> {
     let decoded = charset::decode(bytes, content_type);
-    let declared = matches!(decoded.source, EncodingSource::Bom | EncodingSource::Meta | EncodingSource::Default);
+    // Opened from a file, the document has no header: declare the encoding
+    // unless the document itself already leads a browser to the same one.
+    let declared = match decoded.source {
+        EncodingSource::Bom | EncodingSource::Meta | EncodingSource::Default => true,
+        EncodingSource::Header => {
+            let own = charset::decode(bytes, None);
+            matches!(own.source, EncodingSource::Bom | EncodingSource::Meta) && own.encoding == decoded.encoding
+        }
+        EncodingSource::XmlDecl | EncodingSource::Detected => false,
+    };
     match AsciiCompatibleEncoding::new(decoded.encoding) {
         Some(enc) => {
             let meta = (!declared).then(|| decoded.encoding.name());

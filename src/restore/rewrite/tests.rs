@@ -36,13 +36,13 @@ fn rewrites_only_the_reference_attributes() {
     let expected = r#"<html><head><meta charset="utf-8"><base>
 <link rel="stylesheet" href="L/s.css" media=all>
 <link rel=icon href="L/img/fav.png"><meta property="og:image" content="L/img/og.png">
-<style>body{background:url("L/img/bg.png")} @font-face{src:url("http://cdn.example/img/f.woff")}</style></head>
-<body background="L/img/b.png"><img  class=a src="L/img/a.png" srcset="L/img/a.png 1x, L/img/b,c.png 2x" alt="&lt;">
+<style>body{background:url( "L/img/bg.png" )} @font-face{src:url("http://cdn.example/img/f.woff")}</style></head>
+<body background="L/img/b.png"><img class=a src="L/img/a.png" srcset="L/img/a.png 1x, L/img/b,c.png 2x" alt="&lt;">
 <img src="L/img/lazy.png" data-src="L/img/lazy.png" data-srcset="L/img/l1.png 1x, L/img/l2.png 2x" srcset="L/img/l1.png 1x, L/img/l2.png 2x">
 <picture><source srcset="L/img/p.webp 1x"><img src="L/img/p.png"></picture>
 <input type=IMAGE src="L/img/in.png"><video poster="L/img/v.png"></video>
 <div style="background-image: url(&quot;L/img/d.png&quot;)">x</div><a href="http://cdn.example/img/other.html">o</a>
-<svg><image href="L/img/s.png"/></svg><noscript><img src="L/img/n.png"></noscript></body></html>"#;
+<svg><image href="L/img/s.png" /></svg><noscript><img src="L/img/n.png"></noscript></body></html>"#;
     assert_eq!(out, expected);
 }
 
