@@ -69,10 +69,12 @@ impl<'m> Catalog<'m> {
         pool.into_iter().find(|e| e.blob.is_some() && e.error.is_none())
     }
 
-    /// The article entry for `url` (its `url` or `final_url`), if any.
+    /// The article entry for `url`: the one fetched at that URL, else one
+    /// whose `final_url` it is.
     pub(crate) fn article(&self, url: &str) -> Option<&'m Entry> {
-        let found = self.by_url.get(url)?;
-        found.iter().map(|&i| &self.entries[i]).find(|e| e.kind == Some(Kind::Article))
+        let found: Vec<&Entry> =
+            self.by_url.get(url)?.iter().map(|&i| &self.entries[i]).filter(|e| e.kind == Some(Kind::Article)).collect();
+        found.iter().find(|e| e.url == url).or(found.first()).copied()
     }
 
     /// Indexes of the entries an article brought in: what lists it as a

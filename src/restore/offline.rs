@@ -360,9 +360,13 @@ pub(super) fn select<'m>(manifest: &'m Manifest, opts: &RestoreOptions) -> Resul
     match &opts.article {
         None => Ok(articles),
         Some(url) => {
-            let one: Vec<&Entry> =
-                articles.into_iter().filter(|e| catalog::names(e).contains(&url.as_str())).take(1).collect();
-            if one.is_empty() { Err(RestoreError::NoSuchArticle(url.clone())) } else { Ok(one) }
+            // The URL it was fetched at wins over a final URL (a local post's
+            // permalink is the web article's URL).
+            let one = articles
+                .iter()
+                .find(|e| e.url == *url)
+                .or_else(|| articles.iter().find(|e| e.final_url.as_deref() == Some(url.as_str())));
+            one.map(|e| vec![*e]).ok_or_else(|| RestoreError::NoSuchArticle(url.clone()))
         }
     }
 }
