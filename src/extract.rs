@@ -29,12 +29,12 @@ use url::Url;
 
 use crate::referrer::Policy;
 
-pub(crate) use css::{CssMode, scan_css};
 pub use css::extract_css;
+pub(crate) use css::{CssMode, scan_css};
 // The attribute tables, shared with `restore`'s rewriter so both agree on
 // what an image reference is.
-pub(crate) use html::{BACKGROUND_ELEMENTS, ICON_RELS, LAZY_SRC, LAZY_SRCSET, META_IMAGES};
 pub use html::extract_html;
+pub(crate) use html::{BACKGROUND_ELEMENTS, ICON_RELS, LAZY_SRC, LAZY_SRCSET, META_IMAGES};
 pub use srcset::{Descriptor, SrcsetCandidate, parse_srcset};
 
 /// What a reference is fetched as.

@@ -253,9 +253,11 @@ fn one_article_brings_only_what_it_references() {
         let name = a.path.file_name().unwrap().to_string_lossy().into_owned();
         let used_by_page = html.contains(&name);
         let used_by_css = name.ends_with(".css")
-            || report.files.iter().filter(|c| c.path.extension().is_some_and(|x| x == "css")).any(|c| {
-                std::fs::read_to_string(out.path().join(&c.path)).unwrap().contains(&name)
-            });
+            || report
+                .files
+                .iter()
+                .filter(|c| c.path.extension().is_some_and(|x| x == "css"))
+                .any(|c| std::fs::read_to_string(out.path().join(&c.path)).unwrap().contains(&name));
         assert!(used_by_page || used_by_css, "{name} is not referenced by the article");
     }
     let missing = RestoreOptions { article: Some("http://127.0.0.1:9/none".into()), ..Default::default() };
@@ -357,7 +359,9 @@ fn chromium_shows_every_archived_image_offline() {
         let result = doc
             .select(&Selector::parse("#kura-probe").unwrap())
             .next()
-            .unwrap_or_else(|| panic!("{url}: no probe result; chromium said: {}", String::from_utf8_lossy(&output.stderr)))
+            .unwrap_or_else(|| {
+                panic!("{url}: no probe result; chromium said: {}", String::from_utf8_lossy(&output.stderr))
+            })
             .text()
             .collect::<String>();
         let v: serde_json::Value = serde_json::from_str(&result).unwrap();

@@ -53,11 +53,8 @@ pub(super) fn render(manifest: &Manifest, listed: &[Listed<'_>], opts: &RestoreO
             h,
             "<tr><td>{title}{error}</td><td>{date}</td><td><a href=\"{src}\">{src}</a></td>\
              <td>{ok} archived, {bad} failed</td><td>",
-            error = item
-                .error
-                .as_deref()
-                .map(|m| format!("<div class=\"failed\">{}</div>", esc(m)))
-                .unwrap_or_default(),
+            error =
+                item.error.as_deref().map(|m| format!("<div class=\"failed\">{}</div>", esc(m))).unwrap_or_default(),
             date = esc(item.date.as_deref().unwrap_or("")),
             src = esc(source),
             ok = item.archived,

@@ -113,13 +113,13 @@ impl Writer<'_> {
 pub(super) fn image_name(e: &Entry, blob: &BlobId) -> String {
     let from_type = e.content_type.as_deref().and_then(|ct| {
         let mime = ct.split(';').next()?.trim().to_ascii_lowercase();
-        Some(match mime.as_str() {
+        let ext = match mime.as_str() {
             "image/jpeg" | "image/jpg" | "image/pjpeg" => "jpg",
             "image/svg+xml" => "svg",
             "image/x-icon" | "image/vnd.microsoft.icon" => "ico",
             other => other.strip_prefix("image/")?,
-        })
-        .map(str::to_string)
+        };
+        Some(ext.to_string())
     });
     let from_url = || {
         let u = Url::parse(&e.url).ok()?;
@@ -270,8 +270,13 @@ pub(super) fn restore(
             }
         }
     }
-    let mut assets =
-        Assets { catalog: &catalog, images: HashMap::new(), sheets: HashMap::new(), in_progress: HashSet::new(), fatal: None };
+    let mut assets = Assets {
+        catalog: &catalog,
+        images: HashMap::new(),
+        sheets: HashMap::new(),
+        in_progress: HashSet::new(),
+        fatal: None,
+    };
     let mut listed = Vec::new();
     for (e, rel) in articles.iter().copied().zip(&paths) {
         let (archived, failed) = catalog.images_of(e);

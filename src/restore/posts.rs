@@ -161,7 +161,7 @@ pub(super) fn restore(
             let Some(blob) = found.blob else {
                 continue;
             };
-            if !images.contains_key(&blob) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = images.entry(blob) {
                 let name = match w.read(found) {
                     Some(bytes) => {
                         let name = image_name(found, &blob);
@@ -170,7 +170,7 @@ pub(super) fn restore(
                     }
                     None => None,
                 };
-                images.insert(blob, name);
+                slot.insert(name);
             }
             if let Some(Some(name)) = images.get(&blob) {
                 pairs.push((written, format!("{prefix}{name}")));
@@ -206,10 +206,8 @@ mod tests {
     fn replaces_whole_urls_only_longest_first() {
         let text = "cover: 'http://c/a.png'\n![x](http://c/a.png?w=2) ![y](http://c/a.png)\n\
                     <img src=\"http://c/a.png.webp\"> http://c/a.pngx";
-        let (out, n) = replace_all(
-            text,
-            &pairs(&[("http://c/a.png", "/images/1.png"), ("http://c/a.png?w=2", "/images/2.png")]),
-        );
+        let (out, n) =
+            replace_all(text, &pairs(&[("http://c/a.png", "/images/1.png"), ("http://c/a.png?w=2", "/images/2.png")]));
         assert_eq!(n, 3);
         assert_eq!(
             out,

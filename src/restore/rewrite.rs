@@ -221,14 +221,15 @@ fn find_base(input: &[u8], enc: AsciiCompatibleEncoding, doc_url: &Url) -> Url {
     }
     let mut first: Option<String> = None;
     {
-        let settings = Settings::new().with_encoding(enc).with_strict(false).append_element_content_handler(
-            element!("base[href]", |el| {
+        let settings = Settings::new().with_encoding(enc).with_strict(false).append_element_content_handler(element!(
+            "base[href]",
+            |el| {
                 if first.is_none() {
                     first = el.get_attribute("href");
                 }
                 Ok(())
-            }),
-        );
+            }
+        ));
         let mut rw = HtmlRewriter::new(settings, |_: &[u8]| {});
         // A document lol_html cannot parse has no usable base either.
         if rw.write(input).is_ok() {
@@ -434,7 +435,8 @@ impl State<'_, '_> {
         chunk.remove();
         if chunk.last_in_text_node() {
             let text = std::mem::take(&mut self.noscript_text);
-            let inner = run(text.as_bytes(), AsciiCompatibleEncoding::utf_8(), &self.base, self.map, None, self.depth + 1)?;
+            let inner =
+                run(text.as_bytes(), AsciiCompatibleEncoding::utf_8(), &self.base, self.map, None, self.depth + 1)?;
             chunk.replace(&String::from_utf8_lossy(&inner), ContentType::Html);
         }
         Ok(())
@@ -451,14 +453,8 @@ fn run(
     depth: u8,
 ) -> Result<Vec<u8>, RewriteError> {
     let base = if depth == 0 { find_base(input, enc, doc_url) } else { doc_url.clone() };
-    let state = RefCell::new(State {
-        base,
-        map,
-        style_text: String::new(),
-        noscript_text: String::new(),
-        meta_charset,
-        depth,
-    });
+    let state =
+        RefCell::new(State { base, map, style_text: String::new(), noscript_text: String::new(), meta_charset, depth });
     let s = &state;
     let backgrounds = extract::BACKGROUND_ELEMENTS.iter().map(|e| format!("{e}[background]")).collect::<Vec<_>>();
     let mut settings = Settings::new()
