@@ -51,6 +51,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the built-in sample site on loopback, archive it, verify, restore, summarise.
+    Demo {
+        /// Articles on the sample site.
+        #[arg(long, default_value_t = 36)]
+        articles: usize,
+        /// Restore into this directory (default: a temporary one, removed after).
+        #[arg(long)]
+        restore_to: Option<PathBuf>,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// List snapshots.
     Snapshots {
         /// Print JSON.
@@ -231,6 +243,53 @@ fn run(cli: Cli) -> Result<u8> {
                 print_run_summary(&archive, &report)?;
             }
             Ok(if report.failures == report.entries && report.entries > 0 { 3 } else { 0 })
+        }
+        Command::Demo { articles, restore_to, json } => {
+            let opts = kura::demo::DemoOptions { articles, restore_to, ..Default::default() };
+            let r = with_progress(|progress| kura::demo::run(&root, opts, progress))?;
+            if json {
+                print_json(&mut out, &r)?;
+            } else {
+                writeln!(out, "Kura demo: archived the built-in sample site into {}", root.display())?;
+                writeln!(out, "  snapshot        {}", r.snapshot)?;
+                writeln!(
+                    out,
+                    "  articles        {} ({:.0} articles/s, {:.1} MB/s)",
+                    r.articles, r.articles_per_second, r.mb_per_second
+                )?;
+                writeln!(out, "  images          {} archived", r.images)?;
+                writeln!(
+                    out,
+                    "  failures        {} ({} planted by the site: 404, soft 404, truncated body)",
+                    r.failures, r.expected_failures
+                )?;
+                writeln!(out, "  hotlink 403s    {} (a browser-exact Referer gets none)", r.hotlink_rejections)?;
+                writeln!(
+                    out,
+                    "  placeholders    {} (only for images a browser would also get them for)",
+                    r.placeholders_served
+                )?;
+                writeln!(out, "  logical size    {}", human(r.logical_bytes))?;
+                writeln!(out, "  stored (new)    {}", human(r.stored_bytes))?;
+                writeln!(out, "  dedup ratio     {:.2}x (whole archive)", r.dedup_ratio)?;
+                writeln!(
+                    out,
+                    "  verify          {}",
+                    if r.verified { "ok, every blob re-hashed" } else { "PROBLEMS: run kura verify" }
+                )?;
+                writeln!(out, "  restored        {} files to {}", r.restored_files, r.restored_to)?;
+                writeln!(out, "  time            {:.2}s archiving", r.archive_seconds)?;
+                if !r.missing_images.is_empty() {
+                    writeln!(
+                        out,
+                        "  MISSING         {} images the site expected: {:?}",
+                        r.missing_images.len(),
+                        r.missing_images
+                    )?;
+                }
+                writeln!(out, "Next: kura ls {}  |  kura stats  |  kura restore latest ./out", r.snapshot.short())?;
+            }
+            Ok(if r.verified && r.missing_images.is_empty() { 0 } else { 1 })
         }
         Command::Snapshots { json } => {
             let archive = Archive::open(&root)?;
@@ -426,6 +485,15 @@ fn run(cli: Cli) -> Result<u8> {
 /// Runs the pipeline on a tokio runtime, with a progress line on a TTY and
 /// periodic log lines otherwise.
 fn run_pipeline(archive: &Archive, sources: &[String], opts: RunOptions) -> Result<RunReport> {
+    with_progress(|progress| kura::pipeline::run(archive, sources, opts, progress))
+}
+
+/// Runs an async job on a tokio runtime while a ticker shows its progress.
+fn with_progress<T, E, F>(job: impl FnOnce(Arc<Progress>) -> F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let progress = Arc::new(Progress::default());
     let tty = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
@@ -460,7 +528,7 @@ fn run_pipeline(archive: &Archive, sources: &[String], opts: RunOptions) -> Resu
                 }
             }
         });
-        let r = kura::pipeline::run(archive, sources, opts, progress.clone()).await;
+        let r = job(progress.clone()).await;
         ticker.abort();
         let _ = ticker.await;
         Ok(r?)
