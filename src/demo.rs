@@ -97,7 +97,9 @@ pub enum DemoError {
 
 /// Runs the demo into the archive at `root` (created if missing).
 pub async fn run(root: &Path, opts: DemoOptions, progress: Arc<Progress>) -> Result<DemoReport, DemoError> {
-    let handle = site::serve(SiteConfig { articles: opts.articles, ..Default::default() }).await?;
+    // Big sites carry whole bodies in the feed; the sitemap lists every page anyway.
+    let feed_items = (opts.articles > 100).then_some(50);
+    let handle = site::serve(SiteConfig { articles: opts.articles, feed_items, ..Default::default() }).await?;
     let s = handle.site();
     let work = tempdir()?;
     let posts_dir = work.join("_posts");

@@ -109,6 +109,10 @@ struct Ctx {
     /// many times is fetched once and lists every parent.
     seen: Mutex<HashMap<String, usize>>,
     pending: AtomicUsize,
+    /// Bounds the bodies held in memory: a resource takes a slot before it
+    /// is fetched and gives it back once its body is stored, so a network
+    /// faster than the disk cannot pile bodies up in the store queue.
+    slots: tokio::sync::Semaphore,
     idle: tokio::sync::Notify,
     fatal: Mutex<Option<ArchiveError>>,
     progress: Arc<Progress>,
@@ -287,6 +291,7 @@ pub async fn run(
         entries: Mutex::new(Vec::new()),
         seen: Mutex::new(HashMap::new()),
         pending: AtomicUsize::new(0),
+        slots: tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2),
         idle: tokio::sync::Notify::new(),
         fatal: Mutex::new(None),
         progress,
@@ -372,6 +377,7 @@ impl Ctx {
     async fn document_inner(self: Arc<Self>, url: Url, parents: Vec<String>, depth: usize) {
         let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
         let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         let mut req = FetchRequest::new(url.clone());
         req.accept = Accept::Document;
         req.referrer_source = None; // a navigation typed or picked from a list: no referrer
@@ -498,6 +504,7 @@ impl Ctx {
             ..Default::default()
         };
         let Some(i) = self.claim(key, entry) else { return };
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         self.progress.add_image();
         let mut req = FetchRequest::new(url);
         req.accept = Accept::Image;
@@ -548,6 +555,7 @@ impl Ctx {
             ..Default::default()
         };
         let Some(i) = self.claim(key, entry) else { return };
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         let mut req = FetchRequest::new(url.clone());
         req.accept = Accept::Stylesheet;
         req.referrer_source = source;
