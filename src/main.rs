@@ -167,6 +167,12 @@ struct FetchArgs {
     /// Pack size target in MiB.
     #[arg(long, default_value_t = 16)]
     pack_size_mib: u64,
+    /// Images archived less than this many days ago (with the same Referer) are not downloaded again.
+    #[arg(long, default_value_t = 30)]
+    image_freshness_days: i64,
+    /// Download everything again: no conditional requests, no freshness window.
+    #[arg(long)]
+    refetch: bool,
 }
 
 impl FetchArgs {
@@ -179,6 +185,8 @@ impl FetchArgs {
         o.fetch.per_host_interval_ms = self.per_host_interval_ms;
         o.fetch.contact = self.contact.clone();
         o.write.pack_target = self.pack_size_mib.max(1) << 20;
+        o.image_freshness = chrono::Duration::days(self.image_freshness_days.max(0));
+        o.refetch = self.refetch;
         o
     }
 }
