@@ -21,6 +21,7 @@ pub mod media;
 pub mod pack;
 pub mod pipeline;
 pub mod post;
+pub mod prune;
 pub mod referrer;
 pub mod restore;
 pub mod site;

@@ -133,6 +133,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove data no snapshot references; repack mostly-garbage packs.
+    Prune {
+        /// Show what would be freed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Repack a pack when less than this fraction of it is still referenced.
+        #[arg(long, default_value_t = 0.5)]
+        repack_below: f64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Repair parts of the archive.
     Repair {
         #[command(subcommand)]
@@ -526,6 +538,28 @@ fn run(cli: Cli) -> Result<u8> {
                         human(k.logical_bytes)
                     )?;
                 }
+            }
+            Ok(0)
+        }
+        Command::Prune { dry_run, repack_below, json } => {
+            let archive = Archive::open(&root)?;
+            let opts = kura::prune::PruneOptions { dry_run, repack_below, ..Default::default() };
+            let r = kura::prune::prune(&archive, opts)?;
+            if json {
+                print_json(&mut out, &r)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}{} packs deleted, {} repacked into {}, {} unreferenced blobs; {} deleted, {} written, {} freed",
+                    if dry_run { "would be: " } else { "" },
+                    r.packs_deleted,
+                    r.packs_repacked,
+                    r.packs_written,
+                    r.blobs_removed,
+                    human(r.bytes_deleted),
+                    human(r.bytes_written),
+                    human(r.bytes_freed.max(0) as u64)
+                )?;
             }
             Ok(0)
         }
