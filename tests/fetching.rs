@@ -370,7 +370,9 @@ async fn local_posts_fetch_front_matter_and_body_images() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_host_headers_reach_only_their_host_and_never_the_manifest() {
-    let cookies: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    // (which server, Cookie header it got)
+    type Log = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let cookies: Log = Arc::default();
     let c2 = cookies.clone();
     let img = serve(Router::new().route(
         "/i.png",
