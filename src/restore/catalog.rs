@@ -113,13 +113,18 @@ impl<'m> Catalog<'m> {
     }
 }
 
-/// The URLs a document is known by: its `url` and `final_url`.
+/// The URLs a document is known by as a parent: its `url` and `final_url`.
+/// A local post's `final_url` is its public permalink, which names the web
+/// article (if archived too), not the post: a post is known by its file URL.
 pub(crate) fn names(e: &Entry) -> Vec<&str> {
     names_of(e)
 }
 
 fn names_of(e: &Entry) -> Vec<&str> {
     let mut v = vec![e.url.as_str()];
+    if e.url.starts_with("file:") {
+        return v;
+    }
     if let Some(f) = e.final_url.as_deref().filter(|f| *f != e.url) {
         v.push(f);
     }
@@ -179,6 +184,10 @@ mod tests {
         let (ok, failed) = c.images_of(&entries[0]);
         assert_eq!((ok.len(), failed.len()), (1, 1));
         assert!(c.article("http://s/final.html").is_some());
+        // A local post is known by its file URL, not by its permalink.
+        let mut post = entry("file:///b/p.md", Kind::Article, &[], true);
+        post.final_url = Some(a.into());
+        assert_eq!(names(&post), vec!["file:///b/p.md"]);
         // A fragment-bearing reference finds the bare URL.
         let frag = Url::parse("http://cdn/bg.png#x").unwrap();
         assert!(c.find(&frag, Want::Image, &[]).is_some());
