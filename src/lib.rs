@@ -22,6 +22,8 @@ pub mod pipeline;
 pub mod post;
 pub mod referrer;
 pub mod restore;
+pub mod retention;
+pub mod schedule;
 pub mod site;
 pub mod sitemap;
 pub mod snapshot;
