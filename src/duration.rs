@@ -17,7 +17,8 @@ pub struct DurationError {
     pub reason: &'static str,
 }
 
-const UNITS: [(char, i64); 6] = [('y', 365 * 86_400), ('w', 7 * 86_400), ('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+const UNITS: [(char, i64); 6] =
+    [('y', 365 * 86_400), ('w', 7 * 86_400), ('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
 
 /// Parses `30d`, `1d12h`, `0s`. A bare number is refused: the unit is not obvious.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {

@@ -10,6 +10,7 @@ pub mod archive;
 pub mod backend;
 pub mod blob;
 pub mod charset;
+pub mod config;
 pub mod duration;
 pub mod extract;
 pub mod feed;

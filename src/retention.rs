@@ -45,7 +45,10 @@ pub struct Policy {
 impl Policy {
     /// True when no rule is set (such a policy keeps everything).
     pub fn is_empty(&self) -> bool {
-        self.keep_last == 0 && self.buckets().iter().all(|(_, n)| *n == 0) && self.within.is_none() && self.tags.is_empty()
+        self.keep_last == 0
+            && self.buckets().iter().all(|(_, n)| *n == 0)
+            && self.within.is_none()
+            && self.tags.is_empty()
     }
 
     fn buckets(&self) -> [(Bucket, usize); 5] {

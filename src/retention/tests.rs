@@ -79,7 +79,8 @@ fn within_is_relative_to_the_newest_snapshot() {
 
 #[test]
 fn tags_keep_and_reasons_accumulate() {
-    let s = vec![snap("j", 1, at(1, 0), &["important"]), snap("j", 2, at(2, 0), &["other"]), snap("j", 3, at(3, 0), &[])];
+    let s =
+        vec![snap("j", 1, at(1, 0), &["important"]), snap("j", 2, at(2, 0), &["other"]), snap("j", 3, at(3, 0), &[])];
     let p = Policy { keep_last: 1, daily: 1, tags: vec!["important".into()], ..Default::default() };
     let ds = apply_job(&p, UTC, &s);
     assert_eq!(ds[0].reasons, vec!["last 1", "daily snapshot"]);
