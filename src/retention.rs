@@ -196,7 +196,7 @@ pub fn apply_job(policy: &Policy, zone: Zone, snapshots: &[SnapshotInfo]) -> Vec
 /// newest first within a job.
 pub fn apply(
     snapshots: &[SnapshotInfo],
-    policy_for: impl Fn(&str) -> Option<(Policy, Zone)>,
+    mut policy_for: impl FnMut(&str) -> Option<(Policy, Zone)>,
 ) -> BTreeMap<String, Vec<Decision>> {
     let mut by_job: BTreeMap<&str, Vec<SnapshotInfo>> = BTreeMap::new();
     for s in snapshots {
