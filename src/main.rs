@@ -15,6 +15,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+#[path = "cli/jobs.rs"]
+mod jobs_cli;
+use jobs_cli::KeepArgs;
+
 #[derive(Parser)]
 #[command(
     name = "kura",
@@ -25,9 +29,12 @@ use std::sync::Arc;
     after_help = "Exit codes: 0 success; 1 problems found (verify, restore); 2 usage or could-not-run error; 3 snapshot committed but nothing could be archived.\nLogging: RUST_LOG (e.g. RUST_LOG=kura=debug)."
 )]
 struct Cli {
-    /// Archive directory [env: KURA_ARCHIVE] [default: ./archive]
-    #[arg(long, global = true, env = "KURA_ARCHIVE", default_value = "archive")]
-    archive: PathBuf,
+    /// Archive directory [default: the configuration's `archive`, else ./archive]
+    #[arg(long, global = true, env = "KURA_ARCHIVE")]
+    archive: Option<PathBuf>,
+    /// Configuration file [default: ./config/kura.toml]
+    #[arg(long, global = true, env = "KURA_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -111,6 +118,43 @@ enum Command {
         #[command(subcommand)]
         what: RepairWhat,
     },
+    /// Remove snapshots that the retention policy does not keep (`[job.retention]`,
+    /// overridden by --keep-* flags). Blobs stay until prune.
+    Forget {
+        /// Only this job (repeatable); without it, every configured job, or every
+        /// job in the archive when --keep-* flags are given.
+        #[arg(long = "job", value_name = "NAME")]
+        jobs: Vec<String>,
+        #[command(flatten)]
+        keep: KeepArgs,
+        /// Print what would be kept and removed, and why; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Then remove the data no snapshot references any more.
+        #[arg(long)]
+        prune: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each configured job's last run, next run and status.
+    Jobs {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with the configuration file.
+    Config {
+        #[command(subcommand)]
+        what: ConfigWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigWhat {
+    /// Validate the configuration and list the jobs with their next run times;
+    /// exit 0 valid, 2 invalid.
+    Check,
 }
 
 /// Fetch and store settings shared by `archive` and `demo`.
@@ -216,7 +260,8 @@ fn human(bytes: u64) -> String {
 }
 
 fn run(cli: Cli) -> Result<u8> {
-    let root = cli.archive;
+    let (explicit_archive, config) = (cli.archive.clone(), cli.config);
+    let root = cli.archive.unwrap_or_else(|| PathBuf::from("archive"));
     // Written with writeln! so a closed pipe (`kura ls | head`) is an error
     // we can treat as success, not a panic.
     let mut out = std::io::stdout().lock();
@@ -420,6 +465,11 @@ fn run(cli: Cli) -> Result<u8> {
             eprintln!("index rebuilt: {} packs, {} snapshots", r.packs_added, r.snapshots_added);
             Ok(0)
         }
+        Command::Forget { jobs, keep, dry_run, prune, json } => {
+            jobs_cli::forget(&mut out, explicit_archive, config, &jobs, &keep, dry_run, prune, json)
+        }
+        Command::Jobs { json } => jobs_cli::jobs(&mut out, explicit_archive, config, json),
+        Command::Config { what: ConfigWhat::Check } => jobs_cli::check(&mut out, explicit_archive, config),
     }
 }
 
