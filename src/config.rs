@@ -70,10 +70,11 @@ pub struct Config {
 }
 
 /// `[defaults]`: values a job uses unless it sets its own.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Defaults {
-    /// An image stored less than this long ago is not downloaded again.
-    pub image_freshness: Option<Duration>,
+    /// An image stored less than this long ago is not downloaded again
+    /// (default 30 days).
+    pub image_freshness: Duration,
     /// What to do about runs missed while Kura was not running.
     pub missed_runs: MissedRuns,
     /// Zone of schedules and retention buckets (default: the machine's).
@@ -98,7 +99,7 @@ pub struct Job {
     /// Public URL of the site its local posts belong to.
     pub site_url: Option<Url>,
     /// An image stored less than this long ago is not downloaded again.
-    pub image_freshness: Option<Duration>,
+    pub image_freshness: Duration,
     /// What to do about missed runs.
     pub missed_runs: MissedRuns,
     /// Which of its snapshots `kura forget` keeps.
@@ -175,11 +176,10 @@ impl Config {
         self.jobs.iter().find(|j| j.name == name)
     }
 
-    /// The settings of one run of `job`: its name, tags, site URL, merged
-    /// network settings and the store settings.
+    /// The settings of one run of `job`: its name, tags, site URL, image
+    /// freshness, merged network settings and the store settings.
     ///
-    /// Not carried yet (no field in [`RunOptions`]): `job.headers` and
-    /// `job.image_freshness`.
+    /// Not carried yet (no field in [`RunOptions`]): `job.headers`.
     pub fn run_options(&self, job: &Job) -> RunOptions {
         RunOptions {
             job: job.name.clone(),
@@ -187,6 +187,8 @@ impl Config {
             fetch: job.network.clone(),
             write: self.store,
             site_url: job.site_url.clone(),
+            image_freshness: job.image_freshness,
+            ..RunOptions::default()
         }
     }
 }
@@ -261,7 +263,7 @@ impl Validator<'_> {
 
         let d = &raw.defaults;
         let defaults = Defaults {
-            image_freshness: self.duration(&d.image_freshness),
+            image_freshness: self.duration(&d.image_freshness).unwrap_or_else(|| RunOptions::default().image_freshness),
             missed_runs: d.missed_runs.unwrap_or_default(),
             zone: self.zone(&d.timezone, Zone::Local),
             retention: d.retention.as_ref().map(|r| self.retention(r)).unwrap_or_default(),
@@ -310,7 +312,7 @@ impl Validator<'_> {
                 zone,
                 tags: j.tags.clone(),
                 site_url,
-                image_freshness: self.duration(&j.image_freshness).or(defaults.image_freshness),
+                image_freshness: self.duration(&j.image_freshness).unwrap_or(defaults.image_freshness),
                 missed_runs: j.missed_runs.unwrap_or(defaults.missed_runs),
                 retention: j
                     .retention

@@ -132,17 +132,36 @@ pub fn forget(
             eprintln!("kura: job {job}: no snapshots, or no retention policy for it");
         }
     }
+    let pruned = if prune && !dry_run {
+        let opts = kura::prune::PruneOptions {
+            pack_target: config
+                .map(|c| c.store.pack_target)
+                .unwrap_or(kura::prune::PruneOptions::default().pack_target),
+            ..Default::default()
+        };
+        Some(kura::prune::prune(&archive, opts)?)
+    } else {
+        None
+    };
     if json {
-        super::print_json(out, &report)?;
+        super::print_json(out, &serde_json::json!({ "forget": report, "prune": pruned }))?;
     } else {
         print_forget(out, &report)?;
+        if let Some(r) = &pruned {
+            eprintln!(
+                "pruned: {} packs deleted, {} repacked, {} unreferenced blobs removed, {} bytes freed",
+                r.packs_deleted,
+                r.packs_repacked,
+                r.blobs_removed,
+                r.bytes_freed.max(0)
+            );
+        }
     }
     for id in &report.unreadable {
         eprintln!("kura: snapshot {id} is unreadable and was left alone (run `kura verify`)");
     }
-    if prune && !dry_run {
-        // TODO(lead): call `kura::prune::prune(&archive, ..)` here once src/prune.rs lands.
-        bail!("--prune is not available yet: the snapshots were forgotten; their data stays until prune exists");
+    if prune && dry_run {
+        eprintln!("kura: --prune does nothing with --dry-run (see `kura prune --dry-run`)");
     }
     Ok(0)
 }

@@ -21,7 +21,7 @@ fn the_example_file_loads() {
     assert_eq!(kr.zone.name(), "Asia/Shanghai");
     assert_eq!(kr.network.per_host_interval_ms, 500);
     assert_eq!(kr.retention.daily, 7);
-    assert_eq!(kr.image_freshness, Some(Duration::days(30)));
+    assert_eq!(kr.image_freshness, Duration::days(30));
     assert_eq!(kr.headers.for_host("IMG.example.com"), &[("Cookie".to_string(), "session=replace-me".to_string())]);
     let blog = c.job("blog").unwrap();
     // No [job.retention]: the defaults' retention.
