@@ -107,9 +107,7 @@ pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
             (Some(x), Some(y)) if x.1 == y.1 => k.unchanged += 1,
             (Some(_), Some(_)) => k.changed.push(change),
             (None, Some(_)) => k.added.push(change),
-            (Some(_), None) => {
-                k.removed.push(Change { error: failed_in_b.get(url).map(|s| s.to_string()), ..change })
-            }
+            (Some(_), None) => k.removed.push(Change { error: failed_in_b.get(url).map(|s| s.to_string()), ..change }),
             (None, None) => {}
         }
     }

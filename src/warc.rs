@@ -56,7 +56,9 @@ pub struct WarcOptions {
     pub cdxj: Option<PathBuf>,
     /// Write a WACZ package (WARC, index, pages, datapackage) instead of a bare WARC.
     pub wacz: bool,
-    /// gzip level of each record (0-9).
+    /// gzip level of records whose body may compress (0-9). Images, audio
+    /// and video are already compressed and always get level 1: a higher
+    /// level would cost several times the time to save well under 1%.
     pub level: u32,
 }
 
@@ -250,8 +252,8 @@ impl<W: Write> Exporter<W> {
     }
 
     /// Writes one record as a gzip member; returns its offset and length.
-    fn emit(&mut self, r: &Record) -> io::Result<(u64, u64)> {
-        let gz = r.to_gzip(self.level);
+    fn emit(&mut self, r: &Record, media: bool) -> io::Result<(u64, u64)> {
+        let gz = r.to_gzip(if media { self.level.min(1) } else { self.level });
         self.out.write_all(&gz)?;
         if let Some(h) = &mut self.sha {
             h.update(&gz);
@@ -278,20 +280,11 @@ impl<W: Write> Exporter<W> {
         }
     }
 
-    fn snapshot(
-        &mut self,
-        archive: &Archive,
-        index: &PackIndex,
-        snapshot: SnapshotId,
-        m: &Manifest,
-    ) -> io::Result<()> {
+    fn snapshot(&mut self, archive: &Archive, index: &PackIndex, snapshot: SnapshotId, m: &Manifest) -> io::Result<()> {
         let info = [
             ("software", format!("Kura/{}", env!("CARGO_PKG_VERSION"))),
             ("format", "WARC File Format 1.1".into()),
-            (
-                "conformsTo",
-                "http://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/".into(),
-            ),
+            ("conformsTo", "http://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/".into()),
             ("isPartOf", m.job.clone()),
             ("description", format!("Kura snapshot {snapshot}")),
             ("kura-snapshot", snapshot.to_hex()),
@@ -307,7 +300,7 @@ impl<W: Write> Exporter<W> {
         // warc-fields is an HTTP-like head without a first line.
         r.block = http_head("", &info);
         r.block.truncate(r.block.len() - 2);
-        self.emit(&r)?;
+        self.emit(&r, false)?;
 
         for e in &m.entries {
             let Some(blob) = e.blob else {
@@ -354,7 +347,7 @@ impl<W: Write> Exporter<W> {
             .field("Content-Type", mime.clone())
             .field("WARC-Payload-Digest", digest.clone());
         r.block = body;
-        let at = self.emit(&r)?;
+        let at = self.emit(&r, is_media(e))?;
         self.report.resources += 1;
         let f = self.fields(url, cdxj::bare_mime(Some(&mime)), None, digest, at);
         self.index(url, date, f);
@@ -376,7 +369,7 @@ impl<W: Write> Exporter<W> {
             );
             let digest = sha256_label(&Sha256::digest(b"").into());
             let resp_id = self.id();
-            let at = self.response(&resp_id, &hop_url, date, head, &[], &digest)?;
+            let at = self.response(&resp_id, &hop_url, date, (head, &[]), &digest, false)?;
             self.report.redirects += 1;
             let f = self.fields(&hop_url, "unk".into(), Some(status), digest, at);
             self.index(&hop_url, date, f);
@@ -402,12 +395,12 @@ impl<W: Write> Exporter<W> {
                 .field("Content-Type", "application/http;msgtype=response")
                 .field("WARC-Payload-Digest", digest.clone());
             r.block = head;
-            let at = self.emit(&r)?;
+            let at = self.emit(&r, false)?;
             self.report.revisits += 1;
             let f = self.fields(url, "warc/revisit".into(), Some(status), digest, at);
             self.index(url, date, f);
         } else {
-            let at = self.response(&resp_id, url, date, head, body, &digest)?;
+            let at = self.response(&resp_id, url, date, (head, body), &digest, is_media(e))?;
             self.report.responses += 1;
             self.seen.insert(blob, First { uri: url.to_string(), date, id: resp_id });
             let f = self.fields(url, mime, Some(status), digest, at);
@@ -427,9 +420,9 @@ impl<W: Write> Exporter<W> {
         id: &RecordId,
         url: &Url,
         date: DateTime<Utc>,
-        mut head: Vec<u8>,
-        body: &[u8],
+        (mut head, body): (Vec<u8>, &[u8]),
         digest: &str,
+        media: bool,
     ) -> io::Result<(u64, u64)> {
         let mut r = Record::new("response", id, date)
             .field("WARC-Target-URI", url.as_str())
@@ -437,7 +430,7 @@ impl<W: Write> Exporter<W> {
             .field("WARC-Payload-Digest", digest);
         head.extend_from_slice(body);
         r.block = head;
-        self.emit(&r)
+        self.emit(&r, media)
     }
 
     fn request(
@@ -466,7 +459,7 @@ impl<W: Write> Exporter<W> {
             .field("WARC-Concurrent-To", response.to_string())
             .field("Content-Type", "application/http;msgtype=request");
         r.block = http_head(&format!("GET {target} HTTP/1.1\r\n"), &fields);
-        self.emit(&r)?;
+        self.emit(&r, false)?;
         self.report.requests += 1;
         Ok(())
     }
@@ -495,6 +488,14 @@ fn accept_for(kind: Option<Kind>) -> Accept {
         Some(Kind::Image) => Accept::Image,
         Some(Kind::Stylesheet) => Accept::Stylesheet,
         _ => Accept::Any,
+    }
+}
+
+/// Whether the body is an already-compressed format (images but SVG, audio, video).
+fn is_media(e: &Entry) -> bool {
+    match cdxj::bare_mime(e.content_type.as_deref()) {
+        m if m == "unk" => e.image.is_some(),
+        m => (m.starts_with("image/") && m != "image/svg+xml") || m.starts_with("audio/") || m.starts_with("video/"),
     }
 }
 

@@ -122,8 +122,7 @@ async fn sample_site_exports_to_a_warc_that_warcio_reads() {
     let site = serve(SiteConfig { articles: 6, ..Default::default() }).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let archive = Archive::open_or_init(&tmp.path().join("a")).unwrap();
-    let report =
-        run(&archive, &[site.sitemap.to_string()], options(), Arc::new(Progress::default())).await.unwrap();
+    let report = run(&archive, &[site.sitemap.to_string()], options(), Arc::new(Progress::default())).await.unwrap();
     let m = archive.load_snapshot(&report.snapshot).unwrap();
     let warc = tmp.path().join("site.warc.gz");
     let cdxj = tmp.path().join("site.cdxj");
@@ -135,12 +134,19 @@ async fn sample_site_exports_to_a_warc_that_warcio_reads() {
     let mut seen = HashSet::new();
     let (mut responses, mut revisits, mut redirects) = (0, 0, 0);
     for e in m.entries.iter().filter(|e| e.blob.is_some()) {
-        if seen.insert(e.blob.unwrap()) { responses += 1 } else { revisits += 1 }
+        if seen.insert(e.blob.unwrap()) {
+            responses += 1
+        } else {
+            revisits += 1
+        }
         redirects += e.hops.windows(2).filter(|w| w[0].url != w[1].url && w[0].status.unwrap() / 100 == 3).count();
     }
     let failed = m.entries.iter().filter(|e| e.blob.is_none()).count() as u64;
     assert!(revisits > 0 && redirects > 0 && failed > 0, "the sample site has aliases, redirects, failures");
-    assert_eq!((r.responses, r.revisits, r.redirects, r.skipped_failed), (responses, revisits, redirects as u64, failed));
+    assert_eq!(
+        (r.responses, r.revisits, r.redirects, r.skipped_failed),
+        (responses, revisits, redirects as u64, failed)
+    );
     assert_eq!(r.requests, r.responses + r.revisits + r.redirects);
     assert_eq!(r.records, 1 + r.requests * 2);
 
@@ -315,7 +321,8 @@ print(len(pages) - 1, len(lines))
 
     // The WARC inside passes warcio check on its own.
     let inner = tmp.path().join("data.warc.gz");
-    let script = "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('archive/data.warc.gz'))";
+    let script =
+        "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('archive/data.warc.gz'))";
     assert!(python(&["-c", script, wacz.to_str().unwrap(), inner.to_str().unwrap()]).status.success());
     warcio(&["check", inner.to_str().unwrap()]);
 }

@@ -135,8 +135,7 @@ pub fn one_line(value: &str) -> String {
 
 /// An HTTP/1.1 status line with the standard reason phrase.
 pub fn status_line(status: u16) -> String {
-    let reason =
-        reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Unknown");
+    let reason = reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Unknown");
     format!("HTTP/1.1 {status} {reason}\r\n")
 }
 
@@ -182,7 +181,9 @@ mod tests {
         assert!(text.contains("WARC-Date: 2024-05-01T12:00:00Z\r\n"));
         assert!(text.contains("WARC-Target-URI: file:///a  X: y\r\n"), "no header injection: {text}");
         // SHA-256("abc") in base32.
-        assert!(text.contains("WARC-Block-Digest: sha256:XJ4BNP4PAHH6UQKBIDPF3LRCEOYAGYNDSYLXVHFUCD7WD4QACWWQ====\r\n"));
+        assert!(
+            text.contains("WARC-Block-Digest: sha256:XJ4BNP4PAHH6UQKBIDPF3LRCEOYAGYNDSYLXVHFUCD7WD4QACWWQ====\r\n")
+        );
         assert!(text.ends_with("Content-Length: 3\r\n\r\nabc\r\n\r\n"));
     }
 
