@@ -268,7 +268,14 @@ impl<W: Write> Exporter<W> {
         self.lines.push(cdxj::line(url, date, &fields));
     }
 
-    fn fields(&self, url: &Url, mime: String, status: Option<u16>, digest: String, at: (u64, u64)) -> CdxjFields {
+    fn fields(
+        &self,
+        url: &Url,
+        mime: Option<String>,
+        status: Option<u16>,
+        digest: String,
+        at: (u64, u64),
+    ) -> CdxjFields {
         CdxjFields {
             url: url.to_string(),
             mime,
@@ -371,7 +378,7 @@ impl<W: Write> Exporter<W> {
             let resp_id = self.id();
             let at = self.response(&resp_id, &hop_url, date, (head, &[]), &digest, false)?;
             self.report.redirects += 1;
-            let f = self.fields(&hop_url, "unk".into(), Some(status), digest, at);
+            let f = self.fields(&hop_url, None, Some(status), digest, at);
             self.index(&hop_url, date, f);
             self.request(&resp_id, &hop_url, date, accept, hop.referer.as_deref())?;
         }
@@ -397,7 +404,7 @@ impl<W: Write> Exporter<W> {
             r.block = head;
             let at = self.emit(&r, false)?;
             self.report.revisits += 1;
-            let f = self.fields(url, "warc/revisit".into(), Some(status), digest, at);
+            let f = self.fields(url, Some("warc/revisit".into()), Some(status), digest, at);
             self.index(url, date, f);
         } else {
             let at = self.response(&resp_id, url, date, (head, body), &digest, is_media(e))?;
@@ -494,8 +501,10 @@ fn accept_for(kind: Option<Kind>) -> Accept {
 /// Whether the body is an already-compressed format (images but SVG, audio, video).
 fn is_media(e: &Entry) -> bool {
     match cdxj::bare_mime(e.content_type.as_deref()) {
-        m if m == "unk" => e.image.is_some(),
-        m => (m.starts_with("image/") && m != "image/svg+xml") || m.starts_with("audio/") || m.starts_with("video/"),
+        None => e.image.is_some(),
+        Some(m) => {
+            (m.starts_with("image/") && m != "image/svg+xml") || m.starts_with("audio/") || m.starts_with("video/")
+        }
     }
 }
 

@@ -15,8 +15,10 @@ use url::Url;
 pub struct CdxjFields {
     /// The captured URL.
     pub url: String,
-    /// MIME type without parameters (`warc/revisit` for revisits).
-    pub mime: String,
+    /// MIME type without parameters (`warc/revisit` for revisits); absent
+    /// when the response had no Content-Type (as `cdxj-indexer` writes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
     /// HTTP status, absent for resource records.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -37,13 +39,9 @@ pub fn line(url: &Url, date: DateTime<Utc>, fields: &CdxjFields) -> String {
     format!("{} {} {json}", surt(url), date.format("%Y%m%d%H%M%S"))
 }
 
-/// A MIME type without parameters, lower case; `unk` when unknown (pywb's word).
-pub fn bare_mime(content_type: Option<&str>) -> String {
-    content_type
-        .and_then(|c| c.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase())
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| "unk".into())
+/// A MIME type without parameters, lower case.
+pub fn bare_mime(content_type: Option<&str>) -> Option<String> {
+    content_type.and_then(|c| c.split(';').next()).map(|m| m.trim().to_ascii_lowercase()).filter(|m| !m.is_empty())
 }
 
 /// The Sort-friendly URI Reordering Transform of a URL.
@@ -130,6 +128,7 @@ mod tests {
             line(&Url::parse("http://example.com/a").unwrap(), date, &f),
             r#"com,example)/a 20240501120304 {"url":"http://example.com/a","mime":"text/html","status":"200","digest":"sha256:X","length":"10","offset":"0","filename":"a.warc.gz"}"#
         );
-        assert_eq!(bare_mime(None), "unk");
+        assert_eq!(bare_mime(None), None);
+        assert_eq!(bare_mime(Some(" ; x")), None);
     }
 }
