@@ -9,6 +9,8 @@
 //! - `urls`: URL -> JSON of the latest successful [`Entry`] for it (validators, blob)
 //! - `snapshots`: snapshot id -> JSON [`SnapshotSummary`]
 //! - `jobs`: job name -> JSON job state (scheduling)
+//! - `extracts`: hash of (blob, document URL, header policy, extractor
+//!   version) -> JSON of what extraction found (a pure cache)
 
 use crate::blob::Codec;
 use crate::id::{BlobId, PackId, SnapshotId};
@@ -111,6 +113,7 @@ pub struct Index {
     urls: sled::Tree,
     snapshots: sled::Tree,
     jobs: sled::Tree,
+    extracts: sled::Tree,
 }
 
 impl Index {
@@ -125,6 +128,7 @@ impl Index {
             urls: db.open_tree("urls")?,
             snapshots: db.open_tree("snapshots")?,
             jobs: db.open_tree("jobs")?,
+            extracts: db.open_tree("extracts")?,
             db,
         })
     }
@@ -240,6 +244,19 @@ impl Index {
     /// Stores a job's state.
     pub fn set_job_state<T: Serialize>(&self, job: &str, state: &T) -> Result<(), IndexError> {
         self.jobs.insert(job.as_bytes(), serde_json::to_vec(state).expect("job state serialises"))?;
+        Ok(())
+    }
+
+    /// A cached value of the `extracts` tree: what extraction found in a
+    /// document, so an unchanged article need not be read back and parsed.
+    pub fn extract_cache(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, IndexError> {
+        Ok(self.extracts.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Stores a value in the `extracts` cache (not flushed on its own: losing
+    /// it costs only a re-parse).
+    pub fn set_extract_cache(&self, key: &[u8; 32], value: &[u8]) -> Result<(), IndexError> {
+        self.extracts.insert(key, value)?;
         Ok(())
     }
 

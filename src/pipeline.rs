@@ -14,7 +14,7 @@ pub use progress::Progress;
 
 use crate::archive::{Archive, ArchiveError};
 use crate::extract::{self, RefKind};
-use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
+use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response, Validators};
 use crate::id::{BlobId, SnapshotId};
 use crate::referrer::{Policy, referer_for};
 use crate::snapshot::{Entry, HopRecord, Kind, Manifest};
@@ -30,6 +30,17 @@ use url::Url;
 
 /// How sitemap indexes may nest before we stop following them.
 const MAX_SITEMAP_DEPTH: usize = 3;
+/// Bumped whenever extraction changes, so cached results are not reused.
+const EXTRACT_VERSION: u32 = 1;
+
+/// What extraction found in one document, as cached in the index.
+#[derive(Serialize, serde::Deserialize)]
+struct CachedExtract {
+    title: Option<String>,
+    document_policy: Policy,
+    refs: Vec<(String, RefKind, Policy)>,
+}
+
 /// How deep `@import` chains are followed.
 const MAX_IMPORT_DEPTH: usize = 4;
 
@@ -47,6 +58,14 @@ pub struct RunOptions {
     /// Public URL of the site local posts belong to, for posts whose front
     /// matter gives a relative permalink.
     pub site_url: Option<Url>,
+    /// An image archived less than this long ago (with the same Referer) is
+    /// not downloaded again: image CDN URLs are almost always immutable.
+    pub image_freshness: chrono::Duration,
+    /// Download everything again, ignoring validators and freshness.
+    pub refetch: bool,
+    /// Extra request headers (cookies, tokens) per host name. Sent only to
+    /// that host; never written to manifests or logs.
+    pub headers: std::collections::BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +76,9 @@ impl Default for RunOptions {
             fetch: FetchConfig::default(),
             write: WriteOptions::default(),
             site_url: None,
+            image_freshness: chrono::Duration::days(30),
+            refetch: false,
+            headers: Default::default(),
         }
     }
 }
@@ -104,11 +126,18 @@ struct Ctx {
     writer: Arc<Mutex<Writer>>,
     level: i32,
     site_url: Option<Url>,
+    image_freshness: chrono::Duration,
+    refetch: bool,
+    headers: std::collections::BTreeMap<String, Vec<(String, String)>>,
     entries: Mutex<Vec<Entry>>,
     /// Fetch key (URL, Referer) -> entry index, so a resource referenced
     /// many times is fetched once and lists every parent.
     seen: Mutex<HashMap<String, usize>>,
     pending: AtomicUsize,
+    /// Bounds the bodies held in memory: a resource takes a slot before it
+    /// is fetched and gives it back once its body is stored, so a network
+    /// faster than the disk cannot pile bodies up in the store queue.
+    slots: tokio::sync::Semaphore,
     idle: tokio::sync::Notify,
     fatal: Mutex<Option<ArchiveError>>,
     progress: Arc<Progress>,
@@ -184,6 +213,98 @@ impl Ctx {
         }
     }
 
+    /// The latest archived entry for a URL, if its blob is still in the
+    /// archive (a lost pack must not make us point at missing data).
+    fn prior(&self, url: &Url) -> Option<Entry> {
+        if self.refetch {
+            return None;
+        }
+        let w = self.writer.lock().expect("no panics while held");
+        let e = w.index().url(url.as_str()).ok().flatten()?;
+        w.stored_size(&e.blob?).ok().flatten()?;
+        Some(e)
+    }
+
+    /// Copies what was archived before into entry `i`, which keeps its own
+    /// URL, kind, parents, policy and Referer.
+    fn reuse(&self, i: usize, prior: &Entry) {
+        self.update(i, |e| {
+            e.final_url = prior.final_url.clone();
+            e.status = prior.status;
+            e.content_type = prior.content_type.clone();
+            e.etag = prior.etag.clone();
+            e.last_modified = prior.last_modified.clone();
+            e.headers = prior.headers.clone();
+            e.blob = prior.blob;
+            e.size = prior.size;
+            e.stored_size = prior.stored_size;
+            e.image = prior.image.clone();
+            e.reused = true;
+        });
+    }
+
+    /// Reads a blob back from the archive (for a 304 whose body we need).
+    async fn read_back(&self, id: BlobId) -> Option<Bytes> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || writer.lock().expect("no panics while held").read_blob(&id))
+            .await
+            .expect("reading does not panic")
+            .ok()
+            .flatten()
+            .map(Bytes::from)
+    }
+
+    /// A request for `url` carrying the configured headers of its host.
+    fn request(&self, url: Url, accept: Accept) -> FetchRequest {
+        let headers = url.host_str().and_then(|h| self.headers.get(h)).cloned().unwrap_or_default();
+        let mut req = FetchRequest::new(url);
+        req.accept = accept;
+        req.headers = headers;
+        req
+    }
+
+    /// Fetches with validators from `prior` when there is one; a 304 then
+    /// yields the archived body. Fills the entry's response fields and
+    /// returns the response when it succeeded.
+    async fn fetch_cond(
+        &self,
+        i: usize,
+        mut req: FetchRequest,
+        prior: Option<Entry>,
+    ) -> Option<(Response, Option<BlobId>)> {
+        if let Some(p) = &prior {
+            let v = Validators { etag: p.etag.clone(), last_modified: p.last_modified.clone() };
+            if v.etag.is_some() || v.last_modified.is_some() {
+                req.validators = Some(v);
+            }
+        }
+        let resp = self.fetch_into(i, req).await?;
+        if !resp.not_modified {
+            return Some((resp, None));
+        }
+        let Some(p) = prior else {
+            self.fail(i, "server answered 304 Not Modified to a request without validators".into(), Some(304));
+            return None;
+        };
+        self.reuse(i, &p);
+        Some((resp, p.blob))
+    }
+
+    /// The body of a response, read back from the archive after a 304.
+    async fn body(&self, i: usize, resp: &mut Response, reused: Option<BlobId>) -> bool {
+        let Some(blob) = reused else { return true };
+        match self.read_back(blob).await {
+            Some(body) => {
+                resp.body = body;
+                true
+            }
+            None => {
+                self.fail(i, "304 Not Modified, but the archived copy cannot be read (run `kura verify`)".into(), None);
+                false
+            }
+        }
+    }
+
     /// Fetches and fills the entry's response fields. Returns the response
     /// when it succeeded.
     async fn fetch_into(&self, i: usize, req: FetchRequest) -> Option<Response> {
@@ -208,6 +329,7 @@ impl Ctx {
             e.fetched_at = Some(chrono::Utc::now());
         });
         match result {
+            Ok(r) if r.not_modified => Some(r),
             Ok(r) => {
                 self.progress.add_bytes(r.body.len() as u64);
                 self.update(i, |e| {
@@ -284,9 +406,13 @@ pub async fn run(
         level: opts.write.zstd_level,
         writer: Arc::new(Mutex::new(writer)),
         site_url: opts.site_url.clone(),
+        image_freshness: opts.image_freshness,
+        refetch: opts.refetch,
+        headers: opts.headers.clone(),
         entries: Mutex::new(Vec::new()),
         seen: Mutex::new(HashMap::new()),
         pending: AtomicUsize::new(0),
+        slots: tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2),
         idle: tokio::sync::Notify::new(),
         fatal: Mutex::new(None),
         progress,
@@ -372,13 +498,29 @@ impl Ctx {
     async fn document_inner(self: Arc<Self>, url: Url, parents: Vec<String>, depth: usize) {
         let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
         let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
-        let mut req = FetchRequest::new(url.clone());
-        req.accept = Accept::Document;
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        let mut req = self.request(url.clone(), Accept::Document);
         req.referrer_source = None; // a navigation typed or picked from a list: no referrer
-        let Some(resp) = self.fetch_into(i, req).await else {
+        let prior = self.prior(&url);
+        let was_article = prior.as_ref().is_some_and(|p| p.kind == Some(Kind::Article));
+        let Some((mut resp, reused)) = self.fetch_cond(i, req, prior).await else {
             self.progress.add_article();
             return;
         };
+        // An unchanged article whose extraction is cached needs no read-back
+        // and no parse: that is most of a re-run's work.
+        if let (Some(blob), true) = (reused, was_article)
+            && let Some(ex) = self.cached_extract(blob, &resp)
+        {
+            self.progress.add_article();
+            self.update(i, |e| e.title = ex.title.clone());
+            let parent = url.to_string();
+            self.queue_refs(ex, Some(resp.final_url), parent);
+            return;
+        }
+        if !self.body(i, &mut resp, reused).await {
+            return;
+        }
         let kind = feed::detect(&resp.body, resp.content_type.as_deref());
         match kind {
             feed::DocKind::Feed => {
@@ -457,10 +599,51 @@ impl Ctx {
         drop(decoded);
         self.update(i, |e| e.title = ex.title.clone());
         let url = self.entries.lock().expect("no panics while held")[i].url.clone();
-        if !self.store_into(i, resp.body).await {
+        if !self.store_into(i, resp.body.clone()).await {
             return;
         }
+        if let Some(blob) = self.entries.lock().expect("no panics while held")[i].blob {
+            self.cache_extract(blob, &resp, &ex);
+        }
         self.queue_refs(ex, Some(resp.final_url), url);
+    }
+
+    fn extract_key(blob: BlobId, resp: &Response) -> [u8; 32] {
+        let policy = resp.referrer_policy.map(|p| p.as_str()).unwrap_or("");
+        let key = format!("{EXTRACT_VERSION}\n{blob}\n{}\n{policy}", resp.final_url);
+        *BlobId::of(key.as_bytes()).as_bytes()
+    }
+
+    fn cached_extract(&self, blob: BlobId, resp: &Response) -> Option<extract::Extracted> {
+        let raw =
+            self.writer.lock().expect("no panics while held").index().extract_cache(&Self::extract_key(blob, resp));
+        let cached: CachedExtract = serde_json::from_slice(&raw.ok()??).ok()?;
+        let refs = cached
+            .refs
+            .into_iter()
+            .filter_map(|(url, kind, policy)| {
+                Some(extract::Reference { url: Url::parse(&url).ok()?, kind, policy, found_in: "cached" })
+            })
+            .collect();
+        Some(extract::Extracted {
+            title: cached.title,
+            base: resp.final_url.clone(),
+            document_policy: cached.document_policy,
+            refs,
+        })
+    }
+
+    fn cache_extract(&self, blob: BlobId, resp: &Response, ex: &extract::Extracted) {
+        let cached = CachedExtract {
+            title: ex.title.clone(),
+            document_policy: ex.document_policy,
+            refs: ex.refs.iter().map(|r| (r.url.to_string(), r.kind, r.policy)).collect(),
+        };
+        let value = serde_json::to_vec(&cached).expect("serialises");
+        let w = self.writer.lock().expect("no panics while held");
+        if let Err(e) = w.index().set_extract_cache(&Self::extract_key(blob, resp), &value) {
+            tracing::debug!("extract cache not written: {e}");
+        }
     }
 
     /// Queues the images and stylesheets of an extracted document.
@@ -498,12 +681,28 @@ impl Ctx {
             ..Default::default()
         };
         let Some(i) = self.claim(key, entry) else { return };
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         self.progress.add_image();
-        let mut req = FetchRequest::new(url);
-        req.accept = Accept::Image;
+        let prior = self.prior(&url).filter(|p| p.image.is_some());
+        if let Some(p) = &prior {
+            let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.image_freshness);
+            // Only a copy fetched with the same Referer is the same picture:
+            // CDNs answer placeholders to some Referers.
+            let same_referer = p.referer == self.entries.lock().expect("no panics while held")[i].referer;
+            if fresh && same_referer {
+                self.reuse(i, p);
+                self.update(i, |e| e.fetched_at = p.fetched_at);
+                return;
+            }
+        }
+        let mut req = self.request(url, Accept::Image);
         req.referrer_source = source;
         req.policy = policy;
-        let Some(resp) = self.fetch_into(i, req).await else { return };
+        let Some((resp, reused)) = self.fetch_cond(i, req, prior).await else { return };
+        if reused.is_some() {
+            // A 304 for an image: the archived copy stands, nothing to check.
+            return;
+        }
         match media::inspect_image(&resp.body, resp.content_type.as_deref()) {
             Ok(info) => {
                 self.update(i, |e| e.image = Some(info));
@@ -548,11 +747,15 @@ impl Ctx {
             ..Default::default()
         };
         let Some(i) = self.claim(key, entry) else { return };
-        let mut req = FetchRequest::new(url.clone());
-        req.accept = Accept::Stylesheet;
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        let mut req = self.request(url.clone(), Accept::Stylesheet);
         req.referrer_source = source;
         req.policy = policy;
-        let Some(resp) = self.fetch_into(i, req).await else { return };
+        let prior = self.prior(&url);
+        let Some((mut resp, reused)) = self.fetch_cond(i, req, prior).await else { return };
+        if !self.body(i, &mut resp, reused).await {
+            return;
+        }
         let css_policy = resp.referrer_policy.unwrap_or(doc_policy);
         let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
         let refs = extract::extract_css(&text, &resp.final_url, css_policy);

@@ -220,6 +220,18 @@ impl Writer {
         Ok(self.index.blob(id)?.map(|l| l.entry.stored_len))
     }
 
+    /// Reads a blob back (from the pack being built, or from its pack),
+    /// decoded and re-hashed; `None` if the archive does not have it.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, ArchiveError> {
+        if let Some(e) = self.pending.get(id) {
+            return Ok(Some(blob::decode(e.id, e.codec, e.raw_len, self.pack.stored_bytes(e))?));
+        }
+        let Some(loc) = self.index.blob(id)? else { return Ok(None) };
+        let e = loc.entry;
+        let stored = self.archive.backend().read_range(FileKind::Pack, &loc.pack.to_hex(), e.offset, e.stored_len)?;
+        Ok(Some(blob::decode(e.id, e.codec, e.raw_len, &stored)?))
+    }
+
     /// If the archive has blob `id`, counts it as offered again and returns
     /// it; `None` means the caller should encode it and [`Writer::put`] it.
     pub fn dedup(&mut self, id: &BlobId, size: u64) -> Result<Option<StoredBlob>, ArchiveError> {

@@ -360,7 +360,16 @@ fn body_error(url: &Url, e: reqwest::Error) -> FetchError {
     if e.is_timeout() {
         FetchError::Timeout { url: url.clone(), phase: TimeoutPhase::Read }
     } else {
-        FetchError::Body { url: url.clone(), source: e }
+        // reqwest's own message for a body error is just "error"; the cause
+        // (e.g. "end of file before message length reached") is in the chain.
+        let mut detail = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            detail.push_str(": ");
+            detail.push_str(&c.to_string());
+            cause = c.source();
+        }
+        FetchError::Body { url: url.clone(), detail }
     }
 }
 

@@ -142,13 +142,12 @@ pub enum FetchError {
         cap: u64,
     },
     /// Reading (or decompressing) the body failed.
-    #[error("cannot read the body of {url}: {source}")]
+    #[error("cannot read the body of {url}: {detail}")]
     Body {
         /// The URL.
         url: Url,
-        /// The underlying error.
-        #[source]
-        source: reqwest::Error,
+        /// The underlying error with its causes.
+        detail: String,
     },
 }
 

@@ -82,7 +82,7 @@ fn page_frame(site: &Site, a: &ArticleInfo) -> (String, String) {
          <link rel=\"canonical\" href=\"{url}\">\n\
          <link rel=\"stylesheet\" href=\"{css}\">\n\
          <link rel=\"alternate\" type=\"application/rss+xml\" title=\"RSS\" href=\"/feed.xml\">\n\
-         <link rel=\"icon\" href=\"/favicon.ico\">\n</head>\n<body>\n\
+         <link rel=\"icon\" href=\"/static/logo.png\">\n</head>\n<body>\n\
          <header class=\"masthead\"><a href=\"/\" class=\"brand\"><img class=\"logo\" \
          src=\"/static/logo.png\" alt=\"{SITE_NAME}\" width=\"160\" height=\"48\"></a>\n\
          <nav><a href=\"/\">首页</a> <a href=\"/feed.xml\">RSS</a> <a href=\"/atom.xml\">Atom</a></nav>\

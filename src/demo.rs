@@ -1,0 +1,179 @@
+//! `kura demo`: the main job end to end on the built-in sample site. It
+//! serves [`crate::site`] on loopback, writes a few Hexo posts that use the
+//! site's images, archives feed + sitemap + posts into the archive as one
+//! snapshot, verifies every byte, restores the snapshot to a temporary
+//! directory, and checks the result against what the site says a correct
+//! archiver must get.
+
+use crate::archive::{Archive, ArchiveError};
+use crate::id::SnapshotId;
+use crate::pipeline::{self, Progress, RunError, RunOptions};
+use crate::restore::{self, RestoreError, RestoreOptions};
+use crate::site::{self, SiteConfig, SiteError};
+use crate::snapshot::Kind;
+use crate::verify::{self, VerifyOptions};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Settings of a demo run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Articles on the sample site.
+    pub articles: usize,
+    /// Local Hexo posts written next to it.
+    pub posts: usize,
+    /// Where to restore (a temporary directory when `None`).
+    pub restore_to: Option<std::path::PathBuf>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions { articles: 36, posts: 6, restore_to: None }
+    }
+}
+
+/// What the demo did and found.
+#[derive(Debug, Serialize)]
+pub struct DemoReport {
+    /// The snapshot made.
+    pub snapshot: SnapshotId,
+    /// Article entries (pages and local posts).
+    pub articles: usize,
+    /// Image entries archived.
+    pub images: usize,
+    /// Failed entries.
+    pub failures: usize,
+    /// Failures the site planted on purpose (404, soft 404, truncated body).
+    pub expected_failures: usize,
+    /// Images the site says must be archived but were not.
+    pub missing_images: Vec<String>,
+    /// 403s the CDN gave for a wrong Referer (0 when Kura behaves like a browser).
+    pub hotlink_rejections: u64,
+    /// Placeholders the WeChat-like CDN served (those for images without
+    /// `referrerpolicy="no-referrer"` are what a browser gets too).
+    pub placeholders_served: u64,
+    /// Raw bytes of every entry.
+    pub logical_bytes: u64,
+    /// Bytes fetched over the network.
+    pub fetched_bytes: u64,
+    /// Bytes added to packs.
+    pub stored_bytes: u64,
+    /// Archive-wide dedup ratio (logical / unique).
+    pub dedup_ratio: f64,
+    /// Verify found no problem.
+    pub verified: bool,
+    /// Files restored.
+    pub restored_files: usize,
+    /// Where they were restored.
+    pub restored_to: String,
+    /// Seconds spent archiving.
+    pub archive_seconds: f64,
+    /// Articles per second while archiving.
+    pub articles_per_second: f64,
+    /// Fetched MB (10^6 bytes) per second while archiving.
+    pub mb_per_second: f64,
+}
+
+/// Errors that stop the demo.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The sample site could not start or write posts.
+    #[error("sample site: {0}")]
+    Site(#[from] SiteError),
+    /// The run failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// Reading the archive failed.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The restore failed.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// A temporary directory could not be made.
+    #[error("temporary directory: {0}")]
+    Temp(std::io::Error),
+}
+
+/// Runs the demo into the archive at `root` (created if missing).
+pub async fn run(root: &Path, opts: DemoOptions, progress: Arc<Progress>) -> Result<DemoReport, DemoError> {
+    // Big sites carry whole bodies in the feed; the sitemap lists every page anyway.
+    let feed_items = (opts.articles > 100).then_some(50);
+    let handle = site::serve(SiteConfig { articles: opts.articles, feed_items, ..Default::default() }).await?;
+    let s = handle.site();
+    let work = tempdir()?;
+    let posts_dir = work.join("_posts");
+    site::write_local_posts(&posts_dir, &s, opts.posts)?;
+
+    let archive = Archive::open_or_init(root)?;
+    let mut run_opts = RunOptions { job: "demo".into(), site_url: Some(s.site.clone()), ..Default::default() };
+    // The sample site lives on loopback, which a real run refuses.
+    run_opts.fetch.allow_private = true;
+    run_opts.fetch.per_host_interval_ms = 0;
+    let sources = vec![s.feed.to_string(), s.sitemap.to_string(), posts_dir.display().to_string()];
+    let report = pipeline::run(&archive, &sources, run_opts, progress).await?;
+    let stats_now = s.stats();
+    let expected = s.expected();
+    handle.shutdown().await;
+
+    let manifest = archive.load_snapshot(&report.snapshot)?;
+    let archived: std::collections::HashSet<&str> = manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == Some(Kind::Image) && e.blob.is_some())
+        .map(|e| e.url.as_str())
+        .collect();
+    let missing_images: Vec<String> =
+        expected.archived.iter().map(|u| u.to_string()).filter(|u| !archived.contains(u.as_str())).collect();
+    let expected_failures =
+        manifest.failures().filter(|e| expected.failures.keys().any(|u| u.as_str() == e.url)).count();
+
+    let verify_report = {
+        let archive = archive.clone();
+        let opts = VerifyOptions { read_data: true, subset_pct: None, threads: 2 };
+        tokio::task::spawn_blocking(move || verify::verify(&archive, opts, &|_| {}))
+            .await
+            .expect("verify does not panic")?
+    };
+    let restore_dir = opts.restore_to.clone().unwrap_or_else(|| work.join("restored"));
+    let restored = {
+        let (archive, dir, id) = (archive.clone(), restore_dir.clone(), report.snapshot);
+        tokio::task::spawn_blocking(move || restore::restore(&archive, id, &dir, &RestoreOptions::default()))
+            .await
+            .expect("restore does not panic")?
+    };
+    let stats = {
+        let archive = archive.clone();
+        tokio::task::spawn_blocking(move || crate::stats::stats(&archive)).await.expect("stats does not panic")?
+    };
+    if opts.restore_to.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let articles = report.counts.get("article").copied().unwrap_or(0);
+    Ok(DemoReport {
+        snapshot: report.snapshot,
+        articles,
+        images: archived.len(),
+        failures: report.failures,
+        expected_failures,
+        missing_images,
+        hotlink_rejections: stats_now.hotlink_rejections,
+        placeholders_served: stats_now.placeholders_served,
+        logical_bytes: report.bytes,
+        fetched_bytes: report.fetched_bytes,
+        stored_bytes: report.stored_bytes,
+        dedup_ratio: stats.dedup_ratio,
+        verified: verify_report.healthy(),
+        restored_files: restored.files.len(),
+        restored_to: restore_dir.display().to_string(),
+        archive_seconds: report.seconds,
+        articles_per_second: articles as f64 / report.seconds.max(1e-9),
+        mb_per_second: report.fetched_bytes as f64 / 1e6 / report.seconds.max(1e-9),
+    })
+}
+
+fn tempdir() -> Result<std::path::PathBuf, DemoError> {
+    let dir = std::env::temp_dir().join(format!("kura-demo-{}-{}", std::process::id(), fastrand::u32(..)));
+    std::fs::create_dir_all(&dir).map_err(DemoError::Temp)?;
+    Ok(dir)
+}

@@ -1,0 +1,175 @@
+//! Garbage collection: removes blobs no snapshot references and repacks
+//! packs that are mostly garbage.
+//!
+//! Prune holds the writer lock for its whole run, so no job can be adding
+//! references meanwhile. It is crash-safe at every step because it never
+//! deletes anything before its replacement is durable:
+//!
+//! live blobs copied into new packs (fsynced) -> index points at the new
+//! packs -> index flushed -> old packs deleted -> old packs forgotten.
+//!
+//! A crash leaves at worst a blob in two packs (either copy is valid) or an
+//! index entry for a deleted pack (dropped by the next writer's reconcile).
+//! A reader that listed packs before prune deleted one may fail to read it
+//! and should be run again; it never reads wrong data.
+
+use crate::archive::{Archive, ArchiveError};
+use crate::backend::FileKind;
+use crate::blob::EncodedBlob;
+use crate::id::{BlobId, PackId};
+use crate::pack::{PackBuilder, PackEntry};
+use crate::writer::{WriteOptions, Writer};
+use serde::Serialize;
+use std::collections::HashSet;
+
+/// Settings of a prune.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// Only report what would be done.
+    pub dry_run: bool,
+    /// Repack a pack when its live bytes fall under this fraction of its data.
+    pub repack_below: f64,
+    /// Target size of new packs.
+    pub pack_target: u64,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions { dry_run: false, repack_below: 0.5, pack_target: WriteOptions::default().pack_target }
+    }
+}
+
+/// What a prune did (or would do, with `dry_run`).
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    /// Snapshots whose references were kept.
+    pub snapshots: usize,
+    /// Packs examined.
+    pub packs: usize,
+    /// Packs deleted because nothing in them is referenced.
+    pub packs_deleted: usize,
+    /// Packs rewritten without their garbage.
+    pub packs_repacked: usize,
+    /// New packs written.
+    pub packs_written: usize,
+    /// Unreferenced blobs removed.
+    pub blobs_removed: usize,
+    /// Bytes of pack files removed.
+    pub bytes_deleted: u64,
+    /// Bytes of new pack files written.
+    pub bytes_written: u64,
+    /// Net bytes freed.
+    pub bytes_freed: i64,
+    /// True when nothing was changed.
+    pub dry_run: bool,
+}
+
+/// Errors that stop a prune before it changes anything.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// The archive failed.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// A manifest cannot be read, so its references are unknown.
+    #[error(
+        "snapshot {0} cannot be read, so prune cannot tell what it references; run `kura verify` and remove or repair it first"
+    )]
+    DamagedSnapshot(String),
+    /// A pack's trailer cannot be read.
+    #[error("pack {0} cannot be read; run `kura verify` first")]
+    DamagedPack(String),
+}
+
+/// Runs a prune on `archive`.
+pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, PruneError> {
+    let writer = Writer::open(archive, WriteOptions { pack_target: opts.pack_target, ..Default::default() })?;
+    let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
+
+    let (snapshots, damaged) = archive.snapshots()?;
+    if let Some((id, _)) = damaged.first() {
+        return Err(PruneError::DamagedSnapshot(id.to_string()));
+    }
+    report.snapshots = snapshots.len();
+    let live: HashSet<BlobId> = snapshots.iter().flat_map(|(_, m)| m.entries.iter().filter_map(|e| e.blob)).collect();
+
+    let index = archive.pack_index()?;
+    if let Some((id, _)) = index.damaged.first() {
+        return Err(PruneError::DamagedPack(id.to_string()));
+    }
+    report.packs = index.packs.len();
+
+    // Decide per pack; a blob kept once is not copied again from a second pack.
+    let mut kept: HashSet<BlobId> = HashSet::new();
+    let mut to_delete: Vec<(PackId, u64)> = Vec::new();
+    let mut to_copy: Vec<(PackId, PackEntry)> = Vec::new();
+    let mut repacked: Vec<(PackId, u64)> = Vec::new();
+    // Packs that stay as they are first, so their blobs are never copied.
+    let mut order: Vec<_> = index.packs.iter().collect();
+    order.sort_by_key(|(_, _, entries)| std::cmp::Reverse(live_bytes(entries, &live)));
+    for (pack, size, entries) in order {
+        let data: u64 = entries.iter().map(|e| e.stored_len).sum();
+        let needed: Vec<&PackEntry> =
+            entries.iter().filter(|e| live.contains(&e.id) && !kept.contains(&e.id)).collect();
+        let needed_bytes: u64 = needed.iter().map(|e| e.stored_len).sum();
+        report.blobs_removed += entries.iter().filter(|e| !live.contains(&e.id)).count();
+        if needed.is_empty() {
+            to_delete.push((*pack, *size));
+        } else if (needed_bytes as f64) < opts.repack_below * data as f64 {
+            to_copy.extend(needed.iter().map(|e| (*pack, **e)));
+            repacked.push((*pack, *size));
+        } else {
+            // The whole pack stays, with any garbage in it.
+            kept.extend(entries.iter().filter(|e| live.contains(&e.id)).map(|e| e.id));
+            continue;
+        }
+        kept.extend(needed.iter().map(|e| e.id));
+    }
+    report.packs_deleted = to_delete.len();
+    report.packs_repacked = repacked.len();
+    report.bytes_deleted = to_delete.iter().chain(&repacked).map(|(_, s)| s).sum();
+    if opts.dry_run {
+        report.bytes_written = to_copy.iter().map(|(_, e)| e.stored_len).sum();
+        report.bytes_freed = report.bytes_deleted as i64 - report.bytes_written as i64;
+        return Ok(report);
+    }
+
+    // 1. Copy live blobs of repacked packs into new, durable packs (stored
+    //    bytes as they are: no decompression, no recompression).
+    let backend = archive.backend();
+    let mut builder = PackBuilder::new();
+    let flush = |builder: PackBuilder, report: &mut PruneReport| -> Result<(), PruneError> {
+        let (id, bytes, entries) = builder.finish();
+        backend.write(FileKind::Pack, &id.to_hex(), &bytes).map_err(ArchiveError::from)?;
+        writer.index().add_pack(id, bytes.len() as u64, &entries).map_err(ArchiveError::from)?;
+        report.packs_written += 1;
+        report.bytes_written += bytes.len() as u64;
+        Ok(())
+    };
+    for (pack, e) in &to_copy {
+        let stored =
+            backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len).map_err(ArchiveError::from)?;
+        // Never carry damage into a new pack.
+        crate::blob::decode(e.id, e.codec, e.raw_len, &stored).map_err(ArchiveError::from)?;
+        builder.push(&EncodedBlob { id: e.id, raw_len: e.raw_len, codec: e.codec, data: stored });
+        if builder.len() >= opts.pack_target {
+            flush(std::mem::take(&mut builder), &mut report)?;
+        }
+    }
+    if !builder.is_empty() {
+        flush(builder, &mut report)?;
+    }
+    // 2. The index now points at the copies; make that durable.
+    writer.index().flush().map_err(ArchiveError::from)?;
+    // 3. Only now delete, then forget, the old packs.
+    for (pack, _) in to_delete.iter().chain(&repacked) {
+        backend.remove(FileKind::Pack, &pack.to_hex()).map_err(ArchiveError::from)?;
+        writer.index().remove_pack(*pack).map_err(ArchiveError::from)?;
+    }
+    writer.index().flush().map_err(ArchiveError::from)?;
+    report.bytes_freed = report.bytes_deleted as i64 - report.bytes_written as i64;
+    Ok(report)
+}
+
+fn live_bytes(entries: &[PackEntry], live: &HashSet<BlobId>) -> u64 {
+    entries.iter().filter(|e| live.contains(&e.id)).map(|e| e.stored_len).sum()
+}

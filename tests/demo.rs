@@ -1,0 +1,41 @@
+//! `kura demo` end to end: the built-in sample site archived with the
+//! Referer a browser sends, verified and restored, against what the site
+//! says a correct archiver must end up with.
+
+mod common;
+
+use kura::demo::{DemoOptions, run};
+use kura::pipeline::Progress;
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_archives_every_expected_image_and_nothing_is_hotlink_blocked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archive");
+    let opts = DemoOptions { articles: 12, posts: 3, restore_to: Some(tmp.path().join("restored")) };
+    let r = run(&root, opts, Arc::new(Progress::default())).await.unwrap();
+    assert!(r.missing_images.is_empty(), "{:?}", r.missing_images);
+    assert_eq!(r.hotlink_rejections, 0, "the CDN saw a foreign Referer");
+    assert_eq!(r.placeholders_served, 0, "an image marked no-referrer was fetched with a Referer");
+    assert_eq!(r.failures, r.expected_failures, "only the planted failures may fail");
+    assert!(r.expected_failures > 0);
+    assert!(r.verified);
+    // 12 pages, 3 local posts, and the home page the sitemap also lists.
+    assert_eq!(r.articles, 12 + 3 + 1);
+    assert!(r.restored_files > r.images);
+    // A second run deduplicates against the first.
+    let again = run(&root, DemoOptions { articles: 12, posts: 3, restore_to: None }, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    assert!(again.stored_bytes < r.stored_bytes / 10, "{} vs {}", again.stored_bytes, r.stored_bytes);
+}
+
+#[test]
+fn demo_command_prints_a_summary_and_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = common::kura(&tmp.path().join("a"), &["demo", "--articles", "6", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["verified"], true);
+    assert!(r["images"].as_u64().unwrap() > 10);
+}

@@ -1,0 +1,64 @@
+//! Re-runs of an unchanged job: conditional requests and the image
+//! freshness window mean almost nothing is transferred, yet the new
+//! snapshot is complete.
+
+use kura::archive::Archive;
+use kura::pipeline::{Progress, RunOptions, RunReport, run};
+use kura::site::{SiteConfig, serve};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn options() -> RunOptions {
+    let mut o = RunOptions::default();
+    o.fetch.allow_private = true;
+    o.fetch.per_host_interval_ms = 0;
+    o.fetch.backoff_base_ms = 10;
+    o
+}
+
+/// url -> (blob, error?) of a snapshot's entries.
+fn contents(archive: &Archive, r: &RunReport) -> BTreeMap<(String, Option<String>), Option<String>> {
+    let m = archive.load_snapshot(&r.snapshot).unwrap();
+    m.entries.iter().map(|e| ((e.url.clone(), e.referer.clone()), e.blob.map(|b| b.to_hex()))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_rerun_transfers_little_and_is_complete() {
+    let site = serve(SiteConfig { articles: 10, ..Default::default() }).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let sources = vec![site.sitemap.to_string()];
+    let first = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+    let before = site.stats();
+    let second = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+    let after = site.stats();
+
+    assert!(
+        second.fetched_bytes * 20 < first.fetched_bytes,
+        "re-run fetched {} bytes, first run {}",
+        second.fetched_bytes,
+        first.fetched_bytes
+    );
+    assert_eq!(second.new_bytes, 0, "nothing changed, so nothing new is stored");
+    assert!(after.not_modified > before.not_modified, "articles were revalidated with 304s");
+    // Images within the freshness window are not requested at all.
+    assert!(after.cdn_requests - before.cdn_requests < (before.cdn_requests / 5).max(3));
+
+    // Complete: the same entries with the same content (the planted
+    // failures fail again; everything else is carried over).
+    let (a, b) = (contents(&archive, &first), contents(&archive, &second));
+    assert_eq!(a.len(), b.len());
+    for (k, blob) in &a {
+        if blob.is_some() {
+            assert_eq!(b.get(k), Some(blob), "{k:?} differs in the re-run");
+        }
+    }
+    let m2 = archive.load_snapshot(&second.snapshot).unwrap();
+    assert!(m2.entries.iter().filter(|e| e.reused).count() > m2.entries.len() / 2);
+
+    // --refetch downloads everything again.
+    let mut o = options();
+    o.refetch = true;
+    let third = run(&archive, &sources, o, Arc::new(Progress::default())).await.unwrap();
+    assert!(third.fetched_bytes * 10 > first.fetched_bytes * 9);
+}
