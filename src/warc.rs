@@ -21,8 +21,10 @@
 //! Not written: entries without a body (failures; counted in the report),
 //! retried attempts that were not redirects, and the Kura version or
 //! `--contact` that made the snapshot (the User-Agent is this Kura's).
-//! A 304 revalidation is written as `200`, since the stored body is what it
-//! confirmed. Record ids are derived from the snapshot id, and gzip headers
+//! An entry reused through a 304 or the freshness window (`reused`) is
+//! written as a full response (the stored status, headers and body) dated
+//! this run, not as a `server-not-modified` revisit, since the record it
+//! would point at is in another snapshot's export. Record ids are derived from the snapshot id, and gzip headers
 //! carry no time, so the same snapshot always exports to the same bytes.
 //!
 //! Every body is read through [`Archive::read_blob`], which re-hashes it; a
