@@ -10,6 +10,7 @@ use kura::archive::Archive;
 use kura::pipeline::{Progress, RunOptions, RunReport};
 use kura::restore::{Layout, RestoreOptions};
 use kura::verify::VerifyOptions;
+use kura::warc::WarcOptions;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -140,6 +141,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export a snapshot in another format.
+    Export {
+        #[command(subcommand)]
+        what: ExportWhat,
+    },
+    /// Show what was added, removed and changed between two snapshots.
+    Diff {
+        /// The older snapshot (id, unique prefix, or `latest`).
+        a: String,
+        /// The newer snapshot.
+        b: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove data no snapshot references; repack mostly-garbage packs.
     Prune {
         /// Show what would be freed; change nothing.
@@ -245,6 +261,26 @@ impl FetchArgs {
         o.refetch = self.refetch;
         o
     }
+}
+
+#[derive(Subcommand)]
+enum ExportWhat {
+    /// WARC 1.1 (`.warc.gz`, one gzip member per record), for pywb, ReplayWeb.page, warcio.
+    Warc {
+        /// Snapshot id, unique id prefix, or `latest`.
+        snapshot: String,
+        /// Output file (`.warc.gz`, or `.wacz` with --wacz).
+        file: PathBuf,
+        /// Also write a CDXJ index to this file.
+        #[arg(long, value_name = "FILE")]
+        cdxj: Option<PathBuf>,
+        /// Write a WACZ package (WARC + index + pages) instead of a bare WARC.
+        #[arg(long)]
+        wacz: bool,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -582,6 +618,62 @@ fn run(cli: Cli) -> Result<u8> {
                         k.failures,
                         human(k.logical_bytes)
                     )?;
+                }
+            }
+            Ok(0)
+        }
+        Command::Export { what: ExportWhat::Warc { snapshot, file, cdxj, wacz, json } } => {
+            let archive = Archive::open(&root)?;
+            let id = archive.resolve_snapshot(&snapshot)?;
+            let r = kura::warc::export_warc(&archive, id, &file, &WarcOptions { cdxj, wacz, ..Default::default() })?;
+            if json {
+                print_json(&mut out, &r)?;
+            } else {
+                eprintln!(
+                    "wrote {} ({}): {} records: {} responses, {} revisits, {} redirects, {} resources; {} failed entries skipped",
+                    file.display(),
+                    human(r.warc_bytes),
+                    r.records,
+                    r.responses,
+                    r.revisits,
+                    r.redirects,
+                    r.resources,
+                    r.skipped_failed
+                );
+                for p in &r.problems {
+                    eprintln!("  not exported: {}: {}", p.url, p.reason);
+                }
+            }
+            Ok(if r.problems.is_empty() { 0 } else { 1 })
+        }
+        Command::Diff { a, b, json } => {
+            let archive = Archive::open(&root)?;
+            let (ia, ib) = (archive.resolve_snapshot(&a)?, archive.resolve_snapshot(&b)?);
+            let d = kura::diff::diff(&archive.load_snapshot(&ia)?, &archive.load_snapshot(&ib)?);
+            if json {
+                print_json(&mut out, &serde_json::json!({ "from": ia, "to": ib, "kinds": d.kinds }))?;
+                return Ok(0);
+            }
+            writeln!(out, "{} -> {}", ia.short(), ib.short())?;
+            for k in &d.kinds {
+                writeln!(
+                    out,
+                    "{}: {} added, {} removed, {} changed, {} unchanged",
+                    k.kind.as_str(),
+                    k.added.len(),
+                    k.removed.len(),
+                    k.changed.len(),
+                    k.unchanged
+                )?;
+                for c in &k.added {
+                    writeln!(out, "  + {} ({})", c.url, human(c.new_size))?;
+                }
+                for c in &k.removed {
+                    let why = c.error.as_deref().map(|e| format!(", now failing: {e}")).unwrap_or_default();
+                    writeln!(out, "  - {} ({}{why})", c.url, human(c.old_size))?;
+                }
+                for c in &k.changed {
+                    writeln!(out, "  ~ {} ({} -> {})", c.url, human(c.old_size), human(c.new_size))?;
                 }
             }
             Ok(0)

@@ -63,6 +63,9 @@ pub struct RunOptions {
     pub image_freshness: chrono::Duration,
     /// Download everything again, ignoring validators and freshness.
     pub refetch: bool,
+    /// Extra request headers (cookies, tokens) per host name. Sent only to
+    /// that host; never written to manifests or logs.
+    pub headers: std::collections::BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl Default for RunOptions {
@@ -75,6 +78,7 @@ impl Default for RunOptions {
             site_url: None,
             image_freshness: chrono::Duration::days(30),
             refetch: false,
+            headers: Default::default(),
         }
     }
 }
@@ -124,6 +128,7 @@ struct Ctx {
     site_url: Option<Url>,
     image_freshness: chrono::Duration,
     refetch: bool,
+    headers: std::collections::BTreeMap<String, Vec<(String, String)>>,
     entries: Mutex<Vec<Entry>>,
     /// Fetch key (URL, Referer) -> entry index, so a resource referenced
     /// many times is fetched once and lists every parent.
@@ -247,6 +252,15 @@ impl Ctx {
             .ok()
             .flatten()
             .map(Bytes::from)
+    }
+
+    /// A request for `url` carrying the configured headers of its host.
+    fn request(&self, url: Url, accept: Accept) -> FetchRequest {
+        let headers = url.host_str().and_then(|h| self.headers.get(h)).cloned().unwrap_or_default();
+        let mut req = FetchRequest::new(url);
+        req.accept = accept;
+        req.headers = headers;
+        req
     }
 
     /// Fetches with validators from `prior` when there is one; a 304 then
@@ -394,6 +408,7 @@ pub async fn run(
         site_url: opts.site_url.clone(),
         image_freshness: opts.image_freshness,
         refetch: opts.refetch,
+        headers: opts.headers.clone(),
         entries: Mutex::new(Vec::new()),
         seen: Mutex::new(HashMap::new()),
         pending: AtomicUsize::new(0),
@@ -484,8 +499,7 @@ impl Ctx {
         let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
         let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
         let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
-        let mut req = FetchRequest::new(url.clone());
-        req.accept = Accept::Document;
+        let mut req = self.request(url.clone(), Accept::Document);
         req.referrer_source = None; // a navigation typed or picked from a list: no referrer
         let prior = self.prior(&url);
         let was_article = prior.as_ref().is_some_and(|p| p.kind == Some(Kind::Article));
@@ -681,8 +695,7 @@ impl Ctx {
                 return;
             }
         }
-        let mut req = FetchRequest::new(url);
-        req.accept = Accept::Image;
+        let mut req = self.request(url, Accept::Image);
         req.referrer_source = source;
         req.policy = policy;
         let Some((resp, reused)) = self.fetch_cond(i, req, prior).await else { return };
@@ -735,8 +748,7 @@ impl Ctx {
         };
         let Some(i) = self.claim(key, entry) else { return };
         let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
-        let mut req = FetchRequest::new(url.clone());
-        req.accept = Accept::Stylesheet;
+        let mut req = self.request(url.clone(), Accept::Stylesheet);
         req.referrer_source = source;
         req.policy = policy;
         let prior = self.prior(&url);

@@ -367,3 +367,43 @@ async fn local_posts_fetch_front_matter_and_body_images() {
     assert!(bad.blob.is_some());
     assert!(bad.error.as_deref().unwrap().contains("line"), "{bad:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_host_headers_reach_only_their_host_and_never_the_manifest() {
+    // (which server, Cookie header it got)
+    type Log = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let cookies: Log = Arc::default();
+    let c2 = cookies.clone();
+    let img = serve(Router::new().route(
+        "/i.png",
+        get(move |h: HeaderMap| async move {
+            c2.lock().unwrap().push(("img".into(), h.get(header::COOKIE).map(|v| v.to_str().unwrap().to_string())));
+            image_response(&png(3))
+        }),
+    ))
+    .await;
+    let c1 = cookies.clone();
+    let page_html = format!("<html><body><img src=\"{img}/i.png\"></body></html>");
+    let page = serve(Router::new().route(
+        "/p.html",
+        get(move |h: HeaderMap| async move {
+            c1.lock().unwrap().push(("page".into(), h.get(header::COOKIE).map(|v| v.to_str().unwrap().to_string())));
+            ([(header::CONTENT_TYPE, "text/html")], page_html)
+        }),
+    ))
+    .await;
+    // The page is reached as "localhost", the image as 127.0.0.1: two hosts.
+    let page_url = page.replace("127.0.0.1", "localhost") + "/p.html";
+    let mut o = options();
+    o.headers.insert("localhost".into(), vec![("Cookie".into(), "session=s3cr3t".into())]);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let report = run(&archive, std::slice::from_ref(&page_url), o, Arc::new(Progress::default())).await.unwrap();
+    let seen = cookies.lock().unwrap().clone();
+    assert!(seen.contains(&("page".into(), Some("session=s3cr3t".into()))), "{seen:?}");
+    assert!(seen.contains(&("img".into(), None)), "{seen:?}");
+    let raw = std::fs::read(tmp.path().join("snapshots").join(report.snapshot.to_hex())).unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    assert!(!serde_json::to_string(&m).unwrap().contains("s3cr3t"));
+    assert!(!raw.windows(6).any(|w| w == b"s3cr3t"));
+}
