@@ -178,8 +178,6 @@ impl Config {
 
     /// The settings of one run of `job`: its name, tags, site URL, image
     /// freshness, merged network settings and the store settings.
-    ///
-    /// Not carried yet (no field in [`RunOptions`]): `job.headers`.
     pub fn run_options(&self, job: &Job) -> RunOptions {
         RunOptions {
             job: job.name.clone(),
@@ -188,6 +186,7 @@ impl Config {
             write: self.store,
             site_url: job.site_url.clone(),
             image_freshness: job.image_freshness,
+            headers: job.headers.hosts().map(|h| (h.to_string(), job.headers.for_host(h).to_vec())).collect(),
             ..RunOptions::default()
         }
     }

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod blob;
 pub mod charset;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod diff;
 pub mod duration;

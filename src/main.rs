@@ -192,6 +192,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run configured jobs once (all, or those named): one snapshot each. For cron or systemd timers.
+    Run {
+        /// Job names (default: every configured job).
+        jobs: Vec<String>,
+        /// Print JSON summaries.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every scheduled job on its schedule until SIGINT/SIGTERM.
+    Daemon,
     /// Show each configured job's last run, next run and status.
     Jobs {
         /// Print JSON.
@@ -708,6 +718,51 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Forget { jobs, keep, dry_run, prune, json } => {
             jobs_cli::forget(&mut out, explicit_archive, config, &jobs, &keep, dry_run, prune, json)
+        }
+        Command::Run { jobs, json } => {
+            let config = jobs_cli::load_config(config, true)?.expect("required");
+            let root = jobs_cli::archive_root(explicit_archive, Some(&config));
+            let selected = kura::daemon::select(&config, &jobs)?;
+            let mut code = 0;
+            let mut reports = Vec::new();
+            for job in selected {
+                let r = with_progress(|p| kura::daemon::run_job(&config, &root, job, p))?;
+                if r.entries > 0 && r.failures == r.entries {
+                    code = 3;
+                }
+                if !json {
+                    eprintln!("job {}:", job.name);
+                    print_run_summary(&Archive::open(&root)?, &r)?;
+                    writeln!(out, "{}", r.snapshot)?;
+                }
+                reports.push(serde_json::json!({ "job": job.name, "report": r }));
+            }
+            if json {
+                print_json(&mut out, &reports)?;
+            }
+            Ok(code)
+        }
+        Command::Daemon => {
+            let config = jobs_cli::load_config(config, true)?.expect("required");
+            let root = jobs_cli::archive_root(explicit_archive, Some(&config));
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(4).build()?;
+            rt.block_on(async {
+                let (tx, rx) = tokio::sync::watch::channel(0u32);
+                tokio::spawn(async move {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut term), Ok(mut int)) =
+                        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+                    else {
+                        return;
+                    };
+                    loop {
+                        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                        tx.send_modify(|n| *n += 1);
+                    }
+                });
+                kura::daemon::daemon(config, root, rx).await;
+            });
+            Ok(0)
         }
         Command::Jobs { json } => jobs_cli::jobs(&mut out, explicit_archive, config, json),
         Command::Config { what: ConfigWhat::Check } => jobs_cli::check(&mut out, explicit_archive, config),

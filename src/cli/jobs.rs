@@ -68,7 +68,7 @@ impl KeepArgs {
 
 /// The configuration: `--config`/`KURA_CONFIG` must exist; the default path
 /// is used if it exists (or must, when `required`).
-fn load_config(path: Option<PathBuf>, required: bool) -> Result<Option<Config>> {
+pub fn load_config(path: Option<PathBuf>, required: bool) -> Result<Option<Config>> {
     let (path, explicit) = match path {
         Some(p) => (p, true),
         None => (PathBuf::from(DEFAULT_PATH), false),
@@ -83,7 +83,7 @@ fn load_config(path: Option<PathBuf>, required: bool) -> Result<Option<Config>> 
 }
 
 /// `--archive`/`KURA_ARCHIVE`, else the configuration's `archive`, else ./archive.
-fn archive_root(explicit: Option<PathBuf>, config: Option<&Config>) -> PathBuf {
+pub fn archive_root(explicit: Option<PathBuf>, config: Option<&Config>) -> PathBuf {
     explicit.or_else(|| config.map(|c| c.archive.clone())).unwrap_or_else(|| PathBuf::from("archive"))
 }
 
