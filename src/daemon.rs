@@ -35,7 +35,7 @@ pub enum JobError {
         /// The job.
         job: String,
         /// Why.
-        source: RunError,
+        source: Box<RunError>,
     },
     /// The archive could not be opened.
     #[error(transparent)]
@@ -52,7 +52,7 @@ pub async fn run_job(
     let archive = Archive::open_or_init(root)?;
     pipeline::run(&archive, &job.sources, config.run_options(job), progress)
         .await
-        .map_err(|source| JobError::Run { job: job.name.clone(), source })
+        .map_err(|source| JobError::Run { job: job.name.clone(), source: Box::new(source) })
 }
 
 /// The configured jobs named (all of them when `names` is empty).
@@ -124,8 +124,10 @@ pub async fn daemon(config: Config, root: PathBuf, mut signals: watch::Receiver<
                     let job = config.job(&job_name).expect("queued jobs exist");
                     loop {
                         match run_job(&config, &root, job, Arc::new(Progress::default())).await {
-                            Err(JobError::Run { source: RunError::Archive(ArchiveError::Locked(msg)), .. }) => {
-                                tracing::warn!(job = %job_name, "{msg}; trying again in {}s", LOCK_RETRY.as_secs());
+                            Err(JobError::Run { source, .. })
+                                if matches!(*source, RunError::Archive(ArchiveError::Locked(_))) =>
+                            {
+                                tracing::warn!(job = %job_name, "{source}; trying again in {}s", LOCK_RETRY.as_secs());
                                 tokio::time::sleep(LOCK_RETRY).await;
                             }
                             other => return other,
