@@ -33,7 +33,7 @@ pub(super) fn render(manifest: &Manifest, listed: &[Listed<'_>], opts: &RestoreO
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>Kura snapshot {started}</title>\n\
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}}.failed{{color:#a00}}\
-         ul{{margin:0;padding-left:1.2em}}</style>\n</head>\n<body>\n\
+         ul{{margin:0;padding-left:1.2em}}code{{word-break:break-all}}</style>\n</head>\n<body>\n\
          <h1>Snapshot of {started}</h1>\n<p>Job <code>{job}</code>, {n} article(s){filter}. Sources: {sources}.</p>\n\
          <table>\n<tr><th>Article</th><th>Date</th><th>Source</th><th>Images</th><th>Failures</th></tr>\n",
         started = esc(&manifest.started.format("%Y-%m-%d %H:%M UTC").to_string()),
