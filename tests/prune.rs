@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// An archive with three snapshots over overlapping corpora; returns the
 /// archive path and the snapshot ids in order.
@@ -64,9 +63,18 @@ fn prune_frees_unreferenced_data_and_keeps_the_rest_intact() {
 fn sigkill_during_prune_leaves_a_clean_archive() {
     let tmp = tempfile::tempdir().unwrap();
     let mut rng = fastrand::Rng::with_seed(7);
+    // Calibrate: how long a whole prune of such an archive takes here, so
+    // the kills spread over its run whatever the machine's speed or load.
+    let full = {
+        let (root, ids) = setup(&tmp.path().join("calibrate"));
+        forget(&root, &ids[0]);
+        let t = std::time::Instant::now();
+        kura_ok(&root, &["prune", "--repack-below", "0.9"]);
+        t.elapsed()
+    };
     let mut killed = 0;
     let mut round = 0;
-    while killed < 20 && round < 60 {
+    while killed < 20 && round < 80 {
         round += 1;
         // A fresh archive each round (prune finishes its work once).
         let dir = tmp.path().join(format!("r{round}"));
@@ -81,7 +89,7 @@ fn sigkill_during_prune_leaves_a_clean_archive() {
                 .unwrap()
         };
         let mut child = spawn();
-        std::thread::sleep(Duration::from_micros(rng.u64(0..60_000)));
+        std::thread::sleep(full.mul_f64(rng.f64() * 0.9));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             killed += 1;
