@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod demo;
 pub mod diff;
 pub mod duration;
+pub mod escape;
 pub mod extract;
 pub mod feed;
 pub mod fetch;

@@ -189,6 +189,23 @@ impl Ctx {
         Some(i)
     }
 
+    /// Claims the fetch of a referenced resource. The same URL fetched with
+    /// a different Referer may come back different (CDNs answer some
+    /// Referers with placeholders), so the key includes the Referer.
+    fn claim_ref(&self, kind: Kind, url: &Url, source: Option<&Url>, policy: Policy, parent: String) -> Option<usize> {
+        let referer = referer_for(source, url, policy);
+        let key = format!("{} {url} {referer:?}", kind.as_str());
+        let entry = Entry {
+            url: url.to_string(),
+            kind: Some(kind),
+            parents: vec![parent],
+            policy: Some(policy),
+            referer,
+            ..Default::default()
+        };
+        self.claim(key, entry)
+    }
+
     /// Hashes, dedups, compresses and appends a body on the blocking pool.
     async fn store(&self, body: Bytes) -> Result<StoredBlob, ArchiveError> {
         let writer = self.writer.clone();
@@ -670,19 +687,7 @@ impl Ctx {
     }
 
     async fn image(self: Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
-        // The same image fetched with a different Referer may come back
-        // different (a placeholder), so the key includes the Referer.
-        let referer = referer_for(source.as_ref(), &url, policy);
-        let key = format!("img {url} {referer:?}");
-        let entry = Entry {
-            url: url.to_string(),
-            kind: Some(Kind::Image),
-            parents: vec![parent],
-            policy: Some(policy),
-            referer,
-            ..Default::default()
-        };
-        let Some(i) = self.claim(key, entry) else { return };
+        let Some(i) = self.claim_ref(Kind::Image, &url, source.as_ref(), policy, parent) else { return };
         let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         self.progress.add_image();
         let prior = self.prior(&url).filter(|p| p.image.is_some());
@@ -738,17 +743,7 @@ impl Ctx {
         parent: String,
         depth: usize,
     ) {
-        let referer = referer_for(source.as_ref(), &url, policy);
-        let key = format!("css {url} {referer:?}");
-        let entry = Entry {
-            url: url.to_string(),
-            kind: Some(Kind::Stylesheet),
-            parents: vec![parent],
-            policy: Some(policy),
-            referer,
-            ..Default::default()
-        };
-        let Some(i) = self.claim(key, entry) else { return };
+        let Some(i) = self.claim_ref(Kind::Stylesheet, &url, source.as_ref(), policy, parent) else { return };
         let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         let mut req = self.request(url.clone(), Accept::Stylesheet);
         req.referrer_source = source;

@@ -9,21 +9,7 @@ use super::RestoreOptions;
 use super::offline::{Listed, href};
 use crate::snapshot::Manifest;
 
-/// Escapes text for HTML content and attribute values.
-pub(super) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+pub(super) use crate::escape::html as esc;
 
 /// The page.
 pub(super) fn render(manifest: &Manifest, listed: &[Listed<'_>], opts: &RestoreOptions) -> String {

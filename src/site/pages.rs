@@ -25,21 +25,7 @@ pub(crate) enum Target {
     Feed,
 }
 
-/// Escapes text for HTML and XML content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use crate::escape::html as esc;
 
 /// Size of `s` once encoded for the page (GBK: two bytes a non-ASCII character).
 fn encoded_len(s: &str, gbk: bool) -> usize {
