@@ -2,8 +2,12 @@
 # End-to-end benchmark: Kura against wget, restic and borg on one corpus, in one run.
 # Run by hand (not by CI):
 #
-#   benches/e2e.sh [N] [--latency-ms L] [--no-wget-single] [--out FILE]
+#   benches/e2e.sh [N] [--latency-ms L] [--no-wget-single] [--no-backups] [--out FILE]
 #
+# --no-backups skips restic and borg (for large N: at 10,000 articles Kura's archive and
+# wget's mirror are ~8 GB and ~7 GB, each repository and restored tree as much again);
+# --kura-only runs only Kura's cold and warm archive and verify (peak RSS at large N
+# needs no more disk than the archive, ~0.83 MB an article).
 # N (default 1000) articles of the built-in sample site (`kura site`), served once on
 # loopback and shared by every tool. Measured with /usr/bin/time -v (wall, user+sys CPU,
 # peak RSS) and du -sb:
@@ -26,13 +30,17 @@ root=$(pwd)
 n=1000
 latency=0
 wget_single=1
+backups=1
+kura_only=0
 out=
 while [ $# -gt 0 ]; do
     case "$1" in
         --latency-ms) latency=$2; shift 2 ;;
         --no-wget-single) wget_single=0; shift ;;
+        --no-backups) backups=0; shift ;;
+        --kura-only) kura_only=1; wget_single=0; backups=0; shift ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         [0-9]*) n=$1; shift ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -80,7 +88,18 @@ measure() {
 # Records bytes on disk of a directory as $t/NAME.du.
 disk() { du -sb "$2" | cut -f1 >"$t/$1.du"; }
 
+# Refuse to fill a shared disk: Kura's archive is ~0.83 MB an article; with wget's mirror
+# and a restored tree alive at once, ~2.5 MB.
+per_article_kb=2800
+[ "$backups" -eq 1 ] || per_article_kb=2000
+[ "$kura_only" -eq 0 ] || per_article_kb=1000
+free_kb=$(df -Pk "$work" | awk 'NR == 2 { print $4 }')
+if [ $((n * per_article_kb + 2000000)) -gt "$free_kb" ]; then
+    echo "not enough free disk for $n articles: need ~$((n * per_article_kb / 1000)) MB + 2 GB spare, have $((free_kb / 1000)) MB" >&2
+    exit 2
+fi
 uptime >"$t/load.before"
+df -h "$work" | tail -n 1 >&2
 
 # 2. The site.
 site_args=(--articles "$n" --feed-items 50)
@@ -121,6 +140,9 @@ measure kura_warm "$kura" --archive "$work/kura" "${kura_args[@]}"
 disk kura "$work/kura"
 du -sb "$work/kura/packs" | cut -f1 >"$t/kura_packs.du"
 
+if [ "$kura_only" -eq 1 ]; then
+    measure kura_verify "$kura" --archive "$work/kura" verify --read-data --json
+else # (the rest of the measurements, not indented)
 # 3b. wget: 4 processes (the URL list dealt round-robin), then 1.
 split -n r/4 -d "$work/urls.txt" "$work/urls.part."
 cat >"$work/wget4.sh" <<EOF
@@ -141,52 +163,62 @@ if [ "$wget_single" -eq 1 ]; then
 fi
 disk mirror "$mirror"
 
-# 3c. restic and borg over wget's mirror, twice each.
+# 3f. The practical limit (here, while the mirror exists).
+measure limit "$limit" "$mirror"
+
+# Repositories and restored trees are deleted as soon as they are measured, so the peak
+# disk use stays near Kura's archive + wget's mirror + one repository + one tree.
 export RESTIC_PASSWORD=kura-bench RESTIC_CACHE_DIR=$work/restic-cache
 export BORG_BASE_DIR=$work/borg-base BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
-restic -q init --repository-version 2 -r "$work/restic" >/dev/null
-borg init -e none "$work/borg" >/dev/null
-(
-    cd "$mirror"
-    measure restic_backup1 restic -r "$work/restic" --compression auto backup .
-    measure restic_backup2 restic -r "$work/restic" --compression auto backup .
-    measure borg_create1 borg create --compression zstd,3 "$work/borg::one" .
-    measure borg_create2 borg create --compression zstd,3 "$work/borg::two" .
-)
-disk restic "$work/restic"
-disk borg "$work/borg"
+if [ "$backups" -eq 1 ]; then
+    # 3c-e for restic, then for borg: backup twice, check every byte, restore.
+    restic -q init --repository-version 2 -r "$work/restic" >/dev/null
+    (
+        cd "$mirror"
+        measure restic_backup1 restic -r "$work/restic" --compression auto backup .
+        measure restic_backup2 restic -r "$work/restic" --compression auto backup .
+    )
+    disk restic "$work/restic"
+    measure restic_check restic -r "$work/restic" check --read-data
+    measure restic_restore restic -r "$work/restic" restore latest --target "$work/r-restic"
+    disk restic_restore "$work/r-restic"
+    rm -rf "$work/r-restic" "$work/restic"
 
-# 3d. Verification that reads every byte.
+    borg init -e none "$work/borg" >/dev/null
+    (
+        cd "$mirror"
+        measure borg_create1 borg create --compression zstd,3 "$work/borg::one" .
+        measure borg_create2 borg create --compression zstd,3 "$work/borg::two" .
+    )
+    disk borg "$work/borg"
+    measure borg_check borg check --verify-data "$work/borg"
+    mkdir -p "$work/r-borg"
+    (cd "$work/r-borg" && measure borg_extract borg extract "$work/borg::two")
+    disk borg_extract "$work/r-borg"
+    rm -rf "$work/r-borg" "$work/borg"
+fi
+rm -rf "$mirror"
+
+# 3d-e for Kura.
 measure kura_verify "$kura" --archive "$work/kura" verify --read-data --json
-measure restic_check restic -r "$work/restic" check --read-data
-measure borg_check borg check --verify-data "$work/borg"
-
-# 3e. Restore.
-measure kura_restore "$kura" --archive "$work/kura" restore latest "$work/r-kura" --layout raw --json
+measure kura_restore "$kura" --archive "$work/kura" restore latest "$work/r-kura" --layout raw
 disk kura_restore "$work/r-kura"
-measure restic_restore restic -r "$work/restic" restore latest --target "$work/r-restic"
-disk restic_restore "$work/r-restic"
-mkdir -p "$work/r-borg"
-(cd "$work/r-borg" && measure borg_extract borg extract "$work/borg::two")
-disk borg_extract "$work/r-borg"
-rm -rf "$work/r-restic" "$work/r-borg"
 
 # Kura fetches more than wget (srcset 2x, lazy and og:image images, the real WeChat
 # images), so for the size goal restic and borg also store exactly Kura's content: the
 # tree Kura restored (every URL of the snapshot as a file).
-restic -q init --repository-version 2 -r "$work/restic-same" >/dev/null
-borg init -e none "$work/borg-same" >/dev/null
-(
-    cd "$work/r-kura"
-    measure restic_same restic -r "$work/restic-same" --compression auto backup .
-    measure borg_same borg create --compression zstd,3 "$work/borg-same::one" .
-)
-disk restic_same "$work/restic-same"
-disk borg_same "$work/borg-same"
-rm -rf "$work/r-kura" "$work/restic-same" "$work/borg-same"
-
-# 3f. The practical limit.
-measure limit "$limit" "$mirror"
+if [ "$backups" -eq 1 ]; then
+    restic -q init --repository-version 2 -r "$work/restic-same" >/dev/null
+    (cd "$work/r-kura" && measure restic_same restic -r "$work/restic-same" --compression auto backup .)
+    disk restic_same "$work/restic-same"
+    rm -rf "$work/restic-same"
+    borg init -e none "$work/borg-same" >/dev/null
+    (cd "$work/r-kura" && measure borg_same borg create --compression zstd,3 "$work/borg-same::one" .)
+    disk borg_same "$work/borg-same"
+    rm -rf "$work/borg-same"
+fi
+rm -rf "$work/r-kura"
+fi
 
 uptime >"$t/load.after"
 {
