@@ -30,7 +30,11 @@ use url::Url;
 use crate::referrer::Policy;
 
 pub use css::extract_css;
+pub(crate) use css::{CssMode, scan_css};
+// The attribute tables, shared with `restore`'s rewriter so both agree on
+// what an image reference is.
 pub use html::extract_html;
+pub(crate) use html::{BACKGROUND_ELEMENTS, ICON_RELS, LAZY_SRC, LAZY_SRCSET, META_IMAGES};
 pub use srcset::{Descriptor, SrcsetCandidate, parse_srcset};
 
 /// What a reference is fetched as.
@@ -91,7 +95,7 @@ fn serialize_url<S: serde::Serializer>(url: &Url, s: S) -> Result<S::Ok, S::Erro
 /// empty values, fragment-only values (`url(#grad)` names an element of the
 /// same document, CSS never fetches it) and anything that is not http(s)
 /// after resolution.
-fn resolve(base: &Url, raw: &str) -> Option<Url> {
+pub(crate) fn resolve(base: &Url, raw: &str) -> Option<Url> {
     let raw = raw.trim_matches(|c: char| c.is_ascii_whitespace());
     if raw.is_empty() || raw.starts_with('#') {
         return None;

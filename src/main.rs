@@ -10,10 +10,15 @@ use kura::archive::Archive;
 use kura::pipeline::{Progress, RunOptions, RunReport};
 use kura::restore::{Layout, RestoreOptions};
 use kura::verify::VerifyOptions;
+use kura::warc::WarcOptions;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+#[path = "cli/jobs.rs"]
+mod jobs_cli;
+use jobs_cli::KeepArgs;
 
 #[derive(Parser)]
 #[command(
@@ -25,9 +30,12 @@ use std::sync::Arc;
     after_help = "Exit codes: 0 success; 1 problems found (verify, restore); 2 usage or could-not-run error; 3 snapshot committed but nothing could be archived.\nLogging: RUST_LOG (e.g. RUST_LOG=kura=debug)."
 )]
 struct Cli {
-    /// Archive directory [env: KURA_ARCHIVE] [default: ./archive]
-    #[arg(long, global = true, env = "KURA_ARCHIVE", default_value = "archive")]
-    archive: PathBuf,
+    /// Archive directory [default: the configuration's `archive`, else ./archive]
+    #[arg(long, global = true, env = "KURA_ARCHIVE")]
+    archive: Option<PathBuf>,
+    /// Configuration file [default: ./config/kura.toml]
+    #[arg(long, global = true, env = "KURA_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,18 +125,41 @@ enum Command {
         snapshot: String,
         /// Target directory (created if missing).
         dir: PathBuf,
-        /// Layout of the restored files.
-        #[arg(long, value_enum, default_value_t = Layout::Raw)]
+        /// Layout: `offline` (articles as HTML with local images, index.html),
+        /// `posts` (local blog posts with local image paths), `raw` (original bytes).
+        #[arg(long, value_enum, default_value_t = Layout::Offline)]
         layout: Layout,
-        /// Only URLs matching this glob (`*`, `?`); repeatable.
+        /// Only URLs matching this glob (`*`, `?`); repeatable. In the offline
+        /// and posts layouts it selects articles.
         #[arg(long = "include", value_name = "PATTERN")]
         include: Vec<String>,
+        /// Only this article (URL as listed by `kura ls`) and what it references.
+        #[arg(long, value_name = "URL")]
+        article: Option<String>,
+        /// Posts layout: prefix of the local image paths written into posts.
+        #[arg(long, value_name = "PREFIX", default_value = kura::restore::DEFAULT_IMAGE_PREFIX)]
+        image_prefix: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show sizes, dedup and compression ratios, counts per kind.
     Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a snapshot in another format.
+    Export {
+        #[command(subcommand)]
+        what: ExportWhat,
+    },
+    /// Show what was added, removed and changed between two snapshots.
+    Diff {
+        /// The older snapshot (id, unique prefix, or `latest`).
+        a: String,
+        /// The newer snapshot.
+        b: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -150,6 +181,53 @@ enum Command {
         #[command(subcommand)]
         what: RepairWhat,
     },
+    /// Remove snapshots that the retention policy does not keep (`[job.retention]`,
+    /// overridden by --keep-* flags). Blobs stay until prune.
+    Forget {
+        /// Only this job (repeatable); without it, every configured job, or every
+        /// job in the archive when --keep-* flags are given.
+        #[arg(long = "job", value_name = "NAME")]
+        jobs: Vec<String>,
+        #[command(flatten)]
+        keep: KeepArgs,
+        /// Print what would be kept and removed, and why; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Then remove the data no snapshot references any more.
+        #[arg(long)]
+        prune: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run configured jobs once (all, or those named): one snapshot each. For cron or systemd timers.
+    Run {
+        /// Job names (default: every configured job).
+        jobs: Vec<String>,
+        /// Print JSON summaries.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every scheduled job on its schedule until SIGINT/SIGTERM.
+    Daemon,
+    /// Show each configured job's last run, next run and status.
+    Jobs {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with the configuration file.
+    Config {
+        #[command(subcommand)]
+        what: ConfigWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigWhat {
+    /// Validate the configuration and list the jobs with their next run times;
+    /// exit 0 valid, 2 invalid.
+    Check,
 }
 
 /// Fetch and store settings shared by `archive` and `demo`.
@@ -201,6 +279,26 @@ impl FetchArgs {
         o.refetch = self.refetch;
         o
     }
+}
+
+#[derive(Subcommand)]
+enum ExportWhat {
+    /// WARC 1.1 (`.warc.gz`, one gzip member per record), for pywb, ReplayWeb.page, warcio.
+    Warc {
+        /// Snapshot id, unique id prefix, or `latest`.
+        snapshot: String,
+        /// Output file (`.warc.gz`, or `.wacz` with --wacz).
+        file: PathBuf,
+        /// Also write a CDXJ index to this file.
+        #[arg(long, value_name = "FILE")]
+        cdxj: Option<PathBuf>,
+        /// Write a WACZ package (WARC + index + pages) instead of a bare WARC.
+        #[arg(long)]
+        wacz: bool,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,7 +373,8 @@ fn human(bytes: u64) -> String {
 }
 
 fn run(cli: Cli) -> Result<u8> {
-    let root = cli.archive;
+    let (explicit_archive, config) = (cli.archive.clone(), cli.config);
+    let root = cli.archive.unwrap_or_else(|| PathBuf::from("archive"));
     // Written with writeln! so a closed pipe (`kura ls | head`) is an error
     // we can treat as success, not a panic.
     let mut out = std::io::stdout().lock();
@@ -485,10 +584,11 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if report.healthy() { 0 } else { 1 })
         }
-        Command::Restore { snapshot, dir, layout, include, json } => {
+        Command::Restore { snapshot, dir, layout, include, article, image_prefix, json } => {
             let archive = Archive::open(&root)?;
             let id = archive.resolve_snapshot(&snapshot)?;
-            let report = kura::restore::restore(&archive, id, &dir, &RestoreOptions { layout, include })?;
+            let opts = RestoreOptions { layout, include, article, image_prefix: Some(image_prefix) };
+            let report = kura::restore::restore(&archive, id, &dir, &opts)?;
             if json {
                 print_json(&mut out, &report)?;
             } else {
@@ -541,6 +641,62 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Export { what: ExportWhat::Warc { snapshot, file, cdxj, wacz, json } } => {
+            let archive = Archive::open(&root)?;
+            let id = archive.resolve_snapshot(&snapshot)?;
+            let r = kura::warc::export_warc(&archive, id, &file, &WarcOptions { cdxj, wacz, ..Default::default() })?;
+            if json {
+                print_json(&mut out, &r)?;
+            } else {
+                eprintln!(
+                    "wrote {} ({}): {} records: {} responses, {} revisits, {} redirects, {} resources; {} failed entries skipped",
+                    file.display(),
+                    human(r.warc_bytes),
+                    r.records,
+                    r.responses,
+                    r.revisits,
+                    r.redirects,
+                    r.resources,
+                    r.skipped_failed
+                );
+                for p in &r.problems {
+                    eprintln!("  not exported: {}: {}", p.url, p.reason);
+                }
+            }
+            Ok(if r.problems.is_empty() { 0 } else { 1 })
+        }
+        Command::Diff { a, b, json } => {
+            let archive = Archive::open(&root)?;
+            let (ia, ib) = (archive.resolve_snapshot(&a)?, archive.resolve_snapshot(&b)?);
+            let d = kura::diff::diff(&archive.load_snapshot(&ia)?, &archive.load_snapshot(&ib)?);
+            if json {
+                print_json(&mut out, &serde_json::json!({ "from": ia, "to": ib, "kinds": d.kinds }))?;
+                return Ok(0);
+            }
+            writeln!(out, "{} -> {}", ia.short(), ib.short())?;
+            for k in &d.kinds {
+                writeln!(
+                    out,
+                    "{}: {} added, {} removed, {} changed, {} unchanged",
+                    k.kind.as_str(),
+                    k.added.len(),
+                    k.removed.len(),
+                    k.changed.len(),
+                    k.unchanged
+                )?;
+                for c in &k.added {
+                    writeln!(out, "  + {} ({})", c.url, human(c.new_size))?;
+                }
+                for c in &k.removed {
+                    let why = c.error.as_deref().map(|e| format!(", now failing: {e}")).unwrap_or_default();
+                    writeln!(out, "  - {} ({}{why})", c.url, human(c.old_size))?;
+                }
+                for c in &k.changed {
+                    writeln!(out, "  ~ {} ({} -> {})", c.url, human(c.old_size), human(c.new_size))?;
+                }
+            }
+            Ok(0)
+        }
         Command::Prune { dry_run, repack_below, json } => {
             let archive = Archive::open(&root)?;
             let opts = kura::prune::PruneOptions { dry_run, repack_below, ..Default::default() };
@@ -569,6 +725,56 @@ fn run(cli: Cli) -> Result<u8> {
             eprintln!("index rebuilt: {} packs, {} snapshots", r.packs_added, r.snapshots_added);
             Ok(0)
         }
+        Command::Forget { jobs, keep, dry_run, prune, json } => {
+            jobs_cli::forget(&mut out, explicit_archive, config, &jobs, &keep, dry_run, prune, json)
+        }
+        Command::Run { jobs, json } => {
+            let config = jobs_cli::load_config(config, true)?.expect("required");
+            let root = jobs_cli::archive_root(explicit_archive, Some(&config));
+            let selected = kura::daemon::select(&config, &jobs)?;
+            let mut code = 0;
+            let mut reports = Vec::new();
+            for job in selected {
+                let r = with_progress(|p| kura::daemon::run_job(&config, &root, job, p))?;
+                if r.entries > 0 && r.failures == r.entries {
+                    code = 3;
+                }
+                if !json {
+                    eprintln!("job {}:", job.name);
+                    print_run_summary(&Archive::open(&root)?, &r)?;
+                    writeln!(out, "{}", r.snapshot)?;
+                }
+                reports.push(serde_json::json!({ "job": job.name, "report": r }));
+            }
+            if json {
+                print_json(&mut out, &reports)?;
+            }
+            Ok(code)
+        }
+        Command::Daemon => {
+            let config = jobs_cli::load_config(config, true)?.expect("required");
+            let root = jobs_cli::archive_root(explicit_archive, Some(&config));
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(4).build()?;
+            rt.block_on(async {
+                let (tx, rx) = tokio::sync::watch::channel(0u32);
+                tokio::spawn(async move {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut term), Ok(mut int)) =
+                        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+                    else {
+                        return;
+                    };
+                    loop {
+                        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                        tx.send_modify(|n| *n += 1);
+                    }
+                });
+                kura::daemon::daemon(config, root, rx).await;
+            });
+            Ok(0)
+        }
+        Command::Jobs { json } => jobs_cli::jobs(&mut out, explicit_archive, config, json),
+        Command::Config { what: ConfigWhat::Check } => jobs_cli::check(&mut out, explicit_archive, config),
     }
 }
 

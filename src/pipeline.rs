@@ -398,8 +398,10 @@ pub async fn run(
     let clock = std::time::Instant::now();
     let writer = {
         let archive = archive.clone();
-        let write = opts.write;
-        tokio::task::spawn_blocking(move || Writer::open(&archive, write)).await.expect("open does not panic")?
+        let (write, task) = (opts.write, format!("job {}", opts.job));
+        tokio::task::spawn_blocking(move || Writer::open_for(&archive, write, &task))
+            .await
+            .expect("open does not panic")?
     };
     let ctx = Arc::new(Ctx {
         fetcher: Fetcher::new(opts.fetch.clone())?,

@@ -1,8 +1,20 @@
 //! Restoring a snapshot to a directory. Every blob is decoded and re-hashed
 //! before it is written, so damaged data is reported, never restored, and
 //! nothing is ever written outside the target directory.
+//!
+//! Three layouts: `raw` (original bytes at `<host>/<path>`), `offline`
+//! (articles as HTML files whose pictures are local copies, plus an index;
+//! `restore/offline.rs`) and `posts` (local blog posts with image URLs
+//! replaced by local paths, plus the images; `restore/posts.rs`).
 
+mod catalog;
+mod index_page;
+mod offline;
 pub mod path;
+mod posts;
+pub mod rewrite;
+
+pub use posts::DEFAULT_IMAGE_PREFIX;
 
 use crate::archive::{Archive, ArchiveError};
 use crate::id::{BlobId, SnapshotId};
@@ -15,8 +27,14 @@ use std::path::{Path, PathBuf};
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// Original bytes at `<host>/<path>`.
-    #[default]
     Raw,
+    /// Articles as HTML files showing their archived images with no network:
+    /// `articles/<host>/<path>.html`, `assets/`, `index.html`.
+    #[default]
+    Offline,
+    /// Local blog posts with image URLs replaced by `--image-prefix` paths:
+    /// `_posts/`, `images/`.
+    Posts,
 }
 
 /// What to restore.
@@ -25,7 +43,13 @@ pub struct RestoreOptions {
     /// The layout.
     pub layout: Layout,
     /// Only URLs matching one of these globs (`*`, `?`); all when empty.
+    /// In the offline and posts layouts it selects articles (by `url` or
+    /// `final_url`); what they reference follows them.
     pub include: Vec<String>,
+    /// Only this article (its `url` or `final_url`) and what it references.
+    pub article: Option<String>,
+    /// Posts layout: what image paths start with ([`DEFAULT_IMAGE_PREFIX`] when `None`).
+    pub image_prefix: Option<String>,
 }
 
 /// One file written.
@@ -82,6 +106,9 @@ pub enum RestoreError {
     /// The target holds a symlink or file where a directory is needed.
     #[error("{0} is a symlink or not a directory; refusing to write through it")]
     Unsafe(PathBuf),
+    /// `--article` names no article of the snapshot.
+    #[error("no article {0} in this snapshot (see `kura ls SNAPSHOT`; use the article's URL as listed)")]
+    NoSuchArticle(String),
 }
 
 /// Matches `*` (any run) and `?` (one character) against `text`.
@@ -145,10 +172,38 @@ pub fn restore(
     let index = archive.pack_index()?;
     std::fs::create_dir_all(dir).map_err(|source| RestoreError::Write { path: dir.to_path_buf(), source })?;
     let mut report = RestoreReport { snapshot: Some(id), layout: opts.layout, ..Default::default() };
-
+    if opts.layout != Layout::Raw {
+        let articles = offline::select(&manifest, opts)?;
+        let mut w = offline::Writer { archive, index: &index, dir, report: &mut report };
+        let report_name = match opts.layout {
+            Layout::Posts => {
+                posts::restore(&mut w, &manifest, opts, &articles)?;
+                "_kura_restore.json"
+            }
+            _ => {
+                offline::restore(&mut w, &manifest, opts, &articles)?;
+                "manifest.json"
+            }
+        };
+        return write_report(dir, report_name, report);
+    }
+    // `--article` in the raw layout: the article and what it brought in.
+    let only: Option<HashSet<usize>> = match &opts.article {
+        None => None,
+        Some(url) => {
+            let cat = catalog::Catalog::new(&manifest.entries);
+            let art = cat.article(url).ok_or_else(|| RestoreError::NoSuchArticle(url.clone()))?;
+            let mut set = cat.closure(art);
+            set.extend(manifest.entries.iter().position(|e| std::ptr::eq(e, art)));
+            Some(set)
+        }
+    };
     let wanted: Vec<_> = manifest
         .entries
         .iter()
+        .enumerate()
+        .filter(|(i, _)| only.as_ref().is_none_or(|s| s.contains(i)))
+        .map(|(_, e)| e)
         .filter(|e| opts.include.is_empty() || opts.include.iter().any(|p| glob_match(p, &e.url)))
         .collect();
     // Directories every entry needs, so that no file takes a name that
@@ -186,7 +241,11 @@ pub fn restore(
         used.insert(rel.clone());
         report.files.push(RestoredFile { url: entry.url.clone(), path: rel, sha256: blob, size: data.len() as u64 });
     }
-    let manifest_path = dir.join("manifest.json");
+    write_report(dir, "manifest.json", report)
+}
+
+fn write_report(dir: &Path, name: &str, report: RestoreReport) -> Result<RestoreReport, RestoreError> {
+    let manifest_path = dir.join(name);
     let json = serde_json::to_vec_pretty(&report).expect("reports serialise");
     std::fs::write(&manifest_path, json).map_err(|source| RestoreError::Write { path: manifest_path, source })?;
     Ok(report)

@@ -84,7 +84,7 @@ impl std::fmt::Debug for Writer {
 
 /// Takes `locks/writer`. The OS releases it when the process dies, so a
 /// killed writer never leaves a stale lock.
-fn take_lock(archive: &Archive) -> Result<File, ArchiveError> {
+fn take_lock(archive: &Archive, task: &str) -> Result<File, ArchiveError> {
     let path = archive.root().join("locks").join("writer");
     let io = |source| ArchiveError::Io { path: path.clone(), source };
     std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
@@ -106,7 +106,8 @@ fn take_lock(archive: &Archive) -> Result<File, ArchiveError> {
     }
     f.set_len(0).map_err(io)?;
     f.rewind().map_err(io)?;
-    write!(f, "pid {} since {}", std::process::id(), chrono::Utc::now().to_rfc3339()).map_err(io)?;
+    // `kura jobs` reads this line to tell which job is running.
+    write!(f, "pid {} {task} since {}", std::process::id(), chrono::Utc::now().to_rfc3339()).map_err(io)?;
     Ok(f)
 }
 
@@ -114,7 +115,13 @@ impl Writer {
     /// Takes the writer lock, opens the index (rebuilding it if sled cannot
     /// open it) and reconciles it with the packs and manifests on disk.
     pub fn open(archive: &Archive, options: WriteOptions) -> Result<Writer, ArchiveError> {
-        let lock = take_lock(archive)?;
+        Writer::open_for(archive, options, "maintenance")
+    }
+
+    /// Like [`Writer::open`], naming the task (`job NAME`) in the lock file
+    /// so that other processes can say what is running.
+    pub fn open_for(archive: &Archive, options: WriteOptions, task: &str) -> Result<Writer, ArchiveError> {
+        let lock = take_lock(archive, task)?;
         let path = archive.root().join("index");
         let index = match Index::open(&path) {
             Ok(i) => i,
@@ -314,7 +321,7 @@ pub struct ReconcileReport {
 /// and manifest is read again.
 pub fn repair_index(archive: &Archive) -> Result<ReconcileReport, ArchiveError> {
     // Hold the lock while the old index is removed so no writer uses it.
-    let lock = take_lock(archive)?;
+    let lock = take_lock(archive, "repair")?;
     let path = archive.root().join("index");
     if path.exists() {
         std::fs::remove_dir_all(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
@@ -341,7 +348,7 @@ mod tests {
         let _w = Writer::open(&a, WriteOptions::default()).unwrap();
         // flock locks belong to open file descriptions, so a second open in
         // this process conflicts just as another process would.
-        let err = take_lock(&a).unwrap_err().to_string();
+        let err = take_lock(&a, "test").unwrap_err().to_string();
         assert!(err.contains("being written by another Kura process"), "{err}");
         assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
     }

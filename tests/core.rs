@@ -50,7 +50,8 @@ fn round_trip_restore_cat_and_dedup() {
 
     let archive = Archive::open(&root).unwrap();
     let out = tmp.path().join("restored");
-    let report = restore(&archive, id, &out, &RestoreOptions::default()).unwrap();
+    let raw = RestoreOptions { layout: kura::restore::Layout::Raw, ..Default::default() };
+    let report = restore(&archive, id, &out, &raw).unwrap();
     assert_eq!(report.files.len(), 120);
     for f in &report.files {
         let original = url::Url::parse(&f.url).unwrap().to_file_path().unwrap();
@@ -110,7 +111,7 @@ fn flipped_byte_is_named_and_never_restored() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&urls[0]));
     let dest = tmp.path().join("restore");
-    let out = kura(&root, &["restore", "latest", dest.to_str().unwrap()]);
+    let out = kura(&root, &["restore", "latest", dest.to_str().unwrap(), "--layout", "raw"]);
     assert_eq!(out.status.code(), Some(1));
     let rel = kura::restore::path::url_to_relpath(&urls[0]);
     assert!(!dest.join(rel).exists(), "damaged data must not be restored");

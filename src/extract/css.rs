@@ -26,6 +26,10 @@ pub(crate) enum CssMode {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CssUrl {
     pub raw: String,
+    /// Where the token naming the URL sits in the CSS, in `char`s: the whole
+    /// `url(...)` token, or the quoted string (quotes included). Restore
+    /// uses it to replace the URL in place.
+    pub span: std::ops::Range<usize>,
     pub kind: RefKind,
     pub found_in: &'static str,
 }
@@ -321,11 +325,17 @@ impl Tokenizer {
 }
 
 impl Iterator for Tokenizer {
-    type Item = Tok;
-    fn next(&mut self) -> Option<Tok> {
-        self.next_token()
+    /// A token and its span in `char`s.
+    type Item = (Tok, std::ops::Range<usize>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.pos;
+        let tok = self.next_token()?;
+        Some((tok, start..self.pos))
     }
 }
+
+/// A URL as written and the span of its token.
+type Found = (String, std::ops::Range<usize>);
 
 /// Finds the URLs of `css`, unresolved, in source order.
 pub(crate) fn scan_css(css: &str, mode: CssMode) -> Vec<CssUrl> {
@@ -342,7 +352,7 @@ pub(crate) fn scan_css(css: &str, mode: CssMode) -> Vec<CssUrl> {
     let mut imports_allowed = mode == CssMode::Stylesheet;
     let declarations_only = mode == CssMode::Declarations;
 
-    let mut emit = |raw: String, blocks: &[bool], image_set: bool, prelude: &Option<String>| {
+    let mut emit = |(raw, span): Found, blocks: &[bool], image_set: bool, prelude: &Option<String>| {
         let import = prelude.as_deref().map(|p| p.eq_ignore_ascii_case("import"));
         let (kind, found_in) = match import {
             Some(true) => (RefKind::Stylesheet, "css @import"),
@@ -352,10 +362,10 @@ pub(crate) fn scan_css(css: &str, mode: CssMode) -> Vec<CssUrl> {
             None if image_set => (RefKind::Image, "css image-set"),
             None => (RefKind::Image, "css url()"),
         };
-        out.push(CssUrl { raw, kind, found_in });
+        out.push(CssUrl { raw, span, kind, found_in });
     };
 
-    while let Some(tok) = tokens.next() {
+    while let Some((tok, span)) = tokens.next() {
         match tok {
             Tok::AtKeyword(name) => {
                 if blocks.is_empty() && !declarations_only {
@@ -401,9 +411,9 @@ pub(crate) fn scan_css(css: &str, mode: CssMode) -> Vec<CssUrl> {
                     name.eq_ignore_ascii_case("image-set") || name.eq_ignore_ascii_case("-webkit-image-set");
                 parens.push(image_set);
                 if is_url {
-                    while tokens.next_if_eq(&Tok::Whitespace).is_some() {}
-                    if let Some(Tok::Str(s)) = tokens.next_if(|t| matches!(t, Tok::Str(_))) {
-                        emit_once(&mut emit, s, &blocks, in_image_set, &prelude, &mut import_done);
+                    while tokens.next_if(|(t, _)| *t == Tok::Whitespace).is_some() {}
+                    if let Some((Tok::Str(s), span)) = tokens.next_if(|(t, _)| matches!(t, Tok::Str(_))) {
+                        emit_once(&mut emit, (s, span), &blocks, in_image_set, &prelude, &mut import_done);
                     }
                 }
             }
@@ -413,14 +423,14 @@ pub(crate) fn scan_css(css: &str, mode: CssMode) -> Vec<CssUrl> {
             }
             Tok::Url(s) => {
                 let image_set = parens.last() == Some(&true);
-                emit_once(&mut emit, s, &blocks, image_set, &prelude, &mut import_done);
+                emit_once(&mut emit, (s, span), &blocks, image_set, &prelude, &mut import_done);
             }
             Tok::Str(s) => {
                 let image_set = parens.last() == Some(&true);
                 let import_string =
                     parens.is_empty() && prelude.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("import"));
                 if image_set || import_string {
-                    emit_once(&mut emit, s, &blocks, image_set, &prelude, &mut import_done);
+                    emit_once(&mut emit, (s, span), &blocks, image_set, &prelude, &mut import_done);
                 }
             }
             Tok::Ident(_) | Tok::BadStr | Tok::BadUrl | Tok::Whitespace | Tok::Other => {}
@@ -433,13 +443,13 @@ pub(crate) fn scan_css(css: &str, mode: CssMode) -> Vec<CssUrl> {
 /// (inside `supports()`, say) are not fetched.
 fn emit_once<F>(
     emit: &mut F,
-    raw: String,
+    raw: Found,
     blocks: &[bool],
     image_set: bool,
     prelude: &Option<String>,
     import_done: &mut bool,
 ) where
-    F: FnMut(String, &[bool], bool, &Option<String>),
+    F: FnMut(Found, &[bool], bool, &Option<String>),
 {
     let in_import = prelude.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("import"));
     if in_import {

@@ -24,7 +24,7 @@ const MAX_NOSCRIPT_DEPTH: u8 = 3;
 
 /// Lazy-loading conventions holding one URL: (attribute, label on `img`,
 /// label on `picture > source`).
-const LAZY_SRC: &[(&str, &str, &str)] = &[
+pub(crate) const LAZY_SRC: &[(&str, &str, &str)] = &[
     ("data-src", "img data-src", "picture source data-src"),
     ("data-original", "img data-original", "picture source data-original"),
     ("data-original-src", "img data-original-src", "picture source data-original-src"),
@@ -37,13 +37,13 @@ const LAZY_SRC: &[(&str, &str, &str)] = &[
 ];
 
 /// Lazy-loading conventions holding a srcset value.
-const LAZY_SRCSET: &[(&str, &str, &str)] = &[
+pub(crate) const LAZY_SRCSET: &[(&str, &str, &str)] = &[
     ("data-srcset", "img data-srcset", "picture source data-srcset"),
     ("data-lazy-srcset", "img data-lazy-srcset", "picture source data-lazy-srcset"),
 ];
 
 /// `<meta property|name=X content=URL>` keys naming an image.
-const META_IMAGES: &[(&str, &str)] = &[
+pub(crate) const META_IMAGES: &[(&str, &str)] = &[
     ("og:image", "meta og:image"),
     ("og:image:url", "meta og:image"),
     ("og:image:secure_url", "meta og:image"),
@@ -52,10 +52,10 @@ const META_IMAGES: &[(&str, &str)] = &[
 ];
 
 /// `rel` tokens of links whose `href` is an icon image.
-const ICON_RELS: &[&str] = &["icon", "apple-touch-icon", "apple-touch-icon-precomposed", "mask-icon"];
+pub(crate) const ICON_RELS: &[&str] = &["icon", "apple-touch-icon", "apple-touch-icon-precomposed", "mask-icon"];
 
 /// Elements whose legacy `background` attribute browsers still load.
-const BACKGROUND_ELEMENTS: &[&str] = &["body", "table", "thead", "tbody", "tfoot", "tr", "td", "th"];
+pub(crate) const BACKGROUND_ELEMENTS: &[&str] = &["body", "table", "thead", "tbody", "tfoot", "tr", "td", "th"];
 
 /// Finds every resource a browser would load to display the document at
 /// `doc_url`, each with the referrer policy it would be fetched under.

@@ -1,0 +1,81 @@
+//! The file as written: serde shapes with spans, before validation.
+//! Every table denies unknown keys so a typo is an error, not a silent default.
+
+use crate::fetch::FetchConfig;
+use crate::schedule::MissedRuns;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub archive: Option<Spanned<String>>,
+    /// Parsed here only to check it (with spans); the values are taken from
+    /// the merged table so per-job overrides can replace single keys.
+    #[allow(dead_code)]
+    pub network: Option<FetchConfig>,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<Spanned<RawJob>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub pack_size_mib: Option<Spanned<u64>>,
+    pub zstd_level: Option<Spanned<i32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDefaults {
+    pub image_freshness: Option<Spanned<String>>,
+    pub missed_runs: Option<MissedRuns>,
+    pub timezone: Option<Spanned<String>>,
+    pub retention: Option<RawRetention>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetention {
+    #[serde(default)]
+    pub keep_last: usize,
+    #[serde(default)]
+    pub hourly: usize,
+    #[serde(default)]
+    pub daily: usize,
+    #[serde(default)]
+    pub weekly: usize,
+    #[serde(default)]
+    pub monthly: usize,
+    #[serde(default)]
+    pub yearly: usize,
+    pub within: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJob {
+    pub name: Spanned<String>,
+    pub sources: Spanned<Vec<String>>,
+    pub schedule: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub site_url: Option<Spanned<String>>,
+    pub image_freshness: Option<Spanned<String>>,
+    pub missed_runs: Option<MissedRuns>,
+    pub retention: Option<RawRetention>,
+    /// Checked here; merged over `[network]` from the raw table.
+    #[allow(dead_code)]
+    pub network: Option<FetchConfig>,
+    /// Host -> header name -> value.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<BTreeMap<String, Spanned<String>>>>,
+}
