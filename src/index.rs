@@ -197,12 +197,20 @@ impl Index {
         self.snapshots.insert(id.as_bytes(), summary)?;
         let mut batch = sled::Batch::default();
         for e in m.entries.iter().filter(|e| e.blob.is_some() && e.error.is_none()) {
-            if let Some(old) = self.url(&e.url)?
-                && old.fetched_at > e.fetched_at
-            {
-                continue;
+            let value = serde_json::to_vec(e).expect("entries serialise");
+            match self.urls.get(e.url.as_bytes())? {
+                // sled is log-structured: rewriting an unchanged record
+                // would grow the index on every unchanged re-run.
+                Some(old) if old.as_ref() == value.as_slice() => continue,
+                Some(old) => {
+                    let old: Entry = serde_json::from_slice(&old).map_err(|_| IndexError::Damaged { tree: "urls" })?;
+                    if old.fetched_at > e.fetched_at {
+                        continue;
+                    }
+                }
+                None => {}
             }
-            batch.insert(e.url.as_bytes(), serde_json::to_vec(e).expect("entries serialise"));
+            batch.insert(e.url.as_bytes(), value);
         }
         self.urls.apply_batch(batch)?;
         Ok(())

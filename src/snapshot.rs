@@ -193,7 +193,7 @@ impl Manifest {
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         out.extend_from_slice(&[0; 7]);
-        out.extend(zstd::bulk::compress(&json, 9).expect("zstd compresses into memory"));
+        out.extend(zstd::bulk::compress(&json, 3).expect("zstd compresses into memory"));
         (SnapshotId::of(&out), out)
     }
 
