@@ -29,6 +29,18 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Every policy, in the spec's order.
+    pub const ALL: [Policy; 8] = [
+        Policy::NoReferrer,
+        Policy::NoReferrerWhenDowngrade,
+        Policy::SameOrigin,
+        Policy::Origin,
+        Policy::StrictOrigin,
+        Policy::OriginWhenCrossOrigin,
+        Policy::StrictOriginWhenCrossOrigin,
+        Policy::UnsafeUrl,
+    ];
+
     /// The policy browsers apply when nothing else sets one.
     pub const DEFAULT: Policy = Policy::StrictOriginWhenCrossOrigin;
 
@@ -49,18 +61,8 @@ impl Policy {
     /// Parses one of the eight keywords, ASCII case-insensitive, after trimming
     /// ASCII whitespace. Legacy words are not keywords: `None`.
     pub fn from_token(token: &str) -> Option<Policy> {
-        const ALL: [Policy; 8] = [
-            Policy::NoReferrer,
-            Policy::NoReferrerWhenDowngrade,
-            Policy::SameOrigin,
-            Policy::Origin,
-            Policy::StrictOrigin,
-            Policy::OriginWhenCrossOrigin,
-            Policy::StrictOriginWhenCrossOrigin,
-            Policy::UnsafeUrl,
-        ];
         let token = token.trim_matches(|c: char| c.is_ascii_whitespace());
-        ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(token))
+        Policy::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(token))
     }
 
     /// The policy named by an element's `referrerpolicy` attribute; `None`

@@ -32,17 +32,6 @@ fn request(url: Url, source: Option<&Url>, policy: Policy) -> FetchRequest {
     FetchRequest { referrer_source: source.cloned(), policy, ..FetchRequest::new(url) }
 }
 
-const POLICIES: [Policy; 8] = [
-    Policy::NoReferrer,
-    Policy::NoReferrerWhenDowngrade,
-    Policy::SameOrigin,
-    Policy::Origin,
-    Policy::StrictOrigin,
-    Policy::OriginWhenCrossOrigin,
-    Policy::StrictOriginWhenCrossOrigin,
-    Policy::UnsafeUrl,
-];
-
 /// Fetches `target` under each policy from a document on A with
 /// credentials and a fragment; returns the Referer each request carried,
 /// checking that the hop record agrees with what the server saw.
@@ -52,7 +41,7 @@ async fn referers_seen(p: &Pair, target: &Url) -> Vec<Option<String>> {
     source.set_password(Some("hunter2")).expect("set password");
     let f = fetcher(config());
     let mut out = Vec::new();
-    for policy in POLICIES {
+    for policy in Policy::ALL {
         let before = p.shared.seen().len();
         let outcome = f.fetch(request(target.clone(), Some(&source), policy)).await;
         assert!(outcome.result.is_ok(), "{policy}: {:?}", outcome.result);
