@@ -8,7 +8,6 @@
 //! - `packs`: pack id -> pack size (u64 LE)
 //! - `urls`: URL -> JSON of the latest successful [`Entry`] for it (validators, blob)
 //! - `snapshots`: snapshot id -> JSON [`SnapshotSummary`]
-//! - `jobs`: job name -> JSON job state (scheduling)
 //! - `extracts`: hash of (blob, document URL, header policy, extractor
 //!   version) -> JSON of what extraction found (a pure cache)
 
@@ -112,7 +111,6 @@ pub struct Index {
     packs: sled::Tree,
     urls: sled::Tree,
     snapshots: sled::Tree,
-    jobs: sled::Tree,
     extracts: sled::Tree,
 }
 
@@ -127,7 +125,6 @@ impl Index {
             packs: db.open_tree("packs")?,
             urls: db.open_tree("urls")?,
             snapshots: db.open_tree("snapshots")?,
-            jobs: db.open_tree("jobs")?,
             extracts: db.open_tree("extracts")?,
             db,
         })
@@ -238,20 +235,6 @@ impl Index {
     /// Removes a snapshot from the catalog (forget).
     pub fn remove_snapshot(&self, id: &SnapshotId) -> Result<(), IndexError> {
         self.snapshots.remove(id.as_bytes())?;
-        Ok(())
-    }
-
-    /// Reads a job's state.
-    pub fn job_state<T: for<'de> Deserialize<'de>>(&self, job: &str) -> Result<Option<T>, IndexError> {
-        match self.jobs.get(job.as_bytes())? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|_| IndexError::Damaged { tree: "jobs" }),
-        }
-    }
-
-    /// Stores a job's state.
-    pub fn set_job_state<T: Serialize>(&self, job: &str, state: &T) -> Result<(), IndexError> {
-        self.jobs.insert(job.as_bytes(), serde_json::to_vec(state).expect("job state serialises"))?;
         Ok(())
     }
 

@@ -204,7 +204,7 @@ impl Writer {
         &self.archive
     }
 
-    /// The sled index (URL records, job state).
+    /// The sled index (URL records, extraction cache).
     pub fn index(&self) -> &Index {
         &self.index
     }
