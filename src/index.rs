@@ -194,7 +194,10 @@ impl Index {
         self.snapshots.insert(id.as_bytes(), summary)?;
         let mut batch = sled::Batch::default();
         for e in m.entries.iter().filter(|e| e.blob.is_some() && e.error.is_none()) {
-            let value = serde_json::to_vec(e).expect("entries serialise");
+            // Response headers stay in the manifests: in the index they
+            // would double its size (and sled's memory) for no lookup.
+            let record = Entry { headers: Vec::new(), ..e.clone() };
+            let value = serde_json::to_vec(&record).expect("entries serialise");
             match self.urls.get(e.url.as_bytes())? {
                 // sled is log-structured: rewriting an unchanged record
                 // would grow the index on every unchanged re-run.

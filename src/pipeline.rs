@@ -518,6 +518,12 @@ impl Ctx {
         let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
         let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
         let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        // Boxed so that a task waiting for its slot stays small: the large
+        // fetch future exists only for resources in flight.
+        Box::pin(self.clone().document_work(i, url, depth)).await
+    }
+
+    async fn document_work(self: Arc<Self>, i: usize, url: Url, depth: usize) {
         let mut req = self.request(url.clone(), Accept::Document);
         req.referrer_source = None; // a navigation typed or picked from a list: no referrer
         let prior = self.prior(&url);
@@ -689,6 +695,12 @@ impl Ctx {
     async fn image(self: Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
         let Some(i) = self.claim_ref(Kind::Image, &url, source.as_ref(), policy, parent) else { return };
         let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        // Boxed so that a task waiting for its slot stays small: the large
+        // fetch future exists only for resources in flight.
+        Box::pin(self.clone().image_work(i, url, source, policy)).await
+    }
+
+    async fn image_work(self: Arc<Self>, i: usize, url: Url, source: Option<Url>, policy: Policy) {
         self.progress.add_image();
         let prior = self.prior(&url).filter(|p| p.image.is_some());
         if let Some(p) = &prior {
@@ -745,6 +757,20 @@ impl Ctx {
     ) {
         let Some(i) = self.claim_ref(Kind::Stylesheet, &url, source.as_ref(), policy, parent) else { return };
         let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        // Boxed so that a task waiting for its slot stays small: the large
+        // fetch future exists only for resources in flight.
+        Box::pin(self.clone().stylesheet_work(i, url, source, policy, doc_policy, depth)).await
+    }
+
+    async fn stylesheet_work(
+        self: Arc<Self>,
+        i: usize,
+        url: Url,
+        source: Option<Url>,
+        policy: Policy,
+        doc_policy: Policy,
+        depth: usize,
+    ) {
         let mut req = self.request(url.clone(), Accept::Stylesheet);
         req.referrer_source = source;
         req.policy = policy;
