@@ -1,0 +1,292 @@
+//! What a run fetches, and with which referrer source and policy: sources
+//! (URLs or local paths), documents judged by their content (feed, sitemap,
+//! article), feed items, and every image and stylesheet an article or
+//! stylesheet references. Each resource is its own task.
+
+use super::{Ctx, Task};
+use crate::extract::{self, RefKind};
+use crate::fetch::{Accept, Response};
+use crate::referrer::Policy;
+use crate::snapshot::{Entry, Kind};
+use crate::{charset, feed, media, sitemap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use url::Url;
+
+/// How sitemap indexes may nest before we stop following them.
+const MAX_SITEMAP_DEPTH: usize = 3;
+/// How deep `@import` chains are followed.
+const MAX_IMPORT_DEPTH: usize = 4;
+
+fn is_url(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://")
+}
+
+impl Ctx {
+    pub(super) async fn source(self: Arc<Self>, source: String) {
+        if is_url(&source) {
+            match Url::parse(&source) {
+                Ok(u) => self.document(u, vec![], 0).await,
+                Err(e) => {
+                    let i = self.push(Entry { url: source.clone(), kind: Some(Kind::Page), ..Default::default() });
+                    self.fail(i, format!("not a valid URL: {e}"), None);
+                }
+            }
+        } else {
+            super::local::local_source(self, PathBuf::from(source)).await;
+        }
+    }
+
+    /// A document named by a source, a feed item or a sitemap: its kind is
+    /// judged from its content, not its URL.
+    pub(super) fn document(self: Arc<Self>, url: Url, parents: Vec<String>, depth: usize) -> Task {
+        // Boxed with an explicit `Send` so that this recursive task type checks.
+        Box::pin(async move { self.document_inner(url, parents, depth).await })
+    }
+
+    pub(super) async fn document_inner(self: Arc<Self>, url: Url, parents: Vec<String>, depth: usize) {
+        let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
+        let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        // Boxed so that a task waiting for its slot stays small: the large
+        // fetch future exists only for resources in flight.
+        Box::pin(self.clone().document_work(i, url, depth)).await
+    }
+
+    pub(super) async fn document_work(self: Arc<Self>, i: usize, url: Url, depth: usize) {
+        let mut req = self.request(url.clone(), Accept::Document);
+        req.referrer_source = None; // a navigation typed or picked from a list: no referrer
+        let prior = self.prior(&url);
+        let was_article = prior.as_ref().is_some_and(|p| p.kind == Some(Kind::Article));
+        let Some((mut resp, reused)) = self.fetch_cond(i, req, prior).await else {
+            self.progress.add_article();
+            return;
+        };
+        // An unchanged article whose extraction is cached needs no read-back
+        // and no parse: that is most of a re-run's work.
+        if let (Some(blob), true) = (reused, was_article)
+            && let Some(ex) = self.cached_extract(blob, &resp)
+        {
+            self.progress.add_article();
+            self.update(i, |e| e.title = ex.title.clone());
+            let parent = url.to_string();
+            self.queue_refs(ex, Some(resp.final_url), parent);
+            return;
+        }
+        if !self.body(i, &mut resp, reused).await {
+            return;
+        }
+        let kind = feed::detect(&resp.body, resp.content_type.as_deref());
+        match kind {
+            feed::DocKind::Feed => {
+                self.update(i, |e| e.kind = Some(Kind::Feed));
+                let parsed = feed::parse_feed(&resp.body, &resp.final_url);
+                let body = resp.body.clone();
+                if !self.store_into(i, body).await {
+                    return;
+                }
+                match parsed {
+                    Ok(f) => {
+                        self.update(i, |e| e.title = f.title.clone());
+                        for item in f.items {
+                            self.feed_item(&resp.final_url, item);
+                        }
+                    }
+                    Err(err) => self.fail(i, err.to_string(), None),
+                }
+            }
+            feed::DocKind::Sitemap | feed::DocKind::SitemapIndex => {
+                self.update(i, |e| e.kind = Some(Kind::Page));
+                let parsed = sitemap::parse_sitemap(&resp.body, &resp.final_url);
+                if !self.store_into(i, resp.body.clone()).await {
+                    return;
+                }
+                match parsed {
+                    Ok(s) if s.kind == sitemap::SitemapKind::Index && depth >= MAX_SITEMAP_DEPTH => self.fail(
+                        i,
+                        format!("sitemap index nested deeper than {MAX_SITEMAP_DEPTH}: not followed"),
+                        None,
+                    ),
+                    Ok(s) => {
+                        for loc in s.locs {
+                            let c = self.clone();
+                            let parent = vec![url.to_string()];
+                            self.spawn(c.document(loc, parent, depth + 1));
+                        }
+                    }
+                    Err(err) => self.fail(i, err.to_string(), None),
+                }
+            }
+            feed::DocKind::Html => {
+                self.progress.add_article();
+                self.article(i, resp).await;
+            }
+            feed::DocKind::Other => {
+                self.update(i, |e| e.kind = Some(Kind::Page));
+                self.store_into(i, resp.body).await;
+            }
+        }
+    }
+
+    pub(super) fn feed_item(self: &Arc<Self>, feed_url: &Url, item: feed::FeedItem) {
+        let feed = feed_url.to_string();
+        if let Some(link) = item.link.clone() {
+            let c = self.clone();
+            let parents = vec![feed.clone()];
+            self.spawn(c.document(link, parents, MAX_SITEMAP_DEPTH));
+        }
+        // Full-content items: their images as a reader of the item's page
+        // would load them, with the item link as referrer source.
+        if let Some(html) = item.content_html {
+            let ex = extract::extract_html(&html, &item.base, None);
+            let source = item.link.clone().or_else(|| Some(item.base.clone()));
+            let parent = item.link.as_ref().map(|l| l.to_string()).unwrap_or(feed);
+            for r in ex.refs.into_iter().filter(|r| r.kind == RefKind::Image) {
+                self.spawn_image(r.url, source.clone(), r.policy, parent.clone());
+            }
+        }
+    }
+
+    /// Stores an article and queues everything it references.
+    pub(super) async fn article(self: &Arc<Self>, i: usize, resp: Response) {
+        let decoded = charset::decode(&resp.body, resp.content_type.as_deref());
+        let ex = extract::extract_html(&decoded.text, &resp.final_url, resp.referrer_policy);
+        drop(decoded);
+        self.update(i, |e| e.title = ex.title.clone());
+        let url = self.entries.lock().expect("no panics while held")[i].url.clone();
+        if !self.store_into(i, resp.body.clone()).await {
+            return;
+        }
+        if let Some(blob) = self.entries.lock().expect("no panics while held")[i].blob {
+            self.cache_extract(blob, &resp, &ex);
+        }
+        self.queue_refs(ex, Some(resp.final_url), url);
+    }
+
+    /// Queues the images and stylesheets of an extracted document.
+    pub(super) fn queue_refs(self: &Arc<Self>, ex: extract::Extracted, source: Option<Url>, parent: String) {
+        for r in ex.refs {
+            match r.kind {
+                RefKind::Image => self.spawn_image(r.url, source.clone(), r.policy, parent.clone()),
+                RefKind::Stylesheet => {
+                    let (c, source, parent, doc_policy) =
+                        (self.clone(), source.clone(), parent.clone(), ex.document_policy);
+                    self.spawn(c.stylesheet(r.url, source, r.policy, doc_policy, parent, 0));
+                }
+                // Fonts are not part of what an article shows; left for later.
+                RefKind::Font => {}
+            }
+        }
+    }
+
+    pub(super) fn spawn_image(self: &Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
+        let c = self.clone();
+        self.spawn(Box::pin(async move { c.image(url, source, policy, parent).await }));
+    }
+
+    pub(super) async fn image(self: Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
+        let Some(i) = self.claim_ref(Kind::Image, &url, source.as_ref(), policy, parent) else { return };
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        // Boxed so that a task waiting for its slot stays small: the large
+        // fetch future exists only for resources in flight.
+        Box::pin(self.clone().image_work(i, url, source, policy)).await
+    }
+
+    pub(super) async fn image_work(self: Arc<Self>, i: usize, url: Url, source: Option<Url>, policy: Policy) {
+        self.progress.add_image();
+        let prior = self.prior(&url).filter(|p| p.image.is_some());
+        if let Some(p) = &prior {
+            let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.image_freshness);
+            // Only a copy fetched with the same Referer is the same picture:
+            // CDNs answer placeholders to some Referers.
+            let same_referer = p.referer == self.entries.lock().expect("no panics while held")[i].referer;
+            if fresh && same_referer {
+                self.reuse(i, p);
+                self.update(i, |e| e.fetched_at = p.fetched_at);
+                return;
+            }
+        }
+        let mut req = self.request(url, Accept::Image);
+        req.referrer_source = source;
+        req.policy = policy;
+        let Some((resp, reused)) = self.fetch_cond(i, req, prior).await else { return };
+        if reused.is_some() {
+            // A 304 for an image: the archived copy stands, nothing to check.
+            return;
+        }
+        match media::inspect_image(&resp.body, resp.content_type.as_deref()) {
+            Ok(info) => {
+                self.update(i, |e| e.image = Some(info));
+                self.store_into(i, resp.body).await;
+            }
+            Err(err) => self.fail(i, err.to_string(), None),
+        }
+    }
+
+    /// A stylesheet: stored, then its `url()` images fetched with the
+    /// stylesheet as referrer source and its own header policy (else the
+    /// document's).
+    pub(super) fn stylesheet(
+        self: Arc<Self>,
+        url: Url,
+        source: Option<Url>,
+        policy: Policy,
+        doc_policy: Policy,
+        parent: String,
+        depth: usize,
+    ) -> Task {
+        Box::pin(async move { self.stylesheet_inner(url, source, policy, doc_policy, parent, depth).await })
+    }
+
+    pub(super) async fn stylesheet_inner(
+        self: Arc<Self>,
+        url: Url,
+        source: Option<Url>,
+        policy: Policy,
+        doc_policy: Policy,
+        parent: String,
+        depth: usize,
+    ) {
+        let Some(i) = self.claim_ref(Kind::Stylesheet, &url, source.as_ref(), policy, parent) else { return };
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        // Boxed so that a task waiting for its slot stays small: the large
+        // fetch future exists only for resources in flight.
+        Box::pin(self.clone().stylesheet_work(i, url, source, policy, doc_policy, depth)).await
+    }
+
+    pub(super) async fn stylesheet_work(
+        self: Arc<Self>,
+        i: usize,
+        url: Url,
+        source: Option<Url>,
+        policy: Policy,
+        doc_policy: Policy,
+        depth: usize,
+    ) {
+        let mut req = self.request(url.clone(), Accept::Stylesheet);
+        req.referrer_source = source;
+        req.policy = policy;
+        let prior = self.prior(&url);
+        let Some((mut resp, reused)) = self.fetch_cond(i, req, prior).await else { return };
+        if !self.body(i, &mut resp, reused).await {
+            return;
+        }
+        let css_policy = resp.referrer_policy.unwrap_or(doc_policy);
+        let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
+        let refs = extract::extract_css(&text, &resp.final_url, css_policy);
+        if !self.store_into(i, resp.body).await {
+            return;
+        }
+        for r in refs {
+            match r.kind {
+                RefKind::Image => self.spawn_image(r.url, Some(resp.final_url.clone()), r.policy, url.to_string()),
+                RefKind::Stylesheet if depth < MAX_IMPORT_DEPTH => {
+                    let (c, src, parent) = (self.clone(), Some(resp.final_url.clone()), url.to_string());
+                    self.spawn(c.stylesheet(r.url, src, r.policy, css_policy, parent, depth + 1));
+                }
+                _ => {}
+            }
+        }
+    }
+}

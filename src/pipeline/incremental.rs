@@ -1,0 +1,149 @@
+//! Re-runs that transfer almost nothing: the latest archived entry of a
+//! URL supplies validators for a conditional request (a 304 reuses its
+//! blob), images inside the freshness window with the same Referer are not
+//! requested at all, and what extraction found in an unchanged article comes
+//! from the index's `extracts` cache instead of a re-parse.
+
+use super::Ctx;
+use crate::extract::{self, RefKind};
+use crate::fetch::{FetchRequest, Response, Validators};
+use crate::id::BlobId;
+use crate::referrer::Policy;
+use crate::snapshot::Entry;
+use bytes::Bytes;
+use serde::Serialize;
+use url::Url;
+
+/// Bumped whenever extraction changes, so cached results are not reused.
+const EXTRACT_VERSION: u32 = 1;
+
+/// What extraction found in one document, as cached in the index.
+#[derive(Serialize, serde::Deserialize)]
+struct CachedExtract {
+    title: Option<String>,
+    document_policy: Policy,
+    refs: Vec<(String, RefKind, Policy)>,
+}
+
+impl Ctx {
+    /// The latest archived entry for a URL, if its blob is still in the
+    /// archive (a lost pack must not make us point at missing data).
+    pub(super) fn prior(&self, url: &Url) -> Option<Entry> {
+        if self.refetch {
+            return None;
+        }
+        let w = self.writer.lock().expect("no panics while held");
+        let e = w.index().url(url.as_str()).ok().flatten()?;
+        w.stored_size(&e.blob?).ok().flatten()?;
+        Some(e)
+    }
+
+    /// Copies what was archived before into entry `i`, which keeps its own
+    /// URL, kind, parents, policy and Referer.
+    pub(super) fn reuse(&self, i: usize, prior: &Entry) {
+        self.update(i, |e| {
+            e.final_url = prior.final_url.clone();
+            e.status = prior.status;
+            e.content_type = prior.content_type.clone();
+            e.etag = prior.etag.clone();
+            e.last_modified = prior.last_modified.clone();
+            e.headers = prior.headers.clone();
+            e.blob = prior.blob;
+            e.size = prior.size;
+            e.stored_size = prior.stored_size;
+            e.image = prior.image.clone();
+            e.reused = true;
+        });
+    }
+
+    /// Reads a blob back from the archive (for a 304 whose body we need).
+    pub(super) async fn read_back(&self, id: BlobId) -> Option<Bytes> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || writer.lock().expect("no panics while held").read_blob(&id))
+            .await
+            .expect("reading does not panic")
+            .ok()
+            .flatten()
+            .map(Bytes::from)
+    }
+
+    /// Fetches with validators from `prior` when there is one; a 304 then
+    /// yields the archived body. Fills the entry's response fields and
+    /// returns the response when it succeeded.
+    pub(super) async fn fetch_cond(
+        &self,
+        i: usize,
+        mut req: FetchRequest,
+        prior: Option<Entry>,
+    ) -> Option<(Response, Option<BlobId>)> {
+        if let Some(p) = &prior {
+            let v = Validators { etag: p.etag.clone(), last_modified: p.last_modified.clone() };
+            if v.etag.is_some() || v.last_modified.is_some() {
+                req.validators = Some(v);
+            }
+        }
+        let resp = self.fetch_into(i, req).await?;
+        if !resp.not_modified {
+            return Some((resp, None));
+        }
+        let Some(p) = prior else {
+            self.fail(i, "server answered 304 Not Modified to a request without validators".into(), Some(304));
+            return None;
+        };
+        self.reuse(i, &p);
+        Some((resp, p.blob))
+    }
+
+    /// The body of a response, read back from the archive after a 304.
+    pub(super) async fn body(&self, i: usize, resp: &mut Response, reused: Option<BlobId>) -> bool {
+        let Some(blob) = reused else { return true };
+        match self.read_back(blob).await {
+            Some(body) => {
+                resp.body = body;
+                true
+            }
+            None => {
+                self.fail(i, "304 Not Modified, but the archived copy cannot be read (run `kura verify`)".into(), None);
+                false
+            }
+        }
+    }
+
+    pub(super) fn extract_key(blob: BlobId, resp: &Response) -> [u8; 32] {
+        let policy = resp.referrer_policy.map(|p| p.as_str()).unwrap_or("");
+        let key = format!("{EXTRACT_VERSION}\n{blob}\n{}\n{policy}", resp.final_url);
+        *BlobId::of(key.as_bytes()).as_bytes()
+    }
+
+    pub(super) fn cached_extract(&self, blob: BlobId, resp: &Response) -> Option<extract::Extracted> {
+        let raw =
+            self.writer.lock().expect("no panics while held").index().extract_cache(&Self::extract_key(blob, resp));
+        let cached: CachedExtract = serde_json::from_slice(&raw.ok()??).ok()?;
+        let refs = cached
+            .refs
+            .into_iter()
+            .filter_map(|(url, kind, policy)| {
+                Some(extract::Reference { url: Url::parse(&url).ok()?, kind, policy, found_in: "cached" })
+            })
+            .collect();
+        Some(extract::Extracted {
+            title: cached.title,
+            base: resp.final_url.clone(),
+            document_policy: cached.document_policy,
+            refs,
+        })
+    }
+
+    pub(super) fn cache_extract(&self, blob: BlobId, resp: &Response, ex: &extract::Extracted) {
+        let cached = CachedExtract {
+            title: ex.title.clone(),
+            document_policy: ex.document_policy,
+            refs: ex.refs.iter().map(|r| (r.url.to_string(), r.kind, r.policy)).collect(),
+        };
+        let value = serde_json::to_vec(&cached).expect("serialises");
+        let w = self.writer.lock().expect("no panics while held");
+        if let Err(e) = w.index().set_extract_cache(&Self::extract_key(blob, resp), &value) {
+            tracing::debug!("extract cache not written: {e}");
+        }
+    }
+}
