@@ -160,6 +160,16 @@ mod tests {
     }
 
     #[test]
+    fn png_is_tried_with_zstd_and_kept_only_if_it_pays() {
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(std::iter::repeat_n(7u8, 5000));
+        assert_eq!(encode(&png, 3).codec, Codec::Zstd);
+        let mut dense = b"\x89PNG\r\n\x1a\n".to_vec();
+        dense.extend((0..5000).map(|_| fastrand::u8(..)));
+        assert_eq!(encode(&dense, 3).codec, Codec::Raw);
+    }
+
+    #[test]
     fn damage_is_detected() {
         let text = b"hello hello hello hello hello hello hello hello hello hello hello hello".repeat(10);
         let e = encode(&text, 3);
