@@ -25,15 +25,7 @@ fn kura_in(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn ok_in(dir: &Path, args: &[&str]) -> String {
-    let out = kura_in(dir, args);
-    assert!(
-        out.status.success(),
-        "kura {args:?} failed ({:?}):\n{}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::expect_ok(kura_in(dir, args), args)
 }
 
 fn at(month: u32, day: u32, hour: u32) -> DateTime<Utc> {

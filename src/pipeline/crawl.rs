@@ -39,19 +39,17 @@ impl Ctx {
     }
 
     /// A document named by a source, a feed item or a sitemap: its kind is
-    /// judged from its content, not its URL.
+    /// judged from its content, not its URL. Boxed with an explicit `Send`
+    /// so that this recursive task type checks.
     pub(super) fn document(self: Arc<Self>, url: Url, parents: Vec<String>, depth: usize) -> Task {
-        // Boxed with an explicit `Send` so that this recursive task type checks.
-        Box::pin(async move { self.document_inner(url, parents, depth).await })
-    }
-
-    pub(super) async fn document_inner(self: Arc<Self>, url: Url, parents: Vec<String>, depth: usize) {
-        let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
-        let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
-        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
-        // Boxed so that a task waiting for its slot stays small: the large
-        // fetch future exists only for resources in flight.
-        Box::pin(self.clone().document_work(i, url, depth)).await
+        Box::pin(async move {
+            let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
+            let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
+            let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+            // Boxed so that a task waiting for its slot stays small: the large
+            // fetch future exists only for resources in flight.
+            Box::pin(self.clone().document_work(i, url, depth)).await
+        })
     }
 
     pub(super) async fn document_work(self: Arc<Self>, i: usize, url: Url, depth: usize) {
@@ -236,23 +234,12 @@ impl Ctx {
         parent: String,
         depth: usize,
     ) -> Task {
-        Box::pin(async move { self.stylesheet_inner(url, source, policy, doc_policy, parent, depth).await })
-    }
-
-    pub(super) async fn stylesheet_inner(
-        self: Arc<Self>,
-        url: Url,
-        source: Option<Url>,
-        policy: Policy,
-        doc_policy: Policy,
-        parent: String,
-        depth: usize,
-    ) {
-        let Some(i) = self.claim_ref(Kind::Stylesheet, &url, source.as_ref(), policy, parent) else { return };
-        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
-        // Boxed so that a task waiting for its slot stays small: the large
-        // fetch future exists only for resources in flight.
-        Box::pin(self.clone().stylesheet_work(i, url, source, policy, doc_policy, depth)).await
+        Box::pin(async move {
+            let Some(i) = self.claim_ref(Kind::Stylesheet, &url, source.as_ref(), policy, parent) else { return };
+            let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+            // Boxed so that a task waiting for its slot stays small.
+            Box::pin(self.clone().stylesheet_work(i, url, source, policy, doc_policy, depth)).await
+        })
     }
 
     pub(super) async fn stylesheet_work(

@@ -17,7 +17,11 @@ pub fn kura(archive: &Path, args: &[&str]) -> Output {
 
 /// stdout of a run that must succeed.
 pub fn kura_ok(archive: &Path, args: &[&str]) -> String {
-    let out = kura(archive, args);
+    expect_ok(kura(archive, args), args)
+}
+
+/// stdout of a finished run, failing the test (with its output) unless it succeeded.
+pub fn expect_ok(out: Output, args: &[&str]) -> String {
     assert!(
         out.status.success(),
         "kura {args:?} failed ({:?}):\n{}\n{}",
