@@ -1,20 +1,20 @@
 //! Ingest and verify throughput on a mixed corpus, next to the practical
 //! limit measured in the same run on the same bytes:
 //! - `limit/sha256+zstd`: SHA-256 and zstd (level 3) over every byte, one thread;
-//! - `ingest/files`: `kura::files::archive_files` into a fresh archive (read,
+//! - `ingest/files`: `kura::sources::files::archive_files` into a fresh archive (read,
 //!   hash, dedup, compress, pack, fsync, commit);
 //! - `limit/unzstd+sha256` and `verify/read-data`: decoding and re-hashing
-//!   every stored blob vs `kura::verify` with `read_data`.
+//!   every stored blob vs `kura::inspect::verify` with `read_data`.
 //!
 //! Corpus: 20-100 KB HTML-like pages and 30-500 KB incompressible "images",
 //! with 60% of the files duplicates of others. `KURA_BENCH_MB` sets its size
 //! (default 48 MB).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kura::archive::Archive;
-use kura::snapshot::Manifest;
-use kura::verify::{VerifyOptions, verify};
-use kura::writer::{WriteOptions, Writer};
+use kura::store::archive::Archive;
+use kura::store::manifest::Manifest;
+use kura::inspect::verify::{VerifyOptions, verify};
+use kura::store::writer::{WriteOptions, Writer};
 use std::path::{Path, PathBuf};
 
 fn page(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
@@ -78,7 +78,7 @@ fn ingest(archive_dir: &Path, src: &Path) -> Archive {
     let _ = std::fs::remove_dir_all(archive_dir);
     let archive = Archive::open_or_init(archive_dir).unwrap();
     let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
-    let entries = kura::files::archive_files(&mut w, &[src.to_path_buf()], 2, &|_| {}).unwrap();
+    let entries = kura::sources::files::archive_files(&mut w, &[src.to_path_buf()], 2, &|_| {}).unwrap();
     let now = chrono::Utc::now();
     let m = Manifest {
         version: 1,
@@ -110,7 +110,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("limit/sha256+zstd", |b| {
         b.iter(|| {
             for f in &files {
-                std::hint::black_box(kura::id::BlobId::of(f));
+                std::hint::black_box(kura::store::id::BlobId::of(f));
                 std::hint::black_box(zstd::bulk::compress(f, 3).unwrap());
             }
         })
@@ -122,11 +122,11 @@ fn benches(c: &mut Criterion) {
     // Verify: the same corpus, archived once.
     let archive = ingest(&archive_dir, &src);
     let index = archive.pack_index().unwrap();
-    let stored: Vec<(kura::pack::PackEntry, Vec<u8>)> = index
+    let stored: Vec<(kura::store::pack::PackEntry, Vec<u8>)> = index
         .packs
         .iter()
         .flat_map(|(pack, _, entries)| {
-            let data = archive.backend().read(kura::backend::FileKind::Pack, &pack.to_hex()).unwrap();
+            let data = archive.backend().read(kura::store::backend::FileKind::Pack, &pack.to_hex()).unwrap();
             entries
                 .iter()
                 .map(move |e| (*e, data[e.offset as usize..(e.offset + e.stored_len) as usize].to_vec()))
@@ -140,7 +140,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("limit/unzstd+sha256", |b| {
         b.iter(|| {
             for (e, s) in &stored {
-                std::hint::black_box(kura::blob::decode(e.id, e.codec, e.raw_len, s).unwrap());
+                std::hint::black_box(kura::store::blob::decode(e.id, e.codec, e.raw_len, s).unwrap());
             }
         })
     });

@@ -5,13 +5,13 @@
 //! directory, and checks the result against what the site says a correct
 //! archiver must get.
 
-use crate::archive::{Archive, ArchiveError};
-use crate::id::SnapshotId;
+use crate::store::archive::{Archive, ArchiveError};
+use crate::store::id::SnapshotId;
 use crate::pipeline::{self, Progress, RunError, RunOptions};
 use crate::restore::{self, RestoreError, RestoreOptions};
 use crate::site::{self, SiteConfig, SiteError};
-use crate::snapshot::Kind;
-use crate::verify::{self, VerifyOptions};
+use crate::store::manifest::Kind;
+use crate::inspect::verify::{self, VerifyOptions};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -144,7 +144,7 @@ pub async fn run(root: &Path, opts: DemoOptions, progress: Arc<Progress>) -> Res
     };
     let stats = {
         let archive = archive.clone();
-        tokio::task::spawn_blocking(move || crate::stats::stats(&archive)).await.expect("stats does not panic")?
+        tokio::task::spawn_blocking(move || crate::inspect::stats::stats(&archive)).await.expect("stats does not panic")?
     };
     if opts.restore_to.is_none() {
         let _ = std::fs::remove_dir_all(&work);

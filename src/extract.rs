@@ -21,6 +21,7 @@
 mod css;
 mod html;
 mod srcset;
+pub mod media;
 
 use std::collections::HashSet;
 

@@ -6,37 +6,16 @@
 //! for where things live and which invariants hold.
 #![warn(missing_docs)]
 
-pub mod archive;
-pub mod backend;
-pub mod blob;
-pub mod charset;
-pub mod config;
-pub mod daemon;
 pub mod demo;
-pub mod diff;
-pub mod duration;
 pub mod escape;
+pub mod export;
 pub mod extract;
-pub mod feed;
 pub mod fetch;
-pub mod files;
-pub mod forget;
-pub mod id;
-pub mod index;
+pub mod inspect;
 pub mod jobs;
-pub mod media;
-pub mod pack;
 pub mod pipeline;
-pub mod post;
-pub mod prune;
 pub mod referrer;
 pub mod restore;
-pub mod retention;
-pub mod schedule;
 pub mod site;
-pub mod sitemap;
-pub mod snapshot;
-pub mod stats;
-pub mod verify;
-pub mod warc;
-pub mod writer;
+pub mod sources;
+pub mod store;

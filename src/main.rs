@@ -6,11 +6,11 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use kura::archive::Archive;
+use kura::store::archive::Archive;
 use kura::pipeline::RunOptions;
 use kura::restore::{Layout, RestoreOptions};
-use kura::verify::VerifyOptions;
-use kura::warc::WarcOptions;
+use kura::inspect::verify::VerifyOptions;
+use kura::export::warc::WarcOptions;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -487,7 +487,7 @@ fn run(cli: Cli) -> Result<u8> {
                 subset_pct: read_data_subset,
                 threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             };
-            let report = kura::verify::verify(&archive, opts, &|_| {})?;
+            let report = kura::inspect::verify::verify(&archive, opts, &|_| {})?;
             if json {
                 print_json(&mut out, &report)?;
             } else {
@@ -541,7 +541,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Stats { json } => {
             let archive = Archive::open(&root)?;
-            let s = kura::stats::stats(&archive)?;
+            let s = kura::inspect::stats::stats(&archive)?;
             if json {
                 print_json(&mut out, &s)?;
             } else {
@@ -573,7 +573,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Export { what: ExportWhat::Warc { snapshot, file, cdxj, wacz, json } } => {
             let archive = Archive::open(&root)?;
             let id = archive.resolve_snapshot(&snapshot)?;
-            let r = kura::warc::export_warc(&archive, id, &file, &WarcOptions { cdxj, wacz, ..Default::default() })?;
+            let r = kura::export::warc::export_warc(&archive, id, &file, &WarcOptions { cdxj, wacz, ..Default::default() })?;
             if json {
                 print_json(&mut out, &r)?;
             } else {
@@ -597,7 +597,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Diff { a, b, json } => {
             let archive = Archive::open(&root)?;
             let (ia, ib) = (archive.resolve_snapshot(&a)?, archive.resolve_snapshot(&b)?);
-            let d = kura::diff::diff(&archive.load_snapshot(&ia)?, &archive.load_snapshot(&ib)?);
+            let d = kura::inspect::diff::diff(&archive.load_snapshot(&ia)?, &archive.load_snapshot(&ib)?);
             if json {
                 print_json(&mut out, &serde_json::json!({ "from": ia, "to": ib, "kinds": d.kinds }))?;
                 return Ok(0);
@@ -628,8 +628,8 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Prune { dry_run, repack_below, json } => {
             let archive = Archive::open(&root)?;
-            let opts = kura::prune::PruneOptions { dry_run, repack_below, ..Default::default() };
-            let r = kura::prune::prune(&archive, opts)?;
+            let opts = kura::store::prune::PruneOptions { dry_run, repack_below, ..Default::default() };
+            let r = kura::store::prune::prune(&archive, opts)?;
             if json {
                 print_json(&mut out, &r)?;
             } else {
@@ -650,7 +650,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Repair { what: RepairWhat::Index } => {
             let archive = Archive::open(&root)?;
-            let r = kura::writer::repair_index(&archive)?;
+            let r = kura::store::writer::repair_index(&archive)?;
             eprintln!("index rebuilt: {} packs, {} snapshots", r.packs_added, r.snapshots_added);
             Ok(0)
         }

@@ -19,13 +19,13 @@ mod progress;
 
 pub use progress::Progress;
 
-use crate::archive::{Archive, ArchiveError};
-use crate::blob;
+use crate::store::archive::{Archive, ArchiveError};
+use crate::store::blob;
 use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
-use crate::id::{BlobId, SnapshotId};
+use crate::store::id::{BlobId, SnapshotId};
 use crate::referrer::{Policy, referer_for};
-use crate::snapshot::{Entry, HopRecord, Kind, Manifest};
-use crate::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
+use crate::store::manifest::{Entry, HopRecord, Kind, Manifest};
+use crate::store::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::HashMap;

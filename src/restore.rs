@@ -16,8 +16,8 @@ pub mod rewrite;
 
 pub use posts::DEFAULT_IMAGE_PREFIX;
 
-use crate::archive::{Archive, ArchiveError};
-use crate::id::{BlobId, SnapshotId};
+use crate::store::archive::{Archive, ArchiveError};
+use crate::store::id::{BlobId, SnapshotId};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

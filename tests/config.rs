@@ -5,9 +5,9 @@
 mod common;
 
 use chrono::{Duration, TimeZone, Utc};
-use kura::archive::Archive;
-use kura::snapshot::{Entry, Manifest};
-use kura::writer::{WriteOptions, Writer};
+use kura::store::archive::Archive;
+use kura::store::manifest::{Entry, Manifest};
+use kura::store::writer::{WriteOptions, Writer};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -101,7 +101,7 @@ fn jobs_shows_last_run_failures_and_never_run() {
     let mut last = None;
     for (job, started, failed) in [("news", t0, false), ("news", t0 + Duration::hours(6), true), ("blog", t0, false)] {
         let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
-        let mut entries = kura::files::archive_files(&mut w, std::slice::from_ref(&file), 1, &|_| {}).unwrap();
+        let mut entries = kura::sources::files::archive_files(&mut w, std::slice::from_ref(&file), 1, &|_| {}).unwrap();
         if failed {
             entries.push(Entry {
                 url: "https://img.example.com/a.png".into(),

@@ -4,17 +4,17 @@
 mod common;
 
 use common::*;
-use kura::archive::Archive;
+use kura::store::archive::Archive;
 use kura::restore::{RestoreOptions, restore};
-use kura::snapshot::Manifest;
-use kura::verify::{VerifyOptions, verify};
-use kura::writer::{WriteOptions, Writer};
+use kura::store::manifest::Manifest;
+use kura::inspect::verify::{VerifyOptions, verify};
+use kura::store::writer::{WriteOptions, Writer};
 use std::path::{Path, PathBuf};
 
-fn archive_paths(root: &Path, paths: &[PathBuf]) -> (kura::id::SnapshotId, Manifest) {
+fn archive_paths(root: &Path, paths: &[PathBuf]) -> (kura::store::id::SnapshotId, Manifest) {
     let archive = Archive::open_or_init(root).unwrap();
     let mut w = Writer::open(&archive, WriteOptions { pack_target: 256 << 10, zstd_level: 3 }).unwrap();
-    let entries = kura::files::archive_files(&mut w, paths, 2, &|_| {}).unwrap();
+    let entries = kura::sources::files::archive_files(&mut w, paths, 2, &|_| {}).unwrap();
     let m = Manifest {
         version: 1,
         job: "test".into(),
@@ -277,7 +277,7 @@ fn readers_work_while_a_writer_holds_the_archive() {
     let _writer = Writer::open(&archive, WriteOptions::default()).unwrap();
     kura_ok(&root, &["snapshots"]);
     kura_ok(&root, &["ls", "latest"]);
-    let url = kura::files::file_url(&files[0]);
+    let url = kura::sources::files::file_url(&files[0]);
     assert_eq!(kura_ok(&root, &["cat", "latest", &url]).into_bytes(), std::fs::read(&files[0]).unwrap());
     kura_ok(&root, &["verify", "--read-data"]);
     kura_ok(&root, &["stats"]);

@@ -11,9 +11,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kura::archive::Archive;
+use kura::store::archive::Archive;
 use kura::pipeline::{Progress, RunOptions, run};
-use kura::snapshot::{Entry, Kind, Manifest};
+use kura::store::manifest::{Entry, Kind, Manifest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -2,7 +2,7 @@
 //! freshness window mean almost nothing is transferred, yet the new
 //! snapshot is complete.
 
-use kura::archive::Archive;
+use kura::store::archive::Archive;
 use kura::pipeline::{Progress, RunOptions, RunReport, run};
 use kura::site::{SiteConfig, serve};
 use std::collections::BTreeMap;

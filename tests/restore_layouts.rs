@@ -11,12 +11,12 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
-use kura::archive::Archive;
-use kura::id::SnapshotId;
+use kura::store::archive::Archive;
+use kura::store::id::SnapshotId;
 use kura::pipeline::{Progress, RunOptions, run};
 use kura::restore::{Layout, RestoreOptions, RestoreReport, restore};
 use kura::site::{SiteConfig, serve, write_local_posts};
-use kura::snapshot::{Entry, Kind, Manifest};
+use kura::store::manifest::{Entry, Kind, Manifest};
 use scraper::{Html, Selector};
 use url::Url;
 
@@ -138,8 +138,8 @@ fn references(html: &str) -> Vec<(String, String)> {
 }
 
 /// Decodes a document the way the restore read it.
-fn text(bytes: &[u8], content_type: Option<&str>) -> kura::charset::Decoded {
-    kura::charset::decode(bytes, content_type)
+fn text(bytes: &[u8], content_type: Option<&str>) -> kura::sources::charset::Decoded {
+    kura::sources::charset::decode(bytes, content_type)
 }
 
 #[test]

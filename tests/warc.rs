@@ -5,14 +5,14 @@
 mod common;
 
 use common::{kura, kura_ok};
-use kura::archive::Archive;
-use kura::id::BlobId;
+use kura::store::archive::Archive;
+use kura::store::id::BlobId;
 use kura::pipeline::{Progress, RunOptions, run};
 use kura::site::{SiteConfig, serve};
-use kura::snapshot::{Entry, Kind, Manifest};
-use kura::warc::record::sha256_label;
-use kura::warc::{WarcOptions, export_warc};
-use kura::writer::{WriteOptions, Writer};
+use kura::store::manifest::{Entry, Kind, Manifest};
+use kura::export::warc::record::sha256_label;
+use kura::export::warc::{WarcOptions, export_warc};
+use kura::store::writer::{WriteOptions, Writer};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;

@@ -4,7 +4,7 @@
 use super::jobs_cli;
 use super::{FetchArgs, human, print_json};
 use anyhow::Result;
-use kura::archive::Archive;
+use kura::store::archive::Archive;
 use kura::pipeline::{Progress, RunOptions, RunReport};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -119,11 +119,11 @@ pub fn run_jobs(
 ) -> Result<u8> {
     let config = jobs_cli::load_config(config, true)?.expect("required");
     let root = jobs_cli::archive_root(explicit_archive, Some(&config));
-    let selected = kura::daemon::select(&config, &jobs)?;
+    let selected = kura::jobs::daemon::select(&config, &jobs)?;
     let mut code = 0;
     let mut reports = Vec::new();
     for job in selected {
-        let r = with_progress(|p| kura::daemon::run_job(&config, &root, job, p))?;
+        let r = with_progress(|p| kura::jobs::daemon::run_job(&config, &root, job, p))?;
         if r.entries > 0 && r.failures == r.entries {
             code = 3;
         }
@@ -157,7 +157,7 @@ pub fn daemon(explicit_archive: Option<PathBuf>, config: Option<PathBuf>) -> Res
                 tx.send_modify(|n| *n += 1);
             }
         });
-        kura::daemon::daemon(config, root, rx).await;
+        kura::jobs::daemon::daemon(config, root, rx).await;
     });
     Ok(0)
 }

@@ -1,12 +1,12 @@
 //! `kura forget`, `kura jobs` and `kura config check`: the configuration-driven
-//! commands, as thin layers over `kura::config`, `kura::forget` and `kura::jobs`.
+//! commands, as thin layers over `kura::jobs::config`, `kura::jobs::forget` and `kura::jobs::status`.
 
 use anyhow::{Context, Result, bail};
-use kura::archive::Archive;
-use kura::config::{Config, ConfigError, DEFAULT_PATH};
-use kura::forget::{ForgetReport, JobPolicy};
-use kura::retention::Policy;
-use kura::schedule::Zone;
+use kura::store::archive::Archive;
+use kura::jobs::config::{Config, ConfigError, DEFAULT_PATH};
+use kura::jobs::forget::{ForgetReport, JobPolicy};
+use kura::jobs::retention::Policy;
+use kura::jobs::schedule::Zone;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -32,7 +32,7 @@ pub struct KeepArgs {
     #[arg(long, value_name = "N")]
     keep_yearly: Option<usize>,
     /// Keep snapshots started within DURATION of the job's newest (e.g. 30d, 1d12h).
-    #[arg(long, value_name = "DURATION", value_parser = kura::duration::parse)]
+    #[arg(long, value_name = "DURATION", value_parser = kura::jobs::duration::parse)]
     keep_within: Option<chrono::Duration>,
     /// Keep snapshots with this tag (repeatable).
     #[arg(long = "keep-tag", value_name = "TAG")]
@@ -126,20 +126,20 @@ pub fn forget(
         let zone = configured.map(|j| j.zone).or(config.map(|c| c.defaults.zone)).unwrap_or_default();
         (!policy.is_empty()).then_some(JobPolicy { policy, zone })
     };
-    let report = kura::forget::forget(&archive, &policy_for, dry_run)?;
+    let report = kura::jobs::forget::forget(&archive, &policy_for, dry_run)?;
     for job in jobs {
         if !report.jobs.iter().any(|j| &j.job == job) {
             eprintln!("kura: job {job}: no snapshots, or no retention policy for it");
         }
     }
     let pruned = if prune && !dry_run {
-        let opts = kura::prune::PruneOptions {
+        let opts = kura::store::prune::PruneOptions {
             pack_target: config
                 .map(|c| c.store.pack_target)
-                .unwrap_or(kura::prune::PruneOptions::default().pack_target),
+                .unwrap_or(kura::store::prune::PruneOptions::default().pack_target),
             ..Default::default()
         };
-        Some(kura::prune::prune(&archive, opts)?)
+        Some(kura::store::prune::prune(&archive, opts)?)
     } else {
         None
     };
@@ -208,7 +208,7 @@ pub fn jobs(
 ) -> Result<u8> {
     let config = load_config(config_path, true)?.context("a configuration is required")?;
     let root = archive_root(explicit_archive, Some(&config));
-    let list = kura::jobs::status(&config, &root, chrono::Utc::now())?;
+    let list = kura::jobs::status::status(&config, &root, chrono::Utc::now())?;
     if json {
         super::print_json(out, &list)?;
         return Ok(0);
@@ -234,8 +234,8 @@ pub fn jobs(
             j.next_run.map(|t| when(job.zone, t)).unwrap_or_else(|| "not scheduled".into()),
         )?;
     }
-    if let Some(holder) = kura::jobs::writer_lock_holder(&root)
-        && !list.iter().any(|j| j.status == kura::jobs::Status::Running)
+    if let Some(holder) = kura::jobs::status::writer_lock_holder(&root)
+        && !list.iter().any(|j| j.status == kura::jobs::status::Status::Running)
     {
         eprintln!("archive {} is being written ({holder})", root.display());
     }

@@ -7,9 +7,9 @@
 use super::Ctx;
 use crate::extract::{self, RefKind};
 use crate::fetch::{FetchRequest, Response, Validators};
-use crate::id::BlobId;
+use crate::store::id::BlobId;
 use crate::referrer::Policy;
-use crate::snapshot::Entry;
+use crate::store::manifest::Entry;
 use bytes::Bytes;
 use serde::Serialize;
 use url::Url;

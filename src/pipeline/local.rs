@@ -5,9 +5,9 @@
 
 use super::Ctx;
 use crate::extract::{self, RefKind};
-use crate::post;
+use crate::sources::post;
 use crate::referrer::Policy;
-use crate::snapshot::Kind;
+use crate::store::manifest::Kind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use url::Url;
@@ -24,7 +24,7 @@ pub(super) async fn local_source(ctx: Arc<Ctx>, path: PathBuf) {
     let paths = vec![path];
     let stored = tokio::task::spawn_blocking(move || {
         let mut w = writer.lock().expect("no panics while held");
-        crate::files::archive_files(&mut w, &paths, 1, &|_| {})
+        crate::sources::files::archive_files(&mut w, &paths, 1, &|_| {})
     })
     .await
     .expect("file reading does not panic");

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use url::Url;
 
 use super::rewrite::Want;
-use crate::snapshot::{Entry, Kind};
+use crate::store::manifest::{Entry, Kind};
 
 /// The entries of one snapshot, by URL (`url` and `final_url`).
 #[derive(Debug)]
@@ -134,7 +134,7 @@ fn names_of(e: &Entry) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::BlobId;
+    use crate::store::id::BlobId;
 
     fn entry(url: &str, kind: Kind, parents: &[&str], ok: bool) -> Entry {
         Entry {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::RestoreOptions;
 use super::offline::{Listed, href};
-use crate::snapshot::Manifest;
+use crate::store::manifest::Manifest;
 
 pub(super) use crate::escape::html as esc;
 

@@ -25,10 +25,10 @@ use url::Url;
 use super::catalog::{self, Catalog};
 use super::rewrite::{self, Want};
 use super::{RestoreError, RestoreOptions, RestoreReport, RestoredFile, Skipped, index_page, path, prepare_parent};
-use crate::archive::{Archive, PackIndex};
-use crate::id::BlobId;
-use crate::post;
-use crate::snapshot::{Entry, Kind, Manifest};
+use crate::store::archive::{Archive, PackIndex};
+use crate::store::id::BlobId;
+use crate::sources::post;
+use crate::store::manifest::{Entry, Kind, Manifest};
 
 /// Characters escaped in the path of a local link.
 const PATH_SET: &AsciiSet = &CONTROLS
@@ -178,7 +178,7 @@ impl<'m> Assets<'_, 'm> {
             return None; // an @import cycle
         }
         let name = w.read(e).and_then(|data| {
-            let decoded = crate::charset::decode(&data, e.content_type.as_deref());
+            let decoded = crate::sources::charset::decode(&data, e.content_type.as_deref());
             let base = Url::parse(e.final_url.as_deref().unwrap_or(&e.url)).ok()?;
             let parents = catalog::names(e);
             let catalog = self.catalog;

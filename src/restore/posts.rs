@@ -11,7 +11,7 @@
 //!
 //! The new URL is `<image prefix><file name>` (default `/images/`, where
 //! Hexo and Jekyll serve `source/images/`). Which strings are image URLs is
-//! decided by [`crate::post`] (front matter image fields, Markdown images)
+//! decided by [`crate::sources::post`] (front matter image fields, Markdown images)
 //! and [`crate::extract`] (`<img>`, srcset and lazy attributes in the body
 //! HTML); each is replaced where it occurs verbatim in the original text
 //! and is not part of a longer URL. Everything else is left byte for byte.
@@ -31,9 +31,9 @@ use super::offline::{Writer, image_name};
 use super::rewrite::Want;
 use super::{RestoreError, RestoreOptions, Skipped, path};
 use crate::extract::{self, RefKind};
-use crate::id::BlobId;
-use crate::post::{self, PostFormat};
-use crate::snapshot::{Entry, Manifest};
+use crate::store::id::BlobId;
+use crate::sources::post::{self, PostFormat};
+use crate::store::manifest::{Entry, Manifest};
 
 /// The default `--image-prefix`.
 pub const DEFAULT_IMAGE_PREFIX: &str = "/images/";

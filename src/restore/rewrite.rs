@@ -37,7 +37,7 @@ use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, Settings, element, text};
 use url::Url;
 
-use crate::charset::{self, EncodingSource};
+use crate::sources::charset::{self, EncodingSource};
 use crate::extract::{self, CssMode, RefKind};
 
 /// How deep `<noscript>` text is re-parsed and rewritten.

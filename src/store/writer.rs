@@ -9,13 +9,13 @@
 //! run's dedup, removed by prune) and index entries that lag the files,
 //! which [`Writer::open`] reconciles from the packs and manifests.
 
-use crate::archive::{Archive, ArchiveError};
-use crate::backend::FileKind;
-use crate::blob::{self, EncodedBlob};
-use crate::id::{BlobId, PackId, SnapshotId};
-use crate::index::Index;
-use crate::pack::{self, PackBuilder, PackEntry};
-use crate::snapshot::Manifest;
+use crate::store::archive::{Archive, ArchiveError};
+use crate::store::backend::FileKind;
+use crate::store::blob::{self, EncodedBlob};
+use crate::store::id::{BlobId, PackId, SnapshotId};
+use crate::store::index::Index;
+use crate::store::pack::{self, PackBuilder, PackEntry};
+use crate::store::manifest::Manifest;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};

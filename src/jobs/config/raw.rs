@@ -2,7 +2,7 @@
 //! Every table denies unknown keys so a typo is an error, not a silent default.
 
 use crate::fetch::FetchConfig;
-use crate::schedule::MissedRuns;
+use crate::jobs::schedule::MissedRuns;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;

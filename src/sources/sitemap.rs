@@ -74,7 +74,7 @@ pub enum SitemapError {
 /// (invalid per the protocol, but seen) are resolved against `url`;
 /// non-http(s) and unparsable locs are skipped.
 pub fn parse_sitemap(bytes: &[u8], url: &Url) -> Result<Sitemap, SitemapError> {
-    let text = crate::charset::decode(bytes, None).text;
+    let text = crate::sources::charset::decode(bytes, None).text;
     let mut reader = NsReader::from_str(&text);
     let malformed = |reader: &NsReader<&[u8]>, source: quick_xml::Error| {
         let (line, column) = line_column(&text, reader.error_position());

@@ -7,8 +7,8 @@
 //! the second snapshot's error. Bodies are compared by blob id, so no pack is
 //! read; this module does no I/O at all.
 
-use crate::id::BlobId;
-use crate::snapshot::{Entry, Kind, Manifest};
+use crate::store::id::BlobId;
+use crate::store::manifest::{Entry, Kind, Manifest};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 

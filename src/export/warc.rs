@@ -34,10 +34,10 @@ pub mod cdxj;
 pub mod record;
 pub mod wacz;
 
-use crate::archive::{Archive, ArchiveError, PackIndex};
+use crate::store::archive::{Archive, ArchiveError, PackIndex};
 use crate::fetch::Accept;
-use crate::id::{BlobId, SnapshotId};
-use crate::snapshot::{Entry, Kind, Manifest};
+use crate::store::id::{BlobId, SnapshotId};
+use crate::store::manifest::{Entry, Kind, Manifest};
 use cdxj::CdxjFields;
 use chrono::{DateTime, Utc};
 use record::{Record, RecordId, http_head, sha256_label, status_line};

@@ -4,11 +4,11 @@
 //! decoded and re-hashed. Each problem names the snapshots and URLs it
 //! affects. Verify only reads, so it runs while a job is writing.
 
-use crate::archive::{Archive, ArchiveError, PackIndex};
-use crate::backend::FileKind;
-use crate::blob;
-use crate::id::{BlobId, PackId, SnapshotId};
-use crate::pack::PackEntry;
+use crate::store::archive::{Archive, ArchiveError, PackIndex};
+use crate::store::backend::FileKind;
+use crate::store::blob;
+use crate::store::id::{BlobId, PackId, SnapshotId};
+use crate::store::pack::PackEntry;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -5,10 +5,10 @@
 //! append to the pack is serialised. A file that changes while it is read
 //! is recorded as a failure rather than stored half-old, half-new.
 
-use crate::blob;
-use crate::id::BlobId;
-use crate::snapshot::{Entry, Kind};
-use crate::writer::Writer;
+use crate::store::blob;
+use crate::store::id::BlobId;
+use crate::store::manifest::{Entry, Kind};
+use crate::store::writer::Writer;
 use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
@@ -131,7 +131,7 @@ pub fn archive_files(
     paths: &[PathBuf],
     threads: usize,
     on_entry: &(dyn Fn(&Entry) + Sync),
-) -> Result<Vec<Entry>, crate::archive::ArchiveError> {
+) -> Result<Vec<Entry>, crate::store::archive::ArchiveError> {
     let items = walk(paths);
     let level = writer.zstd_level();
     let writer = Mutex::new(writer);

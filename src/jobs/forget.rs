@@ -8,12 +8,12 @@
 //! manifest the next `Writer::open` catalogues again, never a catalog entry
 //! without a manifest. Unreadable manifests are reported and never removed.
 
-use crate::archive::{Archive, ArchiveError};
-use crate::backend::{BackendError, FileKind};
-use crate::id::SnapshotId;
-use crate::retention::{self, Decision, Policy, SnapshotInfo};
-use crate::schedule::Zone;
-use crate::writer::{WriteOptions, Writer};
+use crate::store::archive::{Archive, ArchiveError};
+use crate::store::backend::{BackendError, FileKind};
+use crate::store::id::SnapshotId;
+use crate::jobs::retention::{self, Decision, Policy, SnapshotInfo};
+use crate::jobs::schedule::Zone;
+use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
 
 /// A job's retention policy and the zone its buckets are read in.

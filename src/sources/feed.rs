@@ -7,7 +7,7 @@
 //! declaration's encoding and resolves item links against `xml:base` and the
 //! feed URL. This module does no I/O, does not fetch the items' pages, does
 //! not sanitise or rewrite the content HTML, and does not read sitemaps (see
-//! `crate::sitemap`).
+//! `crate::sources::sitemap`).
 
 mod base;
 mod detect;
@@ -157,7 +157,7 @@ pub fn parse_feed(bytes: &[u8], feed_url: &Url) -> Result<Feed, FeedError> {
     let xml_bases = if feed.feed_type == FeedType::JSON {
         None
     } else {
-        let text = crate::charset::decode(bytes, None).text;
+        let text = crate::sources::charset::decode(bytes, None).text;
         base::item_bases(&text, feed_url).filter(|bases| bases.len() == feed.entries.len())
     };
     let is_atom = feed.feed_type == FeedType::Atom;

@@ -13,12 +13,12 @@
 //! A reader that listed packs before prune deleted one may fail to read it
 //! and should be run again; it never reads wrong data.
 
-use crate::archive::{Archive, ArchiveError};
-use crate::backend::FileKind;
-use crate::blob::EncodedBlob;
-use crate::id::{BlobId, PackId};
-use crate::pack::{PackBuilder, PackEntry};
-use crate::writer::{WriteOptions, Writer};
+use crate::store::archive::{Archive, ArchiveError};
+use crate::store::backend::FileKind;
+use crate::store::blob::EncodedBlob;
+use crate::store::id::{BlobId, PackId};
+use crate::store::pack::{PackBuilder, PackEntry};
+use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -149,7 +149,7 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
         let stored =
             backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len).map_err(ArchiveError::from)?;
         // Never carry damage into a new pack.
-        crate::blob::decode(e.id, e.codec, e.raw_len, &stored).map_err(ArchiveError::from)?;
+        crate::store::blob::decode(e.id, e.codec, e.raw_len, &stored).map_err(ArchiveError::from)?;
         builder.push(&EncodedBlob { id: e.id, raw_len: e.raw_len, codec: e.codec, data: stored });
         if builder.len() >= opts.pack_target {
             flush(std::mem::take(&mut builder), &mut report)?;

@@ -5,7 +5,7 @@
 //! Only headers are read (format and dimensions), with limits, so a
 //! decompression bomb costs nothing.
 
-use crate::snapshot::ImageInfo;
+use crate::store::manifest::ImageInfo;
 use std::io::Cursor;
 
 /// Images larger than this many pixels are refused as likely bombs.

@@ -5,7 +5,7 @@
 //! zstd, ...) are stored raw without trying zstd; others are stored raw too
 //! when zstd saves too little to pay for decompressing later.
 
-use crate::id::BlobId;
+use crate::store::id::BlobId;
 use serde::{Deserialize, Serialize};
 
 /// How a blob's bytes are stored.

@@ -12,8 +12,8 @@
 //! every blob and where it is), free to compute, and lets a reader check the
 //! trailer from its name alone.
 
-use crate::blob::{Codec, EncodedBlob};
-use crate::id::{BlobId, PackId};
+use crate::store::blob::{Codec, EncodedBlob};
+use crate::store::id::{BlobId, PackId};
 
 const HEADER_MAGIC: &[u8; 8] = b"KURAPACK";
 const FOOTER_MAGIC: &[u8; 8] = b"KURAPEND";
@@ -196,11 +196,11 @@ pub fn parse_trailer(pack: &str, trailer: &[u8], data_end: u64) -> Result<Vec<Pa
 /// Reads a pack's entries through a backend with two small reads (footer,
 /// trailer), without reading its data.
 pub fn read_entries(
-    backend: &dyn crate::backend::Backend,
+    backend: &dyn crate::store::backend::Backend,
     pack: &str,
     size: u64,
 ) -> Result<Vec<PackEntry>, ReadPackError> {
-    use crate::backend::FileKind;
+    use crate::store::backend::FileKind;
     if size < HEADER_LEN + FOOTER_LEN {
         return Err(PackError::NoFooter(pack.to_string()).into());
     }
@@ -219,7 +219,7 @@ pub fn read_entries(
 pub enum ReadPackError {
     /// The backend could not read it.
     #[error(transparent)]
-    Backend(#[from] crate::backend::BackendError),
+    Backend(#[from] crate::store::backend::BackendError),
     /// It is not a valid pack.
     #[error(transparent)]
     Pack(#[from] PackError),
@@ -228,8 +228,8 @@ pub enum ReadPackError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Backend, FileKind, LocalBackend};
-    use crate::blob;
+    use crate::store::backend::{Backend, FileKind, LocalBackend};
+    use crate::store::blob;
 
     #[test]
     fn build_write_and_read_back() {

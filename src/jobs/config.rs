@@ -18,9 +18,9 @@ pub use diag::Diagnostic;
 
 use crate::fetch::FetchConfig;
 use crate::pipeline::RunOptions;
-use crate::retention::Policy;
-use crate::schedule::{MissedRuns, Schedule, Zone};
-use crate::writer::WriteOptions;
+use crate::jobs::retention::Policy;
+use crate::jobs::schedule::{MissedRuns, Schedule, Zone};
+use crate::store::writer::WriteOptions;
 use chrono::Duration;
 use raw::{RawConfig, RawRetention};
 use std::collections::{BTreeMap, HashSet};
@@ -218,7 +218,7 @@ impl Validator<'_> {
 
     fn duration(&mut self, text: &Option<Spanned<String>>) -> Option<Duration> {
         let t = text.as_ref()?;
-        crate::duration::parse(t.get_ref()).map_err(|e| self.error(t, e.to_string())).ok()
+        crate::jobs::duration::parse(t.get_ref()).map_err(|e| self.error(t, e.to_string())).ok()
     }
 
     fn retention(&mut self, r: &RawRetention) -> Policy {

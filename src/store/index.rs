@@ -11,10 +11,10 @@
 //! - `extracts`: hash of (blob, document URL, header policy, extractor
 //!   version) -> JSON of what extraction found (a pure cache)
 
-use crate::blob::Codec;
-use crate::id::{BlobId, PackId, SnapshotId};
-use crate::pack::PackEntry;
-use crate::snapshot::{Entry, Manifest};
+use crate::store::blob::Codec;
+use crate::store::id::{BlobId, PackId, SnapshotId};
+use crate::store::pack::PackEntry;
+use crate::store::manifest::{Entry, Manifest};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -2,11 +2,11 @@
 //! (snapshots and blobs) that never needs the sled index or the writer lock,
 //! so `snapshots`, `ls`, `cat`, `restore` and `verify` work while a job writes.
 
-use crate::backend::{Backend, BackendError, FileKind, LocalBackend};
-use crate::blob::{self, BlobError};
-use crate::id::{BlobId, PackId, SnapshotId};
-use crate::pack::{self, PackEntry, ReadPackError};
-use crate::snapshot::{Manifest, ManifestError};
+use crate::store::backend::{Backend, BackendError, FileKind, LocalBackend};
+use crate::store::blob::{self, BlobError};
+use crate::store::id::{BlobId, PackId, SnapshotId};
+use crate::store::pack::{self, PackEntry, ReadPackError};
+use crate::store::manifest::{Manifest, ManifestError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,7 +64,7 @@ pub enum ArchiveError {
     },
     /// The index failed.
     #[error(transparent)]
-    Index(#[from] crate::index::IndexError),
+    Index(#[from] crate::store::index::IndexError),
     /// Another process holds the writer lock.
     #[error("{0}")]
     Locked(String),

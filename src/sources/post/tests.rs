@@ -1,6 +1,6 @@
 use super::*;
 
-const SAMPLE: &str = include_str!("../../../shared/samples/36kr-cross-border-ecommerce.md");
+const SAMPLE: &str = include_str!("../../../../shared/samples/36kr-cross-border-ecommerce.md");
 const SAMPLE_IMG: &str = "https://img.36krcdn.com/20220115/v2_c5aee66505874bb99bf868561331cea3_img_000";
 
 fn url(s: &str) -> Url {

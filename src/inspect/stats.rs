@@ -1,8 +1,8 @@
 //! Archive-wide figures: how much was archived, how much is unique, and what
 //! it costs on disk.
 
-use crate::archive::{Archive, ArchiveError};
-use crate::id::BlobId;
+use crate::store::archive::{Archive, ArchiveError};
+use crate::store::id::BlobId;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 

@@ -13,10 +13,10 @@
 //!
 //! A job whose policy has no rule keeps everything ("no policy"), so an
 //! empty configuration never deletes. This module decides only; deleting
-//! manifests is [`crate::forget`].
+//! manifests is [`crate::jobs::forget`].
 
-use crate::id::SnapshotId;
-use crate::schedule::Zone;
+use crate::store::id::SnapshotId;
+use crate::jobs::schedule::Zone;
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Timelike, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -73,7 +73,7 @@ impl Policy {
             }
         }
         if let Some(d) = self.within {
-            parts.push(format!("within {}", crate::duration::format(d)));
+            parts.push(format!("within {}", crate::jobs::duration::format(d)));
         }
         if !self.tags.is_empty() {
             parts.push(format!("tags {}", self.tags.join(",")));
@@ -180,7 +180,7 @@ pub fn apply_job(policy: &Policy, zone: Zone, snapshots: &[SnapshotInfo]) -> Vec
             if let (Some(d), Some(newest)) = (policy.within, newest)
                 && s.started >= newest - d
             {
-                reasons.push(format!("within {}", crate::duration::format(d)));
+                reasons.push(format!("within {}", crate::jobs::duration::format(d)));
             }
             if let Some(tag) = s.tags.iter().find(|t| policy.tags.contains(t)) {
                 reasons.push(format!("tag {tag}"));

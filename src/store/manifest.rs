@@ -6,7 +6,7 @@
 //! JSON ([`Manifest`]). Its id is the SHA-256 of the whole file, which is
 //! also its checksum. See docs/FORMAT.md.
 
-use crate::id::{BlobId, SnapshotId};
+use crate::store::id::{BlobId, SnapshotId};
 use crate::referrer::Policy;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,185 @@
+//! The state of configured jobs, for `kura jobs`: each job's last run (read
+//! from its newest snapshot), its next scheduled time, and a status.
+//!
+//! Everything is read from manifests, never from sled, so it works while a
+//! job writes. Whether a writer is at work is seen in `/proc/locks` (Linux),
+//! which observes the writer lock without taking it: probing with `flock`
+//! would make a writer starting at that instant fail.
+
+use crate::store::archive::{Archive, ArchiveError};
+use crate::jobs::config::Config;
+use crate::store::id::SnapshotId;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// No snapshot of this job exists.
+    NeverRun,
+    /// Its last snapshot has no failed entries.
+    Ok,
+    /// Its last snapshot lists failed entries.
+    Failures,
+    /// The archive's writer lock is held by a process running this job.
+    Running,
+}
+
+impl Status {
+    /// The word shown in listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NeverRun => "never run",
+            Status::Ok => "ok",
+            Status::Failures => "failures",
+            Status::Running => "running",
+        }
+    }
+}
+
+/// A job's last run, from its newest snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// When the run started.
+    pub started: DateTime<Utc>,
+    /// When it finished.
+    pub finished: DateTime<Utc>,
+    /// Its length in seconds.
+    pub seconds: f64,
+    /// Entries.
+    pub entries: usize,
+    /// Failed entries.
+    pub failures: usize,
+    /// Entries per kind (`article`, `image`, ...).
+    pub kinds: BTreeMap<&'static str, usize>,
+}
+
+/// One configured job.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    /// Its name.
+    pub job: String,
+    /// Its cron expression, if scheduled.
+    pub schedule: Option<String>,
+    /// Zone of the schedule.
+    pub timezone: String,
+    /// Its status.
+    pub status: Status,
+    /// Its last run, if any.
+    pub last: Option<LastRun>,
+    /// Its next scheduled time after `now`.
+    pub next_run: Option<DateTime<Utc>>,
+    /// How many snapshots it has.
+    pub snapshots: usize,
+}
+
+/// Every configured job's state, in configuration order. An archive that
+/// does not exist yet means no job has run.
+pub fn status(config: &Config, root: &std::path::Path, now: DateTime<Utc>) -> Result<Vec<JobStatus>, ArchiveError> {
+    let snapshots = match Archive::open(root) {
+        Ok(a) => a.snapshots()?.0,
+        Err(ArchiveError::NotFound(_)) => vec![],
+        Err(e) => return Err(e),
+    };
+    let holder = writer_lock_holder(root);
+    Ok(config
+        .jobs
+        .iter()
+        .map(|job| {
+            let mine: Vec<_> = snapshots.iter().filter(|(_, m)| m.job == job.name).collect();
+            // `snapshots()` is oldest first.
+            let last = mine.last().map(|(id, m)| {
+                let mut kinds = BTreeMap::new();
+                for e in &m.entries {
+                    *kinds.entry(e.kind.map(|k| k.as_str()).unwrap_or("unknown")).or_default() += 1;
+                }
+                LastRun {
+                    snapshot: *id,
+                    started: m.started,
+                    finished: m.finished,
+                    seconds: (m.finished - m.started).num_milliseconds() as f64 / 1000.0,
+                    entries: m.entries.len(),
+                    failures: m.failures().count(),
+                    kinds,
+                }
+            });
+            let running = holder.as_deref().is_some_and(|h| holder_runs(h, &job.name));
+            let status = match &last {
+                _ if running => Status::Running,
+                None => Status::NeverRun,
+                Some(l) if l.failures > 0 => Status::Failures,
+                Some(_) => Status::Ok,
+            };
+            JobStatus {
+                job: job.name.clone(),
+                schedule: job.schedule.as_ref().map(|s| s.expr().to_string()),
+                timezone: job.zone.name(),
+                status,
+                last,
+                next_run: job.schedule.as_ref().and_then(|s| s.next_after(now)),
+                snapshots: mine.len(),
+            }
+        })
+        .collect())
+}
+
+/// True when the lock holder line names this job (`... job NAME ...`).
+fn holder_runs(holder: &str, job: &str) -> bool {
+    let words: Vec<&str> = holder.split_whitespace().collect();
+    words.windows(2).any(|w| w[0] == "job" && w[1] == job)
+}
+
+/// The holder line of `locks/writer` ("pid N since T") if a process holds
+/// the lock now; `None` if nobody does or it cannot be told (not Linux).
+pub fn writer_lock_holder(root: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = root.join("locks").join("writer");
+    let meta = std::fs::metadata(&path).ok()?;
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let (dev, ino) = (meta.dev(), meta.ino());
+    // Linux's encoding of dev_t: major in bits 8..20 and 32.., minor in 0..8 and 12..32.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let held = locks.lines().any(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->".
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[1] != "FLOCK" {
+            return false;
+        }
+        let mut id = f[5].split(':');
+        let num = |s: Option<&str>, radix| s.and_then(|s| u64::from_str_radix(s, radix).ok());
+        num(id.next(), 16) == Some(major) && num(id.next(), 16) == Some(minor) && num(id.next(), 10) == Some(ino)
+    });
+    held.then(|| std::fs::read_to_string(&path).unwrap_or_default().trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::writer::{WriteOptions, Writer};
+
+    #[test]
+    fn lock_holder_is_seen_without_taking_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::open_or_init(dir.path()).unwrap();
+        assert_eq!(writer_lock_holder(dir.path()), None);
+        let w = Writer::open(&a, WriteOptions::default()).unwrap();
+        let h = writer_lock_holder(dir.path()).expect("held");
+        assert!(h.starts_with(&format!("pid {}", std::process::id())), "{h}");
+        drop(w);
+        assert_eq!(writer_lock_holder(dir.path()), None);
+        // And probing never got in a writer's way.
+        Writer::open(&a, WriteOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn holder_names_a_job() {
+        assert!(holder_runs("pid 12 job 36kr since 2024-05-01T00:00:00Z", "36kr"));
+        assert!(!holder_runs("pid 12 since 2024-05-01T00:00:00Z", "36kr"));
+        assert!(!holder_runs("pid 12 job 36kr-extra since x", "36kr"));
+    }
+}
