@@ -11,9 +11,9 @@
 //! (default 48 MB).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kura::inspect::verify::{VerifyOptions, verify};
 use kura::store::archive::Archive;
 use kura::store::manifest::Manifest;
-use kura::inspect::verify::{VerifyOptions, verify};
 use kura::store::writer::{WriteOptions, Writer};
 use std::path::{Path, PathBuf};
 

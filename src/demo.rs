@@ -1,19 +1,18 @@
 //! `kura demo`: the main job end to end on the built-in sample site. It
-//! serves [`crate::site`] on loopback, writes a few Hexo posts that use the
+//! serves the sample site (the `kura-site` crate) on loopback, writes a few Hexo posts that use the
 //! site's images, archives feed + sitemap + posts into the archive as one
 //! snapshot, verifies every byte, restores the snapshot to a temporary
 //! directory, and checks the result against what the site says a correct
 //! archiver must get.
 
-use crate::store::archive::{Archive, ArchiveError};
-use crate::store::id::SnapshotId;
+use crate::inspect::verify::{self, VerifyOptions};
 use crate::pipeline::{self, Progress, RunError, RunOptions};
 use crate::restore::{self, RestoreError, RestoreOptions};
-use crate::site::{self, SiteConfig, SiteError};
+use crate::store::archive::{Archive, ArchiveError};
+use crate::store::id::SnapshotId;
 use crate::store::manifest::Kind;
-use crate::inspect::verify::{self, VerifyOptions};
+use kura_site::{self as site, SiteConfig, SiteError};
 use serde::Serialize;
-use std::path::Path;
 use std::sync::Arc;
 
 /// Settings of a demo run.
@@ -25,11 +24,16 @@ pub struct DemoOptions {
     pub posts: usize,
     /// Where to restore (a temporary directory when `None`).
     pub restore_to: Option<std::path::PathBuf>,
+    /// Fetch and store settings (from the configuration). The demo names
+    /// its snapshot `demo`, sets the site URL of its posts, and, because
+    /// the sample site lives on loopback, always allows private addresses
+    /// and sends requests to it without a per-host gap.
+    pub run: RunOptions,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { articles: 36, posts: 6, restore_to: None }
+        DemoOptions { articles: 36, posts: 6, restore_to: None, run: RunOptions::default() }
     }
 }
 
@@ -95,8 +99,8 @@ pub enum DemoError {
     Temp(std::io::Error),
 }
 
-/// Runs the demo into the archive at `root` (created if missing).
-pub async fn run(root: &Path, opts: DemoOptions, progress: Arc<Progress>) -> Result<DemoReport, DemoError> {
+/// Runs the demo into `archive`.
+pub async fn run(archive: &Archive, opts: DemoOptions, progress: Arc<Progress>) -> Result<DemoReport, DemoError> {
     // Big sites carry whole bodies in the feed; the sitemap lists every page anyway.
     let feed_items = (opts.articles > 100).then_some(50);
     let handle = site::serve(SiteConfig { articles: opts.articles, feed_items, ..Default::default() }).await?;
@@ -105,13 +109,14 @@ pub async fn run(root: &Path, opts: DemoOptions, progress: Arc<Progress>) -> Res
     let posts_dir = work.join("_posts");
     site::write_local_posts(&posts_dir, &s, opts.posts)?;
 
-    let archive = Archive::open_or_init(root)?;
-    let mut run_opts = RunOptions { job: "demo".into(), site_url: Some(s.site.clone()), ..Default::default() };
+    let mut run_opts = opts.run.clone();
+    run_opts.job = "demo".into();
+    run_opts.site_url = Some(s.site.clone());
     // The sample site lives on loopback, which a real run refuses.
     run_opts.fetch.allow_private = true;
     run_opts.fetch.per_host_interval_ms = 0;
     let sources = vec![s.feed.to_string(), s.sitemap.to_string(), posts_dir.display().to_string()];
-    let report = pipeline::run(&archive, &sources, run_opts, progress).await?;
+    let report = pipeline::run(archive, &sources, run_opts, progress).await?;
     let stats_now = s.stats();
     let expected = s.expected();
     handle.shutdown().await;
@@ -144,7 +149,9 @@ pub async fn run(root: &Path, opts: DemoOptions, progress: Arc<Progress>) -> Res
     };
     let stats = {
         let archive = archive.clone();
-        tokio::task::spawn_blocking(move || crate::inspect::stats::stats(&archive)).await.expect("stats does not panic")?
+        tokio::task::spawn_blocking(move || crate::inspect::stats::stats(&archive))
+            .await
+            .expect("stats does not panic")?
     };
     if opts.restore_to.is_none() {
         let _ = std::fs::remove_dir_all(&work);

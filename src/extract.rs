@@ -20,8 +20,8 @@
 
 mod css;
 mod html;
-mod srcset;
 pub mod media;
+mod srcset;
 
 use std::collections::HashSet;
 

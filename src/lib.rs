@@ -6,8 +6,8 @@
 //! for where things live and which invariants hold.
 #![warn(missing_docs)]
 
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod escape;
 pub mod export;
 pub mod extract;
 pub mod fetch;
@@ -16,6 +16,5 @@ pub mod jobs;
 pub mod pipeline;
 pub mod referrer;
 pub mod restore;
-pub mod site;
 pub mod sources;
 pub mod store;

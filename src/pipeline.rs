@@ -19,11 +19,11 @@ mod progress;
 
 pub use progress::Progress;
 
+use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
+use crate::referrer::{Policy, referer_for};
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::blob;
-use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
 use crate::store::id::{BlobId, SnapshotId};
-use crate::referrer::{Policy, referer_for};
 use crate::store::manifest::{Entry, HopRecord, Kind, Manifest};
 use crate::store::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
 use bytes::Bytes;

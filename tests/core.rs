@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
-use kura::store::archive::Archive;
-use kura::restore::{RestoreOptions, restore};
-use kura::store::manifest::Manifest;
 use kura::inspect::verify::{VerifyOptions, verify};
+use kura::restore::{RestoreOptions, restore};
+use kura::store::archive::Archive;
+use kura::store::manifest::Manifest;
 use kura::store::writer::{WriteOptions, Writer};
 use std::path::{Path, PathBuf};
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use kura::store::archive::Archive;
-use kura::site::{SiteConfig, serve};
+use kura_site::{SiteConfig, serve};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -6,14 +6,16 @@ mod common;
 
 use kura::demo::{DemoOptions, run};
 use kura::pipeline::Progress;
+use kura::store::archive::Archive;
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_archives_every_expected_image_and_nothing_is_hotlink_blocked() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("archive");
-    let opts = DemoOptions { articles: 12, posts: 3, restore_to: Some(tmp.path().join("restored")) };
-    let r = run(&root, opts, Arc::new(Progress::default())).await.unwrap();
+    let archive = Archive::open_or_init(&tmp.path().join("archive")).unwrap();
+    let opts =
+        DemoOptions { articles: 12, posts: 3, restore_to: Some(tmp.path().join("restored")), ..Default::default() };
+    let r = run(&archive, opts, Arc::new(Progress::default())).await.unwrap();
     assert!(r.missing_images.is_empty(), "{:?}", r.missing_images);
     assert_eq!(r.hotlink_rejections, 0, "the CDN saw a foreign Referer");
     assert_eq!(r.placeholders_served, 0, "an image marked no-referrer was fetched with a Referer");
@@ -24,9 +26,8 @@ async fn demo_archives_every_expected_image_and_nothing_is_hotlink_blocked() {
     assert_eq!(r.articles, 12 + 3 + 1);
     assert!(r.restored_files > r.images);
     // A second run deduplicates against the first.
-    let again = run(&root, DemoOptions { articles: 12, posts: 3, restore_to: None }, Arc::new(Progress::default()))
-        .await
-        .unwrap();
+    let opts = DemoOptions { articles: 12, posts: 3, ..Default::default() };
+    let again = run(&archive, opts, Arc::new(Progress::default())).await.unwrap();
     assert!(again.stored_bytes < r.stored_bytes / 10, "{} vs {}", again.stored_bytes, r.stored_bytes);
 }
 

@@ -179,7 +179,8 @@ fn flags_override_and_prune_frees_the_data() {
     assert!(!on_disk(&f.root).contains(&f.ids["blog1"]));
     ok_in(&f.dir, &["verify", "--read-data"]);
     // The kept blog snapshot still restores its files, the shared one included.
-    let cat = kura_in(&f.dir, &["cat", &f.ids["blog2"].to_hex(), &kura::sources::files::file_url(&f.dir.join("shared.bin"))]);
+    let cat =
+        kura_in(&f.dir, &["cat", &f.ids["blog2"].to_hex(), &kura::sources::files::file_url(&f.dir.join("shared.bin"))]);
     assert!(cat.status.success());
     assert_eq!(cat.stdout, std::fs::read(f.dir.join("shared.bin")).unwrap());
 }

@@ -2,9 +2,9 @@
 //! freshness window mean almost nothing is transferred, yet the new
 //! snapshot is complete.
 
-use kura::store::archive::Archive;
 use kura::pipeline::{Progress, RunOptions, RunReport, run};
-use kura::site::{SiteConfig, serve};
+use kura::store::archive::Archive;
+use kura_site::{SiteConfig, serve};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

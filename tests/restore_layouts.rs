@@ -11,12 +11,12 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
-use kura::store::archive::Archive;
-use kura::store::id::SnapshotId;
 use kura::pipeline::{Progress, RunOptions, run};
 use kura::restore::{Layout, RestoreOptions, RestoreReport, restore};
-use kura::site::{SiteConfig, serve, write_local_posts};
+use kura::store::archive::Archive;
+use kura::store::id::SnapshotId;
 use kura::store::manifest::{Entry, Kind, Manifest};
+use kura_site::{SiteConfig, serve, write_local_posts};
 use scraper::{Html, Selector};
 use url::Url;
 

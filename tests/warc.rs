@@ -5,14 +5,14 @@
 mod common;
 
 use common::{kura, kura_ok};
-use kura::store::archive::Archive;
-use kura::store::id::BlobId;
-use kura::pipeline::{Progress, RunOptions, run};
-use kura::site::{SiteConfig, serve};
-use kura::store::manifest::{Entry, Kind, Manifest};
 use kura::export::warc::record::sha256_label;
 use kura::export::warc::{WarcOptions, export_warc};
+use kura::pipeline::{Progress, RunOptions, run};
+use kura::store::archive::Archive;
+use kura::store::id::BlobId;
+use kura::store::manifest::{Entry, Kind, Manifest};
 use kura::store::writer::{WriteOptions, Writer};
+use kura_site::{SiteConfig, serve};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;

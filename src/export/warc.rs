@@ -34,8 +34,8 @@ pub mod cdxj;
 pub mod record;
 pub mod wacz;
 
-use crate::store::archive::{Archive, ArchiveError, PackIndex};
 use crate::fetch::Accept;
+use crate::store::archive::{Archive, ArchiveError, PackIndex};
 use crate::store::id::{BlobId, SnapshotId};
 use crate::store::manifest::{Entry, Kind, Manifest};
 use cdxj::CdxjFields;

@@ -17,9 +17,9 @@ mod raw;
 pub use diag::Diagnostic;
 
 use crate::fetch::FetchConfig;
-use crate::pipeline::RunOptions;
 use crate::jobs::retention::Policy;
 use crate::jobs::schedule::{MissedRuns, Schedule, Zone};
+use crate::pipeline::RunOptions;
 use crate::store::writer::WriteOptions;
 use chrono::Duration;
 use raw::{RawConfig, RawRetention};
@@ -188,6 +188,28 @@ impl Config {
             image_freshness: job.image_freshness,
             headers: job.headers.hosts().map(|h| (h.to_string(), job.headers.for_host(h).to_vec())).collect(),
             ..RunOptions::default()
+        }
+    }
+
+    /// The settings of a run named `job` that is not started by the
+    /// scheduler (`kura archive --job NAME`, `kura demo`): the configured
+    /// job's own settings if one has that name, else `[network]`, `[store]`
+    /// and `[defaults]`. `tags` are added to the job's.
+    pub fn adhoc_run_options(&self, job: &str, tags: Vec<String>) -> RunOptions {
+        match self.job(job) {
+            Some(j) => {
+                let mut o = self.run_options(j);
+                o.tags.extend(tags.into_iter().filter(|t| !j.tags.contains(t)));
+                o
+            }
+            None => RunOptions {
+                job: job.to_string(),
+                tags,
+                fetch: self.network.clone(),
+                write: self.store,
+                image_freshness: self.defaults.image_freshness,
+                ..RunOptions::default()
+            },
         }
     }
 }

@@ -9,10 +9,10 @@
 //! run in flight commit; a second exits at once, which is safe because a
 //! snapshot is only ever committed whole (see `writer`).
 
-use crate::store::archive::{Archive, ArchiveError};
 use crate::jobs::config::{Config, Job};
-use crate::pipeline::{self, Progress, RunError, RunReport};
 use crate::jobs::schedule;
+use crate::pipeline::{self, Progress, RunError, RunReport};
+use crate::store::archive::{Archive, ArchiveError};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

@@ -8,11 +8,11 @@
 //! manifest the next `Writer::open` catalogues again, never a catalog entry
 //! without a manifest. Unreadable manifests are reported and never removed.
 
+use crate::jobs::retention::{self, Decision, Policy, SnapshotInfo};
+use crate::jobs::schedule::Zone;
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::{BackendError, FileKind};
 use crate::store::id::SnapshotId;
-use crate::jobs::retention::{self, Decision, Policy, SnapshotInfo};
-use crate::jobs::schedule::Zone;
 use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
 

@@ -15,8 +15,8 @@
 //! empty configuration never deletes. This module decides only; deleting
 //! manifests is [`crate::jobs::forget`].
 
-use crate::store::id::SnapshotId;
 use crate::jobs::schedule::Zone;
+use crate::store::id::SnapshotId;
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Timelike, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;

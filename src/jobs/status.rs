@@ -6,8 +6,8 @@
 //! which observes the writer lock without taking it: probing with `flock`
 //! would make a writer starting at that instant fail.
 
-use crate::store::archive::{Archive, ArchiveError};
 use crate::jobs::config::Config;
+use crate::store::archive::{Archive, ArchiveError};
 use crate::store::id::SnapshotId;
 use chrono::{DateTime, Utc};
 use serde::Serialize;

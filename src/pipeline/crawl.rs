@@ -4,12 +4,12 @@
 //! stylesheet references. Each resource is its own task.
 
 use super::{Ctx, Task};
+use crate::extract::media;
 use crate::extract::{self, RefKind};
 use crate::fetch::{Accept, Response};
 use crate::referrer::Policy;
-use crate::store::manifest::{Entry, Kind};
-use crate::extract::media;
 use crate::sources::{charset, feed, sitemap};
+use crate::store::manifest::{Entry, Kind};
 use std::path::PathBuf;
 use std::sync::Arc;
 use url::Url;

@@ -7,8 +7,8 @@
 use super::Ctx;
 use crate::extract::{self, RefKind};
 use crate::fetch::{FetchRequest, Response, Validators};
-use crate::store::id::BlobId;
 use crate::referrer::Policy;
+use crate::store::id::BlobId;
 use crate::store::manifest::Entry;
 use bytes::Bytes;
 use serde::Serialize;

@@ -5,8 +5,8 @@
 
 use super::Ctx;
 use crate::extract::{self, RefKind};
-use crate::sources::post;
 use crate::referrer::Policy;
+use crate::sources::post;
 use crate::store::manifest::Kind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

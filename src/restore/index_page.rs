@@ -9,7 +9,7 @@ use super::RestoreOptions;
 use super::offline::{Listed, href};
 use crate::store::manifest::Manifest;
 
-pub(super) use crate::escape::html as esc;
+pub(super) use quick_xml::escape::escape as esc;
 
 /// The page.
 pub(super) fn render(manifest: &Manifest, listed: &[Listed<'_>], opts: &RestoreOptions) -> String {
@@ -22,16 +22,16 @@ pub(super) fn render(manifest: &Manifest, listed: &[Listed<'_>], opts: &RestoreO
          ul{{margin:0;padding-left:1.2em}}code{{word-break:break-all}}</style>\n</head>\n<body>\n\
          <h1>Snapshot of {started}</h1>\n<p>Job <code>{job}</code>, {n} article(s){filter}. Sources: {sources}.</p>\n\
          <table>\n<tr><th>Article</th><th>Date</th><th>Source</th><th>Images</th><th>Failures</th></tr>\n",
-        started = esc(&manifest.started.format("%Y-%m-%d %H:%M UTC").to_string()),
+        started = esc(manifest.started.format("%Y-%m-%d %H:%M UTC").to_string()),
         job = esc(&manifest.job),
         n = listed.len(),
         filter = if opts.article.is_some() || !opts.include.is_empty() { " (filtered)" } else { "" },
-        sources = esc(&manifest.sources.join(", ")),
+        sources = esc(manifest.sources.join(", ")),
     );
     for item in listed {
         let e = item.entry;
         let title = match &item.local {
-            Some(rel) => format!("<a href=\"{}\">{}</a>", esc(&href(rel)), esc(&item.title)),
+            Some(rel) => format!("<a href=\"{}\">{}</a>", esc(href(rel)), esc(&item.title)),
             None => format!("{} <span class=\"failed\">(not restored)</span>", esc(&item.title)),
         };
         let source = e.final_url.as_deref().unwrap_or(&e.url);

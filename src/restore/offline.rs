@@ -25,9 +25,9 @@ use url::Url;
 use super::catalog::{self, Catalog};
 use super::rewrite::{self, Want};
 use super::{RestoreError, RestoreOptions, RestoreReport, RestoredFile, Skipped, index_page, path, prepare_parent};
+use crate::sources::post;
 use crate::store::archive::{Archive, PackIndex};
 use crate::store::id::BlobId;
-use crate::sources::post;
 use crate::store::manifest::{Entry, Kind, Manifest};
 
 /// Characters escaped in the path of a local link.

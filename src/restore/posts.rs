@@ -31,8 +31,8 @@ use super::offline::{Writer, image_name};
 use super::rewrite::Want;
 use super::{RestoreError, RestoreOptions, Skipped, path};
 use crate::extract::{self, RefKind};
-use crate::store::id::BlobId;
 use crate::sources::post::{self, PostFormat};
+use crate::store::id::BlobId;
 use crate::store::manifest::{Entry, Manifest};
 
 /// The default `--image-prefix`.

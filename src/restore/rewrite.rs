@@ -37,8 +37,8 @@ use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, Settings, element, text};
 use url::Url;
 
-use crate::sources::charset::{self, EncodingSource};
 use crate::extract::{self, CssMode, RefKind};
+use crate::sources::charset::{self, EncodingSource};
 
 /// How deep `<noscript>` text is re-parsed and rewritten.
 const MAX_NOSCRIPT_DEPTH: u8 = 3;

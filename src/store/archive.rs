@@ -5,8 +5,8 @@
 use crate::store::backend::{Backend, BackendError, FileKind, LocalBackend};
 use crate::store::blob::{self, BlobError};
 use crate::store::id::{BlobId, PackId, SnapshotId};
-use crate::store::pack::{self, PackEntry, ReadPackError};
 use crate::store::manifest::{Manifest, ManifestError};
+use crate::store::pack::{self, PackEntry, ReadPackError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -13,8 +13,8 @@
 
 use crate::store::blob::Codec;
 use crate::store::id::{BlobId, PackId, SnapshotId};
-use crate::store::pack::PackEntry;
 use crate::store::manifest::{Entry, Manifest};
+use crate::store::pack::PackEntry;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

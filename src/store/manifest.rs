@@ -6,8 +6,8 @@
 //! JSON ([`Manifest`]). Its id is the SHA-256 of the whole file, which is
 //! also its checksum. See docs/FORMAT.md.
 
-use crate::store::id::{BlobId, SnapshotId};
 use crate::referrer::Policy;
+use crate::store::id::{BlobId, SnapshotId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -4,13 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Runs the `kura` binary against an archive.
+/// Runs the `kura` binary against an archive, from the archive's parent
+/// directory and without KURA_* variables, so neither the repository's
+/// example `config/kura.toml` nor the caller's environment applies.
 pub fn kura(archive: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kura"))
+        .current_dir(archive.parent().expect("archive paths are absolute"))
         .arg("--archive")
         .arg(archive)
         .args(args)
         .env("RUST_LOG", "warn")
+        .env_remove("KURA_CONFIG")
+        .env_remove("KURA_ARCHIVE")
         .output()
         .expect("kura runs")
 }

@@ -118,3 +118,26 @@ fn store_limits_and_syntax_errors() {
     let d = errors("[[job]]\nname = \"a\"\n");
     assert!(d[0].message.contains("missing field `sources`"), "{}", d[0].message);
 }
+
+#[test]
+fn adhoc_runs_read_network_store_and_defaults() {
+    let c = parse(
+        "[network]\nallow_private = true\nbody_cap = 1000\n[store]\npack_size_mib = 2\n[defaults]\nimage_freshness = \"2d\"\n\
+         [[job]]\nname = \"blog\"\nsources = [\"x\"]\ntags = [\"t\"]\n[job.network]\nretries = 7\n\
+         [job.headers.\"img.example\"]\nCookie = \"s=1\"\n",
+    )
+    .unwrap();
+    let o = c.adhoc_run_options("archive", vec!["mine".into()]);
+    assert_eq!(o.job, "archive");
+    assert_eq!(o.tags, ["mine"]);
+    assert!(o.fetch.allow_private);
+    assert_eq!(o.fetch.body_cap, 1000);
+    assert_eq!(o.write.pack_target, 2 << 20);
+    assert_eq!(o.image_freshness, Duration::days(2));
+    assert!(o.headers.is_empty(), "headers belong to their job");
+
+    let o = c.adhoc_run_options("blog", vec!["mine".into(), "t".into()]);
+    assert_eq!(o.tags, ["t", "mine"]);
+    assert_eq!(o.fetch.retries, 7);
+    assert_eq!(o.headers["img.example"], [("Cookie".to_string(), "s=1".to_string())]);
+}

@@ -29,10 +29,10 @@
 //! What this module does NOT do: TLS (so no https-to-http downgrade cases), HTTP/2,
 //! compression, cookies, JavaScript-rendered content, or anything off loopback.
 //!
-//! Files: `site/plan.rs` (what exists where), `site/pages.rs` (HTML, feeds, CSS),
-//! `site/images.rs` (image bytes), `site/store.rs` (image cache), `site/server.rs`
-//! (the axum servers), `site/posts.rs` (local Hexo posts), `site/vocab.rs`, `site/rng.rs`,
-//! tests in `site/tests.rs` and `site/tests/{http,content}.rs`.
+//! Files: `plan.rs` (what exists where), `pages.rs` (HTML, feeds, CSS),
+//! `images.rs` (image bytes), `store.rs` (image cache), `server.rs`
+//! (the axum servers), `posts.rs` (local Hexo posts), `vocab.rs`, `rng.rs`,
+//! tests in `tests.rs` and `tests/{http,content}.rs`.
 //!
 //! Costs (measured, release build, 2 cores): [`serve`] takes ~1 ms for 36 articles,
 //! ~11 ms for 1,000 and ~120 ms for 10,000 (planning only). The at most 384 master

@@ -25,7 +25,7 @@ pub(crate) enum Target {
     Feed,
 }
 
-pub(crate) use crate::escape::html as esc;
+pub(crate) use quick_xml::escape::escape as esc;
 
 /// Size of `s` once encoded for the page (GBK: two bytes a non-ASCII character).
 fn encoded_len(s: &str, gbk: bool) -> usize {
@@ -129,11 +129,11 @@ pub(crate) fn article_body(site: &Site, a: &ArticleInfo, target: Target, budget:
                 "<p><a class=\"project-link\" data-id=\"{id}\" data-name=\"{name}\" \
                  data-refer-type=\"2\" href=\"/topics/{id}.html\" target=\"_blank\">{name}</a>\
                  相关负责人表示，{}</p>\n",
-                esc(&vocab::paragraph(&mut rng)),
+                esc(vocab::paragraph(&mut rng)),
                 name = esc(name),
             )
         } else {
-            format!("<p>{}</p>\n", esc(&vocab::paragraph(&mut rng)))
+            format!("<p>{}</p>\n", esc(vocab::paragraph(&mut rng)))
         };
         let block_len = encoded_len(&block, a.gbk);
         if len + block_len + 8 > budget {
@@ -246,8 +246,8 @@ pub(crate) fn rss(site: &Site) -> String {
             url = a.url,
             date = a.date.to_rfc2822(),
             author = esc(a.author),
-            categories = a.categories.iter().map(|c| format!("<category>{}</category>\n", esc(c))).collect::<String>(),
-            summary = esc(&summary(site, a)),
+            categories = a.categories.iter().map(|c| format!("<category>{}</category>\n", esc(*c))).collect::<String>(),
+            summary = esc(summary(site, a)),
             // A body never contains "]]>", but split it anyway if it ever does.
             body = body.replace("]]>", "]]]]><![CDATA[>"),
         );
@@ -276,7 +276,7 @@ pub(crate) fn atom(site: &Site) -> String {
             url = a.url,
             date = a.date.to_rfc3339(),
             author = esc(a.author),
-            summary = esc(&summary(site, a)),
+            summary = esc(summary(site, a)),
         );
     }
     x.push_str("</feed>\n");

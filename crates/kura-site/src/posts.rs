@@ -56,7 +56,7 @@ pub(crate) fn post(site: &Site, a: &ArticleInfo) -> String {
     let figures = site.figures.get(a.number - 1).map(Vec::as_slice).unwrap_or_default();
     for (i, f) in figures.iter().enumerate() {
         for _ in 0..rng.range(2, 4) {
-            let _ = writeln!(md, "<p>{}</p> ", esc(&vocab::paragraph(&mut rng)));
+            let _ = writeln!(md, "<p>{}</p> ", esc(vocab::paragraph(&mut rng)));
         }
         match (f, i % 2) {
             // Every other plain image as Markdown, outside the HTML block: a blank
@@ -90,7 +90,7 @@ pub(crate) fn post(site: &Site, a: &ArticleInfo) -> String {
             }
         }
     }
-    let _ = writeln!(md, "<p>{}</p> ", esc(&vocab::paragraph(&mut rng)));
+    let _ = writeln!(md, "<p>{}</p> ", esc(vocab::paragraph(&mut rng)));
     md.push_str("<p>本文来自微信公众号“Tech星球”，经授权发布。</p>  \n</div>\n");
     md
 }

@@ -138,7 +138,7 @@ async fn pages_reference_every_planned_image() {
         assert!(text.contains(&format!("<link rel=\"stylesheet\" href=\"{}\">", site.stylesheet)));
         for r in &a.images {
             let path_and_query = &r.url[url::Position::BeforePath..];
-            assert!(text.contains(&pages::esc(path_and_query)), "{} not in article {n}", r.url);
+            assert!(text.contains(&*pages::esc(path_and_query)), "{} not in article {n}", r.url);
         }
     }
 }
@@ -192,7 +192,7 @@ async fn local_posts_mirror_the_articles() {
         assert!(text.contains("comments: false\ndate: "));
         assert!(text.contains("referrerpolicy=\"no-referrer\""));
         for r in a.images.iter().filter(|r| r.kind != RefKind::Logo) {
-            assert!(text.contains(&pages::esc(r.url.as_str())) || text.contains(r.url.as_str()), "{} missing", r.url);
+            assert!(text.contains(&*pages::esc(r.url.as_str())) || text.contains(r.url.as_str()), "{} missing", r.url);
         }
     }
     let markdown_images = paths

@@ -1,0 +1,52 @@
+//! `kura prune`: remove unreferenced data.
+
+use super::{Context, Global, human, print_json};
+use anyhow::Result;
+use kura::store::prune::{PruneOptions, PruneReport};
+use std::io::Write;
+
+/// Remove data no snapshot references; repack mostly-garbage packs.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Show what would be freed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Repack a pack when less than this fraction of it is still referenced.
+    #[arg(long, default_value_t = 0.5)]
+    repack_below: f64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Always exit 0 once pruned.
+pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
+    let ctx = g.context()?;
+    let r = prune(&ctx, PruneOptions { dry_run: args.dry_run, repack_below: args.repack_below, ..Default::default() })?;
+    if args.json {
+        print_json(out, &r)?;
+    } else {
+        writeln!(
+            out,
+            "{}{} packs deleted, {} repacked into {}, {} unreferenced blobs; {} deleted, {} written, {} freed",
+            if args.dry_run { "would be: " } else { "" },
+            r.packs_deleted,
+            r.packs_repacked,
+            r.packs_written,
+            r.blobs_removed,
+            human(r.bytes_deleted),
+            human(r.bytes_written),
+            human(r.bytes_freed.max(0) as u64)
+        )?;
+    }
+    Ok(0)
+}
+
+/// Prunes the context's archive, writing new packs of the configured size
+/// (`store.pack_size_mib`). Shared with `kura forget --prune`.
+pub fn prune(ctx: &Context, mut opts: PruneOptions) -> Result<PruneReport> {
+    if let Some(c) = &ctx.config {
+        opts.pack_target = c.store.pack_target;
+    }
+    Ok(kura::store::prune::prune(&ctx.open()?, opts)?)
+}
