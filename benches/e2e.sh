@@ -19,7 +19,7 @@
 #   e. kura restore / restic restore / borg extract; restic and borg backups of the
 #      tree Kura restored (the same content as Kura's archive, for the size goal);
 #   f. the practical limit: SHA-256 + zstd(3) of the mirror, in-process, one thread
-#      (examples/limit.rs).
+#      (benches/limit.rs).
 # Writes benches/results/<date>-<N>-articles-<cores>c[-<L>ms].md (tables, goals of the
 # issue, versions, load average) and prints it. Page cache is warm throughout (the
 # machine may be shared, so caches are not dropped).
@@ -57,9 +57,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get install -y "${missing[@]}"
 fi
 cargo build --release --quiet
-cargo build --release --quiet --example limit
 kura=$root/target/release/kura
-limit=$root/target/release/examples/limit
+limit=$(cargo bench --quiet --no-run --bench limit --message-format=json |
+    python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
 
 work=$(mktemp -d /tmp/kura-e2e.XXXXXX)
 site_pid=

@@ -144,7 +144,7 @@ for step, tool, name, disk, nbytes, what in rows:
 if limit:
     secs = limit.get("seconds") or 0
     add(
-        f"| practical limit: SHA-256 + zstd(3), 1 thread, in-process | examples/limit.rs | {f(secs)} "
+        f"| practical limit: SHA-256 + zstd(3), 1 thread, in-process | benches/limit.rs | {f(secs)} "
         f"(+{f(limit.get('read_seconds'))} reading) | {f(secs)} | - | {f(limit.get('compressed'))} (zstd output) "
         f"| {f(limit['bytes'] / MB / secs if secs else None, 1)} | mirror | 0 |"
     )

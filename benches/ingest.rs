@@ -1,7 +1,7 @@
 //! Ingest and verify throughput on a mixed corpus, next to the practical
 //! limit measured in the same run on the same bytes:
 //! - `limit/sha256+zstd`: SHA-256 and zstd (level 3) over every byte, one thread;
-//! - `ingest/files`: `kura::sources::files::archive_files` into a fresh archive (read,
+//! - `ingest/files`: `kura::sources::archive_files` into a fresh archive (read,
 //!   hash, dedup, compress, pack, fsync, commit);
 //! - `limit/unzstd+sha256` and `verify/read-data`: decoding and re-hashing
 //!   every stored blob vs `kura::inspect::verify` with `read_data`.
@@ -11,10 +11,8 @@
 //! (default 48 MB).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kura::inspect::verify::{VerifyOptions, verify};
-use kura::store::archive::Archive;
-use kura::store::manifest::Manifest;
-use kura::store::writer::{WriteOptions, Writer};
+use kura::inspect::{VerifyOptions, verify};
+use kura::store::{Archive, Manifest, WriteOptions, Writer};
 use std::path::{Path, PathBuf};
 
 fn page(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
@@ -78,7 +76,7 @@ fn ingest(archive_dir: &Path, src: &Path) -> Archive {
     let _ = std::fs::remove_dir_all(archive_dir);
     let archive = Archive::open_or_init(archive_dir).unwrap();
     let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
-    let entries = kura::sources::files::archive_files(&mut w, &[src.to_path_buf()], 2, &|_| {}).unwrap();
+    let entries = kura::sources::archive_files(&mut w, &[src.to_path_buf()], 2, &|_| {}).unwrap();
     let now = chrono::Utc::now();
     let m = Manifest {
         version: 1,
@@ -110,7 +108,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("limit/sha256+zstd", |b| {
         b.iter(|| {
             for f in &files {
-                std::hint::black_box(kura::store::id::BlobId::of(f));
+                std::hint::black_box(kura::store::BlobId::of(f));
                 std::hint::black_box(zstd::bulk::compress(f, 3).unwrap());
             }
         })
@@ -122,11 +120,11 @@ fn benches(c: &mut Criterion) {
     // Verify: the same corpus, archived once.
     let archive = ingest(&archive_dir, &src);
     let index = archive.pack_index().unwrap();
-    let stored: Vec<(kura::store::pack::PackEntry, Vec<u8>)> = index
+    let stored: Vec<(kura::store::PackEntry, Vec<u8>)> = index
         .packs
         .iter()
         .flat_map(|(pack, _, entries)| {
-            let data = archive.backend().read(kura::store::backend::FileKind::Pack, &pack.to_hex()).unwrap();
+            let data = archive.backend().read(kura::store::FileKind::Pack, &pack.to_hex()).unwrap();
             entries
                 .iter()
                 .map(move |e| (*e, data[e.offset as usize..(e.offset + e.stored_len) as usize].to_vec()))
@@ -140,7 +138,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("limit/unzstd+sha256", |b| {
         b.iter(|| {
             for (e, s) in &stored {
-                std::hint::black_box(kura::store::blob::decode(e.id, e.codec, e.raw_len, s).unwrap());
+                std::hint::black_box(kura::store::decode_blob(e.id, e.codec, e.raw_len, s).unwrap());
             }
         })
     });

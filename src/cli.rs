@@ -27,8 +27,8 @@ pub mod stats;
 pub mod verify;
 
 use anyhow::{Context as _, Result, bail};
-use kura::jobs::config::{Config, ConfigError, DEFAULT_PATH};
-use kura::store::archive::Archive;
+use kura::jobs::{Config, ConfigError, DEFAULT_PATH};
+use kura::store::Archive;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -150,6 +150,6 @@ pub fn human(bytes: u64) -> String {
 }
 
 /// A time on a zone's wall clock with its offset.
-pub fn when(zone: kura::jobs::schedule::Zone, t: chrono::DateTime<chrono::Utc>) -> String {
+pub fn when(zone: kura::jobs::Zone, t: chrono::DateTime<chrono::Utc>) -> String {
     zone.format(t, "%Y-%m-%d %H:%M:%S %:z")
 }

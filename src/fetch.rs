@@ -37,7 +37,6 @@ use url::Url;
 use crate::referrer::Policy;
 
 pub use error::{FetchError, TimeoutPhase};
-pub use resolve::is_private;
 
 /// Settings of the HTTP client, read from the `[network]` table of the
 /// configuration; every field has a default.
@@ -119,8 +118,6 @@ pub enum Accept {
     Image,
     /// A `<link rel=stylesheet>`.
     Stylesheet,
-    /// An RSS/Atom feed.
-    Feed,
     /// Anything (`*/*`).
     #[default]
     Any,
@@ -135,7 +132,6 @@ impl Accept {
             Accept::Document => "text/html,application/xhtml+xml,application/xml;q=0.9,image/webp,image/apng,*/*;q=0.8",
             Accept::Image => "image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
             Accept::Stylesheet => "text/css,*/*;q=0.1",
-            Accept::Feed => "application/atom+xml,application/rss+xml,application/xml;q=0.9,text/xml;q=0.8,*/*;q=0.5",
             Accept::Any => "*/*",
         }
     }
@@ -285,11 +281,6 @@ impl Fetcher {
             Duration::from_millis(config.per_host_interval_ms),
         );
         Ok(Fetcher { inner: Arc::new(engine::Inner { config, client, limits, robots: Mutex::new(HashMap::new()) }) })
-    }
-
-    /// The configuration in use.
-    pub fn config(&self) -> &FetchConfig {
-        &self.inner.config
     }
 
     /// Fetches `req.url`, following redirects, and reports every hop.

@@ -2,6 +2,10 @@
 //! difference between two snapshots. Nothing in here writes, so every
 //! command built on it runs while a job writes.
 
-pub mod diff;
-pub mod stats;
-pub mod verify;
+pub(crate) mod diff;
+pub(crate) mod stats;
+pub(crate) mod verify;
+
+pub use diff::{Change, Diff, KindDiff, diff};
+pub use stats::{KindStats, Stats, stats};
+pub use verify::{Affected, Problem, VerifyOptions, VerifyReport, verify};

@@ -10,10 +10,11 @@
 mod catalog;
 mod index_page;
 mod offline;
-pub mod path;
+mod path;
 mod posts;
-pub mod rewrite;
+mod rewrite;
 
+pub use path::url_to_relpath;
 pub use posts::DEFAULT_IMAGE_PREFIX;
 
 use crate::store::archive::{Archive, ArchiveError};

@@ -3,8 +3,11 @@
 //!
 //! Sources only parse; they never touch the network or the store.
 
-pub mod charset;
-pub mod feed;
-pub mod files;
-pub mod post;
-pub mod sitemap;
+pub(crate) mod charset;
+pub(crate) mod feed;
+pub(crate) mod files;
+pub(crate) mod post;
+pub(crate) mod sitemap;
+
+pub use charset::{Decoded, EncodingSource, decode as decode_text};
+pub use files::{archive_files, file_url};

@@ -5,12 +5,24 @@
 //! Nothing in here knows about HTTP, HTML or jobs; the pipeline hands the
 //! store bodies and the store hands back ids.
 
-pub mod archive;
-pub mod backend;
-pub mod blob;
-pub mod id;
-pub mod index;
-pub mod manifest;
-pub mod pack;
-pub mod prune;
-pub mod writer;
+pub(crate) mod archive;
+pub(crate) mod backend;
+pub(crate) mod blob;
+pub(crate) mod id;
+pub(crate) mod index;
+pub(crate) mod lock;
+pub(crate) mod manifest;
+pub(crate) mod pack;
+pub(crate) mod prune;
+pub(crate) mod writer;
+
+pub use archive::{Archive, ArchiveError, PackIndex, SnapshotList};
+pub use backend::{Backend, BackendError, FileKind};
+pub use blob::{BlobError, Codec, decode as decode_blob};
+pub use id::{BlobId, InvalidId, PackId, SnapshotId};
+pub use index::IndexError;
+pub use lock::holder as writer_lock_holder;
+pub use manifest::{Entry, HopRecord, ImageInfo, Kind, Manifest, ManifestError};
+pub use pack::{PackEntry, PackError};
+pub use prune::{PruneError, PruneOptions, PruneReport, prune};
+pub use writer::{ReconcileReport, StoredBlob, WriteOptions, WriteStats, Writer, repair_index};

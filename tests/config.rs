@@ -5,9 +5,7 @@
 mod common;
 
 use chrono::{Duration, TimeZone, Utc};
-use kura::store::archive::Archive;
-use kura::store::manifest::{Entry, Manifest};
-use kura::store::writer::{WriteOptions, Writer};
+use kura::store::{Archive, Entry, Manifest, WriteOptions, Writer};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -101,7 +99,7 @@ fn jobs_shows_last_run_failures_and_never_run() {
     let mut last = None;
     for (job, started, failed) in [("news", t0, false), ("news", t0 + Duration::hours(6), true), ("blog", t0, false)] {
         let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
-        let mut entries = kura::sources::files::archive_files(&mut w, std::slice::from_ref(&file), 1, &|_| {}).unwrap();
+        let mut entries = kura::sources::archive_files(&mut w, std::slice::from_ref(&file), 1, &|_| {}).unwrap();
         if failed {
             entries.push(Entry {
                 url: "https://img.example.com/a.png".into(),

@@ -4,7 +4,7 @@
 //! file (given by `--config` or `KURA_CONFIG`), flags override them, and
 //! nothing is written to the working directory.
 
-use kura::store::archive::Archive;
+use kura::store::Archive;
 use kura_site::{SiteConfig, serve};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,17 +4,15 @@
 mod common;
 
 use common::*;
-use kura::inspect::verify::{VerifyOptions, verify};
+use kura::inspect::{VerifyOptions, verify};
 use kura::restore::{RestoreOptions, restore};
-use kura::store::archive::Archive;
-use kura::store::manifest::Manifest;
-use kura::store::writer::{WriteOptions, Writer};
+use kura::store::{Archive, Manifest, WriteOptions, Writer};
 use std::path::{Path, PathBuf};
 
-fn archive_paths(root: &Path, paths: &[PathBuf]) -> (kura::store::id::SnapshotId, Manifest) {
+fn archive_paths(root: &Path, paths: &[PathBuf]) -> (kura::store::SnapshotId, Manifest) {
     let archive = Archive::open_or_init(root).unwrap();
     let mut w = Writer::open(&archive, WriteOptions { pack_target: 256 << 10, zstd_level: 3 }).unwrap();
-    let entries = kura::sources::files::archive_files(&mut w, paths, 2, &|_| {}).unwrap();
+    let entries = kura::sources::archive_files(&mut w, paths, 2, &|_| {}).unwrap();
     let m = Manifest {
         version: 1,
         job: "test".into(),
@@ -113,7 +111,7 @@ fn flipped_byte_is_named_and_never_restored() {
     let dest = tmp.path().join("restore");
     let out = kura(&root, &["restore", "latest", dest.to_str().unwrap(), "--layout", "raw"]);
     assert_eq!(out.status.code(), Some(1));
-    let rel = kura::restore::path::url_to_relpath(&urls[0]);
+    let rel = kura::restore::url_to_relpath(&urls[0]);
     assert!(!dest.join(rel).exists(), "damaged data must not be restored");
     let out = kura(&root, &["cat", "latest", &urls[0]]);
     assert_eq!(out.status.code(), Some(2));
@@ -277,7 +275,7 @@ fn readers_work_while_a_writer_holds_the_archive() {
     let _writer = Writer::open(&archive, WriteOptions::default()).unwrap();
     kura_ok(&root, &["snapshots"]);
     kura_ok(&root, &["ls", "latest"]);
-    let url = kura::sources::files::file_url(&files[0]);
+    let url = kura::sources::file_url(&files[0]);
     assert_eq!(kura_ok(&root, &["cat", "latest", &url]).into_bytes(), std::fs::read(&files[0]).unwrap());
     kura_ok(&root, &["verify", "--read-data"]);
     kura_ok(&root, &["stats"]);

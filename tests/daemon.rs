@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use kura::store::archive::Archive;
+use kura::store::Archive;
 use kura_site::{SiteConfig, serve};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -34,7 +34,7 @@ fn daemon(cfg: &Path) -> Child {
         .unwrap()
 }
 
-fn snapshots_of(root: &Path, job: &str) -> Vec<kura::store::manifest::Manifest> {
+fn snapshots_of(root: &Path, job: &str) -> Vec<kura::store::Manifest> {
     match Archive::open(root) {
         Ok(a) => a.snapshots().unwrap().0.into_iter().map(|(_, m)| m).filter(|m| m.job == job).collect(),
         Err(_) => vec![],
@@ -127,9 +127,9 @@ fn missed_run_is_made_once_after_downtime_and_double_signal_exits_at_once() {
     corpus(&src, 30, 9);
     {
         let archive = Archive::open_or_init(&root).unwrap();
-        let mut w = kura::store::writer::Writer::open(&archive, Default::default()).unwrap();
+        let mut w = kura::store::Writer::open(&archive, Default::default()).unwrap();
         let long_ago = chrono::Utc::now() - chrono::Duration::days(730);
-        let m = kura::store::manifest::Manifest {
+        let m = kura::store::Manifest {
             version: 1,
             job: "site".into(),
             started: long_ago,

@@ -6,7 +6,7 @@ mod common;
 
 use kura::demo::{DemoOptions, run};
 use kura::pipeline::Progress;
-use kura::store::archive::Archive;
+use kura::store::Archive;
 use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

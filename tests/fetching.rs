@@ -12,8 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kura::pipeline::{Progress, RunOptions, run};
-use kura::store::archive::Archive;
-use kura::store::manifest::{Entry, Kind, Manifest};
+use kura::store::{Archive, Entry, Kind, Manifest};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -5,10 +5,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use kura::store::archive::Archive;
-use kura::store::id::SnapshotId;
-use kura::store::manifest::{Entry, Manifest};
-use kura::store::writer::{WriteOptions, Writer};
+use kura::store::{Archive, Entry, Manifest, SnapshotId, WriteOptions, Writer};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -37,7 +34,7 @@ fn at(month: u32, day: u32, hour: u32) -> DateTime<Utc> {
 fn snapshot(root: &Path, job: &str, started: DateTime<Utc>, tags: &[&str], files: &[PathBuf]) -> SnapshotId {
     let archive = Archive::open_or_init(root).unwrap();
     let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
-    let entries: Vec<Entry> = kura::sources::files::archive_files(&mut w, files, 2, &|_| {}).unwrap();
+    let entries: Vec<Entry> = kura::sources::archive_files(&mut w, files, 2, &|_| {}).unwrap();
     let m = Manifest {
         version: 1,
         job: job.into(),
@@ -179,8 +176,7 @@ fn flags_override_and_prune_frees_the_data() {
     assert!(!on_disk(&f.root).contains(&f.ids["blog1"]));
     ok_in(&f.dir, &["verify", "--read-data"]);
     // The kept blog snapshot still restores its files, the shared one included.
-    let cat =
-        kura_in(&f.dir, &["cat", &f.ids["blog2"].to_hex(), &kura::sources::files::file_url(&f.dir.join("shared.bin"))]);
+    let cat = kura_in(&f.dir, &["cat", &f.ids["blog2"].to_hex(), &kura::sources::file_url(&f.dir.join("shared.bin"))]);
     assert!(cat.status.success());
     assert_eq!(cat.stdout, std::fs::read(f.dir.join("shared.bin")).unwrap());
 }

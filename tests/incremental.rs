@@ -3,7 +3,7 @@
 //! snapshot is complete.
 
 use kura::pipeline::{Progress, RunOptions, RunReport, run};
-use kura::store::archive::Archive;
+use kura::store::Archive;
 use kura_site::{SiteConfig, serve};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -47,7 +47,7 @@ fn prune_frees_unreferenced_data_and_keeps_the_rest_intact() {
     // The remaining snapshots restore byte for byte, the shared file included.
     let dest = tmp.path().join("r");
     kura_ok(&root, &["restore", &ids[2], dest.to_str().unwrap()]);
-    let shared = kura(&root, &["cat", &ids[2], &kura::sources::files::file_url(&tmp.path().join("src2/shared.bin"))]);
+    let shared = kura(&root, &["cat", &ids[2], &kura::sources::file_url(&tmp.path().join("src2/shared.bin"))]);
     assert!(shared.status.success());
     assert_eq!(shared.stdout, std::fs::read(tmp.path().join("src0/f00001.bin")).unwrap());
     // A second prune finds nothing to do.

@@ -13,9 +13,7 @@ use axum::http::header;
 use axum::routing::get;
 use kura::pipeline::{Progress, RunOptions, run};
 use kura::restore::{Layout, RestoreOptions, RestoreReport, restore};
-use kura::store::archive::Archive;
-use kura::store::id::SnapshotId;
-use kura::store::manifest::{Entry, Kind, Manifest};
+use kura::store::{Archive, Entry, Kind, Manifest, SnapshotId};
 use kura_site::{SiteConfig, serve, write_local_posts};
 use scraper::{Html, Selector};
 use url::Url;
@@ -129,7 +127,7 @@ fn references(html: &str) -> Vec<(String, String)> {
             }
         }
         if let Some(srcset) = e.attr("srcset") {
-            for c in kura::extract::parse_srcset(srcset) {
+            for c in kura::parse_srcset(srcset) {
                 out.push((format!("{name} srcset"), c.url.to_string()));
             }
         }
@@ -138,8 +136,8 @@ fn references(html: &str) -> Vec<(String, String)> {
 }
 
 /// Decodes a document the way the restore read it.
-fn text(bytes: &[u8], content_type: Option<&str>) -> kura::sources::charset::Decoded {
-    kura::sources::charset::decode(bytes, content_type)
+fn text(bytes: &[u8], content_type: Option<&str>) -> kura::sources::Decoded {
+    kura::sources::decode_text(bytes, content_type)
 }
 
 #[test]

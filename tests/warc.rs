@@ -5,13 +5,9 @@
 mod common;
 
 use common::{kura, kura_ok};
-use kura::export::warc::record::sha256_label;
-use kura::export::warc::{WarcOptions, export_warc};
+use kura::export::{WarcOptions, export_warc, sha256_label};
 use kura::pipeline::{Progress, RunOptions, run};
-use kura::store::archive::Archive;
-use kura::store::id::BlobId;
-use kura::store::manifest::{Entry, Kind, Manifest};
-use kura::store::writer::{WriteOptions, Writer};
+use kura::store::{Archive, BlobId, Entry, Kind, Manifest, WriteOptions, Writer};
 use kura_site::{SiteConfig, serve};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -2,7 +2,7 @@
 
 use super::{Global, when};
 use anyhow::Result;
-use kura::jobs::config::ConfigError;
+use kura::jobs::ConfigError;
 use std::io::Write;
 
 /// Work with the configuration file.

@@ -24,7 +24,7 @@ pub fn run(_args: Args, g: &Global) -> Result<u8> {
                 tx.send_modify(|n| *n += 1);
             }
         });
-        kura::jobs::daemon::daemon(config, root, rx).await;
+        kura::jobs::daemon(config, root, rx).await;
     });
     Ok(0)
 }

@@ -2,7 +2,7 @@
 
 use super::{Global, human, print_json};
 use anyhow::Result;
-use kura::export::warc::WarcOptions;
+use kura::export::WarcOptions;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -38,7 +38,7 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let What::Warc { snapshot, file, cdxj, wacz, json } = args.what;
     let archive = g.context()?.open()?;
     let id = archive.resolve_snapshot(&snapshot)?;
-    let r = kura::export::warc::export_warc(&archive, id, &file, &WarcOptions { cdxj, wacz, ..Default::default() })?;
+    let r = kura::export::export_warc(&archive, id, &file, &WarcOptions { cdxj, wacz, ..Default::default() })?;
     if json {
         print_json(out, &r)?;
     } else {

@@ -2,9 +2,8 @@
 
 use super::{Global, print_json};
 use anyhow::{Result, bail};
-use kura::jobs::forget::{ForgetReport, JobPolicy};
-use kura::jobs::retention::Policy;
-use kura::store::prune::PruneOptions;
+use kura::jobs::{ForgetReport, JobPolicy, Policy};
+use kura::store::PruneOptions;
 use std::io::Write;
 
 /// Remove snapshots that the retention policy does not keep (`[job.retention]`,
@@ -50,7 +49,7 @@ pub struct KeepArgs {
     #[arg(long, value_name = "N")]
     keep_yearly: Option<usize>,
     /// Keep snapshots started within DURATION of the job's newest (e.g. 30d, 1d12h).
-    #[arg(long, value_name = "DURATION", value_parser = kura::jobs::duration::parse)]
+    #[arg(long, value_name = "DURATION", value_parser = kura::jobs::parse_duration)]
     keep_within: Option<chrono::Duration>,
     /// Keep snapshots with this tag (repeatable).
     #[arg(long = "keep-tag", value_name = "TAG")]
@@ -109,7 +108,7 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
         let zone = configured.map(|j| j.zone).or(config.map(|c| c.defaults.zone)).unwrap_or_default();
         (!policy.is_empty()).then_some(JobPolicy { policy, zone })
     };
-    let report = kura::jobs::forget::forget(&archive, &policy_for, dry_run)?;
+    let report = kura::jobs::forget(&archive, &policy_for, dry_run)?;
     for job in &jobs {
         if !report.jobs.iter().any(|j| &j.job == job) {
             eprintln!("kura: job {job}: no snapshots, or no retention policy for it");

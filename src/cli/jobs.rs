@@ -15,7 +15,7 @@ pub struct Args {
 /// Always exit 0 once the status is read.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let (config, root) = g.context_with_config()?;
-    let list = kura::jobs::status::status(&config, &root, chrono::Utc::now())?;
+    let list = kura::jobs::status(&config, &root, chrono::Utc::now())?;
     if args.json {
         print_json(out, &list)?;
         return Ok(0);
@@ -41,8 +41,8 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
             j.next_run.map(|t| when(job.zone, t)).unwrap_or_else(|| "not scheduled".into()),
         )?;
     }
-    if let Some(holder) = kura::jobs::status::writer_lock_holder(&root)
-        && !list.iter().any(|j| j.status == kura::jobs::status::Status::Running)
+    if let Some(holder) = kura::store::writer_lock_holder(&root)
+        && !list.iter().any(|j| j.status == kura::jobs::Status::Running)
     {
         eprintln!("archive {} is being written ({holder})", root.display());
     }

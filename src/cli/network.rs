@@ -3,7 +3,7 @@
 //! (`[network]`, `[store]`, `[defaults]`, or the named job's own settings)
 //! supplies the rest.
 
-use kura::jobs::config::Config;
+use kura::jobs::Config;
 use kura::pipeline::RunOptions;
 
 /// Flags over the configuration's fetch and store settings.

@@ -5,7 +5,7 @@
 use super::human;
 use anyhow::Result;
 use kura::pipeline::{Progress, RunReport};
-use kura::store::archive::Archive;
+use kura::store::Archive;
 use std::io::IsTerminal;
 use std::sync::Arc;
 

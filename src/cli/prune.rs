@@ -2,7 +2,7 @@
 
 use super::{Context, Global, human, print_json};
 use anyhow::Result;
-use kura::store::prune::{PruneOptions, PruneReport};
+use kura::store::{PruneOptions, PruneReport};
 use std::io::Write;
 
 /// Remove data no snapshot references; repack mostly-garbage packs.
@@ -48,5 +48,5 @@ pub fn prune(ctx: &Context, mut opts: PruneOptions) -> Result<PruneReport> {
     if let Some(c) = &ctx.config {
         opts.pack_target = c.store.pack_target;
     }
-    Ok(kura::store::prune::prune(&ctx.open()?, opts)?)
+    Ok(kura::store::prune(&ctx.open()?, opts)?)
 }

@@ -20,7 +20,7 @@ enum What {
 pub fn run(args: Args, g: &Global) -> Result<u8> {
     let What::Index = args.what;
     let archive = g.context()?.open()?;
-    let r = kura::store::writer::repair_index(&archive)?;
+    let r = kura::store::repair_index(&archive)?;
     eprintln!("index rebuilt: {} packs, {} snapshots", r.packs_added, r.snapshots_added);
     Ok(0)
 }

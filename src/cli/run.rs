@@ -3,7 +3,7 @@
 use super::progress::{print_run_summary, run_exit_code, with_progress};
 use super::{Global, print_json};
 use anyhow::Result;
-use kura::store::archive::Archive;
+use kura::store::Archive;
 use std::io::Write;
 
 /// Run configured jobs once (all, or those named): one snapshot each. For cron or systemd timers.
@@ -19,11 +19,11 @@ pub struct Args {
 /// Exit 0, or 3 when some job committed a snapshot in which every entry failed.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let (config, root) = g.context_with_config()?;
-    let selected = kura::jobs::daemon::select(&config, &args.jobs)?;
+    let selected = kura::jobs::select(&config, &args.jobs)?;
     let mut code = 0;
     let mut reports = Vec::new();
     for job in selected {
-        let r = with_progress(|p| kura::jobs::daemon::run_job(&config, &root, job, p))?;
+        let r = with_progress(|p| kura::jobs::run_job(&config, &root, job, p))?;
         code = code.max(run_exit_code(&r));
         if !args.json {
             eprintln!("job {}:", job.name);

@@ -15,7 +15,7 @@ pub struct Args {
 /// Always exit 0 once the archive is read.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let archive = g.context()?.open()?;
-    let s = kura::inspect::stats::stats(&archive)?;
+    let s = kura::inspect::stats(&archive)?;
     if args.json {
         print_json(out, &s)?;
         return Ok(0);

@@ -2,7 +2,7 @@
 
 use super::{Global, human, print_json};
 use anyhow::Result;
-use kura::inspect::verify::VerifyOptions;
+use kura::inspect::VerifyOptions;
 use std::io::Write;
 
 /// Check the archive; exit 0 healthy, 1 problems found, 2 could not run.
@@ -27,7 +27,7 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
         subset_pct: args.read_data_subset,
         threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
     };
-    let report = kura::inspect::verify::verify(&archive, opts, &|_| {})?;
+    let report = kura::inspect::verify(&archive, opts, &|_| {})?;
     if args.json {
         print_json(out, &report)?;
     } else {

@@ -2,9 +2,8 @@
 //! from its newest snapshot), its next scheduled time, and a status.
 //!
 //! Everything is read from manifests, never from sled, so it works while a
-//! job writes. Whether a writer is at work is seen in `/proc/locks` (Linux),
-//! which observes the writer lock without taking it: probing with `flock`
-//! would make a writer starting at that instant fail.
+//! job writes. Whether a job is at work is asked of the writer lock
+//! (`store::lock::holder`), which looks without taking it.
 
 use crate::jobs::config::Config;
 use crate::store::archive::{Archive, ArchiveError};
@@ -85,7 +84,7 @@ pub fn status(config: &Config, root: &std::path::Path, now: DateTime<Utc>) -> Re
         Err(ArchiveError::NotFound(_)) => vec![],
         Err(e) => return Err(e),
     };
-    let holder = writer_lock_holder(root);
+    let holder = crate::store::lock::holder(root);
     Ok(config
         .jobs
         .iter()
@@ -133,48 +132,9 @@ fn holder_runs(holder: &str, job: &str) -> bool {
     words.windows(2).any(|w| w[0] == "job" && w[1] == job)
 }
 
-/// The holder line of `locks/writer` ("pid N since T") if a process holds
-/// the lock now; `None` if nobody does or it cannot be told (not Linux).
-pub fn writer_lock_holder(root: &std::path::Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let path = root.join("locks").join("writer");
-    let meta = std::fs::metadata(&path).ok()?;
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    let (dev, ino) = (meta.dev(), meta.ino());
-    // Linux's encoding of dev_t: major in bits 8..20 and 32.., minor in 0..8 and 12..32.
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    let held = locks.lines().any(|line| {
-        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->".
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || f[1] != "FLOCK" {
-            return false;
-        }
-        let mut id = f[5].split(':');
-        let num = |s: Option<&str>, radix| s.and_then(|s| u64::from_str_radix(s, radix).ok());
-        num(id.next(), 16) == Some(major) && num(id.next(), 16) == Some(minor) && num(id.next(), 10) == Some(ino)
-    });
-    held.then(|| std::fs::read_to_string(&path).unwrap_or_default().trim().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::writer::{WriteOptions, Writer};
-
-    #[test]
-    fn lock_holder_is_seen_without_taking_the_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Archive::open_or_init(dir.path()).unwrap();
-        assert_eq!(writer_lock_holder(dir.path()), None);
-        let w = Writer::open(&a, WriteOptions::default()).unwrap();
-        let h = writer_lock_holder(dir.path()).expect("held");
-        assert!(h.starts_with(&format!("pid {}", std::process::id())), "{h}");
-        drop(w);
-        assert_eq!(writer_lock_holder(dir.path()), None);
-        // And probing never got in a writer's way.
-        Writer::open(&a, WriteOptions::default()).unwrap();
-    }
 
     #[test]
     fn holder_names_a_job() {

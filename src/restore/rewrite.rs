@@ -32,7 +32,6 @@
 
 use std::cell::RefCell;
 
-use encoding_rs::{Encoding, UTF_8};
 use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, Settings, element, text};
 use url::Url;
@@ -65,8 +64,6 @@ pub type MapFn<'a> = dyn FnMut(&Url, Want) -> Option<String> + 'a;
 pub struct Rewritten {
     /// The new bytes.
     pub bytes: Vec<u8>,
-    /// The encoding the bytes are in.
-    pub encoding: &'static Encoding,
     /// True when the original encoding was not ASCII-compatible and the
     /// document was written as UTF-8 (with a BOM) instead.
     pub utf8_fallback: bool,
@@ -103,12 +100,12 @@ pub fn rewrite_html(
         Some(enc) => {
             let meta = (!declared).then(|| decoded.encoding.name());
             let bytes = run(bytes, enc, doc_url, map, meta, 0)?;
-            Ok(Rewritten { bytes, encoding: decoded.encoding, utf8_fallback: false })
+            Ok(Rewritten { bytes, utf8_fallback: false })
         }
         None => {
             let mut out = "\u{feff}".as_bytes().to_vec();
             out.extend(run(decoded.text.as_bytes(), AsciiCompatibleEncoding::utf_8(), doc_url, map, None, 0)?);
-            Ok(Rewritten { bytes: out, encoding: UTF_8, utf8_fallback: true })
+            Ok(Rewritten { bytes: out, utf8_fallback: true })
         }
     }
 }

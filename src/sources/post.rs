@@ -155,13 +155,6 @@ pub enum PostError {
     },
 }
 
-/// Parses a Markdown post. `site_url` (the site root, including any base
-/// path such as `https://user.github.io/blog/`) resolves relative
-/// `permalink`/`url` values.
-pub fn parse_post(text: &str, site_url: Option<&Url>) -> Result<Post, PostError> {
-    parse_post_as(text, PostFormat::Markdown, site_url)
-}
-
 /// Parses a post whose body is in the given format.
 pub fn parse_post_as(text: &str, format: PostFormat, site_url: Option<&Url>) -> Result<Post, PostError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -202,40 +195,8 @@ pub fn parse_post_file(path: &Path, site_url: Option<&Url>) -> Result<Post, Post
         .map_err(|e| PostError::InFile { path: path.to_path_buf(), source: Box::new(e) })
 }
 
-/// Lists post files under `dir`, recursively and sorted: `.md`, `.markdown`,
-/// `.html`, `.htm` (any case). Skips hidden files and directories and
-/// `node_modules`, and does not descend into symlinked directories (which
-/// could loop); symlinked files are listed.
-pub fn find_posts(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name == "node_modules" {
-                continue;
-            }
-            let path = entry.path();
-            let file_type = entry.file_type()?;
-            if file_type.is_dir() {
-                pending.push(path);
-            } else if is_post_name(&path) && (file_type.is_file() || path.is_file()) {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
 fn extension(path: &Path) -> Option<String> {
     path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase())
-}
-
-fn is_post_name(path: &Path) -> bool {
-    matches!(extension(path).as_deref(), Some("md" | "markdown" | "html" | "htm"))
 }
 
 /// Renders Markdown as Hexo/Jekyll/Hugo would (GitHub-flavoured extensions)

@@ -95,13 +95,15 @@ fn is_precompressed(data: &[u8]) -> bool {
         || (data.len() >= 8 && &data[4..8] == b"ftyp")
 }
 
-/// Hashes and encodes `data` with zstd at `level`, choosing raw storage when
-/// compression does not pay (saves under 1/16 of the size).
-pub fn encode(data: &[u8], level: i32) -> EncodedBlob {
+/// Hashes and encodes `data` (tests build packs and blobs with it).
+#[cfg(test)]
+pub(crate) fn encode(data: &[u8], level: i32) -> EncodedBlob {
     encode_with_id(BlobId::of(data), data, level)
 }
 
-/// Like [`encode`] for a blob whose id the caller already computed.
+/// Encodes `data`, whose id the caller computed, with zstd at `level`,
+/// choosing raw storage when compression does not pay (saves under 1/16 of
+/// the size).
 pub fn encode_with_id(id: BlobId, data: &[u8], level: i32) -> EncodedBlob {
     let raw = || EncodedBlob { id, raw_len: data.len() as u64, codec: Codec::Raw, data: data.to_vec() };
     if data.len() < 64 || is_precompressed(data) {

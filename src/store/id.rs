@@ -17,7 +17,7 @@ impl Digest32 {
     }
 
     /// Lower-case hex, 64 characters.
-    pub fn to_hex(&self) -> String {
+    pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
 

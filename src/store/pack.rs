@@ -112,11 +112,6 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// The entries so far.
-    pub fn entries(&self) -> &[PackEntry] {
-        &self.entries
-    }
-
     /// The bytes of a blob already in the builder (for reads before the
     /// pack is written).
     pub fn stored_bytes(&self, e: &PackEntry) -> &[u8] {

@@ -17,7 +17,7 @@ use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
 use crate::store::blob::EncodedBlob;
 use crate::store::id::{BlobId, PackId};
-use crate::store::pack::{PackBuilder, PackEntry};
+use crate::store::pack::PackEntry;
 use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -82,7 +82,7 @@ pub enum PruneError {
 
 /// Runs a prune on `archive`.
 pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, PruneError> {
-    let writer = Writer::open(archive, WriteOptions { pack_target: opts.pack_target, ..Default::default() })?;
+    let mut writer = Writer::open(archive, WriteOptions { pack_target: opts.pack_target, ..Default::default() })?;
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
 
     let (snapshots, damaged) = archive.snapshots()?;
@@ -136,28 +136,16 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
     // 1. Copy live blobs of repacked packs into new, durable packs (stored
     //    bytes as they are: no decompression, no recompression).
     let backend = archive.backend();
-    let mut builder = PackBuilder::new();
-    let flush = |builder: PackBuilder, report: &mut PruneReport| -> Result<(), PruneError> {
-        let (id, bytes, entries) = builder.finish();
-        backend.write(FileKind::Pack, &id.to_hex(), &bytes).map_err(ArchiveError::from)?;
-        writer.index().add_pack(id, bytes.len() as u64, &entries).map_err(ArchiveError::from)?;
-        report.packs_written += 1;
-        report.bytes_written += bytes.len() as u64;
-        Ok(())
-    };
     for (pack, e) in &to_copy {
         let stored =
             backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len).map_err(ArchiveError::from)?;
         // Never carry damage into a new pack.
         crate::store::blob::decode(e.id, e.codec, e.raw_len, &stored).map_err(ArchiveError::from)?;
-        builder.push(&EncodedBlob { id: e.id, raw_len: e.raw_len, codec: e.codec, data: stored });
-        if builder.len() >= opts.pack_target {
-            flush(std::mem::take(&mut builder), &mut report)?;
-        }
+        writer.copy(EncodedBlob { id: e.id, raw_len: e.raw_len, codec: e.codec, data: stored })?;
     }
-    if !builder.is_empty() {
-        flush(builder, &mut report)?;
-    }
+    writer.flush_pack()?;
+    report.packs_written = writer.stats().packs as usize;
+    report.bytes_written = writer.stats().pack_bytes;
     // 2. The index now points at the copies; make that durable.
     writer.index().flush().map_err(ArchiveError::from)?;
     // 3. Only now delete, then forget, the old packs.

@@ -14,11 +14,10 @@ use crate::store::backend::FileKind;
 use crate::store::blob::{self, EncodedBlob};
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::index::Index;
+use crate::store::lock::WriterLock;
 use crate::store::manifest::Manifest;
 use crate::store::pack::{self, PackBuilder, PackEntry};
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
 
 /// Tuning of a writer.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +62,8 @@ pub struct WriteStats {
     pub stored_bytes: u64,
     /// Packs written.
     pub packs: u64,
+    /// Bytes of the pack files written (blobs, trailers, headers).
+    pub pack_bytes: u64,
 }
 
 /// The exclusive writer of an archive.
@@ -73,42 +74,13 @@ pub struct Writer {
     pack: PackBuilder,
     pending: HashMap<BlobId, PackEntry>,
     stats: WriteStats,
-    _lock: File,
+    _lock: WriterLock,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer").field("archive", &self.archive).field("stats", &self.stats).finish()
     }
-}
-
-/// Takes `locks/writer`. The OS releases it when the process dies, so a
-/// killed writer never leaves a stale lock.
-fn take_lock(archive: &Archive, task: &str) -> Result<File, ArchiveError> {
-    let path = archive.root().join("locks").join("writer");
-    let io = |source| ArchiveError::Io { path: path.clone(), source };
-    std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
-    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = f.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(ArchiveError::Locked(format!(
-                "archive {} is being written by another Kura process ({}); wait for it to finish, then run again. \
-                 Read-only commands (snapshots, ls, cat, restore, verify) work meanwhile.",
-                archive.root().display(),
-                if holder.is_empty() { "unknown pid" } else { holder }
-            )));
-        }
-        Err(TryLockError::Error(e)) => return Err(io(e)),
-    }
-    f.set_len(0).map_err(io)?;
-    f.rewind().map_err(io)?;
-    // `kura jobs` reads this line to tell which job is running.
-    write!(f, "pid {} {task} since {}", std::process::id(), chrono::Utc::now().to_rfc3339()).map_err(io)?;
-    Ok(f)
 }
 
 impl Writer {
@@ -121,7 +93,7 @@ impl Writer {
     /// Like [`Writer::open`], naming the task (`job NAME`) in the lock file
     /// so that other processes can say what is running.
     pub fn open_for(archive: &Archive, options: WriteOptions, task: &str) -> Result<Writer, ArchiveError> {
-        let lock = take_lock(archive, task)?;
+        let lock = WriterLock::take(archive, task)?;
         let path = archive.root().join("index");
         let index = match Index::open(&path) {
             Ok(i) => i,
@@ -256,17 +228,32 @@ impl Writer {
         if let Some(s) = self.dedup(&blob.id, blob.raw_len)? {
             return Ok(s);
         }
-        let e = self.pack.push(&blob);
-        self.pending.insert(blob.id, e);
         self.stats.blobs += 1;
         self.stats.bytes += blob.raw_len;
         self.stats.new_blobs += 1;
         self.stats.new_bytes += blob.raw_len;
-        self.stats.stored_bytes += e.stored_len;
+        let (id, raw_len) = (blob.id, blob.raw_len);
+        let stored_size = self.push(blob)?;
+        self.stats.stored_bytes += stored_size;
+        Ok(StoredBlob { id, size: raw_len, stored_size, new: true })
+    }
+
+    /// Adds a blob to the pack being built although the archive has it:
+    /// prune copies the live blobs of a mostly-garbage pack this way, and
+    /// once the copy's pack is flushed the index points at it.
+    pub fn copy(&mut self, blob: EncodedBlob) -> Result<(), ArchiveError> {
+        self.push(blob).map(drop)
+    }
+
+    /// Appends to the pack being built, writing it out once it is full.
+    /// Returns the stored size.
+    fn push(&mut self, blob: EncodedBlob) -> Result<u64, ArchiveError> {
+        let e = self.pack.push(&blob);
+        self.pending.insert(blob.id, e);
         if self.pack.len() >= self.options.pack_target {
             self.flush_pack()?;
         }
-        Ok(StoredBlob { id: blob.id, size: blob.raw_len, stored_size: e.stored_len, new: true })
+        Ok(e.stored_len)
     }
 
     /// Hashes `data`, and encodes and adds it unless the archive has it.
@@ -288,6 +275,7 @@ impl Writer {
         self.index.add_pack(id, bytes.len() as u64, &entries)?;
         self.pending.clear();
         self.stats.packs += 1;
+        self.stats.pack_bytes += bytes.len() as u64;
         Ok(())
     }
 
@@ -321,7 +309,7 @@ pub struct ReconcileReport {
 /// and manifest is read again.
 pub fn repair_index(archive: &Archive) -> Result<ReconcileReport, ArchiveError> {
     // Hold the lock while the old index is removed so no writer uses it.
-    let lock = take_lock(archive, "repair")?;
+    let lock = WriterLock::take(archive, "repair")?;
     let path = archive.root().join("index");
     if path.exists() {
         std::fs::remove_dir_all(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
@@ -345,12 +333,10 @@ mod tests {
     fn second_writer_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
         let a = Archive::open_or_init(dir.path()).unwrap();
-        let _w = Writer::open(&a, WriteOptions::default()).unwrap();
-        // flock locks belong to open file descriptions, so a second open in
-        // this process conflicts just as another process would.
-        let err = take_lock(&a, "test").unwrap_err().to_string();
+        let _w = Writer::open_for(&a, WriteOptions::default(), "job blog").unwrap();
+        let err = Writer::open(&a, WriteOptions::default()).unwrap_err().to_string();
         assert!(err.contains("being written by another Kura process"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(err.contains(&format!("pid {} job blog", std::process::id())), "{err}");
     }
 
     #[test]

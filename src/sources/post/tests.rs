@@ -1,5 +1,9 @@
 use super::*;
 
+fn parse_post(text: &str, site_url: Option<&Url>) -> Result<Post, PostError> {
+    parse_post_as(text, PostFormat::Markdown, site_url)
+}
+
 const SAMPLE: &str = include_str!("../../../../shared/samples/36kr-cross-border-ecommerce.md");
 const SAMPLE_IMG: &str = "https://img.36krcdn.com/20220115/v2_c5aee66505874bb99bf868561331cea3_img_000";
 
@@ -218,48 +222,6 @@ fn categories_nested_lists_flatten() {
     let post = parse_post("---\ncategories:\n  - [Tech, Rust]\n  - Life\ntags: single\n---\n", None).unwrap();
     assert_eq!(post.categories, vec!["Tech", "Rust", "Life"]);
     assert_eq!(post.tags, vec!["single"]);
-}
-
-#[test]
-fn find_posts_walks_sorted_and_skips() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let mk = |p: &str| {
-        let path = root.join(p);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, "---\ntitle: t\n---\n").unwrap();
-    };
-    for p in [
-        "source/_posts/b.md",
-        "source/_posts/a.markdown",
-        "source/about/index.HTML",
-        "content/posts/x.htm",
-        "source/_posts/notes.txt",
-        ".git/readme.md",
-        "node_modules/pkg/readme.md",
-        "source/.hidden.md",
-    ] {
-        mk(p);
-    }
-    let outside = tempfile::tempdir().unwrap();
-    std::fs::write(outside.path().join("linked.md"), "x").unwrap();
-    #[cfg(unix)]
-    std::os::unix::fs::symlink(outside.path(), root.join("source/linkdir")).unwrap();
-
-    let found: Vec<String> = find_posts(root)
-        .unwrap()
-        .iter()
-        .map(|p| p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"))
-        .collect();
-    assert_eq!(
-        found,
-        vec!["content/posts/x.htm", "source/_posts/a.markdown", "source/_posts/b.md", "source/about/index.HTML"]
-    );
-}
-
-#[test]
-fn find_posts_missing_dir_is_error() {
-    assert!(find_posts(Path::new("/nonexistent/kura/posts")).is_err());
 }
 
 #[test]

@@ -1,16 +1,16 @@
 //! The "practical limit" of the end-to-end benchmark (`benches/e2e.sh`): SHA-256
-//! (`kura::store::id::BlobId::of`) and zstd level 3 (`zstd::bulk::compress`) over every file
+//! (`kura::store::BlobId::of`) and zstd level 3 (`zstd::bulk::compress`) over every file
 //! of a directory, in-process, on one thread. No deduplication, no I/O in the timed
 //! part: each file is read first, then hashed and compressed under the clock, so the
 //! figure is the CPU cost any archiver that hashes and compresses every byte must pay.
 //!
-//! Usage: `cargo run --release --example limit -- DIR`. Prints one line of JSON:
+//! Usage: `cargo bench --bench limit -- DIR`. Prints one line of JSON:
 //! `{"files":..,"bytes":..,"compressed":..,"read_seconds":..,"seconds":..}`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kura::store::id::BlobId;
+use kura::store::BlobId;
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
