@@ -23,14 +23,15 @@ use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, 
 use crate::referrer::{Policy, referer_for};
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::blob;
+use crate::store::history::History;
 use crate::store::id::{BlobId, SnapshotId};
 use crate::store::manifest::{Entry, HopRecord, Kind, Manifest};
 use crate::store::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio_util::task::TaskTracker;
 use url::Url;
 
 /// Settings of one run.
@@ -109,25 +110,27 @@ pub enum RunError {
     Fetch(#[from] FetchError),
 }
 
-/// Shared state of a run.
+/// Shared state of a run: what it was asked (`opts`), the tools it works
+/// with (fetcher, history to read, writer to store), its tasks, and what it
+/// has found so far (`entries`, `seen`, `fatal`).
 struct Ctx {
+    opts: RunOptions,
     fetcher: Fetcher,
+    /// What earlier runs archived; read without the writer's lock.
+    history: History,
+    /// Reached only to store bodies.
     writer: Arc<Mutex<Writer>>,
-    level: i32,
-    site_url: Option<Url>,
-    image_freshness: chrono::Duration,
-    refetch: bool,
-    headers: std::collections::BTreeMap<String, Vec<(String, String)>>,
-    entries: Mutex<Vec<Entry>>,
-    /// Fetch key (URL, Referer) -> entry index, so a resource referenced
-    /// many times is fetched once and lists every parent.
-    seen: Mutex<HashMap<String, usize>>,
-    pending: AtomicUsize,
+    /// Every task of the run; the run ends when all have finished.
+    tasks: TaskTracker,
     /// Bounds the bodies held in memory: a resource takes a slot before it
     /// is fetched and gives it back once its body is stored, so a network
     /// faster than the disk cannot pile bodies up in the store queue.
     slots: tokio::sync::Semaphore,
-    idle: tokio::sync::Notify,
+    entries: Mutex<Vec<Entry>>,
+    /// Fetch key (URL, Referer) -> entry index, so a resource referenced
+    /// many times is fetched once and lists every parent.
+    seen: Mutex<HashMap<String, usize>>,
+    /// The first store failure: it ends the run without a snapshot.
     fatal: Mutex<Option<ArchiveError>>,
     progress: Arc<Progress>,
 }
@@ -136,15 +139,8 @@ type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl Ctx {
     /// Spawns a task the run waits for.
-    fn spawn(self: &Arc<Self>, fut: Task) {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        let ctx = self.clone();
-        tokio::spawn(async move {
-            fut.await;
-            if ctx.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
-                ctx.idle.notify_waiters();
-            }
-        });
+    fn spawn(&self, fut: Task) {
+        self.tasks.spawn(fut);
     }
 
     fn push(&self, e: Entry) -> usize {
@@ -198,7 +194,7 @@ impl Ctx {
     /// Hashes, dedups, compresses and appends a body on the blocking pool.
     async fn store(&self, body: Bytes) -> Result<StoredBlob, ArchiveError> {
         let writer = self.writer.clone();
-        let level = self.level;
+        let level = self.opts.write.zstd_level;
         tokio::task::spawn_blocking(move || {
             let id = BlobId::of(&body);
             if let Some(s) = writer.lock().expect("no panics while held").dedup(&id, body.len() as u64)? {
@@ -221,7 +217,7 @@ impl Ctx {
 
     /// A request for `url` carrying the configured headers of its host.
     fn request(&self, url: Url, accept: Accept) -> FetchRequest {
-        let headers = url.host_str().and_then(|h| self.headers.get(h)).cloned().unwrap_or_default();
+        let headers = url.host_str().and_then(|h| self.opts.headers.get(h)).cloned().unwrap_or_default();
         let mut req = FetchRequest::new(url);
         req.accept = accept;
         req.headers = headers;
@@ -328,32 +324,26 @@ pub async fn run(
     };
     let ctx = Arc::new(Ctx {
         fetcher: Fetcher::new(opts.fetch.clone())?,
-        level: opts.write.zstd_level,
+        history: writer.history(),
         writer: Arc::new(Mutex::new(writer)),
-        site_url: opts.site_url.clone(),
-        image_freshness: opts.image_freshness,
-        refetch: opts.refetch,
-        headers: opts.headers.clone(),
+        tasks: TaskTracker::new(),
+        slots: tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2),
         entries: Mutex::new(Vec::new()),
         seen: Mutex::new(HashMap::new()),
-        pending: AtomicUsize::new(0),
-        slots: tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2),
-        idle: tokio::sync::Notify::new(),
         fatal: Mutex::new(None),
         progress,
+        opts,
     });
     for s in sources {
         let source = s.clone();
         let c = ctx.clone();
         ctx.spawn(Box::pin(async move { c.source(source).await }));
     }
-    loop {
-        let idle = ctx.idle.notified();
-        if ctx.pending.load(Ordering::SeqCst) == 0 {
-            break;
-        }
-        idle.await;
-    }
+    // Tasks spawn their children before they finish, so the count reaches
+    // zero only when the whole crawl is done.
+    ctx.tasks.close();
+    ctx.tasks.wait().await;
+    let opts = &ctx.opts;
     if let Some(e) = ctx.fatal.lock().expect("no panics while held").take() {
         return Err(e.into());
     }

@@ -8,6 +8,7 @@
 pub(crate) mod archive;
 pub(crate) mod backend;
 pub(crate) mod blob;
+pub(crate) mod history;
 pub(crate) mod id;
 pub(crate) mod index;
 pub(crate) mod lock;
@@ -19,6 +20,7 @@ pub(crate) mod writer;
 pub use archive::{Archive, ArchiveError, PackIndex, SnapshotList};
 pub use backend::{Backend, BackendError, FileKind};
 pub use blob::{BlobError, Codec, decode as decode_blob};
+pub use history::History;
 pub use id::{BlobId, InvalidId, PackId, SnapshotId};
 pub use index::IndexError;
 pub use lock::holder as writer_lock_holder;

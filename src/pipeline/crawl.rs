@@ -196,7 +196,7 @@ impl Ctx {
         self.progress.add_image();
         let prior = self.prior(&url).filter(|p| p.image.is_some());
         if let Some(p) = &prior {
-            let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.image_freshness);
+            let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.opts.image_freshness);
             // Only a copy fetched with the same Referer is the same picture:
             // CDNs answer placeholders to some Referers.
             let same_referer = p.referer == self.entries.lock().expect("no panics while held")[i].referer;

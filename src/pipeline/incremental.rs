@@ -29,13 +29,10 @@ impl Ctx {
     /// The latest archived entry for a URL, if its blob is still in the
     /// archive (a lost pack must not make us point at missing data).
     pub(super) fn prior(&self, url: &Url) -> Option<Entry> {
-        if self.refetch {
+        if self.opts.refetch {
             return None;
         }
-        let w = self.writer.lock().expect("no panics while held");
-        let e = w.index().url(url.as_str()).ok().flatten()?;
-        w.stored_size(&e.blob?).ok().flatten()?;
-        Some(e)
+        self.history.url(url.as_str()).ok().flatten()
     }
 
     /// Copies what was archived before into entry `i`, which keeps its own
@@ -58,8 +55,8 @@ impl Ctx {
 
     /// Reads a blob back from the archive (for a 304 whose body we need).
     pub(super) async fn read_back(&self, id: BlobId) -> Option<Bytes> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || writer.lock().expect("no panics while held").read_blob(&id))
+        let history = self.history.clone();
+        tokio::task::spawn_blocking(move || history.read_blob(&id))
             .await
             .expect("reading does not panic")
             .ok()
@@ -116,8 +113,7 @@ impl Ctx {
     }
 
     pub(super) fn cached_extract(&self, blob: BlobId, resp: &Response) -> Option<extract::Extracted> {
-        let raw =
-            self.writer.lock().expect("no panics while held").index().extract_cache(&Self::extract_key(blob, resp));
+        let raw = self.history.extract_cache(&Self::extract_key(blob, resp));
         let cached: CachedExtract = serde_json::from_slice(&raw.ok()??).ok()?;
         let refs = cached
             .refs
@@ -141,8 +137,7 @@ impl Ctx {
             refs: ex.refs.iter().map(|r| (r.url.to_string(), r.kind, r.policy)).collect(),
         };
         let value = serde_json::to_vec(&cached).expect("serialises");
-        let w = self.writer.lock().expect("no panics while held");
-        if let Err(e) = w.index().set_extract_cache(&Self::extract_key(blob, resp), &value) {
+        if let Err(e) = self.history.set_extract_cache(&Self::extract_key(blob, resp), &value) {
             tracing::debug!("extract cache not written: {e}");
         }
     }

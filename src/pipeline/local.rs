@@ -50,7 +50,7 @@ pub(super) async fn local_source(ctx: Arc<Ctx>, path: PathBuf) {
 
 async fn local_post(ctx: &Arc<Ctx>, i: usize, file: &Path) {
     let parsed = {
-        let (file, site) = (file.to_path_buf(), ctx.site_url.clone());
+        let (file, site) = (file.to_path_buf(), ctx.opts.site_url.clone());
         tokio::task::spawn_blocking(move || post::parse_post_file(&file, site.as_ref()))
             .await
             .expect("parsing does not panic")

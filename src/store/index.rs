@@ -104,7 +104,8 @@ impl SnapshotSummary {
     }
 }
 
-/// The open sled index.
+/// The open sled index. Clones share it (sled trees are thread-safe handles).
+#[derive(Clone)]
 pub struct Index {
     db: sled::Db,
     blobs: sled::Tree,

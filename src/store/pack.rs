@@ -112,12 +112,6 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// The bytes of a blob already in the builder (for reads before the
-    /// pack is written).
-    pub fn stored_bytes(&self, e: &PackEntry) -> &[u8] {
-        &self.buf[e.offset as usize..(e.offset + e.stored_len) as usize]
-    }
-
     /// Appends trailer and footer; returns the pack id, its bytes and entries.
     pub fn finish(mut self) -> (PackId, Vec<u8>, Vec<PackEntry>) {
         let trailer = encode_trailer(&self.entries);

@@ -12,6 +12,7 @@
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
 use crate::store::blob::{self, EncodedBlob};
+use crate::store::history::History;
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::index::Index;
 use crate::store::lock::WriterLock;
@@ -181,6 +182,12 @@ impl Writer {
         &self.index
     }
 
+    /// A handle on what earlier runs archived, readable from any thread
+    /// while this writer stores.
+    pub fn history(&self) -> History {
+        History::new(self.archive.clone(), self.index.clone())
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> WriteStats {
         self.stats
@@ -197,18 +204,6 @@ impl Writer {
             return Ok(Some(e.stored_len));
         }
         Ok(self.index.blob(id)?.map(|l| l.entry.stored_len))
-    }
-
-    /// Reads a blob back (from the pack being built, or from its pack),
-    /// decoded and re-hashed; `None` if the archive does not have it.
-    pub fn read_blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, ArchiveError> {
-        if let Some(e) = self.pending.get(id) {
-            return Ok(Some(blob::decode(e.id, e.codec, e.raw_len, self.pack.stored_bytes(e))?));
-        }
-        let Some(loc) = self.index.blob(id)? else { return Ok(None) };
-        let e = loc.entry;
-        let stored = self.archive.backend().read_range(FileKind::Pack, &loc.pack.to_hex(), e.offset, e.stored_len)?;
-        Ok(Some(blob::decode(e.id, e.codec, e.raw_len, &stored)?))
     }
 
     /// If the archive has blob `id`, counts it as offered again and returns

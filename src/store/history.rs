@@ -1,0 +1,55 @@
+//! What earlier runs archived, as a run sees it while it writes: the
+//! latest record of each URL (for conditional requests and reuse), blobs
+//! read back after a 304, and the extraction cache.
+//!
+//! A `History` is a clone of the index's sled trees, which are lock-free,
+//! thread-safe handles: the pipeline's tasks read it from any thread
+//! without queueing behind the writer, which they reach only to store.
+
+use crate::store::archive::{Archive, ArchiveError};
+use crate::store::backend::FileKind;
+use crate::store::blob;
+use crate::store::id::BlobId;
+use crate::store::index::{Index, IndexError};
+use crate::store::manifest::Entry;
+
+/// Read access to what earlier runs archived; cheap to clone.
+#[derive(Clone)]
+pub struct History {
+    archive: Archive,
+    index: Index,
+}
+
+impl History {
+    pub(crate) fn new(archive: Archive, index: Index) -> History {
+        History { archive, index }
+    }
+
+    /// The latest archived entry for `url`, if its blob is still in the
+    /// archive (a lost pack must not make a run point at missing data).
+    pub fn url(&self, url: &str) -> Result<Option<Entry>, IndexError> {
+        let Some(e) = self.index.url(url)? else { return Ok(None) };
+        let Some(blob) = e.blob else { return Ok(None) };
+        Ok(self.index.blob(&blob)?.map(|_| e))
+    }
+
+    /// Reads an indexed blob back from its pack, decoded and re-hashed;
+    /// `None` if the archive does not have it. Blocking.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, ArchiveError> {
+        let Some(loc) = self.index.blob(id)? else { return Ok(None) };
+        let e = loc.entry;
+        let stored = self.archive.backend().read_range(FileKind::Pack, &loc.pack.to_hex(), e.offset, e.stored_len)?;
+        Ok(Some(blob::decode(e.id, e.codec, e.raw_len, &stored)?))
+    }
+
+    /// A value of the extraction cache.
+    pub fn extract_cache(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, IndexError> {
+        self.index.extract_cache(key)
+    }
+
+    /// Stores a value in the extraction cache. It is derived data outside
+    /// the commit order: losing it costs only a re-parse.
+    pub fn set_extract_cache(&self, key: &[u8; 32], value: &[u8]) -> Result<(), IndexError> {
+        self.index.set_extract_cache(key, value)
+    }
+}
