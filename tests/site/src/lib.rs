@@ -31,7 +31,7 @@
 //!
 //! Files: `plan.rs` (what exists where), `pages.rs` (HTML, feeds, CSS),
 //! `images.rs` (image bytes), `store.rs` (image cache), `server.rs`
-//! (the axum servers), `posts.rs` (local Hexo posts), `vocab.rs`, `rng.rs`,
+//! (the hyper servers), `posts.rs` (local Hexo posts), `vocab.rs`, `rng.rs`,
 //! tests in `tests.rs` and `tests/{http,content}.rs`.
 //!
 //! Costs (measured, release build, 2 cores): [`serve`] takes ~1 ms for 36 articles,

@@ -1,20 +1,22 @@
-//! The four loopback HTTP servers (axum 0.8, HTTP/1.1) that serve the planned site:
+//! The four loopback HTTP servers (hyper 1, HTTP/1.1) that serve the planned site:
 //! routing, hotlink protection, the WeChat placeholder, conditional requests, latency
 //! and the deliberate trouble.
 //!
 //! All behaviour that a test might assert on is decided here from the plan; nothing is
 //! random at request time except the order in which concurrent requests arrive.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -68,18 +70,64 @@ pub async fn serve(config: SiteConfig) -> Result<SiteHandle, SiteError> {
     let kinds = [Origin::Site, Origin::Cdn, Origin::Wx, Origin::Assets];
     let mut tasks = Vec::with_capacity(4);
     for (listener, kind) in listeners.into_iter().zip(kinds) {
-        let app = Router::new().fallback(handle).with_state(OriginState { site: Arc::clone(&site), kind });
-        let mut stopped = stopped.clone();
-        tasks.push(tokio::spawn(async move {
-            let shutdown = async move {
-                // Resolves when the handle sets `true` or is dropped.
-                let _ = stopped.changed().await;
-            };
-            // An accept error ends this origin only; tests see it as refused connections.
-            let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-        }));
+        let state = OriginState { site: Arc::clone(&site), kind };
+        tasks.push(tokio::spawn(accept_loop(listener, state, stopped.clone())));
     }
     Ok(SiteHandle { inner: site, stop: Some(stop), tasks })
+}
+
+/// Serves one origin until the handle says stop (or is dropped), then closes idle
+/// connections and lets requests in flight finish. An accept error ends this origin
+/// only; tests see it as refused connections.
+async fn accept_loop(listener: TcpListener, state: OriginState, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { break };
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(state, req.method(), req.uri(), req.headers()).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            // Resolves when the handle sets `true` or is dropped.
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+type Response = hyper::Response<Body>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A response with a status, headers and a whole body.
+fn respond(status: StatusCode, headers: &[(HeaderName, &str)], body: impl Into<Bytes>) -> Response {
+    let mut r = hyper::Response::new(full(body));
+    *r.status_mut() = status;
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            r.headers_mut().insert(name.clone(), v);
+        }
+    }
+    r
+}
+
+/// A short plain-text error, as frameworks send them.
+fn plain(status: StatusCode, extra: &[(HeaderName, &str)], text: impl Into<Bytes>) -> Response {
+    let mut r = respond(status, extra, text);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,12 +145,7 @@ struct OriginState {
 }
 
 /// Every origin's single entry point: latency, counting, method check, dispatch.
-async fn handle(
-    State(OriginState { site, kind }): State<OriginState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn handle(OriginState { site, kind }: OriginState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
     if site.config.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(site.config.latency_ms)).await;
     }
@@ -120,10 +163,10 @@ async fn handle(
         *hits.entry(key).or_insert(0) += 1;
     }
     if method != Method::GET && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")]).into_response();
+        return respond(StatusCode::METHOD_NOT_ALLOWED, &[(header::ALLOW, "GET, HEAD")], Bytes::new());
     }
     let path = uri.path();
-    let req = Request { site: &site, headers: &headers };
+    let req = Request { site: &site, headers };
     match kind {
         Origin::Site => req.site_origin(path).await,
         Origin::Cdn => req.cdn(path).await,
@@ -178,7 +221,7 @@ impl Request<'_> {
             return not_found();
         };
         let content_type = if a.gbk { "text/html; charset=gbk" } else { "text/html; charset=utf-8" };
-        let extra: Vec<(header::HeaderName, &str)> =
+        let extra: Vec<(HeaderName, &str)> =
             a.referrer_header.map(|p| (header::REFERRER_POLICY, p)).into_iter().collect();
         self.ok(pages::article_page(self.site, a).into(), content_type, a.date, &extra)
     }
@@ -188,9 +231,11 @@ impl Request<'_> {
     fn redirect(&self, to: &str) -> Response {
         let location = plan::join(&self.site.site, to).map(String::from).unwrap_or_else(|_| to.to_owned());
         let etag = etag_of(location.as_bytes());
-        let mut response =
-            (StatusCode::FOUND, [(header::LOCATION, location.as_str()), (header::REFERRER_POLICY, "no-referrer")])
-                .into_response();
+        let mut response = respond(
+            StatusCode::FOUND,
+            &[(header::LOCATION, location.as_str()), (header::REFERRER_POLICY, "no-referrer")],
+            Bytes::new(),
+        );
         set_validators(response.headers_mut(), &etag, site_date(self.site));
         response
     }
@@ -218,10 +263,10 @@ impl Request<'_> {
                 self.ok(pages::not_found_page().into(), "image/jpeg", site_date(self.site), &[])
             }
             Some(Trouble::ServerErrorTwice) if attempt <= 2 => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "<h1>500 Internal Server Error</h1>").into_response()
+                plain(StatusCode::INTERNAL_SERVER_ERROR, &[], "<h1>500 Internal Server Error</h1>")
             }
             Some(Trouble::TooManyRequestsOnce) if attempt <= 1 => {
-                (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "Too Many Requests").into_response()
+                plain(StatusCode::TOO_MANY_REQUESTS, &[(header::RETRY_AFTER, "1")], "Too Many Requests")
             }
             Some(Trouble::Slow) => {
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -258,18 +303,17 @@ impl Request<'_> {
 
     fn hotlink_rejected(&self) -> Response {
         bump(&self.site.stats.hotlink_rejections);
-        (
+        respond(
             StatusCode::FORBIDDEN,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            &[(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             "<h1>403 Forbidden</h1><p>禁止盗链</p>",
         )
-            .into_response()
     }
 
     async fn image(&self, content: ContentKey, cacheable: bool) -> Response {
         let bytes = match self.site.store.bytes(content).await {
             Ok(bytes) => bytes,
-            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &[], e.to_string()),
         };
         let format = format_of(self.site.config.seed, content);
         // The bytes are a function of (seed, content): no need to hash a megabyte.
@@ -286,7 +330,7 @@ impl Request<'_> {
     async fn truncated(&self, content: ContentKey) -> Response {
         let bytes = match self.site.store.bytes(content).await {
             Ok(bytes) => bytes,
-            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &[], e.to_string()),
         };
         let full = bytes.len();
         let half = bytes.slice(..full / 2);
@@ -296,7 +340,7 @@ impl Request<'_> {
                 Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "sample site: truncated body"))
             }));
         let format = format_of(self.site.config.seed, content);
-        let mut response = Response::new(Body::from_stream(stream));
+        let mut response = hyper::Response::new(BodyExt::boxed(StreamBody::new(stream.map(|r| r.map(Frame::data)))));
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.to_mime_type()));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(full));
@@ -312,7 +356,7 @@ impl Request<'_> {
         body: Bytes,
         content_type: &'static str,
         modified: DateTime<Utc>,
-        extra: &[(header::HeaderName, &str)],
+        extra: &[(HeaderName, &str)],
     ) -> Response {
         let etag = etag_of(&body);
         self.tagged(body, content_type, etag, modified, extra)
@@ -324,13 +368,13 @@ impl Request<'_> {
         content_type: &'static str,
         etag: String,
         modified: DateTime<Utc>,
-        extra: &[(header::HeaderName, &str)],
+        extra: &[(HeaderName, &str)],
     ) -> Response {
         let mut response = if self.not_modified(&etag, modified) {
             bump(&self.site.stats.not_modified);
-            StatusCode::NOT_MODIFIED.into_response()
+            respond(StatusCode::NOT_MODIFIED, &[], Bytes::new())
         } else {
-            let mut r = Response::new(Body::from(body));
+            let mut r = hyper::Response::new(full(body));
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             r
         };
@@ -391,6 +435,5 @@ fn site_date(site: &Site) -> DateTime<Utc> {
 }
 
 fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], pages::not_found_page())
-        .into_response()
+    respond(StatusCode::NOT_FOUND, &[(header::CONTENT_TYPE, "text/html; charset=utf-8")], pages::not_found_page())
 }
