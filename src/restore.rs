@@ -13,6 +13,7 @@ mod offline;
 mod path;
 mod posts;
 mod rewrite;
+mod target;
 
 pub use path::url_to_relpath;
 pub use posts::DEFAULT_IMAGE_PREFIX;
@@ -22,6 +23,7 @@ use crate::store::id::{BlobId, SnapshotId};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use target::Target;
 
 /// How restored files are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -107,6 +109,19 @@ pub enum RestoreError {
     /// The target holds a symlink or file where a directory is needed.
     #[error("{0} is a symlink or not a directory; refusing to write through it")]
     Unsafe(PathBuf),
+    /// The target is inside the archive, or contains it.
+    #[error(
+        "refusing to restore into {}: it overlaps the archive at {} (restored files could land among the \
+         archive's own); choose a directory outside the archive",
+        target.display(),
+        archive.display()
+    )]
+    OverlapsArchive {
+        /// The target directory.
+        target: PathBuf,
+        /// The archive's root.
+        archive: PathBuf,
+    },
     /// `--article` names no article of the snapshot.
     #[error("no article {0} in this snapshot (see `kura ls SNAPSHOT`; use the article's URL as listed)")]
     NoSuchArticle(String),
@@ -135,33 +150,6 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-/// Creates `rel`'s parent directories under `root`, refusing to pass through
-/// a symlink or a file that an earlier restore (or an attacker) left there.
-fn prepare_parent(root: &Path, rel: &Path) -> Result<PathBuf, RestoreError> {
-    let mut dir = root.to_path_buf();
-    if let Some(parent) = rel.parent() {
-        for c in parent.components() {
-            dir.push(c);
-            match std::fs::symlink_metadata(&dir) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => return Err(RestoreError::Unsafe(dir)),
-                Err(_) => {
-                    std::fs::create_dir(&dir).map_err(|source| RestoreError::Write { path: dir.clone(), source })?
-                }
-            }
-        }
-    }
-    let target = root.join(rel);
-    if let Ok(m) = std::fs::symlink_metadata(&target) {
-        if m.file_type().is_symlink() {
-            std::fs::remove_file(&target).map_err(|source| RestoreError::Write { path: target.clone(), source })?;
-        } else if m.is_dir() {
-            return Err(RestoreError::Unsafe(target));
-        }
-    }
-    Ok(target)
-}
-
 /// Restores snapshot `id` into `dir` (created if missing).
 pub fn restore(
     archive: &Archive,
@@ -170,12 +158,12 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreReport, RestoreError> {
     let manifest = archive.load_snapshot(&id)?;
+    let target = Target::open(dir, archive.root())?;
     let index = archive.pack_index()?;
-    std::fs::create_dir_all(dir).map_err(|source| RestoreError::Write { path: dir.to_path_buf(), source })?;
     let mut report = RestoreReport { snapshot: Some(id), layout: opts.layout, ..Default::default() };
     if opts.layout != Layout::Raw {
         let articles = offline::select(&manifest, opts)?;
-        let mut w = offline::Writer { archive, index: &index, dir, report: &mut report };
+        let mut w = offline::Writer { archive, index: &index, target: &target, report: &mut report };
         let report_name = match opts.layout {
             Layout::Posts => {
                 posts::restore(&mut w, &manifest, opts, &articles)?;
@@ -186,7 +174,7 @@ pub fn restore(
                 "manifest.json"
             }
         };
-        return write_report(dir, report_name, report);
+        return write_report(&target, report_name, report);
     }
     // `--article` in the raw layout: the article and what it brought in.
     let only: Option<HashSet<usize>> = match &opts.article {
@@ -237,18 +225,18 @@ pub fn restore(
                 continue;
             }
         };
-        let target = prepare_parent(dir, &rel)?;
-        std::fs::write(&target, &data).map_err(|source| RestoreError::Write { path: target.clone(), source })?;
+        target.write(&rel, &data)?;
         used.insert(rel.clone());
         report.files.push(RestoredFile { url: entry.url.clone(), path: rel, sha256: blob, size: data.len() as u64 });
     }
-    write_report(dir, "manifest.json", report)
+    write_report(&target, "manifest.json", report)
 }
 
-fn write_report(dir: &Path, name: &str, report: RestoreReport) -> Result<RestoreReport, RestoreError> {
-    let manifest_path = dir.join(name);
+/// The report goes in the target like every restored file: written fresh,
+/// never through a link an attacker left at its name.
+fn write_report(target: &Target, name: &str, report: RestoreReport) -> Result<RestoreReport, RestoreError> {
     let json = serde_json::to_vec_pretty(&report).expect("reports serialise");
-    std::fs::write(&manifest_path, json).map_err(|source| RestoreError::Write { path: manifest_path, source })?;
+    target.write(Path::new(name), &json)?;
     Ok(report)
 }
 

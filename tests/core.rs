@@ -285,3 +285,60 @@ fn readers_work_while_a_writer_holds_the_archive() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("being written by another Kura process"));
 }
+
+/// Links an attacker (or an earlier restore) left in a target are replaced,
+/// never written through, in every layout and for the report too; a target
+/// that overlaps the archive is refused before anything is written.
+#[cfg(unix)]
+#[test]
+fn restore_never_writes_through_links_or_into_the_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    corpus(&src, 6, 9);
+    let root = tmp.path().join("archive");
+    kura_ok(&root, &["archive", src.to_str().unwrap()]);
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let victim = outside.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+
+    let t = tmp.path().join("t");
+    let first = kura_ok(&root, &["restore", "latest", t.to_str().unwrap(), "--layout", "raw", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let files: Vec<String> =
+        report["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(files.len(), 6);
+    let originals: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(t.join(p)).unwrap()).collect();
+    for (i, p) in files.iter().enumerate() {
+        std::fs::remove_file(t.join(p)).unwrap();
+        if i % 2 == 0 {
+            std::os::unix::fs::symlink(&victim, t.join(p)).unwrap();
+        } else {
+            std::fs::hard_link(&victim, t.join(p)).unwrap();
+        }
+    }
+    std::fs::remove_file(t.join("manifest.json")).unwrap();
+    std::os::unix::fs::symlink(outside.join("planted.json"), t.join("manifest.json")).unwrap();
+    kura_ok(&root, &["restore", "latest", t.to_str().unwrap(), "--layout", "raw"]);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!outside.join("planted.json").exists(), "the report followed a dangling link");
+    for (p, original) in files.iter().zip(&originals) {
+        assert!(std::fs::symlink_metadata(t.join(p)).unwrap().is_file());
+        assert_eq!(&std::fs::read(t.join(p)).unwrap(), original, "{p}");
+    }
+
+    let t2 = tmp.path().join("t2");
+    std::fs::create_dir(&t2).unwrap();
+    std::os::unix::fs::symlink(&victim, t2.join("index.html")).unwrap();
+    kura_ok(&root, &["restore", "latest", t2.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(std::fs::symlink_metadata(t2.join("index.html")).unwrap().is_file());
+
+    for inside in [root.clone(), root.join("packs").join("new"), tmp.path().to_path_buf()] {
+        let out = kura(&root, &["restore", "latest", inside.to_str().unwrap(), "--layout", "raw"]);
+        assert_eq!(out.status.code(), Some(2), "{}", inside.display());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("overlaps the archive"));
+    }
+    assert!(!root.join("packs").join("new").exists());
+    kura_ok(&root, &["verify", "--read-data"]);
+}

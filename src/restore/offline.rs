@@ -24,7 +24,8 @@ use url::Url;
 
 use super::catalog::{self, Catalog};
 use super::rewrite::{self, Want};
-use super::{RestoreError, RestoreOptions, RestoreReport, RestoredFile, Skipped, index_page, path, prepare_parent};
+use super::target::Target;
+use super::{RestoreError, RestoreOptions, RestoreReport, RestoredFile, Skipped, index_page, path};
 use crate::sources::post;
 use crate::store::archive::{Archive, PackIndex};
 use crate::store::id::BlobId;
@@ -76,7 +77,7 @@ pub(super) struct Listed<'m> {
 pub(super) struct Writer<'a> {
     pub archive: &'a Archive,
     pub index: &'a PackIndex,
-    pub dir: &'a Path,
+    pub target: &'a Target,
     pub report: &'a mut RestoreReport,
 }
 
@@ -84,8 +85,7 @@ impl Writer<'_> {
     /// Writes `data` at `rel` under the target.
     pub fn write(&mut self, url: &str, rel: &Path, data: &[u8]) -> Result<(), RestoreError> {
         debug_assert!(path::is_safe_relative(rel));
-        let target = prepare_parent(self.dir, rel)?;
-        std::fs::write(&target, data).map_err(|source| RestoreError::Write { path: target.clone(), source })?;
+        self.target.write(rel, data)?;
         self.report.files.push(RestoredFile {
             url: url.to_string(),
             path: rel.to_path_buf(),
