@@ -406,3 +406,83 @@ async fn per_host_headers_reach_only_their_host_and_never_the_manifest() {
     assert!(!serde_json::to_string(&m).unwrap().contains("s3cr3t"));
     assert!(!raw.windows(6).any(|w| w == b"s3cr3t"));
 }
+
+/// Every body a server sends as the answer to an image request is kept,
+/// byte for byte, whatever the `image` crate can read: formats browsers
+/// show (ICO, BMP, TIFF, AVIF), a panorama too large to decode, a JPEG with
+/// a damaged tail. Only an HTML page where a picture was expected fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_image_body_is_kept_whatever_its_format() {
+    fn encode(format: image::ImageFormat, w: u32, h: u32) -> Vec<u8> {
+        let img =
+            image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([(x * 9 % 256) as u8, (y * 7 % 256) as u8, 99, 255]));
+        let img = match format {
+            image::ImageFormat::Jpeg => image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(img).to_rgb8()),
+            _ => image::DynamicImage::ImageRgba8(img),
+        };
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+    let mut panorama = png(5);
+    panorama[16..20].copy_from_slice(&24_000u32.to_be_bytes());
+    panorama[20..24].copy_from_slice(&12_000u32.to_be_bytes());
+    let mut jpeg = encode(image::ImageFormat::Jpeg, 32, 32);
+    let n = jpeg.len();
+    jpeg[n - 60..].fill(0x5a);
+    let mut avif = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf".to_vec();
+    avif.extend(common::noise(3, 2000));
+    let mut tiff = b"II*\x00\x08\x00\x00\x00".to_vec();
+    tiff.extend(common::noise(4, 3000));
+    let images: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("/i/icon.ico", "image/x-icon", encode(image::ImageFormat::Ico, 16, 16)),
+        ("/photo.bmp", "image/bmp", encode(image::ImageFormat::Bmp, 20, 10)),
+        ("/scan.tiff", "image/tiff", tiff),
+        ("/modern.avif", "image/avif", avif),
+        ("/panorama.png", "image/png", panorama),
+        ("/damaged.jpg", "image/jpeg", jpeg),
+        ("/soft404.jpg", "image/jpeg", b"<!doctype html><title>404</title>".to_vec()),
+    ];
+    let page = r#"<!doctype html><html><head><title>formats</title><link rel="icon" href="/i/icon.ico"></head><body>
+<img src="/photo.bmp"><img src="/scan.tiff"><picture><source type="image/avif" srcset="/modern.avif"><img src="/damaged.jpg"></picture>
+<img src="/panorama.png"><img src="/soft404.jpg"></body></html>"#;
+    let served: HashMap<String, (&'static str, Vec<u8>)> =
+        images.iter().map(|(p, ct, b)| (p.to_string(), (*ct, b.clone()))).collect();
+    let served = Arc::new(served);
+    let router = Router::new()
+        .route("/", get(move || async move { ([(header::CONTENT_TYPE, "text/html")], page) }))
+        .fallback(move |uri: axum::http::Uri| {
+            let served = served.clone();
+            async move {
+                match served.get(uri.path()) {
+                    Some((ct, body)) => ([(header::CONTENT_TYPE, *ct)], body.clone()).into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        });
+    let origin = serve(router).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let report = run(&archive, &[format!("{origin}/")], options(), Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let idx = archive.pack_index().unwrap();
+    for (path, _, bytes) in &images {
+        let e = find(&m, &format!("{origin}{path}"));
+        if *path == "/soft404.jpg" {
+            assert!(e.error.as_deref().unwrap().contains("HTML page"), "{e:?}");
+            continue;
+        }
+        assert!(e.error.is_none(), "{path}: {e:?}");
+        assert_eq!(&archive.read_blob(&idx, &e.blob.unwrap()).unwrap(), bytes, "{path} stored byte for byte");
+        let want = match *path {
+            "/i/icon.ico" => "ico",
+            "/photo.bmp" => "bmp",
+            "/scan.tiff" => "tiff",
+            "/modern.avif" => "avif",
+            "/panorama.png" => "png",
+            _ => "jpeg",
+        };
+        assert_eq!(e.image.as_ref().unwrap().format, want, "{path}");
+    }
+    assert_eq!(report.failures, 1);
+}

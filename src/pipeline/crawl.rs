@@ -214,7 +214,10 @@ impl Ctx {
             // A 304 for an image: the archived copy stands, nothing to check.
             return;
         }
-        match media::inspect_image(&resp.body, resp.content_type.as_deref()) {
+        // The check classifies; only an empty body or an HTML page where a
+        // picture was expected fails. Every other body is what the server
+        // sent as the picture, and is kept.
+        match media::classify_image(&resp.body, resp.content_type.as_deref()) {
             Ok(info) => {
                 self.update(i, |e| e.image = Some(info));
                 self.store_into(i, resp.body).await;

@@ -61,15 +61,20 @@ pub struct HopRecord {
     pub referer: Option<String>,
 }
 
-/// Format and dimensions of an image that decoded.
+/// What an image body is: format and dimensions from its header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageInfo {
-    /// Format name (jpeg, png, gif, webp, ...).
+    /// Format name (jpeg, png, gif, webp, avif, ico, bmp, tiff, svg, ...;
+    /// `unknown` when neither header nor signature tells).
     pub format: String,
-    /// Width in pixels.
+    /// Width in pixels (0 when the header was not read).
     pub width: u32,
-    /// Height in pixels.
+    /// Height in pixels (0 when the header was not read).
     pub height: u32,
+    /// Why the header was not read, when it was not: the body is kept as
+    /// the server sent it all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// One resource in a snapshot. Failures are entries too: `error` says why.
