@@ -75,6 +75,12 @@ pub struct FetchConfig {
     pub robots: bool,
     /// Allow loopback, private and link-local addresses.
     pub allow_private: bool,
+    /// HTTP proxy for every request (`http://host:port`). Only this setting
+    /// makes Kura use a proxy; `HTTP_PROXY` and the like are ignored, since a
+    /// proxy resolves names itself and would bypass the private-address
+    /// guard. With a proxy, every host name is first resolved here and
+    /// refused if any of its addresses is private.
+    pub proxy: Option<String>,
 }
 
 impl Default for FetchConfig {
@@ -95,6 +101,7 @@ impl Default for FetchConfig {
             body_cap: 64 * 1024 * 1024,
             robots: true,
             allow_private: false,
+            proxy: None,
         }
     }
 }
@@ -268,6 +275,12 @@ impl Fetcher {
             .brotli(true)
             .deflate(true)
             .dns_resolver(Arc::new(resolve::GuardedResolver { allow_private: config.allow_private }));
+        builder = match &config.proxy {
+            None => builder.no_proxy(),
+            Some(p) => {
+                builder.proxy(reqwest::Proxy::all(p).map_err(|source| FetchError::Proxy { proxy: p.clone(), source })?)
+            }
+        };
         if let Some(d) = ms(config.connect_timeout_ms) {
             builder = builder.connect_timeout(d);
         }

@@ -486,3 +486,42 @@ async fn every_image_body_is_kept_whatever_its_format() {
     }
     assert_eq!(report.failures, 1);
 }
+
+/// `HTTP_PROXY` and friends are ignored (only `network.proxy` sets a
+/// proxy): a proxy resolves names itself, and would carry `localhost` past
+/// the private-address guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_from_the_environment_are_ignored() {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let proxied = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = proxied.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = proxy.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let origin = serve(Router::new().route("/", get(|| async { "<!doctype html><title>t</title>" }))).await;
+    let local_name = origin.replace("127.0.0.1", "localhost");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archive");
+    let url = format!("{local_name}/");
+    let refused = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+            .current_dir(root.parent().unwrap())
+            .args(["--archive", root.to_str().unwrap(), "archive", &url, "--no-robots"])
+            .env_remove("KURA_CONFIG")
+            .env("HTTP_PROXY", &proxy_url)
+            .env("http_proxy", &proxy_url)
+            .env("ALL_PROXY", &proxy_url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(3), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback, private or link-local"));
+    assert_eq!(proxied.load(std::sync::atomic::Ordering::SeqCst), 0, "the proxy was asked");
+}

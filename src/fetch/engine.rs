@@ -92,6 +92,22 @@ impl Inner {
         }
     }
 
+    /// The private address `url` leads to, if the guard must refuse it: an
+    /// IP literal, or, when a proxy will resolve the name instead of our
+    /// guarded resolver, a name that resolves to a private address here.
+    async fn private_target(&self, url: &Url) -> Option<std::net::IpAddr> {
+        if self.config.allow_private {
+            return None;
+        }
+        if let Some(addr) = resolve::literal_private_addr(url) {
+            return Some(addr);
+        }
+        match (&self.config.proxy, url.host()) {
+            (Some(_), Some(url::Host::Domain(name))) => resolve::private_name(name).await,
+            _ => None,
+        }
+    }
+
     /// Scheme, private-address literal and robots.txt checks before a hop.
     async fn check_target(&self, url: &Url) -> Result<(), FetchError> {
         if !matches!(url.scheme(), "http" | "https") {
@@ -100,9 +116,7 @@ impl Inner {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(FetchError::InvalidUrl { url: url.to_string(), reason: "no host".to_owned() });
         }
-        if !self.config.allow_private
-            && let Some(addr) = resolve::literal_private_addr(url)
-        {
+        if let Some(addr) = self.private_target(url).await {
             return Err(FetchError::PrivateAddress { url: url.clone(), addr });
         }
         if self.config.robots && !self.robots_for(url).await.allows(&path_and_query(url)) {
@@ -201,7 +215,7 @@ impl Inner {
         target.set_query(None);
         target.set_fragment(None);
         for _ in 0..=ROBOTS_REDIRECTS {
-            if !self.config.allow_private && resolve::literal_private_addr(&target).is_some() {
+            if self.private_target(&target).await.is_some() {
                 break;
             }
             match self.robots_request(&target).await {

@@ -39,6 +39,14 @@ pub enum FetchError {
         #[source]
         source: reqwest::Error,
     },
+    /// `network.proxy` is not a proxy URL.
+    #[error("network.proxy = {proxy:?} is not a usable proxy URL (give http://host:port): {source}")]
+    Proxy {
+        /// The configured value.
+        proxy: String,
+        /// Why reqwest refused it.
+        source: reqwest::Error,
+    },
     /// The URL (or a redirect's `Location`) could not be used.
     #[error("invalid URL {url:?}: {reason}")]
     InvalidUrl {

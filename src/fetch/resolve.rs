@@ -5,6 +5,8 @@
 //! so a DNS answer cannot smuggle in a private address (names that resolve to
 //! both kinds keep only the public ones). It does not stop a public server
 //! from redirecting to a private one: every hop goes through both doors again.
+//! A configured proxy resolves names itself, so then names are also looked
+//! up here first ([`private_name`]) and refused if any answer is private.
 
 use std::error::Error as StdError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -15,7 +17,10 @@ use url::{Host, Url};
 /// Whether `ip` belongs to a range Kura refuses by default: loopback,
 /// RFC 1918 private, link-local, CGNAT (100.64/10), "this network" (0/8),
 /// broadcast, multicast, IPv6 unique-local (fc00::/7), link-local
-/// (fe80::/10), `::1`, `::`, and IPv4-mapped IPv6 forms of all these.
+/// (fe80::/10), `::1`, `::`, local-use NAT64 (64:ff9b:1::/48), and the IPv6
+/// forms that embed an IPv4 address (mapped `::ffff:a.b.c.d`, compatible
+/// `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`, 6to4 `2002:AABB:CCDD::`) when the
+/// embedded address is one of these.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_private_v4(v4),
@@ -36,15 +41,31 @@ fn is_private_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_private_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
+    if ip.is_loopback() || ip.is_unspecified() {
+        return true;
+    }
+    if let Some(v4) = embedded_v4(ip) {
         return is_private_v4(v4);
     }
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
+    let s = ip.segments();
+    ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00
+        || (s[0] & 0xffc0) == 0xfe80
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+}
+
+/// The IPv4 address an IPv6 transition form carries, which is where a
+/// packet to it ends up: mapped, compatible, NAT64 (well-known prefix) or
+/// 6to4.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, ..] | [0, 0, 0, 0, 0, 0, ..] => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, ..] => Some(low),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)),
+        _ => None,
+    }
 }
 
 /// The refused address if `url`'s host is an IP literal in a private range.
@@ -55,6 +76,15 @@ pub fn literal_private_addr(url: &Url) -> Option<IpAddr> {
         Host::Domain(_) => return None,
     };
     is_private(ip).then_some(ip)
+}
+
+/// A private address `name` resolves to on this machine, if any. A name
+/// that does not resolve here gives `None`: the proxy may know it, and it
+/// cannot be one of this machine's private names.
+pub async fn private_name(name: &str) -> Option<IpAddr> {
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let addrs = tokio::net::lookup_host((name, 0)).await.ok()?;
+    addrs.map(|a| a.ip()).find(|ip| is_private(*ip))
 }
 
 /// The error a [`GuardedResolver`] gives when every address of a name is
@@ -165,6 +195,15 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:192.168.0.1",
             "::ffff:10.0.0.1",
+            "::7f00:1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+            "2002:a9fe:a9fe::",
         ] {
             assert!(is_private(ip(a)), "{a}");
         }
@@ -172,7 +211,14 @@ mod tests {
 
     #[test]
     fn allows_public_v6() {
-        for a in ["2001:4860:4860::8888", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for a in [
+            "2001:4860:4860::8888",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "::8.8.8.8",
+        ] {
             assert!(!is_private(ip(a)), "{a}");
         }
     }

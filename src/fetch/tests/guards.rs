@@ -198,3 +198,59 @@ fn accept_headers_are_browser_like() {
     assert!(Accept::Stylesheet.header_value().starts_with("text/css"));
     assert_eq!(Accept::Any.header_value(), "*/*");
 }
+
+/// A forward proxy on loopback that answers every request itself.
+async fn loopback_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 7\r\nConnection: close\r\n\r\nproxied";
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test]
+async fn a_configured_proxy_is_used_and_the_guard_holds_behind_it() {
+    let (proxy, count) = loopback_proxy().await;
+    let f = fetcher(FetchConfig { allow_private: false, robots: false, proxy: Some(proxy), ..config() });
+    // A public literal goes through the proxy (which answers itself: nothing
+    // leaves loopback).
+    let out = f.fetch(FetchRequest::new(Url::parse("http://93.184.216.34/page").expect("url"))).await;
+    assert_eq!(&out.result.expect("proxied").body[..], b"proxied");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    // Names that resolve to a private address here, and private literals in
+    // every spelling, are refused before the proxy sees them.
+    for url in ["http://localhost:9/x", "http://127.0.0.1:9/", "http://[::ffff:7f00:1]:9/", "http://[64:ff9b::a00:1]/"]
+    {
+        let err = f.fetch(FetchRequest::new(Url::parse(url).expect("url"))).await.result.expect_err(url);
+        assert!(matches!(err, FetchError::PrivateAddress { .. }), "{url}: {err}");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    // Allowed, the same name goes to the proxy.
+    let f =
+        fetcher(FetchConfig { allow_private: true, robots: false, proxy: Some(loopback_proxy().await.0), ..config() });
+    assert!(f.fetch(FetchRequest::new(Url::parse("http://localhost:9/x").expect("url"))).await.result.is_ok());
+}
+
+#[tokio::test]
+async fn a_bad_proxy_setting_names_the_setting() {
+    let err = Fetcher::new(FetchConfig { proxy: Some("not a url".into()), ..config() }).expect_err("refused");
+    assert!(err.to_string().contains("network.proxy"), "{err}");
+}

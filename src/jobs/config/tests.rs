@@ -29,6 +29,7 @@ fn the_example_file_loads() {
     assert_eq!(blog.network.per_host_interval_ms, 100);
     assert_eq!(blog.site_url.as_ref().unwrap().as_str(), "https://blog.example.com/");
     assert_eq!(c.store.pack_target, 16 << 20);
+    assert_eq!(c.network.proxy, None);
 }
 
 #[test]
@@ -122,7 +123,7 @@ fn store_limits_and_syntax_errors() {
 #[test]
 fn adhoc_runs_read_network_store_and_defaults() {
     let c = parse(
-        "[network]\nallow_private = true\nbody_cap = 1000\n[store]\npack_size_mib = 2\n[defaults]\nimage_freshness = \"2d\"\n\
+        "[network]\nallow_private = true\nbody_cap = 1000\nproxy = \"http://127.0.0.1:3128\"\n[store]\npack_size_mib = 2\n[defaults]\nimage_freshness = \"2d\"\n\
          [[job]]\nname = \"blog\"\nsources = [\"x\"]\ntags = [\"t\"]\n[job.network]\nretries = 7\n\
          [job.headers.\"img.example\"]\nCookie = \"s=1\"\n",
     )
@@ -132,6 +133,7 @@ fn adhoc_runs_read_network_store_and_defaults() {
     assert_eq!(o.tags, ["mine"]);
     assert!(o.fetch.allow_private);
     assert_eq!(o.fetch.body_cap, 1000);
+    assert_eq!(o.fetch.proxy.as_deref(), Some("http://127.0.0.1:3128"));
     assert_eq!(o.write.pack_target, 2 << 20);
     assert_eq!(o.image_freshness, Duration::days(2));
     assert!(o.headers.is_empty(), "headers belong to their job");
