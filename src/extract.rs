@@ -16,10 +16,12 @@
 //! srcset candidate: all of them are returned. Resources a browser would
 //! not load are left out: `<template>` contents, non-http(s) URLs
 //! (`data:`, `blob:`, `javascript:`...), `data-*` attributes that are not
-//! lazy-loading conventions (e.g. 36kr's `data-logo`).
+//! lazy-loading conventions (e.g. 36kr's `data-logo`; the rule is in
+//! [`lazy`]), keywords and template placeholders where a URL should be.
 
 mod css;
 mod html;
+pub(crate) mod lazy;
 pub mod media;
 mod srcset;
 
@@ -94,11 +96,17 @@ fn serialize_url<S: serde::Serializer>(url: &Url, s: S) -> Result<S::Ok, S::Erro
 
 /// Resolves `raw` like a browser resolves an attribute URL; `None` for
 /// empty values, fragment-only values (`url(#grad)` names an element of the
-/// same document, CSS never fetches it) and anything that is not http(s)
-/// after resolution.
+/// same document, CSS never fetches it), values that are not URLs but
+/// keywords (`url(none)`) or template placeholders left by a page's build
+/// (`{{src}}`, `${img}`), and anything that is not http(s) after resolution.
 pub(crate) fn resolve(base: &Url, raw: &str) -> Option<Url> {
     let raw = raw.trim_matches(|c: char| c.is_ascii_whitespace());
     if raw.is_empty() || raw.starts_with('#') {
+        return None;
+    }
+    if ["none", "null", "undefined", "false", "true"].iter().any(|k| raw.eq_ignore_ascii_case(k))
+        || ["{{", "}}", "${", "<%"].iter().any(|t| raw.contains(t))
+    {
         return None;
     }
     // Cheap early exit: inline images can be megabytes long.

@@ -97,8 +97,10 @@ fn jobs_shows_last_run_failures_and_never_run() {
     let archive = Archive::open_or_init(&root).unwrap();
     let t0 = Utc.with_ymd_and_hms(2024, 5, 1, 6, 0, 0).single().unwrap();
     let mut last = None;
+    // One writer for all three snapshots: reopening it while other tests
+    // spawn processes races with the fork that briefly shares its lock.
+    let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
     for (job, started, failed) in [("news", t0, false), ("news", t0 + Duration::hours(6), true), ("blog", t0, false)] {
-        let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
         let mut entries = kura::sources::archive_files(&mut w, std::slice::from_ref(&file), 1, &|_| {}).unwrap();
         if failed {
             entries.push(Entry {
@@ -122,6 +124,7 @@ fn jobs_shows_last_run_failures_and_never_run() {
             last = Some(id);
         }
     }
+    drop(w);
     let root_s = root.to_str().unwrap();
     let out = kura_in(tmp.path(), &["jobs", "--config", "k.toml", "--archive", root_s, "--json"], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -11,7 +11,7 @@ use scraper::{ElementRef, Html, Node};
 use url::Url;
 
 use super::css::{CssMode, scan_css};
-use super::{Collector, Extracted, RefKind, parse_srcset};
+use super::{Collector, Extracted, RefKind, lazy, parse_srcset};
 use crate::referrer::Policy;
 
 const HTML_NS: &str = "http://www.w3.org/1999/xhtml";
@@ -41,6 +41,14 @@ pub(crate) const LAZY_SRCSET: &[(&str, &str, &str)] = &[
     ("data-srcset", "img data-srcset", "picture source data-srcset"),
     ("data-lazy-srcset", "img data-lazy-srcset", "picture source data-lazy-srcset"),
 ];
+
+/// Where lazy attributes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On {
+    Img,
+    Source,
+    Other,
+}
 
 /// `<meta property|name=X content=URL>` keys naming an image.
 pub(crate) const META_IMAGES: &[(&str, &str)] = &[
@@ -206,6 +214,9 @@ impl Walker {
             }
             _ => {}
         }
+        if !matches!(local, "img" | "source") && !lazy::NOT_PICTURES.contains(&local) && !ctx.in_svg {
+            self.push_lazy(e, self.policy, On::Other);
+        }
     }
 
     fn own_policy(&self, e: &Element) -> Policy {
@@ -228,20 +239,59 @@ impl Walker {
         }
     }
 
-    /// Lazy-loading attributes; a value without `/` or `.` (`true`, `1`)
-    /// is a flag, not an image.
-    fn push_lazy(&mut self, e: &Element, policy: Policy, on_img: bool) {
+    /// Lazy-loading attributes (the rule is in [`super::lazy`]): the
+    /// common conventions first, in a fixed order, then any other attribute
+    /// the rule accepts, in document order.
+    fn push_lazy(&mut self, e: &Element, policy: Policy, on: On) {
         for &(attr, img_label, source_label) in LAZY_SRC {
-            let label = if on_img { img_label } else { source_label };
-            if let Some(v) = e.attr(attr).filter(|v| v.contains(['/', '.'])) {
-                self.push(v, RefKind::Image, policy, label);
+            let label = match on {
+                On::Img => img_label,
+                On::Source => source_label,
+                On::Other => "lazy attribute",
+            };
+            if let Some(v) = e.attr(attr) {
+                self.push_lazy_urls(attr, v, policy, on, label);
             }
         }
         for &(attr, img_label, source_label) in LAZY_SRCSET {
-            let label = if on_img { img_label } else { source_label };
+            let label = match on {
+                On::Img => img_label,
+                On::Source => source_label,
+                On::Other => "lazy attribute srcset",
+            };
             if let Some(v) = e.attr(attr) {
                 self.push_srcset(v, policy, label);
             }
+        }
+        let known = |name: &str| LAZY_SRC.iter().chain(LAZY_SRCSET).any(|(a, _, _)| *a == name);
+        for (name, value) in e.attrs() {
+            if known(name) {
+                continue;
+            }
+            let (url_label, set_label) = match on {
+                On::Img => ("img lazy attribute", "img lazy attribute srcset"),
+                On::Source => ("picture source lazy attribute", "picture source lazy attribute srcset"),
+                On::Other => ("lazy attribute", "lazy attribute srcset"),
+            };
+            match lazy::attribute(name) {
+                Some(lazy::Holds::Url) => self.push_lazy_urls(name, value, policy, on, url_label),
+                Some(lazy::Holds::Srcset) => self.push_srcset(value, policy, set_label),
+                None => {}
+            }
+        }
+    }
+
+    /// The URLs of one lazy attribute; off `<img>` and `<picture>`, only
+    /// image files unless the attribute's name says image.
+    fn push_lazy_urls(&mut self, name: &str, value: &str, policy: Policy, on: On, label: &'static str) {
+        for raw in lazy::urls(value) {
+            if on == On::Other
+                && !lazy::names_image(name)
+                && !super::resolve(&self.base, &raw).is_some_and(|u| lazy::image_path(&u))
+            {
+                continue;
+            }
+            self.push(&raw, RefKind::Image, policy, label);
         }
     }
 
@@ -253,7 +303,7 @@ impl Walker {
         if let Some(srcset) = e.attr("srcset") {
             self.push_srcset(srcset, policy, srcset_label);
         }
-        self.push_lazy(e, policy, true);
+        self.push_lazy(e, policy, On::Img);
     }
 
     /// `<source>` counts only inside `<picture>` (in `<video>`/`<audio>`
@@ -272,7 +322,7 @@ impl Walker {
         if let Some(srcset) = e.attr("srcset") {
             self.push_srcset(srcset, policy, "picture source srcset");
         }
-        self.push_lazy(e, policy, false);
+        self.push_lazy(e, policy, On::Source);
     }
 
     fn link(&mut self, e: &Element) {

@@ -306,9 +306,26 @@ impl State<'_, '_> {
     /// it later), and the first one with a local copy also becomes `target`
     /// / `target_set`, so the picture shows without scripts.
     fn lazy(&mut self, el: &mut Element<'_, '_>, target: &str, target_set: &str) {
+        // The conventions first, then any other attribute the extractor's
+        // rule reads, so the same pictures are rewritten as were fetched.
+        let known = |n: &str| extract::LAZY_SRC.iter().chain(extract::LAZY_SRCSET).any(|(a, _, _)| *a == n);
+        let (mut urls, mut sets): (Vec<String>, Vec<String>) = (
+            extract::LAZY_SRC.iter().map(|(a, _, _)| a.to_string()).collect(),
+            extract::LAZY_SRCSET.iter().map(|(a, _, _)| a.to_string()).collect(),
+        );
+        for a in el.attributes() {
+            let name = a.name();
+            match extract::lazy::attribute(&name) {
+                _ if known(&name) => {}
+                Some(extract::lazy::Holds::Url) => urls.push(name),
+                Some(extract::lazy::Holds::Srcset) => sets.push(name),
+                None => {}
+            }
+        }
         let mut src_done = false;
-        for &(attr, _, _) in extract::LAZY_SRC {
-            let Some(raw) = el.get_attribute(attr).filter(|v| v.contains(['/', '.'])) else {
+        for attr in &urls {
+            let attr = attr.as_str();
+            let Some(raw) = el.get_attribute(attr).filter(|v| extract::lazy::url_like(v)) else {
                 continue;
             };
             let decoded = decode_entities(&raw);
@@ -331,7 +348,8 @@ impl State<'_, '_> {
             }
         }
         let mut set_done = false;
-        for &(attr, _, _) in extract::LAZY_SRCSET {
+        for attr in &sets {
+            let attr = attr.as_str();
             let Some((value, any_local)) = el.get_attribute(attr).and_then(|raw| self.srcset_value(&raw)) else {
                 continue;
             };

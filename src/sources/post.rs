@@ -129,6 +129,18 @@ pub enum PostError {
         /// 1-based line where the front matter content starts.
         line: usize,
     },
+    /// Lists or tables nest deeper than any real front matter does; parsing
+    /// such input costs time out of proportion, so it is refused unread.
+    #[error(
+        "front matter starting at line {line} nests lists or tables more than {limit} levels deep; \
+         the post is stored, but its fields are not read"
+    )]
+    TooDeep {
+        /// 1-based line where the front matter content starts.
+        line: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The file could not be read.
     #[error("cannot read post {path}: {source}")]
     Io {

@@ -31,7 +31,18 @@ impl WriterLock {
         let io = |source| ArchiveError::Io { path: path.clone(), source };
         std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
         let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-        if !sys::try_lock(&f).map_err(io)? {
+        // A lock held for a moment is waited for: a process this one spawns
+        // shares the lock's file description between fork and exec, so a
+        // writer reopened at that instant would otherwise be refused.
+        let mut taken = sys::try_lock(&f).map_err(io)?;
+        for _ in 0..10 {
+            if taken {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            taken = sys::try_lock(&f).map_err(io)?;
+        }
+        if !taken {
             let mut holder = String::new();
             let _ = f.read_to_string(&mut holder);
             let holder = holder.trim();

@@ -232,3 +232,32 @@ fn legacy_background_attribute() {
         [("/bg.gif", "background attribute"), ("/t.gif", "background attribute"), ("/td.gif", "background attribute")]
     );
 }
+
+#[test]
+fn lazy_loaders_on_any_element_and_no_junk() {
+    let ex = run(r#"<body>
+        <div data-bg="/bg.jpg"></div><li data-original="/li.jpg"></li>
+        <div data-srcset="/a.jpg 480w, /b.jpg 960w"></div><figure data-image="/fig"></figure>
+        <img datasrc="/ds.jpg"><video data-postersrc="/poster.jpg" data-src="/movie.mp4"></video>
+        <img data-zoom-src="/zoom.jpg" data-lazy="true">
+        <div data-src='{"default":"//img.example.com/j.jpg","w":640}'></div>
+        <div style="background: url(none)"></div><div data-bg="none"></div><img data-src="{{src}}">
+        <iframe data-src="/embed/page"></iframe><a data-src="/lightbox.jpg"></a>
+        <div data-url="/api/like"></div><div data-logo="/logo.png"></div>
+        <span data-original-title="Photo by someone."></span></body>"#);
+    let got: Vec<_> = ex.refs.iter().map(|r| (r.url.as_str(), r.found_in)).collect();
+    assert_eq!(
+        got,
+        [
+            ("https://www.example.cn/bg.jpg", "lazy attribute"),
+            ("https://www.example.cn/li.jpg", "lazy attribute"),
+            ("https://www.example.cn/a.jpg", "lazy attribute srcset"),
+            ("https://www.example.cn/b.jpg", "lazy attribute srcset"),
+            ("https://www.example.cn/fig", "lazy attribute"),
+            ("https://www.example.cn/ds.jpg", "img lazy attribute"),
+            ("https://www.example.cn/poster.jpg", "lazy attribute"),
+            ("https://www.example.cn/zoom.jpg", "img lazy attribute"),
+            ("https://img.example.com/j.jpg", "lazy attribute"),
+        ]
+    );
+}

@@ -71,6 +71,9 @@ pub(super) fn split(text: &str) -> Result<Split<'_>, PostError> {
         }
     };
     let source = &text[start..close.start];
+    if flow_depth(source) > MAX_DEPTH {
+        return Err(PostError::TooDeep { line: opener.number + 1, limit: MAX_DEPTH });
+    }
     let fields = match kind {
         Kind::Yaml => parse_yaml(source, opener.number)?,
         Kind::Toml => parse_toml(source, opener.number)?,
@@ -79,6 +82,29 @@ pub(super) fn split(text: &str) -> Result<Split<'_>, PostError> {
         return Err(PostError::NotAMapping { line: opener.number + 1 });
     }
     Ok(Split { fields, body: &text[close.end..] })
+}
+
+/// Deepest nesting of `[` and `{` accepted in front matter. Real posts nest
+/// two or three levels; YAML and TOML parsers slow down badly long before
+/// they reach their own recursion limits.
+const MAX_DEPTH: usize = 64;
+
+/// The deepest nesting of `[` and `{`, counted everywhere, quoted strings
+/// included: an over-estimate that no real front matter comes near, and
+/// that no quoting trick can hide nesting from. Linear in the input.
+fn flow_depth(source: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for b in source.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 #[derive(Clone, Copy)]
@@ -282,5 +308,17 @@ mod tests {
             PostError::Toml { line, column, .. } => assert_eq!((line, column), (4, 8)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_unread_and_real_nesting_is_fine() {
+        let deep = format!("---\ntags: {}\n---\nbody", "[".repeat(400_000));
+        let err = split(&deep).err().unwrap();
+        assert!(matches!(err, PostError::TooDeep { line: 2, limit: 64 }), "{err:?}");
+        assert!(err.to_string().contains("the post is stored"));
+        let toml = format!("+++\na = {}\n+++\n", "{x = ".repeat(100));
+        assert!(matches!(split(&toml).err().unwrap(), PostError::TooDeep { .. }));
+        let fine = "---\ntags: [a, [b, {c: [d]}]]\ntitle: \"[[[ not nesting ]]]\"\n---\nbody";
+        assert_eq!(split(fine).unwrap().body, "body");
     }
 }
