@@ -30,6 +30,7 @@ use crate::store::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use tokio_util::task::TaskTracker;
 use url::Url;
@@ -56,6 +57,11 @@ pub struct RunOptions {
     /// Extra request headers (cookies, tokens) per host name. Sent only to
     /// that host; never written to manifests or logs.
     pub headers: std::collections::BTreeMap<String, Vec<(String, String)>>,
+    /// URLs taken from sitemaps in one run, all sitemaps together; a
+    /// sitemap whose URLs would go past it says so in its entry. Sitemap
+    /// indexes fan out, so without a bound a hostile or huge site could
+    /// keep a run going for days.
+    pub max_sitemap_urls: usize,
 }
 
 impl Default for RunOptions {
@@ -69,6 +75,7 @@ impl Default for RunOptions {
             image_freshness: chrono::Duration::days(30),
             refetch: false,
             headers: Default::default(),
+            max_sitemap_urls: 100_000,
         }
     }
 }
@@ -130,6 +137,8 @@ struct Ctx {
     /// Fetch key (URL, Referer) -> entry index, so a resource referenced
     /// many times is fetched once and lists every parent.
     seen: Mutex<HashMap<String, usize>>,
+    /// URLs taken from sitemaps so far (see `RunOptions::max_sitemap_urls`).
+    sitemap_urls: AtomicUsize,
     /// The first store failure: it ends the run without a snapshot.
     fatal: Mutex<Option<ArchiveError>>,
     progress: Arc<Progress>,
@@ -330,6 +339,7 @@ pub async fn run(
         slots: tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2),
         entries: Mutex::new(Vec::new()),
         seen: Mutex::new(HashMap::new()),
+        sitemap_urls: AtomicUsize::new(0),
         fatal: Mutex::new(None),
         progress,
         opts,

@@ -525,3 +525,39 @@ async fn proxy_variables_from_the_environment_are_ignored() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback, private or link-local"));
     assert_eq!(proxied.load(std::sync::atomic::Ordering::SeqCst), 0, "the proxy was asked");
 }
+
+/// A sitemap index that fans out without end is followed only up to the
+/// run's budget of sitemap URLs, and the sitemap that hit it says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sitemap_fan_out_stops_at_the_run_budget() {
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = requests.clone();
+    let router = Router::new().route(
+        "/sitemap/{n}",
+        get(move |Path(n): Path<u64>| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let children: String =
+                    (0..10).map(|k| format!("<sitemap><loc>/sitemap/{}</loc></sitemap>", n * 10 + k + 1)).collect();
+                let body = format!(
+                    r#"<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{children}</sitemapindex>"#
+                );
+                ([(header::CONTENT_TYPE, "application/xml")], body)
+            }
+        }),
+    );
+    let origin = serve(router).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let opts = RunOptions { max_sitemap_urls: 25, ..options() };
+    let report = run(&archive, &[format!("{origin}/sitemap/0")], opts, Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 26, "the root and 25 followed");
+    assert_eq!(m.entries.len(), 26);
+    let stopped: Vec<_> = m.entries.iter().filter_map(|e| e.error.as_deref()).collect();
+    assert!(
+        !stopped.is_empty() && stopped.iter().all(|e| e.contains("raise defaults.max_sitemap_urls")),
+        "{stopped:?}"
+    );
+}

@@ -79,6 +79,8 @@ pub struct Defaults {
     pub missed_runs: MissedRuns,
     /// Zone of schedules and retention buckets (default: the machine's).
     pub zone: Zone,
+    /// URLs one run takes from sitemaps, all together (default 100,000).
+    pub max_sitemap_urls: usize,
     /// Retention of jobs without a `[job.retention]` table.
     pub retention: Policy,
 }
@@ -186,6 +188,7 @@ impl Config {
             write: self.store,
             site_url: job.site_url.clone(),
             image_freshness: job.image_freshness,
+            max_sitemap_urls: self.defaults.max_sitemap_urls,
             headers: job.headers.hosts().map(|h| (h.to_string(), job.headers.for_host(h).to_vec())).collect(),
             ..RunOptions::default()
         }
@@ -208,6 +211,7 @@ impl Config {
                 fetch: self.network.clone(),
                 write: self.store,
                 image_freshness: self.defaults.image_freshness,
+                max_sitemap_urls: self.defaults.max_sitemap_urls,
                 ..RunOptions::default()
             },
         }
@@ -288,6 +292,7 @@ impl Validator<'_> {
             missed_runs: d.missed_runs.unwrap_or_default(),
             zone: self.zone(&d.timezone, Zone::Local),
             retention: d.retention.as_ref().map(|r| self.retention(r)).unwrap_or_default(),
+            max_sitemap_urls: d.max_sitemap_urls.unwrap_or_else(|| RunOptions::default().max_sitemap_urls),
         };
 
         let raw_jobs = table.get("job").and_then(|v| v.as_array()).cloned().unwrap_or_default();

@@ -12,6 +12,7 @@ use crate::sources::{charset, feed, sitemap};
 use crate::store::manifest::{Entry, Kind};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use url::Url;
 
 /// How sitemap indexes may nest before we stop following them.
@@ -108,7 +109,21 @@ impl Ctx {
                         None,
                     ),
                     Ok(s) => {
-                        for loc in s.locs {
+                        let budget = self.sitemap_budget(s.locs.len());
+                        if budget < s.locs.len() {
+                            let max = self.opts.max_sitemap_urls;
+                            self.fail(
+                                i,
+                                format!(
+                                    "{} of its {} URLs not followed: this run already took {max} URLs from sitemaps \
+                                     (raise defaults.max_sitemap_urls to follow more)",
+                                    s.locs.len() - budget,
+                                    s.locs.len()
+                                ),
+                                None,
+                            );
+                        }
+                        for loc in s.locs.into_iter().take(budget) {
                             let c = self.clone();
                             let parent = vec![url.to_string()];
                             self.spawn(c.document(loc, parent, depth + 1));
@@ -126,6 +141,17 @@ impl Ctx {
                 self.store_into(i, resp.body).await;
             }
         }
+    }
+
+    /// How many of `wanted` sitemap URLs this run may still follow; they
+    /// are counted as taken.
+    fn sitemap_budget(&self, wanted: usize) -> usize {
+        let max = self.opts.max_sitemap_urls;
+        let before = self
+            .sitemap_urls
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_add(wanted).min(max)))
+            .expect("the closure always returns Some");
+        wanted.min(max.saturating_sub(before))
     }
 
     pub(super) fn feed_item(self: &Arc<Self>, feed_url: &Url, item: feed::FeedItem) {

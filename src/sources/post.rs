@@ -141,6 +141,18 @@ pub enum PostError {
         /// The limit.
         limit: usize,
     },
+    /// Block quotes or lists nest deeper than any real post does; Markdown
+    /// parsers take time out of proportion on such input, so it is not read.
+    #[error(
+        "line {line} of the Markdown body nests block quotes or lists more than {limit} levels deep; \
+         the post is stored, but its images are not read"
+    )]
+    MarkdownTooDeep {
+        /// 1-based line of the body.
+        line: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The file could not be read.
     #[error("cannot read post {path}: {source}")]
     Io {
@@ -167,6 +179,38 @@ pub enum PostError {
     },
 }
 
+/// Deepest nesting of block quotes and list items on one Markdown line that
+/// is rendered. Real posts nest a few levels; the renderer's time grows with
+/// the square of the depth.
+const MAX_MARKDOWN_DEPTH: usize = 32;
+
+/// How many block quote markers (`>`) and list item markers (`-`, `*`, `+`,
+/// `1.`, `1)`) open a line: the containers it nests in. Linear in the line.
+fn container_depth(line: &str) -> usize {
+    let b = line.as_bytes();
+    let (mut i, mut depth) = (0, 0);
+    let space = |j: usize| b.get(j).is_some_and(|c| *c == b' ' || *c == b'\t');
+    loop {
+        while space(i) {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'>') => i += 1,
+            Some(b'-' | b'*' | b'+') if space(i + 1) => i += 2,
+            Some(b'0'..=b'9') => {
+                let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let j = i + digits;
+                if digits > 9 || !matches!(b.get(j), Some(b'.' | b')')) || !space(j + 1) {
+                    return depth;
+                }
+                i = j + 2;
+            }
+            _ => return depth,
+        }
+        depth += 1;
+    }
+}
+
 /// Parses a post whose body is in the given format.
 pub fn parse_post_as(text: &str, format: PostFormat, site_url: Option<&Url>) -> Result<Post, PostError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -174,7 +218,12 @@ pub fn parse_post_as(text: &str, format: PostFormat, site_url: Option<&Url>) -> 
     let fields = &split.fields;
     let field_text = |key: &str| fields.get(key).and_then(Value::text).map(str::to_string);
     let (body_html, markdown_images) = match format {
-        PostFormat::Markdown => render_markdown(split.body),
+        PostFormat::Markdown => {
+            if let Some(line) = split.body.lines().position(|l| container_depth(l) > MAX_MARKDOWN_DEPTH) {
+                return Err(PostError::MarkdownTooDeep { line: line + 1, limit: MAX_MARKDOWN_DEPTH });
+            }
+            render_markdown(split.body)
+        }
         PostFormat::Html => (split.body.to_string(), Vec::new()),
     };
     Ok(Post {

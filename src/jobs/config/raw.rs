@@ -37,6 +37,7 @@ pub(super) struct RawDefaults {
     pub missed_runs: Option<MissedRuns>,
     pub timezone: Option<Spanned<String>>,
     pub retention: Option<RawRetention>,
+    pub max_sitemap_urls: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -30,6 +30,8 @@ fn the_example_file_loads() {
     assert_eq!(blog.site_url.as_ref().unwrap().as_str(), "https://blog.example.com/");
     assert_eq!(c.store.pack_target, 16 << 20);
     assert_eq!(c.network.proxy, None);
+    assert_eq!(c.defaults.max_sitemap_urls, 100_000);
+    assert_eq!(c.run_options(blog).max_sitemap_urls, 100_000);
 }
 
 #[test]

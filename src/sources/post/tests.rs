@@ -243,3 +243,18 @@ fn parse_post_file_picks_format_and_names_path_in_errors() {
     std::fs::write(&bad, encoding_rs::GBK.encode("标题").0).unwrap();
     assert!(matches!(parse_post_file(&bad, None), Err(PostError::NotUtf8 { .. })));
 }
+
+#[test]
+fn markdown_nested_past_the_limit_is_refused_unread() {
+    assert_eq!(container_depth("> > - 1. * + text"), 6);
+    assert_eq!(container_depth("  - a"), 1);
+    assert_eq!(container_depth("-not a list"), 0);
+    assert_eq!(container_depth("2024. was a year"), 1);
+    let deep = format!("---\ntitle: t\n---\nintro\n{}x\n", "> ".repeat(100_000));
+    let err = parse_post(&deep, None).unwrap_err();
+    assert!(matches!(err, PostError::MarkdownTooDeep { line: 2, limit: 32 }), "{err:?}");
+    let lists = format!("{}x\n", "- ".repeat(40));
+    assert!(matches!(parse_post(&lists, None).unwrap_err(), PostError::MarkdownTooDeep { .. }));
+    let fine = format!("{}![a](/a.png)\n", "> ".repeat(10));
+    assert_eq!(parse_post(&fine, None).unwrap().markdown_images, ["/a.png"]);
+}
