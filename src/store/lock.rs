@@ -6,6 +6,8 @@
 //! drops it when the holder exits or is killed, so a crash never leaves a
 //! stale lock, and `F_OFD_GETLK` tests it without taking it, so looking
 //! (`kura jobs`) can never make a writer that starts at that moment fail.
+//! The writer also takes `flock(2)` on the file, the lock earlier builds
+//! used, so they and this one never write at once.
 //! The file holds one line naming the holder (`pid N TASK since TIME`).
 
 use crate::store::archive::{Archive, ArchiveError};
@@ -83,7 +85,14 @@ mod sys {
     }
 
     /// Takes the lock if free: `Ok(false)` when someone else holds it.
+    /// Builds before this one locked with `flock(2)`, which is independent
+    /// of OFD locks on Linux; taking both keeps such a writer out too.
     pub fn try_lock(f: &File) -> std::io::Result<bool> {
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
         let l = whole_file();
         // SAFETY: a valid fd and a pointer to a live flock struct.
         if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &l) } == 0 {
@@ -149,5 +158,21 @@ mod tests {
             assert_eq!(holder(dir.path()), None);
         }
         drop(WriterLock::take(&a, "again").expect("free after looking"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_writer_of_an_earlier_build_holding_flock_keeps_this_one_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::open_or_init(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("locks")).unwrap();
+        let old = File::options().read(true).write(true).create(true).truncate(false).open(path(dir.path())).unwrap();
+        old.try_lock().unwrap();
+        assert!(WriterLock::take(&a, "new").is_err());
+        drop(old);
+        let held = WriterLock::take(&a, "new").unwrap();
+        let other = File::open(path(dir.path())).unwrap();
+        assert!(other.try_lock().is_err(), "an earlier build's flock is refused while this one writes");
+        drop(held);
     }
 }
