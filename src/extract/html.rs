@@ -182,7 +182,10 @@ impl Walker {
             self.inline_css(style, CssMode::Declarations, "style attribute");
         }
         if local == "style" && (ns == HTML_NS || ns == SVG_NS) {
-            let text: String = el.text().collect();
+            // A style sheet is its element's *child* text content (CSSOM);
+            // collecting the whole subtree would also be quadratic in
+            // nested SVG `<style>` elements.
+            let text: String = el.children().filter_map(|c| c.value().as_text().map(|t| &**t)).collect();
             self.inline_css(&text, CssMode::Stylesheet, "style element");
         }
         if ns == SVG_NS {
