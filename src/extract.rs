@@ -20,6 +20,7 @@
 //! [`lazy`]), keywords and template placeholders where a URL should be.
 
 mod css;
+mod depth;
 mod html;
 pub(crate) mod lazy;
 pub mod media;
@@ -87,6 +88,10 @@ pub struct Extracted {
     /// References in document order, exact duplicates of (url, kind,
     /// policy) removed.
     pub refs: Vec<Reference>,
+    /// Why references were not read, when the document is past a limit
+    /// (nesting deeper than any real page); `refs` is then empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 /// `url` is built without its `serde` feature: serialize as the string.

@@ -556,8 +556,11 @@ async fn sitemap_fan_out_stops_at_the_run_budget() {
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 26, "the root and 25 followed");
     assert_eq!(m.entries.len(), 26);
     let stopped: Vec<_> = m.entries.iter().filter_map(|e| e.error.as_deref()).collect();
+    // Which sitemaps meet the budget depends on the order responses arrive;
+    // the others stop at the depth cap.
+    assert!(stopped.iter().any(|e| e.contains("raise defaults.max_sitemap_urls")), "{stopped:?}");
     assert!(
-        !stopped.is_empty() && stopped.iter().all(|e| e.contains("raise defaults.max_sitemap_urls")),
+        stopped.iter().all(|e| e.contains("raise defaults.max_sitemap_urls") || e.contains("nested deeper than")),
         "{stopped:?}"
     );
 }

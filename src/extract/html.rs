@@ -77,6 +77,20 @@ pub(crate) const BACKGROUND_ELEMENTS: &[&str] = &["body", "table", "thead", "tbo
 /// sources) wins over the document policy. URLs resolve against the first
 /// `<base href>`, else `doc_url`. Never panics.
 pub fn extract_html(html: &str, doc_url: &Url, header_policy: Option<Policy>) -> Extracted {
+    let depth = super::depth::element_depth(html);
+    if depth > super::depth::MAX_DEPTH {
+        return Extracted {
+            title: None,
+            base: doc_url.clone(),
+            document_policy: header_policy.unwrap_or(Policy::DEFAULT),
+            refs: vec![],
+            limit: Some(format!(
+                "the document nests elements about {depth} deep, past the {} that is read; it is stored, \
+                 but what it references was not fetched",
+                super::depth::MAX_DEPTH
+            )),
+        };
+    }
     let doc = Html::parse_document(html);
     let base = find_base(&doc, doc_url);
     let mut walker = Walker {
@@ -93,7 +107,7 @@ pub fn extract_html(html: &str, doc_url: &Url, header_policy: Option<Policy>) ->
         .filter(|t| !t.is_empty())
         .or(walker.og_title.filter(|t| !t.is_empty()))
         .or(walker.h1.filter(|t| !t.is_empty()));
-    Extracted { title, base: walker.base, document_policy: walker.policy, refs: walker.out.into_refs() }
+    Extracted { title, base: walker.base, document_policy: walker.policy, refs: walker.out.into_refs(), limit: None }
 }
 
 /// The document's frozen base URL: the first `<base>` with an `href`,

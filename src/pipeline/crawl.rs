@@ -183,6 +183,12 @@ impl Ctx {
         if !self.store_into(i, resp.body.clone()).await {
             return;
         }
+        if let Some(why) = &ex.limit {
+            // Stored, but what it references is unknown: a failed entry,
+            // and nothing cached, so a later version may read it again.
+            self.fail(i, why.clone(), None);
+            return;
+        }
         if let Some(blob) = self.entries.lock().expect("no panics while held")[i].blob {
             self.cache_extract(blob, &resp, &ex);
         }

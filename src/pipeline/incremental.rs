@@ -127,6 +127,7 @@ impl Ctx {
             base: resp.final_url.clone(),
             document_policy: cached.document_policy,
             refs,
+            limit: None,
         })
     }
 

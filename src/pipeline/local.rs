@@ -86,6 +86,9 @@ async fn local_post(ctx: &Arc<Ctx>, i: usize, file: &Path) {
     }
     if let Some(base) = base {
         let ex = extract::extract_html(&p.body_html, &base, None);
+        if let Some(why) = ex.limit {
+            ctx.fail(i, why, None);
+        }
         for r in ex.refs.into_iter().filter(|r| r.kind == RefKind::Image) {
             ctx.spawn_image(r.url, source.clone(), r.policy, file_url.clone());
         }

@@ -267,8 +267,6 @@ fn a_style_sheet_is_its_elements_own_text() {
     // In SVG, `<style>` may hold elements; their text is not style sheet
     // text (CSSOM: child text content), and reading whole subtrees made
     // nested styles quadratic.
-    let ex = run(
-        r#"<svg><style>a{background:url(/in.png)}<desc>b{background:url(/not-css.png)}</desc></style></svg>"#,
-    );
+    let ex = run(r#"<svg><style>a{background:url(/in.png)}<desc>b{background:url(/not-css.png)}</desc></style></svg>"#);
     assert_eq!(urls(&ex), ["https://www.example.cn/in.png"]);
 }

@@ -288,10 +288,22 @@ fn wechat_like_article() {
 
 #[test]
 fn deep_nesting_does_not_overflow() {
-    let depth = 20_000;
+    let depth = 4_000;
     let html = format!("{}<img src=/deep.png>{}", "<div>".repeat(depth), "</div>".repeat(depth));
     let ex = run(&html);
     assert_eq!(urls(&ex), ["https://www.example.cn/deep.png"]);
+    assert_eq!(ex.limit, None);
+}
+
+#[test]
+fn nesting_past_the_limit_is_not_parsed_and_says_so() {
+    // The tree builder's work per element grows with the depth: 400k nested
+    // divs took minutes. Past the limit the document is not parsed at all.
+    let depth = 400_000;
+    let html = format!("{}<img src=/deep.png>", "<div>".repeat(depth));
+    let ex = run(&html);
+    assert!(ex.refs.is_empty());
+    assert!(ex.limit.as_deref().unwrap().contains("what it references was not fetched"), "{:?}", ex.limit);
 }
 
 #[test]
