@@ -25,8 +25,12 @@ pub struct Args {
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let ctx = g.context()?;
     let run = NetworkArgs::default().run_options(ctx.config.as_ref(), "demo", vec![]);
-    let opts =
-        kura::demo::DemoOptions { articles: args.articles, restore_to: args.restore_to, run, ..Default::default() };
+    let opts = kura::demo::DemoOptions {
+        articles: args.articles,
+        restore_to: args.restore_to.clone(),
+        run,
+        ..Default::default()
+    };
     let archive = ctx.open_or_init()?;
     let r = with_progress(|progress| kura::demo::run(&archive, opts, progress))?;
     if args.json {
@@ -53,7 +57,14 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     writeln!(out, "  dedup ratio     {:.2}x (whole archive)", r.dedup_ratio)?;
     let verify = if r.verified { "ok, every blob re-hashed" } else { "PROBLEMS: run kura verify" };
     writeln!(out, "  verify          {verify}")?;
-    writeln!(out, "  restored        {} files to {}", r.restored_files, r.restored_to)?;
+    match &args.restore_to {
+        Some(dir) => writeln!(out, "  restored        {} files to {}", r.restored_files, dir.display())?,
+        None => writeln!(
+            out,
+            "  restored        {} files to a temporary directory, since removed (--restore-to DIR keeps them)",
+            r.restored_files
+        )?,
+    }
     writeln!(out, "  time            {:.2}s archiving", r.archive_seconds)?;
     if !r.missing_images.is_empty() {
         writeln!(out, "  MISSING         {} images the site expected: {:?}", r.missing_images.len(), r.missing_images)?;
