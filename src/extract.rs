@@ -38,7 +38,7 @@ pub(crate) use css::{CssMode, scan_css};
 // The attribute tables, shared with `restore`'s rewriter so both agree on
 // what an image reference is.
 pub use html::extract_html;
-pub(crate) use html::{BACKGROUND_ELEMENTS, ICON_RELS, LAZY_SRC, LAZY_SRCSET, META_IMAGES};
+pub(crate) use html::{BACKGROUND_ELEMENTS, ICON_RELS, LAZY_SRC, LAZY_SRCSET, META_IMAGES, is_lazy_convention};
 pub use srcset::{Descriptor, SrcsetCandidate, parse_srcset};
 
 /// What a reference is fetched as.
@@ -109,8 +109,7 @@ pub(crate) fn resolve(base: &Url, raw: &str) -> Option<Url> {
     if raw.is_empty() || raw.starts_with('#') {
         return None;
     }
-    if ["none", "null", "undefined", "false", "true"].iter().any(|k| raw.eq_ignore_ascii_case(k))
-        || ["{{", "}}", "${", "<%"].iter().any(|t| raw.contains(t))
+    if ["none", "null", "undefined", "false", "true"].iter().any(|k| raw.eq_ignore_ascii_case(k)) || is_placeholder(raw)
     {
         return None;
     }
@@ -121,6 +120,12 @@ pub(crate) fn resolve(base: &Url, raw: &str) -> Option<Url> {
     }
     let url = base.join(raw).ok()?;
     matches!(url.scheme(), "http" | "https").then_some(url)
+}
+
+/// Whether a value is a template placeholder a page's build left behind
+/// (`{{src}}`, `${img}`, `<%= url %>`, `[[src]]`) rather than a URL.
+pub(crate) fn is_placeholder(v: &str) -> bool {
+    ["{{", "}}", "${", "<%", "%>", "[[", "]]"].iter().any(|t| v.contains(t))
 }
 
 /// Accumulates references in order, dropping exact duplicates.

@@ -50,6 +50,11 @@ enum On {
     Other,
 }
 
+/// Whether `name` is one of the conventions in [`LAZY_SRC`] and [`LAZY_SRCSET`].
+pub(crate) fn is_lazy_convention(name: &str) -> bool {
+    LAZY_SRC.iter().chain(LAZY_SRCSET).any(|(a, _, _)| *a == name)
+}
+
 /// `<meta property|name=X content=URL>` keys naming an image.
 pub(crate) const META_IMAGES: &[(&str, &str)] = &[
     ("og:image", "meta og:image"),
@@ -280,9 +285,8 @@ impl Walker {
                 self.push_srcset(v, policy, label);
             }
         }
-        let known = |name: &str| LAZY_SRC.iter().chain(LAZY_SRCSET).any(|(a, _, _)| *a == name);
         for (name, value) in e.attrs() {
-            if known(name) {
+            if is_lazy_convention(name) {
                 continue;
             }
             let (url_label, set_label) = match on {

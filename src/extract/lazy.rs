@@ -1,6 +1,6 @@
 //! Lazy-loading attributes: where pages keep the pictures their scripts
 //! load as the reader scrolls. The rule, in one sentence: on any element
-//! but frames, scripts and media, a `data-*` attribute (or legacy `datasrc`,
+//! but frames, scripts, links and forms, a `data-*` attribute (or legacy `datasrc`,
 //! `lowsrc`) whose name speaks of a source or a picture holds a URL, or a
 //! srcset when named `*srcset`, or JSON with URL strings inside; values
 //! that are not URLs are never requested; and off `<img>` and `<picture>`
@@ -22,7 +22,8 @@ const SOURCE_WORDS: &[&str] = &["src", "original", "lazy", "url", "echo", "zoom"
 const IMAGE_WORDS: &[&str] =
     &["image", "img", "bg", "background", "poster", "photo", "thumb", "cover", "pic", "avatar", "banner", "hero"];
 
-/// Elements whose `data-*` sources are frames, scripts or media, not pictures.
+/// Elements whose `data-*` sources are frames, scripts, links (loaded on a
+/// click, not on sight) or form and plugin parts, not pictures.
 pub(crate) const NOT_PICTURES: &[&str] =
     &["iframe", "frame", "script", "embed", "object", "track", "link", "a", "form", "input"];
 
@@ -74,7 +75,7 @@ pub(crate) fn url_like(value: &str) -> bool {
     if v.is_empty() || v.starts_with(['#', '{', '[']) || !v.contains(['/', '.']) || v.contains(char::is_whitespace) {
         return false;
     }
-    if ["{{", "}}", "${", "<%", "%>", "[[", "]]"].iter().any(|t| v.contains(t)) {
+    if super::is_placeholder(v) {
         return false;
     }
     let lower = v.get(..11).unwrap_or(v).to_ascii_lowercase();

@@ -308,7 +308,6 @@ impl State<'_, '_> {
     fn lazy(&mut self, el: &mut Element<'_, '_>, target: &str, target_set: &str) {
         // The conventions first, then any other attribute the extractor's
         // rule reads, so the same pictures are rewritten as were fetched.
-        let known = |n: &str| extract::LAZY_SRC.iter().chain(extract::LAZY_SRCSET).any(|(a, _, _)| *a == n);
         let (mut urls, mut sets): (Vec<String>, Vec<String>) = (
             extract::LAZY_SRC.iter().map(|(a, _, _)| a.to_string()).collect(),
             extract::LAZY_SRCSET.iter().map(|(a, _, _)| a.to_string()).collect(),
@@ -316,7 +315,7 @@ impl State<'_, '_> {
         for a in el.attributes() {
             let name = a.name();
             match extract::lazy::attribute(&name) {
-                _ if known(&name) => {}
+                _ if extract::is_lazy_convention(&name) => {}
                 Some(extract::lazy::Holds::Url) => urls.push(name),
                 Some(extract::lazy::Holds::Srcset) => sets.push(name),
                 None => {}
