@@ -20,10 +20,10 @@
 //! [`lazy`]), keywords and template placeholders where a URL should be.
 
 mod css;
-mod depth;
 mod html;
 pub(crate) mod lazy;
 pub mod media;
+mod shape;
 mod srcset;
 
 use std::collections::HashSet;
@@ -39,6 +39,7 @@ pub(crate) use css::{CssMode, scan_css};
 // what an image reference is.
 pub use html::extract_html;
 pub(crate) use html::{BACKGROUND_ELEMENTS, ICON_RELS, LAZY_SRC, LAZY_SRCSET, META_IMAGES, is_lazy_convention};
+pub(crate) use shape::scan;
 pub use srcset::{Descriptor, SrcsetCandidate, parse_srcset};
 
 /// What a reference is fetched as.
@@ -89,9 +90,23 @@ pub struct Extracted {
     /// policy) removed.
     pub refs: Vec<Reference>,
     /// Why references were not read, when the document is past a limit
-    /// (nesting deeper than any real page); `refs` is then empty.
+    /// (nesting deeper than any real page, more elements than a run
+    /// parses); `refs` is then empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
+}
+
+impl Extracted {
+    /// A document that was not parsed, and why.
+    pub fn unparsed(doc_url: &Url, header_policy: Option<Policy>, why: String) -> Extracted {
+        Extracted {
+            title: None,
+            base: doc_url.clone(),
+            document_policy: header_policy.unwrap_or(Policy::DEFAULT),
+            refs: vec![],
+            limit: Some(why),
+        }
+    }
 }
 
 /// `url` is built without its `serde` feature: serialize as the string.

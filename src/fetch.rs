@@ -60,6 +60,14 @@ pub struct FetchConfig {
     pub read_timeout_ms: u64,
     /// Time allowed for one request, headers and body; 0 disables.
     pub total_timeout_ms: u64,
+    /// Slowest body accepted, in bytes per second over
+    /// `min_speed_window_ms`; 0 disables. A server that sends a byte now and
+    /// then never trips the read timeout, and one such image would otherwise
+    /// hold a run for the total timeout times every attempt. Not retried: a
+    /// server this slow once is as slow the next time.
+    pub min_speed: u64,
+    /// The window over which `min_speed` is measured.
+    pub min_speed_window_ms: u64,
     /// Extra attempts after a connection error, timeout, 429, 500, 502,
     /// 503 or 504.
     pub retries: u32,
@@ -94,6 +102,8 @@ impl Default for FetchConfig {
             connect_timeout_ms: 10_000,
             read_timeout_ms: 30_000,
             total_timeout_ms: 120_000,
+            min_speed: 1024,
+            min_speed_window_ms: 30_000,
             retries: 3,
             backoff_base_ms: 500,
             retry_max_delay_ms: 60_000,

@@ -15,6 +15,7 @@
 mod crawl;
 mod incremental;
 mod local;
+mod parse;
 mod progress;
 
 pub use progress::Progress;
@@ -62,6 +63,11 @@ pub struct RunOptions {
     /// indexes fan out, so without a bound a hostile or huge site could
     /// keep a run going for days.
     pub max_sitemap_urls: usize,
+    /// Elements a document may have and still be parsed for references: a
+    /// parsed element costs a few hundred bytes, so a flat page of millions
+    /// costs gigabytes. Past it the document is stored, its entry says why,
+    /// and what it references is not fetched.
+    pub max_document_elements: usize,
 }
 
 impl Default for RunOptions {
@@ -76,6 +82,7 @@ impl Default for RunOptions {
             refetch: false,
             headers: Default::default(),
             max_sitemap_urls: 100_000,
+            max_document_elements: 250_000,
         }
     }
 }
@@ -133,6 +140,8 @@ struct Ctx {
     /// is fetched and gives it back once its body is stored, so a network
     /// faster than the disk cannot pile bodies up in the store queue.
     slots: tokio::sync::Semaphore,
+    /// Bounds the parse trees alive at once, in estimated bytes (`parse`).
+    parse_budget: tokio::sync::Semaphore,
     entries: Mutex<Vec<Entry>>,
     /// Fetch key (URL, Referer) -> entry index, so a resource referenced
     /// many times is fetched once and lists every parent.
@@ -337,6 +346,7 @@ pub async fn run(
         writer: Arc::new(Mutex::new(writer)),
         tasks: TaskTracker::new(),
         slots: tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2),
+        parse_budget: parse::budget(),
         entries: Mutex::new(Vec::new()),
         seen: Mutex::new(HashMap::new()),
         sitemap_urls: AtomicUsize::new(0),

@@ -564,3 +564,103 @@ async fn sitemap_fan_out_stops_at_the_run_budget() {
         "{stopped:?}"
     );
 }
+
+/// An image that trickles a few bytes at a time never trips the read
+/// timeout; the speed floor ends it after one window, without retries, and
+/// the ad-hoc `archive` takes the floor, the timeout and the retries as
+/// flags over `[network]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_image_is_abandoned_after_one_window() {
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let router = Router::new()
+        .route("/", get(|| async { axum::response::Html("<!doctype html><title>t</title><img src=/slow.png>") }))
+        .route(
+            "/slow.png",
+            get(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // 10 bytes every 100 ms for a minute: 100 bytes/s.
+                let stream = futures_util::StreamExt::then(futures_util::stream::iter(0..600), |_| async {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"0123456789"))
+                });
+                async move { ([(header::CONTENT_TYPE, "image/png")], axum::body::Body::from_stream(stream)) }
+            }),
+        );
+    let origin = serve(router).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("kura.toml");
+    // The configuration alone would accept 100 bytes/s; the flag must win.
+    std::fs::write(&config, "[network]\nmin_speed = 10\nmin_speed_window_ms = 500\nbackoff_base_ms = 10\n").unwrap();
+    let root = tmp.path().join("archive");
+    let page = format!("{origin}/");
+    let started = std::time::Instant::now();
+    let args = ["archive", &page, "--allow-private", "--no-robots", "--min-speed", "1000", "--retries", "5"];
+    let out = tokio::task::spawn_blocking({
+        let (config, root, dir) = (config.clone(), root.clone(), tmp.path().to_path_buf());
+        let args = args.map(str::to_string);
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_kura"))
+                .current_dir(dir)
+                .arg("--config")
+                .arg(&config)
+                .arg("--archive")
+                .arg(&root)
+                .args(&args)
+                .env_remove("KURA_CONFIG")
+                .env("RUST_LOG", "warn")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    // Loose: the image alone would take a minute, and six attempts six.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "a stalled image is not asked again");
+    let archive = Archive::open(&root).unwrap();
+    let m = archive.load_snapshot(&archive.resolve_snapshot("latest").unwrap()).unwrap();
+    let e = find(&m, &format!("{origin}/slow.png"));
+    assert!(e.error.as_deref().unwrap_or("").contains("slower than network.min_speed (1000)"), "{e:?}");
+}
+
+/// A page with more elements than a run parses is stored whole, its entry
+/// says which setting stopped it, and nothing it references is requested;
+/// a page under the bound in the same run is read as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_past_the_element_bound_is_stored_but_not_parsed() {
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = asked.clone();
+    let router = Router::new().route(
+        "/{name}",
+        get(move |Path(name): Path<String>| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(name.clone());
+                match name.as_str() {
+                    "big.html" => {
+                        let body = format!("<title>big</title><img src=/big.png>{}", "<p>x</p>".repeat(500));
+                        axum::response::Html(body).into_response()
+                    }
+                    "small.html" => axum::response::Html("<title>small</title><img src=/small.png>").into_response(),
+                    _ => image_response(&png(1)),
+                }
+            }
+        }),
+    );
+    let origin = serve(router).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let opts = RunOptions { max_document_elements: 100, ..options() };
+    let sources = [format!("{origin}/big.html"), format!("{origin}/small.html")];
+    let report = run(&archive, &sources, opts, Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let big = find(&m, &sources[0]);
+    assert!(big.error.as_deref().unwrap().contains("defaults.max_document_elements"), "{big:?}");
+    assert_eq!(big.size, 18 + 18 + 500 * 8, "the page is stored whole");
+    assert!(big.blob.is_some());
+    assert!(find(&m, &format!("{origin}/small.png")).error.is_none());
+    let asked = asked.lock().unwrap();
+    assert!(!asked.iter().any(|n| n == "big.png"), "{asked:?}");
+}

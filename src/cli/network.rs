@@ -24,6 +24,15 @@ pub struct NetworkArgs {
     /// Minimum milliseconds between request starts to one host [config: network.per_host_interval_ms, default 100]
     #[arg(long, value_name = "MS")]
     pub per_host_interval_ms: Option<u64>,
+    /// Seconds allowed for one request, headers and body; 0 disables [config: network.total_timeout_ms, default 120]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Extra attempts after errors, timeouts, 429 and 5xx [config: network.retries, default 3]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Slowest body accepted, bytes per second over network.min_speed_window_ms (30 s); 0 disables [config: network.min_speed, default 1024]
+    #[arg(long, value_name = "BYTES")]
+    pub min_speed: Option<u64>,
     /// Contact URL or address put in the User-Agent [config: network.contact]
     #[arg(long)]
     pub contact: Option<String>,
@@ -66,6 +75,15 @@ impl NetworkArgs {
         }
         if let Some(ms) = self.per_host_interval_ms {
             f.per_host_interval_ms = ms;
+        }
+        if let Some(secs) = self.timeout {
+            f.total_timeout_ms = secs.saturating_mul(1000);
+        }
+        if let Some(n) = self.retries {
+            f.retries = n;
+        }
+        if let Some(b) = self.min_speed {
+            f.min_speed = b;
         }
         if let Some(c) = &self.contact {
             f.contact = Some(c.clone());

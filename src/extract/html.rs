@@ -82,19 +82,14 @@ pub(crate) const BACKGROUND_ELEMENTS: &[&str] = &["body", "table", "thead", "tbo
 /// sources) wins over the document policy. URLs resolve against the first
 /// `<base href>`, else `doc_url`. Never panics.
 pub fn extract_html(html: &str, doc_url: &Url, header_policy: Option<Policy>) -> Extracted {
-    let depth = super::depth::element_depth(html);
-    if depth > super::depth::MAX_DEPTH {
-        return Extracted {
-            title: None,
-            base: doc_url.clone(),
-            document_policy: header_policy.unwrap_or(Policy::DEFAULT),
-            refs: vec![],
-            limit: Some(format!(
-                "the document nests elements about {depth} deep, past the {} that is read; it is stored, \
-                 but what it references was not fetched",
-                super::depth::MAX_DEPTH
-            )),
-        };
+    let depth = super::shape::scan(html).depth;
+    if depth > super::shape::MAX_DEPTH {
+        let why = format!(
+            "the document nests elements about {depth} deep, past the {} that is read; it is stored, \
+             but what it references was not fetched",
+            super::shape::MAX_DEPTH
+        );
+        return Extracted::unparsed(doc_url, header_policy, why);
     }
     let doc = Html::parse_document(html);
     let base = find_base(&doc, doc_url);

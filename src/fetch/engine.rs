@@ -181,11 +181,8 @@ impl Inner {
             let code = resp.status().as_u16();
             status = Some(code);
             let headers = resp.headers().clone();
-            let body = if (200..300).contains(&code) {
-                read_body(url, resp, self.config.body_cap).await?
-            } else {
-                Bytes::new()
-            };
+            let body =
+                if (200..300).contains(&code) { read_body(url, resp, &self.config).await? } else { Bytes::new() };
             Ok(Raw { status: code, headers, body })
         };
         let result = match self.config.total_timeout_ms {
@@ -353,11 +350,13 @@ fn build_headers(
     Ok(map)
 }
 
-async fn read_body(url: &Url, resp: reqwest::Response, cap: u64) -> Result<Bytes, FetchError> {
+async fn read_body(url: &Url, resp: reqwest::Response, config: &FetchConfig) -> Result<Bytes, FetchError> {
+    let cap = config.body_cap;
     let too_large = || FetchError::BodyTooLarge { url: url.clone(), cap };
     if resp.content_length().is_some_and(|len| len > cap) {
         return Err(too_large());
     }
+    let mut speed = SpeedFloor::new(config);
     let mut body = BytesMut::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -366,8 +365,51 @@ async fn read_body(url: &Url, resp: reqwest::Response, cap: u64) -> Result<Bytes
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
+        speed.check(url, body.len() as u64)?;
     }
     Ok(body.freeze())
+}
+
+/// curl's low-speed limit: a body that brings fewer than `min_speed` bytes
+/// per second over a whole window is abandoned. Checked as bytes arrive;
+/// silence itself is the read timeout's job.
+struct SpeedFloor {
+    min_speed: u64,
+    window: Duration,
+    start: tokio::time::Instant,
+    received_at_start: u64,
+}
+
+impl SpeedFloor {
+    fn new(config: &FetchConfig) -> SpeedFloor {
+        SpeedFloor {
+            min_speed: config.min_speed,
+            window: Duration::from_millis(config.min_speed_window_ms),
+            start: tokio::time::Instant::now(),
+            received_at_start: 0,
+        }
+    }
+
+    fn check(&mut self, url: &Url, received: u64) -> Result<(), FetchError> {
+        let elapsed = self.start.elapsed();
+        if self.min_speed == 0 || self.window.is_zero() || elapsed < self.window {
+            return Ok(());
+        }
+        let got = received - self.received_at_start;
+        let speed = (got as f64 / elapsed.as_secs_f64()) as u64;
+        if speed < self.min_speed {
+            return Err(FetchError::TooSlow {
+                url: url.clone(),
+                speed,
+                min_speed: self.min_speed,
+                window_s: self.window.as_secs(),
+                received,
+            });
+        }
+        self.start = tokio::time::Instant::now();
+        self.received_at_start = received;
+        Ok(())
+    }
 }
 
 fn body_error(url: &Url, e: reqwest::Error) -> FetchError {

@@ -149,6 +149,23 @@ pub enum FetchError {
         /// The cap in bytes.
         cap: u64,
     },
+    /// The body arrived slower than `min_speed` for a whole window.
+    #[error(
+        "body of {url} arrived at {speed} bytes/s, slower than network.min_speed ({min_speed}) \
+         for {window_s} s; abandoned after {received} bytes (lower network.min_speed, or 0 to disable)"
+    )]
+    TooSlow {
+        /// The URL.
+        url: Url,
+        /// Bytes per second over the last window.
+        speed: u64,
+        /// The configured floor.
+        min_speed: u64,
+        /// The window, in seconds.
+        window_s: u64,
+        /// Bytes received before giving up.
+        received: u64,
+    },
     /// Reading (or decompressing) the body failed.
     #[error("cannot read the body of {url}: {detail}")]
     Body {

@@ -254,6 +254,32 @@ async fn trickling_body_hits_total_timeout() {
     assert_eq!(out.hops[0].status, Some(200));
 }
 
+#[tokio::test]
+async fn body_slower_than_min_speed_is_abandoned_without_retry() {
+    let p = pair().await;
+    // /trickle sends 10 bytes every 100 ms: 100 bytes/s.
+    let slow = FetchConfig { min_speed: 1_000, min_speed_window_ms: 250, retries: 2, ..config() };
+    let out = fetcher(slow).fetch(FetchRequest::new(p.a("/trickle"))).await;
+    match out.result {
+        Err(FetchError::TooSlow { min_speed, received, .. }) => {
+            assert_eq!(min_speed, 1_000);
+            assert!(received > 0 && received < 300, "received {received}");
+        }
+        other => panic!("expected a too-slow body, got {other:?}"),
+    }
+    assert_eq!(out.hops.len(), 1, "a stalled server is not asked again");
+    assert_eq!(out.hops[0].status, Some(200));
+}
+
+#[tokio::test]
+async fn body_faster_than_min_speed_is_kept() {
+    let p = pair().await;
+    // /big-chunked sends 2,000 bytes in about 10 ms.
+    let floor = FetchConfig { min_speed: 100, min_speed_window_ms: 1, ..config() };
+    let out = fetcher(floor).fetch(FetchRequest::new(p.a("/big-chunked"))).await;
+    assert_eq!(out.result.expect("fast enough").body.len(), 2_000);
+}
+
 fn capped() -> Fetcher {
     fetcher(FetchConfig { body_cap: 1000, ..config() })
 }

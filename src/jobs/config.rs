@@ -81,6 +81,9 @@ pub struct Defaults {
     pub zone: Zone,
     /// URLs one run takes from sitemaps, all together (default 100,000).
     pub max_sitemap_urls: usize,
+    /// Elements a document may have and still be parsed for references
+    /// (default 250,000).
+    pub max_document_elements: usize,
     /// Retention of jobs without a `[job.retention]` table.
     pub retention: Policy,
 }
@@ -189,6 +192,7 @@ impl Config {
             site_url: job.site_url.clone(),
             image_freshness: job.image_freshness,
             max_sitemap_urls: self.defaults.max_sitemap_urls,
+            max_document_elements: self.defaults.max_document_elements,
             headers: job.headers.hosts().map(|h| (h.to_string(), job.headers.for_host(h).to_vec())).collect(),
             ..RunOptions::default()
         }
@@ -212,6 +216,7 @@ impl Config {
                 write: self.store,
                 image_freshness: self.defaults.image_freshness,
                 max_sitemap_urls: self.defaults.max_sitemap_urls,
+                max_document_elements: self.defaults.max_document_elements,
                 ..RunOptions::default()
             },
         }
@@ -293,6 +298,9 @@ impl Validator<'_> {
             zone: self.zone(&d.timezone, Zone::Local),
             retention: d.retention.as_ref().map(|r| self.retention(r)).unwrap_or_default(),
             max_sitemap_urls: d.max_sitemap_urls.unwrap_or_else(|| RunOptions::default().max_sitemap_urls),
+            max_document_elements: d
+                .max_document_elements
+                .unwrap_or_else(|| RunOptions::default().max_document_elements),
         };
 
         let raw_jobs = table.get("job").and_then(|v| v.as_array()).cloned().unwrap_or_default();

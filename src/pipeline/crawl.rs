@@ -90,7 +90,7 @@ impl Ctx {
                     Ok(f) => {
                         self.update(i, |e| e.title = f.title.clone());
                         for item in f.items {
-                            self.feed_item(&resp.final_url, item);
+                            self.feed_item(i, &resp.final_url, item);
                         }
                     }
                     Err(err) => self.fail(i, err.to_string(), None),
@@ -154,7 +154,10 @@ impl Ctx {
         wanted.min(max.saturating_sub(before))
     }
 
-    pub(super) fn feed_item(self: &Arc<Self>, feed_url: &Url, item: feed::FeedItem) {
+    /// Queues a feed item's page and, for full-content items, the images
+    /// of its content; a content past the parse limits fails the feed's
+    /// entry `feed_entry`.
+    pub(super) fn feed_item(self: &Arc<Self>, feed_entry: usize, feed_url: &Url, item: feed::FeedItem) {
         let feed = feed_url.to_string();
         if let Some(link) = item.link.clone() {
             let c = self.clone();
@@ -164,20 +167,25 @@ impl Ctx {
         // Full-content items: their images as a reader of the item's page
         // would load them, with the item link as referrer source.
         if let Some(html) = item.content_html {
-            let ex = extract::extract_html(&html, &item.base, None);
-            let source = item.link.clone().or_else(|| Some(item.base.clone()));
-            let parent = item.link.as_ref().map(|l| l.to_string()).unwrap_or(feed);
-            for r in ex.refs.into_iter().filter(|r| r.kind == RefKind::Image) {
-                self.spawn_image(r.url, source.clone(), r.policy, parent.clone());
-            }
+            let c = self.clone();
+            self.spawn(Box::pin(async move {
+                let ex = c.extract_document(html, &item.base, None).await;
+                let source = item.link.clone().or_else(|| Some(item.base.clone()));
+                let parent = item.link.as_ref().map(|l| l.to_string()).unwrap_or(feed);
+                if let Some(why) = ex.limit {
+                    c.fail(feed_entry, format!("content of item {parent}: {why}"), None);
+                }
+                for r in ex.refs.into_iter().filter(|r| r.kind == RefKind::Image) {
+                    c.spawn_image(r.url, source.clone(), r.policy, parent.clone());
+                }
+            }));
         }
     }
 
     /// Stores an article and queues everything it references.
     pub(super) async fn article(self: &Arc<Self>, i: usize, resp: Response) {
-        let decoded = charset::decode(&resp.body, resp.content_type.as_deref());
-        let ex = extract::extract_html(&decoded.text, &resp.final_url, resp.referrer_policy);
-        drop(decoded);
+        let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
+        let ex = self.extract_document(text, &resp.final_url, resp.referrer_policy).await;
         self.update(i, |e| e.title = ex.title.clone());
         let url = self.entries.lock().expect("no panics while held")[i].url.clone();
         if !self.store_into(i, resp.body.clone()).await {

@@ -4,7 +4,7 @@
 //! matter or config gives one, else with no referrer at all.
 
 use super::Ctx;
-use crate::extract::{self, RefKind};
+use crate::extract::RefKind;
 use crate::referrer::Policy;
 use crate::sources::post;
 use crate::store::manifest::Kind;
@@ -85,7 +85,7 @@ async fn local_post(ctx: &Arc<Ctx>, i: usize, file: &Path) {
         }
     }
     if let Some(base) = base {
-        let ex = extract::extract_html(&p.body_html, &base, None);
+        let ex = ctx.extract_document(p.body_html, &base, None).await;
         if let Some(why) = ex.limit {
             ctx.fail(i, why, None);
         }

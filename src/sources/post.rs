@@ -153,6 +153,17 @@ pub enum PostError {
         /// The limit.
         limit: usize,
     },
+    /// The Markdown body is larger than is rendered.
+    #[error(
+        "the Markdown body is {size} bytes, more than the {limit} that are rendered (a rendering costs up to \
+         100 times its input); the post is stored, but its images are not read"
+    )]
+    MarkdownTooLarge {
+        /// Bytes of the body.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The file could not be read.
     #[error("cannot read post {path}: {source}")]
     Io {
@@ -183,6 +194,11 @@ pub enum PostError {
 /// is rendered. Real posts nest a few levels; the renderer's time grows with
 /// the square of the depth.
 const MAX_MARKDOWN_DEPTH: usize = 32;
+
+/// Largest Markdown body that is rendered. The renderer keeps a tree node
+/// (tens of bytes) per inline item, and punctuation makes one per input
+/// byte, so memory is up to ~100x the input; real posts are far below this.
+const MAX_MARKDOWN_BYTES: usize = 2 << 20;
 
 /// How many block quote markers (`>`) and list item markers (`-`, `*`, `+`,
 /// `1.`, `1)`) open a line: the containers it nests in. Linear in the line.
@@ -219,6 +235,9 @@ pub fn parse_post_as(text: &str, format: PostFormat, site_url: Option<&Url>) -> 
     let field_text = |key: &str| fields.get(key).and_then(Value::text).map(str::to_string);
     let (body_html, markdown_images) = match format {
         PostFormat::Markdown => {
+            if split.body.len() > MAX_MARKDOWN_BYTES {
+                return Err(PostError::MarkdownTooLarge { size: split.body.len(), limit: MAX_MARKDOWN_BYTES });
+            }
             if let Some(line) = split.body.lines().position(|l| container_depth(l) > MAX_MARKDOWN_DEPTH) {
                 return Err(PostError::MarkdownTooDeep { line: line + 1, limit: MAX_MARKDOWN_DEPTH });
             }
@@ -266,7 +285,10 @@ fn render_markdown(body: &str) -> (String, Vec<String>) {
     let options =
         Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
     let mut images = Vec::new();
-    let parser = Parser::new_ext(body, options).inspect(|event| {
+    // CommonMark replaces NUL with U+FFFD; done here, a run of NULs is one
+    // text item instead of one tree node per byte.
+    let body = if body.contains('\0') { std::borrow::Cow::Owned(body.replace('\0', "\u{fffd}")) } else { body.into() };
+    let parser = Parser::new_ext(&body, options).inspect(|event| {
         if let Event::Start(Tag::Image { dest_url, .. }) = event {
             images.push(dest_url.to_string());
         }

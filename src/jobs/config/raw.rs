@@ -38,6 +38,7 @@ pub(super) struct RawDefaults {
     pub timezone: Option<Spanned<String>>,
     pub retention: Option<RawRetention>,
     pub max_sitemap_urls: Option<usize>,
+    pub max_document_elements: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -32,6 +32,7 @@ fn the_example_file_loads() {
     assert_eq!(c.network.proxy, None);
     assert_eq!(c.defaults.max_sitemap_urls, 100_000);
     assert_eq!(c.run_options(blog).max_sitemap_urls, 100_000);
+    assert_eq!(c.run_options(blog).max_document_elements, 250_000);
 }
 
 #[test]
@@ -144,4 +145,13 @@ fn adhoc_runs_read_network_store_and_defaults() {
     assert_eq!(o.tags, ["t", "mine"]);
     assert_eq!(o.fetch.retries, 7);
     assert_eq!(o.headers["img.example"], [("Cookie".to_string(), "s=1".to_string())]);
+}
+
+#[test]
+fn document_element_bound_reaches_every_run() {
+    let c =
+        parse("[defaults]\nmax_document_elements = 10\n[[job]]\nname = \"j\"\nsources = [\"https://example.org/\"]\n")
+            .unwrap();
+    assert_eq!(c.run_options(c.job("j").unwrap()).max_document_elements, 10);
+    assert_eq!(c.adhoc_run_options("other", vec![]).max_document_elements, 10);
 }

@@ -258,3 +258,20 @@ fn markdown_nested_past_the_limit_is_refused_unread() {
     let fine = format!("{}![a](/a.png)\n", "> ".repeat(10));
     assert_eq!(parse_post(&fine, None).unwrap().markdown_images, ["/a.png"]);
 }
+
+#[test]
+fn markdown_past_the_size_limit_is_refused_unread() {
+    let big = format!("---\ntitle: t\n---\n{}", "*a".repeat(MAX_MARKDOWN_BYTES / 2 + 1));
+    let err = parse_post(&big, None).unwrap_err();
+    assert!(matches!(err, PostError::MarkdownTooLarge { limit: MAX_MARKDOWN_BYTES, .. }), "{err:?}");
+    assert!(err.to_string().contains("the post is stored"), "{err}");
+    let at_limit = format!("![a](/a.png) {}", "x".repeat(MAX_MARKDOWN_BYTES - 13));
+    assert_eq!(parse_post(&at_limit, None).unwrap().markdown_images, ["/a.png"]);
+}
+
+#[test]
+fn nul_in_markdown_renders_as_the_replacement_character() {
+    let p = parse_post("a\0\0b ![x](/x.png)\n", None).unwrap();
+    assert!(p.body_html.contains("a\u{fffd}\u{fffd}b"), "{}", p.body_html);
+    assert_eq!(p.markdown_images, ["/x.png"]);
+}

@@ -1,8 +1,11 @@
-//! A linear pre-check of how deeply a document nests elements. The HTML
-//! tree builder does work proportional to the depth of open elements for
-//! each new one (scope checks walk that stack), so a few hundred kilobytes
-//! of nested `<div>`s cost minutes. Documents nested deeper than any real
-//! page are not parsed for references; they are still stored.
+//! A linear pre-check of a document's shape before it is parsed: how deeply
+//! it nests elements and how many it has. The HTML tree builder does work
+//! proportional to the depth of open elements for each new one (scope
+//! checks walk that stack), so a few hundred kilobytes of nested `<div>`s
+//! cost minutes; and the parsed tree costs a few hundred bytes per element,
+//! so a flat page of millions of elements costs gigabytes. Documents past
+//! either bound are stored but not parsed for references, and the shape
+//! gives the pipeline the memory a parse will take before it starts.
 
 /// Deepest nesting of elements that is parsed for references. Real pages
 /// stay under a few hundred; at this depth the tree builder's cost is still
@@ -21,10 +24,34 @@ const NOT_NESTING: &[&str] = &[
 const RAW_TEXT: &[&str] =
     &["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext"];
 
-/// An over-estimate of the deepest element nesting in `html`, in one pass.
-pub(crate) fn element_depth(html: &str) -> usize {
+/// Memory the parsed tree takes per element, beyond the text: measured on
+/// scraper's tree (node, element name, attribute vector, id and class
+/// caches) with flat pages of short paragraphs, rounded up.
+pub(crate) const BYTES_PER_ELEMENT: usize = 512;
+
+/// What the pre-scan saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// An over-estimate of the deepest element nesting.
+    pub depth: usize,
+    /// Start tags seen (outside comments and raw text).
+    pub elements: usize,
+}
+
+impl Shape {
+    /// An estimate of the memory a parse of `len` bytes of this shape
+    /// takes: the text once more, plus the tree.
+    pub fn parse_cost(&self, len: usize) -> usize {
+        len.saturating_add(self.elements.saturating_mul(BYTES_PER_ELEMENT))
+    }
+}
+
+/// The shape of `html`, in one pass.
+pub(crate) fn scan(html: &str) -> Shape {
     let b = html.as_bytes();
     let (mut i, mut depth, mut max, mut foreign) = (0, 0usize, 0usize, 0usize);
+    let mut elements = 0usize;
+    let shape = |max: usize, elements: usize| Shape { depth: max, elements };
     let find = |from: usize, needle: &[u8]| b[from.min(b.len())..].windows(needle.len()).position(|w| w == needle);
     while let Some(off) = b[i..].iter().position(|&c| c == b'<') {
         i += off + 1;
@@ -43,11 +70,15 @@ pub(crate) fn element_depth(html: &str) -> usize {
         while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-') {
             i += 1;
         }
-        if i == start {
+        // A tag name starts with a letter: `a<3` is text.
+        if i == start || !b[start].is_ascii_alphabetic() {
             continue;
         }
         let name = String::from_utf8_lossy(&b[start..i]).to_ascii_lowercase();
         let Some(gt) = b[i..].iter().position(|&c| c == b'>') else { break };
+        if !close {
+            elements += 1;
+        }
         let tag_end = i + gt;
         let self_closing = tag_end > i && b[tag_end - 1] == b'/';
         i = tag_end + 1;
@@ -70,7 +101,7 @@ pub(crate) fn element_depth(html: &str) -> usize {
             loop {
                 match find(j, b"</") {
                     Some(p) => j += p + 2,
-                    None => return max,
+                    None => return shape(max, elements),
                 }
                 if b[j..].len() >= name.len() && b[j..j + name.len()].eq_ignore_ascii_case(name.as_bytes()) {
                     break;
@@ -89,12 +120,26 @@ pub(crate) fn element_depth(html: &str) -> usize {
         depth += 1;
         max = max.max(depth);
     }
-    max
+    shape(max, elements)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn element_depth(html: &str) -> usize {
+        scan(html).depth
+    }
+
+    #[test]
+    fn counts_elements_outside_comments_and_raw_text() {
+        assert_eq!(scan("<p>a<p>b<img src=x><br/></p>").elements, 4);
+        assert_eq!(scan("<!-- <p><p> --><script>'<p><p>'</script><p>").elements, 2);
+        assert_eq!(scan("a < b and c<3").elements, 0);
+        assert_eq!(scan(&"<p>x</p>".repeat(1000)).elements, 1000);
+        let s = scan(&"<p>x</p>".repeat(1000));
+        assert_eq!(s.parse_cost(8000), 8000 + 1000 * BYTES_PER_ELEMENT);
+    }
 
     #[test]
     fn counts_what_nests_and_only_that() {
