@@ -70,7 +70,8 @@ pub struct Reference {
     /// poster", "link icon", "link preload image", "meta og:image", "style
     /// attribute", "style element", "svg image", "link stylesheet", "css
     /// url()", "css @import", "css image-set", "css @font-face",
-    /// "background attribute".
+    /// "background attribute", "default favicon" (`/favicon.ico` for a page
+    /// that names no icon).
     pub found_in: &'static str,
 }
 

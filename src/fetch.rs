@@ -142,12 +142,16 @@ pub enum Accept {
 
 impl Accept {
     /// The `Accept` header value, as Chromium sends it for the same kind of
-    /// request, except that AVIF is not asked for: Kura cannot decode it,
-    /// and a CDN that negotiates would otherwise prefer it.
+    /// request (AVIF included: every image body is kept, whatever its
+    /// format, so a CDN that negotiates answers what a browser gets), except
+    /// that a document request does not offer signed exchanges, which Kura
+    /// does not unpack.
     pub fn header_value(self) -> &'static str {
         match self {
-            Accept::Document => "text/html,application/xhtml+xml,application/xml;q=0.9,image/webp,image/apng,*/*;q=0.8",
-            Accept::Image => "image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+            Accept::Document => {
+                "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"
+            }
+            Accept::Image => "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
             Accept::Stylesheet => "text/css,*/*;q=0.1",
             Accept::Any => "*/*",
         }

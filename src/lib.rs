@@ -19,6 +19,9 @@ mod referrer;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod export;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod inspect;
 pub mod jobs;
 pub mod pipeline;

@@ -30,7 +30,7 @@ use crate::store::manifest::{Entry, HopRecord, Kind, Manifest};
 use crate::store::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
 use bytes::Bytes;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use tokio_util::task::TaskTracker;
@@ -68,6 +68,8 @@ pub struct RunOptions {
     /// costs gigabytes. Past it the document is stored, its entry says why,
     /// and what it references is not fetched.
     pub max_document_elements: usize,
+    /// Ask for `/favicon.ico` when a page names no icon, as browsers do.
+    pub favicon: bool,
 }
 
 impl Default for RunOptions {
@@ -83,6 +85,7 @@ impl Default for RunOptions {
             headers: Default::default(),
             max_sitemap_urls: 100_000,
             max_document_elements: 250_000,
+            favicon: true,
         }
     }
 }
@@ -146,6 +149,12 @@ struct Ctx {
     /// Fetch key (URL, Referer) -> entry index, so a resource referenced
     /// many times is fetched once and lists every parent.
     seen: Mutex<HashMap<String, usize>>,
+    /// Entries a browser asks for on its own (`/favicon.ico`): a 404 or 410
+    /// for one means the site has none, not that the archive lost it.
+    optional: Mutex<HashSet<usize>>,
+    /// Optional entries the server said do not exist: left out of the
+    /// manifest.
+    absent: Mutex<HashSet<usize>>,
     /// URLs taken from sitemaps so far (see `RunOptions::max_sitemap_urls`).
     sitemap_urls: AtomicUsize,
     /// The first store failure: it ends the run without a snapshot.
@@ -295,6 +304,10 @@ impl Ctx {
     }
 
     fn fail(&self, i: usize, why: String, status: Option<u16>) {
+        if matches!(status, Some(404 | 410)) && self.optional.lock().expect("no panics while held").remove(&i) {
+            self.absent.lock().expect("no panics while held").insert(i);
+            return;
+        }
         self.progress.add_failure();
         self.update(i, |e| {
             e.error = Some(why);
@@ -349,6 +362,8 @@ pub async fn run(
         parse_budget: parse::budget(),
         entries: Mutex::new(Vec::new()),
         seen: Mutex::new(HashMap::new()),
+        optional: Mutex::new(HashSet::new()),
+        absent: Mutex::new(HashSet::new()),
         sitemap_urls: AtomicUsize::new(0),
         fatal: Mutex::new(None),
         progress,
@@ -367,7 +382,12 @@ pub async fn run(
     if let Some(e) = ctx.fatal.lock().expect("no panics while held").take() {
         return Err(e.into());
     }
-    let entries = std::mem::take(&mut *ctx.entries.lock().expect("no panics while held"));
+    let absent = std::mem::take(&mut *ctx.absent.lock().expect("no panics while held"));
+    let entries = std::mem::take(&mut *ctx.entries.lock().expect("no panics while held"))
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, e)| (!absent.contains(&i)).then_some(e))
+        .collect();
     let manifest = Manifest {
         version: 1,
         job: opts.job.clone(),

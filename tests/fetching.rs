@@ -244,8 +244,9 @@ async fn article_images_are_fetched_with_the_referer_a_browser_sends() {
 
     // Soft 404 and 404 are failures with reasons, and the run goes on.
     let soft = find(&m, &format!("{cdn}/soft404.png"));
-    assert!(soft.error.as_deref().unwrap().contains("HTML page"), "{soft:?}");
-    assert!(soft.blob.is_none());
+    assert!(soft.error.as_deref().unwrap().contains("kept as evidence"), "{soft:?}");
+    let evidence = archive.read_blob(&archive.pack_index().unwrap(), &soft.blob.expect("the page is kept")).unwrap();
+    assert_eq!(&evidence[..], b"<!doctype html><p>Not found</p>", "what the server said, byte for byte");
     let missing = find(&m, &format!("{cdn}/missing.png"));
     assert_eq!(missing.status, Some(404));
     assert!(missing.error.is_some());
@@ -469,7 +470,8 @@ async fn every_image_body_is_kept_whatever_its_format() {
     for (path, _, bytes) in &images {
         let e = find(&m, &format!("{origin}{path}"));
         if *path == "/soft404.jpg" {
-            assert!(e.error.as_deref().unwrap().contains("HTML page"), "{e:?}");
+            assert!(e.error.as_deref().unwrap().contains("a soft 404"), "{e:?}");
+            assert_eq!(&archive.read_blob(&idx, &e.blob.unwrap()).unwrap(), bytes, "kept as evidence");
             continue;
         }
         assert!(e.error.is_none(), "{path}: {e:?}");
@@ -663,4 +665,38 @@ async fn a_page_past_the_element_bound_is_stored_but_not_parsed() {
     assert!(find(&m, &format!("{origin}/small.png")).error.is_none());
     let asked = asked.lock().unwrap();
     assert!(!asked.iter().any(|n| n == "big.png"), "{asked:?}");
+}
+
+/// A page that names no icon makes a browser ask for `/favicon.ico`, and so
+/// does a run; a page that names one does not; a site without one loses
+/// nothing and fails nothing; `favicon = false` asks for none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn favicon_is_asked_for_as_a_browser_asks() {
+    let ico = kura_site::favicon_ico().to_vec();
+    let with_icon = Router::new()
+        .route("/", get(|| async { axum::response::Html("<title>a</title><p>no icon named") }))
+        .route("/favicon.ico", get(move || async move { ([(header::CONTENT_TYPE, "image/x-icon")], ico) }));
+    let without_icon =
+        Router::new().route("/", get(|| async { axum::response::Html("<title>b</title><p>no icon, none served") }));
+    let named = Router::new()
+        .route("/", get(|| async { axum::response::Html("<link rel=icon href=/i.png><title>c</title>") }))
+        .route("/i.png", get(|| async { image_response(&png(3)) }));
+    let (a, b, c) = (serve(with_icon).await, serve(without_icon).await, serve(named).await);
+    let sources = [format!("{a}/"), format!("{b}/"), format!("{c}/")];
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let report = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let icon = find(&m, &format!("{a}/favicon.ico"));
+    assert_eq!(icon.image.as_ref().unwrap().format, "ico", "{icon:?}");
+    assert_eq!(icon.referer.as_deref(), Some(format!("{a}/").as_str()), "a same-origin request from the page");
+    assert!(!m.entries.iter().any(|e| e.url == format!("{b}/favicon.ico")), "a 404 favicon is no entry");
+    assert!(!m.entries.iter().any(|e| e.url == format!("{c}/favicon.ico")), "the page named its icon");
+    assert!(find(&m, &format!("{c}/i.png")).error.is_none());
+    assert_eq!(report.failures, 0, "{:#?}", m.failures().collect::<Vec<_>>());
+
+    let off = RunOptions { favicon: false, ..options() };
+    let report = run(&archive, &sources[..1], off, Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    assert!(!m.entries.iter().any(|e| e.url.ends_with("/favicon.ico")), "{:#?}", m.entries);
 }

@@ -16,12 +16,57 @@ use std::io::Cursor;
 /// Why a body is not the image that was asked for.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MediaError {
-    /// An HTML page where an image was expected.
-    #[error("expected an image but got an HTML page (a soft 404, login or hotlink-protection page)")]
-    Html,
+    /// An HTML page where an image was expected; which kind, as far as its
+    /// text tells.
+    #[error("expected an image but got {0}; the page is kept as evidence")]
+    Html(HtmlAnswer),
     /// Empty body.
     #[error("expected an image but the body is empty")]
     Empty,
+}
+
+/// What an HTML page answered for an image probably is, from its words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HtmlAnswer {
+    /// A page about hotlinking or the Referer ("防盗链", "hotlink").
+    Hotlink,
+    /// A login or sign-in page.
+    Login,
+    /// A "not found" page sent with a success status.
+    Soft404,
+    /// Some other page.
+    Other,
+}
+
+impl std::fmt::Display for HtmlAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HtmlAnswer::Hotlink => "a hotlink-protection page",
+            HtmlAnswer::Login => "a login page",
+            HtmlAnswer::Soft404 => "a soft 404 (a \"not found\" page sent as a success)",
+            HtmlAnswer::Other => "an HTML page",
+        })
+    }
+}
+
+/// Words that tell which kind of page it is, checked in this order on the
+/// page's first 64 KiB, lowercased: a hotlink page often says "not found"
+/// too, and a login page rarely says either.
+const ANSWER_WORDS: &[(HtmlAnswer, &[&str])] = &[
+    (HtmlAnswer::Hotlink, &["hotlink", "防盗链", "盗链", "referer", "referrer", "not be quoted", "外链", "引用"]),
+    (HtmlAnswer::Login, &["type=\"password\"", "type=password", "sign in", "log in", "login", "登录", "登入"]),
+    (
+        HtmlAnswer::Soft404,
+        &["404", "not found", "does not exist", "no longer available", "页面不存在", "找不到", "不存在"],
+    ),
+];
+
+fn html_answer(data: &[u8]) -> HtmlAnswer {
+    let text = String::from_utf8_lossy(&data[..data.len().min(64 << 10)]).to_lowercase();
+    ANSWER_WORDS
+        .iter()
+        .find(|(_, words)| words.iter().any(|w| text.contains(w)))
+        .map_or(HtmlAnswer::Other, |(kind, _)| *kind)
 }
 
 fn looks_like_html(data: &[u8]) -> bool {
@@ -96,7 +141,7 @@ pub fn classify_image(data: &[u8], content_type: Option<&str>) -> Result<ImageIn
         return Err(MediaError::Empty);
     }
     if looks_like_html(data) {
-        return Err(MediaError::Html);
+        return Err(MediaError::Html(html_answer(data)));
     }
     if looks_like_svg(data, content_type) {
         // Vector images have no intrinsic pixel size worth recording.
@@ -160,8 +205,26 @@ mod tests {
     }
 
     #[test]
+    fn an_html_answer_says_which_page_it_probably_is() {
+        let kind = |page: &str| match classify_image(page.as_bytes(), Some("image/jpeg")) {
+            Err(MediaError::Html(kind)) => kind,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(kind("<html><title>图片防盗链</title>本站图片禁止外链</html>"), HtmlAnswer::Hotlink);
+        assert_eq!(kind("<!doctype html><p>Hotlinking is not allowed. 404</p>"), HtmlAnswer::Hotlink);
+        assert_eq!(kind("<html><form><input type=password name=p></form></html>"), HtmlAnswer::Login);
+        assert_eq!(kind("<html><h1>Sign In</h1></html>"), HtmlAnswer::Login);
+        assert_eq!(kind("<HTML><title>404 Not Found</title></HTML>"), HtmlAnswer::Soft404);
+        assert_eq!(kind("<html><p>页面不存在</p></html>"), HtmlAnswer::Soft404);
+        assert_eq!(kind("<html><p>Welcome to our shop</p></html>"), HtmlAnswer::Other);
+        let err = classify_image(b"<html>404 not found</html>", None).unwrap_err().to_string();
+        assert!(err.contains("a soft 404") && err.contains("kept as evidence"), "{err}");
+    }
+
+    #[test]
     fn only_html_and_empty_bodies_are_refused() {
-        assert_eq!(classify_image(b"  <!DOCTYPE html><html>blocked</html>", Some("image/jpeg")), Err(MediaError::Html));
+        let html = classify_image(b"  <!DOCTYPE html><html>blocked</html>", Some("image/jpeg"));
+        assert_eq!(html, Err(MediaError::Html(HtmlAnswer::Other)));
         assert_eq!(classify_image(b"", None), Err(MediaError::Empty));
         let junk = classify_image(b"definitely not an image", Some("image/jpeg")).unwrap();
         assert_eq!(junk.format, "unknown");

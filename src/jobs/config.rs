@@ -84,6 +84,8 @@ pub struct Defaults {
     /// Elements a document may have and still be parsed for references
     /// (default 250,000).
     pub max_document_elements: usize,
+    /// Ask for `/favicon.ico` when a page names no icon (default true).
+    pub favicon: bool,
     /// Retention of jobs without a `[job.retention]` table.
     pub retention: Policy,
 }
@@ -193,6 +195,7 @@ impl Config {
             image_freshness: job.image_freshness,
             max_sitemap_urls: self.defaults.max_sitemap_urls,
             max_document_elements: self.defaults.max_document_elements,
+            favicon: self.defaults.favicon,
             headers: job.headers.hosts().map(|h| (h.to_string(), job.headers.for_host(h).to_vec())).collect(),
             ..RunOptions::default()
         }
@@ -217,6 +220,7 @@ impl Config {
                 image_freshness: self.defaults.image_freshness,
                 max_sitemap_urls: self.defaults.max_sitemap_urls,
                 max_document_elements: self.defaults.max_document_elements,
+                favicon: self.defaults.favicon,
                 ..RunOptions::default()
             },
         }
@@ -301,6 +305,7 @@ impl Validator<'_> {
             max_document_elements: d
                 .max_document_elements
                 .unwrap_or_else(|| RunOptions::default().max_document_elements),
+            favicon: d.favicon.unwrap_or(true),
         };
 
         let raw_jobs = table.get("job").and_then(|v| v.as_array()).cloned().unwrap_or_default();

@@ -185,7 +185,10 @@ impl Ctx {
     /// Stores an article and queues everything it references.
     pub(super) async fn article(self: &Arc<Self>, i: usize, resp: Response) {
         let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
-        let ex = self.extract_document(text, &resp.final_url, resp.referrer_policy).await;
+        let mut ex = self.extract_document(text, &resp.final_url, resp.referrer_policy).await;
+        if self.opts.favicon && ex.limit.is_none() {
+            default_icon(&mut ex, &resp.final_url);
+        }
         self.update(i, |e| e.title = ex.title.clone());
         let url = self.entries.lock().expect("no panics while held")[i].url.clone();
         if !self.store_into(i, resp.body.clone()).await {
@@ -207,6 +210,18 @@ impl Ctx {
     pub(super) fn queue_refs(self: &Arc<Self>, ex: extract::Extracted, source: Option<Url>, parent: String) {
         for r in ex.refs {
             match r.kind {
+                RefKind::Image if r.found_in == "default favicon" => {
+                    let (c, source, parent) = (self.clone(), source.clone(), parent.clone());
+                    self.spawn(Box::pin(async move {
+                        if let Some(i) = c.claim_ref(Kind::Image, &r.url, source.as_ref(), r.policy, parent) {
+                            // Asked for by the browser, not the page: a site
+                            // without one has lost nothing.
+                            c.optional.lock().expect("no panics while held").insert(i);
+                            let _slot = c.slots.acquire().await.expect("the semaphore is never closed");
+                            Box::pin(c.clone().image_work(i, r.url, source, r.policy)).await
+                        }
+                    }));
+                }
                 RefKind::Image => self.spawn_image(r.url, source.clone(), r.policy, parent.clone()),
                 RefKind::Stylesheet => {
                     let (c, source, parent, doc_policy) =
@@ -256,11 +271,17 @@ impl Ctx {
         }
         // The check classifies; only an empty body or an HTML page where a
         // picture was expected fails. Every other body is what the server
-        // sent as the picture, and is kept.
+        // sent as the picture, and is kept; so is an HTML page, as evidence
+        // of what the server said instead (dedup makes repeats free).
         match media::classify_image(&resp.body, resp.content_type.as_deref()) {
             Ok(info) => {
                 self.update(i, |e| e.image = Some(info));
                 self.store_into(i, resp.body).await;
+            }
+            Err(err @ media::MediaError::Html(_)) => {
+                if self.store_into(i, resp.body).await {
+                    self.fail(i, err.to_string(), None);
+                }
             }
             Err(err) => self.fail(i, err.to_string(), None),
         }
@@ -319,5 +340,18 @@ impl Ctx {
                 _ => {}
             }
         }
+    }
+}
+
+/// A browser asks for `/favicon.ico` at the document's origin when the page
+/// names no icon; so does the run (`defaults.favicon`), with the referrer a
+/// `<link rel=icon>` at the end of the document would get.
+fn default_icon(ex: &mut extract::Extracted, doc: &Url) {
+    if ex.refs.iter().any(|r| r.found_in == "link icon") {
+        return;
+    }
+    if let Ok(url) = doc.join("/favicon.ico") {
+        let policy = ex.document_policy;
+        ex.refs.push(extract::Reference { url, kind: RefKind::Image, policy, found_in: "default favicon" });
     }
 }

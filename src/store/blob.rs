@@ -124,7 +124,17 @@ pub fn decode(id: BlobId, codec: Codec, raw_len: u64, stored: &[u8]) -> Result<V
     let data = match codec {
         Codec::Raw => stored.to_vec(),
         Codec::Zstd => {
-            zstd::bulk::decompress(stored, raw_len as usize).map_err(|source| BlobError::Decompress { id, source })?
+            // Streamed rather than into a buffer of `raw_len` made up front:
+            // the length comes from the trailer, and a hostile pack could
+            // claim gigabytes for a few bytes. Memory now follows what the
+            // frame really yields (zstd expands at most ~40,000x), cut off
+            // one byte past the claim.
+            use std::io::Read;
+            let decompress = |source| BlobError::Decompress { id, source };
+            let mut out = Vec::with_capacity((raw_len as usize).min(stored.len().saturating_mul(8)));
+            let decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(decompress)?;
+            decoder.take(raw_len.saturating_add(1)).read_to_end(&mut out).map_err(decompress)?;
+            out
         }
     };
     if data.len() as u64 != raw_len {
@@ -148,6 +158,14 @@ mod tests {
         assert_eq!(e.codec, Codec::Zstd);
         assert!(e.data.len() < text.len() / 4);
         assert_eq!(decode(e.id, e.codec, e.raw_len, &e.data).unwrap(), text.as_bytes());
+    }
+
+    #[test]
+    fn a_length_claim_past_the_frame_is_an_error_not_an_allocation() {
+        let e = encode("abc".repeat(1000).as_bytes(), 3);
+        assert!(matches!(decode(e.id, e.codec, u64::MAX, &e.data), Err(BlobError::Length { got: 3000, .. })));
+        assert!(matches!(decode(e.id, e.codec, 10, &e.data), Err(BlobError::Length { got: 11, .. })));
+        assert!(decode(e.id, e.codec, e.raw_len, &e.data[..e.data.len() - 1]).is_err(), "a truncated frame");
     }
 
     #[test]

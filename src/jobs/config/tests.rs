@@ -154,4 +154,7 @@ fn document_element_bound_reaches_every_run() {
             .unwrap();
     assert_eq!(c.run_options(c.job("j").unwrap()).max_document_elements, 10);
     assert_eq!(c.adhoc_run_options("other", vec![]).max_document_elements, 10);
+    assert!(c.run_options(c.job("j").unwrap()).favicon);
+    let off = parse("[defaults]\nfavicon = false\n").unwrap();
+    assert!(!off.adhoc_run_options("x", vec![]).favicon);
 }

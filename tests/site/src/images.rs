@@ -261,6 +261,28 @@ pub fn placeholder_png() -> &'static [u8] {
     })
 }
 
+/// `/favicon.ico`: an ICO file holding one 16x16 PNG, as browsers accept.
+/// The index page names no icon, so a browser asks for it there.
+pub fn favicon_ico() -> &'static [u8] {
+    static ICO: OnceLock<Vec<u8>> = OnceLock::new();
+    ICO.get_or_init(|| {
+        let mut rgb = Vec::with_capacity(16 * 16 * 3);
+        for y in 0..16u32 {
+            for x in 0..16u32 {
+                rgb.extend_from_slice(if (x + y) % 5 == 0 { &[0xC0, 0x20, 0x20] } else { &[0xFF, 0xF0, 0xD0] });
+            }
+        }
+        let png = encode_png(&rgb, 16, 16);
+        let mut ico = Vec::with_capacity(22 + png.len());
+        ico.extend_from_slice(&[0, 0, 1, 0, 1, 0]); // reserved, type 1 (icon), one image
+        ico.extend_from_slice(&[16, 16, 0, 0, 1, 0, 32, 0]); // 16x16, no palette, 1 plane, 32 bpp
+        ico.extend_from_slice(&(png.len() as u32).to_le_bytes());
+        ico.extend_from_slice(&22u32.to_le_bytes()); // the image starts after this 22-byte header
+        ico.extend_from_slice(&png);
+        ico
+    })
+}
+
 /// The site logo: a small PNG, the same bytes on every page of one site.
 pub(crate) fn logo_png(seed: u64) -> Vec<u8> {
     let (w, h) = (160u32, 48u32);

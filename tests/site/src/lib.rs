@@ -7,7 +7,8 @@
 //! - **site**: `/` (index), `/posts/<n>.html` (articles 1..=N, 20-120 KB, Chinese text,
 //!   every `gbk_every`-th one GBK-encoded), `/feed.xml` (RSS 2.0 with `content:encoded`),
 //!   `/atom.xml`, `/sitemap.xml`, `/robots.txt` (disallows `/private/`, which the index
-//!   links to), `/static/logo.png`, `/img/<x>` (302 to `/static/<x>`).
+//!   links to), `/static/logo.png`, `/favicon.ico` (an ICO; the index names no icon),
+//!   `/img/<x>` (302 to `/static/<x>`).
 //! - **cdn**: the images. Hotlink protection: a `Referer` whose origin is not the site's
 //!   (or, for the stylesheet's background image, the assets origin's) gets 403.
 //! - **wx_cdn**: WeChat-like. Any request *with* a `Referer` gets 200 and a fixed
@@ -65,7 +66,7 @@ use chrono::{DateTime, Utc};
 pub use image::ImageFormat;
 use url::Url;
 
-pub use images::placeholder_png;
+pub use images::{favicon_ico, placeholder_png};
 pub use posts::write_local_posts;
 pub use server::serve;
 
@@ -362,6 +363,9 @@ pub struct Site {
     pub stylesheet: Url,
     /// `<site>/static/logo.png`.
     pub logo: Url,
+    /// `<site>/favicon.ico`, an ICO file: the index page names no icon, so
+    /// a browser showing it asks for this.
+    pub favicon: Url,
     /// The articles, in number order (`articles[i].number == i + 1`).
     pub articles: Vec<ArticleInfo>,
     /// The images the stylesheet references.

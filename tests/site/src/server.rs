@@ -51,6 +51,7 @@ pub async fn serve(config: SiteConfig) -> Result<SiteHandle, SiteError> {
         sitemap: at("/sitemap.xml")?,
         robots: at("/robots.txt")?,
         logo: at("/static/logo.png")?,
+        favicon: at("/favicon.ico")?,
         stylesheet: plan::join(&origins.assets, "/css/site.css")?,
         site: origins.site,
         cdn: origins.cdn,
@@ -194,6 +195,7 @@ impl Request<'_> {
             "/atom.xml" => self.ok(pages::atom(site).into(), "application/atom+xml; charset=utf-8", newest, &[]),
             "/sitemap.xml" => self.ok(pages::sitemap(site).into(), "application/xml; charset=utf-8", newest, &[]),
             "/robots.txt" => self.ok(pages::robots(site).into(), "text/plain; charset=utf-8", newest, &[]),
+            "/favicon.ico" => self.ok(crate::images::favicon_ico().into(), "image/x-icon", newest, &[]),
             _ if path.starts_with("/private/") => {
                 bump(&site.stats.private_requests);
                 self.ok(pages::private_page().into(), "text/html; charset=utf-8", newest, &[])

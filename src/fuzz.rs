@@ -1,0 +1,130 @@
+//! Entry points of the fuzz targets in `tests/fuzz` (compiled only under
+//! `cfg(fuzzing)`, which `cargo fuzz` sets). Each takes arbitrary bytes,
+//! runs one parser the way the run or a reader does, and checks what must
+//! hold of its answer; a panic, an abort, a hang or a huge allocation is a
+//! finding. The parsers stay private: this is their only door for fuzzing.
+
+use url::Url;
+
+use crate::extract;
+use crate::referrer::Policy;
+use crate::sources::{charset, feed, post, sitemap};
+use crate::store::blob::{self, Codec};
+use crate::store::id::{BlobId, PackId, SnapshotId};
+use crate::store::manifest::Manifest;
+use crate::store::pack;
+
+fn base() -> Url {
+    Url::parse("https://example.com/dir/page.html?q=1").expect("a valid URL")
+}
+
+fn fetchable(url: &Url) -> bool {
+    matches!(url.scheme(), "http" | "https")
+}
+
+/// HTML extraction: every reference is an absolute http(s) URL.
+pub fn html(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let ex = extract::extract_html(&text, &base(), None);
+    assert!(ex.refs.iter().all(|r| fetchable(&r.url)), "{:?}", ex.refs);
+    assert!(ex.limit.is_none() || ex.refs.is_empty());
+}
+
+/// Stylesheet extraction: every reference is an absolute http(s) URL.
+pub fn css(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let refs = extract::extract_css(&text, &base(), Policy::DEFAULT);
+    assert!(refs.iter().all(|r| fetchable(&r.url)), "{refs:?}");
+}
+
+/// srcset parsing: candidate URLs are non-empty slices of the input.
+pub fn srcset(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    for c in extract::parse_srcset(&text) {
+        assert!(!c.url.is_empty() && text.contains(c.url));
+    }
+}
+
+/// Image classification: never decodes pixels, never panics.
+pub fn image(data: &[u8]) {
+    let _ = extract::media::classify_image(data, Some("image/jpeg"));
+    let _ = extract::media::classify_image(data, None);
+}
+
+/// Feed parsing (RSS, Atom, JSON Feed) and kind detection.
+pub fn feed(data: &[u8]) {
+    let _ = feed::detect(data, Some("application/xml"));
+    if let Ok(f) = feed::parse_feed(data, &base()) {
+        for item in f.items {
+            if let Some(link) = item.link {
+                assert!(fetchable(&link), "{link}");
+            }
+        }
+    }
+}
+
+/// Sitemap and sitemap index parsing.
+pub fn sitemap(data: &[u8]) {
+    if let Ok(s) = sitemap::parse_sitemap(data, &base()) {
+        assert!(s.locs.iter().all(fetchable));
+    }
+}
+
+/// A local post: front matter (YAML and TOML) and Markdown.
+pub fn post(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = post::parse_post_as(text, post::PostFormat::Markdown, Some(&base()));
+    let _ = post::parse_post_as(text, post::PostFormat::Html, None);
+}
+
+/// Charset detection and decoding: no byte order mark survives.
+pub fn charset(data: &[u8]) {
+    for ct in [None, Some("text/html; charset=gbk"), Some("text/html; charset=\"bogus\"")] {
+        let d = charset::decode(data, ct);
+        assert!(!d.text.starts_with('\u{feff}'));
+    }
+}
+
+/// A pack file as a reader meets it: footer, trailer, then every blob
+/// decoded within its recorded length. The trailer's hash is taken as the
+/// pack's name, so the checks past it are reached.
+pub fn pack(data: &[u8]) {
+    let size = data.len() as u64;
+    if size < pack::HEADER_LEN + pack::FOOTER_LEN {
+        return;
+    }
+    let footer = &data[(size - pack::FOOTER_LEN) as usize..];
+    let Ok((_, tlen)) = pack::parse_footer("fuzz", footer) else { return };
+    let Some(data_end) = (size - pack::FOOTER_LEN).checked_sub(tlen as u64).filter(|&e| e >= pack::HEADER_LEN) else {
+        return;
+    };
+    let trailer = &data[data_end as usize..(size - pack::FOOTER_LEN) as usize];
+    let name = PackId::of(trailer).to_hex();
+    let Ok(entries) = pack::parse_trailer(&name, trailer, data_end) else { return };
+    for e in entries {
+        let stored = &data[e.offset as usize..(e.offset + e.stored_len) as usize];
+        if let Ok(bytes) = blob::decode(e.id, e.codec, e.raw_len, stored) {
+            assert_eq!(BlobId::of(&bytes), e.id);
+        }
+    }
+}
+
+/// One blob's stored bytes under both codecs, with the length the input's
+/// first 4 bytes claim: the claim bounds what is allocated.
+pub fn blob(data: &[u8]) {
+    if data.len() < 4 {
+        return;
+    }
+    let claimed = u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) as u64;
+    for codec in [Codec::Raw, Codec::Zstd] {
+        let _ = blob::decode(BlobId::of(&data[4..]), codec, claimed, &data[4..]);
+    }
+}
+
+/// A manifest as `kura ls` reads it, named by its own hash so the checks
+/// past the name are reached.
+pub fn manifest(data: &[u8]) {
+    if let Ok(m) = Manifest::decode(&SnapshotId::of(data).to_hex(), data) {
+        let _ = m.failures().count();
+    }
+}
