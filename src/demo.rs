@@ -57,6 +57,13 @@ pub struct DemoReport {
     /// Placeholders the WeChat-like CDN served (those for images without
     /// `referrerpolicy="no-referrer"` are what a browser gets too).
     pub placeholders_served: u64,
+    /// Images the site shows a browser a placeholder for.
+    pub placeholders_expected: usize,
+    /// Image entries flagged as placeholders.
+    pub placeholders_flagged: usize,
+    /// Images (URLs) whose real picture was recovered: the entry flagged,
+    /// the placeholder kept, and the content the site's own bytes.
+    pub placeholders_recovered: usize,
     /// Raw bytes of every entry.
     pub logical_bytes: u64,
     /// Bytes fetched over the network.
@@ -132,6 +139,25 @@ pub async fn run(archive: &Archive, opts: DemoOptions, progress: Arc<Progress>) 
         expected.archived.iter().map(|u| u.to_string()).filter(|u| !archived.contains(u.as_str())).collect();
     let expected_failures =
         manifest.failures().filter(|e| expected.failures.keys().any(|u| u.as_str() == e.url)).count();
+    let flagged: Vec<&crate::store::Entry> = manifest.entries.iter().filter(|e| e.placeholder).collect();
+    // Recovered means: flagged, the placeholder kept, and the content the
+    // real picture (the site's own bytes, re-read from the archive).
+    let mut recovered = std::collections::HashSet::new();
+    for e in flagged.iter().filter(|e| e.shown.is_some()) {
+        let Ok(url) = url::Url::parse(&e.url) else { continue };
+        let (Some(want), Some(blob)) = (s.image_bytes(&url).await?, e.blob) else { continue };
+        let history = archive.clone();
+        let got = tokio::task::spawn_blocking(move || history.pack_index().and_then(|i| history.read_blob(&i, &blob)))
+            .await
+            .expect("reading does not panic")?;
+        if got == want[..] {
+            recovered.insert(e.url.as_str());
+        }
+    }
+    // A placeholder stored as the picture is not the picture.
+    let mut missing_images = missing_images;
+    missing_images
+        .extend(expected.placeholders.iter().map(|u| u.to_string()).filter(|u| !recovered.contains(u.as_str())));
 
     let verify_report = {
         let archive = archive.clone();
@@ -166,6 +192,9 @@ pub async fn run(archive: &Archive, opts: DemoOptions, progress: Arc<Progress>) 
         missing_images,
         hotlink_rejections: stats_now.hotlink_rejections,
         placeholders_served: stats_now.placeholders_served,
+        placeholders_expected: expected.placeholders.len(),
+        placeholders_flagged: flagged.len(),
+        placeholders_recovered: recovered.len(),
         logical_bytes: report.bytes,
         fetched_bytes: report.fetched_bytes,
         stored_bytes: report.stored_bytes,

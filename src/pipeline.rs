@@ -16,6 +16,7 @@ mod crawl;
 mod incremental;
 mod local;
 mod parse;
+mod placeholder;
 mod progress;
 
 pub use progress::Progress;
@@ -70,6 +71,9 @@ pub struct RunOptions {
     pub max_document_elements: usize,
     /// Ask for `/favicon.ico` when a page names no icon, as browsers do.
     pub favicon: bool,
+    /// SHA-256 digests of known placeholder pictures: an image answered
+    /// with one is flagged and asked for again without a Referer.
+    pub placeholder_digests: Vec<BlobId>,
 }
 
 impl Default for RunOptions {
@@ -86,6 +90,7 @@ impl Default for RunOptions {
             max_sitemap_urls: 100_000,
             max_document_elements: 250_000,
             favicon: true,
+            placeholder_digests: vec![],
         }
     }
 }
@@ -101,6 +106,10 @@ pub struct RunReport {
     pub entries: usize,
     /// Failed entries.
     pub failures: usize,
+    /// Images whose browser-exact answer was a placeholder.
+    pub placeholders: usize,
+    /// Of those, images whose real picture was recovered.
+    pub recovered: usize,
     /// Bytes of bodies received over the network.
     pub fetched_bytes: u64,
     /// Bytes stored (blob counts and sizes).
@@ -152,6 +161,9 @@ struct Ctx {
     /// Entries a browser asks for on its own (`/favicon.ico`): a 404 or 410
     /// for one means the site has none, not that the archive lost it.
     optional: Mutex<HashSet<usize>>,
+    /// Image bytes per answering origin, for spotting placeholders
+    /// (`placeholder`).
+    suspects: Mutex<HashMap<(String, BlobId), placeholder::Suspect>>,
     /// Optional entries the server said do not exist: left out of the
     /// manifest.
     absent: Mutex<HashSet<usize>>,
@@ -363,6 +375,7 @@ pub async fn run(
         entries: Mutex::new(Vec::new()),
         seen: Mutex::new(HashMap::new()),
         optional: Mutex::new(HashSet::new()),
+        suspects: Mutex::new(HashMap::new()),
         absent: Mutex::new(HashSet::new()),
         sitemap_urls: AtomicUsize::new(0),
         fatal: Mutex::new(None),
@@ -414,6 +427,8 @@ pub async fn run(
         counts,
         entries: manifest.entries.len(),
         failures: manifest.failures().count(),
+        placeholders: manifest.entries.iter().filter(|e| e.placeholder).count(),
+        recovered: manifest.entries.iter().filter(|e| e.shown.is_some()).count(),
         fetched_bytes: ctx.progress.bytes(),
         write,
         bytes: manifest.entries.iter().map(|e| e.size).sum(),

@@ -700,3 +700,82 @@ async fn favicon_is_asked_for_as_a_browser_asks() {
     let m = archive.load_snapshot(&report.snapshot).unwrap();
     assert!(!m.entries.iter().any(|e| e.url.ends_with("/favicon.ico")), "{:#?}", m.entries);
 }
+
+/// Placeholders: a CDN answering any Referer with one stock picture is
+/// caught once it does so for a second path; every such entry is asked
+/// again without Referer and keeps both pictures. A picture a host serves
+/// under two paths whatever the Referer is not flagged; a listed digest is
+/// flagged even when it is the only answer, and nothing is invented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placeholders_are_flagged_and_the_real_picture_recovered() {
+    let stock = png(1);
+    let seen: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let (log, stock_body) = (seen.clone(), stock.clone());
+    let quoting = Router::new().route(
+        "/{name}",
+        get(move |Path(name): Path<String>, h: HeaderMap| {
+            let (log, stock) = (log.clone(), stock_body.clone());
+            async move {
+                let referer = h.contains_key(header::REFERER);
+                log.lock().unwrap().push((name.clone(), referer));
+                match name.as_str() {
+                    "gone.png" => image_response(&stock),
+                    _ if referer => image_response(&stock),
+                    n => image_response(&png(10 + n.as_bytes()[1])),
+                }
+            }
+        }),
+    );
+    let logo = png(77);
+    let shared = Router::new().route("/{name}", get(move || async move { image_response(&logo) }));
+    let (q, s) = (serve(quoting).await, serve(shared).await);
+    let page = format!(
+        "<title>quotes</title><link rel=icon href=/x.ico><img src={q}/p1.png><img src={q}/p2.png>\
+         <img src={q}/p3.png><img src={q}/gone.png><img src={s}/logo-a.png><img src={s}/logo-b.png>"
+    );
+    let site = serve(Router::new().route("/", get(move || async move { axum::response::Html(page) }))).await;
+    let stock_id = kura::store::BlobId::of(&stock);
+    let sources = [format!("{site}/")];
+
+    // By behaviour alone: the same bytes for p1 and p2 give it away.
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let report = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let idx = archive.pack_index().unwrap();
+    for n in ["p1", "p2", "p3"] {
+        let e = find(&m, &format!("{q}/{n}.png"));
+        assert!(e.placeholder, "{e:?}");
+        assert_eq!(e.shown, Some(stock_id), "the placeholder is kept as what was shown");
+        let real = archive.read_blob(&idx, &e.blob.unwrap()).unwrap();
+        assert_eq!(real, png(10 + n.as_bytes()[1]), "{n}: the recovered picture is the content");
+        assert!(e.referer.is_some(), "the Referer the browser sent stays on record");
+        let asked: Vec<bool> =
+            seen.lock().unwrap().iter().filter(|(p, _)| *p == format!("{n}.png")).map(|x| x.1).collect();
+        assert_eq!(asked, [true, false], "{n}: once as a browser, once without Referer");
+    }
+    let gone = find(&m, &format!("{q}/gone.png"));
+    assert!(!gone.placeholder, "the same bytes without a Referer prove nothing: {gone:?}");
+    for n in ["logo-a", "logo-b"] {
+        let e = find(&m, &format!("{s}/{n}.png"));
+        assert!(!e.placeholder && e.shown.is_none(), "a picture used twice is no placeholder: {e:?}");
+    }
+    assert_eq!((report.placeholders, report.recovered), (3, 3));
+    let stats = kura::inspect::stats(&archive).unwrap();
+    assert_eq!((stats.kinds["image"].placeholders, stats.kinds["image"].recovered), (3, 3));
+    // Prune keeps what was shown: it is part of the snapshot.
+    kura::store::prune(&archive, kura::store::PruneOptions { repack_below: 1.0, ..Default::default() }).unwrap();
+    let idx = archive.pack_index().unwrap();
+    assert_eq!(archive.read_blob(&idx, &stock_id).unwrap(), stock);
+
+    // A listed digest is a placeholder even as the only answer.
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let opts = RunOptions { placeholder_digests: vec![stock_id], ..options() };
+    let report = run(&archive, &sources, opts, Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let gone = find(&m, &format!("{q}/gone.png"));
+    assert!(gone.placeholder && gone.shown.is_none(), "{gone:?}");
+    assert_eq!(gone.blob, Some(stock_id), "the only answer is kept, nothing invented");
+    assert_eq!((report.placeholders, report.recovered), (4, 3));
+}

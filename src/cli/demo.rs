@@ -51,7 +51,11 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
         r.failures, r.expected_failures
     )?;
     writeln!(out, "  hotlink 403s    {} (a browser-exact Referer gets none)", r.hotlink_rejections)?;
-    writeln!(out, "  placeholders    {} (only for images a browser would also get them for)", r.placeholders_served)?;
+    writeln!(
+        out,
+        "  placeholders    {} flagged, {} real pictures recovered ({} images the site shows a browser a placeholder for)",
+        r.placeholders_flagged, r.placeholders_recovered, r.placeholders_expected
+    )?;
     writeln!(out, "  logical size    {}", human(r.logical_bytes))?;
     writeln!(out, "  stored (new)    {}", human(r.stored_bytes))?;
     writeln!(out, "  dedup ratio     {:.2}x (whole archive)", r.dedup_ratio)?;

@@ -71,6 +71,14 @@ pub fn print_run_summary(archive: &Archive, report: &RunReport) -> Result<()> {
         human(report.new_bytes),
         human(report.stored_bytes),
     );
+    if report.placeholders > 0 {
+        eprintln!(
+            "  {} images answered with a placeholder; {} real pictures recovered without a Referer (kura ls {} --json: \"placeholder\", \"shown\")",
+            report.placeholders,
+            report.recovered,
+            report.snapshot.short()
+        );
+    }
     if report.failures > 0 {
         let m = archive.load_snapshot(&report.snapshot)?;
         for f in m.failures().take(15) {

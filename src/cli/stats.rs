@@ -29,6 +29,9 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     writeln!(out, "compression ratio: {:.2}x", s.compression_ratio)?;
     for (kind, k) in &s.kinds {
         writeln!(out, "  {kind:<11} {:>7} entries {:>5} failed {:>12}", k.entries, k.failures, human(k.logical_bytes))?;
+        if k.placeholders > 0 {
+            writeln!(out, "  {:<11} {:>7} placeholders, {} recovered", "", k.placeholders, k.recovered)?;
+        }
     }
     Ok(0)
 }

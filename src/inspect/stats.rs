@@ -13,6 +13,10 @@ pub struct KindStats {
     pub entries: u64,
     /// Entries that failed.
     pub failures: u64,
+    /// Entries whose browser-exact answer was a placeholder.
+    pub placeholders: u64,
+    /// Of those, entries whose real picture was recovered.
+    pub recovered: u64,
     /// Raw bytes, counting every entry.
     pub logical_bytes: u64,
 }
@@ -56,14 +60,19 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
             if e.error.is_some() {
                 k.failures += 1;
             }
-            let Some(b) = e.blob else { continue };
-            k.logical_bytes += e.size;
-            s.logical_bytes += e.size;
-            if seen.insert(b)
-                && let Some((_, pe)) = index.get(&b)
-            {
-                s.unique_bytes += pe.raw_len;
-                s.stored_bytes += pe.stored_len;
+            k.placeholders += u64::from(e.placeholder);
+            k.recovered += u64::from(e.shown.is_some());
+            if e.blob.is_some() {
+                k.logical_bytes += e.size;
+                s.logical_bytes += e.size;
+            }
+            for b in e.blobs() {
+                if seen.insert(b)
+                    && let Some((_, pe)) = index.get(&b)
+                {
+                    s.unique_bytes += pe.raw_len;
+                    s.stored_bytes += pe.stored_len;
+                }
             }
         }
     }

@@ -109,8 +109,8 @@ pub fn verify(
         match archive.load_snapshot(&id) {
             Ok(m) => {
                 for e in m.entries {
-                    if let Some(b) = e.blob {
-                        users.entry(b).or_default().push(Affected { snapshot: id, url: e.url });
+                    for b in e.blobs() {
+                        users.entry(b).or_default().push(Affected { snapshot: id, url: e.url.clone() });
                     }
                 }
             }

@@ -20,6 +20,7 @@ use crate::fetch::FetchConfig;
 use crate::jobs::retention::Policy;
 use crate::jobs::schedule::{MissedRuns, Schedule, Zone};
 use crate::pipeline::RunOptions;
+use crate::store::id::BlobId;
 use crate::store::writer::WriteOptions;
 use chrono::Duration;
 use raw::{RawConfig, RawRetention};
@@ -86,6 +87,8 @@ pub struct Defaults {
     pub max_document_elements: usize,
     /// Ask for `/favicon.ico` when a page names no icon (default true).
     pub favicon: bool,
+    /// SHA-256 digests of known placeholder pictures.
+    pub placeholder_digests: Vec<BlobId>,
     /// Retention of jobs without a `[job.retention]` table.
     pub retention: Policy,
 }
@@ -196,6 +199,7 @@ impl Config {
             max_sitemap_urls: self.defaults.max_sitemap_urls,
             max_document_elements: self.defaults.max_document_elements,
             favicon: self.defaults.favicon,
+            placeholder_digests: self.defaults.placeholder_digests.clone(),
             headers: job.headers.hosts().map(|h| (h.to_string(), job.headers.for_host(h).to_vec())).collect(),
             ..RunOptions::default()
         }
@@ -221,6 +225,7 @@ impl Config {
                 max_sitemap_urls: self.defaults.max_sitemap_urls,
                 max_document_elements: self.defaults.max_document_elements,
                 favicon: self.defaults.favicon,
+                placeholder_digests: self.defaults.placeholder_digests.clone(),
                 ..RunOptions::default()
             },
         }
@@ -306,6 +311,18 @@ impl Validator<'_> {
                 .max_document_elements
                 .unwrap_or_else(|| RunOptions::default().max_document_elements),
             favicon: d.favicon.unwrap_or(true),
+            placeholder_digests: d
+                .placeholder_digests
+                .iter()
+                .flatten()
+                .filter_map(|hex| {
+                    let id = hex.get_ref().trim().parse::<BlobId>().ok();
+                    if id.is_none() {
+                        self.error(hex, "a placeholder digest is the SHA-256 of the picture: 64 hex digits");
+                    }
+                    id
+                })
+                .collect(),
         };
 
         let raw_jobs = table.get("job").and_then(|v| v.as_array()).cloned().unwrap_or_default();

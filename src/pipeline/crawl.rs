@@ -276,7 +276,9 @@ impl Ctx {
         match media::classify_image(&resp.body, resp.content_type.as_deref()) {
             Ok(info) => {
                 self.update(i, |e| e.image = Some(info));
-                self.store_into(i, resp.body).await;
+                if self.store_into(i, resp.body).await {
+                    self.check_placeholder(i, &resp.final_url).await;
+                }
             }
             Err(err @ media::MediaError::Html(_)) => {
                 if self.store_into(i, resp.body).await {

@@ -49,6 +49,8 @@ impl Ctx {
             e.size = prior.size;
             e.stored_size = prior.stored_size;
             e.image = prior.image.clone();
+            e.placeholder = prior.placeholder;
+            e.shown = prior.shown;
             e.reused = true;
         });
     }

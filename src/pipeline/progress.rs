@@ -10,6 +10,8 @@ pub struct Progress {
     images: AtomicU64,
     bytes: AtomicU64,
     failures: AtomicU64,
+    placeholders: AtomicU64,
+    recovered: AtomicU64,
 }
 
 impl Progress {
@@ -24,6 +26,20 @@ impl Progress {
     }
     pub(crate) fn add_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_placeholder(&self, recovered: bool) {
+        self.placeholders.fetch_add(1, Ordering::Relaxed);
+        if recovered {
+            self.recovered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// Placeholders found so far (browser-exact answers that were not the picture).
+    pub fn placeholders(&self) -> u64 {
+        self.placeholders.load(Ordering::Relaxed)
+    }
+    /// Of those, the ones whose real picture was recovered.
+    pub fn recovered(&self) -> u64 {
+        self.recovered.load(Ordering::Relaxed)
     }
     /// Articles fetched (or failed) so far.
     pub fn articles(&self) -> u64 {

@@ -133,6 +133,15 @@ pub struct Entry {
     /// Why it could not be archived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The browser-exact answer was a placeholder: a stock picture an image
+    /// CDN sends instead of the one asked for (to a Referer it refuses).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub placeholder: bool,
+    /// The placeholder's body, what a reader was shown, when the real
+    /// picture was recovered by asking again without a Referer or cookies;
+    /// `blob` is then the recovered picture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<BlobId>,
     /// The body was not downloaded again: 304, or within the freshness window.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
@@ -142,6 +151,12 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Every blob the entry needs: its body and, for a recovered picture,
+    /// the placeholder shown instead.
+    pub fn blobs(&self) -> impl Iterator<Item = BlobId> {
+        self.blob.into_iter().chain(self.shown)
+    }
+
     /// "ok" or "failed", for listings.
     pub fn status_word(&self) -> &'static str {
         if self.error.is_some() { "failed" } else { "ok" }

@@ -17,6 +17,7 @@ use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
 use crate::store::blob::EncodedBlob;
 use crate::store::id::{BlobId, PackId};
+use crate::store::manifest::Entry;
 use crate::store::pack::PackEntry;
 use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
@@ -90,7 +91,7 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
         return Err(PruneError::DamagedSnapshot(id.to_string()));
     }
     report.snapshots = snapshots.len();
-    let live: HashSet<BlobId> = snapshots.iter().flat_map(|(_, m)| m.entries.iter().filter_map(|e| e.blob)).collect();
+    let live: HashSet<BlobId> = snapshots.iter().flat_map(|(_, m)| m.entries.iter().flat_map(Entry::blobs)).collect();
 
     let index = archive.pack_index()?;
     if let Some((id, _)) = index.damaged.first() {

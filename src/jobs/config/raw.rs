@@ -40,6 +40,7 @@ pub(super) struct RawDefaults {
     pub max_sitemap_urls: Option<usize>,
     pub max_document_elements: Option<usize>,
     pub favicon: Option<bool>,
+    pub placeholder_digests: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -212,6 +212,11 @@ pub enum RefKind {
     Redirect,
     /// An image on the WeChat-like origin marked `referrerpolicy="no-referrer"`.
     WeChat,
+    /// An image on the WeChat-like origin without a policy, as blogs that
+    /// copy WeChat articles embed them: a browser sends the page's origin
+    /// and is shown the placeholder. A correct archiver flags it and
+    /// recovers the real picture (asking without a Referer).
+    WeChatQuoted,
     /// The `url()` background in the assets origin's stylesheet.
     CssBackground,
 }
@@ -290,6 +295,9 @@ pub struct Expected {
     pub archived: BTreeSet<Url>,
     /// The image URLs that should be recorded as failures, and why.
     pub failures: BTreeMap<Url, Trouble>,
+    /// The images a browser is shown a placeholder for ([`RefKind::WeChatQuoted`]):
+    /// flagged, with the real picture recovered (they are in `archived` too).
+    pub placeholders: BTreeSet<Url>,
     /// Number of distinct image contents among `archived`: the image blobs to expect.
     pub distinct_images: usize,
     /// The stylesheets the pages link to.
@@ -417,8 +425,12 @@ impl Site {
         let mut archived = BTreeSet::new();
         let mut failures = BTreeMap::new();
         let mut contents = BTreeSet::new();
+        let mut placeholders = BTreeSet::new();
         for r in refs {
             image_urls.insert(r.url.clone());
+            if r.kind == RefKind::WeChatQuoted {
+                placeholders.insert(r.url.clone());
+            }
             match r.trouble {
                 Some(t) if !t.recoverable() => {
                     failures.insert(r.url.clone(), t);
@@ -434,6 +446,7 @@ impl Site {
             image_urls,
             archived,
             failures,
+            placeholders,
             distinct_images: contents.len(),
             stylesheets: vec![self.stylesheet.clone()],
         }

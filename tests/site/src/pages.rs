@@ -178,10 +178,14 @@ fn figure(site: &Site, a: &ArticleInfo, f: &Figure, target: Target) -> String {
             };
             format!("<p><img src=\"{}\" alt=\"图表\" width=\"640\"></p>\n", esc(&src))
         }
-        Figure::WeChat { url } => format!(
+        Figure::WeChat { url, quoted: false } => format!(
             "<p class=\"image-wrapper\"><img data-ratio=\"0.75\" src=\"{}\" referrerpolicy=\"no-referrer\"></p>\n",
             esc(url.as_str())
         ),
+        // A browser sends this page's origin and gets the placeholder.
+        Figure::WeChat { url, quoted: true } => {
+            format!("<p class=\"image-wrapper\"><img data-ratio=\"0.75\" src=\"{}\"></p>\n", esc(url.as_str()))
+        }
     }
 }
 

@@ -36,8 +36,9 @@ pub(crate) enum Figure {
     Lazy { url: Url },
     /// `<img src="/img/x">`, written relative to the page.
     Redirect { path: String },
-    /// WeChat image with `referrerpolicy="no-referrer"`.
-    WeChat { url: Url },
+    /// WeChat image with `referrerpolicy="no-referrer"`, or without it
+    /// (`quoted`: copied from WeChat by a blog that forgot the policy).
+    WeChat { url: Url, quoted: bool },
 }
 
 /// What the CDN serves at one path.
@@ -268,11 +269,17 @@ pub(crate) fn plan(config: &SiteConfig, origins: &Origins) -> Result<Plan, SiteE
         figures.push(Figure::Redirect { path: from });
 
         if rng.chance(0.5) {
-            for _ in 0..rng.range(1, 2) {
+            // A blog that copies a WeChat article copies all its pictures,
+            // without the policy: two or three. Its own stream, so that the
+            // other choices stay as they were.
+            let quoted = Rng::new(seed, "wx-quoted", n as u64).chance(0.4);
+            let count = rng.range(1, 2);
+            for _ in 0..if quoted { count + 1 } else { count } {
                 let key = p.fresh();
                 let (wx_url, format) = p.wx_image(key)?;
-                refs.push(image_ref(wx_url.clone(), RefKind::WeChat, key, format, None));
-                figures.push(Figure::WeChat { url: wx_url });
+                let kind = if quoted { RefKind::WeChatQuoted } else { RefKind::WeChat };
+                refs.push(image_ref(wx_url.clone(), kind, key, format, None));
+                figures.push(Figure::WeChat { url: wx_url, quoted });
             }
         }
 

@@ -69,7 +69,7 @@ pub(crate) fn post(site: &Site, a: &ArticleInfo) -> String {
                     vocab::heading(&mut rng)
                 );
             }
-            (Figure::Plain { url, .. }, _) | (Figure::Lazy { url }, _) | (Figure::WeChat { url }, _) => {
+            (Figure::Plain { url, .. }, _) | (Figure::Lazy { url }, _) | (Figure::WeChat { url, .. }, _) => {
                 let _ = writeln!(
                     md,
                     "<p class=\"image-wrapper\"><img data-img-size-val src=\"{}\" referrerpolicy=\"no-referrer\"></p> ",
