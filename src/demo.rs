@@ -57,6 +57,14 @@ pub struct DemoReport {
     /// Placeholders the WeChat-like CDN served (those for images without
     /// `referrerpolicy="no-referrer"` are what a browser gets too).
     pub placeholders_served: u64,
+    /// Images on the site's formats page (AVIF, ICO, BMP, SVG, lazy loaders
+    /// on other elements than `<img>`).
+    pub format_images: usize,
+    /// Of those, archived byte for byte.
+    pub format_images_archived: usize,
+    /// Paths on the site origin asked for though nothing links to them
+    /// (JSON, `none` or a template placeholder taken for a URL).
+    pub junk_requests: Vec<String>,
     /// Images the site shows a browser a placeholder for.
     pub placeholders_expected: usize,
     /// Image entries flagged as placeholders.
@@ -126,6 +134,7 @@ pub async fn run(archive: &Archive, opts: DemoOptions, progress: Arc<Progress>) 
     let report = pipeline::run(archive, &sources, run_opts, progress).await?;
     let stats_now = s.stats();
     let expected = s.expected();
+    let junk_requests = s.unknown_paths();
     handle.shutdown().await;
 
     let manifest = archive.load_snapshot(&report.snapshot)?;
@@ -153,6 +162,21 @@ pub async fn run(archive: &Archive, opts: DemoOptions, progress: Arc<Progress>) 
         if got == want[..] {
             recovered.insert(e.url.as_str());
         }
+    }
+    let mut format_images_archived = 0;
+    let format_images = site::format_assets();
+    for a in format_images {
+        let Ok(url) = s.site.join(a.path) else { continue };
+        let Some(blob) =
+            manifest.entries.iter().find(|e| e.url == url.as_str() && e.error.is_none()).and_then(|e| e.blob)
+        else {
+            continue;
+        };
+        let history = archive.clone();
+        let got = tokio::task::spawn_blocking(move || history.pack_index().and_then(|i| history.read_blob(&i, &blob)))
+            .await
+            .expect("reading does not panic")?;
+        format_images_archived += usize::from(got == a.bytes);
     }
     // A placeholder stored as the picture is not the picture.
     let mut missing_images = missing_images;
@@ -192,6 +216,9 @@ pub async fn run(archive: &Archive, opts: DemoOptions, progress: Arc<Progress>) 
         missing_images,
         hotlink_rejections: stats_now.hotlink_rejections,
         placeholders_served: stats_now.placeholders_served,
+        format_images: format_images.len(),
+        format_images_archived,
+        junk_requests,
         placeholders_expected: expected.placeholders.len(),
         placeholders_flagged: flagged.len(),
         placeholders_recovered: recovered.len(),

@@ -29,8 +29,10 @@ async fn demo_archives_every_expected_image_and_nothing_is_hotlink_blocked() {
     assert_eq!(r.failures, r.expected_failures, "only the planted failures may fail");
     assert!(r.expected_failures > 0);
     assert!(r.verified);
-    // 12 pages, 3 local posts, and the home page the sitemap also lists.
-    assert_eq!(r.articles, 12 + 3 + 1);
+    // 12 pages, 3 local posts, and the home and formats pages the sitemap also lists.
+    assert_eq!(r.articles, 12 + 3 + 2);
+    assert_eq!(r.format_images_archived, r.format_images, "every format and lazy form, byte for byte");
+    assert!(r.junk_requests.is_empty(), "{:?}", r.junk_requests);
     assert!(r.restored_files > r.images);
     // A second run deduplicates against the first.
     let opts = DemoOptions { articles: 12, posts: 3, ..Default::default() };

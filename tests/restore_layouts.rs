@@ -37,6 +37,8 @@ struct Fixture {
     failures: Vec<String>,
     plain_url: String,
     posts: Vec<PathBuf>,
+    /// The sample site's formats page (AVIF, ICO, BMP, SVG).
+    formats: Url,
 }
 
 fn fixture() -> &'static Fixture {
@@ -75,10 +77,22 @@ async fn build() -> Fixture {
     }
     let failures = expected.failures.keys().map(Url::to_string).collect();
     let articles = site.articles.iter().map(|a| (a.url.clone(), a.gbk, a.title.clone())).collect();
+    let formats = site.formats.clone();
     // Nothing may be fetched from here on.
     plain_server.abort();
     site.shutdown().await;
-    Fixture { _tmp: tmp, root, snapshot: report.snapshot, manifest, articles, bytes, failures, plain_url, posts }
+    Fixture {
+        _tmp: tmp,
+        root,
+        snapshot: report.snapshot,
+        manifest,
+        articles,
+        bytes,
+        failures,
+        plain_url,
+        posts,
+        formats,
+    }
 }
 
 fn restore_to(dir: &Path, opts: RestoreOptions) -> RestoreReport {
@@ -325,6 +339,7 @@ fn chromium_shows_every_archived_image_offline() {
     let profile = tempfile::tempdir().unwrap();
     let mut pages: Vec<String> = f.articles.iter().map(|(u, _, _)| u.to_string()).collect();
     pages.push(url::Url::from_file_path(&f.posts[0]).unwrap().to_string());
+    pages.push(f.formats.to_string());
     for url in &pages {
         let rel = local_file(&report, url);
         let path = out.path().join(&rel);
@@ -373,5 +388,12 @@ fn chromium_shows_every_archived_image_offline() {
             assert!(!f.bytes.contains_key(*b), "{url}: archived image {b} did not load");
         }
         assert!(v["ok"].as_u64().unwrap() >= 3, "{url}: {result}");
+        if *url == f.formats.as_str() {
+            // AVIF, ICO, BMP and SVG, drawn from the local copies.
+            let shown = kura_site::format_assets().iter().filter(|a| a.shown_as_img).count() as u64;
+            assert_eq!(shown, 4);
+            assert!(v["ok"].as_u64().unwrap() >= shown, "{url}: {result}");
+            assert!(bad.iter().all(|b| !b.contains("/fmt/")), "{url}: {result}");
+        }
     }
 }

@@ -50,6 +50,12 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
         "  failures        {} ({} planted by the site: 404, soft 404, truncated body)",
         r.failures, r.expected_failures
     )?;
+    writeln!(
+        out,
+        "  formats page    {} of {} images byte for byte (AVIF, ICO, BMP, SVG; lazy loaders on div, li, video, figure)",
+        r.format_images_archived, r.format_images
+    )?;
+    writeln!(out, "  junk requests   {} (JSON, none or {{{{src}}}} taken for a URL)", r.junk_requests.len())?;
     writeln!(out, "  hotlink 403s    {} (a browser-exact Referer gets none)", r.hotlink_rejections)?;
     writeln!(
         out,

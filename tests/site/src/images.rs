@@ -415,3 +415,52 @@ mod calibrate {
         }
     }
 }
+
+/// One image of the formats page: where it is, how it is served, its bytes.
+#[derive(Debug)]
+pub struct FormatAsset {
+    /// Path on the site origin, under `/fmt/`.
+    pub path: &'static str,
+    /// `Content-Type` it is served with.
+    pub mime: &'static str,
+    /// How the page references it, e.g. "img src (AVIF)" or "div data-bg".
+    pub how: &'static str,
+    /// Whether Chromium draws it as an `<img>` (all but the lazy forms,
+    /// which need the site's scripts).
+    pub shown_as_img: bool,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// The formats page's images: formats browsers show that the `image`
+/// crate's headers may not read (AVIF, ICO, BMP, SVG), and lazy-loading
+/// attributes on elements other than `<img>`.
+pub fn format_assets() -> &'static [FormatAsset] {
+    static ASSETS: OnceLock<Vec<FormatAsset>> = OnceLock::new();
+    ASSETS.get_or_init(|| {
+        let tile = |r: u8, g: u8, b: u8| {
+            let rgb: Vec<u8> = (0..12 * 12).flat_map(|i| if i % 5 == 0 { [r, g, b] } else { [b, r, g] }).collect();
+            encode_png(&rgb, 12, 12)
+        };
+        let asset = |path, mime, how, shown_as_img, bytes| FormatAsset { path, mime, how, shown_as_img, bytes };
+        vec![
+            asset("/fmt/photo.avif", "image/avif", "img src (AVIF)", true, include_bytes!("../assets/photo.avif").to_vec()),
+            asset("/fmt/icon.ico", "image/x-icon", "img src (ICO)", true, include_bytes!("../assets/icon.ico").to_vec()),
+            asset("/fmt/scan.bmp", "image/bmp", "img src (BMP)", true, include_bytes!("../assets/scan.bmp").to_vec()),
+            asset(
+                "/fmt/drawing.svg",
+                "image/svg+xml",
+                "img src (SVG)",
+                true,
+                b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"24\" height=\"16\"><rect width=\"24\" height=\"16\" fill=\"#c82\"/></svg>".to_vec(),
+            ),
+            asset("/fmt/hero.png", "image/png", "div data-bg", false, tile(10, 120, 200)),
+            asset("/fmt/json.png", "image/png", "li data-original (JSON)", false, tile(200, 10, 120)),
+            asset("/fmt/wide-480.png", "image/png", "div data-srcset", false, tile(120, 200, 10)),
+            asset("/fmt/wide-960.png", "image/png", "div data-srcset", false, tile(60, 60, 220)),
+            asset("/fmt/poster.png", "image/png", "video data-postersrc", false, tile(220, 60, 60)),
+            asset("/fmt/figure.png", "image/png", "figure data-image", false, tile(60, 220, 60)),
+            asset("/fmt/legacy.png", "image/png", "img datasrc", false, tile(240, 200, 30)),
+        ]
+    })
+}

@@ -66,7 +66,7 @@ use chrono::{DateTime, Utc};
 pub use image::ImageFormat;
 use url::Url;
 
-pub use images::{favicon_ico, placeholder_png};
+pub use images::{FormatAsset, favicon_ico, format_assets, placeholder_png};
 pub use posts::write_local_posts;
 pub use server::serve;
 
@@ -337,6 +337,8 @@ pub(crate) struct Stats {
     pub(crate) private_requests: AtomicU64,
     /// Requests per URL (`scheme://host:port/path?query`).
     pub(crate) hits: Mutex<std::collections::HashMap<String, u64>>,
+    /// Paths on the site origin that it never links to but were asked for.
+    pub(crate) unknown_paths: Mutex<Vec<String>>,
     /// Requests that reached each trouble image's behaviour, per path.
     pub(crate) attempts: Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -374,6 +376,10 @@ pub struct Site {
     /// `<site>/favicon.ico`, an ICO file: the index page names no icon, so
     /// a browser showing it asks for this.
     pub favicon: Url,
+    /// `<site>/formats.html`: AVIF, ICO, BMP and SVG images, lazy loaders on
+    /// elements other than `<img>`, and lazy values that are not URLs
+    /// ([`format_assets`]). Listed in the sitemap.
+    pub formats: Url,
     /// The articles, in number order (`articles[i].number == i + 1`).
     pub articles: Vec<ArticleInfo>,
     /// The images the stylesheet references.
@@ -410,6 +416,12 @@ impl Site {
         }
     }
 
+    /// Paths on the site origin that were asked for though nothing links to
+    /// them: JSON, `none` or a template placeholder requested as a URL.
+    pub fn unknown_paths(&self) -> Vec<String> {
+        self.stats.unknown_paths.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// How many requests reached `url` (query string included, fragment ignored).
     pub fn hits(&self, url: &Url) -> u64 {
         let mut key = url.clone();
@@ -441,13 +453,20 @@ impl Site {
                 }
             }
         }
+        // The formats page's images and the favicon the index page makes a
+        // browser ask for: fixed bytes, each distinct.
+        let fixed = self.fixed_images();
+        for (url, _) in &fixed {
+            image_urls.insert(url.clone());
+            archived.insert(url.clone());
+        }
         Expected {
             articles: self.articles.iter().map(|a| a.url.clone()).collect(),
             image_urls,
             archived,
             failures,
             placeholders,
-            distinct_images: contents.len(),
+            distinct_images: contents.len() + fixed.len(),
             stylesheets: vec![self.stylesheet.clone()],
         }
     }
@@ -456,6 +475,9 @@ impl Site {
     /// the real image, not the placeholder, for the WeChat-like origin), or `None` for a
     /// URL that is not a working image. Encodes the image if it is not cached yet.
     pub async fn image_bytes(&self, url: &Url) -> Result<Option<Bytes>, SiteError> {
+        if let Some((_, bytes)) = self.fixed_images().into_iter().find(|(u, _)| u == url) {
+            return Ok(Some(Bytes::from_static(bytes)));
+        }
         match self.routes.content_of(self, url) {
             Some(key) => self.store.bytes(key).await.map(Some),
             None => Ok(None),
@@ -466,6 +488,17 @@ impl Site {
     /// benchmark does not time the first-request encoding. Returns the number of masters.
     pub async fn prepare_images(&self) -> Result<usize, SiteError> {
         self.store.prepare_all().await
+    }
+
+    /// Images with fixed bytes: the formats page's and the favicon.
+    fn fixed_images(&self) -> Vec<(Url, &'static [u8])> {
+        let mut out: Vec<(Url, &'static [u8])> = vec![(self.favicon.clone(), favicon_ico())];
+        for a in format_assets() {
+            if let Ok(url) = self.site.join(a.path) {
+                out.push((url, a.bytes.as_slice()));
+            }
+        }
+        out
     }
 
     /// The placeholder the WeChat-like origin serves to requests with a `Referer`.

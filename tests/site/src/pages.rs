@@ -294,6 +294,7 @@ pub(crate) fn sitemap(site: &Site) -> String {
          <urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n<url><loc>{}</loc></url>\n",
         site.index
     );
+    let _ = writeln!(x, "<url><loc>{}</loc></url>", site.formats);
     for a in &site.articles {
         let _ = writeln!(x, "<url><loc>{}</loc><lastmod>{}</lastmod></url>", a.url, a.date.format("%Y-%m-%d"));
     }
@@ -332,4 +333,38 @@ pub(crate) fn not_found_page() -> String {
     "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>404 页面不存在</title></head>\
      <body><h1>404</h1><p>您访问的页面不存在或已被删除。</p></body></html>\n"
         .to_owned()
+}
+
+/// `/formats.html`: one image per format browsers show that image crates
+/// often cannot read, lazy loaders on elements other than `<img>`, and
+/// values in lazy attributes that are not URLs (JSON, `none`, a template).
+pub(crate) fn formats_page() -> String {
+    let mut h = String::from(
+        "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<title>图片格式与懒加载</title>\n\
+         <style>.empty{background:url(none)}</style>\n</head>\n<body>\n<h1>图片格式与懒加载</h1>\n",
+    );
+    for a in crate::images::format_assets() {
+        let tag = match a.how {
+            "div data-bg" => format!("<div class=\"hero\" data-bg=\"{}\"></div>", a.path),
+            "li data-original (JSON)" => {
+                format!("<ul><li data-original='{{\"default\":\"{}\",\"retina\":null}}'>图</li></ul>", a.path)
+            }
+            "div data-srcset" if a.path.ends_with("480.png") => {
+                "<div data-srcset=\"/fmt/wide-480.png 480w, /fmt/wide-960.png 960w\"></div>".to_string()
+            }
+            "div data-srcset" => continue,
+            "video data-postersrc" => format!("<video data-postersrc=\"{}\"></video>", a.path),
+            "figure data-image" => format!("<figure data-image=\"{}\"></figure>", a.path),
+            "img datasrc" => format!("<p><img datasrc=\"{}\" alt=\"legacy\"></p>", a.path),
+            _ => format!("<p><img src=\"{}\" alt=\"{}\" width=\"48\"></p>", a.path, a.how),
+        };
+        h.push_str(&tag);
+        h.push('\n');
+    }
+    // Not URLs: never requested.
+    h.push_str(
+        "<div class=\"empty\" style=\"background: url(none)\"></div>\n<p><img data-src=\"{{src}}\" alt=\"\"></p>\n",
+    );
+    h.push_str("</body>\n</html>\n");
+    h
 }

@@ -52,6 +52,7 @@ pub async fn serve(config: SiteConfig) -> Result<SiteHandle, SiteError> {
         robots: at("/robots.txt")?,
         logo: at("/static/logo.png")?,
         favicon: at("/favicon.ico")?,
+        formats: at("/formats.html")?,
         stylesheet: plan::join(&origins.assets, "/css/site.css")?,
         site: origins.site,
         cdn: origins.cdn,
@@ -196,6 +197,11 @@ impl Request<'_> {
             "/sitemap.xml" => self.ok(pages::sitemap(site).into(), "application/xml; charset=utf-8", newest, &[]),
             "/robots.txt" => self.ok(pages::robots(site).into(), "text/plain; charset=utf-8", newest, &[]),
             "/favicon.ico" => self.ok(crate::images::favicon_ico().into(), "image/x-icon", newest, &[]),
+            "/formats.html" => self.ok(pages::formats_page().into(), "text/html; charset=utf-8", newest, &[]),
+            _ if path.starts_with("/fmt/") => match crate::images::format_assets().iter().find(|a| a.path == path) {
+                Some(a) => self.ok(Bytes::from_static(a.bytes.as_slice()), a.mime, newest, &[]),
+                None => self.site_not_found(path),
+            },
             _ if path.starts_with("/private/") => {
                 bump(&site.stats.private_requests);
                 self.ok(pages::private_page().into(), "text/html; charset=utf-8", newest, &[])
@@ -210,8 +216,15 @@ impl Request<'_> {
                 Some(_) => self.hotlink_rejected(),
                 None => not_found(),
             },
-            _ => not_found(),
+            _ => self.site_not_found(path),
         }
+    }
+
+    /// A path the site never links to: kept, since a correct archiver asks
+    /// for none (`Site::unknown_paths`).
+    fn site_not_found(&self, path: &str) -> Response {
+        self.site.stats.unknown_paths.lock().unwrap_or_else(|e| e.into_inner()).push(path.to_string());
+        not_found()
     }
 
     fn article(&self, path: &str) -> Response {
