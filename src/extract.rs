@@ -90,9 +90,10 @@ pub struct Extracted {
     /// References in document order, exact duplicates of (url, kind,
     /// policy) removed.
     pub refs: Vec<Reference>,
-    /// Why references were not read, when the document is past a limit
-    /// (nesting deeper than any real page, more elements than a run
-    /// parses); `refs` is then empty.
+    /// Why references were not all read, when the document is past a
+    /// limit: nesting deeper than any real page or more elements than a run
+    /// parses (`refs` is then empty), or more references than a run fetches
+    /// per document (`refs` holds the first ones).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
 }

@@ -69,6 +69,9 @@ pub struct RunOptions {
     /// costs gigabytes. Past it the document is stored, its entry says why,
     /// and what it references is not fetched.
     pub max_document_elements: usize,
+    /// References fetched per document (images, stylesheets): past it the
+    /// first ones are fetched and the entry says how many were not.
+    pub max_document_references: usize,
     /// Ask for `/favicon.ico` when a page names no icon, as browsers do.
     pub favicon: bool,
     /// SHA-256 digests of known placeholder pictures: an image answered
@@ -89,6 +92,7 @@ impl Default for RunOptions {
             headers: Default::default(),
             max_sitemap_urls: 100_000,
             max_document_elements: 250_000,
+            max_document_references: 20_000,
             favicon: true,
             placeholder_digests: vec![],
         }

@@ -779,3 +779,26 @@ async fn placeholders_are_flagged_and_the_real_picture_recovered() {
     assert_eq!(gone.blob, Some(stock_id), "the only answer is kept, nothing invented");
     assert_eq!((report.placeholders, report.recovered), (4, 3));
 }
+
+/// A page referencing more resources than a run fetches per document gets
+/// its first ones fetched, and its entry says how many were left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn references_past_the_per_document_bound_are_left_and_said() {
+    let imgs: String = (0..30).map(|k| format!("<img src=/i/{k}.png>")).collect();
+    let router = Router::new()
+        .route("/", get(move || async move { axum::response::Html(format!("<title>many</title>{imgs}")) }))
+        .route("/i/{n}", get(|Path(n): Path<String>| async move { image_response(&png(n.len() as u8)) }));
+    let origin = serve(router).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let opts = RunOptions { max_document_references: 10, ..options() };
+    let report = run(&archive, &[format!("{origin}/")], opts, Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let page = find(&m, &format!("{origin}/"));
+    let why = page.error.as_deref().unwrap();
+    assert!(why.contains("references 30") && why.contains("defaults.max_document_references"), "{why}");
+    assert!(page.blob.is_some());
+    let images: Vec<&str> = m.entries.iter().filter(|e| e.kind == Some(Kind::Image)).map(|e| e.url.as_str()).collect();
+    assert_eq!(images.len(), 10, "{images:?}");
+    assert!(images.iter().all(|u| (0..10).any(|k| *u == format!("{origin}/i/{k}.png"))), "the first ten: {images:?}");
+}

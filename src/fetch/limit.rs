@@ -61,31 +61,39 @@ impl Limits {
             .clone()
     }
 
-    /// Waits for a place for one request to `host`, then for its start time.
+    /// Waits for a place for one request to `host` and for its start time,
+    /// then for a global place: the global limit counts requests on the
+    /// wire, so waiting out one host's interval holds nothing that requests
+    /// to other hosts could use. The start is claimed only once both places
+    /// are held, so starts to one host stay an interval apart however long
+    /// the global wait took.
     pub async fn acquire(&self, host: &str) -> Permit {
         let slot = self.slot(host);
-        // Host first: waiting for a busy host must not hold a global place
-        // that requests to idle hosts could use. The semaphores are never
-        // closed, so `ok()` only drops an impossible error.
+        // The semaphores are never closed, so `ok()` only drops an
+        // impossible error.
         let host_permit = slot.in_flight.clone().acquire_owned().await.ok();
-        let global_permit = self.global.clone().acquire_owned().await.ok();
-        if !self.interval.is_zero() {
-            let start = {
-                let mut next = slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
-                reserve_start(&mut next, Instant::now(), self.interval)
-            };
-            tokio::time::sleep_until(start).await;
+        loop {
+            let next = *slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
+            tokio::time::sleep_until(next).await;
+            let global_permit = self.global.clone().acquire_owned().await.ok();
+            let mut next = slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
+            if claim_start(&mut next, Instant::now(), self.interval) {
+                return Permit { _host: host_permit, _global: global_permit };
+            }
+            // Another request to this host started while we waited for
+            // the global place: give it back and wait for the new time.
         }
-        Permit { _host: host_permit, _global: global_permit }
     }
 }
 
-/// The start time of the next request given the host's `next` free time,
-/// moving `next` one interval past it.
-fn reserve_start(next: &mut Instant, now: Instant, interval: Duration) -> Instant {
-    let start = (*next).max(now);
-    *next = start + interval;
-    start
+/// Claims a start at `now` if the host's `next` free time has come, moving
+/// `next` one interval on.
+fn claim_start(next: &mut Instant, now: Instant, interval: Duration) -> bool {
+    if now < *next {
+        return false;
+    }
+    *next = now + interval;
+    true
 }
 
 #[cfg(test)]
@@ -127,11 +135,41 @@ mod tests {
         let now = Instant::now();
         let interval = Duration::from_secs(10);
         let mut next = now;
-        assert_eq!(reserve_start(&mut next, now, interval), now);
-        assert_eq!(reserve_start(&mut next, now, interval), now + interval);
-        assert_eq!(reserve_start(&mut next, now, interval), now + interval * 2);
+        assert!(claim_start(&mut next, now, interval));
+        assert!(!claim_start(&mut next, now, interval), "a second start must wait");
+        assert!(!claim_start(&mut next, now + interval / 2, interval));
+        assert!(claim_start(&mut next, now + interval, interval));
         // After a quiet spell the next request may start at once.
         let later = now + interval * 10;
-        assert_eq!(reserve_start(&mut next, later, interval), later);
+        assert!(claim_start(&mut next, later, interval));
+        assert_eq!(next, later + interval);
+    }
+
+    /// Starts to one host never come closer than the interval, and a host
+    /// waiting out its interval does not hold the only global place.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_host_holds_no_global_place() {
+        let interval = Duration::from_secs(1);
+        let limits = Arc::new(Limits::new(1, 4, interval));
+        let starts = Arc::new(Mutex::new(Vec::<(&'static str, Instant)>::new()));
+        let mut tasks = Vec::new();
+        for host in ["slow.example", "slow.example", "slow.example", "other.example", "third.example"] {
+            let (limits, starts) = (limits.clone(), starts.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = limits.acquire(host).await;
+                starts.lock().unwrap().push((host, Instant::now()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task finishes");
+        }
+        let starts = starts.lock().unwrap();
+        let at = |host| starts.iter().filter(|(h, _)| *h == host).map(|(_, t)| *t).collect::<Vec<_>>();
+        let slow = at("slow.example");
+        assert_eq!(slow.len(), 3);
+        assert!(slow.windows(2).all(|w| w[1] - w[0] >= interval), "{slow:?}");
+        // The other hosts start long before the slow host's third request.
+        assert!(at("other.example")[0] < slow[1] && at("third.example")[0] < slow[1], "{starts:?}");
     }
 }

@@ -85,6 +85,8 @@ pub struct Defaults {
     /// Elements a document may have and still be parsed for references
     /// (default 250,000).
     pub max_document_elements: usize,
+    /// References fetched per document (default 20,000).
+    pub max_document_references: usize,
     /// Ask for `/favicon.ico` when a page names no icon (default true).
     pub favicon: bool,
     /// SHA-256 digests of known placeholder pictures.
@@ -198,6 +200,7 @@ impl Config {
             image_freshness: job.image_freshness,
             max_sitemap_urls: self.defaults.max_sitemap_urls,
             max_document_elements: self.defaults.max_document_elements,
+            max_document_references: self.defaults.max_document_references,
             favicon: self.defaults.favicon,
             placeholder_digests: self.defaults.placeholder_digests.clone(),
             headers: job.headers.hosts().map(|h| (h.to_string(), job.headers.for_host(h).to_vec())).collect(),
@@ -224,6 +227,7 @@ impl Config {
                 image_freshness: self.defaults.image_freshness,
                 max_sitemap_urls: self.defaults.max_sitemap_urls,
                 max_document_elements: self.defaults.max_document_elements,
+                max_document_references: self.defaults.max_document_references,
                 favicon: self.defaults.favicon,
                 placeholder_digests: self.defaults.placeholder_digests.clone(),
                 ..RunOptions::default()
@@ -310,6 +314,9 @@ impl Validator<'_> {
             max_document_elements: d
                 .max_document_elements
                 .unwrap_or_else(|| RunOptions::default().max_document_elements),
+            max_document_references: d
+                .max_document_references
+                .unwrap_or_else(|| RunOptions::default().max_document_references),
             favicon: d.favicon.unwrap_or(true),
             placeholder_digests: d
                 .placeholder_digests

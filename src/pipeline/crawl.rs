@@ -194,10 +194,12 @@ impl Ctx {
         if !self.store_into(i, resp.body.clone()).await {
             return;
         }
-        if let Some(why) = &ex.limit {
-            // Stored, but what it references is unknown: a failed entry,
-            // and nothing cached, so a later version may read it again.
-            self.fail(i, why.clone(), None);
+        if let Some(why) = ex.limit.take() {
+            // Stored, but what it references is not all known: a failed
+            // entry, and nothing cached, so a later version may read it
+            // again. The references found (if any) are still fetched.
+            self.fail(i, why, None);
+            self.queue_refs(ex, Some(resp.final_url), url);
             return;
         }
         if let Some(blob) = self.entries.lock().expect("no panics while held")[i].blob {

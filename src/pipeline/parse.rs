@@ -50,8 +50,18 @@ impl Ctx {
             .await
             .expect("the semaphore is never closed");
         let url = url.clone();
-        tokio::task::spawn_blocking(move || extract::extract_html(&html, &url, policy))
+        let mut ex = tokio::task::spawn_blocking(move || extract::extract_html(&html, &url, policy))
             .await
-            .expect("extraction never panics")
+            .expect("extraction never panics");
+        let (found, max) = (ex.refs.len(), self.opts.max_document_references);
+        if found > max {
+            // The first ones are fetched; the entry says how many were not.
+            ex.refs.truncate(max);
+            ex.limit = Some(format!(
+                "the document references {found} resources; the first {max} were fetched \
+                 (raise defaults.max_document_references to fetch more)"
+            ));
+        }
+        ex
     }
 }

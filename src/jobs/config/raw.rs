@@ -39,6 +39,7 @@ pub(super) struct RawDefaults {
     pub retention: Option<RawRetention>,
     pub max_sitemap_urls: Option<usize>,
     pub max_document_elements: Option<usize>,
+    pub max_document_references: Option<usize>,
     pub favicon: Option<bool>,
     pub placeholder_digests: Option<Vec<Spanned<String>>>,
 }
