@@ -37,6 +37,7 @@ use url::Url;
 use crate::referrer::Policy;
 
 pub use error::{FetchError, TimeoutPhase};
+pub use limit::Admission;
 
 /// Settings of the HTTP client, read from the `[network]` table of the
 /// configuration; every field has a default.
@@ -308,6 +309,13 @@ impl Fetcher {
             Duration::from_millis(config.per_host_interval_ms),
         );
         Ok(Fetcher { inner: Arc::new(engine::Inner { config, client, limits, robots: Mutex::new(HashMap::new()) }) })
+    }
+
+    /// Waits until work for `url`'s host may take the caller's body slot
+    /// (see [`Limits::admit`](limit::Limits::admit)): one host with many
+    /// queued resources then holds at most twice its request places.
+    pub async fn admit(&self, url: &Url) -> Admission {
+        self.inner.limits.admit(url.host_str().unwrap_or_default()).await
     }
 
     /// Fetches `req.url`, following redirects, and reports every hop.

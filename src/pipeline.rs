@@ -21,7 +21,7 @@ mod progress;
 
 pub use progress::Progress;
 
-use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
+use crate::fetch::{Accept, Admission, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
 use crate::referrer::{Policy, referer_for};
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::blob;
@@ -181,6 +181,16 @@ struct Ctx {
 type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl Ctx {
+    /// A body slot for work on `url`, once its host admits the work: one
+    /// host with hundreds of queued resources holds at most twice its
+    /// request places in slots, so the other hosts' work is never starved
+    /// of them (the admission is released with the slot).
+    async fn slot_for(&self, url: &Url) -> (Admission, tokio::sync::SemaphorePermit<'_>) {
+        let admission = self.fetcher.admit(url).await;
+        let slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        (admission, slot)
+    }
+
     /// Spawns a task the run waits for.
     fn spawn(&self, fut: Task) {
         self.tasks.spawn(fut);

@@ -727,7 +727,20 @@ async fn placeholders_are_flagged_and_the_real_picture_recovered() {
         }),
     );
     let logo = png(77);
-    let shared = Router::new().route("/{name}", get(move || async move { image_response(&logo) }));
+    let logo_requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = logo_requests.clone();
+    let shared = Router::new().route(
+        "/{name}",
+        get(move |Path(name): Path<String>| {
+            let (logo, counter) = (logo.clone(), counter.clone());
+            async move {
+                if name.starts_with("logo") {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                image_response(&logo)
+            }
+        }),
+    );
     let (q, s) = (serve(quoting).await, serve(shared).await);
     let page = format!(
         "<title>quotes</title><link rel=icon href=/x.ico><img src={q}/p1.png><img src={q}/p2.png>\
@@ -760,6 +773,8 @@ async fn placeholders_are_flagged_and_the_real_picture_recovered() {
         let e = find(&m, &format!("{s}/{n}.png"));
         assert!(!e.placeholder && e.shown.is_none(), "a picture used twice is no placeholder: {e:?}");
     }
+    let logo_requests = logo_requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(logo_requests, 3, "one request without Referer clears both paths");
     assert_eq!((report.placeholders, report.recovered), (3, 3));
     let stats = kura::inspect::stats(&archive).unwrap();
     assert_eq!((stats.kinds["image"].placeholders, stats.kinds["image"].recovered), (3, 3));
@@ -801,4 +816,47 @@ async fn references_past_the_per_document_bound_are_left_and_said() {
     let images: Vec<&str> = m.entries.iter().filter(|e| e.kind == Some(Kind::Image)).map(|e| e.url.as_str()).collect();
     assert_eq!(images.len(), 10, "{images:?}");
     assert!(images.iter().all(|u| (0..10).any(|k| *u == format!("{origin}/i/{k}.png"))), "the first ten: {images:?}");
+}
+
+/// One host with many queued images and a slow pace must not take every
+/// body slot: another host's images are fetched meanwhile, not after. From
+/// the order the two servers (127.0.0.1 and 127.0.0.2, two hosts) saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_host_does_not_hold_every_slot() {
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let image_server = |ip: &'static str, log: Arc<Mutex<Vec<String>>>, page: Option<String>| async move {
+        let router =
+            Router::new().route("/", get(move || async move { axum::response::Html(page.unwrap_or_default()) })).route(
+                "/i/{name}",
+                get(move |Path(name): Path<String>| {
+                    let log = log.clone();
+                    async move {
+                        log.lock().unwrap().push(format!("{ip}/{name}"));
+                        image_response(&png(name.len() as u8))
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("http://{addr}")
+    };
+    let busy = image_server("127.0.0.1", log.clone(), None).await;
+    let many: String = (0..40).map(|k| format!("<img src={busy}/i/a{k}.png>")).collect();
+    let few: String = (0..4).map(|k| format!("<img src=/i/b{k}.png>")).collect();
+    let site = image_server("127.0.0.2", log.clone(), Some(format!("<title>t</title>{many}{few}"))).await;
+    let mut opts = options();
+    opts.fetch.concurrency = 2; // four body slots
+    opts.fetch.per_host_concurrency = 1;
+    opts.fetch.per_host_interval_ms = 50;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let report = run(&archive, &[format!("{site}/")], opts, Arc::new(Progress::default())).await.unwrap();
+    assert_eq!(report.failures, 0);
+    let log = log.lock().unwrap();
+    let last_b = log.iter().rposition(|l| l.starts_with("127.0.0.2/")).unwrap();
+    let busy_before = log[..last_b].iter().filter(|l| l.starts_with("127.0.0.1/")).count();
+    // Without admission the busy host's tasks take all four slots and the
+    // other host waits for about 36 of them.
+    assert!(busy_before < 20, "the other host waited for {busy_before} of the busy host's requests: {log:?}");
 }

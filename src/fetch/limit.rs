@@ -1,5 +1,7 @@
 //! Politeness limits: a global cap on requests in flight, a cap per host,
-//! and a minimum spacing between request starts to one host.
+//! and a minimum spacing between request starts to one host; and per-host
+//! admission, which bounds how much of a caller's own capacity (memory for
+//! bodies) work for one host may hold while it waits for that host.
 //!
 //! Hosts are keyed by name without port, as cookies are: two ports of one
 //! machine share its limits. Host entries are created on first use and kept
@@ -19,11 +21,24 @@ pub struct Permit {
     _global: Option<OwnedSemaphorePermit>,
 }
 
+/// A place in a host's admission (see [`Limits::admit`]); dropped when the
+/// work for that host is done.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
 #[derive(Debug)]
 struct HostSlot {
     in_flight: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
     next_start: Mutex<Instant>,
 }
+
+/// Work admitted per host, as a multiple of its requests in flight: enough
+/// to keep its places busy, few enough that one host with hundreds of
+/// queued images cannot hold every body slot of a run.
+const ADMITTED_PER_PLACE: usize = 2;
 
 /// The limits shared by every request of one [`super::Fetcher`].
 #[derive(Debug)]
@@ -55,10 +70,21 @@ impl Limits {
             .or_insert_with(|| {
                 Arc::new(HostSlot {
                     in_flight: Arc::new(Semaphore::new(self.per_host)),
+                    admitted: Arc::new(Semaphore::new(self.per_host * ADMITTED_PER_PLACE)),
                     next_start: Mutex::new(Instant::now()),
                 })
             })
             .clone()
+    }
+
+    /// Waits until work for `host` may take the caller's scarce resources
+    /// (a body slot): at most twice the host's requests in flight are
+    /// admitted at once. Holding an admission takes no request place, so a
+    /// caller that waits for something else while holding one blocks no
+    /// request; and waiting for one holds nothing.
+    pub async fn admit(&self, host: &str) -> Admission {
+        let slot = self.slot(host);
+        Admission { _permit: slot.admitted.clone().acquire_owned().await.ok() }
     }
 
     /// Waits for a place for one request to `host` and for its start time,
@@ -122,6 +148,17 @@ mod tests {
             t.await.expect("task finishes");
         }
         assert!(max_seen.load(Ordering::SeqCst) <= 2);
+    }
+
+    #[tokio::test]
+    async fn admission_is_twice_the_places_per_host() {
+        let limits = Limits::new(1, 2, Duration::ZERO);
+        let held: Vec<Admission> = futures_util::future::join_all((0..4).map(|_| limits.admit("a.example"))).await;
+        let fifth = tokio::time::timeout(Duration::from_millis(20), limits.admit("A.example")).await;
+        assert!(fifth.is_err(), "a fifth admission for the host waits");
+        let _other = limits.admit("b.example").await;
+        drop(held);
+        let _now = limits.admit("a.example").await;
     }
 
     #[tokio::test]

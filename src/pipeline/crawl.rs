@@ -47,7 +47,7 @@ impl Ctx {
         Box::pin(async move {
             let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
             let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
-            let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+            let _slot = self.slot_for(&url).await;
             // Boxed so that a task waiting for its slot stays small: the large
             // fetch future exists only for resources in flight.
             Box::pin(self.clone().document_work(i, url, depth)).await
@@ -219,7 +219,7 @@ impl Ctx {
                             // Asked for by the browser, not the page: a site
                             // without one has lost nothing.
                             c.optional.lock().expect("no panics while held").insert(i);
-                            let _slot = c.slots.acquire().await.expect("the semaphore is never closed");
+                            let _slot = c.slot_for(&r.url).await;
                             Box::pin(c.clone().image_work(i, r.url, source, r.policy)).await
                         }
                     }));
@@ -243,7 +243,7 @@ impl Ctx {
 
     pub(super) async fn image(self: Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
         let Some(i) = self.claim_ref(Kind::Image, &url, source.as_ref(), policy, parent) else { return };
-        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        let _slot = self.slot_for(&url).await;
         // Boxed so that a task waiting for its slot stays small: the large
         // fetch future exists only for resources in flight.
         Box::pin(self.clone().image_work(i, url, source, policy)).await
@@ -305,7 +305,7 @@ impl Ctx {
     ) -> Task {
         Box::pin(async move {
             let Some(i) = self.claim_ref(Kind::Stylesheet, &url, source.as_ref(), policy, parent) else { return };
-            let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+            let _slot = self.slot_for(&url).await;
             // Boxed so that a task waiting for its slot stays small.
             Box::pin(self.clone().stylesheet_work(i, url, source, policy, doc_policy, depth)).await
         })

@@ -6,11 +6,14 @@
 //! The rule: an answer is a placeholder when its digest is on
 //! `defaults.placeholder_digests`, or when one origin answered the same bytes
 //! for two different image paths to requests that carried a Referer and a
-//! request without Referer or cookies then gets a different picture (or
-//! nothing). Such an entry is asked for once more without Referer and
-//! cookies; a different real picture becomes its content and the
-//! placeholder is kept as what was shown. The same bytes again prove no
-//! Referer dependence: a picture used twice is not flagged.
+//! request without Referer or cookies then gets a different picture. Such
+//! an entry is asked for once more without Referer and cookies; a different
+//! real picture becomes its content and the placeholder is kept as what was
+//! shown. One such request decides for all entries with those bytes: the
+//! same bytes again (a picture used twice) or no picture (a CDN that wants
+//! a Referer) clear them, and nothing more is asked. A listed digest is
+//! flagged whatever the second answer; only the heuristic needs a second
+//! path, so one placeholder alone in a run, off the list, is not caught.
 
 use std::collections::hash_map::Entry as Slot;
 
@@ -21,15 +24,29 @@ use crate::extract::media;
 use crate::fetch::{Accept, FetchRequest};
 use crate::store::id::BlobId;
 
-/// Image entries a host answered with the same bytes, until a second path
-/// shows them to be a placeholder.
-pub(super) struct Suspect {
-    /// The first path seen.
-    path: String,
-    /// Entries waiting for the verdict (the first path, under one or more
-    /// Referers).
-    waiting: Vec<usize>,
-    confirmed: bool,
+/// What a run knows about bytes one origin answered for images.
+pub(super) enum Suspect {
+    /// Seen for one path only (under one or more Referers or queries):
+    /// the entries that got them wait for a verdict.
+    Seen { path: String, waiting: Vec<usize> },
+    /// A second path got them; one entry is being asked again without a
+    /// Referer, the others wait for its answer.
+    Testing { waiting: Vec<usize> },
+    /// A placeholder: every entry that gets it is asked again.
+    Placeholder,
+    /// The same picture without a Referer: used twice, nothing to do.
+    Innocent,
+}
+
+/// What asking again without a Referer gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A different picture, now the entry's content.
+    Recovered,
+    /// The same bytes.
+    Same,
+    /// No picture (an error, an HTML page, nothing).
+    Nothing,
 }
 
 impl Ctx {
@@ -49,43 +66,64 @@ impl Ctx {
             return;
         }
         let key = (answered_by.origin().ascii_serialization(), blob);
-        let earlier = {
+        let test = {
             let mut suspects = self.suspects.lock().expect("no panics while held");
-            match suspects.entry(key) {
+            match suspects.entry(key.clone()) {
                 Slot::Vacant(v) => {
-                    v.insert(Suspect { path: answered_by.path().to_string(), waiting: vec![i], confirmed: false });
+                    v.insert(Suspect::Seen { path: answered_by.path().to_string(), waiting: vec![i] });
                     return;
                 }
-                Slot::Occupied(mut o) => {
-                    let s = o.get_mut();
-                    if s.confirmed {
-                        vec![]
-                    } else if s.path == answered_by.path() {
-                        // The same path under another query or Referer is
-                        // no evidence yet.
-                        s.waiting.push(i);
+                Slot::Occupied(mut o) => match o.get_mut() {
+                    Suspect::Innocent => return,
+                    Suspect::Placeholder => false,
+                    // The same path under another query or Referer is no
+                    // evidence yet.
+                    Suspect::Seen { path, waiting } if path == answered_by.path() => {
+                        waiting.push(i);
                         return;
-                    } else {
-                        s.confirmed = true;
-                        std::mem::take(&mut s.waiting)
                     }
-                }
+                    Suspect::Testing { waiting } => {
+                        waiting.push(i);
+                        return;
+                    }
+                    Suspect::Seen { waiting, .. } => {
+                        let waiting = std::mem::take(waiting);
+                        o.insert(Suspect::Testing { waiting });
+                        true
+                    }
+                },
             }
         };
-        for first in earlier {
-            let c = self.clone();
+        let answer = self.recover(i, blob, false).await;
+        if !test {
+            return;
+        }
+        // One request decides for every entry that got these bytes.
+        let placeholder = answer == Answer::Recovered;
+        let verdict = if placeholder { Suspect::Placeholder } else { Suspect::Innocent };
+        let waiting = {
+            let mut suspects = self.suspects.lock().expect("no panics while held");
+            match suspects.insert(key, verdict) {
+                Some(Suspect::Testing { waiting }) if placeholder => waiting,
+                _ => vec![],
+            }
+        };
+        for j in waiting {
+            // The same origin answered it, so the same host admits it.
+            let (c, host) = (self.clone(), answered_by.clone());
             self.spawn(Box::pin(async move {
-                let _slot = c.slots.acquire().await.expect("the semaphore is never closed");
-                c.recover(first, blob, false).await;
+                let _slot = c.slot_for(&host).await;
+                c.recover(j, blob, false).await;
             }));
         }
-        self.recover(i, blob, false).await;
     }
 
     /// Asks for entry `i` once more without Referer or cookies. `known`: the
     /// digest is a listed placeholder, flagged whatever the answer.
-    async fn recover(&self, i: usize, shown: BlobId, known: bool) {
-        let Some(url) = Url::parse(&self.entries.lock().expect("no panics while held")[i].url).ok() else { return };
+    async fn recover(&self, i: usize, shown: BlobId, known: bool) -> Answer {
+        let Some(url) = Url::parse(&self.entries.lock().expect("no panics while held")[i].url).ok() else {
+            return Answer::Nothing;
+        };
         let mut req = FetchRequest::new(url);
         req.accept = Accept::Image;
         let answer = self.fetcher.fetch(req).await.result.ok();
@@ -111,14 +149,27 @@ impl Ctx {
                         e.headers =
                             r.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("set-cookie")).cloned().collect();
                     });
+                    Answer::Recovered
                 }
-                Err(err) => self.fail_fatal(err),
+                Err(err) => {
+                    self.fail_fatal(err);
+                    Answer::Nothing
+                }
             },
-            // The same bytes without a Referer: no Referer dependence.
-            Some(_) if !known => {}
-            _ => {
+            // By behaviour alone, only another picture proves a Referer
+            // dependence: the same bytes are a picture used twice, and no
+            // answer may be a CDN that wants a Referer.
+            other if !known => {
+                if other.is_some() {
+                    Answer::Same
+                } else {
+                    Answer::Nothing
+                }
+            }
+            other => {
                 self.progress.add_placeholder(false);
                 self.update(i, |e| e.placeholder = true);
+                if other.is_some() { Answer::Same } else { Answer::Nothing }
             }
         }
     }
