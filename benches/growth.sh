@@ -15,6 +15,8 @@ if [ -z "$new" ]; then
   cargo build --release --quiet
   new=target/release/kura
 fi
+new=$(realpath "$new")
+[ -n "$base" ] && base=$(realpath "$base")
 work=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/www"
@@ -33,6 +35,11 @@ for tag, n in (("n", 1), ("4n", 4)):
     post(f"quotes-{tag}", "---\ntitle: t\n---\n" + "> " * (100_000 * n) + "x\n")
     post(f"brackets-{tag}", "---\ntitle: t\n---\n" + "[" * (256 * 1024 * n) + "\n")
     post(f"frontmatter-{tag}", "---\ntitle: t\ntags: " + "[" * (20_000 * n) + "\n---\nbody\n")
+    # Memory: a flat page of 500,000 / 2,000,000 elements (14 / 55 MiB), and
+    # a post of 5 / 20 MiB of NULs.
+    page(f"bigflat-{tag}.html", "<title>t</title>" + "<p>paragraph lorem ipsum</p>\n" * (500_000 * n))
+    os.makedirs(f"{w}/posts/nul-{tag}", exist_ok=True)
+    open(f"{w}/posts/nul-{tag}/post.md", "wb").write(b"\0" * (5 * 1024 * 1024 * n))
 PY
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (cd "$work/www" && exec python3 -m http.server "$port" --bind 127.0.0.1 >/dev/null 2>&1) &
@@ -43,8 +50,9 @@ sleep 1
 measure() {
   local rc=0
   rm -rf "$work/archive" "$work/time"
-  timeout 120 /usr/bin/time -o "$work/time" -f "%e %M" "$1" --archive "$work/archive" archive "$2" \
-    --allow-private --no-robots >/dev/null 2>&1 || rc=$?
+  # From the work directory, so no ./config/kura.toml applies to either binary.
+  (cd "$work" && env -u KURA_CONFIG -u KURA_ARCHIVE timeout 120 /usr/bin/time -o "$work/time" -f "%e %M" "$1" --archive "$work/archive" \
+    archive "$2" --allow-private --no-robots >/dev/null 2>&1) || rc=$?
   if [ "$rc" -eq 124 ]; then
     echo "timeout -"
   else
@@ -57,14 +65,14 @@ printf "| case | N | 4N |"
 printf "\n|---|---|---|"
 [ -n "$base" ] && printf -- "---|---|"
 printf "\n"
-for case in nested flat svg-style quotes brackets frontmatter; do
+for case in nested flat svg-style quotes brackets frontmatter bigflat nul; do
   row="| $case |"
   bins=("$new")
   [ -n "$base" ] && bins+=("$base")
   for bin in "${bins[@]}"; do
     for tag in n 4n; do
       case $case in
-        nested|flat|svg-style) src="http://127.0.0.1:$port/$case-$tag.html" ;;
+        nested|flat|svg-style|bigflat) src="http://127.0.0.1:$port/$case-$tag.html" ;;
         *) src="$work/posts/$case-$tag" ;;
       esac
       read -r secs mb < <(measure "$bin" "$src")

@@ -59,7 +59,7 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     writeln!(out, "  hotlink 403s    {} (a browser-exact Referer gets none)", r.hotlink_rejections)?;
     writeln!(
         out,
-        "  placeholders    {} flagged, {} real pictures recovered ({} images the site shows a browser a placeholder for)",
+        "  placeholders    {} answers flagged; real picture recovered for {} of the {} images the site shows a browser a placeholder for",
         r.placeholders_flagged, r.placeholders_recovered, r.placeholders_expected
     )?;
     writeln!(out, "  logical size    {}", human(r.logical_bytes))?;
