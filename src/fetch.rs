@@ -189,10 +189,16 @@ pub struct FetchRequest {
     pub accept: Accept,
     /// Validators of a stored copy: the first request becomes conditional.
     pub validators: Option<Validators>,
-    /// Extra headers (cookies, tokens) from the configuration. Sent only to
-    /// hops on the same host as `url`; never logged.
-    pub headers: Vec<(String, String)>,
+    /// Extra headers (cookies, tokens) from the configuration, per
+    /// lower-case host name. Every hop gets its own host's headers only: a
+    /// redirect to another host carries that host's, never the first's.
+    /// Never logged.
+    pub headers: HostHeaders,
 }
+
+/// Extra request headers per lower-case host name, shared by the requests
+/// of a run.
+pub type HostHeaders = Arc<std::collections::BTreeMap<String, Vec<(String, String)>>>;
 
 impl FetchRequest {
     /// A request for `url` with no referrer, the default policy, `Accept:
@@ -204,7 +210,7 @@ impl FetchRequest {
             policy: Policy::DEFAULT,
             accept: Accept::Any,
             validators: None,
-            headers: Vec::new(),
+            headers: HostHeaders::default(),
         }
     }
 }
@@ -212,7 +218,8 @@ impl FetchRequest {
 impl std::fmt::Debug for FetchRequest {
     // Hand-written so that header values (cookies, tokens) never reach a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<String> =
+            self.headers.iter().flat_map(|(host, h)| h.iter().map(move |(n, _)| format!("{host}: {n}"))).collect();
         f.debug_struct("FetchRequest")
             .field("url", &self.url.as_str())
             .field("referrer_source", &self.referrer_source.as_ref().map(Url::as_str))

@@ -156,6 +156,8 @@ struct Ctx {
     /// is fetched and gives it back once its body is stored, so a network
     /// faster than the disk cannot pile bodies up in the store queue.
     slots: tokio::sync::Semaphore,
+    /// `opts.headers` keyed by lower-case host, shared by every request.
+    host_headers: crate::fetch::HostHeaders,
     /// Bounds the parse trees alive at once, in estimated bytes (`parse`).
     parse_budget: tokio::sync::Semaphore,
     entries: Mutex<Vec<Entry>>,
@@ -268,12 +270,12 @@ impl Ctx {
         }
     }
 
-    /// A request for `url` carrying the configured headers of its host.
+    /// A request for `url` carrying the configured headers per host (each
+    /// hop gets its own host's).
     fn request(&self, url: Url, accept: Accept) -> FetchRequest {
-        let headers = url.host_str().and_then(|h| self.opts.headers.get(h)).cloned().unwrap_or_default();
         let mut req = FetchRequest::new(url);
         req.accept = accept;
-        req.headers = headers;
+        req.headers = self.host_headers.clone();
         req
     }
 
@@ -386,6 +388,7 @@ pub async fn run(
         tasks: TaskTracker::new(),
         slots: tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2),
         parse_budget: parse::budget(),
+        host_headers: Arc::new(opts.headers.iter().map(|(h, v)| (h.to_ascii_lowercase(), v.clone())).collect()),
         entries: Mutex::new(Vec::new()),
         seen: Mutex::new(HashMap::new()),
         optional: Mutex::new(HashSet::new()),

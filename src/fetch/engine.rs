@@ -57,8 +57,7 @@ impl Inner {
             self.check_target(&url).await?;
             let referer = referer_for(source.as_ref(), &url, policy);
             let conditional = req.validators.as_ref().filter(|v| redirects == 0 && !v.is_empty());
-            let same_host = url.host_str() == req.url.host_str();
-            let headers = build_headers(req, &url, referer.as_deref(), conditional, same_host)?;
+            let headers = build_headers(req, &url, referer.as_deref(), conditional)?;
             let raw = self.send_with_retries(&url, &headers, policy, referer.as_deref(), hops).await?;
 
             if is_redirect(raw.status)
@@ -216,7 +215,13 @@ impl Inner {
                 break;
             }
             match self.robots_request(&target).await {
-                Ok(RobotsAnswer::Rules(robots)) => return Arc::new(robots),
+                Ok(RobotsAnswer::Rules(robots)) => {
+                    // The larger of Crawl-delay and the configured interval.
+                    if let Some(delay) = robots.crawl_delay() {
+                        self.limits.raise_interval(url.host_str().unwrap_or_default(), delay);
+                    }
+                    return Arc::new(robots);
+                }
                 Ok(RobotsAnswer::Redirect(next)) => target = next,
                 Ok(RobotsAnswer::Status(status)) => {
                     debug!(%target, status, "robots.txt unavailable; allowing all");
@@ -317,11 +322,11 @@ fn build_headers(
     url: &Url,
     referer: Option<&str>,
     conditional: Option<&Validators>,
-    same_host: bool,
 ) -> Result<HeaderMap, FetchError> {
     let mut map = HeaderMap::new();
-    if same_host {
-        for (name, value) in &req.headers {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if let Some(headers) = req.headers.get(&host) {
+        for (name, value) in headers {
             let invalid = || FetchError::InvalidHeader { url: url.clone(), name: name.clone() };
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
             let mut value = HeaderValue::from_str(value).map_err(|_| invalid())?;

@@ -33,6 +33,8 @@ struct HostSlot {
     in_flight: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     next_start: Mutex<Instant>,
+    /// The configured interval, or the host's `Crawl-delay` when longer.
+    interval: Mutex<Duration>,
 }
 
 /// Work admitted per host, as a multiple of its requests in flight: enough
@@ -72,9 +74,18 @@ impl Limits {
                     in_flight: Arc::new(Semaphore::new(self.per_host)),
                     admitted: Arc::new(Semaphore::new(self.per_host * ADMITTED_PER_PLACE)),
                     next_start: Mutex::new(Instant::now()),
+                    interval: Mutex::new(self.interval),
                 })
             })
             .clone()
+    }
+
+    /// Spaces request starts to `host` by at least `delay` (its robots.txt
+    /// `Crawl-delay`), when that is longer than the configured interval.
+    pub fn raise_interval(&self, host: &str, delay: Duration) {
+        let slot = self.slot(host);
+        let mut interval = slot.interval.lock().unwrap_or_else(|e| e.into_inner());
+        *interval = (*interval).max(delay);
     }
 
     /// Waits until work for `host` may take the caller's scarce resources
@@ -102,8 +113,9 @@ impl Limits {
             let next = *slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
             tokio::time::sleep_until(next).await;
             let global_permit = self.global.clone().acquire_owned().await.ok();
+            let interval = *slot.interval.lock().unwrap_or_else(|e| e.into_inner());
             let mut next = slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
-            if claim_start(&mut next, Instant::now(), self.interval) {
+            if claim_start(&mut next, Instant::now(), interval) {
                 return Permit { _host: host_permit, _global: global_permit };
             }
             // Another request to this host started while we waited for
@@ -148,6 +160,25 @@ mod tests {
             t.await.expect("task finishes");
         }
         assert!(max_seen.load(Ordering::SeqCst) <= 2);
+    }
+
+    /// A host's Crawl-delay spaces its starts; other hosts keep the
+    /// configured interval; a shorter delay changes nothing.
+    #[tokio::test(start_paused = true)]
+    async fn crawl_delay_raises_one_hosts_interval() {
+        let limits = Arc::new(Limits::new(8, 4, Duration::from_secs(1)));
+        limits.raise_interval("slow.example", Duration::from_secs(5));
+        limits.raise_interval("fast.example", Duration::from_millis(10));
+        let start = Instant::now();
+        for _ in 0..3 {
+            drop(limits.acquire("slow.example").await);
+        }
+        assert_eq!(Instant::now() - start, Duration::from_secs(10));
+        let start = Instant::now();
+        for _ in 0..3 {
+            drop(limits.acquire("fast.example").await);
+        }
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
     }
 
     #[tokio::test]

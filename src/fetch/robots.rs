@@ -4,7 +4,15 @@
 //! the group(s) naming our product token (`kura`) if any, else those for
 //! `*`; the longest matching `Allow`/`Disallow` pattern wins, `Allow` on a
 //! tie; `*` matches any run of bytes and a trailing `$` anchors the end.
-//! `Crawl-delay` and `Sitemap` are ignored.
+//! `Crawl-delay` of the same group is read (seconds, fractions allowed, at
+//! most [`MAX_CRAWL_DELAY`]); `Sitemap` is ignored.
+
+use std::time::Duration;
+
+/// The longest `Crawl-delay` honoured: a day-long delay would make a site
+/// impossible to archive, and a minute between requests is already slower
+/// than any reader.
+pub const MAX_CRAWL_DELAY: Duration = Duration::from_secs(60);
 
 /// Kura's product token, matched case-insensitively against `User-agent`.
 pub const AGENT_TOKEN: &str = "kura";
@@ -13,6 +21,7 @@ pub const AGENT_TOKEN: &str = "kura";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Robots {
     rules: Vec<Rule>,
+    crawl_delay: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +40,7 @@ impl Robots {
     pub fn parse(body: &str, agent: &str) -> Robots {
         let mut ours = Vec::new();
         let mut star = Vec::new();
+        let (mut our_delay, mut star_delay) = (None, None);
         let mut found_ours = false;
         // Agents of the group being read; a rule line after them closes the
         // list, so the next User-agent line starts a new group.
@@ -68,10 +78,32 @@ impl Robots {
                         star.push(rule);
                     }
                 }
+                "crawl-delay" => {
+                    in_rules = true;
+                    let Some(delay) = value.parse::<f64>().ok().filter(|d| d.is_finite() && *d > 0.0) else {
+                        continue;
+                    };
+                    let delay = Duration::from_secs_f64(delay.min(MAX_CRAWL_DELAY.as_secs_f64()));
+                    if agents.iter().any(|a| a.eq_ignore_ascii_case(agent)) {
+                        our_delay = Some(delay);
+                    }
+                    if agents.iter().any(|a| a == "*") {
+                        star_delay = Some(delay);
+                    }
+                }
                 _ => {}
             }
         }
-        Robots { rules: if found_ours { ours } else { star } }
+        if found_ours {
+            Robots { rules: ours, crawl_delay: our_delay }
+        } else {
+            Robots { rules: star, crawl_delay: star_delay }
+        }
+    }
+
+    /// The `Crawl-delay` of the group that applies, if any.
+    pub fn crawl_delay(&self) -> Option<Duration> {
+        self.crawl_delay
     }
 
     /// Whether Kura may fetch `path_and_query` (the URL's path plus `?query`,
@@ -171,6 +203,22 @@ mod tests {
 
     fn robots(body: &str) -> Robots {
         Robots::parse(body, AGENT_TOKEN)
+    }
+
+    #[test]
+    fn crawl_delay_of_the_group_that_applies() {
+        let both = "User-agent: *\nCrawl-delay: 5\nDisallow: /x\n\nUser-agent: Kura\nCrawl-delay: 1.5\n";
+        assert_eq!(Robots::parse(both, AGENT_TOKEN).crawl_delay(), Some(Duration::from_millis(1500)));
+        let star = "User-agent: *\nCrawl-delay: 5\n";
+        assert_eq!(Robots::parse(star, AGENT_TOKEN).crawl_delay(), Some(Duration::from_secs(5)));
+        let huge = "User-agent: *\nCrawl-delay: 86400\n";
+        assert_eq!(Robots::parse(huge, AGENT_TOKEN).crawl_delay(), Some(MAX_CRAWL_DELAY));
+        for bad in ["-1", "0", "soon", "NaN", "inf"] {
+            let text = format!("User-agent: *\nCrawl-delay: {bad}\n");
+            assert_eq!(Robots::parse(&text, AGENT_TOKEN).crawl_delay(), None, "{bad}");
+        }
+        let other = "User-agent: googlebot\nCrawl-delay: 9\n";
+        assert_eq!(Robots::parse(other, AGENT_TOKEN).crawl_delay(), None);
     }
 
     #[test]

@@ -100,16 +100,35 @@ async fn per_host_concurrency_never_exceeded() {
     assert!((1..=2).contains(&max), "max in flight {max}");
 }
 
+fn headers(pairs: &[(&str, &str, &str)]) -> HostHeaders {
+    let mut map = std::collections::BTreeMap::<String, Vec<(String, String)>>::new();
+    for (host, name, value) in pairs {
+        map.entry(host.to_string()).or_default().push((name.to_string(), value.to_string()));
+    }
+    std::sync::Arc::new(map)
+}
+
 #[tokio::test]
-async fn extra_headers_go_to_the_same_host_only() {
+async fn extra_headers_go_to_their_own_host_only() {
     let p = pair().await;
-    let req =
-        FetchRequest { headers: vec![("X-Token".to_owned(), "s3cr3t".to_owned())], ..FetchRequest::new(p.a("/xhost")) };
+    let host = p.a("/").host_str().unwrap().to_owned();
+    let req = FetchRequest { headers: headers(&[(&host, "X-Token", "s3cr3t")]), ..FetchRequest::new(p.a("/xhost")) };
     let out = fetcher(config()).fetch(req).await;
     assert!(out.result.is_ok(), "{:?}", out.result);
     let tokens: Vec<Option<String>> = p.shared.seen().iter().map(|s| s.token.clone()).collect();
     assert_eq!(tokens, vec![Some("s3cr3t".to_owned()), None]);
     assert_eq!(out.hops[1].url.host_str(), Some("localhost"));
+}
+
+#[tokio::test]
+async fn a_redirect_carries_the_target_hosts_own_headers() {
+    let p = pair().await;
+    let host = p.a("/").host_str().unwrap().to_owned();
+    let both = headers(&[(&host, "X-Token", "first"), ("localhost", "X-Token", "second")]);
+    let out = fetcher(config()).fetch(FetchRequest { headers: both, ..FetchRequest::new(p.a("/xhost")) }).await;
+    assert!(out.result.is_ok(), "{:?}", out.result);
+    let tokens: Vec<Option<String>> = p.shared.seen().iter().map(|s| s.token.clone()).collect();
+    assert_eq!(tokens, vec![Some("first".to_owned()), Some("second".to_owned())]);
 }
 
 #[tokio::test]
@@ -136,7 +155,7 @@ async fn unsupported_scheme_sends_nothing() {
 #[tokio::test]
 async fn invalid_extra_header_is_reported_by_name_only() {
     let req = FetchRequest {
-        headers: vec![("Cookie".to_owned(), "a=1\nb=2".to_owned())],
+        headers: headers(&[("127.0.0.1", "Cookie", "a=1\nb=2")]),
         ..FetchRequest::new(Url::parse("http://127.0.0.1:9/").expect("url"))
     };
     let err = fetcher(config()).fetch(req).await.result.expect_err("invalid");
@@ -147,7 +166,7 @@ async fn invalid_extra_header_is_reported_by_name_only() {
 #[test]
 fn request_debug_hides_header_values() {
     let req = FetchRequest {
-        headers: vec![("Cookie".to_owned(), "session=SECRET".to_owned())],
+        headers: headers(&[("example.com", "Cookie", "session=SECRET")]),
         ..FetchRequest::new(Url::parse("https://example.com/").expect("url"))
     };
     let dbg = format!("{req:?}");
