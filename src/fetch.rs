@@ -37,7 +37,7 @@ use url::Url;
 use crate::referrer::Policy;
 
 pub use error::{FetchError, TimeoutPhase};
-pub use limit::Admission;
+pub use limit::{Admission, HostCounts};
 
 /// Settings of the HTTP client, read from the `[network]` table of the
 /// configuration; every field has a default.
@@ -90,6 +90,21 @@ pub struct FetchConfig {
     /// guard. With a proxy, every host name is first resolved here and
     /// refused if any of its addresses is private.
     pub proxy: Option<String>,
+    /// Limits of single hosts that differ from the ones above, by host name
+    /// (`[network.hosts."cdn.example.com"]`); they apply to every request
+    /// to that host, redirects included.
+    pub hosts: std::collections::BTreeMap<String, HostLimits>,
+}
+
+/// One host's own limits (`[network.hosts."HOST"]`); absent keys keep the
+/// `[network]` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostLimits {
+    /// Requests in flight at once to this host.
+    pub concurrency: Option<usize>,
+    /// Minimum time between the starts of two requests to this host.
+    pub interval_ms: Option<u64>,
 }
 
 impl Default for FetchConfig {
@@ -113,6 +128,7 @@ impl Default for FetchConfig {
             robots: true,
             allow_private: false,
             proxy: None,
+            hosts: Default::default(),
         }
     }
 }
@@ -314,7 +330,8 @@ impl Fetcher {
             config.concurrency,
             config.per_host_concurrency,
             Duration::from_millis(config.per_host_interval_ms),
-        );
+        )
+        .with_hosts(&config.hosts);
         Ok(Fetcher { inner: Arc::new(engine::Inner { config, client, limits, robots: Mutex::new(HashMap::new()) }) })
     }
 
@@ -323,6 +340,11 @@ impl Fetcher {
     /// queued resources then holds at most twice its request places.
     pub async fn admit(&self, url: &Url) -> Admission {
         self.inner.limits.admit(url.host_str().unwrap_or_default()).await
+    }
+
+    /// How many hosts are active, queued and backing off now.
+    pub fn host_counts(&self) -> HostCounts {
+        self.inner.limits.counts()
     }
 
     /// Fetches `req.url`, following redirects, and reports every hop.

@@ -407,7 +407,21 @@ pub async fn run(
     // Tasks spawn their children before they finish, so the count reaches
     // zero only when the whole crawl is done.
     ctx.tasks.close();
+    // Samples the hosts' states for the progress line while the crawl runs
+    // (outside the tracker: it is not work the run waits for).
+    let sampler = {
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            loop {
+                let h = c.fetcher.host_counts();
+                c.progress.set_hosts(h.active, h.queued, h.backing_off);
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        })
+    };
     ctx.tasks.wait().await;
+    sampler.abort();
+    ctx.progress.set_hosts(0, 0, 0);
     let opts = &ctx.opts;
     if let Some(e) = ctx.fatal.lock().expect("no panics while held").take() {
         return Err(e.into());

@@ -34,8 +34,9 @@ where
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 tick += 1;
                 let rate = p.bytes() as f64 / start.elapsed().as_secs_f64().max(0.001);
+                let (active, queued, backing_off) = p.hosts();
                 let msg = format!(
-                    "articles {}  images {}  {}  failures {}  {}/s",
+                    "articles {}  images {}  {}  failures {}  {}/s  hosts {active} active, {queued} queued, {backing_off} backing off",
                     p.articles(),
                     p.images(),
                     human(p.bytes()),

@@ -150,7 +150,7 @@ impl Inner {
                 Ok(raw) => warn!(%url, status = raw.status, ?delay, attempt, "retrying"),
                 Err(e) => warn!(%url, error = %e, ?delay, attempt, "retrying"),
             }
-            tokio::time::sleep(delay).await;
+            self.limits.backing_off(url.host_str().unwrap_or_default(), tokio::time::sleep(delay)).await;
             attempt += 1;
         }
     }

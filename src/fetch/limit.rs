@@ -28,8 +28,23 @@ pub struct Admission {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+/// How many hosts are in each state, for a progress line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostCounts {
+    /// Hosts with a request on the wire.
+    pub active: usize,
+    /// Hosts with work admitted but nothing on the wire (waiting for their
+    /// interval, a body slot or a global place).
+    pub queued: usize,
+    /// Hosts waiting to retry after a 429, a 5xx or a timeout.
+    pub backing_off: usize,
+}
+
 #[derive(Debug)]
 struct HostSlot {
+    places: usize,
+    /// Requests of this host sleeping before a retry.
+    backing_off: std::sync::atomic::AtomicUsize,
     in_flight: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     next_start: Mutex<Instant>,
@@ -48,6 +63,8 @@ pub struct Limits {
     global: Arc<Semaphore>,
     per_host: usize,
     interval: Duration,
+    /// Hosts with their own concurrency and interval (lower-case names).
+    overrides: HashMap<String, super::HostLimits>,
     hosts: Mutex<HashMap<String, Arc<HostSlot>>>,
 }
 
@@ -59,25 +76,66 @@ impl Limits {
             global: Arc::new(Semaphore::new(global.max(1))),
             per_host: per_host.max(1),
             interval,
+            overrides: HashMap::new(),
             hosts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same limits with some hosts' own concurrency and interval.
+    pub fn with_hosts(mut self, hosts: &std::collections::BTreeMap<String, super::HostLimits>) -> Limits {
+        self.overrides = hosts.iter().map(|(h, l)| (h.to_ascii_lowercase(), *l)).collect();
+        self
     }
 
     fn slot(&self, host: &str) -> Arc<HostSlot> {
         // A poisoned lock only means another task panicked mid-insert; the
         // map itself is still usable.
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let host = host.to_ascii_lowercase();
+        let own = self.overrides.get(&host).copied().unwrap_or_default();
+        let places = own.concurrency.unwrap_or(self.per_host).max(1);
+        let interval = own.interval_ms.map_or(self.interval, Duration::from_millis);
         hosts
-            .entry(host.to_ascii_lowercase())
+            .entry(host)
             .or_insert_with(|| {
                 Arc::new(HostSlot {
-                    in_flight: Arc::new(Semaphore::new(self.per_host)),
-                    admitted: Arc::new(Semaphore::new(self.per_host * ADMITTED_PER_PLACE)),
+                    places,
+                    backing_off: Default::default(),
+                    in_flight: Arc::new(Semaphore::new(places)),
+                    admitted: Arc::new(Semaphore::new(places * ADMITTED_PER_PLACE)),
                     next_start: Mutex::new(Instant::now()),
-                    interval: Mutex::new(self.interval),
+                    interval: Mutex::new(interval),
                 })
             })
             .clone()
+    }
+
+    /// How many hosts are active, queued and backing off now. Walks the
+    /// hosts seen (one small entry each), for a progress line.
+    pub fn counts(&self) -> HostCounts {
+        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = HostCounts::default();
+        for slot in hosts.values() {
+            let on_wire = slot.in_flight.available_permits() < slot.places;
+            let admitted = slot.admitted.available_permits() < slot.places * ADMITTED_PER_PLACE;
+            if slot.backing_off.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                c.backing_off += 1;
+            } else if on_wire {
+                c.active += 1;
+            } else if admitted {
+                c.queued += 1;
+            }
+        }
+        c
+    }
+
+    /// Runs `wait` (a retry's backoff) counted as `host` backing off.
+    pub async fn backing_off<F: std::future::Future>(&self, host: &str, wait: F) -> F::Output {
+        let slot = self.slot(host);
+        slot.backing_off.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = wait.await;
+        slot.backing_off.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        out
     }
 
     /// Spaces request starts to `host` by at least `delay` (its robots.txt
@@ -162,6 +220,24 @@ mod tests {
         assert!(max_seen.load(Ordering::SeqCst) <= 2);
     }
 
+    /// A host's own settings replace the defaults for it alone.
+    #[tokio::test(start_paused = true)]
+    async fn a_hosts_own_limits_apply_to_it_alone() {
+        let own = super::super::HostLimits { concurrency: Some(1), interval_ms: Some(3000) };
+        let limits = Limits::new(8, 4, Duration::from_secs(1)).with_hosts(&[("CDN.example".to_string(), own)].into());
+        let start = Instant::now();
+        for _ in 0..3 {
+            drop(limits.acquire("cdn.example").await);
+        }
+        assert_eq!(Instant::now() - start, Duration::from_secs(6));
+        let held = limits.acquire("cdn.example").await;
+        let second = tokio::time::timeout(Duration::from_secs(10), limits.acquire("cdn.example")).await;
+        assert!(second.is_err(), "one place for this host");
+        drop(held);
+        let others: Vec<Permit> = futures_util::future::join_all((0..4).map(|_| limits.acquire("www.example"))).await;
+        assert_eq!(others.len(), 4, "four places elsewhere");
+    }
+
     /// A host's Crawl-delay spaces its starts; other hosts keep the
     /// configured interval; a shorter delay changes nothing.
     #[tokio::test(start_paused = true)]
@@ -179,6 +255,22 @@ mod tests {
             drop(limits.acquire("fast.example").await);
         }
         assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn host_counts_follow_the_state_of_each_host() {
+        let limits = Arc::new(Limits::new(8, 2, Duration::ZERO));
+        assert_eq!(limits.counts(), HostCounts::default());
+        let _wire = limits.acquire("a.example").await;
+        let _queued = limits.admit("b.example").await;
+        let l = limits.clone();
+        let sleeping = tokio::spawn(async move {
+            l.backing_off("c.example", tokio::time::sleep(Duration::from_secs(60))).await;
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(limits.counts(), HostCounts { active: 1, queued: 1, backing_off: 1 });
+        sleeping.abort();
     }
 
     #[tokio::test]

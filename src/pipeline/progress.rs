@@ -12,6 +12,9 @@ pub struct Progress {
     failures: AtomicU64,
     placeholders: AtomicU64,
     recovered: AtomicU64,
+    hosts_active: AtomicU64,
+    hosts_queued: AtomicU64,
+    hosts_backing_off: AtomicU64,
 }
 
 impl Progress {
@@ -40,6 +43,17 @@ impl Progress {
     /// Of those, the ones whose real picture was recovered.
     pub fn recovered(&self) -> u64 {
         self.recovered.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_hosts(&self, active: usize, queued: usize, backing_off: usize) {
+        self.hosts_active.store(active as u64, Ordering::Relaxed);
+        self.hosts_queued.store(queued as u64, Ordering::Relaxed);
+        self.hosts_backing_off.store(backing_off as u64, Ordering::Relaxed);
+    }
+    /// Hosts with a request on the wire, with work waiting, and waiting to
+    /// retry (429, 5xx, timeouts), as last sampled.
+    pub fn hosts(&self) -> (u64, u64, u64) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (get(&self.hosts_active), get(&self.hosts_queued), get(&self.hosts_backing_off))
     }
     /// Articles fetched (or failed) so far.
     pub fn articles(&self) -> u64 {

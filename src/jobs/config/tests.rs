@@ -158,3 +158,13 @@ fn document_element_bound_reaches_every_run() {
     let off = parse("[defaults]\nfavicon = false\n").unwrap();
     assert!(!off.adhoc_run_options("x", vec![]).favicon);
 }
+
+#[test]
+fn a_hosts_own_limits_are_read() {
+    let c = parse("[network.hosts.\"cdn.example.com\"]\nconcurrency = 1\ninterval_ms = 500\n").unwrap();
+    let own = c.network.hosts["cdn.example.com"];
+    assert_eq!((own.concurrency, own.interval_ms), (Some(1), Some(500)));
+    assert_eq!(c.adhoc_run_options("x", vec![]).fetch.hosts.len(), 1);
+    let err = parse("[network.hosts.\"cdn.example.com\"]\nconcurency = 1\n").unwrap_err().to_string();
+    assert!(err.contains("concurency"), "{err}");
+}
