@@ -860,3 +860,66 @@ async fn a_busy_host_does_not_hold_every_slot() {
     // other host waits for about 36 of them.
     assert!(busy_before < 20, "the other host waited for {busy_before} of the busy host's requests: {log:?}");
 }
+
+/// A host answering 429 with Retry-After gets no request at all until the
+/// time it asked for, and another host's images are fetched meanwhile. From
+/// the servers' own logs; the bounds are loose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limiting_host_is_held_alone() {
+    let log: Arc<Mutex<Vec<(std::time::Instant, String)>>> = Arc::default();
+    let refused: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    let serve_on = |ip: &'static str, router: Router| async move {
+        let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("http://{addr}")
+    };
+    let (a_log, a_refused) = (log.clone(), refused.clone());
+    let limited = Router::new().route(
+        "/i/{name}",
+        get(move |Path(name): Path<String>| {
+            let (log, refused) = (a_log.clone(), a_refused.clone());
+            async move {
+                log.lock().unwrap().push((std::time::Instant::now(), format!("a/{name}")));
+                if refused.lock().unwrap().insert(name.clone()) {
+                    return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "slow down").into_response();
+                }
+                image_response(&png(name.as_bytes()[1] + 50))
+            }
+        }),
+    );
+    let a = serve_on("127.0.0.1", limited).await;
+    let b_log = log.clone();
+    let page: String = (0..6)
+        .map(|k| format!("<img src={a}/i/a{k}.png>"))
+        .chain((0..4).map(|k| format!("<img src=/i/b{k}.png>")))
+        .collect();
+    let calm = Router::new().route("/", get(move || async move { axum::response::Html(page) })).route(
+        "/i/{name}",
+        get(move |Path(name): Path<String>| {
+            let log = b_log.clone();
+            async move {
+                log.lock().unwrap().push((std::time::Instant::now(), format!("b/{name}")));
+                image_response(&png(name.as_bytes()[1] + 100))
+            }
+        }),
+    );
+    let b = serve_on("127.0.0.2", calm).await;
+    let mut opts = options();
+    opts.fetch.retries = 2;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let report = run(&archive, &[format!("{b}/")], opts, Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    assert_eq!(report.failures, 0, "{:#?}", m.failures().collect::<Vec<_>>());
+    let log = log.lock().unwrap();
+    let first_a = log.iter().find(|(_, p)| p.starts_with("a/")).unwrap().0;
+    let a_times: Vec<_> = log.iter().filter(|(_, p)| p.starts_with("a/")).map(|(t, _)| *t - first_a).collect();
+    assert_eq!(a_times.len(), 12, "six refusals and six retries: {log:?}");
+    // Four places: the first four are refused at once; nothing more reaches
+    // the host until the second it asked for has (nearly) passed.
+    let held = std::time::Duration::from_millis(800);
+    assert!(a_times[4..].iter().all(|t| *t >= held), "{a_times:?}");
+    let last_b = log.iter().filter(|(_, p)| p.starts_with("b/")).map(|(t, _)| *t - first_a).max().unwrap();
+    assert!(last_b < held, "the calm host waited for the limited one: {last_b:?}");
+}

@@ -150,6 +150,14 @@ impl Inner {
                 Ok(raw) => warn!(%url, status = raw.status, ?delay, attempt, "retrying"),
                 Err(e) => warn!(%url, error = %e, ?delay, attempt, "retrying"),
             }
+            // A host that says it is overloaded gets no request at all until
+            // the time it asked for (or the backoff) has passed, not just
+            // none from this one; other hosts are not affected.
+            if let Ok(raw) = &result
+                && retry::honours_retry_after(raw.status)
+            {
+                self.limits.hold_host(url.host_str().unwrap_or_default(), delay);
+            }
             self.limits.backing_off(url.host_str().unwrap_or_default(), tokio::time::sleep(delay)).await;
             attempt += 1;
         }

@@ -138,6 +138,14 @@ impl Limits {
         out
     }
 
+    /// Starts no request to `host` for `pause` from now (a 429 or 503 with
+    /// its `Retry-After`), whoever asks.
+    pub fn hold_host(&self, host: &str, pause: Duration) {
+        let slot = self.slot(host);
+        let mut next = slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
+        *next = (*next).max(Instant::now() + pause);
+    }
+
     /// Spaces request starts to `host` by at least `delay` (its robots.txt
     /// `Crawl-delay`), when that is longer than the configured interval.
     pub fn raise_interval(&self, host: &str, delay: Duration) {
@@ -271,6 +279,18 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(limits.counts(), HostCounts { active: 1, queued: 1, backing_off: 1 });
         sleeping.abort();
+    }
+
+    /// A held host starts nothing until the pause is over; others go on.
+    #[tokio::test(start_paused = true)]
+    async fn a_held_host_waits_and_others_do_not() {
+        let limits = Limits::new(8, 4, Duration::ZERO);
+        let start = Instant::now();
+        limits.hold_host("busy.example", Duration::from_secs(30));
+        drop(limits.acquire("calm.example").await);
+        assert_eq!(Instant::now(), start);
+        drop(limits.acquire("busy.example").await);
+        assert_eq!(Instant::now() - start, Duration::from_secs(30));
     }
 
     #[tokio::test]
