@@ -43,7 +43,8 @@ pub enum EncodingSource {
 /// Text decoded from a document's bytes, with how its encoding was chosen.
 #[derive(Debug, Clone)]
 pub struct Decoded {
-    /// The decoded text, without any byte order mark.
+    /// The decoded text, without its byte order mark (a second U+FEFF is
+    /// text, as in a browser).
     pub text: String,
     /// The encoding the bytes were decoded with.
     pub encoding: &'static Encoding,
@@ -251,6 +252,18 @@ mod tests {
         let (bytes, _, unmappable) = encoding.encode(text);
         assert!(!unmappable, "test text must be representable");
         bytes.into_owned()
+    }
+
+    /// From fuzzing (tests/fuzz/corpus/charset/utf16-two-boms): only the
+    /// first BOM is one; a second U+FEFF is text and is kept, as browsers do.
+    #[test]
+    fn only_the_first_byte_order_mark_is_removed() {
+        let d = decode(b"\xFE\xFF\xFE\xFF\xFF\xFF\xFF\x8A\x06\x00", None);
+        assert_eq!(d.encoding, encoding_rs::UTF_16BE);
+        assert!(d.text.starts_with('\u{feff}'), "{:?}", d.text);
+        assert_eq!(d.text.chars().count(), 4);
+        let d = decode("\u{feff}\u{feff}x".as_bytes(), None);
+        assert_eq!(d.text, "\u{feff}x");
     }
 
     #[test]
