@@ -389,9 +389,9 @@ fn chromium_shows_every_archived_image_offline() {
         }
         assert!(v["ok"].as_u64().unwrap() >= 3, "{url}: {result}");
         if *url == f.formats.as_str() {
-            // AVIF, ICO, BMP and SVG, drawn from the local copies.
+            // AVIF, ICO, BMP, APNG and SVG, drawn from the local copies.
             let shown = kura_site::format_assets().iter().filter(|a| a.shown_as_img).count() as u64;
-            assert_eq!(shown, 4);
+            assert_eq!(shown, 5);
             assert!(v["ok"].as_u64().unwrap() >= shown, "{url}: {result}");
             assert!(bad.iter().all(|b| !b.contains("/fmt/")), "{url}: {result}");
         }

@@ -52,7 +52,7 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     )?;
     writeln!(
         out,
-        "  formats page    {} of {} images byte for byte (AVIF, ICO, BMP, SVG; lazy loaders on div, li, video, figure)",
+        "  formats page    {} of {} images byte for byte (AVIF, ICO, BMP, APNG, TIFF, HEIC, JPEG XL, SVG, SVGZ; lazy loaders on div, li, video, figure)",
         r.format_images_archived, r.format_images
     )?;
     writeln!(out, "  junk requests   {} (JSON, none or {{{{src}}}} taken for a URL)", r.junk_requests.len())?;

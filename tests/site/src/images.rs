@@ -447,6 +447,13 @@ pub fn format_assets() -> &'static [FormatAsset] {
             asset("/fmt/photo.avif", "image/avif", "img src (AVIF)", true, include_bytes!("../assets/photo.avif").to_vec()),
             asset("/fmt/icon.ico", "image/x-icon", "img src (ICO)", true, include_bytes!("../assets/icon.ico").to_vec()),
             asset("/fmt/scan.bmp", "image/bmp", "img src (BMP)", true, include_bytes!("../assets/scan.bmp").to_vec()),
+            asset("/fmt/anim.png", "image/apng", "img src (APNG)", true, include_bytes!("../assets/anim.png").to_vec()),
+            // Sources of one <picture> a browser here skips for its <img>;
+            // an archiver keeps them all the same.
+            asset("/fmt/scan.tiff", "image/tiff", "picture source (TIFF)", false, include_bytes!("../assets/scan.tiff").to_vec()),
+            asset("/fmt/photo.heic", "image/heic", "picture source (HEIC)", false, signature_only(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")),
+            asset("/fmt/photo.jxl", "image/jxl", "picture source (JPEG XL)", false, signature_only(b"\xFF\x0A\xFA\x7F\x01\x90\x08")),
+            asset("/fmt/drawing.svgz", "image/svg+xml", "picture source (SVGZ)", false, svgz()),
             asset(
                 "/fmt/drawing.svg",
                 "image/svg+xml",
@@ -463,4 +470,27 @@ pub fn format_assets() -> &'static [FormatAsset] {
             asset("/fmt/legacy.png", "image/png", "img datasrc", false, tile(240, 200, 30)),
         ]
     })
+}
+
+/// A body that starts with a format's signature, padded with a few bytes:
+/// what an archiver sees of formats it cannot decode.
+fn signature_only(signature: &[u8]) -> Vec<u8> {
+    let mut body = signature.to_vec();
+    body.extend((0u8..64).map(|i| i.wrapping_mul(37)));
+    body
+}
+
+/// An SVG drawing, gzip-compressed as `.svgz` files are (stored blocks:
+/// the format, not the compression, is what is tested).
+fn svgz() -> Vec<u8> {
+    let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"24\" height=\"16\"><circle r=\"8\" cx=\"12\" cy=\"8\"/></svg>";
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    // One final stored deflate block.
+    out.push(1);
+    out.extend((svg.len() as u16).to_le_bytes());
+    out.extend((!(svg.len() as u16)).to_le_bytes());
+    out.extend_from_slice(svg);
+    out.extend(crc32(svg).to_le_bytes());
+    out.extend((svg.len() as u32).to_le_bytes());
+    out
 }
