@@ -79,6 +79,11 @@ fn looks_like_html(data: &[u8]) -> bool {
 }
 
 fn looks_like_svg(data: &[u8], content_type: Option<&str>) -> bool {
+    // Gzip is SVGZ (or something else compressed), whatever text shows
+    // through uncompressed blocks.
+    if data.starts_with(b"\x1F\x8B") {
+        return false;
+    }
     let head = String::from_utf8_lossy(&data[..data.len().min(1024)]).to_ascii_lowercase();
     content_type.is_some_and(|c| c.contains("svg")) && head.contains("<svg") || head.trim_start().starts_with("<svg")
 }
@@ -269,6 +274,9 @@ mod tests {
             assert_eq!(info.format, want, "{want}: {info:?}");
         }
         assert_eq!(sniff(b"\x1F\x8B\x08\x00", Some("image/svg+xml")), Some("svgz"));
+        // Stored (uncompressed) deflate blocks show the SVG text through.
+        let stored = b"\x1F\x8B\x08\x00\x00\x00\x00\x00\x00\xFF\x01\x0B\x00\xF4\xFF<svg></svg>";
+        assert_eq!(classify_image(stored, Some("image/svg+xml")).unwrap().format, "svgz");
         assert_eq!(sniff(b"\x1F\x8B\x08\x00", None), None);
     }
 
