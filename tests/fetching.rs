@@ -774,7 +774,7 @@ async fn placeholders_are_flagged_and_the_real_picture_recovered() {
         assert!(!e.placeholder && e.shown.is_none(), "a picture used twice is no placeholder: {e:?}");
     }
     let logo_requests = logo_requests.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(logo_requests, 3, "one request without Referer clears both paths");
+    assert_eq!(logo_requests, 4, "each path asked once more without Referer, and no more");
     assert_eq!((report.placeholders, report.recovered), (3, 3));
     let stats = kura::inspect::stats(&archive).unwrap();
     assert_eq!((stats.kinds["image"].placeholders, stats.kinds["image"].recovered), (3, 3));

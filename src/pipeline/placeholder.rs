@@ -9,9 +9,11 @@
 //! request without Referer or cookies then gets a different picture. Such
 //! an entry is asked for once more without Referer and cookies; a different
 //! real picture becomes its content and the placeholder is kept as what was
-//! shown. One such request decides for all entries with those bytes: the
-//! same bytes again (a picture used twice) or no picture (a CDN that wants
-//! a Referer) clear them, and nothing more is asked. A listed digest is
+//! shown. One such request that gets another picture decides for every
+//! entry with those bytes; the same bytes again (a picture used twice, or a
+//! stock picture for deleted images) or no picture (a CDN that wants a
+//! Referer) prove nothing, and after three different paths prove nothing
+//! the bytes are cleared and nothing more is asked. A listed digest is
 //! flagged whatever the second answer; only the heuristic needs a second
 //! path, so one placeholder alone in a run, off the list, is not caught.
 
@@ -24,18 +26,39 @@ use crate::extract::media;
 use crate::fetch::{Accept, FetchRequest};
 use crate::store::id::BlobId;
 
+/// Different paths tested, per origin and bytes, before the bytes are taken
+/// for a picture used several times: a CDN may send one stock picture both
+/// for deleted images (the same without a Referer) and to refused
+/// Referers, so one test is not enough, and a few cost little.
+const MAX_TESTS: usize = 3;
+
 /// What a run knows about bytes one origin answered for images.
 pub(super) enum Suspect {
     /// Seen for one path only (under one or more Referers or queries):
     /// the entries that got them wait for a verdict.
     Seen { path: String, waiting: Vec<usize> },
-    /// A second path got them; one entry is being asked again without a
-    /// Referer, the others wait for its answer.
-    Testing { waiting: Vec<usize> },
-    /// A placeholder: every entry that gets it is asked again.
+    /// Seen for several paths: entries wait while up to [`MAX_TESTS`]
+    /// paths are asked again without a Referer, one at a time.
+    Open { waiting: Vec<(usize, String)>, tested: Vec<String>, testing: bool },
+    /// A test got another picture: every entry that gets these bytes is
+    /// asked again.
     Placeholder,
-    /// The same picture without a Referer: used twice, nothing to do.
-    Innocent,
+}
+
+impl Suspect {
+    /// Takes the next waiting entry whose path has not been tested, if a
+    /// test may start; marks it as being tested.
+    fn next_test(&mut self) -> Option<usize> {
+        let Suspect::Open { waiting, tested, testing } = self else { return None };
+        if *testing || tested.len() >= MAX_TESTS {
+            return None;
+        }
+        let at = waiting.iter().position(|(_, p)| !tested.contains(p))?;
+        let (j, path) = waiting.swap_remove(at);
+        tested.push(path);
+        *testing = true;
+        Some(j)
+    }
 }
 
 /// What asking again without a Referer gave.
@@ -66,55 +89,74 @@ impl Ctx {
             return;
         }
         let key = (answered_by.origin().ascii_serialization(), blob);
-        let test = {
+        let path = answered_by.path().to_string();
+        let mut test = {
             let mut suspects = self.suspects.lock().expect("no panics while held");
-            match suspects.entry(key.clone()) {
+            let s = match suspects.entry(key.clone()) {
                 Slot::Vacant(v) => {
-                    v.insert(Suspect::Seen { path: answered_by.path().to_string(), waiting: vec![i] });
+                    v.insert(Suspect::Seen { path, waiting: vec![i] });
                     return;
                 }
-                Slot::Occupied(mut o) => match o.get_mut() {
-                    Suspect::Innocent => return,
-                    Suspect::Placeholder => false,
-                    // The same path under another query or Referer is no
-                    // evidence yet.
-                    Suspect::Seen { path, waiting } if path == answered_by.path() => {
-                        waiting.push(i);
+                Slot::Occupied(o) => o.into_mut(),
+            };
+            match s {
+                Suspect::Placeholder => None,
+                // The same path under another query or Referer is no
+                // evidence yet.
+                Suspect::Seen { path: first, waiting } if *first == path => {
+                    waiting.push(i);
+                    return;
+                }
+                Suspect::Seen { path: first, waiting } => {
+                    let mut all: Vec<(usize, String)> = waiting.drain(..).map(|j| (j, first.clone())).collect();
+                    all.push((i, path));
+                    *s = Suspect::Open { waiting: all, tested: vec![], testing: false };
+                    Some(s.next_test())
+                }
+                Suspect::Open { waiting, tested, testing } => {
+                    if tested.len() >= MAX_TESTS && !*testing {
+                        // Tested enough: a picture used many times.
                         return;
                     }
-                    Suspect::Testing { waiting } => {
-                        waiting.push(i);
-                        return;
-                    }
-                    Suspect::Seen { waiting, .. } => {
-                        let waiting = std::mem::take(waiting);
-                        o.insert(Suspect::Testing { waiting });
-                        true
-                    }
-                },
+                    waiting.push((i, path));
+                    Some(s.next_test())
+                }
             }
         };
-        let answer = self.recover(i, blob, false).await;
-        if !test {
+        let Some(mut next) = test.take() else {
+            // A known placeholder.
+            self.recover(i, blob, false).await;
             return;
-        }
-        // One request decides for every entry that got these bytes.
-        let placeholder = answer == Answer::Recovered;
-        let verdict = if placeholder { Suspect::Placeholder } else { Suspect::Innocent };
-        let waiting = {
-            let mut suspects = self.suspects.lock().expect("no panics while held");
-            match suspects.insert(key, verdict) {
-                Some(Suspect::Testing { waiting }) if placeholder => waiting,
-                _ => vec![],
-            }
         };
-        for j in waiting {
-            // The same origin answered it, so the same host admits it.
-            let (c, host) = (self.clone(), answered_by.clone());
-            self.spawn(Box::pin(async move {
-                let _slot = c.slot_for(&host).await;
-                c.recover(j, blob, false).await;
-            }));
+        // Tests run one at a time, in the task that found the need.
+        while let Some(j) = next {
+            let answer = self.recover(j, blob, false).await;
+            let mut suspects = self.suspects.lock().expect("no panics while held");
+            let Some(s) = suspects.get_mut(&key) else { return };
+            if answer == Answer::Recovered {
+                let waiting = match std::mem::replace(s, Suspect::Placeholder) {
+                    Suspect::Open { waiting, .. } => waiting,
+                    _ => vec![],
+                };
+                drop(suspects);
+                for (w, _) in waiting {
+                    // The same origin answered it, so the same host admits it.
+                    let (c, host) = (self.clone(), answered_by.clone());
+                    self.spawn(Box::pin(async move {
+                        let _slot = c.slot_for(&host).await;
+                        c.recover(w, blob, false).await;
+                    }));
+                }
+                return;
+            }
+            if let Suspect::Open { testing, tested, waiting } = s {
+                *testing = false;
+                if tested.len() >= MAX_TESTS {
+                    // Cleared: nothing more is asked for these bytes.
+                    waiting.clear();
+                }
+            }
+            next = s.next_test();
         }
     }
 
