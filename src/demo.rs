@@ -150,34 +150,40 @@ pub async fn run(archive: &Archive, opts: DemoOptions, progress: Arc<Progress>) 
         manifest.failures().filter(|e| expected.failures.keys().any(|u| u.as_str() == e.url)).count();
     let flagged: Vec<&crate::store::Entry> = manifest.entries.iter().filter(|e| e.placeholder).collect();
     // Recovered means: flagged, the placeholder kept, and the content the
-    // real picture (the site's own bytes, re-read from the archive).
-    let mut recovered = std::collections::HashSet::new();
+    // real picture (the site's own bytes, re-read from the archive). The
+    // formats page's images must come back byte for byte too.
+    let mut checks = Vec::new();
     for e in flagged.iter().filter(|e| e.shown.is_some()) {
         let Ok(url) = url::Url::parse(&e.url) else { continue };
-        let (Some(want), Some(blob)) = (s.image_bytes(&url).await?, e.blob) else { continue };
-        let history = archive.clone();
-        let got = tokio::task::spawn_blocking(move || history.pack_index().and_then(|i| history.read_blob(&i, &blob)))
-            .await
-            .expect("reading does not panic")?;
-        if got == want[..] {
-            recovered.insert(e.url.as_str());
+        if let (Some(want), Some(blob)) = (s.image_bytes(&url).await?, e.blob) {
+            checks.push((e.url.clone(), blob, want.to_vec()));
         }
     }
-    let mut format_images_archived = 0;
+    let recovered_checks = checks.len();
     let format_images = site::format_assets();
     for a in format_images {
         let Ok(url) = s.site.join(a.path) else { continue };
-        let Some(blob) =
-            manifest.entries.iter().find(|e| e.url == url.as_str() && e.error.is_none()).and_then(|e| e.blob)
-        else {
-            continue;
-        };
-        let history = archive.clone();
-        let got = tokio::task::spawn_blocking(move || history.pack_index().and_then(|i| history.read_blob(&i, &blob)))
-            .await
-            .expect("reading does not panic")?;
-        format_images_archived += usize::from(got == a.bytes);
+        let entry = manifest.entries.iter().find(|e| e.url == url.as_str() && e.error.is_none());
+        if let Some(blob) = entry.and_then(|e| e.blob) {
+            checks.push((url.to_string(), blob, a.bytes.clone()));
+        }
     }
+    let matches = {
+        let archive = archive.clone();
+        tokio::task::spawn_blocking(move || {
+            let index = archive.pack_index()?;
+            checks
+                .into_iter()
+                .map(|(url, blob, want)| Ok((url, archive.read_blob(&index, &blob)? == want)))
+                .collect::<Result<Vec<_>, ArchiveError>>()
+        })
+        .await
+        .expect("reading does not panic")?
+    };
+    let (recovered_matches, format_matches) = matches.split_at(recovered_checks);
+    let recovered: std::collections::HashSet<&str> =
+        recovered_matches.iter().filter(|(_, ok)| *ok).map(|(url, _)| url.as_str()).collect();
+    let format_images_archived = format_matches.iter().filter(|(_, ok)| *ok).count();
     // A placeholder stored as the picture is not the picture.
     let mut missing_images = missing_images;
     missing_images

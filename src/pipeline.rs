@@ -306,18 +306,7 @@ impl Ctx {
             Ok(r) if r.not_modified => Some(r),
             Ok(r) => {
                 self.progress.add_bytes(r.body.len() as u64);
-                self.update(i, |e| {
-                    e.status = Some(r.status);
-                    if r.final_url.as_str() != e.url {
-                        e.final_url = Some(r.final_url.to_string());
-                    }
-                    e.content_type = r.content_type.clone();
-                    e.etag = r.validators.etag.clone();
-                    e.last_modified = r.validators.last_modified.clone();
-                    // Cookies a server sets are credentials, not content.
-                    e.headers =
-                        r.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("set-cookie")).cloned().collect();
-                });
+                self.update(i, |e| fill_response(e, &r));
                 Some(r)
             }
             Err(err) => {
@@ -331,9 +320,18 @@ impl Ctx {
         }
     }
 
-    fn fail(&self, i: usize, why: String, status: Option<u16>) {
-        if matches!(status, Some(404 | 410)) && self.optional.lock().expect("no panics while held").remove(&i) {
+    /// For an optional entry (a browser's own request), records that the
+    /// site has no such thing, and says so; false for any other entry.
+    fn absent_if_optional(&self, i: usize) -> bool {
+        let optional = self.optional.lock().expect("no panics while held").remove(&i);
+        if optional {
             self.absent.lock().expect("no panics while held").insert(i);
+        }
+        optional
+    }
+
+    fn fail(&self, i: usize, why: String, status: Option<u16>) {
+        if matches!(status, Some(404 | 410)) && self.absent_if_optional(i) {
             return;
         }
         self.progress.add_failure();
@@ -363,6 +361,17 @@ impl Ctx {
             }
         }
     }
+}
+
+/// Sets an entry's response fields from a successful response.
+fn fill_response(e: &mut Entry, r: &Response) {
+    e.status = Some(r.status);
+    e.final_url = (r.final_url.as_str() != e.url).then(|| r.final_url.to_string());
+    e.content_type = r.content_type.clone();
+    e.etag = r.validators.etag.clone();
+    e.last_modified = r.validators.last_modified.clone();
+    // Cookies a server sets are credentials, not content.
+    e.headers = r.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("set-cookie")).cloned().collect();
 }
 
 /// Runs sources into a new snapshot of `archive`.
@@ -409,18 +418,26 @@ pub async fn run(
     ctx.tasks.close();
     // Samples the hosts' states for the progress line while the crawl runs
     // (outside the tracker: it is not work the run waits for).
+    // Aborted when dropped, so a cancelled run does not leave it holding
+    // the run's state (and its writer).
+    struct Sampler(tokio::task::JoinHandle<()>);
+    impl Drop for Sampler {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
     let sampler = {
         let c = ctx.clone();
-        tokio::spawn(async move {
+        Sampler(tokio::spawn(async move {
             loop {
                 let h = c.fetcher.host_counts();
                 c.progress.set_hosts(h.active, h.queued, h.backing_off);
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-        })
+        }))
     };
     ctx.tasks.wait().await;
-    sampler.abort();
+    drop(sampler);
     ctx.progress.set_hosts(0, 0, 0);
     let opts = &ctx.opts;
     if let Some(e) = ctx.fatal.lock().expect("no panics while held").take() {

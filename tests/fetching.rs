@@ -668,32 +668,47 @@ async fn a_page_past_the_element_bound_is_stored_but_not_parsed() {
 }
 
 /// A page that names no icon makes a browser ask for `/favicon.ico`, and so
-/// does a run; a page that names one does not; a site without one loses
-/// nothing and fails nothing; `favicon = false` asks for none.
+/// does a run, once per origin; a page that names one does not; a site
+/// without one (a 404, or a page for every path) loses nothing and fails
+/// nothing, in a re-run from the extraction cache too; `favicon = false`
+/// asks for none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn favicon_is_asked_for_as_a_browser_asks() {
     let ico = kura_site::favicon_ico().to_vec();
+    let page = |title: &'static str| {
+        move |h: HeaderMap| async move {
+            if h.get(header::IF_NONE_MATCH).is_some_and(|v| v == "\"v1\"") {
+                return StatusCode::NOT_MODIFIED.into_response();
+            }
+            let body = format!("<title>{title}</title><p>no icon named");
+            ([(header::ETAG, "\"v1\"")], axum::response::Html(body)).into_response()
+        }
+    };
     let with_icon = Router::new()
-        .route("/", get(|| async { axum::response::Html("<title>a</title><p>no icon named") }))
+        .route("/", get(page("a")))
+        .route("/2", get(page("a2")))
         .route("/favicon.ico", get(move || async move { ([(header::CONTENT_TYPE, "image/x-icon")], ico) }));
-    let without_icon =
-        Router::new().route("/", get(|| async { axum::response::Html("<title>b</title><p>no icon, none served") }));
+    let without_icon = Router::new().route("/", get(page("b")));
+    // A single-page app: every path is the same page.
+    let spa = Router::new().fallback(get(page("spa")));
     let named = Router::new()
         .route("/", get(|| async { axum::response::Html("<link rel=icon href=/i.png><title>c</title>") }))
         .route("/i.png", get(|| async { image_response(&png(3)) }));
-    let (a, b, c) = (serve(with_icon).await, serve(without_icon).await, serve(named).await);
-    let sources = [format!("{a}/"), format!("{b}/"), format!("{c}/")];
+    let (a, b, c, d) = (serve(with_icon).await, serve(without_icon).await, serve(named).await, serve(spa).await);
+    let sources = [format!("{a}/"), format!("{a}/2"), format!("{b}/"), format!("{c}/"), format!("{d}/")];
     let tmp = tempfile::tempdir().unwrap();
     let archive = Archive::open_or_init(tmp.path()).unwrap();
-    let report = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
-    let m = archive.load_snapshot(&report.snapshot).unwrap();
-    let icon = find(&m, &format!("{a}/favicon.ico"));
-    assert_eq!(icon.image.as_ref().unwrap().format, "ico", "{icon:?}");
-    assert_eq!(icon.referer.as_deref(), Some(format!("{a}/").as_str()), "a same-origin request from the page");
-    assert!(!m.entries.iter().any(|e| e.url == format!("{b}/favicon.ico")), "a 404 favicon is no entry");
-    assert!(!m.entries.iter().any(|e| e.url == format!("{c}/favicon.ico")), "the page named its icon");
-    assert!(find(&m, &format!("{c}/i.png")).error.is_none());
-    assert_eq!(report.failures, 0, "{:#?}", m.failures().collect::<Vec<_>>());
+    for round in ["first", "from the cache"] {
+        let report = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+        let m = archive.load_snapshot(&report.snapshot).unwrap();
+        let icons: Vec<&Entry> = m.entries.iter().filter(|e| e.url.ends_with("/favicon.ico")).collect();
+        assert_eq!(icons.len(), 1, "{round}: one favicon, for the one origin that has it: {icons:#?}");
+        assert_eq!(icons[0].url, format!("{a}/favicon.ico"));
+        assert_eq!(icons[0].image.as_ref().unwrap().format, "ico", "{round}");
+        assert_eq!(icons[0].parents.len(), 2, "{round}: asked for by both pages, fetched once");
+        assert!(find(&m, &format!("{c}/i.png")).error.is_none());
+        assert_eq!(report.failures, 0, "{round}: {:#?}", m.failures().collect::<Vec<_>>());
+    }
 
     let off = RunOptions { favicon: false, ..options() };
     let report = run(&archive, &sources[..1], off, Arc::new(Progress::default())).await.unwrap();
@@ -703,9 +718,10 @@ async fn favicon_is_asked_for_as_a_browser_asks() {
 
 /// Placeholders: a CDN answering any Referer with one stock picture is
 /// caught once it does so for a second path; every such entry is asked
-/// again without Referer and keeps both pictures. A picture a host serves
-/// under two paths whatever the Referer is not flagged; a listed digest is
-/// flagged even when it is the only answer, and nothing is invented.
+/// again without Referer and keeps both pictures, and one that gets the
+/// stock picture either way is flagged and kept as it is. A picture a host
+/// serves under two paths whatever the Referer is not flagged; a listed
+/// digest is flagged even when it is the only answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placeholders_are_flagged_and_the_real_picture_recovered() {
     let stock = png(1);
@@ -767,17 +783,21 @@ async fn placeholders_are_flagged_and_the_real_picture_recovered() {
             seen.lock().unwrap().iter().filter(|(p, _)| *p == format!("{n}.png")).map(|x| x.1).collect();
         assert_eq!(asked, [true, false], "{n}: once as a browser, once without Referer");
     }
+    // The stock picture for a deleted image: the same without a Referer, so
+    // nothing to recover, but a placeholder all the same once p1-p3 show
+    // what these bytes are.
     let gone = find(&m, &format!("{q}/gone.png"));
-    assert!(!gone.placeholder, "the same bytes without a Referer prove nothing: {gone:?}");
+    assert!(gone.placeholder && gone.shown.is_none(), "{gone:?}");
+    assert_eq!(gone.blob, Some(stock_id), "kept, nothing invented");
     for n in ["logo-a", "logo-b"] {
         let e = find(&m, &format!("{s}/{n}.png"));
         assert!(!e.placeholder && e.shown.is_none(), "a picture used twice is no placeholder: {e:?}");
     }
     let logo_requests = logo_requests.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(logo_requests, 4, "each path asked once more without Referer, and no more");
-    assert_eq!((report.placeholders, report.recovered), (3, 3));
+    assert_eq!((report.placeholders, report.recovered), (4, 3));
     let stats = kura::inspect::stats(&archive).unwrap();
-    assert_eq!((stats.kinds["image"].placeholders, stats.kinds["image"].recovered), (3, 3));
+    assert_eq!((stats.kinds["image"].placeholders, stats.kinds["image"].recovered), (4, 3));
     // Prune keeps what was shown: it is part of the snapshot.
     kura::store::prune(&archive, kura::store::PruneOptions { repack_below: 1.0, ..Default::default() }).unwrap();
     let idx = archive.pack_index().unwrap();

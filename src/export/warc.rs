@@ -386,6 +386,9 @@ impl<W: Write> Exporter<W> {
         }
 
         let referer = match e.hops.last() {
+            // A recovered picture was asked for without a Referer; the
+            // placeholder the browser-exact request got is not exported.
+            _ if e.shown.is_some() => None,
             Some(h) => h.referer.as_deref(),
             None => e.referer.as_deref(),
         };

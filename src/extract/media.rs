@@ -69,13 +69,35 @@ fn html_answer(data: &[u8]) -> HtmlAnswer {
         .map_or(HtmlAnswer::Other, |(kind, _)| *kind)
 }
 
+/// The WHATWG MIME sniffing patterns for HTML: after leading whitespace,
+/// one of these (case-insensitive) followed by a space or `>` (`<!--` by
+/// anything).
+const HTML_TAGS: &[&[u8]] = &[
+    b"<!doctype html",
+    b"<html",
+    b"<head",
+    b"<script",
+    b"<iframe",
+    b"<h1",
+    b"<div",
+    b"<font",
+    b"<table",
+    b"<a",
+    b"<style",
+    b"<title",
+    b"<b",
+    b"<body",
+    b"<br",
+    b"<p",
+];
+
 fn looks_like_html(data: &[u8]) -> bool {
     let start = data.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(data.len());
     let head: Vec<u8> = data[start..data.len().min(start + 64)].to_ascii_lowercase();
-    head.starts_with(b"<!doctype html")
-        || head.starts_with(b"<html")
-        || head.starts_with(b"<head")
-        || head.starts_with(b"<body")
+    head.starts_with(b"<!--")
+        || HTML_TAGS.iter().any(|tag| {
+            head.starts_with(tag) && matches!(head.get(tag.len()), Some(b' ' | b'>' | b'\t' | b'\n' | b'\r' | b'\x0c'))
+        })
 }
 
 fn looks_like_svg(data: &[u8], content_type: Option<&str>) -> bool {
@@ -224,6 +246,16 @@ mod tests {
         assert_eq!(kind("<html><p>Welcome to our shop</p></html>"), HtmlAnswer::Other);
         let err = classify_image(b"<html>404 not found</html>", None).unwrap_err().to_string();
         assert!(err.contains("a soft 404") && err.contains("kept as evidence"), "{err}");
+    }
+
+    #[test]
+    fn html_is_recognised_as_browsers_sniff_it() {
+        for page in ["<title>x</title>", "  <P>text", "<!-- c -->", "<DIV class=a>", "<a href=x>", "<html>"] {
+            assert!(looks_like_html(page.as_bytes()), "{page}");
+        }
+        for not in ["<svg xmlns=x>", "<abbr>", "<pre>", "GIF89a", "<bogus>", "<a"] {
+            assert!(!looks_like_html(not.as_bytes()), "{not}");
+        }
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Inner {
         let mut attempt = 0;
         loop {
             debug!(%url, %policy, referer = referer.unwrap_or("-"), attempt, "sending request");
-            let (status, result) = self.attempt(url, headers).await;
+            let (status, result) = self.attempt(url, headers, attempt).await;
             hops.push(Hop { url: url.clone(), status, policy, referer: referer.map(str::to_owned) });
             let delay = match &result {
                 Ok(raw) if retry::is_retryable_status(raw.status) => self.retry_delay(attempt, Some(raw)),
@@ -149,14 +149,6 @@ impl Inner {
             match &result {
                 Ok(raw) => warn!(%url, status = raw.status, ?delay, attempt, "retrying"),
                 Err(e) => warn!(%url, error = %e, ?delay, attempt, "retrying"),
-            }
-            // A host that says it is overloaded gets no request at all until
-            // the time it asked for (or the backoff) has passed, not just
-            // none from this one; other hosts are not affected.
-            if let Ok(raw) = &result
-                && retry::honours_retry_after(raw.status)
-            {
-                self.limits.hold_host(url.host_str().unwrap_or_default(), delay);
             }
             self.limits.backing_off(url.host_str().unwrap_or_default(), tokio::time::sleep(delay)).await;
             attempt += 1;
@@ -179,8 +171,9 @@ impl Inner {
     /// One request within the host limits and the total deadline. The
     /// status is returned apart so that a hop records it even when reading
     /// the body then fails.
-    async fn attempt(&self, url: &Url, headers: &HeaderMap) -> (Option<u16>, Result<Raw, FetchError>) {
-        let _permit = self.limits.acquire(url.host_str().unwrap_or_default()).await;
+    async fn attempt(&self, url: &Url, headers: &HeaderMap, number: u32) -> (Option<u16>, Result<Raw, FetchError>) {
+        let host = url.host_str().unwrap_or_default();
+        let _permit = self.limits.acquire(host).await;
         let mut status = None;
         let work = async {
             let resp =
@@ -198,6 +191,14 @@ impl Inner {
                 .await
                 .unwrap_or_else(|_| Err(FetchError::Timeout { url: url.clone(), phase: TimeoutPhase::Total })),
         };
+        // A host that says it is overloaded gets no request at all until the
+        // time it asked for (or the backoff) has passed, retried or not;
+        // held before this request's place is given back, so none slips in.
+        if let Ok(raw) = &result
+            && retry::honours_retry_after(raw.status)
+        {
+            self.limits.hold_host(host, self.retry_delay(number, Some(raw)));
+        }
         (status, result)
     }
 
@@ -333,7 +334,10 @@ fn build_headers(
 ) -> Result<HeaderMap, FetchError> {
     let mut map = HeaderMap::new();
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    if let Some(headers) = req.headers.get(&host) {
+    // Credentials never leave TLS: a request that began over https sends
+    // none on a plain-http hop, whatever host it reaches.
+    let downgraded = req.url.scheme() == "https" && url.scheme() != "https";
+    if let Some(headers) = req.headers.get(&host).filter(|_| !downgraded) {
         for (name, value) in headers {
             let invalid = || FetchError::InvalidHeader { url: url.clone(), name: name.clone() };
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
@@ -415,7 +419,7 @@ impl SpeedFloor {
                 url: url.clone(),
                 speed,
                 min_speed: self.min_speed,
-                window_s: self.window.as_secs(),
+                window_ms: self.window.as_millis() as u64,
                 received,
             });
         }
@@ -478,5 +482,28 @@ fn response(url: Url, raw: Raw, not_modified: bool, sent: Option<&Validators>) -
         referrer_policy: Policy::from_header_values(header_strs(&raw.headers, "referrer-policy")),
         headers,
         body: if not_modified { Bytes::new() } else { raw.body },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(url: &str) -> FetchRequest {
+        let headers = [("a.example".to_string(), vec![("Cookie".to_string(), "s=1".to_string())])];
+        FetchRequest { headers: Arc::new(headers.into_iter().collect()), ..FetchRequest::new(Url::parse(url).unwrap()) }
+    }
+
+    #[test]
+    fn configured_headers_never_leave_tls() {
+        let hop = |req: &FetchRequest, url: &str| {
+            build_headers(req, &Url::parse(url).unwrap(), None, None).unwrap().contains_key(header::COOKIE)
+        };
+        let tls = request("https://b.example/x");
+        assert!(hop(&tls, "https://a.example/y"), "a redirect to the configured host carries its headers");
+        assert!(!hop(&tls, "http://a.example/y"), "but not over plain http");
+        assert!(!hop(&tls, "https://c.example/y"), "and no other host gets them");
+        let plain = request("http://a.example/x");
+        assert!(hop(&plain, "http://a.example/y"), "a plain-http job sends them as configured");
     }
 }

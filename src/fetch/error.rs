@@ -152,7 +152,7 @@ pub enum FetchError {
     /// The body arrived slower than `min_speed` for a whole window.
     #[error(
         "body of {url} arrived at {speed} bytes/s, slower than network.min_speed ({min_speed}) \
-         for {window_s} s; abandoned after {received} bytes (lower network.min_speed, or 0 to disable)"
+         for {window_ms} ms; abandoned after {received} bytes (lower network.min_speed, or 0 to disable)"
     )]
     TooSlow {
         /// The URL.
@@ -161,8 +161,8 @@ pub enum FetchError {
         speed: u64,
         /// The configured floor.
         min_speed: u64,
-        /// The window, in seconds.
-        window_s: u64,
+        /// The window, in milliseconds (`network.min_speed_window_ms`).
+        window_ms: u64,
         /// Bytes received before giving up.
         received: u64,
     },

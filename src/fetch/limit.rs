@@ -31,7 +31,8 @@ pub struct Admission {
 /// How many hosts are in each state, for a progress line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostCounts {
-    /// Hosts with a request on the wire.
+    /// Hosts with a request holding one of their places (on the wire, or
+    /// about to start).
     pub active: usize,
     /// Hosts with work admitted but nothing on the wire (waiting for their
     /// interval, a body slot or a global place).
@@ -129,13 +130,19 @@ impl Limits {
         c
     }
 
-    /// Runs `wait` (a retry's backoff) counted as `host` backing off.
+    /// Runs `wait` (a retry's backoff) counted as `host` backing off, until
+    /// it ends or is dropped.
     pub async fn backing_off<F: std::future::Future>(&self, host: &str, wait: F) -> F::Output {
+        struct Counted(Arc<HostSlot>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.backing_off.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let slot = self.slot(host);
         slot.backing_off.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let out = wait.await;
-        slot.backing_off.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        out
+        let _counted = Counted(slot);
+        wait.await
     }
 
     /// Starts no request to `host` for `pause` from now (a 429 or 503 with
@@ -279,6 +286,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(limits.counts(), HostCounts { active: 1, queued: 1, backing_off: 1 });
         sleeping.abort();
+        let _ = sleeping.await;
+        assert_eq!(limits.counts().backing_off, 0, "a dropped backoff is no longer counted");
     }
 
     /// A held host starts nothing until the pause is over; others go on.

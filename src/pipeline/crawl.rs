@@ -7,7 +7,7 @@ use super::{Ctx, Task};
 use crate::extract::media;
 use crate::extract::{self, RefKind};
 use crate::fetch::{Accept, Response};
-use crate::referrer::Policy;
+use crate::referrer::{Policy, referer_for};
 use crate::sources::{charset, feed, sitemap};
 use crate::store::manifest::{Entry, Kind};
 use std::path::PathBuf;
@@ -212,10 +212,20 @@ impl Ctx {
     pub(super) fn queue_refs(self: &Arc<Self>, ex: extract::Extracted, source: Option<Url>, parent: String) {
         for r in ex.refs {
             match r.kind {
-                RefKind::Image if r.found_in == "default favicon" => {
+                RefKind::Image if r.found_in == DEFAULT_ICON => {
                     let (c, source, parent) = (self.clone(), source.clone(), parent.clone());
                     self.spawn(Box::pin(async move {
-                        if let Some(i) = c.claim_ref(Kind::Image, &r.url, source.as_ref(), r.policy, parent) {
+                        // One per origin, whichever pages ask (the Referer
+                        // is the first one's).
+                        let entry = Entry {
+                            url: r.url.to_string(),
+                            kind: Some(Kind::Image),
+                            parents: vec![parent],
+                            policy: Some(r.policy),
+                            referer: referer_for(source.as_ref(), &r.url, r.policy),
+                            ..Default::default()
+                        };
+                        if let Some(i) = c.claim(format!("favicon {}", r.url.origin().ascii_serialization()), entry) {
                             // Asked for by the browser, not the page: a site
                             // without one has lost nothing.
                             c.optional.lock().expect("no panics while held").insert(i);
@@ -282,6 +292,8 @@ impl Ctx {
                     self.check_placeholder(i, &resp.final_url).await;
                 }
             }
+            // A site without a favicon that answers every path with a page.
+            Err(media::MediaError::Html(_)) if self.absent_if_optional(i) => {}
             Err(err @ media::MediaError::Html(_)) => {
                 if self.store_into(i, resp.body).await {
                     self.fail(i, err.to_string(), None);
@@ -347,15 +359,27 @@ impl Ctx {
     }
 }
 
+/// `found_in` of the `/favicon.ico` a run asks for itself.
+pub(super) const DEFAULT_ICON: &str = "default favicon";
+
+/// Whether the page names an icon of its own.
+pub(super) fn names_icon(ex: &extract::Extracted) -> bool {
+    ex.refs.iter().any(|r| r.found_in == "link icon")
+}
+
 /// A browser asks for `/favicon.ico` at the document's origin when the page
 /// names no icon; so does the run (`defaults.favicon`), with the referrer a
 /// `<link rel=icon>` at the end of the document would get.
 fn default_icon(ex: &mut extract::Extracted, doc: &Url) {
-    if ex.refs.iter().any(|r| r.found_in == "link icon") {
-        return;
+    if !names_icon(ex) {
+        push_default_icon(ex, doc);
     }
+}
+
+/// Adds `/favicon.ico` of `doc`'s origin to the references.
+pub(super) fn push_default_icon(ex: &mut extract::Extracted, doc: &Url) {
     if let Ok(url) = doc.join("/favicon.ico") {
         let policy = ex.document_policy;
-        ex.refs.push(extract::Reference { url, kind: RefKind::Image, policy, found_in: "default favicon" });
+        ex.refs.push(extract::Reference { url, kind: RefKind::Image, policy, found_in: DEFAULT_ICON });
     }
 }

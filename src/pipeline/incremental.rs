@@ -15,7 +15,7 @@ use serde::Serialize;
 use url::Url;
 
 /// Bumped whenever extraction changes, so cached results are not reused.
-const EXTRACT_VERSION: u32 = 1;
+const EXTRACT_VERSION: u32 = 2;
 
 /// What extraction found in one document, as cached in the index.
 #[derive(Serialize, serde::Deserialize)]
@@ -23,6 +23,10 @@ struct CachedExtract {
     title: Option<String>,
     document_policy: Policy,
     refs: Vec<(String, RefKind, Policy)>,
+    /// The page names an icon: no `/favicon.ico` is asked for (whether it
+    /// is, is decided per run by `defaults.favicon`, so it is not cached).
+    #[serde(default)]
+    names_icon: bool,
 }
 
 impl Ctx {
@@ -124,20 +128,30 @@ impl Ctx {
                 Some(extract::Reference { url: Url::parse(&url).ok()?, kind, policy, found_in: "cached" })
             })
             .collect();
-        Some(extract::Extracted {
+        let mut ex = extract::Extracted {
             title: cached.title,
             base: resp.final_url.clone(),
             document_policy: cached.document_policy,
             refs,
             limit: None,
-        })
+        };
+        if self.opts.favicon && !cached.names_icon {
+            super::crawl::push_default_icon(&mut ex, &resp.final_url);
+        }
+        Some(ex)
     }
 
     pub(super) fn cache_extract(&self, blob: BlobId, resp: &Response, ex: &extract::Extracted) {
         let cached = CachedExtract {
             title: ex.title.clone(),
             document_policy: ex.document_policy,
-            refs: ex.refs.iter().map(|r| (r.url.to_string(), r.kind, r.policy)).collect(),
+            refs: ex
+                .refs
+                .iter()
+                .filter(|r| r.found_in != super::crawl::DEFAULT_ICON)
+                .map(|r| (r.url.to_string(), r.kind, r.policy))
+                .collect(),
+            names_icon: super::crawl::names_icon(ex),
         };
         let value = serde_json::to_vec(&cached).expect("serialises");
         if let Err(e) = self.history.set_extract_cache(&Self::extract_key(blob, resp), &value) {

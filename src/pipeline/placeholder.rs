@@ -39,7 +39,7 @@ pub(super) enum Suspect {
     Seen { path: String, waiting: Vec<usize> },
     /// Seen for several paths: entries wait while up to [`MAX_TESTS`]
     /// paths are asked again without a Referer, one at a time.
-    Open { waiting: Vec<(usize, String)>, tested: Vec<String>, testing: bool },
+    Open { waiting: Vec<(usize, String)>, tested: Vec<String>, cleared: Vec<usize>, testing: bool },
     /// A test got another picture: every entry that gets these bytes is
     /// asked again.
     Placeholder,
@@ -49,7 +49,7 @@ impl Suspect {
     /// Takes the next waiting entry whose path has not been tested, if a
     /// test may start; marks it as being tested.
     fn next_test(&mut self) -> Option<usize> {
-        let Suspect::Open { waiting, tested, testing } = self else { return None };
+        let Suspect::Open { waiting, tested, testing, .. } = self else { return None };
         if *testing || tested.len() >= MAX_TESTS {
             return None;
         }
@@ -110,10 +110,10 @@ impl Ctx {
                 Suspect::Seen { path: first, waiting } => {
                     let mut all: Vec<(usize, String)> = waiting.drain(..).map(|j| (j, first.clone())).collect();
                     all.push((i, path));
-                    *s = Suspect::Open { waiting: all, tested: vec![], testing: false };
+                    *s = Suspect::Open { waiting: all, tested: vec![], cleared: vec![], testing: false };
                     Some(s.next_test())
                 }
-                Suspect::Open { waiting, tested, testing } => {
+                Suspect::Open { waiting, tested, testing, .. } => {
                     if tested.len() >= MAX_TESTS && !*testing {
                         // Tested enough: a picture used many times.
                         return;
@@ -124,8 +124,8 @@ impl Ctx {
             }
         };
         let Some(mut next) = test.take() else {
-            // A known placeholder.
-            self.recover(i, blob, false).await;
+            // Proven a placeholder here: flagged whatever the second answer.
+            self.recover(i, blob, true).await;
             return;
         };
         // Tests run one at a time, in the task that found the need.
@@ -134,23 +134,30 @@ impl Ctx {
             let mut suspects = self.suspects.lock().expect("no panics while held");
             let Some(s) = suspects.get_mut(&key) else { return };
             if answer == Answer::Recovered {
-                let waiting = match std::mem::replace(s, Suspect::Placeholder) {
-                    Suspect::Open { waiting, .. } => waiting,
-                    _ => vec![],
+                let (waiting, cleared) = match std::mem::replace(s, Suspect::Placeholder) {
+                    Suspect::Open { waiting, cleared, .. } => (waiting, cleared),
+                    _ => (vec![], vec![]),
                 };
                 drop(suspects);
+                // Tested before the verdict and answered the same without a
+                // Referer: the reader was shown the placeholder all the same.
+                for c in cleared {
+                    self.progress.add_placeholder(false);
+                    self.update(c, |e| e.placeholder = true);
+                }
                 for (w, _) in waiting {
                     // The same origin answered it, so the same host admits it.
                     let (c, host) = (self.clone(), answered_by.clone());
                     self.spawn(Box::pin(async move {
                         let _slot = c.slot_for(&host).await;
-                        c.recover(w, blob, false).await;
+                        c.recover(w, blob, true).await;
                     }));
                 }
                 return;
             }
-            if let Suspect::Open { testing, tested, waiting } = s {
+            if let Suspect::Open { testing, tested, waiting, cleared } = s {
                 *testing = false;
+                cleared.push(j);
                 if tested.len() >= MAX_TESTS {
                     // Cleared: nothing more is asked for these bytes.
                     waiting.clear();
@@ -161,7 +168,8 @@ impl Ctx {
     }
 
     /// Asks for entry `i` once more without Referer or cookies. `known`: the
-    /// digest is a listed placeholder, flagged whatever the answer.
+    /// bytes are a placeholder (listed, or proven in this run), flagged
+    /// whatever the answer.
     async fn recover(&self, i: usize, shown: BlobId, known: bool) -> Answer {
         let Some(url) = Url::parse(&self.entries.lock().expect("no panics while held")[i].url).ok() else {
             return Answer::Nothing;
@@ -174,6 +182,7 @@ impl Ctx {
             Some((info, r)) if BlobId::of(&r.body) != shown => match self.store(r.body.clone()).await {
                 Ok(s) => {
                     self.progress.add_placeholder(true);
+                    self.progress.add_bytes(r.body.len() as u64);
                     // The entry's content is now the recovered picture, so
                     // its headers are that response's; `referer` still
                     // says what the reader's browser sent.
@@ -184,12 +193,10 @@ impl Ctx {
                         e.size = s.size;
                         e.stored_size = s.stored_size;
                         e.image = Some(info);
-                        e.status = Some(r.status);
-                        e.content_type = r.content_type.clone();
-                        e.etag = r.validators.etag.clone();
-                        e.last_modified = r.validators.last_modified.clone();
-                        e.headers =
-                            r.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("set-cookie")).cloned().collect();
+                        super::fill_response(e, &r);
+                        // The browser-exact request's redirects led to the
+                        // placeholder, not to this picture.
+                        e.hops.clear();
                     });
                     Answer::Recovered
                 }
