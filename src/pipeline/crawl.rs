@@ -342,9 +342,12 @@ impl Ctx {
         }
         let css_policy = resp.referrer_policy.unwrap_or(doc_policy);
         let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
-        let refs = extract::extract_css(&text, &resp.final_url, css_policy);
+        let mut refs = extract::extract_css(&text, &resp.final_url, css_policy);
         if !self.store_into(i, resp.body).await {
             return;
+        }
+        if let Some(why) = self.cap_references(&mut refs) {
+            self.fail(i, format!("the stylesheet {why}"), None);
         }
         for r in refs {
             match r.kind {

@@ -53,15 +53,22 @@ impl Ctx {
         let mut ex = tokio::task::spawn_blocking(move || extract::extract_html(&html, &url, policy))
             .await
             .expect("extraction never panics");
-        let (found, max) = (ex.refs.len(), self.opts.max_document_references);
-        if found > max {
-            // The first ones are fetched; the entry says how many were not.
-            ex.refs.truncate(max);
-            ex.limit = Some(format!(
-                "the document references {found} resources; the first {max} were fetched \
-                 (raise defaults.max_document_references to fetch more)"
-            ));
+        if let Some(why) = self.cap_references(&mut ex.refs) {
+            ex.limit = Some(format!("the document {why}"));
         }
         ex
+    }
+
+    /// Keeps the first `defaults.max_document_references` of a document's
+    /// (or stylesheet's) references; says how many were left, if any.
+    pub(super) fn cap_references(&self, refs: &mut Vec<extract::Reference>) -> Option<String> {
+        let (found, max) = (refs.len(), self.opts.max_document_references);
+        (found > max).then(|| {
+            refs.truncate(max);
+            format!(
+                "references {found} resources; the first {max} were fetched \
+                 (raise defaults.max_document_references to fetch more)"
+            )
+        })
     }
 }
