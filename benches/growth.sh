@@ -9,16 +9,7 @@
 # the same inputs and the table has a column for each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-new=${1:-}
-base=${2:-}
-if [ -z "$new" ]; then
-  cargo build --release --quiet
-  new=target/release/kura
-fi
-new=$(realpath "$new")
-[ -n "$base" ] && base=$(realpath "$base")
-work=$(mktemp -d)
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+. benches/binaries.sh
 mkdir -p "$work/www"
 python3 - "$work" <<'PY'
 import os, sys

@@ -8,16 +8,7 @@
 # hand: benches/hosts.sh [KURA_BINARY [BASELINE_BINARY]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-new=${1:-}
-base=${2:-}
-if [ -z "$new" ]; then
-  cargo build --release --quiet
-  new=target/release/kura
-fi
-new=$(realpath "$new")
-[ -n "$base" ] && base=$(realpath "$base")
-work=$(mktemp -d)
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+. benches/binaries.sh
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 - "$port" "$work/log" <<'PY' &
 import sys, time, threading, http.server, socketserver
