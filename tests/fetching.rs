@@ -46,7 +46,13 @@ fn image_response(bytes: &[u8]) -> Response {
 }
 
 async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on("127.0.0.1", router).await
+}
+
+/// Serves `router` on a free port of loopback address `ip` (127.0.0.2 is
+/// another host to the fetcher's per-host limits).
+async fn serve_on(ip: &str, router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     format!("http://{addr}")
@@ -856,10 +862,7 @@ async fn a_busy_host_does_not_hold_every_slot() {
                     }
                 }),
             );
-        let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        format!("http://{addr}")
+        serve_on(ip, router).await
     };
     let busy = image_server("127.0.0.1", log.clone(), None).await;
     let many: String = (0..40).map(|k| format!("<img src={busy}/i/a{k}.png>")).collect();
@@ -888,12 +891,6 @@ async fn a_busy_host_does_not_hold_every_slot() {
 async fn a_rate_limiting_host_is_held_alone() {
     let log: Arc<Mutex<Vec<(std::time::Instant, String)>>> = Arc::default();
     let refused: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
-    let serve_on = |ip: &'static str, router: Router| async move {
-        let listener = tokio::net::TcpListener::bind(format!("{ip}:0")).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        format!("http://{addr}")
-    };
     let (a_log, a_refused) = (log.clone(), refused.clone());
     let limited = Router::new().route(
         "/i/{name}",
