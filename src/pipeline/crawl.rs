@@ -213,16 +213,18 @@ impl Ctx {
         for r in ex.refs {
             match r.kind {
                 RefKind::Image if r.found_in == DEFAULT_ICON => {
-                    let (c, source, parent) = (self.clone(), source.clone(), parent.clone());
+                    let (c, parent) = (self.clone(), parent.clone());
                     self.spawn(Box::pin(async move {
-                        // One per origin, whichever pages ask (the Referer
-                        // is the first one's).
+                        // One per origin, whichever pages ask, so its
+                        // Referer is the origin's, not the first asker's:
+                        // a re-run asks the same way whatever the order.
+                        let source = r.url.join("/").ok();
                         let entry = Entry {
                             url: r.url.to_string(),
                             kind: Some(Kind::Image),
                             parents: vec![parent],
-                            policy: Some(r.policy),
-                            referer: referer_for(source.as_ref(), &r.url, r.policy),
+                            policy: Some(Policy::DEFAULT),
+                            referer: referer_for(source.as_ref(), &r.url, Policy::DEFAULT),
                             ..Default::default()
                         };
                         if let Some(i) = c.claim(format!("favicon {}", r.url.origin().ascii_serialization()), entry) {
@@ -230,7 +232,7 @@ impl Ctx {
                             // without one has lost nothing.
                             c.optional.lock().expect("no panics while held").insert(i);
                             let _slot = c.slot_for(&r.url).await;
-                            Box::pin(c.clone().image_work(i, r.url, source, r.policy)).await
+                            Box::pin(c.clone().image_work(i, r.url, source, Policy::DEFAULT)).await
                         }
                     }));
                 }
@@ -371,8 +373,8 @@ pub(super) fn names_icon(ex: &extract::Extracted) -> bool {
 }
 
 /// A browser asks for `/favicon.ico` at the document's origin when the page
-/// names no icon; so does the run (`defaults.favicon`), with the referrer a
-/// `<link rel=icon>` at the end of the document would get.
+/// names no icon; so does the run (`defaults.favicon`), once per origin,
+/// with the origin's root as referrer source.
 fn default_icon(ex: &mut extract::Extracted, doc: &Url) {
     if !names_icon(ex) {
         push_default_icon(ex, doc);
