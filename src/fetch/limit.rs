@@ -19,6 +19,24 @@ use tokio::time::Instant;
 pub struct Permit {
     _host: Option<OwnedSemaphorePermit>,
     _global: Option<OwnedSemaphorePermit>,
+    _wire: OnWire,
+}
+
+/// Counts a started request as on the wire until its permit is dropped.
+#[derive(Debug)]
+struct OnWire(Arc<HostSlot>);
+
+impl OnWire {
+    fn start(slot: Arc<HostSlot>) -> OnWire {
+        slot.on_wire.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OnWire(slot)
+    }
+}
+
+impl Drop for OnWire {
+    fn drop(&mut self) {
+        self.0.on_wire.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A place in a host's admission (see [`Limits::admit`]); dropped when the
@@ -31,11 +49,10 @@ pub struct Admission {
 /// How many hosts are in each state, for a progress line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostCounts {
-    /// Hosts with a request holding one of their places (on the wire, or
-    /// about to start).
+    /// Hosts with a request on the wire.
     pub active: usize,
     /// Hosts with work admitted but nothing on the wire (waiting for their
-    /// interval, a body slot or a global place).
+    /// interval, a hold, a body slot or a global place).
     pub queued: usize,
     /// Hosts waiting to retry after a 429, a 5xx or a timeout.
     pub backing_off: usize,
@@ -46,6 +63,8 @@ struct HostSlot {
     places: usize,
     /// Requests of this host sleeping before a retry.
     backing_off: std::sync::atomic::AtomicUsize,
+    /// Requests of this host started and not finished.
+    on_wire: std::sync::atomic::AtomicUsize,
     in_flight: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     next_start: Mutex<Instant>,
@@ -102,6 +121,7 @@ impl Limits {
                 Arc::new(HostSlot {
                     places,
                     backing_off: Default::default(),
+                    on_wire: Default::default(),
                     in_flight: Arc::new(Semaphore::new(places)),
                     admitted: Arc::new(Semaphore::new(places * ADMITTED_PER_PLACE)),
                     next_start: Mutex::new(Instant::now()),
@@ -117,7 +137,7 @@ impl Limits {
         let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         let mut c = HostCounts::default();
         for slot in hosts.values() {
-            let on_wire = slot.in_flight.available_permits() < slot.places;
+            let on_wire = slot.on_wire.load(std::sync::atomic::Ordering::Relaxed) > 0;
             let admitted = slot.admitted.available_permits() < slot.places * ADMITTED_PER_PLACE;
             if slot.backing_off.load(std::sync::atomic::Ordering::Relaxed) > 0 {
                 c.backing_off += 1;
@@ -189,7 +209,8 @@ impl Limits {
             let interval = *slot.interval.lock().unwrap_or_else(|e| e.into_inner());
             let mut next = slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
             if claim_start(&mut next, Instant::now(), interval) {
-                return Permit { _host: host_permit, _global: global_permit };
+                drop(next);
+                return Permit { _host: host_permit, _global: global_permit, _wire: OnWire::start(slot) };
             }
             // Another request to this host started while we waited for
             // the global place: give it back and wait for the new time.
@@ -282,9 +303,15 @@ mod tests {
         let sleeping = tokio::spawn(async move {
             l.backing_off("c.example", tokio::time::sleep(Duration::from_secs(60))).await;
         });
+        // A held host's request has its place but is not on the wire.
+        limits.hold_host("d.example", Duration::from_secs(60));
+        let _admitted = limits.admit("d.example").await;
+        let l = limits.clone();
+        let held = tokio::spawn(async move { drop(l.acquire("d.example").await) });
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(limits.counts(), HostCounts { active: 1, queued: 1, backing_off: 1 });
+        assert_eq!(limits.counts(), HostCounts { active: 1, queued: 2, backing_off: 1 });
+        held.abort();
         sleeping.abort();
         let _ = sleeping.await;
         assert_eq!(limits.counts().backing_off, 0, "a dropped backoff is no longer counted");
