@@ -334,13 +334,26 @@ impl Ctx {
         if matches!(status, Some(404 | 410)) && self.absent_if_optional(i) {
             return;
         }
-        self.progress.add_failure();
+        let mut first = false;
         self.update(i, |e| {
-            e.error = Some(why);
+            // A second problem of the same entry (a feed with several items
+            // past a limit) adds to the first, up to a few KiB.
+            e.error = Some(match e.error.take() {
+                None => {
+                    first = true;
+                    why
+                }
+                Some(prev) if prev.len() + why.len() < MAX_ERROR_LEN => format!("{prev}; {why}"),
+                Some(prev) if prev.ends_with(MORE) => prev,
+                Some(prev) => format!("{prev}{MORE}"),
+            });
             if status.is_some() {
                 e.status = status;
             }
         });
+        if first {
+            self.progress.add_failure();
+        }
     }
 
     /// Stores a body into entry `i`; true on success.
@@ -362,6 +375,12 @@ impl Ctx {
         }
     }
 }
+
+/// Longest error message an entry gathers from several problems.
+const MAX_ERROR_LEN: usize = 4096;
+
+/// Ends an error message that had more problems than it holds.
+const MORE: &str = "; and more";
 
 /// Sets an entry's response fields from a successful response.
 fn fill_response(e: &mut Entry, r: &Response) {

@@ -940,3 +940,38 @@ async fn a_rate_limiting_host_is_held_alone() {
     let last_b = log.iter().filter(|(_, p)| p.starts_with("b/")).map(|(t, _)| *t - first_a).max().unwrap();
     assert!(last_b < held, "the calm host waited for the limited one: {last_b:?}");
 }
+
+/// A feed whose items are past a limit fails once, and its entry names
+/// every such item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_with_several_items_past_a_limit_fails_once_and_names_each() {
+    let content: String = "<p>x</p>".repeat(20);
+    let router = Router::new()
+        .route(
+            "/feed.xml",
+            get(move || async move {
+                let items: String = (1..=2)
+                    .map(|n| {
+                        format!(
+                            "<item><title>{n}</title><link>/p{n}</link><content:encoded><![CDATA[{content}]]></content:encoded></item>"
+                        )
+                    })
+                    .collect();
+                let body = format!(
+                    r#"<?xml version="1.0"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>T</title>{items}</channel></rss>"#
+                );
+                ([(header::CONTENT_TYPE, "application/rss+xml")], body)
+            }),
+        )
+        .route("/{page}", get(|| async { axum::response::Html("<title>p</title>") }));
+    let origin = serve(router).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let opts = RunOptions { max_document_elements: 5, favicon: false, ..options() };
+    let report = run(&archive, &[format!("{origin}/feed.xml")], opts, Arc::new(Progress::default())).await.unwrap();
+    let m = archive.load_snapshot(&report.snapshot).unwrap();
+    let feed = find(&m, &format!("{origin}/feed.xml"));
+    let why = feed.error.as_deref().unwrap();
+    assert!(why.contains(&format!("{origin}/p1")) && why.contains(&format!("{origin}/p2")), "{why}");
+    assert_eq!(report.failures, 1, "{:#?}", m.failures().collect::<Vec<_>>());
+}
