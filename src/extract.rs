@@ -38,6 +38,7 @@ pub(crate) use css::{CssMode, scan_css};
 // The attribute tables, shared with `restore`'s rewriter so both agree on
 // what an image reference is.
 pub use html::extract_html;
+pub(crate) use html::extract_html_shaped;
 pub(crate) use html::{BACKGROUND_ELEMENTS, ICON_RELS, LAZY_SRC, LAZY_SRCSET, META_IMAGES, is_lazy_convention};
 pub(crate) use shape::scan;
 pub use srcset::{Descriptor, SrcsetCandidate, parse_srcset};

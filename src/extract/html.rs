@@ -82,7 +82,17 @@ pub(crate) const BACKGROUND_ELEMENTS: &[&str] = &["body", "table", "thead", "tbo
 /// sources) wins over the document policy. URLs resolve against the first
 /// `<base href>`, else `doc_url`. Never panics.
 pub fn extract_html(html: &str, doc_url: &Url, header_policy: Option<Policy>) -> Extracted {
-    let depth = super::shape::scan(html).depth;
+    extract_html_shaped(html, super::shape::scan(html), doc_url, header_policy)
+}
+
+/// [`extract_html`] for a caller that has scanned `html` already.
+pub(crate) fn extract_html_shaped(
+    html: &str,
+    shape: super::shape::Shape,
+    doc_url: &Url,
+    header_policy: Option<Policy>,
+) -> Extracted {
+    let depth = shape.depth;
     if depth > super::shape::MAX_DEPTH {
         let why = format!(
             "the document nests elements about {depth} deep, past the {} that is read; it is stored, \

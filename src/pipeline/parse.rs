@@ -50,7 +50,7 @@ impl Ctx {
             .await
             .expect("the semaphore is never closed");
         let url = url.clone();
-        let mut ex = tokio::task::spawn_blocking(move || extract::extract_html(&html, &url, policy))
+        let mut ex = tokio::task::spawn_blocking(move || extract::extract_html_shaped(&html, shape, &url, policy))
             .await
             .expect("extraction never panics");
         if let Some(why) = self.cap_references(&mut ex.refs) {
