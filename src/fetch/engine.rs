@@ -192,12 +192,22 @@ impl Inner {
                 .unwrap_or_else(|_| Err(FetchError::Timeout { url: url.clone(), phase: TimeoutPhase::Total })),
         };
         // A host that says it is overloaded gets no request at all until the
-        // time it asked for (or the backoff) has passed, retried or not;
-        // held before this request's place is given back, so none slips in.
-        if let Ok(raw) = &result
-            && retry::honours_retry_after(raw.status)
-        {
-            self.limits.hold_host(host, self.retry_delay(number, Some(raw)));
+        // time it asked for (or the backoff) has passed, retried or not; so
+        // does one that cannot be reached or answers too slowly (a DNS
+        // failure, a refused connection, a timeout), for the backoff's
+        // ceiling, since its other requests would fail the same way. Held
+        // before this request's place is given back, so none slips in; other
+        // hosts are not affected.
+        match &result {
+            Ok(raw) if retry::honours_retry_after(raw.status) => {
+                self.limits.hold_host(host, self.retry_delay(number, Some(raw)))
+            }
+            Err(e) if e.is_transient() => {
+                let max = Duration::from_millis(self.config.retry_max_delay_ms);
+                let base = Duration::from_millis(self.config.backoff_base_ms);
+                self.limits.hold_host(host, retry::backoff_ceiling(base, max, number));
+            }
+            _ => {}
         }
         (status, result)
     }

@@ -21,9 +21,15 @@ pub fn honours_retry_after(status: u16) -> bool {
 /// Full-jitter backoff before retry number `attempt + 1` (`attempt` counts
 /// from 0), never above `max`.
 pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let ceiling = base.saturating_mul(1u32 << attempt.min(20)).min(max);
+    let ceiling = backoff_ceiling(base, max, attempt);
     let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(fastrand::u64(0..=ms))
+}
+
+/// The ceiling of [`backoff`] for `attempt`: `base` doubled per attempt,
+/// never above `max`.
+pub fn backoff_ceiling(base: Duration, max: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.min(20)).min(max)
 }
 
 /// The delay asked for by a `Retry-After` value: delta-seconds or an

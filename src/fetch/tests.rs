@@ -229,6 +229,27 @@ async fn connection_refused_is_retried_and_reported() {
     assert!(out.hops.iter().all(|h| h.status.is_none()));
 }
 
+/// A host that cannot be reached gets no request for the backoff's
+/// ceiling; another host is not held. (Loose bounds: a hold of 1.5 s.)
+#[tokio::test]
+async fn an_unreachable_host_is_held_alone() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let f = fetcher(FetchConfig { retries: 0, backoff_base_ms: 1_500, ..config() });
+    let at = |host: &str, path: &str| Url::parse(&format!("http://{host}:{port}{path}")).expect("url");
+    let first = f.fetch(FetchRequest::new(at("127.0.0.1", "/a"))).await;
+    assert!(matches!(first.result, Err(FetchError::Connect { .. })), "{:?}", first.result);
+    let start = std::time::Instant::now();
+    let other = f.fetch(FetchRequest::new(at("127.0.0.2", "/b"))).await;
+    assert!(matches!(other.result, Err(FetchError::Connect { .. })), "{:?}", other.result);
+    assert!(start.elapsed() < std::time::Duration::from_millis(1_000), "another host waited");
+    let start = std::time::Instant::now();
+    let again = f.fetch(FetchRequest::new(at("127.0.0.1", "/c"))).await;
+    assert!(again.result.is_err());
+    assert!(start.elapsed() >= std::time::Duration::from_millis(1_000), "the failing host was asked at once");
+}
+
 #[tokio::test]
 async fn slow_server_hits_read_timeout() {
     let p = pair().await;
