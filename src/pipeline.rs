@@ -439,15 +439,9 @@ pub async fn run(
     // (outside the tracker: it is not work the run waits for).
     // Aborted when dropped, so a cancelled run does not leave it holding
     // the run's state (and its writer).
-    struct Sampler(tokio::task::JoinHandle<()>);
-    impl Drop for Sampler {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
     let sampler = {
         let c = ctx.clone();
-        Sampler(tokio::spawn(async move {
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
             loop {
                 let h = c.fetcher.host_counts();
                 c.progress.set_hosts(h.active, h.queued, h.backing_off);

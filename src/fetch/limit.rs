@@ -8,6 +8,7 @@
 //! for the life of the run (one small entry per host seen).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,23 +20,27 @@ use tokio::time::Instant;
 pub struct Permit {
     _host: Option<OwnedSemaphorePermit>,
     _global: Option<OwnedSemaphorePermit>,
-    _wire: OnWire,
+    _wire: Counted,
 }
 
-/// Counts a started request as on the wire until its permit is dropped.
+/// Counts one request of a host in one of its counters (on the wire,
+/// backing off) until dropped, however its future ends.
 #[derive(Debug)]
-struct OnWire(Arc<HostSlot>);
+struct Counted {
+    slot: Arc<HostSlot>,
+    counter: fn(&HostSlot) -> &AtomicUsize,
+}
 
-impl OnWire {
-    fn start(slot: Arc<HostSlot>) -> OnWire {
-        slot.on_wire.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        OnWire(slot)
+impl Counted {
+    fn new(slot: Arc<HostSlot>, counter: fn(&HostSlot) -> &AtomicUsize) -> Counted {
+        counter(&slot).fetch_add(1, Ordering::Relaxed);
+        Counted { slot, counter }
     }
 }
 
-impl Drop for OnWire {
+impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.on_wire.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        (self.counter)(&self.slot).fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -62,9 +67,9 @@ pub struct HostCounts {
 struct HostSlot {
     places: usize,
     /// Requests of this host sleeping before a retry.
-    backing_off: std::sync::atomic::AtomicUsize,
+    backing_off: AtomicUsize,
     /// Requests of this host started and not finished.
-    on_wire: std::sync::atomic::AtomicUsize,
+    on_wire: AtomicUsize,
     in_flight: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     next_start: Mutex<Instant>,
@@ -137,9 +142,9 @@ impl Limits {
         let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         let mut c = HostCounts::default();
         for slot in hosts.values() {
-            let on_wire = slot.on_wire.load(std::sync::atomic::Ordering::Relaxed) > 0;
+            let on_wire = slot.on_wire.load(Ordering::Relaxed) > 0;
             let admitted = slot.admitted.available_permits() < slot.places * ADMITTED_PER_PLACE;
-            if slot.backing_off.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            if slot.backing_off.load(Ordering::Relaxed) > 0 {
                 c.backing_off += 1;
             } else if on_wire {
                 c.active += 1;
@@ -153,20 +158,13 @@ impl Limits {
     /// Runs `wait` (a retry's backoff) counted as `host` backing off, until
     /// it ends or is dropped.
     pub async fn backing_off<F: std::future::Future>(&self, host: &str, wait: F) -> F::Output {
-        struct Counted(Arc<HostSlot>);
-        impl Drop for Counted {
-            fn drop(&mut self) {
-                self.0.backing_off.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let slot = self.slot(host);
-        slot.backing_off.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _counted = Counted(slot);
+        let _counted = Counted::new(self.slot(host), |s| &s.backing_off);
         wait.await
     }
 
     /// Starts no request to `host` for `pause` from now (a 429 or 503 with
-    /// its `Retry-After`), whoever asks.
+    /// its `Retry-After`, or the backoff after a failed connection or a
+    /// timeout), whoever asks.
     pub fn hold_host(&self, host: &str, pause: Duration) {
         let slot = self.slot(host);
         let mut next = slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,7 +208,11 @@ impl Limits {
             let mut next = slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
             if claim_start(&mut next, Instant::now(), interval) {
                 drop(next);
-                return Permit { _host: host_permit, _global: global_permit, _wire: OnWire::start(slot) };
+                return Permit {
+                    _host: host_permit,
+                    _global: global_permit,
+                    _wire: Counted::new(slot, |s| &s.on_wire),
+                };
             }
             // Another request to this host started while we waited for
             // the global place: give it back and wait for the new time.
@@ -231,7 +233,6 @@ fn claim_start(next: &mut Instant, now: Instant, interval: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test]
     async fn per_host_limit_holds_under_contention() {
