@@ -22,7 +22,7 @@ pub use backend::{Backend, BackendError, FileKind};
 pub use blob::{BlobError, Codec, decode as decode_blob};
 pub use history::History;
 pub use id::{BlobId, InvalidId, PackId, SnapshotId};
-pub use index::IndexError;
+pub use index::{IndexError, UrlRecord};
 pub use lock::holder as writer_lock_holder;
 pub use manifest::{Entry, HopRecord, ImageInfo, Kind, Manifest, ManifestError};
 pub use pack::{PackEntry, PackError};

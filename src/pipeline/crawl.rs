@@ -268,7 +268,7 @@ impl Ctx {
             let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.opts.image_freshness);
             // Only a copy fetched with the same Referer is the same picture:
             // CDNs answer placeholders to some Referers.
-            let same_referer = p.referer == self.entries.lock().expect("no panics while held")[i].referer;
+            let same_referer = p.same_referer(self.entries.lock().expect("no panics while held")[i].referer.as_deref());
             if fresh && same_referer {
                 self.reuse(i, p);
                 self.update(i, |e| e.fetched_at = p.fetched_at);

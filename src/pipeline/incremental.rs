@@ -9,7 +9,7 @@ use crate::extract::{self, RefKind};
 use crate::fetch::{FetchRequest, Response, Validators};
 use crate::referrer::Policy;
 use crate::store::id::BlobId;
-use crate::store::manifest::Entry;
+use crate::store::index::UrlRecord;
 use bytes::Bytes;
 use serde::Serialize;
 use url::Url;
@@ -32,7 +32,7 @@ struct CachedExtract {
 impl Ctx {
     /// The latest archived entry for a URL, if its blob is still in the
     /// archive (a lost pack must not make us point at missing data).
-    pub(super) fn prior(&self, url: &Url) -> Option<Entry> {
+    pub(super) fn prior(&self, url: &Url) -> Option<UrlRecord> {
         if self.opts.refetch {
             return None;
         }
@@ -41,14 +41,13 @@ impl Ctx {
 
     /// Copies what was archived before into entry `i`, which keeps its own
     /// URL, kind, parents, policy and Referer.
-    pub(super) fn reuse(&self, i: usize, prior: &Entry) {
+    pub(super) fn reuse(&self, i: usize, prior: &UrlRecord) {
         self.update(i, |e| {
             e.final_url = prior.final_url.clone();
             e.status = prior.status;
             e.content_type = prior.content_type.clone();
             e.etag = prior.etag.clone();
             e.last_modified = prior.last_modified.clone();
-            e.headers = prior.headers.clone();
             e.blob = prior.blob;
             e.size = prior.size;
             e.stored_size = prior.stored_size;
@@ -77,7 +76,7 @@ impl Ctx {
         &self,
         i: usize,
         mut req: FetchRequest,
-        prior: Option<Entry>,
+        prior: Option<UrlRecord>,
     ) -> Option<(Response, Option<BlobId>)> {
         if let Some(p) = &prior {
             let v = Validators { etag: p.etag.clone(), last_modified: p.last_modified.clone() };

@@ -10,8 +10,7 @@ use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
 use crate::store::blob;
 use crate::store::id::BlobId;
-use crate::store::index::{Index, IndexError};
-use crate::store::manifest::Entry;
+use crate::store::index::{Index, IndexError, UrlRecord};
 
 /// Read access to what earlier runs archived; cheap to clone.
 #[derive(Clone)]
@@ -25,9 +24,9 @@ impl History {
         History { archive, index }
     }
 
-    /// The latest archived entry for `url`, if its blob is still in the
+    /// The latest archived response for `url`, if its blob is still in the
     /// archive (a lost pack must not make a run point at missing data).
-    pub fn url(&self, url: &str) -> Result<Option<Entry>, IndexError> {
+    pub fn url(&self, url: &str) -> Result<Option<UrlRecord>, IndexError> {
         let Some(e) = self.index.url(url)? else { return Ok(None) };
         let Some(blob) = e.blob else { return Ok(None) };
         Ok(self.index.blob(&blob)?.map(|_| e))

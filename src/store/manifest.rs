@@ -33,6 +33,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order of their codes (`kind as u8`).
+    const ALL: [Kind; 6] = [Kind::Article, Kind::Image, Kind::Stylesheet, Kind::Feed, Kind::Page, Kind::File];
+
+    /// The kind of a code `kind as u8` gave.
+    pub fn from_code(code: u8) -> Option<Kind> {
+        Kind::ALL.get(usize::from(code)).copied()
+    }
+
     /// The lower-case name used in manifests and listings.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -14,7 +14,7 @@ use crate::store::backend::FileKind;
 use crate::store::blob::{self, EncodedBlob};
 use crate::store::history::History;
 use crate::store::id::{BlobId, PackId, SnapshotId};
-use crate::store::index::Index;
+use crate::store::index::{Index, IndexError};
 use crate::store::lock::WriterLock;
 use crate::store::manifest::Manifest;
 use crate::store::pack::{self, PackBuilder, PackEntry};
@@ -98,6 +98,11 @@ impl Writer {
         let path = archive.root().join("index");
         let index = match Index::open(&path) {
             Ok(i) => i,
+            Err(IndexError::Outdated) => {
+                tracing::info!("index at {} is of an older Kura; rebuilding it from packs", path.display());
+                std::fs::remove_dir_all(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
+                Index::open(&path)?
+            }
             Err(e) => {
                 let aside =
                     archive.root().join(format!("index.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")));

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# A year of feeds on one machine (issue 12): N pages x 20 small unique
+# images (plus one logo every page shares), listed by a sitemap index and
+# served by nginx on loopback. For each N and each binary: a cold run into
+# an empty archive and a warm (unchanged) re-run, with peak RSS and wall
+# time of each, the index and manifest bytes per entry, and the latency of
+# `kura cat` and `kura ls --url` of one image in the latest snapshot.
+#
+# By hand: benches/scale.sh "1000 10000" [KURA_BINARY [BASELINE_BINARY]]
+# Needs nginx (apt-get install nginx-light). Results go to benches/results/.
+# SCALE_SERVE=N benches/scale.sh only serves the site of N pages (for profiling).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sizes=${1:-"1000 10000"}
+shift || true
+. benches/binaries.sh
+command -v nginx >/dev/null || { echo "needs nginx: apt-get install -y nginx-light" >&2; exit 2; }
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+# The site: pages/<k>/<n>.html, img/<n>/<i>.gif, logo.gif, sitemap index.
+make_site() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(root, exist_ok=True)
+def gif(tag):
+    # A 1x1 GIF with a comment naming it: valid, tiny, and distinct bytes.
+    c = tag.encode()
+    return (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
+            + b"\x21\xfe" + bytes([len(c)]) + c + b"\x00"
+            + b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b")
+open(f"{root}/logo.gif", "wb").write(gif("logo"))
+words = "storehouse archive picture article reader link feed page image byte".split()
+per_map = 40000
+maps = []
+for m in range(0, n, per_map):
+    urls = []
+    for p in range(m, min(n, m + per_map)):
+        d = f"{root}/pages/{p // 1000}"
+        os.makedirs(d, exist_ok=True)
+        os.makedirs(f"{root}/img/{p}", exist_ok=True)
+        imgs = "".join(f'<p>{words[(p + i) % 10]} {i}</p><img src="/img/{p}/{i}.gif" alt="">' for i in range(20))
+        with open(f"{d}/{p}.html", "w") as f:
+            f.write(f'<!doctype html><html><head><meta charset="utf-8"><title>Article {p}</title>'
+                    f'<link rel="icon" href="/logo.gif"></head><body><h1>Article {p}</h1>'
+                    f'<img src="/logo.gif" alt="logo">{imgs}</body></html>')
+        for i in range(20):
+            open(f"{root}/img/{p}/{i}.gif", "wb").write(gif(f"{p}/{i}"))
+        urls.append(f"http://127.0.0.1:PORT/pages/{p // 1000}/{p}.html")
+    name = f"sitemap-{m // per_map}.xml"
+    with open(f"{root}/{name}", "w") as f:
+        f.write('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">')
+        f.write("".join(f"<url><loc>{u}</loc></url>" for u in urls))
+        f.write("</urlset>")
+    maps.append(name)
+with open(f"{root}/sitemap.xml", "w") as f:
+    f.write('<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">')
+    f.write("".join(f"<sitemap><loc>http://127.0.0.1:PORT/{m}</loc></sitemap>" for m in maps))
+    f.write("</sitemapindex>")
+PY
+  # The port is only known now; sitemaps name absolute URLs.
+  sed -i "s/PORT/$port/g" "$1"/sitemap*.xml
+}
+
+start_nginx() {
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<EOF
+user root;
+worker_processes 2;
+pid $work/nginx/pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  types { text/html html; image/gif gif; application/xml xml; }
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  server { listen 127.0.0.1:$port; root $1; }
+}
+EOF
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx"
+}
+stop_nginx() { [ -f "$work/nginx/pid" ] && kill "$(cat "$work/nginx/pid")" 2>/dev/null; sleep 0.5; rm -f "$work/nginx/pid"; }
+trap 'stop_nginx; rm -rf "$work"' EXIT
+
+cat > "$work/kura.toml" <<EOF
+[network]
+concurrency = 32
+per_host_concurrency = 32
+per_host_interval_ms = 0
+robots = false
+allow_private = true
+[defaults]
+max_sitemap_urls = 10000000
+EOF
+
+# Peak RSS (MB) and wall (s) of one command.
+measure() {
+  /usr/bin/time -f "%M %e" -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; return 1; }
+  read -r kb secs < "$work/time"
+  echo "$((kb / 1024)) $secs"
+}
+
+# Median of five timings of a command, in ms.
+latency() {
+  python3 - "$@" <<'PY'
+import subprocess, sys, time
+ts = []
+for _ in range(5):
+    t = time.perf_counter()
+    if subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode:
+        print("-")  # the build lacks the command
+        sys.exit()
+    ts.append((time.perf_counter() - t) * 1000)
+print(f"{sorted(ts)[2]:.0f}")
+PY
+}
+
+bench() {
+  local bin=$1 name=$2 n=$3 a="$work/archive"
+  rm -rf "$a"
+  local k=(env -u KURA_ARCHIVE KURA_CONFIG="$work/kura.toml" "$bin" --archive "$a")
+  read -r cold_rss cold_wall < <(measure "${k[@]}" archive "http://127.0.0.1:$port/sitemap.xml")
+  read -r warm_rss warm_wall < <(measure "${k[@]}" archive "http://127.0.0.1:$port/sitemap.xml")
+  local entries index manifests img cat ls
+  entries=$("${k[@]}" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["entries"])')
+  index=$(du -sb "$a/index" | cut -f1)
+  manifests=$(du -sb "$a/snapshots" | cut -f1)
+  img="http://127.0.0.1:$port/img/$((n / 2))/7.gif"
+  cat=$(latency "${k[@]}" cat latest "$img")
+  ls=$(latency "${k[@]}" ls latest --url "$img")
+  echo "| $name | $n | $entries | $cold_rss MB | $warm_rss MB | $cold_wall s | $warm_wall s | $(python3 -c "print(f'{$warm_wall/$cold_wall:.2f}')") | $((index / entries)) B | $((manifests / entries / 2)) B | $cat ms | $ls ms |"
+}
+
+if [ -n "${SCALE_SERVE:-}" ]; then
+  # Profiling by hand: serve the site of $SCALE_SERVE pages until interrupted.
+  make_site "$work/site" "$SCALE_SERVE"
+  start_nginx "$work/site"
+  echo "serving http://127.0.0.1:$port/sitemap.xml (configuration: $work/kura.toml)"
+  sleep infinity
+fi
+
+echo "| binary | pages | entries | cold RSS | warm RSS | cold wall | warm wall | warm/cold | index/entry | manifest/entry | cat | ls --url |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+for n in $sizes; do
+  stop_nginx
+  rm -rf "$work/site"
+  make_site "$work/site" "$n"
+  start_nginx "$work/site"
+  bench "$new" "this build" "$n"
+  [ -n "$base" ] && bench "$base" "baseline" "$n"
+done
+true
