@@ -43,7 +43,7 @@ pub struct DemoReport {
     /// The snapshot made.
     pub snapshot: SnapshotId,
     /// Article entries (pages and local posts).
-    pub articles: usize,
+    pub articles: u64,
     /// Image entries archived.
     pub images: usize,
     /// Failed entries.
@@ -217,7 +217,7 @@ pub async fn run(archive: &Archive, opts: DemoOptions, progress: Arc<Progress>) 
         snapshot: report.snapshot,
         articles,
         images: archived.len(),
-        failures: report.failures,
+        failures: report.failures as usize,
         expected_failures,
         missing_images,
         hotlink_rejections: stats_now.hotlink_rejections,

@@ -13,6 +13,7 @@
 //! and posts.
 
 mod crawl;
+mod entries;
 mod incremental;
 mod local;
 mod parse;
@@ -27,7 +28,7 @@ use crate::store::archive::{Archive, ArchiveError};
 use crate::store::blob;
 use crate::store::history::History;
 use crate::store::id::{BlobId, SnapshotId};
-use crate::store::manifest::{Entry, HopRecord, Kind, Manifest};
+use crate::store::manifest::{Entry, HopRecord, Kind, ManifestHeader};
 use crate::store::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
 use bytes::Bytes;
 use serde::Serialize;
@@ -105,15 +106,15 @@ pub struct RunReport {
     /// The committed snapshot.
     pub snapshot: SnapshotId,
     /// Entries per kind.
-    pub counts: HashMap<&'static str, usize>,
+    pub counts: std::collections::BTreeMap<String, u64>,
     /// All entries.
-    pub entries: usize,
+    pub entries: u64,
     /// Failed entries.
-    pub failures: usize,
+    pub failures: u64,
     /// Images whose browser-exact answer was a placeholder.
-    pub placeholders: usize,
+    pub placeholders: u64,
     /// Of those, images whose real picture was recovered.
-    pub recovered: usize,
+    pub recovered: u64,
     /// Bytes of bodies received over the network.
     pub fetched_bytes: u64,
     /// Bytes stored (blob counts and sizes).
@@ -160,19 +161,19 @@ struct Ctx {
     host_headers: crate::fetch::HostHeaders,
     /// Bounds the parse trees alive at once, in estimated bytes (`parse`).
     parse_budget: tokio::sync::Semaphore,
-    entries: Mutex<Vec<Entry>>,
-    /// Fetch key (URL, Referer) -> entry index, so a resource referenced
-    /// many times is fetched once and lists every parent.
-    seen: Mutex<HashMap<String, usize>>,
+    /// In memory while in flight, then on disk (`entries`).
+    entries: entries::Entries,
+    /// Fingerprint (128 bits of SHA-256) of each fetch key (kind, URL,
+    /// Referer) -> entry number, so a resource referenced many times is
+    /// fetched once and lists every parent. The one structure of a run
+    /// that grows with its entries: about 40 bytes each, not the keys.
+    seen: Mutex<HashMap<u128, usize>>,
     /// Entries a browser asks for on its own (`/favicon.ico`): a 404 or 410
     /// for one means the site has none, not that the archive lost it.
     optional: Mutex<HashSet<usize>>,
     /// Image bytes per answering origin, for spotting placeholders
     /// (`placeholder`).
-    suspects: Mutex<HashMap<(String, BlobId), placeholder::Suspect>>,
-    /// Optional entries the server said do not exist: left out of the
-    /// manifest.
-    absent: Mutex<HashSet<usize>>,
+    suspects: Mutex<placeholder::Suspects>,
     /// URLs taken from sitemaps so far (see `RunOptions::max_sitemap_urls`).
     sitemap_urls: AtomicUsize,
     /// The first store failure: it ends the run without a snapshot.
@@ -199,33 +200,30 @@ impl Ctx {
     }
 
     fn push(&self, e: Entry) -> usize {
-        let mut entries = self.entries.lock().expect("no panics while held");
-        entries.push(e);
-        entries.len() - 1
+        self.entries.push(e)
     }
 
     fn update(&self, i: usize, f: impl FnOnce(&mut Entry)) {
-        f(&mut self.entries.lock().expect("no panics while held")[i]);
+        self.entries.update(i, f);
+    }
+
+    /// Reads a field of an entry whose task is running (so it is in memory).
+    fn read<T>(&self, i: usize, f: impl FnOnce(&Entry) -> T) -> T {
+        self.entries.read(i, f).expect("an entry is in memory while its task runs")
     }
 
     /// Claims a fetch key; `None` if it was claimed before (the parent is
     /// then added to the existing entry).
     fn claim(&self, key: String, entry: Entry) -> Option<usize> {
+        let print = u128::from_le_bytes(BlobId::of(key.as_bytes()).as_bytes()[..16].try_into().expect("16 bytes"));
         let mut seen = self.seen.lock().expect("no panics while held");
-        if let Some(&i) = seen.get(&key) {
+        if let Some(&i) = seen.get(&print) {
             drop(seen);
-            let parents = entry.parents;
-            self.update(i, |e| {
-                for p in parents {
-                    if !e.parents.contains(&p) {
-                        e.parents.push(p);
-                    }
-                }
-            });
+            self.entries.late(i, entries::Late::Parents(entry.parents));
             return None;
         }
         let i = self.push(entry);
-        seen.insert(key, i);
+        seen.insert(print, i);
         Some(i)
     }
 
@@ -325,33 +323,18 @@ impl Ctx {
     fn absent_if_optional(&self, i: usize) -> bool {
         let optional = self.optional.lock().expect("no panics while held").remove(&i);
         if optional {
-            self.absent.lock().expect("no panics while held").insert(i);
+            self.entries.drop_entry(i);
         }
         optional
     }
 
+    /// Records a problem of entry `i`, even after its task ended (a feed
+    /// item's content past a limit fails the feed).
     fn fail(&self, i: usize, why: String, status: Option<u16>) {
         if matches!(status, Some(404 | 410)) && self.absent_if_optional(i) {
             return;
         }
-        let mut first = false;
-        self.update(i, |e| {
-            // A second problem of the same entry (a feed with several items
-            // past a limit) adds to the first, up to a few KiB.
-            e.error = Some(match e.error.take() {
-                None => {
-                    first = true;
-                    why
-                }
-                Some(prev) if prev.len() + why.len() < MAX_ERROR_LEN => format!("{prev}; {why}"),
-                Some(prev) if prev.ends_with(MORE) => prev,
-                Some(prev) => format!("{prev}{MORE}"),
-            });
-            if status.is_some() {
-                e.status = status;
-            }
-        });
-        if first {
+        if self.entries.late(i, entries::Late::Fail(why, status)) {
             self.progress.add_failure();
         }
     }
@@ -375,12 +358,6 @@ impl Ctx {
         }
     }
 }
-
-/// Longest error message an entry gathers from several problems.
-const MAX_ERROR_LEN: usize = 4096;
-
-/// Ends an error message that had more problems than it holds.
-const MORE: &str = "; and more";
 
 /// Sets an entry's response fields from a successful response.
 fn fill_response(e: &mut Entry, r: &Response) {
@@ -417,11 +394,12 @@ pub async fn run(
         slots: tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2),
         parse_budget: parse::budget(),
         host_headers: Arc::new(opts.headers.iter().map(|(h, v)| (h.to_ascii_lowercase(), v.clone())).collect()),
-        entries: Mutex::new(Vec::new()),
+        // Beside the archive: the spill is as big as the manifest's entries
+        // uncompressed, and a temporary directory may be memory (tmpfs).
+        entries: entries::Entries::new(archive.root()),
         seen: Mutex::new(HashMap::new()),
         optional: Mutex::new(HashSet::new()),
-        suspects: Mutex::new(HashMap::new()),
-        absent: Mutex::new(HashSet::new()),
+        suspects: Mutex::new(placeholder::Suspects::default()),
         sitemap_urls: AtomicUsize::new(0),
         fatal: Mutex::new(None),
         progress,
@@ -456,43 +434,35 @@ pub async fn run(
     if let Some(e) = ctx.fatal.lock().expect("no panics while held").take() {
         return Err(e.into());
     }
-    let absent = std::mem::take(&mut *ctx.absent.lock().expect("no panics while held"));
-    let entries = std::mem::take(&mut *ctx.entries.lock().expect("no panics while held"))
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, e)| (!absent.contains(&i)).then_some(e))
-        .collect();
-    let manifest = Manifest {
-        version: 1,
+    let header = ManifestHeader {
+        version: 2,
         job: opts.job.clone(),
         started,
         finished: chrono::Utc::now(),
         hostname: std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
         sources: sources.to_vec(),
         tags: opts.tags.clone(),
-        entries,
     };
+    let root = archive.root().to_path_buf();
+    let io = move |source| ArchiveError::Io { path: root.clone(), source };
+    let mut entries = ctx.entries.take_sorted().map_err(io.clone())?.map(move |r| r.map_err(io.clone()));
     let writer = ctx.writer.clone();
-    let (snapshot, manifest, write) = tokio::task::spawn_blocking(move || {
+    let (snapshot, summary, write) = tokio::task::spawn_blocking(move || {
         let mut w = writer.lock().expect("no panics while held");
-        w.commit(&manifest).map(|id| (id, manifest, w.stats()))
+        w.commit_sorted(&header, &mut entries).map(|(id, summary)| (id, summary, w.stats()))
     })
     .await
     .expect("commit does not panic")?;
-    let mut counts = HashMap::new();
-    for e in &manifest.entries {
-        *counts.entry(e.kind.map(|k| k.as_str()).unwrap_or("unknown")).or_default() += 1;
-    }
     Ok(RunReport {
         snapshot,
-        counts,
-        entries: manifest.entries.len(),
-        failures: manifest.failures().count(),
-        placeholders: manifest.entries.iter().filter(|e| e.placeholder).count(),
-        recovered: manifest.entries.iter().filter(|e| e.shown.is_some()).count(),
+        counts: summary.kinds.clone(),
+        entries: summary.entries,
+        failures: summary.failures,
+        placeholders: summary.placeholders,
+        recovered: summary.recovered,
         fetched_bytes: ctx.progress.bytes(),
         write,
-        bytes: manifest.entries.iter().map(|e| e.size).sum(),
+        bytes: summary.bytes,
         new_bytes: write.new_bytes,
         stored_bytes: write.stored_bytes,
         seconds: clock.elapsed().as_secs_f64(),

@@ -17,16 +17,20 @@ pub struct Args {
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let archive = g.context()?.open()?;
     let id = archive.resolve_snapshot(&args.snapshot)?;
-    let m = archive.load_snapshot(&id)?;
     let url = &args.url;
-    let entry = m.entries.iter().find(|e| &e.url == url || e.final_url.as_ref() == Some(url)).with_context(|| {
+    // The root and the one chunk that holds the URL; then the blob where
+    // the manifest says it is (re-hashed), or wherever it is now.
+    let found = archive.open_snapshot(&id)?.find(url)?;
+    let (entry, hints) = found.first().with_context(|| {
         format!("snapshot {} has no entry for {url} (list them with `kura ls {}`)", id.short(), args.snapshot)
     })?;
     let blob = entry
         .blob
         .with_context(|| format!("{url} was not archived: {}", entry.error.as_deref().unwrap_or("no content")))?;
-    let index = archive.pack_index()?;
-    let data = archive.read_blob(&index, &blob)?;
+    let data = match hints.iter().find(|h| h.0 == blob).and_then(|h| archive.read_hinted(h)) {
+        Some(data) => data,
+        None => archive.read_blob(&archive.pack_index()?, &blob)?,
+    };
     out.write_all(&data)?;
     out.flush()?;
     Ok(0)

@@ -81,9 +81,17 @@ pub fn print_run_summary(archive: &Archive, report: &RunReport) -> Result<()> {
         );
     }
     if report.failures > 0 {
-        let m = archive.load_snapshot(&report.snapshot)?;
-        for f in m.failures().take(15) {
-            eprintln!("  failed: {} {}", f.url, f.error.as_deref().unwrap_or(""));
+        // A chunk of the manifest at a time, until 15 are found.
+        let r = archive.open_snapshot(&report.snapshot)?;
+        let mut shown = 0;
+        for i in 0..r.chunks() {
+            for (f, _) in r.chunk(i)?.into_iter().filter(|(e, _)| e.error.is_some()).take(15 - shown) {
+                eprintln!("  failed: {} {}", f.url, f.error.as_deref().unwrap_or(""));
+                shown += 1;
+            }
+            if shown == 15 {
+                break;
+            }
         }
         if report.failures > 15 {
             eprintln!("  ... and {} more (kura ls {})", report.failures - 15, report.snapshot.short());

@@ -15,32 +15,33 @@ pub struct Args {
 /// Exit 1 when some manifest is unreadable.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let archive = g.context()?.open()?;
-    let (ok, bad) = archive.snapshots()?;
+    // Headers and counts only: a manifest's entries are not read.
+    let (ok, bad) = archive.snapshot_infos()?;
     if args.json {
         let list: Vec<_> = ok
             .iter()
-            .map(|(id, m)| {
+            .map(|i| {
+                let (h, s) = (&i.header, &i.summary);
                 serde_json::json!({
-                    "id": id, "job": m.job, "started": m.started, "finished": m.finished,
-                    "entries": m.entries.len(), "failures": m.failures().count(),
-                    "bytes": m.entries.iter().map(|e| e.size).sum::<u64>(),
-                    "tags": m.tags, "sources": m.sources,
+                    "id": i.id, "job": h.job, "started": h.started, "finished": h.finished,
+                    "entries": s.entries, "failures": s.failures, "bytes": s.bytes,
+                    "tags": h.tags, "sources": h.sources,
                 })
             })
             .collect();
         print_json(out, &list)?;
     } else {
         writeln!(out, "{:<10} {:<20} {:<16} {:>8} {:>8} {:>10}", "ID", "STARTED", "JOB", "ENTRIES", "FAILED", "SIZE")?;
-        for (id, m) in &ok {
+        for i in &ok {
             writeln!(
                 out,
                 "{:<10} {:<20} {:<16} {:>8} {:>8} {:>10}",
-                id.short(),
-                m.started.format("%Y-%m-%d %H:%M:%S"),
-                m.job,
-                m.entries.len(),
-                m.failures().count(),
-                human(m.entries.iter().map(|e| e.size).sum())
+                i.id.short(),
+                i.header.started.format("%Y-%m-%d %H:%M:%S"),
+                i.header.job,
+                i.summary.entries,
+                i.summary.failures,
+                human(i.summary.bytes)
             )?;
         }
     }

@@ -33,6 +33,7 @@ impl Ctx {
                 Err(e) => {
                     let i = self.push(Entry { url: source.clone(), kind: Some(Kind::Page), ..Default::default() });
                     self.fail(i, format!("not a valid URL: {e}"), None);
+                    self.entries.finish(i);
                 }
             }
         } else {
@@ -50,7 +51,8 @@ impl Ctx {
             let _slot = self.slot_for(&url).await;
             // Boxed so that a task waiting for its slot stays small: the large
             // fetch future exists only for resources in flight.
-            Box::pin(self.clone().document_work(i, url, depth)).await
+            Box::pin(self.clone().document_work(i, url, depth)).await;
+            self.entries.finish(i);
         })
     }
 
@@ -190,7 +192,7 @@ impl Ctx {
             default_icon(&mut ex, &resp.final_url);
         }
         self.update(i, |e| e.title = ex.title.clone());
-        let url = self.entries.lock().expect("no panics while held")[i].url.clone();
+        let url = self.read(i, |e| e.url.clone());
         if !self.store_into(i, resp.body.clone()).await {
             return;
         }
@@ -202,7 +204,7 @@ impl Ctx {
             self.queue_refs(ex, Some(resp.final_url), url);
             return;
         }
-        if let Some(blob) = self.entries.lock().expect("no panics while held")[i].blob {
+        if let Some(blob) = self.read(i, |e| e.blob) {
             self.cache_extract(blob, &resp, &ex);
         }
         self.queue_refs(ex, Some(resp.final_url), url);
@@ -232,7 +234,8 @@ impl Ctx {
                             // without one has lost nothing.
                             c.optional.lock().expect("no panics while held").insert(i);
                             let _slot = c.slot_for(&r.url).await;
-                            Box::pin(c.clone().image_work(i, r.url, source, Policy::DEFAULT)).await
+                            Box::pin(c.clone().image_work(i, r.url, source, Policy::DEFAULT)).await;
+                            c.entries.finish(i);
                         }
                     }));
                 }
@@ -258,7 +261,8 @@ impl Ctx {
         let _slot = self.slot_for(&url).await;
         // Boxed so that a task waiting for its slot stays small: the large
         // fetch future exists only for resources in flight.
-        Box::pin(self.clone().image_work(i, url, source, policy)).await
+        Box::pin(self.clone().image_work(i, url, source, policy)).await;
+        self.entries.finish(i);
     }
 
     pub(super) async fn image_work(self: Arc<Self>, i: usize, url: Url, source: Option<Url>, policy: Policy) {
@@ -268,7 +272,7 @@ impl Ctx {
             let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.opts.image_freshness);
             // Only a copy fetched with the same Referer is the same picture:
             // CDNs answer placeholders to some Referers.
-            let same_referer = p.same_referer(self.entries.lock().expect("no panics while held")[i].referer.as_deref());
+            let same_referer = self.read(i, |e| p.same_referer(e.referer.as_deref()));
             if fresh && same_referer {
                 self.reuse(i, p);
                 self.update(i, |e| e.fetched_at = p.fetched_at);
@@ -321,7 +325,8 @@ impl Ctx {
             let Some(i) = self.claim_ref(Kind::Stylesheet, &url, source.as_ref(), policy, parent) else { return };
             let _slot = self.slot_for(&url).await;
             // Boxed so that a task waiting for its slot stays small.
-            Box::pin(self.clone().stylesheet_work(i, url, source, policy, doc_policy, depth)).await
+            Box::pin(self.clone().stylesheet_work(i, url, source, policy, doc_policy, depth)).await;
+            self.entries.finish(i);
         })
     }
 

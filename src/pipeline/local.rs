@@ -45,6 +45,7 @@ pub(super) async fn local_source(ctx: Arc<Ctx>, path: PathBuf) {
         if let (true, Some(file)) = (post_file, file) {
             local_post(&ctx, i, &file).await;
         }
+        ctx.entries.finish(i);
     }
 }
 
@@ -64,7 +65,7 @@ async fn local_post(ctx: &Arc<Ctx>, i: usize, file: &Path) {
         }
     };
     ctx.progress.add_article();
-    let file_url = ctx.entries.lock().expect("no panics while held")[i].url.clone();
+    let file_url = ctx.read(i, |e| e.url.clone());
     ctx.update(i, |e| {
         e.kind = Some(Kind::Article);
         e.title = p.title.clone();

@@ -16,8 +16,15 @@
 //! the bytes are cleared and nothing more is asked. A listed digest is
 //! flagged whatever the second answer; only the heuristic needs a second
 //! path, so one placeholder alone in a run, off the list, is not caught.
+//!
+//! Memory: bytes seen for one path only are remembered for the last
+//! [`MAX_SEEN`] of them (their entries stay in memory meanwhile, pinned, as
+//! a verdict may rewrite them); the second path must come within that
+//! window, as it does when a CDN answers a page's pictures with one stock
+//! image.
 
 use std::collections::hash_map::Entry as Slot;
+use std::collections::{HashMap, VecDeque};
 
 use url::Url;
 
@@ -31,6 +38,35 @@ use crate::store::id::BlobId;
 /// for deleted images (the same without a Referer) and to refused
 /// Referers, so one test is not enough, and a few cost little.
 const MAX_TESTS: usize = 3;
+
+/// Bytes seen for one path only, remembered at once; older ones are
+/// forgotten (and their entries unpinned).
+const MAX_SEEN: usize = 8192;
+
+/// What a run knows about the image bytes each origin answered.
+#[derive(Default)]
+pub(super) struct Suspects {
+    map: HashMap<(String, BlobId), Suspect>,
+    /// Keys in the order they were first seen.
+    order: VecDeque<(String, BlobId)>,
+}
+
+impl Suspects {
+    /// Forgets the oldest bytes seen for one path only, past [`MAX_SEEN`];
+    /// returns the entries that waited for them.
+    fn forget_oldest(&mut self) -> Vec<usize> {
+        let mut freed = Vec::new();
+        while self.map.len() > MAX_SEEN {
+            let Some(key) = self.order.pop_front() else { break };
+            if let Some(Suspect::Seen { .. }) = self.map.get(&key)
+                && let Some(Suspect::Seen { waiting, .. }) = self.map.remove(&key)
+            {
+                freed.extend(waiting);
+            }
+        }
+        freed
+    }
+}
 
 /// What a run knows about bytes one origin answered for images.
 pub(super) enum Suspect {
@@ -76,10 +112,7 @@ impl Ctx {
     /// Called once image entry `i` has stored a body fetched from
     /// `answered_by`: flags and recovers placeholders by the rule above.
     pub(super) async fn check_placeholder(self: &std::sync::Arc<Self>, i: usize, answered_by: &Url) {
-        let (blob, referer_sent) = {
-            let entries = self.entries.lock().expect("no panics while held");
-            (entries[i].blob, entries[i].referer.is_some())
-        };
+        let (blob, referer_sent) = self.read(i, |e| (e.blob, e.referer.is_some()));
         let Some(blob) = blob else { return };
         if self.opts.placeholder_digests.contains(&blob) {
             self.recover(i, blob, true).await;
@@ -92,9 +125,14 @@ impl Ctx {
         let path = answered_by.path().to_string();
         let mut test = {
             let mut suspects = self.suspects.lock().expect("no panics while held");
-            let s = match suspects.entry(key.clone()) {
+            let s = match suspects.map.entry(key.clone()) {
                 Slot::Vacant(v) => {
                     v.insert(Suspect::Seen { path, waiting: vec![i] });
+                    self.entries.pin(i);
+                    suspects.order.push_back(key);
+                    for j in suspects.forget_oldest() {
+                        self.entries.unpin(j);
+                    }
                     return;
                 }
                 Slot::Occupied(o) => o.into_mut(),
@@ -105,11 +143,13 @@ impl Ctx {
                 // evidence yet.
                 Suspect::Seen { path: first, waiting } if *first == path => {
                     waiting.push(i);
+                    self.entries.pin(i);
                     return;
                 }
                 Suspect::Seen { path: first, waiting } => {
                     let mut all: Vec<(usize, String)> = waiting.drain(..).map(|j| (j, first.clone())).collect();
                     all.push((i, path));
+                    self.entries.pin(i);
                     *s = Suspect::Open { waiting: all, tested: vec![], cleared: vec![], testing: false };
                     Some(s.next_test())
                 }
@@ -119,6 +159,7 @@ impl Ctx {
                         return;
                     }
                     waiting.push((i, path));
+                    self.entries.pin(i);
                     Some(s.next_test())
                 }
             }
@@ -131,8 +172,11 @@ impl Ctx {
         // Tests run one at a time, in the task that found the need.
         while let Some(j) = next {
             let answer = self.recover(j, blob, false).await;
+            // Recovered, its entry is final; cleared, a later verdict
+            // reaches it as a change of its own.
+            self.entries.unpin(j);
             let mut suspects = self.suspects.lock().expect("no panics while held");
-            let Some(s) = suspects.get_mut(&key) else { return };
+            let Some(s) = suspects.map.get_mut(&key) else { return };
             if answer == Answer::Recovered {
                 let (waiting, cleared) = match std::mem::replace(s, Suspect::Placeholder) {
                     Suspect::Open { waiting, cleared, .. } => (waiting, cleared),
@@ -143,7 +187,7 @@ impl Ctx {
                 // Referer: the reader was shown the placeholder all the same.
                 for c in cleared {
                     self.progress.add_placeholder(false);
-                    self.update(c, |e| e.placeholder = true);
+                    self.entries.late(c, super::entries::Late::Placeholder);
                 }
                 for (w, _) in waiting {
                     // The same origin answered it, so the same host admits it.
@@ -151,6 +195,7 @@ impl Ctx {
                     self.spawn(Box::pin(async move {
                         let _slot = c.slot_for(&host).await;
                         c.recover(w, blob, true).await;
+                        c.entries.unpin(w);
                     }));
                 }
                 return;
@@ -160,7 +205,9 @@ impl Ctx {
                 cleared.push(j);
                 if tested.len() >= MAX_TESTS {
                     // Cleared: nothing more is asked for these bytes.
-                    waiting.clear();
+                    for (w, _) in waiting.drain(..) {
+                        self.entries.unpin(w);
+                    }
                 }
             }
             next = s.next_test();
@@ -171,7 +218,7 @@ impl Ctx {
     /// bytes are a placeholder (listed, or proven in this run), flagged
     /// whatever the answer.
     async fn recover(&self, i: usize, shown: BlobId, known: bool) -> Answer {
-        let Some(url) = Url::parse(&self.entries.lock().expect("no panics while held")[i].url).ok() else {
+        let Some(url) = Url::parse(&self.read(i, |e| e.url.clone())).ok() else {
             return Answer::Nothing;
         };
         let mut req = FetchRequest::new(url);

@@ -5,7 +5,8 @@
 use crate::store::backend::{Backend, BackendError, FileKind, LocalBackend};
 use crate::store::blob::{self, BlobError};
 use crate::store::id::{BlobId, PackId, SnapshotId};
-use crate::store::manifest::{Manifest, ManifestError};
+use crate::store::manifest::chunked::{self, Hint, Line, RangeRead, Root};
+use crate::store::manifest::{Entry, Manifest, ManifestError, ManifestHeader, Summary};
 use crate::store::pack::{self, PackEntry, ReadPackError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,125 @@ pub enum ArchiveError {
 
 /// Readable snapshots (oldest first) and the ones that could not be read.
 pub type SnapshotList = (Vec<(SnapshotId, Manifest)>, Vec<(SnapshotId, ArchiveError)>);
+
+/// Readable snapshots' headers and counts (oldest first), and the
+/// snapshots that could not be read.
+pub type SnapshotInfos = (Vec<SnapshotInfo>, Vec<(SnapshotId, ArchiveError)>);
+
+/// A snapshot as listings show it: its manifest's header and counts,
+/// read without its entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotInfo {
+    /// The snapshot.
+    pub id: SnapshotId,
+    /// Job, times, sources, tags.
+    pub header: ManifestHeader,
+    /// Counts over its entries.
+    pub summary: Summary,
+}
+
+/// One manifest file, read a range at a time.
+struct ManifestFile<'a> {
+    backend: &'a dyn Backend,
+    name: String,
+}
+
+impl RangeRead for ManifestFile<'_> {
+    fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, ManifestError> {
+        Ok(self.backend.read_range(FileKind::Snapshot, &self.name, offset, len)?)
+    }
+}
+
+/// A snapshot opened for reading its entries a chunk at a time.
+pub struct SnapshotReader<'a> {
+    archive: &'a Archive,
+    id: SnapshotId,
+    inner: ReaderInner,
+}
+
+enum ReaderInner {
+    /// Format 1: the whole manifest, read at once.
+    Whole(ManifestHeader, Summary, Vec<Entry>),
+    /// Format 2: the root; chunks are read when asked for.
+    Chunked(Root),
+}
+
+impl SnapshotReader<'_> {
+    /// The snapshot.
+    pub fn id(&self) -> SnapshotId {
+        self.id
+    }
+
+    /// Job, times, sources, tags.
+    pub fn header(&self) -> &ManifestHeader {
+        match &self.inner {
+            ReaderInner::Whole(h, _, _) => h,
+            ReaderInner::Chunked(r) => &r.header,
+        }
+    }
+
+    /// Counts over its entries.
+    pub fn summary(&self) -> &Summary {
+        match &self.inner {
+            ReaderInner::Whole(_, s, _) => s,
+            ReaderInner::Chunked(r) => &r.summary,
+        }
+    }
+
+    /// How many chunks [`SnapshotReader::chunk`] can read.
+    pub fn chunks(&self) -> usize {
+        match &self.inner {
+            ReaderInner::Whole(..) => 1,
+            ReaderInner::Chunked(r) => r.chunks.len(),
+        }
+    }
+
+    /// The entries of chunk `i` (of format 1, all of them), in file order,
+    /// with their blobs' location hints.
+    pub fn chunk(&self, i: usize) -> Result<Vec<Line>, ArchiveError> {
+        match &self.inner {
+            ReaderInner::Whole(_, _, entries) => Ok(entries.iter().map(|e| (e.clone(), Vec::new())).collect()),
+            ReaderInner::Chunked(r) => Ok(r.chunk(&self.id.to_hex(), i, &self.archive.manifest_file(&self.id))?),
+        }
+    }
+
+    /// Calls `f` with every entry, a chunk in memory at a time.
+    pub fn for_each(&self, mut f: impl FnMut(Line) -> Result<(), ArchiveError>) -> Result<(), ArchiveError> {
+        for i in 0..self.chunks() {
+            for line in self.chunk(i)? {
+                f(line)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries requested as `url` (format 2: from the one or two chunks
+    /// whose URL range holds it); when there are none, those that ended at
+    /// `url` after redirects, which takes reading every chunk.
+    pub fn find(&self, url: &str) -> Result<Vec<Line>, ArchiveError> {
+        let by_url = match &self.inner {
+            ReaderInner::Whole(..) => self.chunk(0)?.into_iter().filter(|(e, _)| e.url == url).collect(),
+            ReaderInner::Chunked(r) => {
+                let mut found = Vec::new();
+                for i in r.chunks_for(url) {
+                    found.extend(self.chunk(i)?.into_iter().filter(|(e, _)| e.url == url));
+                }
+                found
+            }
+        };
+        if !by_url.is_empty() {
+            return Ok(by_url);
+        }
+        let mut found = Vec::new();
+        self.for_each(|(e, h)| {
+            if e.final_url.as_deref() == Some(url) {
+                found.push((e, h));
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+}
 
 /// An open archive.
 #[derive(Clone)]
@@ -146,11 +266,75 @@ impl Archive {
         Ok(self.backend.list(FileKind::Snapshot)?.into_iter().filter_map(|(name, _)| name.parse().ok()).collect())
     }
 
-    /// Reads and checks one manifest.
-    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Manifest, ArchiveError> {
+    fn manifest_file(&self, id: &SnapshotId) -> ManifestFile<'_> {
+        ManifestFile { backend: self.backend(), name: id.to_hex() }
+    }
+
+    /// Opens a snapshot for reading: of format 2 only its root is read and
+    /// checked; its chunks are read and checked as they are asked for.
+    pub fn open_snapshot(&self, id: &SnapshotId) -> Result<SnapshotReader<'_>, ArchiveError> {
         let name = id.to_hex();
-        let bytes = self.backend.read(FileKind::Snapshot, &name)?;
-        Ok(Manifest::decode(&name, &bytes)?)
+        let size = self.backend.size(FileKind::Snapshot, &name)?;
+        let head = self.backend.read_range(FileKind::Snapshot, &name, 0, size.min(16))?;
+        let version = match Manifest::version_of(&name, &head) {
+            Ok(v) => v,
+            // Not even a header: damaged (its name cannot be its hash).
+            Err(_) if size < 16 => return Err(ManifestError::Checksum { id: name }.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let inner = if version == chunked::VERSION {
+            ReaderInner::Chunked(Root::read(&name, size, &self.manifest_file(id))?)
+        } else {
+            let m = Manifest::decode(&name, &self.backend.read(FileKind::Snapshot, &name)?)?;
+            let (header, summary) = (m.header(), Summary::of(&m.entries));
+            ReaderInner::Whole(header, summary, m.entries)
+        };
+        Ok(SnapshotReader { archive: self, id: *id, inner })
+    }
+
+    /// Reads and checks one whole manifest.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Manifest, ArchiveError> {
+        let r = self.open_snapshot(id)?;
+        if let ReaderInner::Whole(h, _, entries) = r.inner {
+            return Ok(Manifest::from_parts(h, entries));
+        }
+        let mut entries = Vec::with_capacity(r.summary().entries.min(1 << 20) as usize);
+        r.for_each(|(e, _)| {
+            entries.push(e);
+            Ok(())
+        })?;
+        Ok(Manifest::from_parts(r.header().clone(), entries))
+    }
+
+    /// The header and counts of one snapshot (of format 2, without reading
+    /// its entries).
+    pub fn snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
+        let r = self.open_snapshot(id)?;
+        Ok(SnapshotInfo { id: *id, header: r.header().clone(), summary: r.summary().clone() })
+    }
+
+    /// Every readable snapshot's header and counts, oldest first; damaged
+    /// ones separately.
+    pub fn snapshot_infos(&self) -> Result<SnapshotInfos, ArchiveError> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for id in self.snapshot_ids()? {
+            match self.snapshot_info(&id) {
+                Ok(i) => ok.push(i),
+                Err(e) => bad.push((id, e)),
+            }
+        }
+        ok.sort_by_key(|i| (i.header.started, i.id));
+        Ok((ok, bad))
+    }
+
+    /// Reads, decodes and checks a blob at a location hint from a manifest;
+    /// `None` when the hint is stale (prune moved the blob) or wrong.
+    pub fn read_hinted(&self, hint: &Hint) -> Option<Vec<u8>> {
+        let Hint(id, pack, offset, stored_len, raw_len, codec) = *hint;
+        let codec = blob::Codec::from_u8(codec)?;
+        let stored = self.backend.read_range(FileKind::Pack, &pack.to_hex(), offset, stored_len).ok()?;
+        blob::decode(id, codec, raw_len, &stored).ok()
     }
 
     /// Every readable snapshot, oldest first; damaged ones are returned
@@ -171,8 +355,8 @@ impl Archive {
     /// Resolves a snapshot name: a full id, a unique prefix, or `latest`.
     pub fn resolve_snapshot(&self, spec: &str) -> Result<SnapshotId, ArchiveError> {
         if spec == "latest" {
-            let (ok, _) = self.snapshots()?;
-            return ok.last().map(|(id, _)| *id).ok_or_else(|| ArchiveError::NoSuchSnapshot(spec.into()));
+            let (ok, _) = self.snapshot_infos()?;
+            return ok.last().map(|i| i.id).ok_or_else(|| ArchiveError::NoSuchSnapshot(spec.into()));
         }
         let spec_l = spec.to_ascii_lowercase();
         let matches: Vec<_> = self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();

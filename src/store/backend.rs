@@ -75,6 +75,9 @@ pub trait Backend: Send + Sync {
     /// the whole file. Writing a name that exists leaves the old file (names
     /// are content-derived, so the bytes are the same).
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
+    /// Like [`Backend::write`], with the bytes of a local file read from
+    /// where it stands to its end (a manifest too big to hold in memory).
+    fn write_from(&self, kind: FileKind, name: &str, file: &mut File) -> Result<(), BackendError>;
     /// Removes a file (prune only).
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
 }
@@ -108,6 +111,35 @@ impl LocalBackend {
     /// A backend rooted at `root` (the archive directory).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalBackend { root: root.into() }
+    }
+
+    /// Writes a new file under a temporary name, fsyncs it, and renames
+    /// it: a crash leaves either no file or the whole file, never a torn
+    /// one under a real name.
+    fn write_with(
+        &self,
+        kind: FileKind,
+        name: &str,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<(), BackendError> {
+        let path = self.path(kind, name);
+        let dir = path.parent().expect("stored files have a parent directory");
+        if path.exists() {
+            return Ok(());
+        }
+        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), fastrand::u64(..)));
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            fill(&mut f)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(io_err("write", &path))
     }
 
     /// The path of a stored file.
@@ -190,26 +222,11 @@ impl Backend for LocalBackend {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        let path = self.path(kind, name);
-        let dir = path.parent().expect("stored files have a parent directory");
-        if path.exists() {
-            return Ok(());
-        }
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        // Write under a temporary name, fsync, then rename: a crash leaves
-        // either no file or the whole file, never a torn one under a real name.
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), fastrand::u64(..)));
-        let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            sync_dir(dir)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(io_err("write", &path))
+        self.write_with(kind, name, |f| f.write_all(data))
+    }
+
+    fn write_from(&self, kind: FileKind, name: &str, file: &mut File) -> Result<(), BackendError> {
+        self.write_with(kind, name, |f| io::copy(file, f).map(drop))
     }
 
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {

@@ -16,7 +16,7 @@
 
 use crate::store::blob::Codec;
 use crate::store::id::{BlobId, PackId, SnapshotId};
-use crate::store::manifest::{Entry, ImageInfo, Kind, Manifest};
+use crate::store::manifest::{Entry, ImageInfo, Kind, Manifest, ManifestHeader, Summary};
 use crate::store::pack::PackEntry;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -347,13 +347,18 @@ pub struct SnapshotSummary {
 impl SnapshotSummary {
     /// Summarises a manifest.
     pub fn of(m: &Manifest) -> Self {
+        SnapshotSummary::of_parts(&m.header(), &Summary::of(&m.entries))
+    }
+
+    /// Summarises a manifest's header and counts.
+    pub fn of_parts(h: &ManifestHeader, s: &Summary) -> Self {
         SnapshotSummary {
-            job: m.job.clone(),
-            started: m.started,
-            finished: m.finished,
-            entries: m.entries.len(),
-            failures: m.failures().count(),
-            tags: m.tags.clone(),
+            job: h.job.clone(),
+            started: h.started,
+            finished: h.finished,
+            entries: s.entries as usize,
+            failures: s.failures as usize,
+            tags: h.tags.clone(),
         }
     }
 }

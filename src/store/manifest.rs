@@ -1,10 +1,13 @@
 //! Snapshot manifests: one write-once file per archive run, listing every
 //! resource the run archived or failed to archive.
 //!
-//! A manifest is self-contained and readable without the sled index:
-//! `"KURASNAP" version:u8=1 reserved:[u8;7]` followed by one zstd frame of
-//! JSON ([`Manifest`]). Its id is the SHA-256 of the whole file, which is
-//! also its checksum. See docs/FORMAT.md.
+//! A manifest is self-contained and readable without the sled index. This
+//! version writes format 2 (`chunked`: entries sorted by URL in chunks,
+//! a root naming them); format 1 (`"KURASNAP" version:u8=1
+//! reserved:[u8;7]` and one zstd frame of JSON [`Manifest`], id = SHA-256
+//! of the whole file) is still read. See docs/FORMAT.md.
+
+pub(crate) mod chunked;
 
 use crate::referrer::Policy;
 use crate::store::id::{BlobId, SnapshotId};
@@ -12,7 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 8] = b"KURASNAP";
-const VERSION: u8 = 1;
+/// Format 1: one zstd frame of JSON.
+const VERSION_1: u8 = 1;
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -194,6 +198,68 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
 }
 
+/// A manifest without its entries: what listings of snapshots show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestHeader {
+    /// Manifest format version.
+    pub version: u32,
+    /// The job that made it ("archive" for one-off runs).
+    pub job: String,
+    /// When the run started.
+    pub started: DateTime<Utc>,
+    /// When it finished.
+    pub finished: DateTime<Utc>,
+    /// Machine that ran it.
+    #[serde(default)]
+    pub hostname: String,
+    /// Sources as given.
+    pub sources: Vec<String>,
+    /// Tags for retention rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Counts over a manifest's entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Entries.
+    pub entries: u64,
+    /// Entries with an error.
+    pub failures: u64,
+    /// Raw bytes of every entry.
+    pub bytes: u64,
+    /// Entries per kind (`unknown` for entries without one).
+    #[serde(default)]
+    pub kinds: std::collections::BTreeMap<String, u64>,
+    /// Entries whose browser-exact answer was a placeholder.
+    #[serde(default)]
+    pub placeholders: u64,
+    /// Of those, entries whose real picture was recovered.
+    #[serde(default)]
+    pub recovered: u64,
+}
+
+impl Summary {
+    /// Counts one more entry.
+    pub fn add(&mut self, e: &Entry) {
+        self.entries += 1;
+        self.failures += u64::from(e.error.is_some());
+        self.bytes += e.size;
+        *self.kinds.entry(e.kind.map_or("unknown", Kind::as_str).to_string()).or_default() += 1;
+        self.placeholders += u64::from(e.placeholder);
+        self.recovered += u64::from(e.shown.is_some());
+    }
+
+    /// The counts of `entries`.
+    pub fn of<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Summary {
+        let mut s = Summary::default();
+        for e in entries {
+            s.add(e);
+        }
+        s
+    }
+}
+
 /// Errors decoding a manifest.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -203,6 +269,17 @@ pub enum ManifestError {
         /// The snapshot.
         id: String,
     },
+    /// A chunk of a format-2 manifest does not match its hash.
+    #[error("snapshot {id}: chunk {chunk} is damaged (checksum mismatch)")]
+    Chunk {
+        /// The snapshot.
+        id: String,
+        /// Which chunk.
+        chunk: usize,
+    },
+    /// The file could not be read.
+    #[error(transparent)]
+    Backend(#[from] crate::store::backend::BackendError),
     /// Not a manifest, or an unknown version.
     #[error("snapshot {id}: {what}")]
     Format {
@@ -214,32 +291,102 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    /// Encodes the manifest as file bytes; returns its id and bytes.
+    /// Everything but the entries.
+    pub fn header(&self) -> ManifestHeader {
+        ManifestHeader {
+            version: self.version,
+            job: self.job.clone(),
+            started: self.started,
+            finished: self.finished,
+            hostname: self.hostname.clone(),
+            sources: self.sources.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+
+    /// A manifest of a header and its entries.
+    pub fn from_parts(h: ManifestHeader, entries: Vec<Entry>) -> Manifest {
+        Manifest {
+            version: h.version,
+            job: h.job,
+            started: h.started,
+            finished: h.finished,
+            hostname: h.hostname,
+            sources: h.sources,
+            tags: h.tags,
+            entries,
+        }
+    }
+
+    /// Encodes the manifest as file bytes in format 2 (entries sorted by
+    /// URL, without blob hints); returns its id and bytes.
     pub fn encode(&self) -> (SnapshotId, Vec<u8>) {
-        let json = serde_json::to_vec(self).expect("manifests serialise");
+        let mut entries: Vec<&Entry> = self.entries.iter().collect();
+        entries.sort_by(|a, b| a.url.cmp(&b.url));
+        let mut w = chunked::ChunkedWriter::new(Vec::new()).expect("writing to memory");
+        for e in entries {
+            w.push(e, &[]).expect("sorted entries into memory");
+        }
+        let header = ManifestHeader { version: u32::from(chunked::VERSION), ..self.header() };
+        let (id, _, bytes) = w.finish(&header).expect("writing to memory");
+        (id, bytes)
+    }
+
+    /// Encodes the manifest in format 1, as Kura wrote before format 2.
+    pub fn encode_v1(&self) -> (SnapshotId, Vec<u8>) {
+        let json = serde_json::to_vec(&Manifest { version: 1, ..self.clone() }).expect("manifests serialise");
         let mut out = Vec::with_capacity(json.len() / 4 + 16);
         out.extend_from_slice(MAGIC);
-        out.push(VERSION);
+        out.push(VERSION_1);
         out.extend_from_slice(&[0; 7]);
         out.extend(zstd::bulk::compress(&json, 3).expect("zstd compresses into memory"));
         (SnapshotId::of(&out), out)
     }
 
-    /// Decodes and checks a manifest file named `name`.
+    /// The format version of manifest file bytes starting with `head`
+    /// (at least 16 bytes), or why it is not a manifest this Kura reads.
+    pub fn version_of(name: &str, head: &[u8]) -> Result<u8, ManifestError> {
+        let fmt = |what: String| ManifestError::Format { id: name.to_string(), what };
+        if head.len() < 16 || &head[..8] != MAGIC {
+            return Err(fmt("not a Kura manifest".into()));
+        }
+        match head[8] {
+            v @ (VERSION_1 | chunked::VERSION) => Ok(v),
+            v => Err(fmt(format!(
+                "manifest version {v} is not supported by this Kura (knows {VERSION_1} and {}); upgrade Kura",
+                chunked::VERSION
+            ))),
+        }
+    }
+
+    /// Decodes and checks a whole manifest file named `name`, of either format.
     pub fn decode(name: &str, bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let version = Manifest::version_of(name, bytes.get(..16).unwrap_or(bytes)).map_err(|e| {
+            // A file shorter than a header, or not ours: damaged if its
+            // name is not its hash either.
+            if SnapshotId::of(bytes).to_hex() != name { ManifestError::Checksum { id: name.to_string() } } else { e }
+        })?;
+        if version == chunked::VERSION {
+            struct InMemory<'a>(&'a [u8]);
+            impl chunked::RangeRead for InMemory<'_> {
+                fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, ManifestError> {
+                    let end = offset.checked_add(len).filter(|&e| e <= self.0.len() as u64);
+                    let end = end.ok_or(ManifestError::Format { id: String::new(), what: "short".into() })?;
+                    Ok(self.0[offset as usize..end as usize].to_vec())
+                }
+            }
+            let file = InMemory(bytes);
+            let root = chunked::Root::read(name, bytes.len() as u64, &file)?;
+            let mut entries = Vec::with_capacity(root.summary.entries.min(1 << 20) as usize);
+            for i in 0..root.chunks.len() {
+                entries.extend(root.chunk(name, i, &file)?.into_iter().map(|(e, _)| e));
+            }
+            return Ok(Manifest::from_parts(root.header, entries));
+        }
         if SnapshotId::of(bytes).to_hex() != name {
             return Err(ManifestError::Checksum { id: name.to_string() });
         }
         let fmt = |what: String| ManifestError::Format { id: name.to_string(), what };
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(fmt("not a Kura manifest".into()));
-        }
-        if bytes[8] != VERSION {
-            return Err(fmt(format!(
-                "manifest version {} is not supported by this Kura (knows {VERSION}); upgrade Kura",
-                bytes[8]
-            )));
-        }
         // Bounded: a manifest of a million entries is well under 1 GiB of JSON.
         let mut json = Vec::new();
         let mut dec = zstd::stream::read::Decoder::new(&bytes[16..]).map_err(|e| fmt(e.to_string()))?;
@@ -279,9 +426,21 @@ mod tests {
     }
 
     #[test]
+    fn both_formats_round_trip() {
+        let m = sample();
+        let (id, bytes) = m.encode_v1();
+        assert_eq!(Manifest::decode(&id.to_hex(), &bytes).unwrap(), m);
+        let (id, bytes) = m.encode();
+        let back = Manifest::decode(&id.to_hex(), &bytes).unwrap();
+        assert_eq!(back.version, 2);
+        assert_eq!(back.entries, m.entries);
+        assert_eq!(back.header(), ManifestHeader { version: 2, ..m.header() });
+    }
+
+    #[test]
     fn round_trip_and_checksum() {
         let m = sample();
-        let (id, bytes) = m.encode();
+        let (id, bytes) = m.encode_v1();
         assert_eq!(Manifest::decode(&id.to_hex(), &bytes).unwrap(), m);
         let mut bad = bytes.clone();
         let last = bad.len() - 1;
@@ -291,7 +450,7 @@ mod tests {
 
     #[test]
     fn unknown_version_is_refused() {
-        let (_, mut bytes) = sample().encode();
+        let (_, mut bytes) = sample().encode_v1();
         bytes[8] = 9;
         let name = SnapshotId::of(&bytes).to_hex();
         let err = Manifest::decode(&name, &bytes).unwrap_err().to_string();

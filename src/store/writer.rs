@@ -14,11 +14,13 @@ use crate::store::backend::FileKind;
 use crate::store::blob::{self, EncodedBlob};
 use crate::store::history::History;
 use crate::store::id::{BlobId, PackId, SnapshotId};
-use crate::store::index::{Index, IndexError};
+use crate::store::index::{Index, IndexError, SnapshotSummary};
 use crate::store::lock::WriterLock;
-use crate::store::manifest::Manifest;
+use crate::store::manifest::chunked::{self, ChunkedWriter, Hint};
+use crate::store::manifest::{Entry, Manifest, ManifestHeader, Summary};
 use crate::store::pack::{self, PackBuilder, PackEntry};
 use std::collections::{HashMap, HashSet};
+use std::io::{Seek, SeekFrom};
 
 /// Tuning of a writer.
 #[derive(Debug, Clone, Copy)]
@@ -165,16 +167,24 @@ impl Writer {
             if self.index.has_snapshot(&id)? {
                 continue;
             }
-            match self.archive.load_snapshot(&id) {
-                Ok(m) => {
-                    self.index.add_snapshot(id, &m)?;
-                    report.snapshots_added += 1;
-                }
+            match self.catalog(id) {
+                Ok(()) => report.snapshots_added += 1,
+                Err(ArchiveError::Index(e)) => return Err(e.into()),
                 Err(e) => tracing::warn!("snapshot {id} is unreadable and was not catalogued: {e}"),
             }
         }
         self.index.flush()?;
         Ok(report)
+    }
+
+    /// Adds a snapshot found on disk to the index: its URLs' records (a
+    /// chunk of entries in memory at a time), then the catalog entry.
+    fn catalog(&self, id: SnapshotId) -> Result<(), ArchiveError> {
+        let r = self.archive.open_snapshot(&id)?;
+        let mut urls = self.index.url_updates();
+        r.for_each(|(e, _)| Ok(urls.add(&e)?))?;
+        urls.finish()?;
+        Ok(self.index.add_snapshot_summary(id, &SnapshotSummary::of_parts(r.header(), r.summary()))?)
     }
 
     /// The archive being written.
@@ -279,16 +289,52 @@ impl Writer {
         Ok(())
     }
 
-    /// Commits a snapshot: its blobs are made durable first, then the
-    /// manifest, then the catalog.
+    /// Commits a snapshot held in memory: its entries are sorted by URL
+    /// and committed as by [`Writer::commit_sorted`].
     pub fn commit(&mut self, manifest: &Manifest) -> Result<SnapshotId, ArchiveError> {
+        let mut entries: Vec<&Entry> = manifest.entries.iter().collect();
+        entries.sort_by(|a, b| a.url.cmp(&b.url));
+        let mut sorted = entries.into_iter().map(|e| Ok(e.clone()));
+        self.commit_sorted(&manifest.header(), &mut sorted).map(|(id, _)| id)
+    }
+
+    /// Commits a snapshot whose entries come in URL order: its blobs are
+    /// made durable first, then the manifest (format 2, written through a
+    /// temporary file, so no more than a chunk of it is in memory), then
+    /// the catalog. The URLs' records are updated as the entries stream by.
+    pub fn commit_sorted(
+        &mut self,
+        header: &ManifestHeader,
+        entries: &mut dyn Iterator<Item = Result<Entry, ArchiveError>>,
+    ) -> Result<(SnapshotId, Summary), ArchiveError> {
         self.flush_pack()?;
         self.index.flush()?;
-        let (id, bytes) = manifest.encode();
-        self.archive.backend().write(FileKind::Snapshot, &id.to_hex(), &bytes)?;
-        self.index.add_snapshot(id, manifest)?;
+        let root = self.archive.root().to_path_buf();
+        let io = |source| ArchiveError::Io { path: root.clone(), source };
+        let file = tempfile::tempfile_in(&root).map_err(io)?;
+        let mut out = ChunkedWriter::new(std::io::BufWriter::new(file)).map_err(io)?;
+        let mut urls = self.index.url_updates();
+        for e in entries {
+            let e = e?;
+            let mut hints = Vec::new();
+            for id in e.blobs() {
+                if let Some(l) = self.index.blob(&id)? {
+                    let p = l.entry;
+                    hints.push(Hint(id, l.pack, p.offset, p.stored_len, p.raw_len, p.codec as u8));
+                }
+            }
+            out.push(&e, &hints).map_err(io)?;
+            urls.add(&e)?;
+        }
+        urls.finish()?;
+        let header = ManifestHeader { version: u32::from(chunked::VERSION), ..header.clone() };
+        let (id, summary, out) = out.finish(&header).map_err(io)?;
+        let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        self.archive.backend().write_from(FileKind::Snapshot, &id.to_hex(), &mut file)?;
+        self.index.add_snapshot_summary(id, &SnapshotSummary::of_parts(&header, &summary))?;
         self.index.flush()?;
-        Ok(id)
+        Ok((id, summary))
     }
 }
 

@@ -1,0 +1,268 @@
+//! An external sort: records (key, value) go in in any order and come back
+//! out sorted by key, with memory bounded by a buffer, not by the count.
+//!
+//! A run hands its manifest entries here as they complete; a manifest of a
+//! million entries is sorted by URL on disk, in runs of `buffer` bytes
+//! (each sorted in memory, written as one zstd stream to an unnamed
+//! temporary file) merged at the end.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Runs merged at once; past it, runs are first merged into bigger runs,
+/// since each open run holds a decoder window (128 KiB).
+const MAX_OPEN_RUNS: usize = 64;
+
+/// zstd window of the runs, as log2 bytes: small, so that many runs can be
+/// read at once.
+const WINDOW_LOG: u32 = 17;
+
+/// A key longer than this is an error (URLs are capped long before).
+const MAX_KEY: usize = 1 << 20;
+
+/// A value longer than this is an error.
+const MAX_VALUE: usize = 64 << 20;
+
+/// Records waiting to be sorted.
+#[derive(Debug)]
+pub struct Spill {
+    dir: PathBuf,
+    buffer: usize,
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+    bytes: usize,
+    runs: Vec<File>,
+    count: u64,
+}
+
+impl Spill {
+    /// A spill whose runs are temporary files in `dir` (never a tmpfs
+    /// unless `dir` is one: memory is what it saves), each sorting about
+    /// `buffer` bytes of records in memory.
+    pub fn new(dir: &Path, buffer: usize) -> Spill {
+        Spill {
+            dir: dir.to_path_buf(),
+            buffer: buffer.max(1),
+            records: Vec::new(),
+            bytes: 0,
+            runs: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Adds a record. Keys should be unique; equal keys come out in the
+    /// order they went in only within one run, so callers make them unique.
+    pub fn push(&mut self, key: Vec<u8>, value: Vec<u8>) -> io::Result<()> {
+        if key.len() > MAX_KEY || value.len() > MAX_VALUE {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "spill record too large"));
+        }
+        self.bytes += key.len() + value.len() + 64;
+        self.records.push((key, value));
+        self.count += 1;
+        if self.bytes >= self.buffer {
+            self.write_run()?;
+        }
+        Ok(())
+    }
+
+    /// Where its runs are written.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Records pushed so far.
+    #[cfg(test)]
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    fn write_run(&mut self) -> io::Result<()> {
+        let mut records = std::mem::take(&mut self.records);
+        self.bytes = 0;
+        records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let run = write_run(&self.dir, records.into_iter().map(Ok))?;
+        self.runs.push(run);
+        if self.runs.len() >= MAX_OPEN_RUNS {
+            // Merge them into one: the records stay sorted, and what is
+            // open at the end stays bounded however many records came.
+            let runs = std::mem::take(&mut self.runs);
+            let merged = write_run(&self.dir, Merge::new(runs)?)?;
+            self.runs.push(merged);
+        }
+        Ok(())
+    }
+
+    /// Every record, sorted by key.
+    pub fn finish(mut self) -> io::Result<Sorted> {
+        if self.runs.is_empty() {
+            // Everything fits in memory: no file at all.
+            self.records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            return Ok(Sorted::Memory(self.records.into_iter()));
+        }
+        if !self.records.is_empty() {
+            self.write_run()?;
+        }
+        Ok(Sorted::Merge(Merge::new(self.runs)?))
+    }
+}
+
+fn write_run(dir: &Path, records: impl Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>) -> io::Result<File> {
+    let mut file = tempfile::tempfile_in(dir)?;
+    {
+        let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(&mut file), 1)?;
+        enc.window_log(WINDOW_LOG)?;
+        for r in records {
+            let (k, v) = r?;
+            enc.write_all(&(k.len() as u32).to_le_bytes())?;
+            enc.write_all(&k)?;
+            enc.write_all(&(v.len() as u32).to_le_bytes())?;
+            enc.write_all(&v)?;
+        }
+        enc.finish()?.flush()?;
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+type RunReader = zstd::stream::read::Decoder<'static, BufReader<File>>;
+
+fn read_record(r: &mut RunReader) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let klen = u32::from_le_bytes(len) as usize;
+    if klen > MAX_KEY {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "damaged spill run"));
+    }
+    let mut key = vec![0; klen];
+    r.read_exact(&mut key)?;
+    r.read_exact(&mut len)?;
+    let vlen = u32::from_le_bytes(len) as usize;
+    if vlen > MAX_VALUE {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "damaged spill run"));
+    }
+    let mut value = vec![0; vlen];
+    r.read_exact(&mut value)?;
+    Ok(Some((key, value)))
+}
+
+/// A k-way merge of sorted runs; equal keys come out in run order.
+pub struct Merge {
+    readers: Vec<RunReader>,
+    heap: BinaryHeap<Reverse<(Vec<u8>, usize)>>,
+    values: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Merge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Merge").field("runs", &self.readers.len()).finish()
+    }
+}
+
+impl Merge {
+    fn new(runs: Vec<File>) -> io::Result<Merge> {
+        let mut m = Merge { readers: Vec::new(), heap: BinaryHeap::new(), values: Vec::new() };
+        for (i, f) in runs.into_iter().enumerate() {
+            let mut r = zstd::stream::read::Decoder::new(f)?;
+            r.window_log_max(WINDOW_LOG)?;
+            let first = read_record(&mut r)?;
+            m.readers.push(r);
+            m.values.push(Vec::new());
+            if let Some((k, v)) = first {
+                m.values[i] = v;
+                m.heap.push(Reverse((k, i)));
+            }
+        }
+        Ok(m)
+    }
+
+    fn next_record(&mut self) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let Some(Reverse((key, i))) = self.heap.pop() else { return Ok(None) };
+        let value = std::mem::take(&mut self.values[i]);
+        if let Some((k, v)) = read_record(&mut self.readers[i])? {
+            self.values[i] = v;
+            self.heap.push(Reverse((k, i)));
+        }
+        Ok(Some((key, value)))
+    }
+}
+
+impl Iterator for Merge {
+    type Item = io::Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}
+
+/// The records of a [`Spill`], sorted by key.
+#[derive(Debug)]
+pub enum Sorted {
+    /// They never left memory.
+    Memory(std::vec::IntoIter<(Vec<u8>, Vec<u8>)>),
+    /// Merged from runs on disk.
+    Merge(Merge),
+}
+
+impl Iterator for Sorted {
+    type Item = io::Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Sorted::Memory(it) => it.next().map(Ok),
+            Sorted::Merge(m) => m.next(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sorted(records: &[(Vec<u8>, Vec<u8>)], buffer: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spill::new(dir.path(), buffer);
+        for (k, v) in records {
+            s.push(k.clone(), v.clone()).unwrap();
+        }
+        assert_eq!(s.len(), records.len() as u64);
+        let out: Vec<_> = s.finish().unwrap().map(Result::unwrap).collect();
+        // Unnamed files: nothing is left in the directory, even meanwhile.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn comes_out_sorted_whatever_the_buffer(
+            keys in proptest::collection::hash_set(proptest::collection::vec(any::<u8>(), 0..12), 0..300),
+            buffer in 1usize..4000,
+        ) {
+            let records: Vec<_> = keys.into_iter().map(|k| { let v = [k.as_slice(), b"!"].concat(); (k, v) }).collect();
+            let mut want = records.clone();
+            want.sort();
+            prop_assert_eq!(sorted(&records, buffer), want);
+        }
+    }
+
+    #[test]
+    fn many_runs_are_merged_in_steps() {
+        // One record per run: past MAX_OPEN_RUNS runs are merged early.
+        let records: Vec<_> = (0..500u32).rev().map(|i| (i.to_be_bytes().to_vec(), vec![i as u8; 3])).collect();
+        let out = sorted(&records, 1);
+        assert_eq!(out.len(), 500);
+        assert!(out.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(out[7], (7u32.to_be_bytes().to_vec(), vec![7; 3]));
+    }
+
+    #[test]
+    fn nothing_in_nothing_out() {
+        assert!(sorted(&[], 10).is_empty());
+    }
+}
