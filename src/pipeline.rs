@@ -156,7 +156,12 @@ struct Ctx {
     /// Bounds the bodies held in memory: a resource takes a slot before it
     /// is fetched and gives it back once its body is stored, so a network
     /// faster than the disk cannot pile bodies up in the store queue.
-    slots: tokio::sync::Semaphore,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Places of queued work per [`Class`]: a task is spawned only once it
+    /// has one, so work found faster than it can be fetched waits in its
+    /// finder instead of piling up as tasks and entries (a sitemap of a
+    /// hundred thousand pages is not a hundred thousand tasks).
+    queue: [Arc<tokio::sync::Semaphore>; 3],
     /// `opts.headers` keyed by lower-case host, shared by every request.
     host_headers: crate::fetch::HostHeaders,
     /// Bounds the parse trees alive at once, in estimated bytes (`parse`).
@@ -183,15 +188,43 @@ struct Ctx {
 
 type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// A body slot with its host's admission (see `Ctx::slot_for`).
+type Slot = (Admission, tokio::sync::OwnedSemaphorePermit);
+
+/// A place of queued work of one [`Class`], held by its task.
+type Place = tokio::sync::OwnedSemaphorePermit;
+
+/// Kinds of queued work, each with its own places. Waiting for a place
+/// never happens while holding one of the same class, nor a body slot, so
+/// the places cannot deadlock: documents wait for stylesheets and images,
+/// stylesheets for images, images for nothing; a sitemap or feed gives up
+/// its own place before it queues more documents, a stylesheet before it
+/// queues the stylesheets it imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Document = 0,
+    Stylesheet = 1,
+    Image = 2,
+}
+
+/// Places per class: enough queued work to keep every host busy, little
+/// enough memory (an image waiting costs about 1.5 KB).
+const QUEUE_PLACES: [usize; 3] = [256, 256, 8192];
+
 impl Ctx {
     /// A body slot for work on `url`, once its host admits the work: one
     /// host with hundreds of queued resources holds at most twice its
     /// request places in slots, so the other hosts' work is never starved
     /// of them (the admission is released with the slot).
-    async fn slot_for(&self, url: &Url) -> (Admission, tokio::sync::SemaphorePermit<'_>) {
+    async fn slot_for(&self, url: &Url) -> Slot {
         let admission = self.fetcher.admit(url).await;
-        let slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        let slot = self.slots.clone().acquire_owned().await.expect("the semaphore is never closed");
         (admission, slot)
+    }
+
+    /// Waits for a place of queued work of `class`.
+    async fn place(&self, class: Class) -> Place {
+        self.queue[class as usize].clone().acquire_owned().await.expect("the semaphore is never closed")
     }
 
     /// Spawns a task the run waits for.
@@ -391,7 +424,8 @@ pub async fn run(
         history: writer.history(),
         writer: Arc::new(Mutex::new(writer)),
         tasks: TaskTracker::new(),
-        slots: tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2),
+        slots: Arc::new(tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2)),
+        queue: QUEUE_PLACES.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         parse_budget: parse::budget(),
         host_headers: Arc::new(opts.headers.iter().map(|(h, v)| (h.to_ascii_lowercase(), v.clone())).collect()),
         // Beside the archive: the spill is as big as the manifest's entries

@@ -3,7 +3,7 @@
 //! article), feed items, and every image and stylesheet an article or
 //! stylesheet references. Each resource is its own task.
 
-use super::{Ctx, Task};
+use super::{Class, Ctx, Place, Slot, Task};
 use crate::extract::media;
 use crate::extract::{self, RefKind};
 use crate::fetch::{Accept, Response};
@@ -29,7 +29,7 @@ impl Ctx {
     pub(super) async fn source(self: Arc<Self>, source: String) {
         if is_url(&source) {
             match Url::parse(&source) {
-                Ok(u) => self.document(u, vec![], 0).await,
+                Ok(u) => self.document(u, vec![], 0, None).await,
                 Err(e) => {
                     let i = self.push(Entry { url: source.clone(), kind: Some(Kind::Page), ..Default::default() });
                     self.fail(i, format!("not a valid URL: {e}"), None);
@@ -42,21 +42,45 @@ impl Ctx {
     }
 
     /// A document named by a source, a feed item or a sitemap: its kind is
-    /// judged from its content, not its URL. Boxed with an explicit `Send`
-    /// so that this recursive task type checks.
-    pub(super) fn document(self: Arc<Self>, url: Url, parents: Vec<String>, depth: usize) -> Task {
+    /// judged from its content, not its URL. `place`: its place of queued
+    /// work (a source has none). Boxed with an explicit `Send` so that this
+    /// recursive task type checks.
+    pub(super) fn document(
+        self: Arc<Self>,
+        url: Url,
+        parents: Vec<String>,
+        depth: usize,
+        place: Option<Place>,
+    ) -> Task {
         Box::pin(async move {
             let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
             let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
-            let _slot = self.slot_for(&url).await;
+            let slot = self.slot_for(&url).await;
             // Boxed so that a task waiting for its slot stays small: the large
             // fetch future exists only for resources in flight.
-            Box::pin(self.clone().document_work(i, url, depth)).await;
+            Box::pin(self.clone().document_work(i, url, depth, slot, place)).await;
             self.entries.finish(i);
         })
     }
 
-    pub(super) async fn document_work(self: Arc<Self>, i: usize, url: Url, depth: usize) {
+    /// Queues a document a sitemap or feed names, once a place is free.
+    async fn queue_document(self: &Arc<Self>, url: Url, parents: Vec<String>, depth: usize) {
+        let place = self.place(Class::Document).await;
+        self.spawn(self.clone().document(url, parents, depth, Some(place)));
+    }
+
+    /// Fetches and handles a document. The body slot is given up once the
+    /// body is stored, before what it names is queued; a sitemap or feed
+    /// also gives up its place, since the documents it queues need places
+    /// of the same class.
+    pub(super) async fn document_work(
+        self: Arc<Self>,
+        i: usize,
+        url: Url,
+        depth: usize,
+        slot: Slot,
+        place: Option<Place>,
+    ) {
         let mut req = self.request(url.clone(), Accept::Document);
         req.referrer_source = None; // a navigation typed or picked from a list: no referrer
         let prior = self.prior(&url);
@@ -73,7 +97,8 @@ impl Ctx {
             self.progress.add_article();
             self.update(i, |e| e.title = ex.title.clone());
             let parent = url.to_string();
-            self.queue_refs(ex, Some(resp.final_url), parent);
+            drop((resp.body, slot));
+            self.queue_refs(ex, Some(resp.final_url), parent).await;
             return;
         }
         if !self.body(i, &mut resp, reused).await {
@@ -88,11 +113,12 @@ impl Ctx {
                 if !self.store_into(i, body).await {
                     return;
                 }
+                drop((resp.body, slot, place));
                 match parsed {
                     Ok(f) => {
                         self.update(i, |e| e.title = f.title.clone());
                         for item in f.items {
-                            self.feed_item(i, &resp.final_url, item);
+                            self.feed_item(i, &resp.final_url, item).await;
                         }
                     }
                     Err(err) => self.fail(i, err.to_string(), None),
@@ -101,9 +127,10 @@ impl Ctx {
             feed::DocKind::Sitemap | feed::DocKind::SitemapIndex => {
                 self.update(i, |e| e.kind = Some(Kind::Page));
                 let parsed = sitemap::parse_sitemap(&resp.body, &resp.final_url);
-                if !self.store_into(i, resp.body.clone()).await {
+                if !self.store_into(i, resp.body).await {
                     return;
                 }
+                drop((slot, place));
                 match parsed {
                     Ok(s) if s.kind == sitemap::SitemapKind::Index && depth >= MAX_SITEMAP_DEPTH => self.fail(
                         i,
@@ -126,9 +153,7 @@ impl Ctx {
                             );
                         }
                         for loc in s.locs.into_iter().take(budget) {
-                            let c = self.clone();
-                            let parent = vec![url.to_string()];
-                            self.spawn(c.document(loc, parent, depth + 1));
+                            self.queue_document(loc, vec![url.to_string()], depth + 1).await;
                         }
                     }
                     Err(err) => self.fail(i, err.to_string(), None),
@@ -136,7 +161,7 @@ impl Ctx {
             }
             feed::DocKind::Html => {
                 self.progress.add_article();
-                self.article(i, resp).await;
+                self.article(i, resp, slot).await;
             }
             feed::DocKind::Other => {
                 self.update(i, |e| e.kind = Some(Kind::Page));
@@ -159,33 +184,29 @@ impl Ctx {
     /// Queues a feed item's page and, for full-content items, the images
     /// of its content; a content past the parse limits fails the feed's
     /// entry `feed_entry`.
-    pub(super) fn feed_item(self: &Arc<Self>, feed_entry: usize, feed_url: &Url, item: feed::FeedItem) {
+    pub(super) async fn feed_item(self: &Arc<Self>, feed_entry: usize, feed_url: &Url, item: feed::FeedItem) {
         let feed = feed_url.to_string();
         if let Some(link) = item.link.clone() {
-            let c = self.clone();
-            let parents = vec![feed.clone()];
-            self.spawn(c.document(link, parents, MAX_SITEMAP_DEPTH));
+            self.queue_document(link, vec![feed.clone()], MAX_SITEMAP_DEPTH).await;
         }
         // Full-content items: their images as a reader of the item's page
         // would load them, with the item link as referrer source.
         if let Some(html) = item.content_html {
-            let c = self.clone();
-            self.spawn(Box::pin(async move {
-                let ex = c.extract_document(html, &item.base, None).await;
-                let source = item.link.clone().or_else(|| Some(item.base.clone()));
-                let parent = item.link.as_ref().map(|l| l.to_string()).unwrap_or(feed);
-                if let Some(why) = ex.limit {
-                    c.fail(feed_entry, format!("content of item {parent}: {why}"), None);
-                }
-                for r in ex.refs.into_iter().filter(|r| r.kind == RefKind::Image) {
-                    c.spawn_image(r.url, source.clone(), r.policy, parent.clone());
-                }
-            }));
+            let ex = self.extract_document(html, &item.base, None).await;
+            let source = item.link.clone().or_else(|| Some(item.base.clone()));
+            let parent = item.link.as_ref().map(|l| l.to_string()).unwrap_or(feed);
+            if let Some(why) = ex.limit {
+                self.fail(feed_entry, format!("content of item {parent}: {why}"), None);
+            }
+            for r in ex.refs.into_iter().filter(|r| r.kind == RefKind::Image) {
+                self.queue_image(r.url, source.clone(), r.policy, parent.clone()).await;
+            }
         }
     }
 
-    /// Stores an article and queues everything it references.
-    pub(super) async fn article(self: &Arc<Self>, i: usize, resp: Response) {
+    /// Stores an article and queues everything it references (its body
+    /// and slot given up first).
+    pub(super) async fn article(self: &Arc<Self>, i: usize, resp: Response, slot: Slot) {
         let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
         let mut ex = self.extract_document(text, &resp.final_url, resp.referrer_policy).await;
         if self.opts.favicon && ex.limit.is_none() {
@@ -201,22 +222,27 @@ impl Ctx {
             // entry, and nothing cached, so a later version may read it
             // again. The references found (if any) are still fetched.
             self.fail(i, why, None);
-            self.queue_refs(ex, Some(resp.final_url), url);
+            drop((resp.body, slot));
+            self.queue_refs(ex, Some(resp.final_url), url).await;
             return;
         }
         if let Some(blob) = self.read(i, |e| e.blob) {
             self.cache_extract(blob, &resp, &ex);
         }
-        self.queue_refs(ex, Some(resp.final_url), url);
+        drop((resp.body, slot));
+        self.queue_refs(ex, Some(resp.final_url), url).await;
     }
 
-    /// Queues the images and stylesheets of an extracted document.
-    pub(super) fn queue_refs(self: &Arc<Self>, ex: extract::Extracted, source: Option<Url>, parent: String) {
+    /// Queues the images and stylesheets of an extracted document, each
+    /// once a place of its class is free.
+    pub(super) async fn queue_refs(self: &Arc<Self>, ex: extract::Extracted, source: Option<Url>, parent: String) {
         for r in ex.refs {
             match r.kind {
                 RefKind::Image if r.found_in == DEFAULT_ICON => {
                     let (c, parent) = (self.clone(), parent.clone());
+                    let place = self.place(Class::Image).await;
                     self.spawn(Box::pin(async move {
+                        let _place = place;
                         // One per origin, whichever pages ask, so its
                         // Referer is the origin's, not the first asker's:
                         // a re-run asks the same way whatever the order.
@@ -239,11 +265,12 @@ impl Ctx {
                         }
                     }));
                 }
-                RefKind::Image => self.spawn_image(r.url, source.clone(), r.policy, parent.clone()),
+                RefKind::Image => self.queue_image(r.url, source.clone(), r.policy, parent.clone()).await,
                 RefKind::Stylesheet => {
                     let (c, source, parent, doc_policy) =
                         (self.clone(), source.clone(), parent.clone(), ex.document_policy);
-                    self.spawn(c.stylesheet(r.url, source, r.policy, doc_policy, parent, 0));
+                    let place = self.place(Class::Stylesheet).await;
+                    self.spawn(c.stylesheet(r.url, source, r.policy, doc_policy, parent, 0, place));
                 }
                 // Fonts are not part of what an article shows; left for later.
                 RefKind::Font => {}
@@ -251,9 +278,14 @@ impl Ctx {
         }
     }
 
-    pub(super) fn spawn_image(self: &Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
+    /// Queues an image once a place is free.
+    pub(super) async fn queue_image(self: &Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
+        let place = self.place(Class::Image).await;
         let c = self.clone();
-        self.spawn(Box::pin(async move { c.image(url, source, policy, parent).await }));
+        self.spawn(Box::pin(async move {
+            c.image(url, source, policy, parent).await;
+            drop(place);
+        }));
     }
 
     pub(super) async fn image(self: Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
@@ -312,6 +344,7 @@ impl Ctx {
     /// A stylesheet: stored, then its `url()` images fetched with the
     /// stylesheet as referrer source and its own header policy (else the
     /// document's).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn stylesheet(
         self: Arc<Self>,
         url: Url,
@@ -320,25 +353,32 @@ impl Ctx {
         doc_policy: Policy,
         parent: String,
         depth: usize,
+        place: Place,
     ) -> Task {
         Box::pin(async move {
             let Some(i) = self.claim_ref(Kind::Stylesheet, &url, source.as_ref(), policy, parent) else { return };
-            let _slot = self.slot_for(&url).await;
+            let slot = self.slot_for(&url).await;
             // Boxed so that a task waiting for its slot stays small.
-            Box::pin(self.clone().stylesheet_work(i, url, source, policy, doc_policy, depth)).await;
+            let at = Position { depth, doc_policy };
+            Box::pin(self.clone().stylesheet_work(i, url, source, policy, at, slot, place)).await;
             self.entries.finish(i);
         })
     }
 
+    /// Fetches and stores a stylesheet, then queues its images (holding
+    /// its place) and the stylesheets it imports (having given it up).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn stylesheet_work(
         self: Arc<Self>,
         i: usize,
         url: Url,
         source: Option<Url>,
         policy: Policy,
-        doc_policy: Policy,
-        depth: usize,
+        at: Position,
+        slot: Slot,
+        place: Place,
     ) {
+        let Position { depth, doc_policy } = at;
         let mut req = self.request(url.clone(), Accept::Stylesheet);
         req.referrer_source = source;
         req.policy = policy;
@@ -356,17 +396,26 @@ impl Ctx {
         if let Some(why) = self.cap_references(&mut refs) {
             self.fail(i, format!("the stylesheet {why}"), None);
         }
-        for r in refs {
-            match r.kind {
-                RefKind::Image => self.spawn_image(r.url, Some(resp.final_url.clone()), r.policy, url.to_string()),
-                RefKind::Stylesheet if depth < MAX_IMPORT_DEPTH => {
-                    let (c, src, parent) = (self.clone(), Some(resp.final_url.clone()), url.to_string());
-                    self.spawn(c.stylesheet(r.url, src, r.policy, css_policy, parent, depth + 1));
-                }
-                _ => {}
-            }
+        drop(slot);
+        let (images, imports): (Vec<_>, Vec<_>) = refs.into_iter().partition(|r| r.kind == RefKind::Image);
+        for r in images {
+            self.queue_image(r.url, Some(resp.final_url.clone()), r.policy, url.to_string()).await;
+        }
+        drop(place);
+        for r in imports.into_iter().filter(|r| r.kind == RefKind::Stylesheet && depth < MAX_IMPORT_DEPTH) {
+            let (c, src, parent) = (self.clone(), Some(resp.final_url.clone()), url.to_string());
+            let place = self.place(Class::Stylesheet).await;
+            self.spawn(c.stylesheet(r.url, src, r.policy, css_policy, parent, depth + 1, place));
         }
     }
+}
+
+/// Where a stylesheet sits: how deep in `@import`s, and the policy of the
+/// document that linked it (the default for its own references).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Position {
+    depth: usize,
+    doc_policy: Policy,
 }
 
 /// `found_in` of the `/favicon.ico` a run asks for itself.

@@ -524,6 +524,12 @@ impl Index {
         Ok(())
     }
 
+    /// The database, for tests that damage it.
+    #[cfg(test)]
+    pub(crate) fn db_for_tests(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// Makes everything written so far durable.
     pub fn flush(&self) -> Result<(), IndexError> {
         self.db.flush()?;

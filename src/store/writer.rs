@@ -386,6 +386,23 @@ mod tests {
     }
 
     #[test]
+    fn an_index_of_older_records_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::open_or_init(dir.path()).unwrap();
+        let opts = WriteOptions { pack_target: 1000, zstd_level: 3 };
+        {
+            let mut w = Writer::open(&a, opts).unwrap();
+            w.add(b"kept").unwrap();
+            w.flush_pack().unwrap();
+            // What an index of the previous records looks like to this build.
+            w.index.db_for_tests().open_tree("meta").unwrap().insert("records", &[1]).unwrap();
+            w.index.flush().unwrap();
+        }
+        let mut w = Writer::open(&a, opts).unwrap();
+        assert!(!w.add(b"kept").unwrap().new, "the rebuilt index knows the packs");
+    }
+
+    #[test]
     fn dedup_within_and_across_sessions() {
         let dir = tempfile::tempdir().unwrap();
         let a = Archive::open_or_init(dir.path()).unwrap();
