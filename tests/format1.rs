@@ -97,7 +97,7 @@ fn a_format_1_archive_accepts_format_2_snapshots_beside_its_own() {
     let snaps = json(&root, &["snapshots", "--json"]);
     assert_eq!(snaps.as_array().unwrap().len(), 3);
     kura_ok(&root, &["verify", "--read-data"]);
-    assert_eq!(kura_ok(&root, &["cat", &id, &url::Url::from_file_path(&src).unwrap().to_string()]), "a local file");
+    assert_eq!(kura_ok(&root, &["cat", &id, url::Url::from_file_path(&src).unwrap().as_ref()]), "a local file");
     assert_eq!(cat(&root, FIRST, IMAGE), PNG);
     // Prune keeps every blob either format needs.
     kura_ok(&root, &["prune"]);
