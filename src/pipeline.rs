@@ -19,6 +19,7 @@ mod local;
 mod parse;
 mod placeholder;
 mod progress;
+mod seen;
 
 pub use progress::Progress;
 
@@ -32,7 +33,7 @@ use crate::store::manifest::{Entry, HopRecord, Kind, ManifestHeader};
 use crate::store::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
 use bytes::Bytes;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use tokio_util::task::TaskTracker;
@@ -168,11 +169,9 @@ struct Ctx {
     parse_budget: tokio::sync::Semaphore,
     /// In memory while in flight, then on disk (`entries`).
     entries: entries::Entries,
-    /// Fingerprint (128 bits of SHA-256) of each fetch key (kind, URL,
-    /// Referer) -> entry number, so a resource referenced many times is
-    /// fetched once and lists every parent. The one structure of a run
-    /// that grows with its entries: about 40 bytes each, not the keys.
-    seen: Mutex<HashMap<u128, usize>>,
+    /// Fetch keys claimed so far (`seen`), so a resource referenced many
+    /// times is fetched once and lists every parent.
+    seen: Mutex<seen::FetchKeys>,
     /// Entries a browser asks for on its own (`/favicon.ico`): a 404 or 410
     /// for one means the site has none, not that the archive lost it.
     optional: Mutex<HashSet<usize>>,
@@ -248,16 +247,17 @@ impl Ctx {
     /// Claims a fetch key; `None` if it was claimed before (the parent is
     /// then added to the existing entry).
     fn claim(&self, key: String, entry: Entry) -> Option<usize> {
-        let print = u128::from_le_bytes(BlobId::of(key.as_bytes()).as_bytes()[..16].try_into().expect("16 bytes"));
+        let mut entry = Some(entry);
         let mut seen = self.seen.lock().expect("no panics while held");
-        if let Some(&i) = seen.get(&print) {
-            drop(seen);
-            self.entries.late(i, entries::Late::Parents(entry.parents));
-            return None;
+        match seen.claim(&key, || self.push(entry.take().expect("claimed once"))) {
+            Ok(i) => Some(i),
+            Err(i) => {
+                drop(seen);
+                let parents = entry.map(|e| e.parents).unwrap_or_default();
+                self.entries.late(i, entries::Late::Parents(parents));
+                None
+            }
         }
-        let i = self.push(entry);
-        seen.insert(print, i);
-        Some(i)
     }
 
     /// Claims the fetch of a referenced resource. The same URL fetched with
@@ -431,7 +431,7 @@ pub async fn run(
         // Beside the archive: the spill is as big as the manifest's entries
         // uncompressed, and a temporary directory may be memory (tmpfs).
         entries: entries::Entries::new(archive.root()),
-        seen: Mutex::new(HashMap::new()),
+        seen: Mutex::new(seen::FetchKeys::new()),
         optional: Mutex::new(HashSet::new()),
         suspects: Mutex::new(placeholder::Suspects::default()),
         sitemap_urls: AtomicUsize::new(0),

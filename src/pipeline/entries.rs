@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 /// Bytes of records each sort holds in memory before writing a run.
-const SORT_BUFFER: usize = 16 << 20;
+const SORT_BUFFER: usize = 8 << 20;
 
 /// Longest error message an entry gathers from several problems.
 const MAX_ERROR_LEN: usize = 4096;

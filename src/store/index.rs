@@ -381,7 +381,7 @@ impl Index {
     pub fn open(path: &Path) -> Result<Index, IndexError> {
         // A small cache keeps the writer's memory bounded; lookups are point
         // reads that mostly hit the OS page cache anyway.
-        let db = sled::Config::new().path(path).cache_capacity(16 << 20).open()?;
+        let db = sled::Config::new().path(path).cache_capacity(8 << 20).open()?;
         let meta = db.open_tree("meta")?;
         match meta.get("records")? {
             Some(v) if v.as_ref() == [RECORDS_VERSION] => {}

@@ -116,6 +116,8 @@ impl PackBuilder {
     pub fn finish(mut self) -> (PackId, Vec<u8>, Vec<PackEntry>) {
         let trailer = encode_trailer(&self.entries);
         let id = PackId::of(&trailer);
+        // Grown once, to size, rather than doubled by the appends.
+        self.buf.reserve_exact(trailer.len() + FOOTER_LEN as usize);
         self.buf.extend_from_slice(&trailer);
         self.buf.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(&(trailer.len() as u32).to_le_bytes());

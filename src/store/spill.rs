@@ -12,9 +12,11 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Runs merged at once; past it, runs are first merged into bigger runs,
-/// since each open run holds a decoder window (128 KiB).
-const MAX_OPEN_RUNS: usize = 64;
+/// Runs merged at once: each open run holds a decoder (its window, 128 KiB,
+/// and context), so runs are merged in levels, as an LSM tree compacts:
+/// sixteen runs of one level become one run of the next, and every record
+/// is rewritten once a level (three times for a few GB of records).
+const FAN_IN: usize = 16;
 
 /// zstd window of the runs, as log2 bytes: small, so that many runs can be
 /// read at once.
@@ -33,7 +35,8 @@ pub struct Spill {
     buffer: usize,
     records: Vec<(Vec<u8>, Vec<u8>)>,
     bytes: usize,
-    runs: Vec<File>,
+    /// Sorted runs with their level, oldest first.
+    runs: Vec<(u32, File)>,
     count: u64,
 }
 
@@ -83,13 +86,19 @@ impl Spill {
         self.bytes = 0;
         records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let run = write_run(&self.dir, records.into_iter().map(Ok))?;
-        self.runs.push(run);
-        if self.runs.len() >= MAX_OPEN_RUNS {
-            // Merge them into one: the records stay sorted, and what is
-            // open at the end stays bounded however many records came.
-            let runs = std::mem::take(&mut self.runs);
-            let merged = write_run(&self.dir, Merge::new(runs)?)?;
-            self.runs.push(merged);
+        self.runs.push((0, run));
+        // Runs of one level are contiguous and their levels fall from the
+        // oldest to the newest, so the last FAN_IN runs are of one level
+        // whenever the last run's level appears FAN_IN times.
+        while self.runs.len() >= FAN_IN {
+            let level = self.runs[self.runs.len() - 1].0;
+            let start = self.runs.len() - FAN_IN;
+            if self.runs[start].0 != level {
+                break;
+            }
+            // Equal keys keep their order: older runs come first.
+            let merged = write_run(&self.dir, Merge::new(self.runs.drain(start..).map(|(_, f)| f).collect())?)?;
+            self.runs.push((level + 1, merged));
         }
         Ok(())
     }
@@ -104,7 +113,8 @@ impl Spill {
         if !self.records.is_empty() {
             self.write_run()?;
         }
-        Ok(Sorted::Merge(Merge::new(self.runs)?))
+        // At most FAN_IN - 1 runs of each level are left.
+        Ok(Sorted::Merge(Merge::new(self.runs.into_iter().map(|(_, f)| f).collect())?))
     }
 }
 
@@ -252,9 +262,18 @@ mod tests {
     }
 
     #[test]
-    fn many_runs_are_merged_in_steps() {
-        // One record per run: past MAX_OPEN_RUNS runs are merged early.
+    fn many_runs_are_merged_in_levels() {
+        // One record per run: runs are merged sixteen at a time, in levels.
         let records: Vec<_> = (0..500u32).rev().map(|i| (i.to_be_bytes().to_vec(), vec![i as u8; 3])).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spill::new(dir.path(), 1);
+        for (k, v) in &records {
+            s.push(k.clone(), v.clone()).unwrap();
+            assert!(s.runs.len() < 3 * FAN_IN, "{} runs open", s.runs.len());
+        }
+        // 500 = 1 x 256 + 15 x 16 + 4: levels 2, 1 (x15) and 0 (x4).
+        let levels: Vec<u32> = s.runs.iter().map(|(l, _)| *l).collect();
+        assert_eq!(levels, [[2].as_slice(), &[1; 15], &[0; 4]].concat());
         let out = sorted(&records, 1);
         assert_eq!(out.len(), 500);
         assert!(out.windows(2).all(|w| w[0].0 < w[1].0));

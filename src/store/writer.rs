@@ -22,6 +22,12 @@ use crate::store::pack::{self, PackBuilder, PackEntry};
 use std::collections::{HashMap, HashSet};
 use std::io::{Seek, SeekFrom};
 
+/// Blobs per pack, at most: what a pack's blobs cost in memory until it is
+/// written (its trailer, the pending map, the index batch) is per blob, so
+/// a pack of tiny images closes by count long before its size (measured:
+/// 210,000 images of 80 bytes in one 16 MiB pack cost 120 MB at commit).
+const MAX_PACK_BLOBS: usize = 8192;
+
 /// Tuning of a writer.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteOptions {
@@ -260,7 +266,7 @@ impl Writer {
     fn push(&mut self, blob: EncodedBlob) -> Result<u64, ArchiveError> {
         let e = self.pack.push(&blob);
         self.pending.insert(blob.id, e);
-        if self.pack.len() >= self.options.pack_target {
+        if self.pack.len() >= self.options.pack_target || self.pending.len() >= MAX_PACK_BLOBS {
             self.flush_pack()?;
         }
         Ok(e.stored_len)
