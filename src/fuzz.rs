@@ -129,7 +129,17 @@ pub fn blob(data: &[u8]) {
 /// A manifest as `kura ls` reads it, named by its own hash so the checks
 /// past the name are reached.
 pub fn manifest(data: &[u8]) {
-    if let Ok(m) = Manifest::decode(&SnapshotId::of(data).to_hex(), data) {
+    // Format 2 is named by its root's hash, found through the footer.
+    let root = (data.len() >= 40 && data.get(8) == Some(&2))
+        .then(|| {
+            let footer = &data[data.len() - 24..];
+            let offset = usize::try_from(u64::from_le_bytes(footer[..8].try_into().ok()?)).ok()?;
+            let len = usize::try_from(u64::from_le_bytes(footer[8..16].try_into().ok()?)).ok()?;
+            data.get(offset..offset.checked_add(len)?)
+        })
+        .flatten();
+    let name = SnapshotId::of(root.unwrap_or(data)).to_hex();
+    if let Ok(m) = Manifest::decode(&name, data) {
         let _ = m.failures().count();
     }
 }

@@ -253,8 +253,10 @@ impl Ctx {
             Ok(i) => Some(i),
             Err(i) => {
                 drop(seen);
-                let parents = entry.map(|e| e.parents).unwrap_or_default();
-                self.entries.late(i, entries::Late::Parents(parents));
+                // A claim of the same key names the same URL.
+                if let Some(e) = entry {
+                    self.entries.add_parents(i, &e.url, e.parents);
+                }
                 None
             }
         }

@@ -2,13 +2,13 @@
 //! disk, so a run of millions of resources holds only what it is working
 //! on. An entry leaves memory once its task is done and nothing waits to
 //! change it (a placeholder verdict pins the entries it may rewrite); what
-//! reaches it later (another parent, a failure found in a feed item's
-//! content, a placeholder flag) is written as a change of its own and
-//! applied when the manifest is written.
+//! reaches it later is a change of its own, applied when the manifest is
+//! written: another parent (common: a logo every page shows) goes to disk
+//! beside the entry, under the same URL; a failure found in a feed item's
+//! content or a placeholder verdict (rare) waits in memory.
 //!
-//! At the end the entries come back sorted by URL in two external sorts:
-//! by entry number, to apply the later changes in order, then by URL, the
-//! manifest's order.
+//! At the end the entries come back sorted by URL, the manifest's order,
+//! from one external sort keyed by URL, entry number and record number.
 
 use crate::store::manifest::Entry;
 use crate::store::spill::Spill;
@@ -17,6 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 /// Bytes of records each sort holds in memory before writing a run.
 const SORT_BUFFER: usize = 8 << 20;
@@ -73,11 +75,11 @@ impl Late {
     }
 }
 
-/// What the spill sorted by entry number holds.
+/// What the spill holds: an entry, or parents added after it left memory.
 #[derive(Serialize, Deserialize)]
 enum Record {
     Entry(Box<Entry>),
-    Late(Late),
+    Parents(Vec<String>),
 }
 
 struct Open {
@@ -93,21 +95,75 @@ struct Inner {
     next: usize,
     /// Entries left out of the manifest (a favicon the site does not have).
     dropped: HashSet<usize>,
-    spill: Spill,
+    /// Failures and placeholder flags for entries already on disk.
+    rare: HashMap<usize, Vec<Late>>,
     seq: u64,
-    /// The first error writing to disk: the run then ends without a snapshot.
-    error: Option<io::Error>,
 }
+
+/// Records waiting for the spill.
+const CHANNEL: usize = 4096;
+
+type SpillRecord = (Vec<u8>, Vec<u8>);
 
 /// The entries of one run.
 pub(super) struct Entries {
     inner: Mutex<Inner>,
+    /// Records go to the spill through a thread of its own, so no task
+    /// waits for a sort or the disk while others wait for the lock (the
+    /// channel is bounded: a slow disk slows the run, memory stays put).
+    tx: Mutex<Option<SyncSender<SpillRecord>>>,
+    spill: Mutex<Option<JoinHandle<io::Result<Spill>>>>,
 }
 
 impl Entries {
     /// Entries whose spilled records go to unnamed files in `dir`.
     pub(super) fn new(dir: &Path) -> Entries {
-        Entries { inner: Mutex::new(Inner::new(dir)) }
+        let (tx, rx) = sync_channel::<SpillRecord>(CHANNEL);
+        let spill_dir = dir.to_path_buf();
+        let spill = std::thread::Builder::new()
+            .name("kura-spill".into())
+            .spawn(move || {
+                let mut spill = Spill::new(&spill_dir, SORT_BUFFER);
+                let mut error = None;
+                // Drained to the end even after an error, so senders never block.
+                for (k, v) in rx {
+                    if error.is_none()
+                        && let Err(e) = spill.push(k, v)
+                    {
+                        error = Some(e);
+                    }
+                }
+                error.map_or(Ok(spill), Err)
+            })
+            .expect("a thread starts");
+        Entries {
+            inner: Mutex::new(Inner {
+                open: HashMap::new(),
+                next: 0,
+                dropped: HashSet::new(),
+                rare: HashMap::new(),
+                seq: 0,
+            }),
+            tx: Mutex::new(Some(tx)),
+            spill: Mutex::new(Some(spill)),
+        }
+    }
+
+    /// Sends a record (numbered `seq`) of entry `i`, whose URL is `url`,
+    /// to the spill; after [`Entries::take_sorted`] there is none, and
+    /// records are dropped.
+    fn write(&self, url: &str, i: usize, seq: u64, record: Record) {
+        let mut key = Vec::with_capacity(url.len() + 17);
+        key.extend_from_slice(url.as_bytes());
+        // URLs hold no NUL, so this ends the URL part of the key.
+        key.push(0);
+        key.extend_from_slice(&(i as u64).to_be_bytes());
+        key.extend_from_slice(&seq.to_be_bytes());
+        let value = serde_json::to_vec(&record).expect("entries serialise");
+        if let Some(tx) = self.tx.lock().expect("no panics while held").as_ref() {
+            // Fails only when the spill thread is gone, which take_sorted reports.
+            let _ = tx.send((key, value));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -138,7 +194,8 @@ impl Entries {
     }
 
     /// A change that may come after the entry left memory; true when it
-    /// gave an entry still in memory its first error.
+    /// gave an entry still in memory its first error (for one on disk, when
+    /// it is a failure).
     pub(super) fn late(&self, i: usize, change: Late) -> bool {
         let mut inner = self.lock();
         if let Some(o) = inner.open.get_mut(&i) {
@@ -148,8 +205,24 @@ impl Entries {
             return false;
         }
         let first_error = matches!(change, Late::Fail(..));
-        inner.write(i, Record::Late(change));
+        inner.rare.entry(i).or_default().push(change);
         first_error
+    }
+
+    /// More parents of entry `i`, whose URL is `url`.
+    pub(super) fn add_parents(&self, i: usize, url: &str, parents: Vec<String>) {
+        let seq = {
+            let mut inner = self.lock();
+            if let Some(o) = inner.open.get_mut(&i) {
+                Late::Parents(parents).apply(&mut o.entry);
+                return;
+            }
+            if inner.dropped.contains(&i) {
+                return;
+            }
+            inner.next_seq()
+        };
+        self.write(url, i, seq, Record::Parents(parents));
     }
 
     /// Leaves the entry out of the manifest.
@@ -161,11 +234,16 @@ impl Entries {
 
     /// Its task has ended: the entry is written out unless pinned.
     pub(super) fn finish(&self, i: usize) {
-        let mut inner = self.lock();
-        if let Some(o) = inner.open.get_mut(&i) {
-            o.done = true;
+        let idle = {
+            let mut inner = self.lock();
+            if let Some(o) = inner.open.get_mut(&i) {
+                o.done = true;
+            }
+            inner.take_if_idle(i)
+        };
+        if let Some((seq, e)) = idle {
+            self.write(&e.url.clone(), i, seq, Record::Entry(Box::new(e)));
         }
-        inner.write_out_if_idle(i);
     }
 
     /// Keeps the entry in memory until [`Entries::unpin`].
@@ -177,11 +255,16 @@ impl Entries {
 
     /// Ends a [`Entries::pin`].
     pub(super) fn unpin(&self, i: usize) {
-        let mut inner = self.lock();
-        if let Some(o) = inner.open.get_mut(&i) {
-            o.pins = o.pins.saturating_sub(1);
+        let idle = {
+            let mut inner = self.lock();
+            if let Some(o) = inner.open.get_mut(&i) {
+                o.pins = o.pins.saturating_sub(1);
+            }
+            inner.take_if_idle(i)
+        };
+        if let Some((seq, e)) = idle {
+            self.write(&e.url.clone(), i, seq, Record::Entry(Box::new(e)));
         }
-        inner.write_out_if_idle(i);
     }
 
     /// Entries in memory now.
@@ -191,91 +274,93 @@ impl Entries {
     }
 
     /// Every entry, with its later changes applied, sorted by URL (entries
-    /// of one URL in the order they were added).
-    /// Takes them all out, leaving none.
+    /// of one URL in the order they were added). Once, at the end of a run:
+    /// records that come later are dropped.
     pub(super) fn take_sorted(&self) -> io::Result<impl Iterator<Item = io::Result<Entry>> + Send + use<>> {
-        let mut inner = {
-            let mut guard = self.lock();
-            let dir = guard.spill.dir().to_path_buf();
-            std::mem::replace(&mut *guard, Inner::new(&dir))
+        let (mut rest, rare) = {
+            let mut inner = self.lock();
+            let rest: Vec<_> = inner.open.drain().collect();
+            let rest: Vec<_> = rest.into_iter().map(|(i, o)| (i, inner.next_seq(), o.entry)).collect();
+            (rest, std::mem::take(&mut inner.rare))
         };
-        let mut rest: Vec<_> = inner.open.drain().collect();
-        rest.sort_by_key(|(i, _)| *i);
-        for (i, o) in rest {
-            inner.write(i, Record::Entry(Box::new(o.entry)));
+        rest.sort_by_key(|(i, _, _)| *i);
+        for (i, seq, e) in rest {
+            self.write(&e.url.clone(), i, seq, Record::Entry(Box::new(e)));
         }
-        if let Some(e) = inner.error.take() {
-            return Err(e);
-        }
-        let dir = inner.spill.dir().to_path_buf();
-        let mut by_url = Spill::new(&dir, SORT_BUFFER);
-        let mut current: Option<(u64, Entry)> = None;
-        let put = |by_url: &mut Spill, (i, e): (u64, Entry)| -> io::Result<()> {
-            let mut key = Vec::with_capacity(e.url.len() + 9);
-            key.extend_from_slice(e.url.as_bytes());
-            // URLs hold no NUL, so this ends the URL part of the key.
-            key.push(0);
-            key.extend_from_slice(&i.to_be_bytes());
-            by_url.push(key, serde_json::to_vec(&e).map_err(io::Error::other)?)
-        };
-        for r in inner.spill.finish()? {
-            let (key, value) = r?;
-            let i = u64::from_be_bytes(key[..8].try_into().expect("keys are 16 bytes"));
-            match serde_json::from_slice(&value).map_err(io::Error::other)? {
-                Record::Entry(e) => {
-                    if let Some(done) = current.replace((i, *e)) {
-                        put(&mut by_url, done)?;
-                    }
+        drop(self.tx.lock().expect("no panics while held").take());
+        let spill = self.spill.lock().expect("no panics while held").take();
+        let spill = spill.ok_or_else(|| io::Error::other("the entries were taken already"))?;
+        let spill = spill.join().map_err(|_| io::Error::other("the spill thread panicked"))??;
+        Ok(Joined { records: spill.finish()?.peekable(), rare })
+    }
+}
+
+/// Entries with their later changes, from records sorted by (URL, entry
+/// number, record number): an entry's record comes before its parents'.
+struct Joined<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> {
+    records: std::iter::Peekable<I>,
+    rare: HashMap<usize, Vec<Late>>,
+}
+
+/// The entry number in a spill key (URL, NUL, entry number, record number).
+fn entry_number(key: &[u8]) -> Option<&[u8]> {
+    key.len().checked_sub(16).map(|n| &key[..n + 8])
+}
+
+impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> {
+    type Item = io::Result<Entry>;
+
+    fn next(&mut self) -> Option<io::Result<Entry>> {
+        loop {
+            let (key, value) = match self.records.next()? {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            };
+            let mut e = match serde_json::from_slice(&value) {
+                Ok(Record::Entry(e)) => *e,
+                // Parents of an entry left out of the manifest.
+                Ok(Record::Parents(_)) => continue,
+                Err(err) => return Some(Err(io::Error::other(err))),
+            };
+            let this = entry_number(&key).map(<[u8]>::to_vec);
+            while let Some(Ok((next, _))) = self.records.peek() {
+                if entry_number(next).map(<[u8]>::to_vec) != this {
+                    break;
                 }
-                // Changes sort after their entry; one without (an entry
-                // left out) changes nothing.
-                Record::Late(change) => {
-                    if let Some((j, e)) = &mut current
-                        && *j == i
-                    {
-                        change.apply(e);
+                let (_, value) = self.records.next().expect("peeked").expect("peeked Ok");
+                match serde_json::from_slice(&value) {
+                    Ok(Record::Parents(p)) => {
+                        Late::Parents(p).apply(&mut e);
                     }
+                    Ok(Record::Entry(_)) => return Some(Err(io::Error::other("an entry was written out twice"))),
+                    Err(err) => return Some(Err(io::Error::other(err))),
                 }
             }
+            let i = this
+                .as_deref()
+                .map_or(0, |k| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes")) as usize);
+            for change in self.rare.remove(&i).unwrap_or_default() {
+                change.apply(&mut e);
+            }
+            return Some(Ok(e));
         }
-        if let Some(done) = current {
-            put(&mut by_url, done)?;
-        }
-        Ok(by_url.finish()?.map(|r| r.and_then(|(_, v)| serde_json::from_slice(&v).map_err(io::Error::other))))
     }
 }
 
 impl Inner {
-    fn new(dir: &Path) -> Inner {
-        Inner {
-            open: HashMap::new(),
-            next: 0,
-            dropped: HashSet::new(),
-            spill: Spill::new(dir, SORT_BUFFER),
-            seq: 0,
-            error: None,
-        }
-    }
-
-    fn write_out_if_idle(&mut self, i: usize) {
-        if self.open.get(&i).is_some_and(|o| o.done && o.pins == 0) {
-            let o = self.open.remove(&i).expect("checked above");
-            self.write(i, Record::Entry(Box::new(o.entry)));
-        }
-    }
-
-    fn write(&mut self, i: usize, record: Record) {
-        if self.error.is_some() {
-            return;
-        }
-        let mut key = Vec::with_capacity(16);
-        key.extend_from_slice(&(i as u64).to_be_bytes());
-        key.extend_from_slice(&self.seq.to_be_bytes());
+    fn next_seq(&mut self) -> u64 {
         self.seq += 1;
-        let value = serde_json::to_vec(&record).expect("entries serialise");
-        if let Err(e) = self.spill.push(key, value) {
-            self.error = Some(e);
+        self.seq
+    }
+
+    /// The entry with a number for its record, if its task ended and
+    /// nothing pins it.
+    fn take_if_idle(&mut self, i: usize) -> Option<(u64, Entry)> {
+        if !self.open.get(&i).is_some_and(|o| o.done && o.pins == 0) {
+            return None;
         }
+        let o = self.open.remove(&i).expect("checked above");
+        Some((self.next_seq(), o.entry))
     }
 }
 
@@ -305,7 +390,7 @@ mod tests {
         // Changes after an entry left memory, in order.
         assert!(e.late(b, Late::Fail("first".into(), Some(403))));
         e.late(b, Late::Fail("second".into(), None));
-        e.late(b, Late::Parents(vec!["p1".into(), "p0".into()]));
+        e.add_parents(b, "https://b.example/", vec!["p1".into(), "p0".into()]);
         e.late(a, Late::Placeholder);
         // In memory: applied at once.
         assert!(e.late(c, Late::Fail("c".into(), None)));
@@ -334,7 +419,8 @@ mod tests {
         e.unpin(a);
         assert_eq!(e.read(a, |x| x.url.clone()), None);
         e.drop_entry(b);
-        assert!(!e.late(b, Late::Parents(vec!["x".into()])));
+        e.add_parents(b, "https://a.example/2", vec!["x".into()]);
+        assert!(!e.late(b, Late::Fail("gone".into(), None)));
         let out = sorted(e);
         assert_eq!(out.len(), 1);
         assert!(out[0].placeholder);

@@ -298,7 +298,7 @@ impl Archive {
         if let ReaderInner::Whole(h, _, entries) = r.inner {
             return Ok(Manifest::from_parts(h, entries));
         }
-        let mut entries = Vec::with_capacity(r.summary().entries.min(1 << 20) as usize);
+        let mut entries = Vec::with_capacity(r.summary().entries.min(1 << 16) as usize);
         r.for_each(|(e, _)| {
             entries.push(e);
             Ok(())

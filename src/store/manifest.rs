@@ -377,7 +377,7 @@ impl Manifest {
             }
             let file = InMemory(bytes);
             let root = chunked::Root::read(name, bytes.len() as u64, &file)?;
-            let mut entries = Vec::with_capacity(root.summary.entries.min(1 << 20) as usize);
+            let mut entries = Vec::with_capacity(root.summary.entries.min(1 << 16) as usize);
             for i in 0..root.chunks.len() {
                 entries.extend(root.chunk(name, i, &file)?.into_iter().map(|(e, _)| e));
             }

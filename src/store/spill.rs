@@ -70,11 +70,6 @@ impl Spill {
         Ok(())
     }
 
-    /// Where its runs are written.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Records pushed so far.
     #[cfg(test)]
     pub fn len(&self) -> u64 {

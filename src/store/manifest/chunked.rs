@@ -239,7 +239,8 @@ impl Root {
             return Err(ManifestError::Chunk { id: name.to_string(), chunk: i });
         }
         let raw = decode_frame(&stored, c.raw_length, &what)?;
-        let mut lines = Vec::with_capacity(c.entries as usize);
+        // The count is the root's word; the capacity is only a hint.
+        let mut lines = Vec::with_capacity(c.entries.min(CHUNK_ENTRIES as u64) as usize);
         for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             lines.push(serde_json::from_slice(line).map_err(|e| what(format!("unreadable entry: {e}")))?);
         }
