@@ -5,6 +5,11 @@
 //! pack written and fsynced -> index entries -> index flushed ->
 //! manifest written (fsync, rename) -> catalog entry -> index flushed.
 //!
+//! The URLs' records are updated while the manifest streams out, before
+//! it is renamed into place: they point only at blobs already durable, so
+//! a crash then leaves records of a run without a snapshot, which the next
+//! run uses as it would any (validators, freshness), never missing data.
+//!
 //! A crash leaves at worst packs no manifest references (reused by the next
 //! run's dedup, removed by prune) and index entries that lag the files,
 //! which [`Writer::open`] reconciles from the packs and manifests.
