@@ -270,3 +270,30 @@ impl Ctx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_seen_once_are_forgotten_oldest_first_and_only_those() {
+        let mut s = Suspects::default();
+        let key = |n: usize| ("https://cdn.example".to_string(), BlobId::of(&n.to_le_bytes()));
+        // An Open suspect is evidence in progress: never forgotten.
+        s.map.insert(
+            key(0),
+            Suspect::Open { waiting: vec![(0, "/a".into())], tested: vec![], cleared: vec![], testing: false },
+        );
+        s.order.push_back(key(0));
+        for n in 1..=MAX_SEEN + 3 {
+            s.map.insert(key(n), Suspect::Seen { path: format!("/{n}"), waiting: vec![n, n + 100_000] });
+            s.order.push_back(key(n));
+        }
+        let freed = s.forget_oldest();
+        assert_eq!(freed, [1, 100_001, 2, 100_002, 3, 100_003, 4, 100_004]);
+        assert_eq!(s.map.len(), MAX_SEEN);
+        assert!(matches!(s.map.get(&key(0)), Some(Suspect::Open { .. })));
+        assert!(s.map.contains_key(&key(5)));
+        assert!(s.forget_oldest().is_empty());
+    }
+}
