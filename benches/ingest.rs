@@ -79,13 +79,15 @@ fn ingest(archive_dir: &Path, src: &Path) -> Archive {
     let entries = kura::sources::archive_files(&mut w, &[src.to_path_buf()], 2, &|_| {}).unwrap();
     let now = chrono::Utc::now();
     let m = Manifest {
-        version: 1,
-        job: "bench".into(),
-        started: now,
-        finished: now,
-        hostname: String::new(),
-        sources: vec![],
-        tags: vec![],
+        header: kura::store::ManifestHeader {
+            version: 1,
+            job: "bench".into(),
+            started: now,
+            finished: now,
+            hostname: String::new(),
+            sources: vec![],
+            tags: vec![],
+        },
         entries,
     };
     w.commit(&m).unwrap();

@@ -110,13 +110,15 @@ fn jobs_shows_last_run_failures_and_never_run() {
             });
         }
         let m = Manifest {
-            version: 1,
-            job: job.into(),
-            started,
-            finished: started + Duration::milliseconds(12_500),
-            hostname: "h".into(),
-            sources: vec![],
-            tags: vec![],
+            header: kura::store::ManifestHeader {
+                version: 1,
+                job: job.into(),
+                started,
+                finished: started + Duration::milliseconds(12_500),
+                hostname: "h".into(),
+                sources: vec![],
+                tags: vec![],
+            },
             entries,
         };
         let id = w.commit(&m).unwrap();

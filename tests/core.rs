@@ -14,13 +14,15 @@ fn archive_paths(root: &Path, paths: &[PathBuf]) -> (kura::store::SnapshotId, Ma
     let mut w = Writer::open(&archive, WriteOptions { pack_target: 256 << 10, zstd_level: 3 }).unwrap();
     let entries = kura::sources::archive_files(&mut w, paths, 2, &|_| {}).unwrap();
     let m = Manifest {
-        version: 1,
-        job: "test".into(),
-        started: chrono::Utc::now(),
-        finished: chrono::Utc::now(),
-        hostname: String::new(),
-        sources: vec![],
-        tags: vec![],
+        header: kura::store::ManifestHeader {
+            version: 1,
+            job: "test".into(),
+            started: chrono::Utc::now(),
+            finished: chrono::Utc::now(),
+            hostname: String::new(),
+            sources: vec![],
+            tags: vec![],
+        },
         entries,
     };
     let id = w.commit(&m).unwrap();

@@ -36,7 +36,7 @@ fn daemon(cfg: &Path) -> Child {
 
 fn snapshots_of(root: &Path, job: &str) -> Vec<kura::store::Manifest> {
     match Archive::open(root) {
-        Ok(a) => a.snapshots().unwrap().0.into_iter().map(|(_, m)| m).filter(|m| m.job == job).collect(),
+        Ok(a) => a.snapshots().unwrap().0.into_iter().map(|(_, m)| m).filter(|m| m.header.job == job).collect(),
         Err(_) => vec![],
     }
 }
@@ -110,7 +110,7 @@ async fn daemon_runs_on_schedule_and_stops_cleanly_on_sigterm() {
     let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(60))).await.unwrap();
     assert!(status.success(), "{status:?}");
     // Runs of one job never overlap.
-    let mut runs: Vec<_> = snapshots_of(&root, "site").iter().map(|m| (m.started, m.finished)).collect();
+    let mut runs: Vec<_> = snapshots_of(&root, "site").iter().map(|m| (m.header.started, m.header.finished)).collect();
     runs.sort();
     for w in runs.windows(2) {
         assert!(w[0].1 <= w[1].0, "overlapping runs {w:?}");
@@ -130,13 +130,15 @@ fn missed_run_is_made_once_after_downtime_and_double_signal_exits_at_once() {
         let mut w = kura::store::Writer::open(&archive, Default::default()).unwrap();
         let long_ago = chrono::Utc::now() - chrono::Duration::days(730);
         let m = kura::store::Manifest {
-            version: 1,
-            job: "site".into(),
-            started: long_ago,
-            finished: long_ago,
-            hostname: String::new(),
-            sources: vec![],
-            tags: vec![],
+            header: kura::store::ManifestHeader {
+                version: 1,
+                job: "site".into(),
+                started: long_ago,
+                finished: long_ago,
+                hostname: String::new(),
+                sources: vec![],
+                tags: vec![],
+            },
             entries: vec![],
         };
         w.commit(&m).unwrap();

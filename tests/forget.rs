@@ -36,13 +36,15 @@ fn snapshot(root: &Path, job: &str, started: DateTime<Utc>, tags: &[&str], files
     let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
     let entries: Vec<Entry> = kura::sources::archive_files(&mut w, files, 2, &|_| {}).unwrap();
     let m = Manifest {
-        version: 1,
-        job: job.into(),
-        started,
-        finished: started + Duration::seconds(42),
-        hostname: "test".into(),
-        sources: files.iter().map(|f| f.display().to_string()).collect(),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
+        header: kura::store::ManifestHeader {
+            version: 1,
+            job: job.into(),
+            started,
+            finished: started + Duration::seconds(42),
+            hostname: "test".into(),
+            sources: files.iter().map(|f| f.display().to_string()).collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        },
         entries,
     };
     w.commit(&m).unwrap()

@@ -369,13 +369,15 @@ fn commit(archive: &Archive, entries: &[(&str, Kind, Option<&[u8]>)]) -> String 
     }
     let now = chrono::Utc::now();
     let m = Manifest {
-        version: 1,
-        job: "t".into(),
-        started: now,
-        finished: now,
-        hostname: String::new(),
-        sources: vec![],
-        tags: vec![],
+        header: kura::store::ManifestHeader {
+            version: 1,
+            job: "t".into(),
+            started: now,
+            finished: now,
+            hostname: String::new(),
+            sources: vec![],
+            tags: vec![],
+        },
         entries: list,
     };
     w.commit(&m).unwrap().to_hex()

@@ -183,7 +183,7 @@ fn write_all(
         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         return Ok((report, cdxj));
     }
-    let mut zip = wacz::ZipWriter::new(out, manifest.finished);
+    let mut zip = wacz::ZipWriter::new(out, manifest.header.finished);
     zip.begin_entry("archive/data.warc.gz")?;
     let mut ex = Exporter::new(&mut zip, snapshot, "data.warc.gz", opts.level, true);
     ex.snapshot(archive, index, snapshot, manifest)?;
@@ -201,8 +201,8 @@ fn write_all(
         wacz::Resource::of("indexes/index.cdxj", &cdxj),
         wacz::Resource::of("pages/pages.jsonl", &pages_bytes),
     ];
-    let title = format!("Kura snapshot {} ({})", snapshot.short(), manifest.job);
-    let dp = wacz::datapackage(&title, manifest.finished, None, &resources);
+    let title = format!("Kura snapshot {} ({})", snapshot.short(), manifest.header.job);
+    let dp = wacz::datapackage(&title, manifest.header.finished, None, &resources);
     zip.add("datapackage.json", &dp)?;
     zip.add("datapackage-digest.json", &wacz::datapackage_digest(&dp))?;
     zip.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -294,16 +294,16 @@ impl<W: Write> Exporter<W> {
             ("software", format!("Kura/{}", env!("CARGO_PKG_VERSION"))),
             ("format", "WARC File Format 1.1".into()),
             ("conformsTo", "http://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/".into()),
-            ("isPartOf", m.job.clone()),
+            ("isPartOf", m.header.job.clone()),
             ("description", format!("Kura snapshot {snapshot}")),
             ("kura-snapshot", snapshot.to_hex()),
-            ("kura-job", m.job.clone()),
-            ("kura-started", m.started.to_rfc3339()),
-            ("kura-finished", m.finished.to_rfc3339()),
-            ("hostname", m.hostname.clone()),
+            ("kura-job", m.header.job.clone()),
+            ("kura-started", m.header.started.to_rfc3339()),
+            ("kura-finished", m.header.finished.to_rfc3339()),
+            ("hostname", m.header.hostname.clone()),
         ];
         let info: Vec<(String, String)> = info.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let mut r = Record::new("warcinfo", &self.id(), m.finished)
+        let mut r = Record::new("warcinfo", &self.id(), m.header.finished)
             .field("WARC-Filename", self.filename.clone())
             .field("Content-Type", "application/warc-fields");
         // warc-fields is an HTTP-like head without a first line.
@@ -331,7 +331,7 @@ impl<W: Write> Exporter<W> {
                     continue;
                 }
             };
-            let date = e.fetched_at.unwrap_or(m.started);
+            let date = e.fetched_at.unwrap_or(m.header.started);
             self.report.payload_bytes += body.len() as u64;
             if matches!(url.scheme(), "http" | "https") {
                 self.http_entry(e, &url, blob, &body, date)?;

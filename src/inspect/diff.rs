@@ -132,13 +132,15 @@ mod tests {
 
     fn manifest(entries: Vec<Entry>) -> Manifest {
         Manifest {
-            version: 1,
-            job: "t".into(),
-            started: Utc::now(),
-            finished: Utc::now(),
-            hostname: String::new(),
-            sources: vec![],
-            tags: vec![],
+            header: crate::store::ManifestHeader {
+                version: 1,
+                job: "t".into(),
+                started: Utc::now(),
+                finished: Utc::now(),
+                hostname: String::new(),
+                sources: vec![],
+                tags: vec![],
+            },
             entries,
         }
     }

@@ -70,8 +70,8 @@ fn last_runs(root: &std::path::Path) -> HashMap<String, DateTime<Utc>> {
         && let Ok((snapshots, _)) = archive.snapshots()
     {
         for (_, m) in snapshots {
-            let t = last.entry(m.job.clone()).or_insert(m.started);
-            *t = (*t).max(m.started);
+            let t = last.entry(m.header.job.clone()).or_insert(m.header.started);
+            *t = (*t).max(m.header.started);
         }
     }
     last

@@ -80,7 +80,12 @@ pub fn forget(
     let (ok, bad) = archive.snapshots()?;
     let infos: Vec<SnapshotInfo> = ok
         .iter()
-        .map(|(id, m)| SnapshotInfo { id: *id, job: m.job.clone(), started: m.started, tags: m.tags.clone() })
+        .map(|(id, m)| SnapshotInfo {
+            id: *id,
+            job: m.header.job.clone(),
+            started: m.header.started,
+            tags: m.header.tags.clone(),
+        })
         .collect();
     let mut described = std::collections::HashMap::new();
     let decisions = retention::apply(&infos, |job| {

@@ -89,7 +89,7 @@ pub fn status(config: &Config, root: &std::path::Path, now: DateTime<Utc>) -> Re
         .jobs
         .iter()
         .map(|job| {
-            let mine: Vec<_> = snapshots.iter().filter(|(_, m)| m.job == job.name).collect();
+            let mine: Vec<_> = snapshots.iter().filter(|(_, m)| m.header.job == job.name).collect();
             // `snapshots()` is oldest first.
             let last = mine.last().map(|(id, m)| {
                 let mut kinds = BTreeMap::new();
@@ -98,9 +98,9 @@ pub fn status(config: &Config, root: &std::path::Path, now: DateTime<Utc>) -> Re
                 }
                 LastRun {
                     snapshot: *id,
-                    started: m.started,
-                    finished: m.finished,
-                    seconds: (m.finished - m.started).num_milliseconds() as f64 / 1000.0,
+                    started: m.header.started,
+                    finished: m.header.finished,
+                    seconds: (m.header.finished - m.header.started).num_milliseconds() as f64 / 1000.0,
                     entries: m.entries.len(),
                     failures: m.failures().count(),
                     kinds,

@@ -22,11 +22,11 @@ pub(super) fn render(manifest: &Manifest, listed: &[Listed<'_>], opts: &RestoreO
          ul{{margin:0;padding-left:1.2em}}code{{word-break:break-all}}</style>\n</head>\n<body>\n\
          <h1>Snapshot of {started}</h1>\n<p>Job <code>{job}</code>, {n} article(s){filter}. Sources: {sources}.</p>\n\
          <table>\n<tr><th>Article</th><th>Date</th><th>Source</th><th>Images</th><th>Failures</th></tr>\n",
-        started = esc(manifest.started.format("%Y-%m-%d %H:%M UTC").to_string()),
-        job = esc(&manifest.job),
+        started = esc(manifest.header.started.format("%Y-%m-%d %H:%M UTC").to_string()),
+        job = esc(&manifest.header.job),
         n = listed.len(),
         filter = if opts.article.is_some() || !opts.include.is_empty() { " (filtered)" } else { "" },
-        sources = esc(manifest.sources.join(", ")),
+        sources = esc(manifest.header.sources.join(", ")),
     );
     for item in listed {
         let e = item.entry;

@@ -286,8 +286,8 @@ impl Archive {
             ReaderInner::Chunked(Root::read(&name, size, &self.manifest_file(id))?)
         } else {
             let m = Manifest::decode(&name, &self.backend.read(FileKind::Snapshot, &name)?)?;
-            let (header, summary) = (m.header(), Summary::of(&m.entries));
-            ReaderInner::Whole(header, summary, m.entries)
+            let summary = Summary::of(&m.entries);
+            ReaderInner::Whole(m.header, summary, m.entries)
         };
         Ok(SnapshotReader { archive: self, id: *id, inner })
     }
@@ -296,14 +296,14 @@ impl Archive {
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Manifest, ArchiveError> {
         let r = self.open_snapshot(id)?;
         if let ReaderInner::Whole(h, _, entries) = r.inner {
-            return Ok(Manifest::from_parts(h, entries));
+            return Ok(Manifest { header: h, entries });
         }
         let mut entries = Vec::with_capacity(r.summary().entries.min(1 << 16) as usize);
         r.for_each(|(e, _)| {
             entries.push(e);
             Ok(())
         })?;
-        Ok(Manifest::from_parts(r.header().clone(), entries))
+        Ok(Manifest { header: r.header().clone(), entries })
     }
 
     /// The header and counts of one snapshot (of format 2, without reading
@@ -348,7 +348,7 @@ impl Archive {
                 Err(e) => bad.push((id, e)),
             }
         }
-        ok.sort_by_key(|(id, m)| (m.started, *id));
+        ok.sort_by_key(|(id, m)| (m.header.started, *id));
         Ok((ok, bad))
     }
 

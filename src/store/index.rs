@@ -351,7 +351,7 @@ pub struct SnapshotSummary {
 impl SnapshotSummary {
     /// Summarises a manifest.
     pub fn of(m: &Manifest) -> Self {
-        SnapshotSummary::of_parts(&m.header(), &Summary::of(&m.entries))
+        SnapshotSummary::of_parts(&m.header, &Summary::of(&m.entries))
     }
 
     /// Summarises a manifest's header and counts.

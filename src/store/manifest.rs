@@ -175,25 +175,13 @@ impl Entry {
     }
 }
 
-/// A snapshot's manifest.
+/// A snapshot's manifest: its header and every entry (format 1 stores
+/// exactly this JSON object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Manifest format version (1).
-    pub version: u32,
-    /// The job that made it ("archive" for one-off runs).
-    pub job: String,
-    /// When the run started.
-    pub started: DateTime<Utc>,
-    /// When it finished.
-    pub finished: DateTime<Utc>,
-    /// Machine that ran it.
-    #[serde(default)]
-    pub hostname: String,
-    /// Sources as given.
-    pub sources: Vec<String>,
-    /// Tags for retention rules.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
+    /// Format version, job, times, machine, sources, tags.
+    #[serde(flatten)]
+    pub header: ManifestHeader,
     /// Every resource.
     pub entries: Vec<Entry>,
 }
@@ -291,33 +279,6 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    /// Everything but the entries.
-    pub fn header(&self) -> ManifestHeader {
-        ManifestHeader {
-            version: self.version,
-            job: self.job.clone(),
-            started: self.started,
-            finished: self.finished,
-            hostname: self.hostname.clone(),
-            sources: self.sources.clone(),
-            tags: self.tags.clone(),
-        }
-    }
-
-    /// A manifest of a header and its entries.
-    pub fn from_parts(h: ManifestHeader, entries: Vec<Entry>) -> Manifest {
-        Manifest {
-            version: h.version,
-            job: h.job,
-            started: h.started,
-            finished: h.finished,
-            hostname: h.hostname,
-            sources: h.sources,
-            tags: h.tags,
-            entries,
-        }
-    }
-
     /// Encodes the manifest as file bytes in format 2 (entries sorted by
     /// URL, without blob hints); returns its id and bytes.
     pub fn encode(&self) -> (SnapshotId, Vec<u8>) {
@@ -327,14 +288,16 @@ impl Manifest {
         for e in entries {
             w.push(e, &[]).expect("sorted entries into memory");
         }
-        let header = ManifestHeader { version: u32::from(chunked::VERSION), ..self.header() };
+        let header = ManifestHeader { version: u32::from(chunked::VERSION), ..self.header.clone() };
         let (id, _, bytes) = w.finish(&header).expect("writing to memory");
         (id, bytes)
     }
 
     /// Encodes the manifest in format 1, as Kura wrote before format 2.
     pub fn encode_v1(&self) -> (SnapshotId, Vec<u8>) {
-        let json = serde_json::to_vec(&Manifest { version: 1, ..self.clone() }).expect("manifests serialise");
+        let mut m = self.clone();
+        m.header.version = 1;
+        let json = serde_json::to_vec(&m).expect("manifests serialise");
         let mut out = Vec::with_capacity(json.len() / 4 + 16);
         out.extend_from_slice(MAGIC);
         out.push(VERSION_1);
@@ -381,7 +344,7 @@ impl Manifest {
             for i in 0..root.chunks.len() {
                 entries.extend(root.chunk(name, i, &file)?.into_iter().map(|(e, _)| e));
             }
-            return Ok(Manifest::from_parts(root.header, entries));
+            return Ok(Manifest { header: root.header, entries });
         }
         if SnapshotId::of(bytes).to_hex() != name {
             return Err(ManifestError::Checksum { id: name.to_string() });
@@ -407,13 +370,15 @@ mod tests {
 
     fn sample() -> Manifest {
         Manifest {
-            version: 1,
-            job: "test".into(),
-            started: Utc::now(),
-            finished: Utc::now(),
-            hostname: "h".into(),
-            sources: vec!["https://example.com/feed.xml".into()],
-            tags: vec![],
+            header: crate::store::ManifestHeader {
+                version: 1,
+                job: "test".into(),
+                started: Utc::now(),
+                finished: Utc::now(),
+                hostname: "h".into(),
+                sources: vec!["https://example.com/feed.xml".into()],
+                tags: vec![],
+            },
             entries: vec![Entry {
                 url: "https://img.example.com/a.png".into(),
                 kind: Some(Kind::Image),
@@ -432,9 +397,9 @@ mod tests {
         assert_eq!(Manifest::decode(&id.to_hex(), &bytes).unwrap(), m);
         let (id, bytes) = m.encode();
         let back = Manifest::decode(&id.to_hex(), &bytes).unwrap();
-        assert_eq!(back.version, 2);
+        assert_eq!(back.header.version, 2);
         assert_eq!(back.entries, m.entries);
-        assert_eq!(back.header(), ManifestHeader { version: 2, ..m.header() });
+        assert_eq!(back.header, ManifestHeader { version: 2, ..m.header.clone() });
     }
 
     #[test]

@@ -306,7 +306,7 @@ impl Writer {
         let mut entries: Vec<&Entry> = manifest.entries.iter().collect();
         entries.sort_by(|a, b| a.url.cmp(&b.url));
         let mut sorted = entries.into_iter().map(|e| Ok(e.clone()));
-        self.commit_sorted(&manifest.header(), &mut sorted).map(|(id, _)| id)
+        self.commit_sorted(&manifest.header, &mut sorted).map(|(id, _)| id)
     }
 
     /// Commits a snapshot whose entries come in URL order: its blobs are
