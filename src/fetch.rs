@@ -37,7 +37,7 @@ use url::Url;
 use crate::referrer::Policy;
 
 pub use error::{FetchError, TimeoutPhase};
-pub use limit::{Admission, HostCounts};
+pub use limit::{BodySlot, HostCounts};
 
 /// Settings of the HTTP client, read from the `[network]` table of the
 /// configuration; every field has a default.
@@ -262,7 +262,7 @@ pub struct Hop {
 }
 
 /// A successful fetch.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Response {
     /// The URL that answered, after redirects.
     pub final_url: Url,
@@ -283,6 +283,10 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The body (decompressed), at most `body_cap` bytes.
     pub body: Bytes,
+    /// The body's place in memory, taken when it began to arrive (see
+    /// [`Fetcher::body_slot`]); the caller drops it once the body is
+    /// stored. `None` for a 304.
+    pub slot: Option<BodySlot>,
 }
 
 /// The result of [`Fetcher::fetch`]: what was sent, and what came of it.
@@ -335,11 +339,13 @@ impl Fetcher {
         Ok(Fetcher { inner: Arc::new(engine::Inner { config, client, limits, robots: Mutex::new(HashMap::new()) }) })
     }
 
-    /// Waits until work for `url`'s host may take the caller's body slot
-    /// (see [`Limits::admit`](limit::Limits::admit)): one host with many
-    /// queued resources then holds at most twice its request places.
-    pub async fn admit(&self, url: &Url) -> Admission {
-        self.inner.limits.admit(url.host_str().unwrap_or_default()).await
+    /// Waits for a place in memory for one body the caller holds that
+    /// did not come from the network (an archived copy read back after a
+    /// 304): the same places bound the bodies of responses, taken when a
+    /// 2xx body starts to arrive, so a request waiting for its host holds
+    /// none.
+    pub async fn body_slot(&self) -> BodySlot {
+        self.inner.limits.body_slot().await
     }
 
     /// How many hosts are active, queued and backing off now.

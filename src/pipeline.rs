@@ -8,7 +8,7 @@
 //! outcome — failures included — as a manifest entry.
 //!
 //! Here: the run and the shared state of its tasks (`Ctx`: entries, fetch
-//! keys, slots, storing). `crawl`: what is fetched and with which referrer.
+//! keys, places, storing). `crawl`: what is fetched and with which referrer.
 //! `incremental`: reuse of what earlier runs archived. `local`: local files
 //! and posts.
 
@@ -23,7 +23,7 @@ mod seen;
 
 pub use progress::Progress;
 
-use crate::fetch::{Accept, Admission, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
+use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
 use crate::referrer::{Policy, referer_for};
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::blob;
@@ -154,10 +154,6 @@ struct Ctx {
     writer: Arc<Mutex<Writer>>,
     /// Every task of the run; the run ends when all have finished.
     tasks: TaskTracker,
-    /// Bounds the bodies held in memory: a resource takes a slot before it
-    /// is fetched and gives it back once its body is stored, so a network
-    /// faster than the disk cannot pile bodies up in the store queue.
-    slots: Arc<tokio::sync::Semaphore>,
     /// Places of queued work per [`Class`]: a task is spawned only once it
     /// has one, so work found faster than it can be fetched waits in its
     /// finder instead of piling up as tasks and entries (a sitemap of a
@@ -187,14 +183,13 @@ struct Ctx {
 
 type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// A body slot with its host's admission (see `Ctx::slot_for`).
-type Slot = (Admission, tokio::sync::OwnedSemaphorePermit);
-
 /// A place of queued work of one [`Class`], held by its task.
 type Place = tokio::sync::OwnedSemaphorePermit;
 
 /// Kinds of queued work, each with its own places. Waiting for a place
-/// never happens while holding one of the same class, nor a body slot, so
+/// never happens while holding one of the same class, nor a body slot (the
+/// fetcher takes one as a body starts to arrive; a task gives it up once
+/// the body is stored, before it queues or fetches anything more), so
 /// the places cannot deadlock: documents wait for stylesheets and images,
 /// stylesheets for images, images for nothing; a sitemap or feed gives up
 /// its own place before it queues more documents, a stylesheet before it
@@ -211,16 +206,6 @@ enum Class {
 const QUEUE_PLACES: [usize; 3] = [256, 256, 8192];
 
 impl Ctx {
-    /// A body slot for work on `url`, once its host admits the work: one
-    /// host with hundreds of queued resources holds at most twice its
-    /// request places in slots, so the other hosts' work is never starved
-    /// of them (the admission is released with the slot).
-    async fn slot_for(&self, url: &Url) -> Slot {
-        let admission = self.fetcher.admit(url).await;
-        let slot = self.slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-        (admission, slot)
-    }
-
     /// Waits for a place of queued work of `class`.
     async fn place(&self, class: Class) -> Place {
         self.queue[class as usize].clone().acquire_owned().await.expect("the semaphore is never closed")
@@ -426,7 +411,6 @@ pub async fn run(
         history: writer.history(),
         writer: Arc::new(Mutex::new(writer)),
         tasks: TaskTracker::new(),
-        slots: Arc::new(tokio::sync::Semaphore::new(opts.fetch.concurrency.max(1) * 2)),
         queue: QUEUE_PLACES.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         parse_budget: parse::budget(),
         host_headers: Arc::new(opts.headers.iter().map(|(h, v)| (h.to_ascii_lowercase(), v.clone())).collect()),

@@ -975,3 +975,76 @@ async fn a_feed_with_several_items_past_a_limit_fails_once_and_names_each() {
     assert!(why.contains(&format!("{origin}/p1")) && why.contains(&format!("{origin}/p2")), "{why}");
     assert_eq!(report.failures, 1, "{:#?}", m.failures().collect::<Vec<_>>());
 }
+
+/// Per-host politeness under a skewed load, from the servers' own logs:
+/// four hosts (a page host, a busy CDN, a small host, a host that answers
+/// after 1.5 s), each keeping its interval between request starts and its
+/// places in flight, and the slow host delaying no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_host_keeps_its_limits_and_a_slow_host_delays_no_other() {
+    type Log = Arc<Mutex<Vec<(&'static str, std::time::Instant, usize)>>>;
+    let log: Log = Arc::default();
+    let in_flight: Arc<Mutex<HashMap<&'static str, usize>>> = Arc::default();
+    let host = |ip: &'static str, seed: u8, delay_ms: u64, page: Option<String>| {
+        let (log, in_flight) = (log.clone(), in_flight.clone());
+        let router = Router::new().route(
+            "/{name}",
+            get(move |Path(name): Path<String>| {
+                let (log, in_flight, page) = (log.clone(), in_flight.clone(), page.clone());
+                async move {
+                    let now = {
+                        let mut f = in_flight.lock().unwrap();
+                        let n = f.entry(ip).or_default();
+                        *n += 1;
+                        *n
+                    };
+                    log.lock().unwrap().push((ip, std::time::Instant::now(), now));
+                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                    *in_flight.lock().unwrap().get_mut(ip).unwrap() -= 1;
+                    match (&page, name.strip_suffix(".png")) {
+                        (Some(p), None) => axum::response::Html(p.clone()).into_response(),
+                        (_, Some(n)) => image_response(&png(seed.wrapping_add(n.parse::<u8>().unwrap_or(0)))),
+                        _ => StatusCode::NOT_FOUND.into_response(),
+                    }
+                }
+            }),
+        );
+        serve_on(ip, router)
+    };
+    let busy = host("127.0.0.2", 0, 0, None).await;
+    let small = host("127.0.0.3", 100, 0, None).await;
+    let slow = host("127.0.0.4", 150, 1500, None).await;
+    let imgs = |origin: &str, n: usize| (0..n).map(|k| format!("<img src={origin}/{k}.png>")).collect::<String>();
+    let page = format!("<title>t</title>{}{}{}", imgs(&slow, 4), imgs(&busy, 24), imgs(&small, 4));
+    let site = host("127.0.0.1", 200, 0, Some(page)).await;
+    let mut opts = options();
+    opts.fetch.concurrency = 8;
+    opts.fetch.per_host_concurrency = 2;
+    opts.fetch.per_host_interval_ms = 60;
+    opts.favicon = false;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let report = run(&archive, &[format!("{site}/a")], opts, Arc::new(Progress::default())).await.unwrap();
+    assert_eq!(report.failures, 0);
+    let log = log.lock().unwrap();
+    let start = log[0].1;
+    let at = |ip: &str| log.iter().filter(|l| l.0 == ip).map(|l| l.1 - start).collect::<Vec<_>>();
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        let starts = at(ip);
+        // The server notes a start when the request has come in, a little
+        // after the client started it: a few ms of slack for that.
+        let gap = starts.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(std::time::Duration::MAX);
+        assert!(gap >= std::time::Duration::from_millis(55), "{ip}: starts {gap:?} apart: {starts:?}");
+        let most = log.iter().filter(|l| l.0 == ip).map(|l| l.2).max().unwrap();
+        assert!(most <= 2, "{ip}: {most} requests in flight at once");
+    }
+    // Each host's images and its robots.txt.
+    assert_eq!((at("127.0.0.2").len(), at("127.0.0.3").len(), at("127.0.0.4").len()), (25, 5, 5));
+    // The busy host alone needs 24 intervals (1.4 s); the slow one's five
+    // answers, two at a time, take 4.5 s. Loose bounds: the busy and small
+    // hosts are done long before the slow host's last answer could start.
+    let busy_done = *at("127.0.0.2").last().unwrap();
+    let small_done = *at("127.0.0.3").last().unwrap();
+    assert!(busy_done < std::time::Duration::from_millis(2600), "busy host done after {busy_done:?}");
+    assert!(small_done < std::time::Duration::from_millis(1200), "small host done after {small_done:?}");
+}

@@ -44,6 +44,7 @@ struct Raw {
     status: u16,
     headers: HeaderMap,
     body: Bytes,
+    slot: Option<limit::BodySlot>,
 }
 
 impl Inner {
@@ -175,22 +176,8 @@ impl Inner {
         let host = url.host_str().unwrap_or_default();
         let _permit = self.limits.acquire(host).await;
         let mut status = None;
-        let work = async {
-            let resp =
-                self.client.get(url.clone()).headers(headers.clone()).send().await.map_err(|e| classify(url, e))?;
-            let code = resp.status().as_u16();
-            status = Some(code);
-            let headers = resp.headers().clone();
-            let body =
-                if (200..300).contains(&code) { read_body(url, resp, &self.config).await? } else { Bytes::new() };
-            Ok(Raw { status: code, headers, body })
-        };
-        let result = match self.config.total_timeout_ms {
-            0 => work.await,
-            ms => tokio::time::timeout(Duration::from_millis(ms), work)
-                .await
-                .unwrap_or_else(|_| Err(FetchError::Timeout { url: url.clone(), phase: TimeoutPhase::Total })),
-        };
+        let total = (self.config.total_timeout_ms > 0).then(|| Duration::from_millis(self.config.total_timeout_ms));
+        let result = self.exchange(url, headers, total, &mut status).await;
         // A host that says it is overloaded gets no request at all until the
         // time it asked for (or the backoff) has passed, retried or not; so
         // does one that cannot be reached or answers too slowly (a DNS
@@ -210,6 +197,35 @@ impl Inner {
             _ => {}
         }
         (status, result)
+    }
+
+    /// Sends one request and reads its body (for a 2xx) within `total`.
+    /// The body's slot is taken when its headers have come, not before the
+    /// request: a request waiting for its host holds no memory. Time spent
+    /// waiting for a slot is ours, not the server's, so it is not counted
+    /// against the total.
+    async fn exchange(
+        &self,
+        url: &Url,
+        headers: &HeaderMap,
+        total: Option<Duration>,
+        status: &mut Option<u16>,
+    ) -> Result<Raw, FetchError> {
+        let timed_out = || FetchError::Timeout { url: url.clone(), phase: TimeoutPhase::Total };
+        let start = tokio::time::Instant::now();
+        let send = self.client.get(url.clone()).headers(headers.clone()).send();
+        let resp = within(total, send).await.ok_or_else(timed_out)?.map_err(|e| classify(url, e))?;
+        let code = resp.status().as_u16();
+        *status = Some(code);
+        let headers = resp.headers().clone();
+        if !(200..300).contains(&code) {
+            return Ok(Raw { status: code, headers, body: Bytes::new(), slot: None });
+        }
+        let sent = start.elapsed();
+        let slot = self.limits.body_slot().await;
+        let left = total.map(|t| t.saturating_sub(sent));
+        let body = within(left, read_body(url, resp, &self.config)).await.ok_or_else(timed_out)??;
+        Ok(Raw { status: code, headers, body, slot: Some(slot) })
     }
 
     async fn robots_for(&self, url: &Url) -> Arc<Robots> {
@@ -293,6 +309,14 @@ impl Inner {
                 .await
                 .unwrap_or_else(|_| Err(FetchError::Timeout { url: target.clone(), phase: TimeoutPhase::Total })),
         }
+    }
+}
+
+/// `f`'s output, or `None` if `limit` passed first.
+async fn within<F: std::future::Future>(limit: Option<Duration>, f: F) -> Option<F::Output> {
+    match limit {
+        None => Some(f.await),
+        Some(d) => tokio::time::timeout(d, f).await.ok(),
     }
 }
 
@@ -492,6 +516,7 @@ fn response(url: Url, raw: Raw, not_modified: bool, sent: Option<&Validators>) -
         referrer_policy: Policy::from_header_values(header_strs(&raw.headers, "referrer-policy")),
         headers,
         body: if not_modified { Bytes::new() } else { raw.body },
+        slot: raw.slot,
     }
 }
 

@@ -1,7 +1,8 @@
-//! Politeness limits: a global cap on requests in flight, a cap per host,
-//! and a minimum spacing between request starts to one host; and per-host
-//! admission, which bounds how much of a caller's own capacity (memory for
-//! bodies) work for one host may hold while it waits for that host.
+//! Politeness limits: a global cap on requests on the wire, a cap per host,
+//! and a minimum spacing between request starts to one host; and the body
+//! slots, which bound the bodies in memory and are taken only once a body
+//! starts to arrive, so a request waiting for its host holds nothing
+//! another host's request could use.
 //!
 //! Hosts are keyed by name without port, as cookies are: two ports of one
 //! machine share its limits. Host entries are created on first use and kept
@@ -44,10 +45,10 @@ impl Drop for Counted {
     }
 }
 
-/// A place in a host's admission (see [`Limits::admit`]); dropped when the
-/// work for that host is done.
+/// A body's place in memory (see [`Limits::body_slot`]); dropped once the
+/// body is stored.
 #[derive(Debug)]
-pub struct Admission {
+pub struct BodySlot {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -56,8 +57,8 @@ pub struct Admission {
 pub struct HostCounts {
     /// Hosts with a request on the wire.
     pub active: usize,
-    /// Hosts with work admitted but nothing on the wire (waiting for their
-    /// interval, a hold, a body slot or a global place).
+    /// Hosts with requests waiting and nothing on the wire (waiting for
+    /// their interval, a hold or a global place).
     pub queued: usize,
     /// Hosts waiting to retry after a 429, a 5xx or a timeout.
     pub backing_off: usize,
@@ -65,27 +66,27 @@ pub struct HostCounts {
 
 #[derive(Debug)]
 struct HostSlot {
-    places: usize,
     /// Requests of this host sleeping before a retry.
     backing_off: AtomicUsize,
     /// Requests of this host started and not finished.
     on_wire: AtomicUsize,
+    /// Requests of this host waiting for a place or their start time.
+    waiting: AtomicUsize,
     in_flight: Arc<Semaphore>,
-    admitted: Arc<Semaphore>,
     next_start: Mutex<Instant>,
     /// The configured interval, or the host's `Crawl-delay` when longer.
     interval: Mutex<Duration>,
 }
 
-/// Work admitted per host, as a multiple of its requests in flight: enough
-/// to keep its places busy, few enough that one host with hundreds of
-/// queued images cannot hold every body slot of a run.
-const ADMITTED_PER_PLACE: usize = 2;
+/// Bodies in memory per request on the wire: one arriving, one being
+/// stored or parsed.
+const BODIES_PER_REQUEST: usize = 2;
 
 /// The limits shared by every request of one [`super::Fetcher`].
 #[derive(Debug)]
 pub struct Limits {
     global: Arc<Semaphore>,
+    bodies: Arc<Semaphore>,
     per_host: usize,
     interval: Duration,
     /// Hosts with their own concurrency and interval (lower-case names).
@@ -95,10 +96,12 @@ pub struct Limits {
 
 impl Limits {
     /// Limits of `global` and `per_host` requests in flight (each at least
-    /// 1) and `interval` between starts to one host.
+    /// 1) and `interval` between starts to one host; twice `global` bodies
+    /// in memory.
     pub fn new(global: usize, per_host: usize, interval: Duration) -> Limits {
         Limits {
             global: Arc::new(Semaphore::new(global.max(1))),
+            bodies: Arc::new(Semaphore::new(global.max(1) * BODIES_PER_REQUEST)),
             per_host: per_host.max(1),
             interval,
             overrides: HashMap::new(),
@@ -124,11 +127,10 @@ impl Limits {
             .entry(host)
             .or_insert_with(|| {
                 Arc::new(HostSlot {
-                    places,
                     backing_off: Default::default(),
                     on_wire: Default::default(),
+                    waiting: Default::default(),
                     in_flight: Arc::new(Semaphore::new(places)),
-                    admitted: Arc::new(Semaphore::new(places * ADMITTED_PER_PLACE)),
                     next_start: Mutex::new(Instant::now()),
                     interval: Mutex::new(interval),
                 })
@@ -142,13 +144,11 @@ impl Limits {
         let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         let mut c = HostCounts::default();
         for slot in hosts.values() {
-            let on_wire = slot.on_wire.load(Ordering::Relaxed) > 0;
-            let admitted = slot.admitted.available_permits() < slot.places * ADMITTED_PER_PLACE;
             if slot.backing_off.load(Ordering::Relaxed) > 0 {
                 c.backing_off += 1;
-            } else if on_wire {
+            } else if slot.on_wire.load(Ordering::Relaxed) > 0 {
                 c.active += 1;
-            } else if admitted {
+            } else if slot.waiting.load(Ordering::Relaxed) > 0 {
                 c.queued += 1;
             }
         }
@@ -179,14 +179,13 @@ impl Limits {
         *interval = (*interval).max(delay);
     }
 
-    /// Waits until work for `host` may take the caller's scarce resources
-    /// (a body slot): at most twice the host's requests in flight are
-    /// admitted at once. Holding an admission takes no request place, so a
-    /// caller that waits for something else while holding one blocks no
-    /// request; and waiting for one holds nothing.
-    pub async fn admit(&self, host: &str) -> Admission {
-        let slot = self.slot(host);
-        Admission { _permit: slot.admitted.clone().acquire_owned().await.ok() }
+    /// Waits for a place in memory for one body. Taken by a request only
+    /// once its body starts to arrive (holding its place on the wire, so a
+    /// full memory slows the network down), and by callers for bodies they
+    /// read back from elsewhere.
+    pub async fn body_slot(&self) -> BodySlot {
+        // Never closed, so `ok()` only drops an impossible error.
+        BodySlot { _permit: self.bodies.clone().acquire_owned().await.ok() }
     }
 
     /// Waits for a place for one request to `host` and for its start time,
@@ -197,6 +196,7 @@ impl Limits {
     /// the global wait took.
     pub async fn acquire(&self, host: &str) -> Permit {
         let slot = self.slot(host);
+        let waiting = Counted::new(slot.clone(), |s| &s.waiting);
         // The semaphores are never closed, so `ok()` only drops an
         // impossible error.
         let host_permit = slot.in_flight.clone().acquire_owned().await.ok();
@@ -207,7 +207,7 @@ impl Limits {
             let interval = *slot.interval.lock().unwrap_or_else(|e| e.into_inner());
             let mut next = slot.next_start.lock().unwrap_or_else(|e| e.into_inner());
             if claim_start(&mut next, Instant::now(), interval) {
-                drop(next);
+                drop((next, waiting));
                 return Permit {
                     _host: host_permit,
                     _global: global_permit,
@@ -299,20 +299,20 @@ mod tests {
         let limits = Arc::new(Limits::new(8, 2, Duration::ZERO));
         assert_eq!(limits.counts(), HostCounts::default());
         let _wire = limits.acquire("a.example").await;
-        let _queued = limits.admit("b.example").await;
         let l = limits.clone();
         let sleeping = tokio::spawn(async move {
             l.backing_off("c.example", tokio::time::sleep(Duration::from_secs(60))).await;
         });
-        // A held host's request has its place but is not on the wire.
+        // A held host's request waits for its start time, not on the wire.
         limits.hold_host("d.example", Duration::from_secs(60));
-        let _admitted = limits.admit("d.example").await;
         let l = limits.clone();
         let held = tokio::spawn(async move { drop(l.acquire("d.example").await) });
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(limits.counts(), HostCounts { active: 1, queued: 2, backing_off: 1 });
+        assert_eq!(limits.counts(), HostCounts { active: 1, queued: 1, backing_off: 1 });
         held.abort();
+        let _ = held.await;
+        assert_eq!(limits.counts().queued, 0, "a dropped wait is no longer counted");
         sleeping.abort();
         let _ = sleeping.await;
         assert_eq!(limits.counts().backing_off, 0, "a dropped backoff is no longer counted");
@@ -331,14 +331,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn admission_is_twice_the_places_per_host() {
-        let limits = Limits::new(1, 2, Duration::ZERO);
-        let held: Vec<Admission> = futures_util::future::join_all((0..4).map(|_| limits.admit("a.example"))).await;
-        let fifth = tokio::time::timeout(Duration::from_millis(20), limits.admit("A.example")).await;
-        assert!(fifth.is_err(), "a fifth admission for the host waits");
-        let _other = limits.admit("b.example").await;
+    async fn body_slots_are_twice_the_global_places_and_free_of_hosts() {
+        let limits = Limits::new(2, 1, Duration::from_secs(3600));
+        // A host waiting out a long interval holds no body slot.
+        drop(limits.acquire("a.example").await);
+        let l = Arc::new(limits);
+        let waiting = {
+            let l = l.clone();
+            tokio::spawn(async move { drop(l.acquire("a.example").await) })
+        };
+        let held: Vec<BodySlot> = futures_util::future::join_all((0..4).map(|_| l.body_slot())).await;
+        let fifth = tokio::time::timeout(Duration::from_millis(20), l.body_slot()).await;
+        assert!(fifth.is_err(), "a fifth body waits");
         drop(held);
-        let _now = limits.admit("a.example").await;
+        let _now = l.body_slot().await;
+        waiting.abort();
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! article), feed items, and every image and stylesheet an article or
 //! stylesheet references. Each resource is its own task.
 
-use super::{Class, Ctx, Place, Slot, Task};
+use super::{Class, Ctx, Place, Task};
 use crate::extract::media;
 use crate::extract::{self, RefKind};
 use crate::fetch::{Accept, Response};
@@ -55,10 +55,7 @@ impl Ctx {
         Box::pin(async move {
             let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
             let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
-            let slot = self.slot_for(&url).await;
-            // Boxed so that a task waiting for its slot stays small: the large
-            // fetch future exists only for resources in flight.
-            Box::pin(self.clone().document_work(i, url, depth, slot, place)).await;
+            Box::pin(self.clone().document_work(i, url, depth, place)).await;
             self.entries.finish(i);
         })
     }
@@ -69,7 +66,7 @@ impl Ctx {
         self.spawn(self.clone().document(url, parents, depth, Some(place)));
     }
 
-    /// Fetches and handles a document. The body slot is given up once the
+    /// Fetches and handles a document. The body's slot is given up once the
     /// body is stored, before what it names is queued; a sitemap or feed
     /// also gives up its place, since the documents it queues need places
     /// of the same class.
@@ -78,7 +75,6 @@ impl Ctx {
         i: usize,
         url: Url,
         depth: usize,
-        slot: Slot,
         place: Option<Place>,
     ) {
         let mut req = self.request(url.clone(), Accept::Document);
@@ -97,7 +93,7 @@ impl Ctx {
             self.progress.add_article();
             self.update(i, |e| e.title = ex.title.clone());
             let parent = url.to_string();
-            drop((resp.body, slot));
+            drop((resp.body, resp.slot));
             self.queue_refs(ex, Some(resp.final_url), parent).await;
             return;
         }
@@ -113,7 +109,7 @@ impl Ctx {
                 if !self.store_into(i, body).await {
                     return;
                 }
-                drop((resp.body, slot, place));
+                drop((resp.body, resp.slot, place));
                 match parsed {
                     Ok(f) => {
                         self.update(i, |e| e.title = f.title.clone());
@@ -130,7 +126,7 @@ impl Ctx {
                 if !self.store_into(i, resp.body).await {
                     return;
                 }
-                drop((slot, place));
+                drop((resp.slot, place));
                 match parsed {
                     Ok(s) if s.kind == sitemap::SitemapKind::Index && depth >= MAX_SITEMAP_DEPTH => self.fail(
                         i,
@@ -161,7 +157,7 @@ impl Ctx {
             }
             feed::DocKind::Html => {
                 self.progress.add_article();
-                self.article(i, resp, slot).await;
+                self.article(i, resp).await;
             }
             feed::DocKind::Other => {
                 self.update(i, |e| e.kind = Some(Kind::Page));
@@ -206,7 +202,7 @@ impl Ctx {
 
     /// Stores an article and queues everything it references (its body
     /// and slot given up first).
-    pub(super) async fn article(self: &Arc<Self>, i: usize, resp: Response, slot: Slot) {
+    pub(super) async fn article(self: &Arc<Self>, i: usize, resp: Response) {
         let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
         let mut ex = self.extract_document(text, &resp.final_url, resp.referrer_policy).await;
         if self.opts.favicon && ex.limit.is_none() {
@@ -222,14 +218,14 @@ impl Ctx {
             // entry, and nothing cached, so a later version may read it
             // again. The references found (if any) are still fetched.
             self.fail(i, why, None);
-            drop((resp.body, slot));
+            drop((resp.body, resp.slot));
             self.queue_refs(ex, Some(resp.final_url), url).await;
             return;
         }
         if let Some(blob) = self.read(i, |e| e.blob) {
             self.cache_extract(blob, &resp, &ex);
         }
-        drop((resp.body, slot));
+        drop((resp.body, resp.slot));
         self.queue_refs(ex, Some(resp.final_url), url).await;
     }
 
@@ -259,7 +255,6 @@ impl Ctx {
                             // Asked for by the browser, not the page: a site
                             // without one has lost nothing.
                             c.optional.lock().expect("no panics while held").insert(i);
-                            let _slot = c.slot_for(&r.url).await;
                             Box::pin(c.clone().image_work(i, r.url, source, Policy::DEFAULT)).await;
                             c.entries.finish(i);
                         }
@@ -290,9 +285,8 @@ impl Ctx {
 
     pub(super) async fn image(self: Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
         let Some(i) = self.claim_ref(Kind::Image, &url, source.as_ref(), policy, parent) else { return };
-        let _slot = self.slot_for(&url).await;
-        // Boxed so that a task waiting for its slot stays small: the large
-        // fetch future exists only for resources in flight.
+        // Boxed so that a queued task stays small: the large fetch future
+        // exists only once it runs.
         Box::pin(self.clone().image_work(i, url, source, policy)).await;
         self.entries.finish(i);
     }
@@ -327,6 +321,8 @@ impl Ctx {
             Ok(info) => {
                 self.update(i, |e| e.image = Some(info));
                 if self.store_into(i, resp.body).await {
+                    // The check may ask again, and that answer needs a slot.
+                    drop(resp.slot);
                     self.check_placeholder(i, &resp.final_url).await;
                 }
             }
@@ -357,10 +353,8 @@ impl Ctx {
     ) -> Task {
         Box::pin(async move {
             let Some(i) = self.claim_ref(Kind::Stylesheet, &url, source.as_ref(), policy, parent) else { return };
-            let slot = self.slot_for(&url).await;
-            // Boxed so that a task waiting for its slot stays small.
             let at = Position { depth, doc_policy };
-            Box::pin(self.clone().stylesheet_work(i, url, source, policy, at, slot, place)).await;
+            Box::pin(self.clone().stylesheet_work(i, url, source, policy, at, place)).await;
             self.entries.finish(i);
         })
     }
@@ -375,7 +369,6 @@ impl Ctx {
         source: Option<Url>,
         policy: Policy,
         at: Position,
-        slot: Slot,
         place: Place,
     ) {
         let Position { depth, doc_policy } = at;
@@ -396,7 +389,7 @@ impl Ctx {
         if let Some(why) = self.cap_references(&mut refs) {
             self.fail(i, format!("the stylesheet {why}"), None);
         }
-        drop(slot);
+        drop(resp.slot);
         let (images, imports): (Vec<_>, Vec<_>) = refs.into_iter().partition(|r| r.kind == RefKind::Image);
         for r in images {
             self.queue_image(r.url, Some(resp.final_url.clone()), r.policy, url.to_string()).await;

@@ -99,6 +99,8 @@ impl Ctx {
     /// The body of a response, read back from the archive after a 304.
     pub(super) async fn body(&self, i: usize, resp: &mut Response, reused: Option<BlobId>) -> bool {
         let Some(blob) = reused else { return true };
+        // The archived copy takes a place in memory as a fetched body would.
+        resp.slot = Some(self.fetcher.body_slot().await);
         match self.read_back(blob).await {
             Some(body) => {
                 resp.body = body;

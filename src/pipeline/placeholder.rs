@@ -190,10 +190,8 @@ impl Ctx {
                     self.entries.late(c, super::entries::Late::Placeholder);
                 }
                 for (w, _) in waiting {
-                    // The same origin answered it, so the same host admits it.
-                    let (c, host) = (self.clone(), answered_by.clone());
+                    let c = self.clone();
                     self.spawn(Box::pin(async move {
-                        let _slot = c.slot_for(&host).await;
                         c.recover(w, blob, true).await;
                         c.entries.unpin(w);
                     }));
