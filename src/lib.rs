@@ -26,6 +26,7 @@ pub mod inspect;
 pub mod jobs;
 pub mod pipeline;
 pub mod restore;
+pub mod serve;
 pub mod sources;
 pub mod store;
 

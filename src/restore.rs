@@ -5,7 +5,8 @@
 //! Three layouts: `raw` (original bytes at `<host>/<path>`), `offline`
 //! (articles as HTML files whose pictures are local copies, plus an index;
 //! `restore/offline.rs`) and `posts` (local blog posts with image URLs
-//! replaced by local paths, plus the images; `restore/posts.rs`).
+//! replaced by local paths, plus the images; `restore/posts.rs`). `view`
+//! maps the same way for `kura serve`, with app links instead of files.
 
 mod catalog;
 mod index_page;
@@ -14,9 +15,12 @@ mod path;
 mod posts;
 mod rewrite;
 mod target;
+mod view;
 
 pub use path::url_to_relpath;
 pub use posts::DEFAULT_IMAGE_PREFIX;
+pub use rewrite::{RewriteError, Want};
+pub use view::{LinkFn, Viewer};
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::id::{BlobId, SnapshotId};

@@ -70,13 +70,7 @@ impl Ctx {
     /// body is stored, before what it names is queued; a sitemap or feed
     /// also gives up its place, since the documents it queues need places
     /// of the same class.
-    pub(super) async fn document_work(
-        self: Arc<Self>,
-        i: usize,
-        url: Url,
-        depth: usize,
-        place: Option<Place>,
-    ) {
+    pub(super) async fn document_work(self: Arc<Self>, i: usize, url: Url, depth: usize, place: Option<Place>) {
         let mut req = self.request(url.clone(), Accept::Document);
         req.referrer_source = None; // a navigation typed or picked from a list: no referrer
         let prior = self.prior(&url);

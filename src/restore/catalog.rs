@@ -56,25 +56,38 @@ impl<'m> Catalog<'m> {
     /// The entry with a body archived for `url` as a `want`, referenced by
     /// a document known by the URLs in `parents`; see the module docs.
     pub(crate) fn find(&self, url: &Url, want: Want, parents: &[&str]) -> Option<&'m Entry> {
+        self.find_index(url, want, parents).map(|i| &self.entries[i])
+    }
+
+    /// [`Catalog::find`], as the entry's index.
+    pub(crate) fn find_index(&self, url: &Url, want: Want, parents: &[&str]) -> Option<usize> {
         let fits = |e: &Entry| match want {
             Want::Image => e.kind == Some(Kind::Image) || e.image.is_some(),
             Want::Stylesheet => e.kind == Some(Kind::Stylesheet),
             Want::Page => e.kind == Some(Kind::Article),
             Want::Other => false,
         };
-        let all: Vec<&'m Entry> = self.candidates(url).iter().map(|&i| &self.entries[i]).filter(|e| fits(e)).collect();
-        let mine: Vec<&'m Entry> =
-            all.iter().copied().filter(|e| e.parents.iter().any(|p| parents.contains(&p.as_str()))).collect();
+        let all: Vec<usize> = self.candidates(url).iter().copied().filter(|&i| fits(&self.entries[i])).collect();
+        let mine: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| self.entries[i].parents.iter().any(|p| parents.contains(&p.as_str())))
+            .collect();
         let pool = if mine.is_empty() { all } else { mine };
-        pool.into_iter().find(|e| e.blob.is_some() && e.error.is_none())
+        pool.into_iter().find(|&i| self.entries[i].blob.is_some() && self.entries[i].error.is_none())
     }
 
     /// The article entry for `url`: the one fetched at that URL, else one
     /// whose `final_url` it is.
     pub(crate) fn article(&self, url: &str) -> Option<&'m Entry> {
-        let found: Vec<&Entry> =
-            self.by_url.get(url)?.iter().map(|&i| &self.entries[i]).filter(|e| e.kind == Some(Kind::Article)).collect();
-        found.iter().find(|e| e.url == url).or(found.first()).copied()
+        self.article_index(url).map(|i| &self.entries[i])
+    }
+
+    /// [`Catalog::article`], as the entry's index.
+    pub(crate) fn article_index(&self, url: &str) -> Option<usize> {
+        let found: Vec<usize> =
+            self.by_url.get(url)?.iter().copied().filter(|&i| self.entries[i].kind == Some(Kind::Article)).collect();
+        found.iter().find(|&&i| self.entries[i].url == url).or(found.first()).copied()
     }
 
     /// Indexes of the entries an article brought in: what lists it as a
