@@ -325,7 +325,7 @@ impl Browser {
         self.call("/execute/sync", json!({ "script": js, "args": [] })).await
     }
 
-    async fn into_frame(&self) {
+    async fn enter_frame(&self) {
         self.call("/frame", json!({ "id": 0 })).await;
     }
 
@@ -354,7 +354,7 @@ fn chromium_shows_the_archived_images_and_runs_nothing_from_a_hostile_page() {
 
         // The GBK article: every image it shows comes from the app.
         b.open(&format!("{}/s/{}/view?url={}", f.app, &id[..8], q(&f.gbk_article.0))).await;
-        b.into_frame().await;
+        b.enter_frame().await;
         let start = Instant::now();
         let images = loop {
             let v = b.script(IMAGES).await;
@@ -378,7 +378,7 @@ fn chromium_shows_the_archived_images_and_runs_nothing_from_a_hostile_page() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let here = b.url().await;
         assert_eq!(here, view, "the top page was navigated away");
-        b.into_frame().await;
+        b.enter_frame().await;
         let state = b
             .script(
                 "return [location.pathname, document.getElementById('marker') ? document.getElementById('marker').textContent : null, document.body.getAttribute('data-ran')]",

@@ -96,8 +96,8 @@ pub struct Limits {
 
 impl Limits {
     /// Limits of `global` and `per_host` requests in flight (each at least
-    /// 1) and `interval` between starts to one host; twice `global` bodies
-    /// in memory.
+    /// one) and `interval` between starts to one host; twice `global`
+    /// bodies in memory.
     pub fn new(global: usize, per_host: usize, interval: Duration) -> Limits {
         Limits {
             global: Arc::new(Semaphore::new(global.max(1))),

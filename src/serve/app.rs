@@ -64,6 +64,19 @@ pub(super) fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
+/// Why a request is refused: a status and a sentence for the error page.
+struct Refusal(StatusCode, String);
+
+fn refuse(status: StatusCode, why: &str) -> Refusal {
+    Refusal(status, why.to_owned())
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        fail(self.0, &self.1)
+    }
+}
+
 /// An error page.
 fn fail(status: StatusCode, why: &str) -> Response {
     app_page(status, &layout(status.as_str(), &format!("<h1>{}</h1><p>{}</p>", status, esc(why))))
@@ -90,28 +103,28 @@ fn json<T: serde::Serialize>(v: &T) -> Response {
 }
 
 /// Runs blocking archive reads off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Response> + Send + 'static) -> Result<T, Response> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Refusal> + Send + 'static) -> Result<T, Refusal> {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|_| Err(fail(StatusCode::INTERNAL_SERVER_ERROR, "The request failed.")))
+        .unwrap_or_else(|_| Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "The request failed.")))
 }
 
 /// Snapshot `spec` (8 to 64 hex characters, a unique prefix).
-fn resolve(state: &State, spec: &str) -> Result<SnapshotId, Response> {
+fn resolve(state: &State, spec: &str) -> Result<SnapshotId, Refusal> {
     if !(8..=64).contains(&spec.len()) || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(fail(StatusCode::BAD_REQUEST, "A snapshot is named by 8 to 64 hex characters."));
+        return Err(refuse(StatusCode::BAD_REQUEST, "A snapshot is named by 8 to 64 hex characters."));
     }
     state.library.archive.resolve_snapshot(spec).map_err(|e| match e {
         crate::store::archive::ArchiveError::AmbiguousSnapshot(_) => {
-            fail(StatusCode::BAD_REQUEST, "That prefix names more than one snapshot: give more characters.")
+            refuse(StatusCode::BAD_REQUEST, "That prefix names more than one snapshot: give more characters.")
         }
-        _ => fail(StatusCode::NOT_FOUND, "No such snapshot."),
+        _ => refuse(StatusCode::NOT_FOUND, "No such snapshot."),
     })
 }
 
-fn load(state: &State, spec: &str) -> Result<Arc<Loaded>, Response> {
+fn load(state: &State, spec: &str) -> Result<Arc<Loaded>, Refusal> {
     let id = resolve(state, spec)?;
-    state.library.load(id).map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, &format!("Cannot read it: {e}")))
+    state.library.load(id).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("Cannot read it: {e}")))
 }
 
 #[derive(serde::Serialize)]
@@ -125,12 +138,12 @@ struct SnapshotRow {
     articles: u64,
 }
 
-fn snapshot_rows(state: &State) -> Result<Vec<SnapshotRow>, Response> {
+fn snapshot_rows(state: &State) -> Result<Vec<SnapshotRow>, Refusal> {
     let (infos, _) = state
         .library
         .archive
         .snapshot_infos()
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, &format!("Cannot list snapshots: {e}")))?;
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("Cannot list snapshots: {e}")))?;
     Ok(infos
         .iter()
         .rev()
@@ -150,7 +163,7 @@ async fn home(AxState(state): S) -> Response {
     let s = state.clone();
     let rows = match blocking(move || snapshot_rows(&s)).await {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut body = String::from("<h1>Snapshots</h1>");
     body.push_str(&search_form("", &Filters::default()));
@@ -195,7 +208,7 @@ async fn home(AxState(state): S) -> Response {
 async fn api_snapshots(AxState(state): S) -> Response {
     match blocking(move || snapshot_rows(&state)).await {
         Ok(rows) => json(&rows),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -212,14 +225,14 @@ struct SearchParams {
 }
 
 /// The hits for a request, or the response that refuses it.
-fn run_search(state: &State, raw: Option<&str>, p: &SearchParams) -> Result<(Filters, Vec<super::Hit>), Response> {
+fn run_search(state: &State, raw: Option<&str>, p: &SearchParams) -> Result<(Filters, Vec<super::Hit>), Refusal> {
     if raw.is_some_and(|r| r.len() > MAX_QUERY) {
-        return Err(fail(StatusCode::URI_TOO_LONG, "The query is longer than 1,000 characters."));
+        return Err(refuse(StatusCode::URI_TOO_LONG, "The query is longer than 1,000 characters."));
     }
-    let date = |d: &Option<String>, end: bool| -> Result<Option<i64>, Response> {
+    let date = |d: &Option<String>, end: bool| -> Result<Option<i64>, Refusal> {
         let Some(d) = d.as_deref().filter(|d| !d.is_empty()) else { return Ok(None) };
         let day = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
-            .map_err(|_| fail(StatusCode::BAD_REQUEST, "Dates are written YYYY-MM-DD."))?;
+            .map_err(|_| refuse(StatusCode::BAD_REQUEST, "Dates are written YYYY-MM-DD."))?;
         let day = if end { day.succ_opt().unwrap_or(day) } else { day };
         Ok(Some(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp()))
     };
@@ -241,7 +254,7 @@ fn run_search(state: &State, raw: Option<&str>, p: &SearchParams) -> Result<(Fil
     let hits = state
         .index
         .search(text, &filters, HITS)
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
     Ok((filters, hits))
 }
 
@@ -264,7 +277,7 @@ async fn search_page(
     .await
     {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let text = p.q.as_deref().unwrap_or("");
     let mut body = String::from("<h1>Search</h1>");
@@ -305,7 +318,7 @@ async fn api_search(
     let Ok(Query(p)) = p else { return fail(StatusCode::BAD_REQUEST, "Malformed query.") };
     let hits = match blocking(move || run_search(&state, raw.as_deref(), &p).map(|(_, h)| h)).await {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let out: Vec<ApiHit> = hits
         .iter()
@@ -343,7 +356,7 @@ fn reason(e: &Entry) -> String {
 async fn snapshot_page(AxState(state): S, Path(snap): Path<String>) -> Response {
     let l = match blocking(move || load(&state, &snap)).await {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let hex = l.id.to_hex();
     let viewer = Viewer::new(&l.entries);
@@ -426,7 +439,7 @@ async fn view_page(
     .await;
     let (l, url, others) = match result {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let hex = l.id.to_hex();
     let viewer = Viewer::new(&l.entries);
@@ -492,14 +505,14 @@ async fn view_page(
 }
 
 /// Entry `n` of a snapshot with its bytes.
-fn entry_bytes(state: &State, snap: &str, n: usize) -> Result<(Arc<Loaded>, Vec<u8>), Response> {
+fn entry_bytes(state: &State, snap: &str, n: usize) -> Result<(Arc<Loaded>, Vec<u8>), Refusal> {
     let l = load(state, snap)?;
-    let e = l.entries.get(n).ok_or_else(|| fail(StatusCode::NOT_FOUND, "No such entry."))?;
-    let blob = e.blob.ok_or_else(|| fail(StatusCode::NOT_FOUND, "That entry was not archived."))?;
+    let e = l.entries.get(n).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "No such entry."))?;
+    let blob = e.blob.ok_or_else(|| refuse(StatusCode::NOT_FOUND, "That entry was not archived."))?;
     let data = state
         .library
         .read(&l, &blob)
-        .ok_or_else(|| fail(StatusCode::INTERNAL_SERVER_ERROR, "Its bytes cannot be read (run `kura verify`)."))?;
+        .ok_or_else(|| refuse(StatusCode::INTERNAL_SERVER_ERROR, "Its bytes cannot be read (run `kura verify`)."))?;
     Ok((l, data))
 }
 
@@ -523,14 +536,14 @@ async fn doc(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Respo
                 Want::Page => format!("/s/{hex}/doc/{j}"),
                 _ => format!("/s/{hex}/e/{j}"),
             })
-            .map_err(|e| fail(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
+            .map_err(|e| refuse(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
         let ct = entries[n].content_type.as_deref();
         Ok(harden(&html, &data, ct))
     })
     .await;
     match result {
         Ok(html) => archived(StatusCode::OK, "text/html", html),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -586,7 +599,7 @@ async fn entry(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Res
     .await;
     match result {
         Ok((ct, body)) => archived(StatusCode::OK, &ct, body),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -598,6 +611,6 @@ async fn raw(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Respo
             r.headers_mut().insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
             r
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
