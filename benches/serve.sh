@@ -89,4 +89,4 @@ for v in views[:50]:
 print(f"article view TTFB: p50 {pct(ttfb, .5):.1f} ms, p95 {pct(ttfb, .95):.1f} ms ({len(ttfb)} views); "
       f"archived document TTFB: p50 {pct(doc, .5):.1f} ms, p95 {pct(doc, .95):.1f} ms")
 PY
-echo "server peak RSS: $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' "/proc/$serve_pid/status")"
+awk '/VmHWM/ {h=$2} /RssAnon/ {a=$2} /RssFile/ {f=$2} END {printf "server peak RSS: %.0f MB (now: %.0f MB anonymous, %.0f MB mapped index and binary files)\n", h/1024, a/1024, f/1024}' "/proc/$serve_pid/status"

@@ -24,7 +24,7 @@ use crate::store::manifest::{Entry, Kind};
 /// Longest query accepted, in bytes of the raw query string.
 const MAX_QUERY: usize = 1000;
 /// Hits on one search page.
-const HITS: usize = 30;
+const HITS: usize = 20;
 
 /// For the app's own pages: nothing from elsewhere, no scripts at all.
 const APP_CSP: &str = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-src 'self'; \

@@ -34,8 +34,10 @@ const MAX_TEXT: usize = 200_000;
 /// parse would cost more than the whole index of a normal site.
 const MAX_PARSED: usize = 4 << 20;
 /// Bumped when what is indexed changes, so an older index is rebuilt.
-const INDEX_VERSION: &str = "1";
+const INDEX_VERSION: &str = "2";
 const TOKENIZER: &str = "kura_cjk";
+/// Text a snippet is taken from, from the start of the article.
+const SNIPPET_TEXT: usize = 20_000;
 
 /// Errors of the search index.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,9 @@ struct Fields {
     job: Field,
     host: Field,
     time: Field,
+    /// The article's blob: the same URL and blob in several snapshots is
+    /// one article.
+    blob: Field,
 }
 
 /// The index, open for reading and writing.
@@ -131,6 +136,7 @@ fn schema() -> (Schema, Fields) {
         job: b.add_text_field("job", STRING | STORED),
         host: b.add_text_field("host", STRING),
         time: b.add_i64_field("time", INDEXED | STORED | FAST),
+        blob: b.add_text_field("blob", STRING | STORED),
     };
     (b.build(), fields)
 }
@@ -154,8 +160,9 @@ impl SearchIndex {
         std::fs::write(&version, INDEX_VERSION).map_err(io)?;
         index.tokenizers().register(TOKENIZER, TextAnalyzer::from(CjkTokenizer));
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        // One thread and a small arena: indexing runs beside the server.
-        let writer = index.writer_with_num_threads(1, 32 << 20)?;
+        // One thread and tantivy's smallest arena: indexing runs beside
+        // the server, whose memory should stay small.
+        let writer = index.writer_with_num_threads(1, 15 << 20)?;
         Ok(SearchIndex { dir: dir.to_path_buf(), index, reader, writer: std::sync::Mutex::new(writer), fields })
     }
 
@@ -254,6 +261,7 @@ impl SearchIndex {
             doc.add_text(f.job, &header.job);
             doc.add_text(f.host, host.to_ascii_lowercase());
             doc.add_i64(f.time, time);
+            doc.add_text(f.blob, blob.to_hex());
             // Only fails when the writer is gone; commit reports it.
             let _ = writer.add_document(doc);
             Ok(())
@@ -293,39 +301,55 @@ impl SearchIndex {
         }
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(limit.saturating_mul(4).max(1)).order_by_score())?;
-        let snippets = SnippetGenerator::create(&searcher, &*text_query, f.body)?;
-        let mut hits: Vec<(Hit, String)> = Vec::new();
+        let top =
+            searcher.search(&query, &TopDocs::with_limit(limit.saturating_add(limit / 2).max(1)).order_by_score())?;
+        // Listed once per article (URL and blob), newest snapshot first;
+        // snippets only for what is listed.
+        let mut kept: Vec<(String, TantivyDocument, i64)> = Vec::new();
         for (_, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr)?;
-            let get = |field| doc.get_first(field).and_then(|v| v.as_str()).map(str::to_owned);
-            let body = get(f.body).unwrap_or_default();
+            let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+            let key = format!("{}\n{}", text(f.url), text(f.blob));
             let time = doc.get_first(f.time).and_then(|v| v.as_i64()).unwrap_or(0);
-            let hit = Hit {
-                url: get(f.url).unwrap_or_default(),
-                title: get(f.title).filter(|t| !t.is_empty()),
-                snapshot: get(f.snapshot).unwrap_or_default(),
-                job: get(f.job).filter(|j| !j.is_empty()),
-                time: chrono::DateTime::from_timestamp(time, 0).map(|t| t.to_rfc3339()).unwrap_or_default(),
-                snippet: snippets.snippet(&body).fragment().to_owned(),
-            };
-            let key = format!("{}\n{}", hit.url, blake(&body));
-            match hits.iter_mut().find(|(_, k)| *k == key) {
-                Some((old, _)) if old.time < hit.time => *old = hit,
+            let room = kept.len() < limit;
+            match kept.iter_mut().find(|(k, _, _)| *k == key) {
+                Some(old) if old.2 < time => *old = (key, doc, time),
                 Some(_) => {}
-                None => hits.push((hit, key)),
-            }
-            if hits.len() >= limit {
-                break;
+                None if room => kept.push((key, doc, time)),
+                None => {}
             }
         }
-        Ok(hits.into_iter().map(|(h, _)| h).collect())
+        let snippets = SnippetGenerator::create(&searcher, &*text_query, f.body)?;
+        let hits = kept
+            .into_iter()
+            .map(|(_, doc, time)| {
+                let get = |field| doc.get_first(field).and_then(|v| v.as_str()).map(str::to_owned);
+                let body = get(f.body).unwrap_or_default();
+                // Where the words are found is near the start on most pages;
+                // tokenising a whole long page for a snippet costs more than
+                // the search.
+                let head = &body[..floor_char_boundary(&body, SNIPPET_TEXT)];
+                Hit {
+                    url: get(f.url).unwrap_or_default(),
+                    title: get(f.title).filter(|t| !t.is_empty()),
+                    snapshot: get(f.snapshot).unwrap_or_default(),
+                    job: get(f.job).filter(|j| !j.is_empty()),
+                    time: chrono::DateTime::from_timestamp(time, 0).map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    snippet: snippets.snippet(head).fragment().to_owned(),
+                }
+            })
+            .collect();
+        Ok(hits)
     }
 }
 
-/// A short digest of text, to tell the same article text apart.
-fn blake(text: &str) -> String {
-    crate::store::id::BlobId::of(text.as_bytes()).to_hex()[..16].to_owned()
+/// The largest char boundary of `s` at or below `at`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    let mut i = at.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// An archived document's title and readable text: decoded from its own
