@@ -195,6 +195,24 @@ fn kura_site_escape(s: &str) -> String {
 }
 
 #[test]
+fn snapshot_pages_list_articles_and_failures_and_compare_an_article() {
+    let f = fixture();
+    f.rt.block_on(async {
+        let id = f.snapshot.to_hex();
+        let page = reqwest::get(format!("{}/s/{}", f.app, &id[..10])).await.unwrap().text().await.unwrap();
+        assert!(page.contains("Failures by reason") && page.contains("hostile"), "{page}");
+        // The sample site plants hotlink-protected and missing images.
+        assert!(page.contains("hotlink or forbidden (403)") || page.contains("HTTP 404"), "{page}");
+        let q = percent_encoding::utf8_percent_encode(&f.gbk_article.0, percent_encoding::NON_ALPHANUMERIC);
+        let cmp = reqwest::get(format!("{}/s/{id}/compare/{id}?url={q}", f.app)).await.unwrap();
+        assert_eq!(cmp.status(), 200);
+        let cmp = cmp.text().await.unwrap();
+        assert!(cmp.contains("<td>document</td><td colspan=2>same</td>"), "{cmp}");
+        assert!(cmp.contains("archived"), "{cmp}");
+    });
+}
+
+#[test]
 fn bad_paths_ids_and_queries_are_refused_and_the_server_keeps_answering() {
     let f = fixture();
     f.rt.block_on(async {

@@ -57,6 +57,7 @@ pub(super) fn router(state: Arc<State>) -> Router {
         .route("/api/search", get(api_search))
         .route("/s/{snap}", get(snapshot_page))
         .route("/s/{snap}/view", get(view_page))
+        .route("/s/{snap}/compare/{other}", get(compare_page))
         .route("/s/{snap}/doc/{n}", get(doc))
         .route("/s/{snap}/e/{n}", get(entry))
         .route("/s/{snap}/raw/{n}", get(raw))
@@ -353,25 +354,84 @@ fn reason(e: &Entry) -> String {
     }
 }
 
+/// The snapshot of the same job before `l`, if any.
+fn previous(state: &State, l: &Loaded) -> Option<Arc<Loaded>> {
+    let (infos, _) = state.library.archive.snapshot_infos().ok()?;
+    let at = (l.manifest.header.started, l.id);
+    let prev = infos
+        .iter()
+        .filter(|i| i.header.job == l.manifest.header.job && (i.header.started, i.id) < at)
+        .max_by_key(|i| (i.header.started, i.id))?;
+    state.library.load(prev.id).ok()
+}
+
+/// What changed since `prev`, per kind, the article URLs named.
+fn changes(prev: &Loaded, l: &Loaded) -> String {
+    let d = crate::inspect::diff(&prev.manifest, &l.manifest);
+    let p = prev.id.to_hex();
+    let mut out = format!("<h2>Changes since <a href=\"/s/{p}\"><code>{}</code></a></h2>", &p[..12]);
+    if d.is_empty() {
+        out.push_str("<p>None: the same URLs with the same bodies.</p>");
+        return out;
+    }
+    out.push_str("<table><tr><th>kind</th><th>added</th><th>removed</th><th>changed</th><th>unchanged</th></tr>");
+    for k in &d.kinds {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(k.kind.as_str()),
+            k.added.len(),
+            k.removed.len(),
+            k.changed.len(),
+            k.unchanged
+        ));
+    }
+    out.push_str("</table>");
+    if let Some(a) = d.kind(Kind::Article) {
+        let hex = l.id.to_hex();
+        for (what, list) in [("added", &a.added), ("changed", &a.changed), ("removed", &a.removed)] {
+            if list.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("<h3>Articles {what}</h3><ul>"));
+            for c in list.iter().take(100) {
+                let link = match what {
+                    "removed" => format!("<a href=\"{}\">{}</a>", esc(&view_path(&p, &c.url)), esc(&c.url)),
+                    _ => format!("<a href=\"{}\">{}</a>", esc(&view_path(&hex, &c.url)), esc(&c.url)),
+                };
+                let why = c.error.as_deref().map(|e| format!(" <span class=bad>{}</span>", esc(e))).unwrap_or_default();
+                out.push_str(&format!("<li>{link}{why}</li>"));
+            }
+            out.push_str("</ul>");
+        }
+    }
+    out
+}
+
 async fn snapshot_page(AxState(state): S, Path(snap): Path<String>) -> Response {
-    let l = match blocking(move || load(&state, &snap)).await {
-        Ok(l) => l,
+    let (l, prev) = match blocking(move || {
+        let l = load(&state, &snap)?;
+        let prev = previous(&state, &l);
+        Ok((l, prev))
+    })
+    .await
+    {
+        Ok(x) => x,
         Err(r) => return r.into_response(),
     };
     let hex = l.id.to_hex();
-    let viewer = Viewer::new(&l.entries);
+    let viewer = Viewer::new(&l.manifest.entries);
     let mut body = format!(
         "<h1>Snapshot <code>{}</code></h1><p>job {} · started {} · finished {} · {} entries</p>",
         &hex[..12],
-        esc(&l.header.job),
-        esc(&l.header.started.to_rfc3339()),
-        esc(&l.header.finished.to_rfc3339()),
-        l.entries.len()
+        esc(&l.manifest.header.job),
+        esc(&l.manifest.header.started.to_rfc3339()),
+        esc(&l.manifest.header.finished.to_rfc3339()),
+        l.manifest.entries.len()
     );
     body.push_str("<h2>Articles</h2><table><tr><th>title</th><th>host</th><th>images</th><th>failed</th></tr>");
-    for (i, e) in l.entries.iter().enumerate().filter(|(_, e)| e.kind == Some(Kind::Article)) {
+    for (i, e) in l.manifest.entries.iter().enumerate().filter(|(_, e)| e.kind == Some(Kind::Article)) {
         let images = viewer.images_of(i);
-        let failed = images.iter().filter(|&&j| l.entries[j].error.is_some()).count();
+        let failed = images.iter().filter(|&&j| l.manifest.entries[j].error.is_some()).count();
         let host = url::Url::parse(&e.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
         body.push_str(&format!(
             "<tr><td><a href=\"{}\">{}</a>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
@@ -384,9 +444,13 @@ async fn snapshot_page(AxState(state): S, Path(snap): Path<String>) -> Response 
             failed
         ));
     }
-    body.push_str("</table><h2>Failures by reason</h2>");
+    body.push_str("</table>");
+    if let Some(prev) = &prev {
+        body.push_str(&changes(prev, &l));
+    }
+    body.push_str("<h2>Failures by reason</h2>");
     let mut groups: std::collections::BTreeMap<String, Vec<&Entry>> = Default::default();
-    for e in l.entries.iter().filter(|e| e.error.is_some() || e.placeholder) {
+    for e in l.manifest.entries.iter().filter(|e| e.error.is_some() || e.placeholder) {
         groups.entry(reason(e)).or_default().push(e);
     }
     if groups.is_empty() {
@@ -442,18 +506,18 @@ async fn view_page(
         Err(r) => return r.into_response(),
     };
     let hex = l.id.to_hex();
-    let viewer = Viewer::new(&l.entries);
+    let viewer = Viewer::new(&l.manifest.entries);
     let Some(i) = viewer.article(&url) else {
         return fail(StatusCode::NOT_FOUND, "This snapshot has no article at that URL.");
     };
-    let e = &l.entries[i];
+    let e = &l.manifest.entries[i];
     let mut body = format!(
         "<h1>{}</h1><p class=dim><code>{}</code><br>snapshot <a href=\"/s/{hex}\"><code>{}</code></a> · {} · \
          <a href=\"/s/{hex}/raw/{i}\">original bytes</a></p>",
         esc(e.title.as_deref().unwrap_or(&e.url)),
         esc(&e.url),
         &hex[..12],
-        esc(&e.fetched_at.unwrap_or(l.header.started).to_rfc3339())
+        esc(&e.fetched_at.unwrap_or(l.manifest.header.started).to_rfc3339())
     );
     match (&e.blob, &e.error) {
         (Some(_), _) => body.push_str(&format!(
@@ -471,7 +535,7 @@ async fn view_page(
         "<h2>Images</h2><table><tr><th>image</th><th>status</th><th>policy</th><th>Referer sent</th><th>outcome</th></tr>",
     );
     for j in viewer.images_of(i) {
-        let im = &l.entries[j];
+        let im = &l.manifest.entries[j];
         let outcome = match (&im.error, im.placeholder, im.shown.is_some()) {
             (Some(err), _, _) => format!("<span class=bad>{}</span>", esc(err)),
             (None, true, true) => "placeholder shown; the picture was recovered".into(),
@@ -494,20 +558,116 @@ async fn view_page(
     body.push_str("<ul>");
     for (id, time) in &others {
         body.push_str(&format!(
-            "<li><a href=\"{}\"><code>{}</code></a> {}</li>",
+            "<li><a href=\"{}\"><code>{}</code></a> {} · <a href=\"/s/{hex}/compare/{id}?url={}\">compare</a></li>",
             esc(&view_path(id, &url)),
             &id[..12],
-            esc(time)
+            esc(time),
+            q(&url)
         ));
     }
     body.push_str("</ul>");
     app_page(StatusCode::OK, &layout(e.title.as_deref().unwrap_or("Article"), &body))
 }
 
+/// One article in two snapshots: its title, body, text and images.
+async fn compare_page(
+    AxState(state): S,
+    Path((snap, other)): Path<(String, String)>,
+    p: Result<Query<UrlParam>, QueryRejection>,
+) -> Response {
+    let Ok(Query(UrlParam { url })) = p else { return fail(StatusCode::BAD_REQUEST, "Give ?url=") };
+    let result = blocking(move || {
+        let (a, b) = (load(&state, &snap)?, load(&state, &other)?);
+        let side = |l: &Loaded| -> Result<Side, Refusal> {
+            let viewer = Viewer::new(&l.manifest.entries);
+            let i = viewer
+                .article(&url)
+                .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "One of the snapshots has no article at that URL."))?;
+            let e = &l.manifest.entries[i];
+            let text = e
+                .blob
+                .and_then(|b| state.library.read(l, &b))
+                .map(|d| super::text_of(&d, e.content_type.as_deref()).1)
+                .unwrap_or_default();
+            let images = viewer
+                .images_of(i)
+                .into_iter()
+                .map(|j| &l.manifest.entries[j])
+                .map(|im| (im.url.clone(), im.blob.filter(|_| im.error.is_none())))
+                .collect();
+            Ok(Side { id: l.id.to_hex(), title: e.title.clone(), blob: e.blob, text, images })
+        };
+        Ok((side(&a)?, side(&b)?, url))
+    })
+    .await;
+    let (a, b, url) = match result {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let mut body = format!(
+        "<h1>Compare</h1><p><code>{}</code></p><table><tr><th></th><th><a href=\"{}\"><code>{}</code></a></th>\
+         <th><a href=\"{}\"><code>{}</code></a></th></tr>",
+        esc(&url),
+        esc(&view_path(&a.id, &url)),
+        &a.id[..12],
+        esc(&view_path(&b.id, &url)),
+        &b.id[..12]
+    );
+    let same = |x: bool| if x { "same" } else { "<b>differs</b>" };
+    body.push_str(&format!(
+        "<tr><td>title</td><td>{}</td><td>{}</td></tr><tr><td>document</td><td colspan=2>{}</td></tr>\
+         <tr><td>text</td><td colspan=2>{} ({} and {} characters)</td></tr></table>",
+        esc(a.title.as_deref().unwrap_or("")),
+        esc(b.title.as_deref().unwrap_or("")),
+        same(a.blob == b.blob),
+        same(a.text == b.text),
+        a.text.chars().count(),
+        b.text.chars().count()
+    ));
+    // Paragraph-level: sentences only one side has.
+    let sentences = |t: &str| -> std::collections::BTreeSet<String> {
+        t.split(['。', '.', '!', '?', '！', '？']).map(|s| s.trim().to_owned()).filter(|s| s.len() > 3).collect()
+    };
+    let (sa, sb) = (sentences(&a.text), sentences(&b.text));
+    for (title, only) in [("Only in the first", sa.difference(&sb)), ("Only in the second", sb.difference(&sa))] {
+        let list: Vec<&String> = only.take(100).collect();
+        if !list.is_empty() {
+            body.push_str(&format!("<h2>{title}</h2><ul>"));
+            for s in list {
+                body.push_str(&format!("<li>{}</li>", esc(s)));
+            }
+            body.push_str("</ul>");
+        }
+    }
+    body.push_str("<h2>Images</h2><table><tr><th>image</th><th>first</th><th>second</th></tr>");
+    let all: std::collections::BTreeSet<&String> = a.images.iter().chain(&b.images).map(|(u, _)| u).collect();
+    let state_of = |side: &Side, u: &str| match side.images.iter().find(|(x, _)| x == u) {
+        None => "absent",
+        Some((_, None)) => "failed",
+        Some((_, Some(_))) => "archived",
+    };
+    for u in all {
+        let (x, y) = (state_of(&a, u), state_of(&b, u));
+        let blobs = |s: &Side| s.images.iter().find(|(x, _)| x == u).and_then(|(_, b)| *b);
+        let note = if x == y && blobs(&a) != blobs(&b) { " (other bytes)" } else { "" };
+        body.push_str(&format!("<tr><td>{}</td><td>{x}</td><td>{y}{note}</td></tr>", esc(u)));
+    }
+    body.push_str("</table>");
+    app_page(StatusCode::OK, &layout("Compare", &body))
+}
+
+struct Side {
+    id: String,
+    title: Option<String>,
+    blob: Option<crate::store::id::BlobId>,
+    text: String,
+    images: Vec<(String, Option<crate::store::id::BlobId>)>,
+}
+
 /// Entry `n` of a snapshot with its bytes.
 fn entry_bytes(state: &State, snap: &str, n: usize) -> Result<(Arc<Loaded>, Vec<u8>), Refusal> {
     let l = load(state, snap)?;
-    let e = l.entries.get(n).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "No such entry."))?;
+    let e = l.manifest.entries.get(n).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "No such entry."))?;
     let blob = e.blob.ok_or_else(|| refuse(StatusCode::NOT_FOUND, "That entry was not archived."))?;
     let data = state
         .library
@@ -529,8 +689,8 @@ async fn doc(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Respo
     let result = blocking(move || {
         let (l, data) = entry_bytes(&state, &snap, n)?;
         let hex = l.id.to_hex();
-        let viewer = Viewer::new(&l.entries);
-        let entries = &l.entries;
+        let viewer = Viewer::new(&l.manifest.entries);
+        let entries = &l.manifest.entries;
         let html = viewer
             .html(n, &data, &mut |j, want| match want {
                 Want::Page => format!("/s/{hex}/doc/{j}"),
@@ -588,10 +748,10 @@ fn harden(html: &[u8], original: &[u8], content_type: Option<&str>) -> Vec<u8> {
 async fn entry(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Response {
     let result = blocking(move || {
         let (l, data) = entry_bytes(&state, &snap, n)?;
-        let e = &l.entries[n];
+        let e = &l.manifest.entries[n];
         if e.kind == Some(Kind::Stylesheet) {
             let hex = l.id.to_hex();
-            let css = Viewer::new(&l.entries).css(n, &data, &mut |j, _| format!("/s/{hex}/e/{j}"));
+            let css = Viewer::new(&l.manifest.entries).css(n, &data, &mut |j, _| format!("/s/{hex}/e/{j}"));
             return Ok(("text/css; charset=utf-8".to_owned(), css.into_bytes()));
         }
         Ok((e.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()), data))

@@ -1,6 +1,6 @@
 //! Snapshots loaded for viewing, and their blobs. A view needs a
 //! snapshot's whole entry list (the catalog maps every reference), so the
-//! last few viewed stay in memory; blobs are read where the manifest says
+//! last two viewed stay in memory (without response headers); blobs are read where the manifest says
 //! they are, and through the pack trailers only when prune moved them.
 
 use std::collections::{HashMap, VecDeque};
@@ -8,16 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use crate::store::archive::{Archive, ArchiveError, PackIndex};
 use crate::store::id::{BlobId, SnapshotId};
-use crate::store::manifest::{Entry, ManifestHeader, chunked::Hint};
+use crate::store::manifest::{Manifest, chunked::Hint};
 
-/// Snapshots kept loaded at once.
-const LOADED: usize = 4;
+/// Snapshots kept loaded at once: a view of a snapshot of 10,000 articles
+/// holds some 400,000 entries.
+const LOADED: usize = 2;
 
-/// One snapshot's header and entries, in manifest order.
+/// One snapshot's header and entries (in manifest order).
 pub(super) struct Loaded {
     pub id: SnapshotId,
-    pub header: ManifestHeader,
-    pub entries: Vec<Entry>,
+    pub manifest: Manifest,
     hints: HashMap<BlobId, Hint>,
 }
 
@@ -41,12 +41,17 @@ impl Library {
         let header = reader.header().clone();
         let mut entries = Vec::new();
         let mut hints = HashMap::new();
-        reader.for_each(|(e, h)| {
+        reader.for_each(|(mut e, h)| {
+            // Response headers and redirect hops are most of an entry's
+            // memory and no view shows them.
+            e.headers = Vec::new();
+            e.hops = Vec::new();
             entries.push(e);
             hints.extend(h.into_iter().map(|h| (h.0, h)));
             Ok(())
         })?;
-        let loaded = Arc::new(Loaded { id, header, entries, hints });
+        entries.shrink_to_fit();
+        let loaded = Arc::new(Loaded { id, manifest: Manifest { header, entries }, hints });
         let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= LOADED {
             cache.pop_front();

@@ -36,6 +36,10 @@ const MAX_PARSED: usize = 4 << 20;
 /// Bumped when what is indexed changes, so an older index is rebuilt.
 const INDEX_VERSION: &str = "2";
 const TOKENIZER: &str = "kura_cjk";
+/// Documents added between commits: tantivy queues up to 10,000 documents
+/// in front of its indexing thread, which with article text was 700 MB;
+/// a commit waits for the queue to drain.
+const COMMIT_EVERY: usize = 500;
 /// Text a snippet is taken from, from the start of the article.
 const SNIPPET_TEXT: usize = 20_000;
 
@@ -208,6 +212,9 @@ impl SearchIndex {
         let mut added = 0;
         for id in &new {
             let Ok(sid) = id.parse::<SnapshotId>() else { continue };
+            // Documents of a snapshot whose indexing was cut off before
+            // it was listed as indexed.
+            writer.delete_term(Term::from_field_text(self.fields.snapshot, id));
             match self.add_snapshot(&mut writer, archive, &sid) {
                 Ok(()) => added += 1,
                 // A damaged snapshot is left out (and retried next time);
@@ -233,6 +240,8 @@ impl SearchIndex {
         let time = header.started.timestamp();
         let hex = id.to_hex();
         let mut pack_index = None;
+        let mut added = 0;
+        let mut failed = None;
         snapshot.for_each(|(e, hints)| {
             if e.kind != Some(Kind::Article) {
                 return Ok(());
@@ -264,9 +273,18 @@ impl SearchIndex {
             doc.add_text(f.blob, blob.to_hex());
             // Only fails when the writer is gone; commit reports it.
             let _ = writer.add_document(doc);
+            added += 1;
+            if added % COMMIT_EVERY == 0
+                && let Err(e) = writer.commit()
+            {
+                failed.get_or_insert(e);
+            }
             Ok(())
         })?;
-        Ok(())
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// The best `limit` hits for `q` under `filters`, the same article
