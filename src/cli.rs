@@ -20,6 +20,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod run;
+#[cfg(feature = "serve")]
 pub mod serve;
 #[cfg(feature = "demo")]
 pub mod site;

@@ -26,6 +26,7 @@ pub mod inspect;
 pub mod jobs;
 pub mod pipeline;
 pub mod restore;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod sources;
 pub mod store;

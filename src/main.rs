@@ -62,6 +62,7 @@ enum Command {
     Run(cli::run::Args),
     Daemon(cli::daemon::Args),
     Jobs(cli::jobs::Args),
+    #[cfg(feature = "serve")]
     Serve(cli::serve::Args),
     Config(cli::config::Args),
 }
@@ -105,6 +106,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(a, &g, out),
         Command::Daemon(a) => cli::daemon::run(a, &g),
         Command::Jobs(a) => cli::jobs::run(a, &g, out),
+        #[cfg(feature = "serve")]
         Command::Serve(a) => cli::serve::run(a, &g, out),
         Command::Config(a) => cli::config::run(a, &g, out),
     };

@@ -21,8 +21,10 @@ use crate::restore::{Viewer, Want};
 use crate::store::id::SnapshotId;
 use crate::store::manifest::{Entry, Kind};
 
-/// Longest query accepted, in bytes of the raw query string.
+/// Longest search accepted, in characters.
 const MAX_QUERY: usize = 1000;
+/// Longest query string accepted, in bytes (percent-encoded, with filters).
+const MAX_RAW_QUERY: usize = 16 * 1024;
 /// Hits on one search page.
 const HITS: usize = 20;
 
@@ -161,8 +163,14 @@ fn snapshot_rows(state: &State) -> Result<Vec<SnapshotRow>, Refusal> {
 }
 
 async fn home(AxState(state): S) -> Response {
-    let s = state.clone();
-    let rows = match blocking(move || snapshot_rows(&s)).await {
+    let s = state;
+    let (rows, jobs) = match blocking(move || {
+        let jobs =
+            s.config.as_ref().and_then(|c| crate::jobs::status(c, s.library.archive.root(), chrono::Utc::now()).ok());
+        Ok((snapshot_rows(&s)?, jobs))
+    })
+    .await
+    {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -182,26 +190,20 @@ async fn home(AxState(state): S) -> Response {
         ));
     }
     body.push_str("</table>");
-    if let Some(config) = &state.config {
-        let now = chrono::Utc::now();
-        if let Ok(jobs) = crate::jobs::status(config, state.library.archive.root(), now) {
-            body.push_str(
-                "<h2>Jobs</h2><table><tr><th>job</th><th>schedule</th><th>last run</th><th>next run</th></tr>",
-            );
-            for j in jobs {
-                let last = j
-                    .last
-                    .map(|l| format!("{} ({} entries, {} failed)", l.started.to_rfc3339(), l.entries, l.failures));
-                body.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&j.job),
-                    esc(j.schedule.as_deref().unwrap_or("-")),
-                    esc(last.as_deref().unwrap_or("never")),
-                    esc(&j.next_run.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()))
-                ));
-            }
-            body.push_str("</table>");
+    if let Some(jobs) = jobs {
+        body.push_str("<h2>Jobs</h2><table><tr><th>job</th><th>schedule</th><th>last run</th><th>next run</th></tr>");
+        for j in jobs {
+            let last =
+                j.last.map(|l| format!("{} ({} entries, {} failed)", l.started.to_rfc3339(), l.entries, l.failures));
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&j.job),
+                esc(j.schedule.as_deref().unwrap_or("-")),
+                esc(last.as_deref().unwrap_or("never")),
+                esc(&j.next_run.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into()))
+            ));
         }
+        body.push_str("</table>");
     }
     app_page(StatusCode::OK, &layout("Snapshots", &body))
 }
@@ -227,7 +229,8 @@ struct SearchParams {
 
 /// The hits for a request, or the response that refuses it.
 fn run_search(state: &State, raw: Option<&str>, p: &SearchParams) -> Result<(Filters, Vec<super::Hit>), Refusal> {
-    if raw.is_some_and(|r| r.len() > MAX_QUERY) {
+    let long = p.q.as_deref().is_some_and(|q| q.chars().count() > MAX_QUERY);
+    if long || raw.is_some_and(|r| r.len() > MAX_RAW_QUERY) {
         return Err(refuse(StatusCode::URI_TOO_LONG, "The query is longer than 1,000 characters."));
     }
     let date = |d: &Option<String>, end: bool| -> Result<Option<i64>, Refusal> {
@@ -481,7 +484,7 @@ async fn view_page(
     RawQuery(raw): RawQuery,
     p: Result<Query<UrlParam>, QueryRejection>,
 ) -> Response {
-    if raw.as_deref().is_some_and(|r| r.len() > 16 * 1024) {
+    if raw.as_deref().is_some_and(|r| r.len() > MAX_RAW_QUERY) {
         return fail(StatusCode::URI_TOO_LONG, "That URL is too long.");
     }
     let Ok(Query(UrlParam { url })) = p else { return fail(StatusCode::BAD_REQUEST, "Give ?url=") };
