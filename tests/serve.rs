@@ -238,6 +238,15 @@ fn bad_paths_ids_and_queries_are_refused_and_the_server_keeps_answering() {
         for (url, want) in cases {
             assert_eq!(status(&url).await, want, "{}", &url[..url.len().min(120)]);
         }
+        // An image's entry is no document to show.
+        let q = percent_encoding::utf8_percent_encode(&f.gbk_article.0, percent_encoding::NON_ALPHANUMERIC);
+        let view = reqwest::get(format!("{a}/s/{id}/view?url={q}")).await.unwrap().text().await.unwrap();
+        let raw = format!("/s/{id}/raw/");
+        let table = view.find("<h2>Images</h2>").expect("an image table");
+        let at = table + view[table..].find(&raw).expect("an image row links its bytes") + raw.len();
+        let n: String = view[at..].chars().take_while(char::is_ascii_digit).collect();
+        assert_eq!(status(&format!("{a}/s/{id}/e/{n}")).await, 200);
+        assert_eq!(status(&format!("{a}/s/{id}/doc/{n}")).await, 404);
         assert_eq!(status(&format!("{a}/api/snapshots")).await, 200);
     });
 }

@@ -691,9 +691,12 @@ fn archived(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
 async fn doc(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Response {
     let result = blocking(move || {
         let (l, data) = entry_bytes(&state, &snap, n)?;
-        let hex = l.id.to_hex();
-        let viewer = Viewer::new(&l.manifest.entries);
         let entries = &l.manifest.entries;
+        if !matches!(entries[n].kind, Some(Kind::Article | Kind::Page)) {
+            return Err(refuse(StatusCode::NOT_FOUND, "That entry is not a document."));
+        }
+        let hex = l.id.to_hex();
+        let viewer = Viewer::new(entries);
         let html = viewer
             .html(n, &data, &mut |j, want| match want {
                 Want::Page => format!("/s/{hex}/doc/{j}"),
