@@ -11,46 +11,95 @@
 //!
 //! It reads no data; it only indexes a manifest's entries.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 use url::Url;
 
 use super::rewrite::Want;
 use crate::store::manifest::{Entry, Kind};
 
+/// A snapshot's entries indexed by URL (`url` and `final_url`) and by
+/// parent: sorted (hash, entry) pairs, 16 bytes each, owned, so a caller
+/// that keeps the entries can keep it beside them (`kura serve`). A hash
+/// names candidates; each is checked against the entry itself.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogIndex {
+    by_url: Vec<(u64, u32)>,
+    children: Vec<(u64, u32)>,
+}
+
+fn key(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+fn lookup<'a>(pairs: &'a [(u64, u32)], s: &str) -> impl Iterator<Item = usize> + 'a {
+    let k = key(s);
+    let start = pairs.partition_point(|p| p.0 < k);
+    pairs[start..].iter().take_while(move |p| p.0 == k).map(|p| p.1 as usize)
+}
+
+impl CatalogIndex {
+    /// Indexes `entries` (at most 2^32 of them).
+    pub fn new(entries: &[Entry]) -> CatalogIndex {
+        let mut by_url = Vec::with_capacity(entries.len());
+        let mut children = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let i = i as u32;
+            for p in &e.parents {
+                children.push((key(p), i));
+            }
+            by_url.push((key(&e.url), i));
+            if let Some(f) = e.final_url.as_deref().filter(|f| *f != e.url) {
+                by_url.push((key(f), i));
+            }
+        }
+        by_url.sort_unstable();
+        children.sort_unstable();
+        CatalogIndex { by_url, children }
+    }
+}
+
 /// The entries of one snapshot, by URL (`url` and `final_url`).
 #[derive(Debug)]
 pub(crate) struct Catalog<'m> {
     entries: &'m [Entry],
-    by_url: HashMap<&'m str, Vec<usize>>,
-    children: HashMap<&'m str, Vec<usize>>,
+    index: Cow<'m, CatalogIndex>,
 }
 
 impl<'m> Catalog<'m> {
     /// Indexes `entries`.
     pub(crate) fn new(entries: &'m [Entry]) -> Self {
-        let mut by_url: HashMap<&str, Vec<usize>> = HashMap::new();
-        let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, e) in entries.iter().enumerate() {
-            for p in &e.parents {
-                children.entry(p.as_str()).or_default().push(i);
-            }
-            by_url.entry(e.url.as_str()).or_default().push(i);
-            if let Some(f) = e.final_url.as_deref().filter(|f| *f != e.url) {
-                by_url.entry(f).or_default().push(i);
-            }
-        }
-        Catalog { entries, by_url, children }
+        Catalog { entries, index: Cow::Owned(CatalogIndex::new(entries)) }
     }
 
-    fn candidates(&self, url: &Url) -> &[usize] {
-        if let Some(found) = self.by_url.get(url.as_str()) {
+    /// `entries` with the index built from them earlier.
+    pub(crate) fn with_index(entries: &'m [Entry], index: &'m CatalogIndex) -> Self {
+        Catalog { entries, index: Cow::Borrowed(index) }
+    }
+
+    /// The entries fetched at `url` or redirected to it.
+    fn at(&self, url: &str) -> Vec<usize> {
+        lookup(&self.index.by_url, url)
+            .filter(|&i| {
+                let e = &self.entries[i];
+                e.url == url || e.final_url.as_deref() == Some(url)
+            })
+            .collect()
+    }
+
+    fn candidates(&self, url: &Url) -> Vec<usize> {
+        let found = self.at(url.as_str());
+        if !found.is_empty() {
             return found;
         }
         // The fetcher drops fragments; the manifest may list the bare URL.
         let mut bare = url.clone();
         bare.set_fragment(None);
-        self.by_url.get(bare.as_str()).map(Vec::as_slice).unwrap_or_default()
+        self.at(bare.as_str())
     }
 
     /// The entry with a body archived for `url` as a `want`, referenced by
@@ -67,7 +116,7 @@ impl<'m> Catalog<'m> {
             Want::Page => e.kind == Some(Kind::Article),
             Want::Other => false,
         };
-        let all: Vec<usize> = self.candidates(url).iter().copied().filter(|&i| fits(&self.entries[i])).collect();
+        let all: Vec<usize> = self.candidates(url).into_iter().filter(|&i| fits(&self.entries[i])).collect();
         let mine: Vec<usize> = all
             .iter()
             .copied()
@@ -86,7 +135,7 @@ impl<'m> Catalog<'m> {
     /// [`Catalog::article`], as the entry's index.
     pub(crate) fn article_index(&self, url: &str) -> Option<usize> {
         let found: Vec<usize> =
-            self.by_url.get(url)?.iter().copied().filter(|&i| self.entries[i].kind == Some(Kind::Article)).collect();
+            self.at(url).into_iter().filter(|&i| self.entries[i].kind == Some(Kind::Article)).collect();
         found.iter().find(|&&i| self.entries[i].url == url).or(found.first()).copied()
     }
 
@@ -97,7 +146,8 @@ impl<'m> Catalog<'m> {
         let mut seen: HashSet<String> = names.iter().cloned().collect();
         let mut out = HashSet::new();
         while let Some(name) = names.pop() {
-            for &i in self.children.get(name.as_str()).map(Vec::as_slice).unwrap_or_default() {
+            let kids = lookup(&self.index.children, &name).filter(|&i| self.entries[i].parents.contains(&name));
+            for i in kids.collect::<Vec<_>>() {
                 let e = &self.entries[i];
                 if !out.insert(i) {
                     continue;

@@ -5,7 +5,7 @@
 
 use url::Url;
 
-use super::catalog::{self, Catalog};
+use super::catalog::{self, Catalog, CatalogIndex};
 use super::rewrite::{self, RewriteError, Want};
 use crate::store::manifest::{Entry, Kind};
 
@@ -24,6 +24,12 @@ impl<'m> Viewer<'m> {
     /// Indexes a snapshot's entries (as loaded, in manifest order).
     pub fn new(entries: &'m [Entry]) -> Viewer<'m> {
         Viewer { entries, catalog: Catalog::new(entries) }
+    }
+
+    /// The same, with an index built from `entries` earlier and kept
+    /// (building one costs a pass and a sort over every entry).
+    pub fn with_index(entries: &'m [Entry], index: &'m CatalogIndex) -> Viewer<'m> {
+        Viewer { entries, catalog: Catalog::with_index(entries, index) }
     }
 
     /// The article archived at `url` (or redirected to it), by index.

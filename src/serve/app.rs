@@ -422,7 +422,7 @@ async fn snapshot_page(AxState(state): S, Path(snap): Path<String>) -> Response 
         Err(r) => return r.into_response(),
     };
     let hex = l.id.to_hex();
-    let viewer = Viewer::new(&l.manifest.entries);
+    let viewer = Viewer::with_index(&l.manifest.entries, &l.catalog);
     let mut body = format!(
         "<h1>Snapshot <code>{}</code></h1><p>job {} · started {} · finished {} · {} entries</p>",
         &hex[..12],
@@ -509,7 +509,7 @@ async fn view_page(
         Err(r) => return r.into_response(),
     };
     let hex = l.id.to_hex();
-    let viewer = Viewer::new(&l.manifest.entries);
+    let viewer = Viewer::with_index(&l.manifest.entries, &l.catalog);
     let Some(i) = viewer.article(&url) else {
         return fail(StatusCode::NOT_FOUND, "This snapshot has no article at that URL.");
     };
@@ -582,7 +582,7 @@ async fn compare_page(
     let result = blocking(move || {
         let (a, b) = (load(&state, &snap)?, load(&state, &other)?);
         let side = |l: &Loaded| -> Result<Side, Refusal> {
-            let viewer = Viewer::new(&l.manifest.entries);
+            let viewer = Viewer::with_index(&l.manifest.entries, &l.catalog);
             let i = viewer
                 .article(&url)
                 .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "One of the snapshots has no article at that URL."))?;
@@ -696,7 +696,7 @@ async fn doc(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Respo
             return Err(refuse(StatusCode::NOT_FOUND, "That entry is not a document."));
         }
         let hex = l.id.to_hex();
-        let viewer = Viewer::new(entries);
+        let viewer = Viewer::with_index(entries, &l.catalog);
         let html = viewer
             .html(n, &data, &mut |j, want| match want {
                 Want::Page => format!("/s/{hex}/doc/{j}"),
@@ -757,7 +757,8 @@ async fn entry(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Res
         let e = &l.manifest.entries[n];
         if e.kind == Some(Kind::Stylesheet) {
             let hex = l.id.to_hex();
-            let css = Viewer::new(&l.manifest.entries).css(n, &data, &mut |j, _| format!("/s/{hex}/e/{j}"));
+            let css = Viewer::with_index(&l.manifest.entries, &l.catalog)
+                .css(n, &data, &mut |j, _| format!("/s/{hex}/e/{j}"));
             return Ok(("text/css; charset=utf-8".to_owned(), css.into_bytes()));
         }
         Ok((e.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()), data))

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::restore::CatalogIndex;
 use crate::store::archive::{Archive, ArchiveError, PackIndex};
 use crate::store::id::{BlobId, SnapshotId};
 use crate::store::manifest::{Manifest, chunked::Hint};
@@ -18,6 +19,8 @@ const LOADED: usize = 2;
 pub(super) struct Loaded {
     pub id: SnapshotId,
     pub manifest: Manifest,
+    /// Built once per load: a view would otherwise index every entry.
+    pub catalog: CatalogIndex,
     hints: HashMap<BlobId, Hint>,
 }
 
@@ -51,7 +54,8 @@ impl Library {
             Ok(())
         })?;
         entries.shrink_to_fit();
-        let loaded = Arc::new(Loaded { id, manifest: Manifest { header, entries }, hints });
+        let catalog = CatalogIndex::new(&entries);
+        let loaded = Arc::new(Loaded { id, manifest: Manifest { header, entries }, catalog, hints });
         let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= LOADED {
             cache.pop_front();
