@@ -34,7 +34,7 @@ const MAX_TEXT: usize = 200_000;
 /// parse would cost more than the whole index of a normal site.
 const MAX_PARSED: usize = 4 << 20;
 /// Bumped when what is indexed changes, so an older index is rebuilt.
-const INDEX_VERSION: &str = "2";
+const INDEX_VERSION: &str = "3";
 const TOKENIZER: &str = "kura_cjk";
 /// Documents added between commits: tantivy queues up to 10,000 documents
 /// in front of its indexing thread, which with article text was 700 MB;
@@ -257,7 +257,7 @@ impl SearchIndex {
                 }
             };
             let (title, text) = match &data {
-                Some(d) => text_of(d, e.content_type.as_deref()),
+                Some(d) => article_text(&e.url, d, e.content_type.as_deref()),
                 None => (None, String::new()),
             };
             let title = e.title.clone().or(title).unwrap_or_default();
@@ -368,6 +368,22 @@ fn floor_char_boundary(s: &str, at: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// An article's title and text: a local Markdown post is rendered first
+/// (its front matter gives the title), anything else is HTML.
+fn article_text(url: &str, bytes: &[u8], content_type: Option<&str>) -> (Option<String>, String) {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("file:") && !lower.ends_with(".html") && !lower.ends_with(".htm") {
+        let decoded = charset::decode(bytes, content_type);
+        if let Ok(post) =
+            crate::sources::post::parse_post_as(&decoded.text, crate::sources::post::PostFormat::Markdown, None)
+        {
+            let (_, text) = text_of(post.body_html.as_bytes(), Some("text/html; charset=utf-8"));
+            return (post.title, text);
+        }
+    }
+    text_of(bytes, content_type)
 }
 
 /// An archived document's title and readable text: decoded from its own
@@ -512,6 +528,14 @@ mod tests {
         let (title, text) = text_of(html.as_bytes(), Some("text/html"));
         assert_eq!(title.as_deref(), Some("T"));
         assert_eq!(text, "one 二 three");
+    }
+
+    #[test]
+    fn local_markdown_posts_are_rendered_without_their_front_matter() {
+        let md = "---\ntitle: 跨境\ncategories: [a]\n---\n# Head\n\nSome *text* 跨境电商\n";
+        let (title, text) = article_text("file:///b/_posts/p.md", md.as_bytes(), None);
+        assert_eq!(title.as_deref(), Some("跨境"));
+        assert_eq!(text, "Head Some text 跨境电商");
     }
 
     #[test]
