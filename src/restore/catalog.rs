@@ -146,8 +146,7 @@ impl<'m> Catalog<'m> {
         let mut seen: HashSet<String> = names.iter().cloned().collect();
         let mut out = HashSet::new();
         while let Some(name) = names.pop() {
-            let kids = lookup(&self.index.children, &name).filter(|&i| self.entries[i].parents.contains(&name));
-            for i in kids.collect::<Vec<_>>() {
+            for i in lookup(&self.index.children, &name).filter(|&i| self.entries[i].parents.contains(&name)) {
                 let e = &self.entries[i];
                 if !out.insert(i) {
                     continue;

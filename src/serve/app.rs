@@ -262,6 +262,20 @@ fn run_search(state: &State, raw: Option<&str>, p: &SearchParams) -> Result<(Fil
     Ok((filters, hits))
 }
 
+/// A search request parsed and run off the async threads.
+async fn searched(
+    state: Arc<State>,
+    raw: Option<String>,
+    p: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<(Filters, Vec<super::Hit>, SearchParams), Refusal> {
+    let Ok(Query(p)) = p else { return Err(refuse(StatusCode::BAD_REQUEST, "Malformed query.")) };
+    blocking(move || {
+        let (filters, hits) = run_search(&state, raw.as_deref(), &p)?;
+        Ok((filters, hits, p))
+    })
+    .await
+}
+
 fn view_path(snapshot: &str, url: &str) -> String {
     format!("/s/{snapshot}/view?url={}", q(url))
 }
@@ -271,15 +285,7 @@ async fn search_page(
     RawQuery(raw): RawQuery,
     p: Result<Query<SearchParams>, QueryRejection>,
 ) -> Response {
-    let Ok(Query(p)) = p else { return fail(StatusCode::BAD_REQUEST, "Malformed query.") };
-    let s = state.clone();
-    let raw2 = raw.clone();
-    let (filters, hits, p) = match blocking(move || {
-        let (f, h) = run_search(&s, raw2.as_deref(), &p)?;
-        Ok((f, h, p))
-    })
-    .await
-    {
+    let (filters, hits, p) = match searched(state, raw, p).await {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
@@ -319,9 +325,8 @@ async fn api_search(
     RawQuery(raw): RawQuery,
     p: Result<Query<SearchParams>, QueryRejection>,
 ) -> Response {
-    let Ok(Query(p)) = p else { return fail(StatusCode::BAD_REQUEST, "Malformed query.") };
-    let hits = match blocking(move || run_search(&state, raw.as_deref(), &p).map(|(_, h)| h)).await {
-        Ok(h) => h,
+    let hits = match searched(state, raw, p).await {
+        Ok((_, h, _)) => h,
         Err(r) => return r.into_response(),
     };
     let out: Vec<ApiHit> = hits

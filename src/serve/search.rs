@@ -80,7 +80,7 @@ pub struct Hit {
 }
 
 /// Filters beside the query text.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Filters {
     /// Only this job's snapshots.
     pub job: Option<String>,
