@@ -662,13 +662,28 @@ mod tests {
             i.db.open_tree("meta").unwrap().insert("records", &[1]).unwrap();
             i.flush().unwrap();
         }
-        assert!(matches!(Index::open(&path), Err(IndexError::Outdated)));
+        assert!(matches!(reopen(&path), Err(IndexError::Outdated)));
         {
             // An index from before the version was recorded, with data.
             let db = sled::open(dir.path().join("old")).unwrap();
             db.open_tree("packs").unwrap().insert([1; 32], &10u64.to_le_bytes()).unwrap();
             db.flush().unwrap();
         }
-        assert!(matches!(Index::open(&dir.path().join("old")), Err(IndexError::Outdated)));
+        assert!(matches!(reopen(&dir.path().join("old")), Err(IndexError::Outdated)));
+    }
+
+    /// Opens an index just closed: sled's flusher thread may hold the
+    /// directory's lock for a moment after the handle is dropped.
+    fn reopen(path: &Path) -> Result<Index, IndexError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Index::open(path) {
+                Err(IndexError::Sled(e)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!("index still locked: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 }
