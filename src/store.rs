@@ -11,6 +11,7 @@ pub(crate) mod blob;
 pub(crate) mod history;
 pub(crate) mod id;
 pub(crate) mod index;
+pub(crate) mod index_file;
 pub(crate) mod lock;
 pub(crate) mod manifest;
 pub(crate) mod pack;
@@ -22,8 +23,9 @@ pub use archive::{Archive, ArchiveError, PackIndex, SnapshotInfo, SnapshotList, 
 pub use backend::{Backend, BackendError, FileKind};
 pub use blob::{BlobError, Codec, decode as decode_blob};
 pub use history::History;
-pub use id::{BlobId, InvalidId, PackId, SnapshotId};
+pub use id::{BlobId, IndexFileId, InvalidId, PackId, SnapshotId};
 pub use index::{IndexError, UrlRecord};
+pub use index_file::{IndexFileError, PackRecord, decode as decode_index_file};
 pub use lock::holder as writer_lock_holder;
 pub use manifest::chunked::{Hint, Line, Root};
 pub use manifest::{Entry, HopRecord, ImageInfo, Kind, Manifest, ManifestError, ManifestHeader, Summary};

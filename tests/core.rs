@@ -168,6 +168,90 @@ fn corrupted_manifest_is_named() {
         && p["snapshot"].as_str() == Some(snap.file_name().unwrap().to_str().unwrap())));
 }
 
+/// Which pack each index file names, read from the files themselves.
+fn indexed_packs(archive: &Archive) -> Vec<kura::store::PackId> {
+    let mut packs = Vec::new();
+    for (name, _) in archive.backend().list(kura::store::FileKind::Index).unwrap() {
+        let bytes = archive.backend().read(kura::store::FileKind::Index, &name).unwrap();
+        packs.extend(kura::store::decode_index_file(&name, &bytes).unwrap().into_iter().map(|r| r.pack));
+    }
+    packs.sort();
+    packs
+}
+
+fn listed_packs(archive: &Archive) -> Vec<kura::store::PackId> {
+    let mut packs: Vec<_> = archive.pack_index_from_trailers().unwrap().packs.iter().map(|p| p.0).collect();
+    packs.sort();
+    packs
+}
+
+#[test]
+fn index_files_name_every_pack_and_damage_is_named_and_repaired() {
+    let (_tmp, root, m) = damaged_setup();
+    let archive = Archive::open(&root).unwrap();
+    let by_trailers = archive.pack_index_from_trailers().unwrap();
+    assert!(by_trailers.packs.len() > 1, "the corpus fills several packs");
+    assert_eq!(indexed_packs(&archive), listed_packs(&archive), "each pack named once");
+    let fast = archive.pack_index().unwrap();
+    assert_eq!(fast.unindexed, 0, "no trailer read");
+    assert_eq!(fast.blobs, by_trailers.blobs);
+    let report = verify(&archive, VerifyOptions::default(), &|_| {}).unwrap();
+    assert!(report.healthy() && report.index_files >= 1 && report.unindexed_packs == 0, "{report:#?}");
+
+    // A damaged index file is named; readers fall back to the trailers and
+    // lose nothing.
+    let file = walk_files(&root.join("indexes"))[0].clone();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x21;
+    std::fs::write(&file, bytes).unwrap();
+    let idx = archive.pack_index().unwrap();
+    assert_eq!(idx.damaged_index_files.len(), 1);
+    assert_eq!(idx.blobs, by_trailers.blobs);
+    let out = kura(&root, &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("index-file-damaged") && stdout.contains("repair index"), "{stdout}");
+    let e = &m.entries[7];
+    let out = kura(&root, &["cat", "latest", &e.url]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, std::fs::read(url::Url::parse(&e.url).unwrap().to_file_path().unwrap()).unwrap());
+
+    // Without index files (an archive of an older Kura) readers use the
+    // trailers, verify says so, and `repair index` writes them.
+    std::fs::remove_dir_all(root.join("indexes")).unwrap();
+    let idx = archive.pack_index().unwrap();
+    assert_eq!((idx.unindexed, idx.blobs.len()), (by_trailers.packs.len(), by_trailers.blobs.len()));
+    let out = kura(&root, &["verify"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("repair index"));
+    kura_ok(&root, &["repair", "index"]);
+    assert_eq!(indexed_packs(&archive), listed_packs(&archive));
+    assert_eq!(archive.pack_index().unwrap().unindexed, 0);
+}
+
+#[test]
+fn prune_leaves_index_files_naming_exactly_the_packs_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archive");
+    corpus(&tmp.path().join("a"), 40, 3);
+    corpus(&tmp.path().join("b"), 40, 4);
+    let (gone, _) = archive_paths(&root, &[tmp.path().join("a")]);
+    let (kept, m) = archive_paths(&root, &[tmp.path().join("b")]);
+    let archive = Archive::open(&root).unwrap();
+    std::fs::remove_file(root.join("snapshots").join(gone.to_hex())).unwrap();
+    let report = kura::store::prune(&archive, kura::store::PruneOptions::default()).unwrap();
+    assert!(report.packs_deleted + report.packs_repacked > 0, "{report:?}");
+    assert_eq!(indexed_packs(&archive), listed_packs(&archive));
+    let idx = archive.pack_index().unwrap();
+    assert_eq!(idx.unindexed, 0);
+    for e in &archive.load_snapshot(&kept).unwrap().entries {
+        assert!(idx.get(&e.blob.unwrap()).is_some(), "{}", e.url);
+    }
+    assert_eq!(m.entries.len(), 40);
+    assert!(verify(&archive, read_data(), &|_| {}).unwrap().healthy());
+}
+
 #[test]
 fn deleted_index_is_detected_and_repaired() {
     let (tmp, root, _) = damaged_setup();

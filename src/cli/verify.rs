@@ -45,6 +45,12 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
             "verified {} snapshots, {} packs, {} referenced blobs{read}: {verdict}",
             report.snapshots, report.packs, report.referenced_blobs
         );
+        if report.unindexed_packs > 0 {
+            eprintln!(
+                "note: {} pack(s) are named by no index file, so every reader reads their trailers; `kura repair index` writes index files for them",
+                report.unindexed_packs
+            );
+        }
     }
     Ok(if report.healthy() { 0 } else { 1 })
 }

@@ -1,6 +1,6 @@
 //! Integrity checks. Structure always: every pack trailer readable and
-//! matching its name, every manifest's checksum, every referenced blob in a
-//! pack. With `read_data`, every blob (or a random subset of packs) is read,
+//! matching its name, every index file readable and agreeing with the
+//! trailers, every manifest's checksum, every referenced blob in a pack. With `read_data`, every blob (or a random subset of packs) is read,
 //! decoded and re-hashed. Each problem names the snapshots and URLs it
 //! affects. Verify only reads, so it runs while a job is writing.
 
@@ -37,8 +37,8 @@ pub struct Affected {
 /// One thing wrong with the archive.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
-    /// A stable code: `pack-unreadable`, `manifest-damaged`, `blob-missing`,
-    /// `blob-damaged`, `index-missing`.
+    /// A stable code: `pack-unreadable`, `index-file-damaged`,
+    /// `manifest-damaged`, `blob-missing`, `blob-damaged`, `index-missing`.
     pub code: &'static str,
     /// What is wrong, in words.
     pub message: String,
@@ -60,6 +60,13 @@ pub struct Problem {
 pub struct VerifyReport {
     /// Packs whose trailer was checked.
     pub packs: usize,
+    /// Index files checked.
+    pub index_files: usize,
+    /// Readable packs that no index file names (written by an older Kura,
+    /// or by a run that died before its index file): readers use their
+    /// trailers, which costs two reads a pack; `kura repair index` writes
+    /// index files for them.
+    pub unindexed_packs: usize,
     /// Packs whose data was read.
     pub packs_read: usize,
     /// Blobs decoded and re-hashed.
@@ -89,8 +96,9 @@ pub fn verify(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<VerifyReport, ArchiveError> {
     let mut report = VerifyReport::default();
-    let index = archive.pack_index()?;
+    let index = archive.pack_index_from_trailers()?;
     report.packs = index.packs.len() + index.damaged.len();
+    check_index_files(archive, &index, &mut report)?;
     for (pack, err) in &index.damaged {
         report.problems.push(Problem {
             code: "pack-unreadable",
@@ -153,6 +161,49 @@ pub fn verify(
         read_data(archive, &index, &users, opts, progress, &mut report);
     }
     Ok(report)
+}
+
+/// Every index file must read back and say of each pack what its trailer
+/// says; packs named by none are counted.
+fn check_index_files(archive: &Archive, trailers: &PackIndex, report: &mut VerifyReport) -> Result<(), ArchiveError> {
+    let by_pack: HashMap<PackId, (u64, &[PackEntry])> =
+        trailers.packs.iter().map(|(p, size, entries)| (*p, (*size, entries.as_slice()))).collect();
+    let mut named = std::collections::HashSet::new();
+    for file in crate::store::index_file::list(archive.backend())? {
+        report.index_files += 1;
+        let problem = |message: String| Problem {
+            code: "index-file-damaged",
+            message,
+            pack: None,
+            blob: None,
+            snapshot: None,
+            affected: vec![],
+        };
+        match crate::store::index_file::read(archive.backend(), &file) {
+            Ok(records) => {
+                for r in records {
+                    // A pack pruned since the file was written is no damage.
+                    let Some((size, entries)) = by_pack.get(&r.pack) else {
+                        continue;
+                    };
+                    if *size != r.size || *entries != r.entries.as_slice() {
+                        report.problems.push(Problem {
+                            pack: Some(r.pack),
+                            ..problem(format!(
+                                "index file {file} says pack {} holds other blobs than its trailer does; run `kura repair index`",
+                                r.pack
+                            ))
+                        });
+                    } else {
+                        named.insert(r.pack);
+                    }
+                }
+            }
+            Err(e) => report.problems.push(problem(e.to_string())),
+        }
+    }
+    report.unindexed_packs = trailers.packs.iter().filter(|(p, _, _)| !named.contains(p)).count();
+    Ok(())
 }
 
 /// "affects 2 snapshot(s): 1a2b3c4d https://a/x.png, ..."

@@ -4,11 +4,12 @@
 
 use crate::store::backend::{Backend, BackendError, FileKind, LocalBackend};
 use crate::store::blob::{self, BlobError};
-use crate::store::id::{BlobId, PackId, SnapshotId};
+use crate::store::id::{BlobId, IndexFileId, PackId, SnapshotId};
+use crate::store::index_file::{self, IndexFileError, PackRecord};
 use crate::store::manifest::chunked::{self, Hint, Line, RangeRead, Root};
 use crate::store::manifest::{Entry, Manifest, ManifestError, ManifestHeader, Summary};
 use crate::store::pack::{self, PackEntry, ReadPackError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,6 +56,9 @@ pub enum ArchiveError {
     /// Damaged pack.
     #[error(transparent)]
     Pack(#[from] ReadPackError),
+    /// Damaged index file.
+    #[error(transparent)]
+    IndexFile(#[from] IndexFileError),
     /// Local I/O on the archive directory.
     #[error("{path}: {source}")]
     Io {
@@ -368,24 +372,76 @@ impl Archive {
         }
     }
 
-    /// Builds the readers' blob index from the pack trailers.
+    /// Builds the readers' blob index: from the index files, and from the
+    /// trailers of packs that no readable index file names. Index files
+    /// that cannot be read are listed in `damaged_index_files`; their packs
+    /// are read through their trailers, so a reader loses nothing by them.
     pub fn pack_index(&self) -> Result<PackIndex, ArchiveError> {
+        let listed: HashMap<PackId, u64> = self
+            .backend
+            .list(FileKind::Pack)?
+            .into_iter()
+            .filter_map(|(name, size)| Some((name.parse().ok()?, size)))
+            .collect();
         let mut idx = PackIndex::default();
-        for (name, size) in self.backend.list(FileKind::Pack)? {
-            let Ok(pack) = name.parse::<PackId>() else {
-                continue;
-            };
-            match pack::read_entries(self.backend(), &name, size) {
-                Ok(entries) => {
-                    for e in &entries {
-                        idx.blobs.insert(e.id, (pack, *e));
+        let mut covered = HashSet::new();
+        for file in index_file::list(self.backend())? {
+            match index_file::read(self.backend(), &file) {
+                Ok(records) => {
+                    for r in records {
+                        // A pack pruned since the file was written, or a
+                        // record that disagrees with the pack's length, is
+                        // left to the listing and the trailer.
+                        if listed.get(&r.pack) == Some(&r.size) && covered.insert(r.pack) {
+                            idx.add(r.pack, r.size, r.entries);
+                        }
                     }
-                    idx.packs.push((pack, size, entries));
                 }
+                Err(e) => idx.damaged_index_files.push((file, e)),
+            }
+        }
+        let mut rest: Vec<_> = listed.into_iter().filter(|(p, _)| !covered.contains(p)).collect();
+        rest.sort();
+        idx.unindexed = rest.len();
+        self.add_trailers(&mut idx, rest);
+        Ok(idx)
+    }
+
+    /// Builds the readers' blob index from every pack's trailer alone
+    /// (`verify`, which checks the index files against it).
+    pub fn pack_index_from_trailers(&self) -> Result<PackIndex, ArchiveError> {
+        let mut idx = PackIndex::default();
+        let packs = self.backend.list(FileKind::Pack)?.into_iter().filter_map(|(n, s)| Some((n.parse().ok()?, s)));
+        self.add_trailers(&mut idx, packs.collect());
+        Ok(idx)
+    }
+
+    fn add_trailers(&self, idx: &mut PackIndex, packs: Vec<(PackId, u64)>) {
+        for (pack, size) in packs {
+            match pack::read_entries(self.backend(), &pack.to_hex(), size) {
+                Ok(entries) => idx.add(pack, size, entries),
                 Err(e) => idx.damaged.push((pack, e)),
             }
         }
-        Ok(idx)
+    }
+
+    /// Rewrites the index files so that they name every readable pack
+    /// once and nothing else (prune; `repair index`, which reads every
+    /// pack's trailer rather than trusting the old files): the new files
+    /// are durable before any old one is removed, so a reader always finds
+    /// each pack in an index file or through its trailer. Returns how many
+    /// files were written and removed.
+    pub fn rewrite_index_files(&self, from_trailers: bool) -> Result<(usize, usize), ArchiveError> {
+        let old = index_file::list(self.backend())?;
+        let idx = if from_trailers { self.pack_index_from_trailers()? } else { self.pack_index()? };
+        let records = idx.packs.into_iter().map(|(pack, size, entries)| PackRecord { pack, size, entries });
+        let new: HashSet<IndexFileId> = index_file::write_all(self.backend(), records)?.into_iter().collect();
+        let mut removed = 0;
+        for id in old.iter().filter(|id| !new.contains(id)) {
+            self.backend.remove(FileKind::Index, &id.to_hex())?;
+            removed += 1;
+        }
+        Ok((new.len(), removed))
     }
 
     /// Reads, decodes and checks one blob.
@@ -405,9 +461,21 @@ pub struct PackIndex {
     pub packs: Vec<(PackId, u64, Vec<PackEntry>)>,
     /// Packs whose trailer could not be read.
     pub damaged: Vec<(PackId, ReadPackError)>,
+    /// Index files that could not be read (their packs were read through
+    /// their trailers).
+    pub damaged_index_files: Vec<(IndexFileId, IndexFileError)>,
+    /// Packs no readable index file names, read through their trailers.
+    pub unindexed: usize,
 }
 
 impl PackIndex {
+    fn add(&mut self, pack: PackId, size: u64, entries: Vec<PackEntry>) {
+        for e in &entries {
+            self.blobs.insert(e.id, (pack, *e));
+        }
+        self.packs.push((pack, size, entries));
+    }
+
     /// The location of a blob.
     pub fn get(&self, id: &BlobId) -> Option<&(PackId, PackEntry)> {
         self.blobs.get(id)

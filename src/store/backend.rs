@@ -16,6 +16,8 @@ pub enum FileKind {
     Pack,
     /// Snapshot manifests (`snapshots/<64 hex>`).
     Snapshot,
+    /// Index files: which blobs each pack holds (`indexes/<64 hex>`).
+    Index,
 }
 
 impl FileKind {
@@ -24,6 +26,7 @@ impl FileKind {
         match self {
             FileKind::Pack => "packs",
             FileKind::Snapshot => "snapshots",
+            FileKind::Index => "indexes",
         }
     }
 }

@@ -104,6 +104,10 @@ typed_id!(
     /// A snapshot: SHA-256 of its manifest file's bytes.
     SnapshotId
 );
+typed_id!(
+    /// An index file: SHA-256 of its bytes.
+    IndexFileId
+);
 
 /// A string that is not 64 hex characters.
 #[derive(Debug, thiserror::Error)]

@@ -126,7 +126,7 @@ impl PackBuilder {
     }
 }
 
-fn encode_trailer(entries: &[PackEntry]) -> Vec<u8> {
+pub(crate) fn encode_trailer(entries: &[PackEntry]) -> Vec<u8> {
     let mut t = Vec::with_capacity(entries.len() * ENTRY_LEN);
     for e in entries {
         t.extend_from_slice(e.id.as_bytes());

@@ -5,11 +5,15 @@
 //! references meanwhile. It is crash-safe at every step because it never
 //! deletes anything before its replacement is durable:
 //!
-//! live blobs copied into new packs (fsynced) -> index points at the new
-//! packs -> index flushed -> old packs deleted -> old packs forgotten.
+//! live blobs copied into new packs (fsynced) -> an index file names them
+//! -> index points at the new packs -> index flushed -> old packs deleted
+//! -> old packs forgotten -> index files rewritten (new ones durable, then
+//! the old ones removed).
 //!
-//! A crash leaves at worst a blob in two packs (either copy is valid) or an
-//! index entry for a deleted pack (dropped by the next writer's reconcile).
+//! A crash leaves at worst a blob in two packs (either copy is valid), an
+//! index entry for a deleted pack (dropped by the next writer's reconcile)
+//! or an index file naming a deleted pack (readers skip packs that are not
+//! listed).
 //! A reader that listed packs before prune deleted one may fail to read it
 //! and should be run again; it never reads wrong data.
 
@@ -145,6 +149,7 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
         writer.copy(EncodedBlob { id: e.id, raw_len: e.raw_len, codec: e.codec, data: stored })?;
     }
     writer.flush_pack()?;
+    writer.write_index_file()?;
     report.packs_written = writer.stats().packs as usize;
     report.bytes_written = writer.stats().pack_bytes;
     // 2. The index now points at the copies; make that durable.
@@ -155,6 +160,8 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
         writer.index().remove_pack(*pack).map_err(ArchiveError::from)?;
     }
     writer.index().flush().map_err(ArchiveError::from)?;
+    // 4. Index files naming only what is left replace the old ones.
+    archive.rewrite_index_files(false)?;
     report.bytes_freed = report.bytes_deleted as i64 - report.bytes_written as i64;
     Ok(report)
 }

@@ -2,8 +2,9 @@
 //! appended to packs, and snapshots committed in an order that keeps every
 //! committed snapshot intact whenever the process dies:
 //!
-//! pack written and fsynced -> index entries -> index flushed ->
-//! manifest written (fsync, rename) -> catalog entry -> index flushed.
+//! pack written and fsynced -> index entries -> index file written (at
+//! the latest before the manifest) -> index flushed -> manifest written
+//! (fsync, rename) -> catalog entry -> index flushed.
 //!
 //! The URLs' records are updated while the manifest streams out, before
 //! it is renamed into place: they point only at blobs already durable, so
@@ -20,6 +21,7 @@ use crate::store::blob::{self, EncodedBlob};
 use crate::store::history::History;
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::index::{Index, IndexError, SnapshotSummary};
+use crate::store::index_file::{self, PackRecord};
 use crate::store::lock::WriterLock;
 use crate::store::manifest::chunked::{self, ChunkedWriter, Hint};
 use crate::store::manifest::{Entry, Manifest, ManifestHeader, Summary};
@@ -87,6 +89,9 @@ pub struct Writer {
     options: WriteOptions,
     pack: PackBuilder,
     pending: HashMap<BlobId, PackEntry>,
+    /// Packs written but not yet named by an index file (at most
+    /// `index_file::MAX_BLOBS` blobs, then a file is written).
+    unindexed: Vec<PackRecord>,
     stats: WriteStats,
     _lock: WriterLock,
 }
@@ -134,6 +139,7 @@ impl Writer {
             options,
             pack: PackBuilder::new(),
             pending: HashMap::new(),
+            unindexed: Vec::new(),
             stats: WriteStats::default(),
             _lock: lock,
         };
@@ -149,18 +155,36 @@ impl Writer {
         let backend = self.archive.backend();
         let on_disk = backend.list(FileKind::Pack)?;
         let known: HashSet<PackId> = self.index.packs()?.into_iter().collect();
-        let mut present = HashSet::new();
-        for (name, size) in &on_disk {
-            let Ok(id) = name.parse::<PackId>() else {
-                continue;
-            };
-            present.insert(id);
-            if known.contains(&id) {
-                continue;
+        let present: HashMap<PackId, u64> =
+            on_disk.iter().filter_map(|(name, size)| Some((name.parse().ok()?, *size))).collect();
+        let mut unknown: HashSet<PackId> = present.keys().filter(|p| !known.contains(p)).copied().collect();
+        // Packs written by another machine, or before the index was lost,
+        // are learnt from the index files first (one read names many packs),
+        // one file in memory at a time; the rest from their trailers.
+        if !unknown.is_empty() {
+            for file in index_file::list(backend)? {
+                let records = match index_file::read(backend, &file) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!("{e}; its packs are read through their trailers");
+                        continue;
+                    }
+                };
+                for r in records {
+                    if present.get(&r.pack) == Some(&r.size) && unknown.remove(&r.pack) {
+                        self.index.add_pack(r.pack, r.size, &r.entries)?;
+                        report.packs_added += 1;
+                    }
+                }
             }
-            match pack::read_entries(backend, name, *size) {
+        }
+        let mut rest: Vec<PackId> = unknown.into_iter().collect();
+        rest.sort();
+        for id in rest {
+            let (name, size) = (id.to_hex(), present[&id]);
+            match pack::read_entries(backend, &name, size) {
                 Ok(entries) => {
-                    self.index.add_pack(id, *size, &entries)?;
+                    self.index.add_pack(id, size, &entries)?;
                     report.packs_added += 1;
                 }
                 Err(e) => {
@@ -169,7 +193,7 @@ impl Writer {
                 }
             }
         }
-        for id in known.difference(&present) {
+        for id in known.iter().filter(|p| !present.contains_key(p)) {
             tracing::warn!("pack {id} is indexed but missing; forgetting its blobs (run `kura verify`)");
             self.index.remove_pack(*id)?;
             report.packs_removed += 1;
@@ -297,6 +321,21 @@ impl Writer {
         self.pending.clear();
         self.stats.packs += 1;
         self.stats.pack_bytes += bytes.len() as u64;
+        self.unindexed.push(PackRecord { pack: id, size: bytes.len() as u64, entries });
+        if self.unindexed.iter().map(|r| r.entries.len()).sum::<usize>() >= index_file::MAX_BLOBS {
+            self.write_index_file()?;
+        }
+        Ok(())
+    }
+
+    /// Writes an index file naming the packs written since the last one.
+    /// Their packs are durable already, so the file never names a pack
+    /// that a reader cannot find.
+    pub fn write_index_file(&mut self) -> Result<(), ArchiveError> {
+        if !self.unindexed.is_empty() {
+            index_file::write(self.archive.backend(), &self.unindexed)?;
+            self.unindexed.clear();
+        }
         Ok(())
     }
 
@@ -319,6 +358,7 @@ impl Writer {
         entries: &mut dyn Iterator<Item = Result<Entry, ArchiveError>>,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
         self.flush_pack()?;
+        self.write_index_file()?;
         self.index.flush()?;
         let root = self.archive.root().to_path_buf();
         let io = |source| ArchiveError::Io { path: root.clone(), source };
@@ -363,7 +403,8 @@ pub struct ReconcileReport {
 }
 
 /// Rebuilds the index from scratch: the old one is removed and every pack
-/// and manifest is read again.
+/// and manifest is read again; the index files are rewritten from the
+/// packs' trailers.
 pub fn repair_index(archive: &Archive) -> Result<ReconcileReport, ArchiveError> {
     // Hold the lock while the old index is removed so no writer uses it.
     let lock = WriterLock::take(archive, "repair")?;
@@ -371,6 +412,7 @@ pub fn repair_index(archive: &Archive) -> Result<ReconcileReport, ArchiveError> 
     if path.exists() {
         std::fs::remove_dir_all(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;
     }
+    archive.rewrite_index_files(true)?;
     drop(lock);
     let w = Writer::open(archive, WriteOptions::default())?;
     // `open` already reconciled; a second pass reports nothing new, so count
