@@ -218,7 +218,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path());
         let big = PackRecord { entries: vec![record(1, 1).entries[0]; 10], ..record(1, 1) };
-        let ids = write_all(&b, std::iter::repeat_n(big, 1 + MAX_BLOBS / 10)).unwrap();
+        let ids = write_all(&b, std::iter::repeat_n(big, 2 + MAX_BLOBS / 10)).unwrap();
         assert_eq!(ids.len(), 2);
     }
 }
