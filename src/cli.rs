@@ -26,11 +26,12 @@ pub mod serve;
 pub mod site;
 pub mod snapshots;
 pub mod stats;
+pub mod unlock;
 pub mod verify;
 
 use anyhow::{Context as _, Result, bail};
 use kura::jobs::{Config, ConfigError, DEFAULT_PATH};
-use kura::store::Archive;
+use kura::store::{Archive, StorageOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -38,9 +39,13 @@ use std::path::{Path, PathBuf};
 /// takes. Resolved once, the same way, for every command.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
-    /// Archive directory [default: the configuration's `archive`, else ./archive]
+    /// Archive directory, or s3://BUCKET/PREFIX [default: the configuration's `archive`, else ./archive]
     #[arg(long, global = true, env = "KURA_ARCHIVE")]
     pub archive: Option<PathBuf>,
+    /// This archive's cache directory: the index of an archive in object storage, `kura serve`'s search index
+    /// [default: the configuration's `[storage] cache_dir`, else $XDG_CACHE_HOME/kura/<archive>, else ~/.cache/kura/<archive>]
+    #[arg(long, global = true, env = "KURA_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Configuration file [default: ./config/kura.toml if it exists]
     #[arg(long, global = true, env = "KURA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -53,14 +58,21 @@ pub struct Context {
     /// The archive directory: `--archive`/`KURA_ARCHIVE`, else the
     /// configuration's `archive`, else `./archive`.
     pub root: PathBuf,
+    /// The configuration's `[storage]`, with `--cache-dir` laid over it.
+    pub storage: StorageOptions,
 }
 
 impl Global {
     /// The configuration (`--config`/`KURA_CONFIG`, which must exist, else
     /// `config/kura.toml` if it exists) and the archive location.
     pub fn context(&self) -> Result<Context> {
-        let config = self.load_config()?;
-        Ok(Context { root: self.archive_root(config.as_ref()), config })
+        let mut config = self.load_config()?;
+        if let (Some(c), Some(dir)) = (config.as_mut(), &self.cache_dir) {
+            c.storage.cache_dir = Some(dir.clone());
+        }
+        let mut storage = config.as_ref().map(|c| c.storage.clone()).unwrap_or_default();
+        storage.cache_dir = self.cache_dir.clone().or(storage.cache_dir);
+        Ok(Context { root: self.archive_root(config.as_ref()), config, storage })
     }
 
     /// Like [`Global::context`], for commands that cannot run without a
@@ -109,18 +121,18 @@ impl Global {
 impl Context {
     /// Opens the existing archive.
     pub fn open(&self) -> Result<Archive> {
-        Archive::open(&self.root).with_context(|| open_hint(&self.root))
+        Archive::open_with(&self.root, &self.storage).with_context(|| open_hint(&self.root))
     }
 
     /// Opens the archive, creating it if missing (commands that write).
     pub fn open_or_init(&self) -> Result<Archive> {
-        Ok(Archive::open_or_init(&self.root)?)
+        Ok(Archive::open_or_init_with(&self.root, &self.storage)?)
     }
 }
 
 fn open_hint(root: &Path) -> String {
     format!(
-        "cannot open the archive at {} (set `archive` in the configuration, or give --archive DIR / KURA_ARCHIVE)",
+        "cannot open the archive at {} (set `archive` in the configuration, or give --archive DIR|s3://BUCKET/PREFIX / KURA_ARCHIVE)",
         root.display()
     )
 }

@@ -58,6 +58,8 @@ enum Command {
     Diff(cli::diff::Args),
     Prune(cli::prune::Args),
     Repair(cli::repair::Args),
+    /// Remove stale locks of an archive in object storage
+    Unlock(cli::unlock::Args),
     Forget(cli::forget::Args),
     Run(cli::run::Args),
     Daemon(cli::daemon::Args),
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => cli::diff::run(a, &g, out),
         Command::Prune(a) => cli::prune::run(a, &g, out),
         Command::Repair(a) => cli::repair::run(a, &g),
+        Command::Unlock(a) => cli::unlock::run(a, &g, out),
         Command::Forget(a) => cli::forget::run(a, &g, out),
         Command::Run(a) => cli::run::run(a, &g, out),
         Command::Daemon(a) => cli::daemon::run(a, &g),

@@ -19,14 +19,18 @@ pub(crate) mod prune;
 pub(crate) mod spill;
 pub(crate) mod writer;
 
-pub use archive::{Archive, ArchiveError, PackIndex, SnapshotInfo, SnapshotList, SnapshotReader};
+pub use archive::{
+    Archive, ArchiveError, PackIndex, SnapshotInfo, SnapshotList, SnapshotReader, StorageOptions, default_cache_base,
+};
 pub use backend::{Backend, BackendError, FileKind};
+#[cfg(feature = "s3")]
+pub use backend::{S3Backend, S3Config};
 pub use blob::{BlobError, Codec, decode as decode_blob};
 pub use history::History;
 pub use id::{BlobId, IndexFileId, InvalidId, PackId, SnapshotId};
 pub use index::{IndexError, UrlRecord};
 pub use index_file::{IndexFileError, PackRecord, decode as decode_index_file};
-pub use lock::holder as writer_lock_holder;
+pub use lock::{LockInfo, STALE_AFTER, holder as writer_lock_holder, lock_objects, unlock};
 pub use manifest::chunked::{Hint, Line, Root};
 pub use manifest::{Entry, HopRecord, ImageInfo, Kind, Manifest, ManifestError, ManifestHeader, Summary};
 pub use pack::{PackEntry, PackError};

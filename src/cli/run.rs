@@ -27,7 +27,7 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
         code = code.max(run_exit_code(&r));
         if !args.json {
             eprintln!("job {}:", job.name);
-            print_run_summary(&Archive::open(&root)?, &r)?;
+            print_run_summary(&Archive::open_with(&root, &config.storage)?, &r)?;
             writeln!(out, "{}", r.snapshot)?;
         }
         reports.push(serde_json::json!({ "job": job.name, "report": r }));

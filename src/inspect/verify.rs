@@ -145,7 +145,9 @@ pub fn verify(
             affected: affected.clone(),
         });
     }
-    if !archive.root().join("index").exists() && !users.is_empty() {
+    // An archive in object storage keeps its index in each machine's cache,
+    // which a fresh machine does not have yet.
+    if archive.is_local() && !archive.root().join("index").exists() && !users.is_empty() {
         report.problems.push(Problem {
             code: "index-missing",
             message: "the sled index is missing; run `kura repair index` to rebuild it from the packs and manifests"

@@ -20,6 +20,7 @@ use crate::fetch::FetchConfig;
 use crate::jobs::retention::Policy;
 use crate::jobs::schedule::{MissedRuns, Schedule, Zone};
 use crate::pipeline::RunOptions;
+use crate::store::archive::StorageOptions;
 use crate::store::id::BlobId;
 use crate::store::writer::WriteOptions;
 use chrono::Duration;
@@ -58,8 +59,12 @@ pub enum ConfigError {
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
-    /// The archive directory (`archive`, default `archive`).
+    /// The archive: a directory or `s3://BUCKET/PREFIX` (`archive`,
+    /// default `archive`).
     pub archive: PathBuf,
+    /// `[storage]`: endpoint, region, credentials and cache directory of an
+    /// archive in object storage (the `AWS_*` variables win).
+    pub storage: StorageOptions,
     /// `[network]`: HTTP client settings for every job.
     pub network: FetchConfig,
     /// `[store]`: pack size and zstd level.
@@ -386,7 +391,16 @@ impl Validator<'_> {
                 headers: self.headers(&j.headers),
             });
         }
-        Config { path: self.path.to_path_buf(), archive, network, store, defaults, jobs }
+        let s = raw.storage;
+        let storage = StorageOptions {
+            cache_dir: s.cache_dir,
+            endpoint: s.endpoint,
+            region: s.region,
+            access_key_id: s.access_key_id,
+            secret_access_key: s.secret_access_key,
+            session_token: s.session_token,
+        };
+        Config { path: self.path.to_path_buf(), archive, network, store, storage, defaults, jobs }
     }
 
     /// Checks header names and values. Messages name the header, never its value.

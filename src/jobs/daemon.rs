@@ -49,7 +49,7 @@ pub async fn run_job(
     job: &Job,
     progress: Arc<Progress>,
 ) -> Result<RunReport, JobError> {
-    let archive = Archive::open_or_init(root)?;
+    let archive = Archive::open_or_init_with(root, &config.storage)?;
     pipeline::run(&archive, &job.sources, config.run_options(job), progress)
         .await
         .map_err(|source| JobError::Run { job: job.name.clone(), source: Box::new(source) })
@@ -64,9 +64,9 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Job>, 
 }
 
 /// When each job last started, from the manifests (none if the archive does not exist yet).
-fn last_runs(root: &std::path::Path) -> HashMap<String, DateTime<Utc>> {
+fn last_runs(root: &std::path::Path, config: &Config) -> HashMap<String, DateTime<Utc>> {
     let mut last: HashMap<String, DateTime<Utc>> = HashMap::new();
-    if let Ok(archive) = Archive::open(root)
+    if let Ok(archive) = Archive::open_with(root, &config.storage)
         && let Ok((snapshots, _)) = archive.snapshots()
     {
         for (_, m) in snapshots {
@@ -88,7 +88,7 @@ pub async fn daemon(config: Config, root: PathBuf, mut signals: watch::Receiver<
         return vec![];
     }
     let now = Utc::now();
-    let last = last_runs(&root);
+    let last = last_runs(&root, &config);
     let mut queue: VecDeque<String> = VecDeque::new();
     let mut next: HashMap<String, DateTime<Utc>> = HashMap::new();
     for job in &jobs {

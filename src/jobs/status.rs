@@ -79,7 +79,7 @@ pub struct JobStatus {
 /// Every configured job's state, in configuration order. An archive that
 /// does not exist yet means no job has run.
 pub fn status(config: &Config, root: &std::path::Path, now: DateTime<Utc>) -> Result<Vec<JobStatus>, ArchiveError> {
-    let snapshots = match Archive::open(root) {
+    let snapshots = match Archive::open_with(root, &config.storage) {
         Ok(a) => a.snapshots()?.0,
         Err(ArchiveError::NotFound(_)) => vec![],
         Err(e) => return Err(e),

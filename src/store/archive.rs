@@ -73,6 +73,9 @@ pub enum ArchiveError {
     /// Another process holds the writer lock.
     #[error("{0}")]
     Locked(String),
+    /// An archive location that cannot be used.
+    #[error("{0}")]
+    Location(String),
 }
 
 /// Readable snapshots (oldest first) and the ones that could not be read.
@@ -200,14 +203,69 @@ impl SnapshotReader<'_> {
 /// An open archive.
 #[derive(Clone)]
 pub struct Archive {
+    /// The archive directory, or the cache directory of an archive in
+    /// object storage: where the index and scratch files live.
     root: PathBuf,
     backend: Arc<dyn Backend>,
+    /// `s3://...` for an archive in object storage.
+    remote: Option<String>,
 }
 
 impl std::fmt::Debug for Archive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Archive").field("root", &self.root).finish()
+        f.debug_struct("Archive").field("root", &self.root).field("remote", &self.remote).finish()
     }
+}
+
+/// How to reach an archive in object storage, and where its local cache
+/// goes: the configuration's `[storage]`, under the `AWS_*` variables every
+/// S3 tool reads (which win), and `--cache-dir`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// This archive's cache directory (its index, scratch files) [default:
+    /// `$XDG_CACHE_HOME/kura/<archive id>`, else `~/.cache/kura/<archive id>`].
+    pub cache_dir: Option<PathBuf>,
+    /// A custom S3 endpoint (`AWS_ENDPOINT_URL`); plain `http://` is allowed
+    /// because it is given explicitly; buckets are then addressed by path.
+    pub endpoint: Option<String>,
+    /// The region (`AWS_REGION`).
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<String>,
+    /// `AWS_SESSION_TOKEN`.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StorageOptions {
+    // Never print the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageOptions")
+            .field("cache_dir", &self.cache_dir)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `$XDG_CACHE_HOME/kura`, else `~/.cache/kura`.
+pub fn default_cache_base() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|b| b.join("kura"))
+}
+
+/// A new archive's `FORMAT`: the format line, then a random archive id
+/// that names its cache directory on every machine.
+fn format_file() -> String {
+    let id = BlobId::of(
+        format!("{}-{}-{:?}", fastrand::u64(..), std::process::id(), std::time::SystemTime::now()).as_bytes(),
+    );
+    format!("{FORMAT_LINE}\nid {id}\nSee docs/FORMAT.md in the Kura sources.\n")
 }
 
 fn io<'a>(path: &'a Path) -> impl FnOnce(std::io::Error) -> ArchiveError + 'a {
@@ -229,7 +287,123 @@ impl Archive {
         if first != FORMAT_LINE {
             return Err(ArchiveError::UnknownFormat { path: root.to_path_buf(), found: first });
         }
-        Ok(Archive { root: root.to_path_buf(), backend: Arc::new(LocalBackend::new(root)) })
+        Ok(Archive { root: root.to_path_buf(), backend: Arc::new(LocalBackend::new(root)), remote: None })
+    }
+
+    /// Opens the archive at `location`: a directory, or `s3://BUCKET/PREFIX`.
+    pub fn open_with(location: &Path, storage: &StorageOptions) -> Result<Archive, ArchiveError> {
+        match Archive::remote_backend(location, storage)? {
+            Some(backend) => Archive::open_remote(backend, storage, false),
+            None => Archive::open(location),
+        }
+    }
+
+    /// Like [`Archive::open_with`], creating the archive (and its bucket,
+    /// when the credentials allow) if there is none.
+    pub fn open_or_init_with(location: &Path, storage: &StorageOptions) -> Result<Archive, ArchiveError> {
+        match Archive::remote_backend(location, storage)? {
+            Some(backend) => Archive::open_remote(backend, storage, true),
+            None => Archive::open_or_init(location),
+        }
+    }
+
+    #[cfg(feature = "s3")]
+    fn remote_backend(
+        location: &Path,
+        storage: &StorageOptions,
+    ) -> Result<Option<Arc<crate::store::backend::S3Backend>>, ArchiveError> {
+        use crate::store::backend::{S3Backend, S3Config};
+        let Some(parsed) = location.to_str().and_then(S3Config::parse) else {
+            return Ok(None);
+        };
+        let c = parsed.map_err(ArchiveError::Location)?.with_env();
+        let s = storage.clone();
+        let c = S3Config {
+            endpoint: c.endpoint.or(s.endpoint),
+            region: c.region.or(s.region),
+            access_key_id: c.access_key_id.or(s.access_key_id),
+            secret_access_key: c.secret_access_key.or(s.secret_access_key),
+            session_token: c.session_token.or(s.session_token),
+            ..c
+        };
+        Ok(Some(Arc::new(S3Backend::new(c)?)))
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn remote_backend(location: &Path, _: &StorageOptions) -> Result<Option<Arc<dyn Backend>>, ArchiveError> {
+        if location.to_str().is_some_and(|l| l.starts_with("s3://")) {
+            return Err(ArchiveError::Location("this Kura was built without the `s3` feature".into()));
+        }
+        Ok(None)
+    }
+
+    /// Opens (or creates) an archive in object storage. Its index lives in
+    /// a local cache directory named by the archive id in `FORMAT`, so a
+    /// machine with an empty cache reads and writes it at once.
+    #[cfg(feature = "s3")]
+    fn open_remote(
+        backend: Arc<crate::store::backend::S3Backend>,
+        storage: &StorageOptions,
+        init: bool,
+    ) -> Result<Archive, ArchiveError> {
+        let location = backend.location();
+        let text = match backend.read(FileKind::Top, "FORMAT") {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(BackendError::NotFound(_)) if init => {
+                // Creating a bucket that exists is harmless; one the
+                // credentials may not create is reported by the write below.
+                if let Err(e) = backend.create_bucket() {
+                    tracing::debug!("bucket not created: {e}");
+                }
+                if !backend.list(FileKind::Pack)?.is_empty() || !backend.list(FileKind::Snapshot)?.is_empty() {
+                    return Err(ArchiveError::NotAnArchive(location.into()));
+                }
+                let text = format_file();
+                backend.write(FileKind::Top, "FORMAT", text.as_bytes())?;
+                text
+            }
+            Err(BackendError::NotFound(_)) => return Err(ArchiveError::NotFound(location.into())),
+            Err(e) => return Err(e.into()),
+        };
+        let first = text.lines().next().unwrap_or("").trim().to_string();
+        if first != FORMAT_LINE {
+            return Err(ArchiveError::UnknownFormat { path: location.into(), found: first });
+        }
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("id "))
+            .map(|id| id.trim().to_string())
+            .filter(|id| id.len() >= 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or_else(|| BlobId::of(location.as_bytes()).to_hex());
+        let root = match &storage.cache_dir {
+            Some(d) => d.clone(),
+            None => default_cache_base()
+                .ok_or_else(|| {
+                    ArchiveError::Location(
+                        "no cache directory for the archive's index: set XDG_CACHE_HOME or HOME, or give --cache-dir DIR"
+                            .into(),
+                    )
+                })?
+                .join(&id[..16]),
+        };
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
+        Ok(Archive { root, backend, remote: Some(location) })
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn open_remote(_: Arc<dyn Backend>, _: &StorageOptions, _: bool) -> Result<Archive, ArchiveError> {
+        unreachable!("remote_backend refuses s3 locations without the feature")
+    }
+
+    /// Where the archive is, for messages: its directory or `s3://...`.
+    pub fn location(&self) -> String {
+        self.remote.clone().unwrap_or_else(|| self.root.display().to_string())
+    }
+
+    /// True when the archive is a local directory (its index inside it),
+    /// false when it is in object storage (its index in the cache).
+    pub fn is_local(&self) -> bool {
+        self.remote.is_none()
     }
 
     /// Opens the archive, creating it first if `root` is missing or empty.
@@ -250,12 +424,13 @@ impl Archive {
         }
         // FORMAT last: an archive is recognised only once its layout exists.
         let tmp = root.join(".FORMAT.tmp");
-        std::fs::write(&tmp, format!("{FORMAT_LINE}\nSee docs/FORMAT.md in the Kura sources.\n")).map_err(io(&tmp))?;
+        std::fs::write(&tmp, format_file()).map_err(io(&tmp))?;
         std::fs::rename(&tmp, root.join("FORMAT")).map_err(io(root))?;
         Archive::open(root)
     }
 
-    /// The archive directory.
+    /// The archive directory; for an archive in object storage, its cache
+    /// directory (the index and scratch files of runs live here).
     pub fn root(&self) -> &Path {
         &self.root
     }

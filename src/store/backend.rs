@@ -9,6 +9,11 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "s3")]
+mod s3;
+#[cfg(feature = "s3")]
+pub use s3::{S3Backend, S3Config};
+
 /// The kinds of file a backend stores, each in its own directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -18,6 +23,10 @@ pub enum FileKind {
     Snapshot,
     /// Index files: which blobs each pack holds (`indexes/<64 hex>`).
     Index,
+    /// Locks of an archive in object storage (`locks/<64 hex>`).
+    Lock,
+    /// Files at the top of the archive (`FORMAT`).
+    Top,
 }
 
 impl FileKind {
@@ -27,6 +36,8 @@ impl FileKind {
             FileKind::Pack => "packs",
             FileKind::Snapshot => "snapshots",
             FileKind::Index => "indexes",
+            FileKind::Lock => "locks",
+            FileKind::Top => "",
         }
     }
 }

@@ -103,16 +103,28 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Takes the writer lock, opens the index (rebuilding it if sled cannot
-    /// open it) and reconciles it with the packs and manifests on disk.
+    /// Takes the writer lock (in object storage, an exclusive one: prune,
+    /// forget, repair), opens the index (rebuilding it if sled cannot open
+    /// it) and reconciles it with the packs and manifests on disk.
     pub fn open(archive: &Archive, options: WriteOptions) -> Result<Writer, ArchiveError> {
-        Writer::open_for(archive, options, "maintenance")
+        Writer::open_locked(archive, options, "maintenance", true)
     }
 
-    /// Like [`Writer::open`], naming the task (`job NAME`) in the lock file
-    /// so that other processes can say what is running.
+    /// Like [`Writer::open`] for a run, naming the task (`job NAME`) in the
+    /// lock so that other processes can say what is running. In object
+    /// storage the lock is shared: machines run jobs into one archive at
+    /// once (their packs, index files and manifests are content-named).
     pub fn open_for(archive: &Archive, options: WriteOptions, task: &str) -> Result<Writer, ArchiveError> {
-        let lock = WriterLock::take(archive, task)?;
+        Writer::open_locked(archive, options, task, false)
+    }
+
+    fn open_locked(
+        archive: &Archive,
+        options: WriteOptions,
+        task: &str,
+        exclusive: bool,
+    ) -> Result<Writer, ArchiveError> {
+        let lock = WriterLock::take(archive, task, exclusive)?;
         let path = archive.root().join("index");
         let index = match Index::open(&path) {
             Ok(i) => i,
@@ -407,7 +419,7 @@ pub struct ReconcileReport {
 /// packs' trailers.
 pub fn repair_index(archive: &Archive) -> Result<ReconcileReport, ArchiveError> {
     // Hold the lock while the old index is removed so no writer uses it.
-    let lock = WriterLock::take(archive, "repair")?;
+    let lock = WriterLock::take(archive, "repair", true)?;
     let path = archive.root().join("index");
     if path.exists() {
         std::fs::remove_dir_all(&path).map_err(|source| ArchiveError::Io { path: path.clone(), source })?;

@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub store: RawStore,
     #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default, rename = "job")]
     pub jobs: Vec<Spanned<RawJob>>,
@@ -28,6 +30,18 @@ pub(super) struct RawConfig {
 pub(super) struct RawStore {
     pub pack_size_mib: Option<Spanned<u64>>,
     pub zstd_level: Option<Spanned<i32>>,
+}
+
+/// `[storage]`: how to reach an archive in object storage.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
