@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod cat;
 pub mod config;
+pub mod copy;
 pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -60,6 +60,8 @@ enum Command {
     Repair(cli::repair::Args),
     /// Remove stale locks of an archive in object storage
     Unlock(cli::unlock::Args),
+    /// Copy snapshots and their data to another archive (local or s3://)
+    Copy(cli::copy::Args),
     Forget(cli::forget::Args),
     Run(cli::run::Args),
     Daemon(cli::daemon::Args),
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
         Command::Prune(a) => cli::prune::run(a, &g, out),
         Command::Repair(a) => cli::repair::run(a, &g),
         Command::Unlock(a) => cli::unlock::run(a, &g, out),
+        Command::Copy(a) => cli::copy::run(a, &g, out),
         Command::Forget(a) => cli::forget::run(a, &g, out),
         Command::Run(a) => cli::run::run(a, &g, out),
         Command::Daemon(a) => cli::daemon::run(a, &g),

@@ -8,6 +8,7 @@
 pub(crate) mod archive;
 pub(crate) mod backend;
 pub(crate) mod blob;
+pub(crate) mod copy;
 pub(crate) mod history;
 pub(crate) mod id;
 pub(crate) mod index;
@@ -26,6 +27,7 @@ pub use backend::{Backend, BackendError, FileKind};
 #[cfg(feature = "s3")]
 pub use backend::{S3Backend, S3Config};
 pub use blob::{BlobError, Codec, decode as decode_blob};
+pub use copy::{CopyReport, copy};
 pub use history::History;
 pub use id::{BlobId, IndexFileId, InvalidId, PackId, SnapshotId};
 pub use index::{IndexError, UrlRecord};

@@ -18,8 +18,9 @@ const SECRET: &str = "kura-test-secret";
 
 /// A SeaweedFS server with an S3 endpoint, on loopback ports of its own.
 struct Weed {
-    child: Child,
+    child: Option<Child>,
     endpoint: String,
+    ports: (u16, u16, u16, u16),
     _dir: tempfile::TempDir,
 }
 
@@ -47,67 +48,87 @@ fn free_port() -> u16 {
 impl Weed {
     fn start() -> Weed {
         let dir = tempfile::tempdir().unwrap();
-        let ids = dir.path().join("identities.json");
         std::fs::write(
-            &ids,
+            dir.path().join("identities.json"),
             format!(
                 r#"{{"identities":[{{"name":"kura","credentials":[{{"accessKey":"{KEY}","secretKey":"{SECRET}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
             ),
         )
         .unwrap();
-        std::fs::write(dir.path().join("kura.toml"), "[store]\npack_size_mib = 1\n").unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let (s3, master, volume, filer) = (free_port(), free_port(), free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
+        // Small packs, so that a test corpus fills several; retries give up
+        // soon, so a lost store fails a run within the test's patience.
+        std::fs::write(dir.path().join("kura.toml"), "[store]\npack_size_mib = 1\n[storage]\nretry_timeout_secs = 5\n")
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let ports = (free_port(), free_port(), free_port(), free_port());
+        let mut w = Weed { child: None, endpoint: format!("http://127.0.0.1:{}", ports.0), ports, _dir: dir };
+        w.spawn();
+        w
+    }
+
+    /// Starts the server (again, after [`Weed::kill`]: same data, same ports).
+    fn spawn(&mut self) {
+        let dir = self._dir.path();
+        let (s3, master, volume, filer) = self.ports;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("weed.log")).unwrap();
         let mut cmd = Command::new(weed_binary());
-        cmd.args(["server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", "-master.volumeSizeLimitMB=64"])
-            // Side services on fixed default ports would collide between tests.
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .arg(format!("-dir={}", data.display()))
-            .arg(format!("-s3.port={s3}"))
-            .arg(format!("-s3.config={}", ids.display()))
-            .arg(format!("-master.port={master}"))
-            .arg(format!("-volume.port={volume}"))
-            .arg(format!("-filer.port={filer}"))
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log));
+        cmd.args([
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-s3",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=100",
+        ])
+        // Side services on fixed default ports would collide between tests.
+        .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+        .arg(format!("-dir={}", dir.join("data").display()))
+        .arg(format!("-s3.port={s3}"))
+        .arg(format!("-s3.config={}", dir.join("identities.json").display()))
+        .arg(format!("-master.port={master}"))
+        .arg(format!("-volume.port={volume}"))
+        .arg(format!("-filer.port={filer}"))
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
         // Its own process group: it does not exit promptly on SIGTERM, so
-        // the whole group is killed when the test ends.
+        // the whole group is killed.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().expect("weed starts");
-        let endpoint = format!("http://127.0.0.1:{s3}");
-        let w = Weed { child, endpoint, _dir: dir };
+        self.child = Some(cmd.spawn().expect("weed starts"));
         let start = Instant::now();
-        loop {
-            // Any HTTP answer (403 without credentials) means the S3 API is up.
-            if std::net::TcpStream::connect(("127.0.0.1", s3)).is_ok() {
-                let probe =
-                    Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &w.endpoint]).output();
-                let up = match probe {
-                    Ok(o) => o.stdout != b"000" && !o.stdout.is_empty(),
-                    Err(_) => true,
-                };
-                if up {
-                    break;
-                }
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "SeaweedFS did not start in 60 s:\n{}", w.log_tail());
-            std::thread::sleep(Duration::from_millis(200));
-        }
         // The S3 gateway answers before its filer is ready; wait until a
         // bucket can be created.
-        let probe = w.storage(&w._dir.path().join("probe-cache"));
-        let start = Instant::now();
-        while let Err(e) = Archive::open_or_init_with(Path::new("s3://probe"), &probe) {
+        self.wait_writable("s3://probe", start);
+    }
+
+    /// Waits until an object can be written into the archive at `url`
+    /// (creating it): after a restart, reads work seconds before the
+    /// volumes of a bucket take writes again.
+    fn wait_writable(&self, url: &str, start: Instant) {
+        let cache = self._dir.path().join("probe-cache").join(url.replace('/', "_"));
+        let probe = StorageOptions { retry_timeout: Some(Duration::from_secs(1)), ..self.storage(&cache) };
+        let writable = || -> Result<(), String> {
+            let a = Archive::open_or_init_with(Path::new(url), &probe).map_err(|e| e.to_string())?;
+            let name = "0f".repeat(32);
+            a.backend().write(FileKind::Lock, &name, b"probe").map_err(|e| e.to_string())?;
+            a.backend().remove(FileKind::Lock, &name).map_err(|e| e.to_string())
+        };
+        while let Err(e) = writable() {
             assert!(
-                start.elapsed() < Duration::from_secs(60),
+                start.elapsed() < Duration::from_secs(90),
                 "SeaweedFS's S3 API never worked: {e}\n{}",
-                w.log_tail()
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(300));
         }
-        w
+    }
+
+    /// Kills the server's whole process group and waits for it.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: plain syscall on a process group this test created.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
+        }
     }
 
     fn log_tail(&self) -> String {
@@ -124,6 +145,7 @@ impl Weed {
             access_key_id: Some(KEY.into()),
             secret_access_key: Some(SECRET.into()),
             session_token: None,
+            retry_timeout: Some(Duration::from_secs(10)),
         }
     }
 
@@ -156,9 +178,7 @@ impl Weed {
 
 impl Drop for Weed {
     fn drop(&mut self) {
-        // SAFETY: plain syscall on a process group this test created.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -187,7 +207,11 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     let weed = Weed::start();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let files = corpus(&src, 200, 7);
+    let mut files = corpus(&src, 200, 7);
+    // One body larger than an upload part (16 MiB): its pack goes up in
+    // parts, and the multipart ETag is checked.
+    files.push(src.join("large.bin"));
+    std::fs::write(&files[200], noise(77, 17 << 20)).unwrap();
     let url = "s3://kura-archive/team/blog";
     let cache = tmp.path().join("cache-a");
     let src_arg = src.to_str().unwrap();
@@ -211,7 +235,7 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     assert_eq!(snaps.as_array().unwrap().len(), 2);
 
     // cat and restore give the original bytes.
-    for f in files.iter().step_by(13) {
+    for f in files.iter().step_by(13).chain([&files[200]]) {
         let file_url = url::Url::from_file_path(f).unwrap().to_string();
         let out = weed.kura(url, &fresh, &["cat", "latest", &file_url]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -346,4 +370,163 @@ fn two_machines_write_one_bucket_at_once_and_locks_keep_prune_out() {
     assert_eq!(removed.as_array().unwrap().len(), 1);
     assert_eq!(removed[0]["hostname"], "gone");
     assert!(archive.backend().list(FileKind::Lock).unwrap().is_empty());
+}
+
+/// A loopback proxy in front of the S3 server that answers some requests
+/// itself the way stores fail under load: every 4th with 503 SlowDown,
+/// every 7th with 500 InternalError; every 5th is forwarded late.
+struct FaultyProxy {
+    endpoint: String,
+    faults: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl FaultyProxy {
+    fn start(upstream: &str) -> FaultyProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let (count, faults) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (upstream, faults2) = (upstream.to_string(), faults.clone());
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let (client, upstream, count, faults) = (client.clone(), upstream.clone(), count.clone(), faults2.clone());
+            async move {
+                use axum::response::IntoResponse;
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let error = |status: u16, code: &str| {
+                    faults.fetch_add(1, Ordering::SeqCst);
+                    let body =
+                        format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected</Message></Error>");
+                    (axum::http::StatusCode::from_u16(status).unwrap(), body).into_response()
+                };
+                if n % 4 == 0 {
+                    return error(503, "SlowDown");
+                }
+                if n % 7 == 0 {
+                    return error(500, "InternalError");
+                }
+                if n % 5 == 0 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                // The Host header goes along unchanged: it is signed.
+                let mut out = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
+                for (k, v) in &parts.headers {
+                    out = out.header(k, v);
+                }
+                match out.send().await {
+                    Ok(resp) => {
+                        let mut b = axum::http::Response::builder().status(resp.status());
+                        for (k, v) in resp.headers() {
+                            b = b.header(k, v);
+                        }
+                        b.body(axum::body::Body::from(resp.bytes().await.unwrap_or_default())).unwrap()
+                    }
+                    Err(_) => error(502, "BadGateway"),
+                }
+            }
+        });
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FaultyProxy { endpoint, faults, _rt: rt }
+    }
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried_and_a_lost_store_fails_clearly_and_damages_nothing() {
+    let mut weed = Weed::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = "s3://faults";
+    let files = corpus(&tmp.path().join("src"), 120, 21);
+    Archive::open_or_init_with(Path::new(url), &weed.storage(&tmp.path().join("init"))).unwrap();
+
+    // Through the proxy: a run, a read-back and a verify succeed although
+    // a third of the requests fail.
+    let proxy = FaultyProxy::start(&weed.endpoint);
+    let through = |args: &[&str], cache: &str| {
+        weed.command(url, &tmp.path().join(cache), args).env("AWS_ENDPOINT_URL", &proxy.endpoint).output().unwrap()
+    };
+    ok(through(&["archive", tmp.path().join("src").to_str().unwrap()], "c1"), "archive through faults");
+    let out = ok(through(&["verify", "--read-data", "--json"], "c2"), "verify through faults");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["problems"].as_array().unwrap().len(), 0, "{report:#}");
+    let f = &files[5];
+    let out = through(&["cat", "latest", url::Url::from_file_path(f).unwrap().as_str()], "c3");
+    assert_eq!(out.stdout, std::fs::read(f).unwrap());
+    assert!(proxy.faults.load(std::sync::atomic::Ordering::SeqCst) > 10, "faults were injected");
+
+    // The store dies in the middle of a run: the run fails within its retry
+    // budget, saying where, and the committed snapshot is untouched.
+    let big = tmp.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    // 80 MB of new data: seconds of uploads, so the store dies mid-run.
+    for i in 0..400 {
+        std::fs::write(big.join(format!("b{i}.bin")), noise(500 + i, 200_000)).unwrap();
+    }
+    let mut run = weed
+        .command(url, &tmp.path().join("c1"), &["archive", big.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    weed.kill();
+    let started = Instant::now();
+    let out = loop {
+        if let Some(_status) = run.try_wait().unwrap() {
+            break run.wait_with_output().unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "a run against a dead store must end");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!out.status.success(), "the run cannot have committed without its store");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s3://faults") || err.contains("127.0.0.1"), "the error says where: {err}");
+    weed.spawn();
+    weed.wait_writable(url, Instant::now());
+    let archive = Archive::open_with(Path::new(url), &weed.storage(&tmp.path().join("after"))).unwrap();
+    let (snaps, bad) = archive.snapshot_infos().unwrap();
+    assert_eq!((snaps.len(), bad.len()), (1, 0), "only the committed snapshot");
+    let report = verify(&archive, VerifyOptions { read_data: true, subset_pct: None, threads: 2 }, &|_| {}).unwrap();
+    assert!(report.healthy(), "{report:#?}");
+    // The next run completes what the lost one could not.
+    let out = weed.kura(url, &tmp.path().join("c1"), &["archive", big.to_str().unwrap()]);
+    assert!(out.status.success(), "{}\n--- weed:\n{}", String::from_utf8_lossy(&out.stderr), weed.log_tail());
+}
+
+#[test]
+fn kura_copy_moves_snapshots_between_a_directory_and_a_bucket_without_fetching() {
+    let weed = Weed::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("local");
+    let files = corpus(&tmp.path().join("src"), 60, 31);
+    kura_ok(&local, &["archive", tmp.path().join("src").to_str().unwrap()]);
+    kura_ok(&local, &["archive", tmp.path().join("src").to_str().unwrap()]);
+    let url = "s3://copies/kura";
+    let cache = tmp.path().join("cache");
+    let out = ok(weed.kura(url, &cache, &["copy", local.to_str().unwrap(), url, "--json"]), "copy to s3");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["copied"].as_array().unwrap().len(), 2);
+    let blobs = report["blobs_copied"].as_u64().unwrap();
+    assert!(blobs > 0 && report["blobs_present"].as_u64().unwrap() >= blobs, "the second snapshot's blobs dedup");
+    // Again: nothing to do.
+    let out = ok(weed.kura(url, &cache, &["copy", local.to_str().unwrap(), url, "--json"]), "copy again");
+    let again: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((again["copied"].as_array().unwrap().len(), again["skipped"].as_array().unwrap().len()), (0, 2));
+
+    // And back into a new directory: the bytes survive both trips.
+    let back = tmp.path().join("back");
+    ok(weed.kura(url, &cache, &["copy", url, back.to_str().unwrap(), "latest"]), "copy back");
+    kura_ok(&back, &["verify", "--read-data"]);
+    for f in files.iter().step_by(9) {
+        let out = kura(&back, &["cat", "latest", url::Url::from_file_path(f).unwrap().as_str()]);
+        assert_eq!(out.stdout, std::fs::read(f).unwrap());
+    }
+    let s3 = Archive::open_with(Path::new(url), &weed.storage(&tmp.path().join("r"))).unwrap();
+    let report = verify(&s3, VerifyOptions { read_data: true, subset_pct: None, threads: 2 }, &|_| {}).unwrap();
+    assert!(report.healthy() && report.snapshots == 2, "{report:#?}");
 }

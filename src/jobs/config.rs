@@ -392,7 +392,15 @@ impl Validator<'_> {
             });
         }
         let s = raw.storage;
+        let retry_timeout = match &s.retry_timeout_secs {
+            Some(t) if !(1..=3600).contains(t.get_ref()) => {
+                self.error(t, "`retry_timeout_secs` must be between 1 and 3600");
+                None
+            }
+            t => t.as_ref().map(|t| std::time::Duration::from_secs(*t.get_ref())),
+        };
         let storage = StorageOptions {
+            retry_timeout,
             cache_dir: s.cache_dir,
             endpoint: s.endpoint,
             region: s.region,

@@ -236,6 +236,10 @@ pub struct StorageOptions {
     pub secret_access_key: Option<String>,
     /// `AWS_SESSION_TOKEN`.
     pub session_token: Option<String>,
+    /// How long a failing request (5xx, throttling, timeout, refused
+    /// connection) is retried with backoff before the command fails
+    /// [default: 120 s].
+    pub retry_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for StorageOptions {
@@ -324,6 +328,7 @@ impl Archive {
             access_key_id: c.access_key_id.or(s.access_key_id),
             secret_access_key: c.secret_access_key.or(s.secret_access_key),
             session_token: c.session_token.or(s.session_token),
+            retry_timeout: s.retry_timeout,
             ..c
         };
         Ok(Some(Arc::new(S3Backend::new(c)?)))

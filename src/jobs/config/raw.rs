@@ -42,6 +42,7 @@ pub(super) struct RawStorage {
     pub secret_access_key: Option<String>,
     pub session_token: Option<String>,
     pub cache_dir: Option<std::path::PathBuf>,
+    pub retry_timeout_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

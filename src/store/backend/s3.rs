@@ -51,6 +51,9 @@ pub struct S3Config {
     pub secret_access_key: Option<String>,
     /// Session token of temporary credentials.
     pub session_token: Option<String>,
+    /// How long a failing request is retried before the command fails
+    /// (default 120 s).
+    pub retry_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -122,8 +125,10 @@ impl S3Config {
                     max_backoff: Duration::from_secs(10),
                     base: 2.0,
                 },
-                max_retries: 8,
-                retry_timeout: Duration::from_secs(120),
+                // Bounded by the time below rather than by count: backoff
+                // is jittered, and a store restarting needs seconds.
+                max_retries: 30,
+                retry_timeout: self.retry_timeout.unwrap_or(Duration::from_secs(120)),
             })
             .with_client_options(
                 ClientOptions::new()
@@ -266,13 +271,23 @@ impl S3Backend {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .map_err(other)?;
-            let resp = client.put(url).body(body).send().await.map_err(other)?;
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            if status.is_success() || text.contains("BucketAlreadyOwnedByYou") {
-                Ok(())
-            } else {
-                Err(other(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>())))
+            // Not through object_store, so not retried by it: a few tries
+            // with backoff for 5xx and lost connections.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let (status, text) = match client.put(url.clone()).body(body.clone()).send().await {
+                    Ok(resp) => (Some(resp.status()), resp.text().await.unwrap_or_default()),
+                    Err(e) => (None, e.to_string()),
+                };
+                if status.is_some_and(|s| s.is_success()) || text.contains("BucketAlreadyOwnedByYou") {
+                    return Ok(());
+                }
+                if attempt >= 5 || status.is_some_and(|s| !s.is_server_error()) {
+                    let shown = status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "no answer".into());
+                    return Err(other(format!("{shown}: {}", text.chars().take(300).collect::<String>())));
+                }
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
         })
         .map_err(err)
