@@ -104,3 +104,32 @@ fn sigkill_during_prune_leaves_a_clean_archive() {
     }
     assert!(killed >= 20, "only {killed} prunes were killed mid-run");
 }
+
+/// A prune killed after writing its copies leaves packs that the next
+/// prune writes again byte for byte (same blobs, same order, so the same
+/// content-derived name): that file is the next prune's copy and must
+/// survive it. Reproduced exactly by giving an archive the packs a prune
+/// of its twin wrote.
+#[test]
+fn a_pack_written_again_under_its_own_name_is_not_deleted_as_old() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, ids) = setup(tmp.path());
+    forget(&root, &ids[0]);
+    let twin = tmp.path().join("twin");
+    let status = Command::new("cp").args(["-a", root.to_str().unwrap(), twin.to_str().unwrap()]).status().unwrap();
+    assert!(status.success());
+    let before: std::collections::HashSet<_> = walk_files(&root.join("packs")).into_iter().collect();
+    kura_ok(&twin, &["prune", "--repack-below", "0.9"]);
+    let mut planted = 0;
+    for p in walk_files(&twin.join("packs")) {
+        let rel = p.strip_prefix(&twin).unwrap();
+        if !before.contains(&root.join(rel)) {
+            std::fs::create_dir_all(root.join(rel).parent().unwrap()).unwrap();
+            std::fs::copy(&p, root.join(rel)).unwrap();
+            planted += 1;
+        }
+    }
+    assert!(planted > 0, "the twin's prune repacked something");
+    kura_ok(&root, &["prune", "--repack-below", "0.9"]);
+    kura_ok(&root, &["verify", "--read-data"]);
+}

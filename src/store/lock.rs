@@ -205,21 +205,17 @@ impl RemoteLock {
         let refresher = std::thread::spawn(move || {
             let mut name = name;
             let mut info = info;
-            loop {
-                match stopped.recv_timeout(REFRESH_EVERY) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        // A new object, then the old one removed: the lock is
-                        // never absent (restic refreshes the same way).
-                        info.time = chrono::Utc::now();
-                        match write_lock(&archive, &info) {
-                            Ok(new) => {
-                                let _ = archive.backend().remove(FileKind::Lock, &name);
-                                name = new;
-                            }
-                            Err(e) => tracing::warn!("refreshing the archive lock failed: {e}"),
-                        }
+            // Woken by the holder dropping the lock (or gone), else on time.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
+                // A new object, then the old one removed: the lock is never
+                // absent (restic refreshes the same way).
+                info.time = chrono::Utc::now();
+                match write_lock(&archive, &info) {
+                    Ok(new) => {
+                        let _ = archive.backend().remove(FileKind::Lock, &name);
+                        name = new;
                     }
-                    _ => break,
+                    Err(e) => tracing::warn!("refreshing the archive lock failed: {e}"),
                 }
             }
             if let Err(e) = archive.backend().remove(FileKind::Lock, &name) {

@@ -154,8 +154,11 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
     report.bytes_written = writer.stats().pack_bytes;
     // 2. The index now points at the copies; make that durable.
     writer.index().flush().map_err(ArchiveError::from)?;
-    // 3. Only now delete, then forget, the old packs.
-    for (pack, _) in to_delete.iter().chain(&repacked) {
+    // 3. Only now delete, then forget, the old packs. A pack a prune killed
+    //    earlier wrote is written again under the same name when the same
+    //    blobs are copied in the same order: that file is the new copy.
+    let written: HashSet<PackId> = writer.packs_written().iter().copied().collect();
+    for (pack, _) in to_delete.iter().chain(&repacked).filter(|(p, _)| !written.contains(p)) {
         backend.remove(FileKind::Pack, &pack.to_hex()).map_err(ArchiveError::from)?;
         writer.index().remove_pack(*pack).map_err(ArchiveError::from)?;
     }

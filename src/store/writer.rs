@@ -92,6 +92,8 @@ pub struct Writer {
     /// Packs written but not yet named by an index file (at most
     /// `index_file::MAX_BLOBS` blobs, then a file is written).
     unindexed: Vec<PackRecord>,
+    /// Every pack this writer wrote (32 bytes a pack of 16 MiB).
+    written: Vec<PackId>,
     stats: WriteStats,
     _lock: WriterLock,
 }
@@ -152,6 +154,7 @@ impl Writer {
             pack: PackBuilder::new(),
             pending: HashMap::new(),
             unindexed: Vec::new(),
+            written: Vec::new(),
             stats: WriteStats::default(),
             _lock: lock,
         };
@@ -334,10 +337,18 @@ impl Writer {
         self.stats.packs += 1;
         self.stats.pack_bytes += bytes.len() as u64;
         self.unindexed.push(PackRecord { pack: id, size: bytes.len() as u64, entries });
+        self.written.push(id);
         if self.unindexed.iter().map(|r| r.entries.len()).sum::<usize>() >= index_file::MAX_BLOBS {
             self.write_index_file()?;
         }
         Ok(())
+    }
+
+    /// The packs this writer wrote. A pack is named by its content, so one
+    /// written again with the same blobs in the same order has the name of
+    /// the first, and is the same file: prune must not delete it as old.
+    pub fn packs_written(&self) -> &[PackId] {
+        &self.written
     }
 
     /// Writes an index file naming the packs written since the last one.
