@@ -107,10 +107,7 @@ timed s3_first_open "$kura" --archive $url --cache-dir "$work/cache-c" snapshots
 r4=$(requests)
 img=$("$kura" --archive "$work/local" ls latest --json | python3 -c '
 import json, sys
-for line in sys.stdin:
-    e = json.loads(line)
-    if e.get("kind") == "image" and not e.get("error"):
-        print(e["url"]); break')
+print(next(e["url"] for e in json.load(sys.stdin) if e.get("kind") == "image" and not e.get("error")))')
 timed cat_local "$kura" --archive "$work/local" cat latest "$img"
 timed cat_s3 "$kura" --archive $url --cache-dir "$work/cache-a" cat latest "$img"
 r5=$(requests)

@@ -208,10 +208,10 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let mut files = corpus(&src, 200, 7);
-    // One body larger than an upload part (16 MiB): its pack goes up in
+    // One body larger than a single upload (32 MiB): its pack goes up in
     // parts, and the multipart ETag is checked.
     files.push(src.join("large.bin"));
-    std::fs::write(&files[200], noise(77, 17 << 20)).unwrap();
+    std::fs::write(&files[200], noise(77, 33 << 20)).unwrap();
     let url = "s3://kura-archive/team/blog";
     let cache = tmp.path().join("cache-a");
     let src_arg = src.to_str().unwrap();
