@@ -23,7 +23,7 @@ pub(crate) mod writer;
 pub use archive::{
     Archive, ArchiveError, PackIndex, SnapshotInfo, SnapshotList, SnapshotReader, StorageOptions, default_cache_base,
 };
-pub use backend::{Backend, BackendError, FileKind};
+pub use backend::{BackendError, FileKind, ReadBackend, WriteBackend};
 #[cfg(feature = "s3")]
 pub use backend::{S3Backend, S3Config};
 pub use blob::{BlobError, Codec, decode as decode_blob};

@@ -264,7 +264,7 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
         ..kura::store::S3Config::parse(url).unwrap().unwrap()
     })
     .unwrap();
-    kura::store::Backend::write(&raw, FileKind::Pack, &pack.to_hex(), &bytes).unwrap();
+    kura::store::WriteBackend::write(&raw, FileKind::Pack, &pack.to_hex(), &bytes).unwrap();
     let out = weed.kura(url, &fresh, &["verify", "--read-data", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -275,7 +275,7 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     let dest2 = tmp.path().join("restored-damaged");
     let out = weed.kura(url, &fresh, &["restore", "latest", dest2.to_str().unwrap(), "--layout", "raw"]);
     assert_eq!(out.status.code(), Some(1));
-    kura::store::Backend::write(&raw, FileKind::Pack, &pack.to_hex(), &{
+    kura::store::WriteBackend::write(&raw, FileKind::Pack, &pack.to_hex(), &{
         let mut b = bytes.clone();
         b[(victim.offset + victim.stored_len / 2) as usize] ^= 0x5a;
         b

@@ -2,7 +2,7 @@
 //! (snapshots and blobs) that never needs the sled index or the writer lock,
 //! so `snapshots`, `ls`, `cat`, `restore` and `verify` work while a job writes.
 
-use crate::store::backend::{Backend, BackendError, FileKind, LocalBackend};
+use crate::store::backend::{BackendError, FileKind, LocalBackend, ReadBackend, WriteBackend};
 use crate::store::blob::{self, BlobError};
 use crate::store::id::{BlobId, IndexFileId, PackId, SnapshotId};
 use crate::store::index_file::{self, IndexFileError, PackRecord};
@@ -99,7 +99,7 @@ pub struct SnapshotInfo {
 
 /// One manifest file, read a range at a time.
 struct ManifestFile<'a> {
-    backend: &'a dyn Backend,
+    backend: &'a dyn ReadBackend,
     name: String,
 }
 
@@ -206,7 +206,7 @@ pub struct Archive {
     /// The archive directory, or the cache directory of an archive in
     /// object storage: where the index and scratch files live.
     root: PathBuf,
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn WriteBackend>,
     /// `s3://...` for an archive in object storage.
     remote: Option<String>,
 }
@@ -335,7 +335,7 @@ impl Archive {
     }
 
     #[cfg(not(feature = "s3"))]
-    fn remote_backend(location: &Path, _: &StorageOptions) -> Result<Option<Arc<dyn Backend>>, ArchiveError> {
+    fn remote_backend(location: &Path, _: &StorageOptions) -> Result<Option<Arc<dyn WriteBackend>>, ArchiveError> {
         if location.to_str().is_some_and(|l| l.starts_with("s3://")) {
             return Err(ArchiveError::Location("this Kura was built without the `s3` feature".into()));
         }
@@ -396,7 +396,7 @@ impl Archive {
     }
 
     #[cfg(not(feature = "s3"))]
-    fn open_remote(_: Arc<dyn Backend>, _: &StorageOptions, _: bool) -> Result<Archive, ArchiveError> {
+    fn open_remote(_: Arc<dyn WriteBackend>, _: &StorageOptions, _: bool) -> Result<Archive, ArchiveError> {
         unreachable!("remote_backend refuses s3 locations without the feature")
     }
 
@@ -441,7 +441,7 @@ impl Archive {
     }
 
     /// The byte store.
-    pub fn backend(&self) -> &dyn Backend {
+    pub fn backend(&self) -> &dyn WriteBackend {
         self.backend.as_ref()
     }
 

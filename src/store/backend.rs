@@ -72,8 +72,10 @@ pub enum BackendError {
     },
 }
 
-/// The byte store under an archive.
-pub trait Backend: Send + Sync {
+/// Reading an archive's files: all that `snapshots`, `ls`, `cat`,
+/// `restore`, `verify` and `kura serve` need (the split rustic_core makes
+/// between its read and write backends).
+pub trait ReadBackend: Send + Sync {
     /// A human-readable location for messages.
     fn location(&self) -> String;
     /// Every stored file of `kind`, by name, with its size. Names that are not
@@ -85,14 +87,18 @@ pub trait Backend: Send + Sync {
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError>;
     /// The file's length.
     fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError>;
+}
+
+/// Writing an archive's files: the writer, prune, forget, locks.
+pub trait WriteBackend: ReadBackend {
     /// Writes a new file atomically and durably: readers see either nothing or
     /// the whole file. Writing a name that exists leaves the old file (names
     /// are content-derived, so the bytes are the same).
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
-    /// Like [`Backend::write`], with the bytes of a local file read from
+    /// Like [`WriteBackend::write`], with the bytes of a local file read from
     /// where it stands to its end (a manifest too big to hold in memory).
     fn write_from(&self, kind: FileKind, name: &str, file: &mut File) -> Result<(), BackendError>;
-    /// Removes a file (prune only).
+    /// Removes a file (prune, forget, locks).
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
 }
 
@@ -167,7 +173,7 @@ impl LocalBackend {
     }
 }
 
-impl Backend for LocalBackend {
+impl ReadBackend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
     }
@@ -235,6 +241,9 @@ impl Backend for LocalBackend {
         Ok(fs::metadata(&path).map_err(io_err("stat", &path))?.len())
     }
 
+}
+
+impl WriteBackend for LocalBackend {
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         self.write_with(kind, name, |f| f.write_all(data))
     }

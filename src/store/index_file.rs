@@ -14,7 +14,7 @@
 //! one zstd frame of records `pack id:[u8;32] size:u64 count:u32 trailer`.
 //! The file's name is the SHA-256 of all its bytes.
 
-use crate::store::backend::{Backend, BackendError, FileKind};
+use crate::store::backend::{BackendError, FileKind, ReadBackend, WriteBackend};
 use crate::store::id::{IndexFileId, PackId};
 use crate::store::pack::{self, FOOTER_LEN, PackEntry, PackError};
 use std::io::Read;
@@ -128,20 +128,20 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<Vec<PackRecord>, IndexFileErro
 }
 
 /// Reads and checks one index file.
-pub fn read(backend: &dyn Backend, id: &IndexFileId) -> Result<Vec<PackRecord>, IndexFileError> {
+pub fn read(backend: &dyn ReadBackend, id: &IndexFileId) -> Result<Vec<PackRecord>, IndexFileError> {
     let name = id.to_hex();
     decode(&name, &backend.read(FileKind::Index, &name)?)
 }
 
 /// Writes records as one index file, durably; returns its id.
-pub fn write(backend: &dyn Backend, records: &[PackRecord]) -> Result<IndexFileId, BackendError> {
+pub fn write(backend: &dyn WriteBackend, records: &[PackRecord]) -> Result<IndexFileId, BackendError> {
     let (id, bytes) = encode(records);
     backend.write(FileKind::Index, &id.to_hex(), &bytes)?;
     Ok(id)
 }
 
 /// Every index file's id.
-pub fn list(backend: &dyn Backend) -> Result<Vec<IndexFileId>, BackendError> {
+pub fn list(backend: &dyn ReadBackend) -> Result<Vec<IndexFileId>, BackendError> {
     Ok(backend.list(FileKind::Index)?.into_iter().filter_map(|(n, _)| n.parse().ok()).collect())
 }
 
@@ -149,7 +149,7 @@ pub fn list(backend: &dyn Backend) -> Result<Vec<IndexFileId>, BackendError> {
 /// returns their ids. Used when a whole archive's index is rewritten
 /// (prune, `repair index`), with records streamed from the packs.
 pub fn write_all(
-    backend: &dyn Backend,
+    backend: &dyn WriteBackend,
     records: impl IntoIterator<Item = PackRecord>,
 ) -> Result<Vec<IndexFileId>, BackendError> {
     let mut written = Vec::new();

@@ -187,7 +187,7 @@ pub fn parse_trailer(pack: &str, trailer: &[u8], data_end: u64) -> Result<Vec<Pa
 /// Reads a pack's entries through a backend with two small reads (footer,
 /// trailer), without reading its data.
 pub fn read_entries(
-    backend: &dyn crate::store::backend::Backend,
+    backend: &dyn crate::store::backend::ReadBackend,
     pack: &str,
     size: u64,
 ) -> Result<Vec<PackEntry>, ReadPackError> {
@@ -219,7 +219,7 @@ pub enum ReadPackError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::backend::{Backend, FileKind, LocalBackend};
+    use crate::store::backend::{FileKind, LocalBackend, WriteBackend};
     use crate::store::blob;
 
     #[test]

@@ -18,7 +18,7 @@
 //! that fail with 5xx, throttling (503 SlowDown) or a timeout are retried
 //! with exponential backoff by `object_store`.
 
-use super::{Backend, BackendError, FileKind, is_id_name};
+use super::{BackendError, FileKind, ReadBackend, WriteBackend, is_id_name};
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -382,7 +382,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Backend for S3Backend {
+impl ReadBackend for S3Backend {
     fn location(&self) -> String {
         self.config.url()
     }
@@ -442,6 +442,9 @@ impl Backend for S3Backend {
         self.run(async move { store.head(&path).await }).map(|m| m.size).map_err(|e| self.error("stat", &key, e))
     }
 
+}
+
+impl WriteBackend for S3Backend {
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         self.put("write", self.key(kind, name), Upload::Bytes(data.to_vec()))
     }
