@@ -240,7 +240,6 @@ impl ReadBackend for LocalBackend {
         let path = self.path(kind, name);
         Ok(fs::metadata(&path).map_err(io_err("stat", &path))?.len())
     }
-
 }
 
 impl WriteBackend for LocalBackend {

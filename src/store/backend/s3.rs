@@ -337,8 +337,9 @@ impl S3Backend {
                             break;
                         }
                     }
-                    let md5 = if n == 1 { sums } else { Md5::digest(&sums).to_vec() };
-                    (md5, if n == 1 { 0 } else { n }, up.finish().await)
+                    // A multipart ETag is the MD5 of the parts' MD5s and
+                    // their count, whatever the count.
+                    (Md5::digest(&sums).to_vec(), n, up.finish().await)
                 }
             };
             let result = result?;
@@ -441,7 +442,6 @@ impl ReadBackend for S3Backend {
         let (store, path) = (self.store.clone(), ObjectPath::from(key.as_str()));
         self.run(async move { store.head(&path).await }).map(|m| m.size).map_err(|e| self.error("stat", &key, e))
     }
-
 }
 
 impl WriteBackend for S3Backend {
