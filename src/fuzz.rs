@@ -114,6 +114,18 @@ pub fn pack(data: &[u8]) {
     }
 }
 
+/// An index file as a reader meets it, named by its own hash so the checks
+/// past the checksum are reached: a bounded decode, then each record's
+/// trailer checked against its pack id and size.
+pub fn index_file(data: &[u8]) {
+    let name = crate::store::IndexFileId::of(data).to_hex();
+    if let Ok(records) = crate::store::decode_index_file(&name, data) {
+        for r in records {
+            assert!(r.entries.iter().all(|e| e.offset + e.stored_len <= r.size));
+        }
+    }
+}
+
 /// One blob's stored bytes under both codecs, with the length the input's
 /// first 4 bytes claim: the claim bounds what is allocated.
 pub fn blob(data: &[u8]) {
