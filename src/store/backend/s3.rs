@@ -308,38 +308,18 @@ impl S3Backend {
                     (md5.to_vec(), 0, r)
                 }
                 Upload::Bytes(data) => {
-                    let mut up = WriteMultipart::new_with_chunk_size(store.put_multipart(&path).await?, PART);
-                    let mut sums = Vec::new();
-                    for part in data.chunks(PART) {
-                        sums.extend_from_slice(&Md5::digest(part));
-                        up.wait_for_capacity(4).await?;
-                        up.write(part);
-                    }
-                    let n = data.len().div_ceil(PART);
-                    (Md5::digest(&sums).to_vec(), n, up.finish().await)
+                    let mut at = 0;
+                    let fill = move |buf: &mut [u8]| {
+                        let len = buf.len().min(data.len() - at);
+                        buf[..len].copy_from_slice(&data[at..at + len]);
+                        at += len;
+                        Ok(len)
+                    };
+                    put_parts(store.put_multipart(&path).await?, fill).await?
                 }
                 Upload::File(mut file) => {
-                    let mut up = WriteMultipart::new_with_chunk_size(store.put_multipart(&path).await?, PART);
-                    let mut sums = Vec::new();
-                    let mut n = 0;
-                    let mut buf = vec![0u8; PART];
-                    loop {
-                        let len = read_full(&mut file, &mut buf)
-                            .map_err(|e| object_store::Error::Generic { store: "S3", source: Box::new(e) })?;
-                        if len == 0 && n > 0 {
-                            break;
-                        }
-                        sums.extend_from_slice(&Md5::digest(&buf[..len]));
-                        up.wait_for_capacity(4).await?;
-                        up.write(&buf[..len]);
-                        n += 1;
-                        if len < PART {
-                            break;
-                        }
-                    }
-                    // A multipart ETag is the MD5 of the parts' MD5s and
-                    // their count, whatever the count.
-                    (Md5::digest(&sums).to_vec(), n, up.finish().await)
+                    put_parts(store.put_multipart(&path).await?, move |buf: &mut [u8]| read_full(&mut file, buf))
+                        .await?
                 }
             };
             let result = result?;
@@ -358,6 +338,45 @@ impl S3Backend {
                 })
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// Uploads the parts `fill` produces (16 MiB each, the last shorter), four
+/// in flight; returns the MD5 S3's multipart ETag is made of, the part
+/// count and the result. A failed upload is aborted, so its parts do not
+/// linger in the bucket.
+async fn put_parts(
+    upload: Box<dyn object_store::MultipartUpload>,
+    mut fill: impl FnMut(&mut [u8]) -> io::Result<usize> + Send,
+) -> Result<(Vec<u8>, usize, Result<object_store::PutResult, object_store::Error>), object_store::Error> {
+    let mut up = WriteMultipart::new_with_chunk_size(upload, PART);
+    let mut sums = Vec::new();
+    let mut n = 0;
+    let mut buf = vec![0u8; PART];
+    let sent = loop {
+        let len = match fill(&mut buf) {
+            Ok(len) => len,
+            Err(e) => break Err(object_store::Error::Generic { store: "S3", source: Box::new(e) }),
+        };
+        if len == 0 && n > 0 {
+            break Ok(());
+        }
+        sums.extend_from_slice(&Md5::digest(&buf[..len]));
+        if let Err(e) = up.wait_for_capacity(4).await {
+            break Err(e);
+        }
+        up.write(&buf[..len]);
+        n += 1;
+        if len < PART {
+            break Ok(());
+        }
+    };
+    match sent {
+        Ok(()) => Ok((Md5::digest(&sums).to_vec(), n, up.finish().await)),
+        Err(e) => {
+            let _ = up.abort().await;
+            Err(e)
         }
     }
 }
