@@ -156,13 +156,16 @@ impl Weed {
     }
 
     fn command(&self, url: &str, cache: &Path, args: &[&str]) -> Command {
+        self.command_with(url, cache, &self._dir.path().join("kura.toml"), args)
+    }
+
+    fn command_with(&self, url: &str, cache: &Path, config: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kura"));
         c.current_dir(cache.parent().unwrap())
             .args(["--archive", url, "--cache-dir"])
             .arg(cache)
-            // Small packs, so that a test corpus fills several.
             .arg("--config")
-            .arg(self._dir.path().join("kura.toml"))
+            .arg(config)
             .args(args)
             .env("RUST_LOG", "warn")
             .env_remove("KURA_CONFIG")
@@ -350,7 +353,18 @@ fn two_machines_write_one_bucket_at_once_and_locks_keep_prune_out() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("job nightly") && err.contains("kura unlock"), "{err}");
+    // `kura jobs` on any machine sees the run through its lock object.
+    let config = tmp.path().join("jobs.toml");
+    std::fs::write(&config, format!("archive = \"{url}\"\n[[job]]\nname = \"nightly\"\nsources = [\"/srv\"]\n"))
+        .unwrap();
+    let jobs = |cache: &str| {
+        let out = weed.command_with(url, &tmp.path().join(cache), &config, &["jobs", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ok(out, "jobs")).unwrap();
+        v[0]["status"].as_str().unwrap().to_string()
+    };
+    assert_eq!(jobs("cache-b"), "running");
     drop(held);
+    assert_ne!(jobs("cache-b"), "running");
     ok(weed.kura(url, &tmp.path().join("cache-a"), &["prune"]), "prune after the run");
 
     // A lock left by a process that died is stale after 30 minutes: it

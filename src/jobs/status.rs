@@ -79,12 +79,25 @@ pub struct JobStatus {
 /// Every configured job's state, in configuration order. An archive that
 /// does not exist yet means no job has run.
 pub fn status(config: &Config, root: &std::path::Path, now: DateTime<Utc>) -> Result<Vec<JobStatus>, ArchiveError> {
-    let snapshots = match Archive::open_with(root, &config.storage) {
-        Ok(a) => a.snapshots()?.0,
-        Err(ArchiveError::NotFound(_)) => vec![],
+    let archive = match Archive::open_with(root, &config.storage) {
+        Ok(a) => Some(a),
+        Err(ArchiveError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let holder = crate::store::lock::holder(root);
+    let snapshots = match &archive {
+        Some(a) => a.snapshots()?.0,
+        None => vec![],
+    };
+    // Who writes: the local lock's holder line, or in object storage the
+    // live lock objects (any machine's runs).
+    let holders: Vec<String> = match &archive {
+        Some(a) if !a.is_local() => crate::store::lock::lock_objects(a)?
+            .into_iter()
+            .filter_map(|(_, info)| info.filter(|i| !i.is_stale(now)))
+            .map(|i| format!("host {} pid {} {} since {}", i.hostname, i.pid, i.task, i.time.to_rfc3339()))
+            .collect(),
+        _ => crate::store::lock::holder(root).into_iter().collect(),
+    };
     Ok(config
         .jobs
         .iter()
@@ -106,7 +119,7 @@ pub fn status(config: &Config, root: &std::path::Path, now: DateTime<Utc>) -> Re
                     kinds,
                 }
             });
-            let running = holder.as_deref().is_some_and(|h| holder_runs(h, &job.name));
+            let running = holders.iter().any(|h| holder_runs(h, &job.name));
             let status = match &last {
                 _ if running => Status::Running,
                 None => Status::NeverRun,

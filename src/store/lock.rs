@@ -99,7 +99,8 @@ pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30 *
 const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 impl LockInfo {
-    fn is_stale(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+    /// Not refreshed for [`STALE_AFTER`]: its holder died.
+    pub fn is_stale(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
         (now - self.time).to_std().is_ok_and(|age| age > STALE_AFTER)
     }
 
