@@ -99,9 +99,12 @@ pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30 *
 const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 impl LockInfo {
-    /// Not refreshed for [`STALE_AFTER`]: its holder died.
+    /// Its holder is gone: the lock was not refreshed for [`STALE_AFTER`],
+    /// or it names this machine and a process that no longer exists (as
+    /// restic decides; a killed prune then stops no one on its machine).
     pub fn is_stale(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
         (now - self.time).to_std().is_ok_and(|age| age > STALE_AFTER)
+            || (self.hostname == hostname() && self.pid != std::process::id() && !process_exists(self.pid))
     }
 
     fn describe(&self, now: chrono::DateTime<chrono::Utc>) -> String {
@@ -116,6 +119,16 @@ impl LockInfo {
             age % 60
         )
     }
+}
+
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // SAFETY: signal 0 only asks whether the process exists.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    // EPERM: it exists, under another user.
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn hostname() -> String {
@@ -176,9 +189,9 @@ impl RemoteLock {
         };
         let refuse = |other: LockInfo| {
             ArchiveError::Locked(format!(
-                "archive {} is locked: {}; wait for it to finish, then run again. A lock not refreshed for {} minutes \
-                 is stale: `kura unlock` removes stale locks. Read-only commands (snapshots, ls, cat, restore, verify) \
-                 work meanwhile.",
+                "archive {} is locked: {}; wait for it to finish, then run again. A lock not refreshed for {} minutes, \
+                 or of a process gone from this machine, is stale: `kura unlock` removes stale locks. Read-only \
+                 commands (snapshots, ls, cat, restore, verify) work meanwhile.",
                 archive.location(),
                 other.describe(chrono::Utc::now()),
                 STALE_AFTER.as_secs() / 60
