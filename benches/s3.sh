@@ -42,7 +42,7 @@ JSON
 mkdir -p "$work/weed"
 setsid "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$work/weed" -s3 -s3.port=$s3 \
     -s3.config="$work/ids.json" -s3.port.iceberg=0 -s3.port.lance=0 -master.port=29333 \
-    -volume.port=28080 -filer.port=28888 -metricsPort=$metrics -master.volumeSizeLimitMB=256 \
+    -volume.port=28080 -filer.port=28888 -metricsPort=$metrics -master.volumeSizeLimitMB=256 -volume.max=200 \
     >"$work/weed.log" 2>&1 &
 pids+=($!)
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
@@ -119,7 +119,7 @@ restic_line="restic not installed"
 if command -v restic >/dev/null; then
     export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="s3:$AWS_ENDPOINT_URL/restic-bench/repo"
     "$kura" --archive "$work/local" restore latest "$work/mirror" --layout raw >/dev/null 2>&1
-    restic init >/dev/null 2>&1
+    restic init >"$work/restic-init.log" 2>&1 || { echo "restic init failed:" >&2; cat "$work/restic-init.log" >&2; }
     timed restic_cold restic backup -q "$work/mirror"
     timed restic_warm restic backup -q "$work/mirror"
     restic_line="restic backup of the same bytes (Kura's raw restore) into the same SeaweedFS: cold ${t_restic_cold} s, warm ${t_restic_warm} s"
