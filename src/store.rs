@@ -32,7 +32,7 @@ pub use history::History;
 pub use id::{BlobId, IndexFileId, InvalidId, PackId, SnapshotId};
 pub use index::{IndexError, UrlRecord};
 pub use index_file::{IndexFileError, PackRecord, decode as decode_index_file};
-pub use lock::{LockInfo, STALE_AFTER, holder as writer_lock_holder, lock_objects, unlock};
+pub use lock::{LockInfo, STALE_AFTER, lock_objects, unlock, writers};
 pub use manifest::chunked::{Hint, Line, Root};
 pub use manifest::{Entry, HopRecord, ImageInfo, Kind, Manifest, ManifestError, ManifestHeader, Summary};
 pub use pack::{PackEntry, PackError};

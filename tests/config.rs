@@ -162,6 +162,17 @@ fn jobs_shows_last_run_failures_and_never_run() {
     let w = Writer::open(&archive, WriteOptions::default()).unwrap();
     let out = kura_in(tmp.path(), &["jobs", "--config", "k.toml", "--archive", root_s], &[]);
     assert!(out.status.success());
-    assert!(text(&out.stderr).contains(&format!("is being written (pid {}", std::process::id())), "{out:?}");
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or("unknown".into());
+    let holder = format!("is being written (host {host} pid {} ", std::process::id());
+    assert!(text(&out.stderr).contains(&holder), "{out:?}");
     drop(w);
+    // A job's run shows as running, read from its lock object alone.
+    let w = Writer::open_for(&archive, WriteOptions::default(), "job idle").unwrap();
+    let out = kura_in(tmp.path(), &["jobs", "--config", "k.toml", "--archive", root_s, "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v[0]["status"].as_str(), v[2]["status"].as_str()), (Some("failures"), Some("running")), "{v:#}");
+    drop(w);
+    let out = kura_in(tmp.path(), &["jobs", "--config", "k.toml", "--archive", root_s, "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[2]["status"], "never-run", "the lock object went with its writer");
 }

@@ -401,10 +401,13 @@ fn two_machines_write_one_bucket_at_once_and_locks_keep_prune_out() {
 
 /// A loopback proxy in front of the S3 server that answers some requests
 /// itself the way stores fail under load: every 4th with 503 SlowDown,
-/// every 7th with 500 InternalError; every 5th is forwarded late.
+/// every 7th with 500 InternalError, every 9th by resetting the connection
+/// (TCP RST while the client waits for the answer); every 5th is
+/// forwarded late.
 struct FaultyProxy {
     endpoint: String,
     faults: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    resets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -416,50 +419,80 @@ impl FaultyProxy {
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let (count, faults) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (upstream, faults2) = (upstream.to_string(), faults.clone());
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (client, upstream, count, faults) = (client.clone(), upstream.clone(), count.clone(), faults2.clone());
-            async move {
-                use axum::response::IntoResponse;
-                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-                let error = |status: u16, code: &str| {
-                    faults.fetch_add(1, Ordering::SeqCst);
-                    let body =
-                        format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected</Message></Error>");
-                    (axum::http::StatusCode::from_u16(status).unwrap(), body).into_response()
-                };
-                if n % 4 == 0 {
-                    return error(503, "SlowDown");
-                }
-                if n % 7 == 0 {
-                    return error(500, "InternalError");
-                }
-                if n % 5 == 0 {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                let (parts, body) = req.into_parts();
-                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-                let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                // The Host header goes along unchanged: it is signed.
-                let mut out = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
-                for (k, v) in &parts.headers {
-                    out = out.header(k, v);
-                }
-                match out.send().await {
-                    Ok(resp) => {
-                        let mut b = axum::http::Response::builder().status(resp.status());
-                        for (k, v) in resp.headers() {
-                            b = b.header(k, v);
-                        }
-                        b.body(axum::body::Body::from(resp.bytes().await.unwrap_or_default())).unwrap()
+        let (count, faults, resets) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (upstream, faults2, resets2) = (upstream.to_string(), faults.clone(), resets.clone());
+        // One app per connection, so that a request can end its own
+        // connection: dropping the connection with a zero linger sends RST.
+        let app = move |reset: Arc<tokio::sync::Notify>| {
+            let (client, upstream, count, faults, resets) =
+                (client.clone(), upstream.clone(), count.clone(), faults2.clone(), resets2.clone());
+            axum::Router::new().fallback(move |req: axum::extract::Request| {
+                let (client, upstream, count, faults) =
+                    (client.clone(), upstream.clone(), count.clone(), faults.clone());
+                let (reset, resets) = (reset.clone(), resets.clone());
+                async move {
+                    use axum::response::IntoResponse;
+                    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n % 9 == 0 {
+                        resets.fetch_add(1, Ordering::SeqCst);
+                        reset.notify_one();
+                        return std::future::pending().await;
                     }
-                    Err(_) => error(502, "BadGateway"),
+                    let error = |status: u16, code: &str| {
+                        faults.fetch_add(1, Ordering::SeqCst);
+                        let body = format!(
+                            "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+                        );
+                        (axum::http::StatusCode::from_u16(status).unwrap(), body).into_response()
+                    };
+                    if n % 4 == 0 {
+                        return error(503, "SlowDown");
+                    }
+                    if n % 7 == 0 {
+                        return error(500, "InternalError");
+                    }
+                    if n % 5 == 0 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    let (parts, body) = req.into_parts();
+                    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                    // The Host header goes along unchanged: it is signed.
+                    let mut out = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
+                    for (k, v) in &parts.headers {
+                        out = out.header(k, v);
+                    }
+                    match out.send().await {
+                        Ok(resp) => {
+                            let mut b = axum::http::Response::builder().status(resp.status());
+                            for (k, v) in resp.headers() {
+                                b = b.header(k, v);
+                            }
+                            b.body(axum::body::Body::from(resp.bytes().await.unwrap_or_default())).unwrap()
+                        }
+                        Err(_) => error(502, "BadGateway"),
+                    }
                 }
+            })
+        };
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                stream.set_zero_linger().unwrap();
+                let reset = Arc::new(tokio::sync::Notify::new());
+                let service = hyper_util::service::TowerToHyperService::new(app(reset.clone()));
+                tokio::spawn(async move {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = reset.notified() => {}
+                    }
+                });
             }
         });
-        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        FaultyProxy { endpoint, faults, _rt: rt }
+        FaultyProxy { endpoint, faults, resets, _rt: rt }
     }
 }
 
@@ -485,6 +518,7 @@ fn throttling_and_server_errors_are_retried_and_a_lost_store_fails_clearly_and_d
     let out = through(&["cat", "latest", url::Url::from_file_path(f).unwrap().as_str()], "c3");
     assert_eq!(out.stdout, std::fs::read(f).unwrap());
     assert!(proxy.faults.load(std::sync::atomic::Ordering::SeqCst) > 10, "faults were injected");
+    assert!(proxy.resets.load(std::sync::atomic::Ordering::SeqCst) > 3, "connections were reset");
 
     // The store dies in the middle of a run: the run fails within its retry
     // budget, saying where, and the committed snapshot is untouched.

@@ -15,7 +15,13 @@ pub struct Args {
 /// Always exit 0 once the status is read.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let (config, root) = g.context_with_config()?;
-    let list = kura::jobs::status(&config, &root, chrono::Utc::now())?;
+    let archive = match kura::store::Archive::open_with(&root, &config.storage) {
+        Ok(a) => Some(a),
+        // No job has run yet.
+        Err(kura::store::ArchiveError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let list = kura::jobs::status(&config, archive.as_ref(), chrono::Utc::now())?;
     if args.json {
         print_json(out, &list)?;
         return Ok(0);
@@ -41,10 +47,12 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
             j.next_run.map(|t| when(job.zone, t)).unwrap_or_else(|| "not scheduled".into()),
         )?;
     }
-    if let Some(holder) = kura::store::writer_lock_holder(&root)
+    if let Some(archive) = &archive
         && !list.iter().any(|j| j.status == kura::jobs::Status::Running)
     {
-        eprintln!("archive {} is being written ({holder})", root.display());
+        for writer in kura::store::writers(archive)? {
+            eprintln!("archive {} is being written ({writer})", archive.location());
+        }
     }
     Ok(0)
 }

@@ -4,7 +4,7 @@ use super::{Global, print_json};
 use anyhow::Result;
 use std::io::Write;
 
-/// Remove stale locks of an archive in object storage.
+/// Remove lock objects of processes that died.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Remove every lock, not only stale ones (only when no Kura process of any machine uses the archive)
@@ -17,19 +17,9 @@ pub struct Args {
 
 /// Exit 0 once done.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
+    // A local archive's writer lock itself is released by the OS when its
+    // holder exits; what a killed writer leaves is its lock object.
     let archive = g.context()?.open()?;
-    if archive.is_local() {
-        // The OS releases a local archive's lock when its holder exits.
-        if args.json {
-            print_json(out, &Vec::<kura::store::LockInfo>::new())?;
-        } else {
-            eprintln!(
-                "{} is a local archive: its lock is released by the OS when its holder exits; nothing to remove",
-                archive.location()
-            );
-        }
-        return Ok(0);
-    }
     let removed = kura::store::unlock(&archive, args.remove_all)?;
     if args.json {
         print_json(out, &removed)?;

@@ -2,8 +2,8 @@
 //! from its newest snapshot), its next scheduled time, and a status.
 //!
 //! Everything is read from manifests, never from sled, so it works while a
-//! job writes. Whether a job is at work is asked of the writer lock
-//! (`store::lock::holder`), which looks without taking it.
+//! job writes. Whether a job is at work is asked of the archive's lock
+//! objects (`store::lock::writers`), read without taking a lock.
 
 use crate::jobs::config::Config;
 use crate::store::archive::{Archive, ArchiveError};
@@ -76,27 +76,17 @@ pub struct JobStatus {
     pub snapshots: usize,
 }
 
-/// Every configured job's state, in configuration order. An archive that
-/// does not exist yet means no job has run.
-pub fn status(config: &Config, root: &std::path::Path, now: DateTime<Utc>) -> Result<Vec<JobStatus>, ArchiveError> {
-    let archive = match Archive::open_with(root, &config.storage) {
-        Ok(a) => Some(a),
-        Err(ArchiveError::NotFound(_)) => None,
-        Err(e) => return Err(e),
-    };
-    let snapshots = match &archive {
+/// Every configured job's state, in configuration order. `archive` is
+/// `None` when it does not exist yet: no job has run.
+pub fn status(config: &Config, archive: Option<&Archive>, now: DateTime<Utc>) -> Result<Vec<JobStatus>, ArchiveError> {
+    let snapshots = match archive {
         Some(a) => a.snapshots()?.0,
         None => vec![],
     };
-    // Who writes: the local lock's holder line, or in object storage the
-    // live lock objects (any machine's runs).
-    let holders: Vec<String> = match &archive {
-        Some(a) if !a.is_local() => crate::store::lock::lock_objects(a)?
-            .into_iter()
-            .filter_map(|(_, info)| info.filter(|i| !i.is_stale(now)))
-            .map(|i| format!("host {} pid {} {} since {}", i.hostname, i.pid, i.task, i.time.to_rfc3339()))
-            .collect(),
-        _ => crate::store::lock::holder(root).into_iter().collect(),
+    // Who writes: the live lock objects (in object storage, any machine's).
+    let holders = match archive {
+        Some(a) => crate::store::lock::writers(a)?,
+        None => vec![],
     };
     Ok(config
         .jobs

@@ -166,7 +166,7 @@ async fn home(AxState(state): S) -> Response {
     let s = state;
     let (rows, jobs) = match blocking(move || {
         let jobs =
-            s.config.as_ref().and_then(|c| crate::jobs::status(c, s.library.archive.root(), chrono::Utc::now()).ok());
+            s.config.as_ref().and_then(|c| crate::jobs::status(c, Some(&s.library.archive), chrono::Utc::now()).ok());
         Ok((snapshot_rows(&s)?, jobs))
     })
     .await

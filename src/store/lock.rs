@@ -1,8 +1,12 @@
-//! The writer lock, `locks/writer`: one process writes an archive at a
-//! time (a job, prune, forget, repair), and anyone can ask who without
-//! getting in its way.
+//! Who writes an archive. Every writer holds a lock object,
+//! `locks/<64 hex>` (restic's lock files: host, pid, task, time; shared for
+//! runs, exclusive for prune, forget and repair), in object storage and in a
+//! directory alike, so anyone can ask who writes without getting in its way
+//! (`kura jobs`, `kura unlock`).
 //!
-//! It is an open-file-description lock (Linux `F_OFD_SETLK`): the kernel
+//! A local archive (and the cache of one in object storage) is also held by
+//! the writer lock, `locks/writer`: one process writes it at a time, since
+//! its index is in it. That lock is an open-file-description lock (Linux `F_OFD_SETLK`): the kernel
 //! drops it when the holder exits or is killed, so a crash never leaves a
 //! stale lock, and `F_OFD_GETLK` tests it without taking it, so looking
 //! (`kura jobs`) can never make a writer that starts at that moment fail.
@@ -25,59 +29,59 @@ fn path(root: &Path) -> PathBuf {
 /// A held writer lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct WriterLock {
-    _file: File,
     // Dropped first: the archive's lock object goes before the local one.
-    _remote: Option<RemoteLock>,
+    _object: LockObject,
+    _file: File,
 }
 
 impl WriterLock {
     /// Takes the lock for `task`, or says who holds it and what to do.
     /// A local archive has one writer at a time whatever `exclusive` says
-    /// (its index is in it); an archive in object storage takes a lock
-    /// object, shared (runs: several machines at once) or `exclusive`
+    /// (its index is in it); an archive in object storage admits several
+    /// shared holders (runs: several machines at once) or one `exclusive`
     /// (prune, forget, repair), and the local lock guards its cache.
     pub fn take(archive: &Archive, task: &str, exclusive: bool) -> Result<WriterLock, ArchiveError> {
-        let local = WriterLock::take_local(archive, task)?;
-        let remote = if archive.is_local() { None } else { Some(RemoteLock::take(archive, task, exclusive)?) };
-        Ok(WriterLock { _remote: remote, ..local })
-    }
-
-    fn take_local(archive: &Archive, task: &str) -> Result<WriterLock, ArchiveError> {
-        let path = path(archive.root());
-        let io = |source| ArchiveError::Io { path: path.clone(), source };
-        std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
-        let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-        // A lock held for a moment is waited for: a process this one spawns
-        // shares the lock's file description between fork and exec, so a
-        // writer reopened at that instant would otherwise be refused.
-        let mut taken = sys::try_lock(&f).map_err(io)?;
-        for _ in 0..10 {
-            if taken {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            taken = sys::try_lock(&f).map_err(io)?;
-        }
-        if !taken {
-            let mut holder = String::new();
-            let _ = f.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(ArchiveError::Locked(format!(
-                "archive {} is being written by another Kura process ({}); wait for it to finish, then run again. \
-                 Read-only commands (snapshots, ls, cat, restore, verify) work meanwhile.",
-                archive.root().display(),
-                if holder.is_empty() { "unknown pid" } else { holder }
-            )));
-        }
-        f.set_len(0).map_err(io)?;
-        f.rewind().map_err(io)?;
-        write!(f, "pid {} {task} since {}", std::process::id(), chrono::Utc::now().to_rfc3339()).map_err(io)?;
-        Ok(WriterLock { _file: f, _remote: None })
+        let file = take_local(archive, task)?;
+        let object = LockObject::take(archive, task, exclusive)?;
+        Ok(WriterLock { _object: object, _file: file })
     }
 }
 
-/// What a lock object in an archive in object storage says (restic's lock
-/// files): who holds it, for what, and when it was last refreshed.
+fn take_local(archive: &Archive, task: &str) -> Result<File, ArchiveError> {
+    let path = path(archive.root());
+    let io = |source| ArchiveError::Io { path: path.clone(), source };
+    std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
+    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    // A lock held for a moment is waited for: a process this one spawns
+    // shares the lock's file description between fork and exec, so a
+    // writer reopened at that instant would otherwise be refused.
+    let mut taken = sys::try_lock(&f).map_err(io)?;
+    for _ in 0..10 {
+        if taken {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        taken = sys::try_lock(&f).map_err(io)?;
+    }
+    if !taken {
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        let holder = holder.trim();
+        return Err(ArchiveError::Locked(format!(
+            "archive {} is being written by another Kura process ({}); wait for it to finish, then run again. \
+             Read-only commands (snapshots, ls, cat, restore, verify) work meanwhile.",
+            archive.root().display(),
+            if holder.is_empty() { "unknown pid" } else { holder }
+        )));
+    }
+    f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
+    write!(f, "pid {} {task} since {}", std::process::id(), chrono::Utc::now().to_rfc3339()).map_err(io)?;
+    Ok(f)
+}
+
+/// What a lock object says (restic's lock files): who holds it, for what,
+/// and when it was last refreshed.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LockInfo {
     /// The machine.
@@ -165,15 +169,42 @@ pub fn unlock(archive: &Archive, all: bool) -> Result<Vec<LockInfo>, ArchiveErro
     Ok(removed)
 }
 
+/// Who writes the archive now: its live lock objects, or for a local
+/// archive written by a build from before lock objects, the writer lock's
+/// holder line. Never takes a lock.
+pub fn writers(archive: &Archive) -> Result<Vec<String>, ArchiveError> {
+    let now = chrono::Utc::now();
+    let mut out: Vec<String> = lock_objects(archive)?
+        .into_iter()
+        .filter_map(|(_, info)| info.filter(|i| !i.is_stale(now)))
+        .map(|i| format!("host {} pid {} {} since {}", i.hostname, i.pid, i.task, i.time.to_rfc3339()))
+        .collect();
+    if out.is_empty() && archive.is_local() {
+        out.extend(holder(archive.root()));
+    }
+    Ok(out)
+}
+
 /// A held lock object, refreshed by a thread until dropped.
 #[derive(Debug)]
-struct RemoteLock {
+struct LockObject {
     stop: std::sync::mpsc::Sender<()>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
-impl RemoteLock {
-    fn take(archive: &Archive, task: &str, exclusive: bool) -> Result<RemoteLock, ArchiveError> {
+impl LockObject {
+    /// Called with the local writer lock held.
+    fn take(archive: &Archive, task: &str, exclusive: bool) -> Result<LockObject, ArchiveError> {
+        if archive.is_local() {
+            // The writer lock keeps every other writer of this directory
+            // out, so any lock object here is one a killed process left.
+            for (name, _) in archive.backend().list(FileKind::Lock)? {
+                match archive.backend().remove(FileKind::Lock, &name) {
+                    Ok(()) | Err(BackendError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         let conflict = |mine: Option<&str>| -> Result<Option<LockInfo>, ArchiveError> {
             let now = chrono::Utc::now();
             for (name, info) in lock_objects(archive)? {
@@ -236,7 +267,7 @@ impl RemoteLock {
                 tracing::warn!("removing the archive lock failed ({e}); `kura unlock` removes it once stale");
             }
         });
-        Ok(RemoteLock { stop, refresher: Some(refresher) })
+        Ok(LockObject { stop, refresher: Some(refresher) })
     }
 }
 
@@ -247,7 +278,7 @@ fn write_lock(archive: &Archive, info: &LockInfo) -> Result<String, ArchiveError
     Ok(name)
 }
 
-impl Drop for RemoteLock {
+impl Drop for LockObject {
     fn drop(&mut self) {
         let _ = self.stop.send(());
         if let Some(t) = self.refresher.take() {
@@ -352,6 +383,42 @@ mod tests {
             assert_eq!(holder(dir.path()), None);
         }
         drop(WriterLock::take(&a, "again", false).expect("free after looking"));
+    }
+
+    #[test]
+    fn a_local_writer_holds_a_lock_object_and_clears_what_killed_writers_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::open_or_init(dir.path()).unwrap();
+        let now = chrono::Utc::now();
+        // What a writer killed on this machine and one on another left.
+        let dead =
+            LockInfo { hostname: hostname(), pid: u32::MAX - 7, task: "job old".into(), exclusive: false, time: now };
+        let away = LockInfo { hostname: "elsewhere".into(), pid: 1, task: "prune".into(), exclusive: true, time: now };
+        write_lock(&a, &dead).unwrap();
+        write_lock(&a, &away).unwrap();
+        assert!(dead.is_stale(now) && !away.is_stale(now));
+        // Only the other machine's (not yet stale) counts as a writer.
+        assert_eq!(writers(&a).unwrap(), vec![format!("host elsewhere pid 1 prune since {}", now.to_rfc3339())]);
+
+        let lock = WriterLock::take(&a, "job blog", false).unwrap();
+        let objects = lock_objects(&a).unwrap();
+        assert_eq!(objects.len(), 1, "the leftovers are gone, the writer's own is there: {objects:?}");
+        let mine = objects[0].1.as_ref().expect("readable");
+        assert_eq!((mine.pid, mine.task.as_str(), mine.exclusive), (std::process::id(), "job blog", false));
+        let w = writers(&a).unwrap();
+        assert!(w.len() == 1 && w[0].contains(&format!("pid {} job blog since", std::process::id())), "{w:?}");
+        drop(lock);
+        assert!(lock_objects(&a).unwrap().is_empty(), "released with the lock");
+        assert!(writers(&a).unwrap().is_empty());
+
+        // `kura unlock` on a directory: a dead writer's object goes, a live
+        // process's stays unless asked.
+        write_lock(&a, &dead).unwrap();
+        let live = LockInfo { pid: std::process::id(), ..dead.clone() };
+        write_lock(&a, &live).unwrap();
+        assert_eq!(unlock(&a, false).unwrap().iter().map(|l| l.pid).collect::<Vec<_>>(), vec![dead.pid]);
+        assert_eq!(unlock(&a, true).unwrap().iter().map(|l| l.pid).collect::<Vec<_>>(), vec![live.pid]);
+        assert!(lock_objects(&a).unwrap().is_empty());
     }
 
     #[cfg(target_os = "linux")]
