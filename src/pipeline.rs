@@ -26,7 +26,6 @@ pub use progress::Progress;
 use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
 use crate::referrer::{Policy, referer_for};
 use crate::store::archive::{Archive, ArchiveError};
-use crate::store::blob;
 use crate::store::history::History;
 use crate::store::id::{BlobId, SnapshotId};
 use crate::store::manifest::{Entry, HopRecord, Kind, ManifestHeader};
@@ -270,11 +269,15 @@ impl Ctx {
         let level = self.opts.write.zstd_level;
         tokio::task::spawn_blocking(move || {
             let id = BlobId::of(&body);
-            if let Some(s) = writer.lock().expect("no panics while held").dedup(&id, body.len() as u64)? {
-                return Ok(s);
-            }
+            let dictionaries = {
+                let mut w = writer.lock().expect("no panics while held");
+                if let Some(s) = w.dedup(&id, body.len() as u64)? {
+                    return Ok(s);
+                }
+                w.dictionaries()?
+            };
             // Compress outside the lock so other bodies can be appended meanwhile.
-            let enc = blob::encode_with_id(id, &body, level);
+            let enc = dictionaries.encode(id, &body, level)?;
             writer.lock().expect("no panics while held").put(enc)
         })
         .await

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 fn archive_paths(root: &Path, paths: &[PathBuf]) -> (kura::store::SnapshotId, Manifest) {
     let archive = Archive::open_or_init(root).unwrap();
-    let mut w = Writer::open(&archive, WriteOptions { pack_target: 256 << 10, zstd_level: 3 }).unwrap();
+    let mut w = Writer::open(&archive, WriteOptions { pack_target: 256 << 10, ..Default::default() }).unwrap();
     let entries = kura::sources::archive_files(&mut w, paths, 2, &|_| {}).unwrap();
     let m = Manifest {
         header: kura::store::ManifestHeader {

@@ -24,9 +24,20 @@ fn sigkill_at_random_moments_never_damages_committed_snapshots() {
     let src = tmp.path().join("src");
     corpus(&src, 300, 7);
     let root = tmp.path().join("archive");
+    // The calibration runs store no dictionary; the killed ones train one
+    // (once 64 new pages were seen) and then compress with it.
+    let config = |on: bool| {
+        let p = tmp.path().join(format!("kura-{on}.toml"));
+        std::fs::write(&p, format!("[store]\ndictionaries = {on}\ndictionary_samples = 64\n")).unwrap();
+        p
+    };
+    let (off, on) = (config(false), config(true));
+    let dictionaries = std::cell::Cell::new(false);
     let spawn = || {
+        let config = if dictionaries.get() { &on } else { &off };
         Command::new(env!("CARGO_BIN_EXE_kura"))
-            .args(["--archive", root.to_str().unwrap(), "archive", "--pack-size-mib", "1", src.to_str().unwrap()])
+            .args(["--archive", root.to_str().unwrap(), "--config", config.to_str().unwrap()])
+            .args(["archive", "--pack-size-mib", "1", src.to_str().unwrap()])
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -39,6 +50,7 @@ fn sigkill_at_random_moments_never_damages_committed_snapshots() {
     let t = Instant::now();
     assert!(spawn().wait().unwrap().success());
     let full = t.elapsed().max(Duration::from_millis(20));
+    dictionaries.set(true);
 
     let mut rng = fastrand::Rng::with_seed(42);
     let mut committed = snapshot_names(&root);
@@ -48,10 +60,16 @@ fn sigkill_at_random_moments_never_damages_committed_snapshots() {
     // their kill time comes; the bound keeps a slow machine from looping).
     while killed < 22 && round < 80 {
         round += 1;
-        // New content every round, so each run has new packs to write.
+        // New content every round, so each run has new packs to write,
+        // and new pages enough to train a dictionary in one run.
         for k in 0..15 {
             let seed = 10_000 + round as u64 * 100 + k;
             std::fs::write(src.join(format!("new-{round}-{k}.bin")), noise(seed, 20_000 + (seed as usize % 50_000)))
+                .unwrap();
+        }
+        for k in 0..70 {
+            let seed = 50_000 + round as u64 * 100 + k;
+            std::fs::write(src.join(format!("page-{round}-{k}.html")), article(seed, 2_000 + (seed as usize % 8_000)))
                 .unwrap();
         }
         let mut child = spawn();
@@ -76,6 +94,7 @@ fn sigkill_at_random_moments_never_damages_committed_snapshots() {
     let out = kura(&root, &["verify", "--read-data", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert!(report["dictionaries"].as_u64() >= Some(1), "killed runs trained and used a dictionary: {report:#}");
     // The next run succeeds and commits.
     let before = snapshot_names(&root).len();
     assert!(spawn().wait().unwrap().success());

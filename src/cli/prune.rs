@@ -38,6 +38,9 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
             human(r.bytes_written),
             human(r.bytes_freed.max(0) as u64)
         )?;
+        if r.blobs_recompressed > 0 {
+            writeln!(out, "{} documents compressed again with a dictionary", r.blobs_recompressed)?;
+        }
     }
     Ok(0)
 }

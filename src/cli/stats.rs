@@ -27,8 +27,19 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     writeln!(out, "pack files:        {} ({})", s.packs, human(s.pack_bytes))?;
     writeln!(out, "dedup ratio:       {:.2}x", s.dedup_ratio)?;
     writeln!(out, "compression ratio: {:.2}x", s.compression_ratio)?;
+    if s.dictionaries > 0 {
+        writeln!(out, "dictionaries:      {} ({})", s.dictionaries, human(s.dictionary_bytes))?;
+    }
     for (kind, k) in &s.kinds {
-        writeln!(out, "  {kind:<11} {:>7} entries {:>5} failed {:>12}", k.entries, k.failures, human(k.logical_bytes))?;
+        writeln!(
+            out,
+            "  {kind:<11} {:>7} entries {:>5} failed {:>12} {:>12} unique {:>12} stored",
+            k.entries,
+            k.failures,
+            human(k.logical_bytes),
+            human(k.unique_bytes),
+            human(k.stored_bytes)
+        )?;
         if k.placeholders > 0 {
             writeln!(out, "  {:<11} {:>7} placeholders, {} recovered", "", k.placeholders, k.recovered)?;
         }

@@ -19,6 +19,10 @@ pub struct KindStats {
     pub recovered: u64,
     /// Raw bytes, counting every entry.
     pub logical_bytes: u64,
+    /// Raw bytes of the distinct blobs first referenced by this kind.
+    pub unique_bytes: u64,
+    /// What those blobs occupy in packs.
+    pub stored_bytes: u64,
 }
 
 /// The figures `kura stats` prints.
@@ -44,6 +48,10 @@ pub struct Stats {
     pub compression_ratio: f64,
     /// Per-kind counts.
     pub kinds: BTreeMap<String, KindStats>,
+    /// zstd dictionaries in the archive.
+    pub dictionaries: usize,
+    /// Their bytes.
+    pub dictionary_bytes: u64,
 }
 
 /// Computes archive statistics from the manifests and pack trailers.
@@ -72,11 +80,16 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
                 {
                     s.unique_bytes += pe.raw_len;
                     s.stored_bytes += pe.stored_len;
+                    k.unique_bytes += pe.raw_len;
+                    k.stored_bytes += pe.stored_len;
                 }
             }
         }
     }
     s.unique_blobs = seen.len();
+    let dictionaries = archive.backend().list(crate::store::backend::FileKind::Dictionary)?;
+    s.dictionaries = dictionaries.len();
+    s.dictionary_bytes = dictionaries.iter().map(|(_, size)| size).sum();
     s.dedup_ratio = ratio(s.logical_bytes, s.unique_bytes);
     s.compression_ratio = ratio(s.unique_bytes, s.stored_bytes);
     Ok(s)

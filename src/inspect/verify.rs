@@ -6,7 +6,7 @@
 
 use crate::store::archive::{Archive, ArchiveError, PackIndex};
 use crate::store::backend::FileKind;
-use crate::store::blob;
+use crate::store::dictionary::{Dictionary, DictionaryError};
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::pack::PackEntry;
 use serde::Serialize;
@@ -62,6 +62,8 @@ pub struct VerifyReport {
     pub packs: usize,
     /// Index files checked.
     pub index_files: usize,
+    /// zstd dictionaries checked.
+    pub dictionaries: usize,
     /// Readable packs that no index file names (written by an older Kura,
     /// or by a run that died before its index file): readers use their
     /// trailers, which costs two reads a pack; `kura repair index` writes
@@ -99,6 +101,7 @@ pub fn verify(
     let index = archive.pack_index_from_trailers()?;
     report.packs = index.packs.len() + index.damaged.len();
     check_index_files(archive, &index, &mut report)?;
+    check_dictionaries(archive, opts.read_data, &mut report)?;
     for (pack, err) in &index.damaged {
         report.problems.push(Problem {
             code: "pack-unreadable",
@@ -167,6 +170,34 @@ pub fn verify(
 
 /// Every index file must read back and say of each pack what its trailer
 /// says; packs named by none are counted.
+/// Every dictionary must hash to its name. A damaged one makes every blob
+/// that uses it unreadable; `--read-data` names each of them.
+fn check_dictionaries(archive: &Archive, read_data: bool, report: &mut VerifyReport) -> Result<(), ArchiveError> {
+    let backend = archive.backend();
+    for (name, _) in backend.list(FileKind::Dictionary)? {
+        report.dictionaries += 1;
+        let Some(id) = name.parse::<BlobId>().ok() else { continue };
+        let checked = backend
+            .read(FileKind::Dictionary, &name)
+            .map_err(|source| DictionaryError::Read { id, source })
+            .and_then(|bytes| Dictionary::parse(id, &bytes));
+        if let Err(err) = checked {
+            report.problems.push(Problem {
+                code: "dictionary-damaged",
+                message: format!(
+                    "{err}; every blob compressed with it is unreadable{}",
+                    if !read_data { " (`kura verify --read-data` names them)" } else { "" }
+                ),
+                pack: None,
+                blob: Some(id),
+                snapshot: None,
+                affected: vec![],
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_index_files(archive: &Archive, trailers: &PackIndex, report: &mut VerifyReport) -> Result<(), ArchiveError> {
     let by_pack: HashMap<PackId, (u64, &[PackEntry])> =
         trailers.packs.iter().map(|(p, size, entries)| (*p, (*size, entries.as_slice()))).collect();
@@ -319,7 +350,7 @@ fn check_chunk(
     for e in entries {
         let at = (e.offset - start) as usize;
         let stored = &data[at..at + e.stored_len as usize];
-        if let Err(err) = blob::decode(e.id, e.codec, e.raw_len, stored) {
+        if let Err(err) = archive.decode_blob(e.id, e.codec, e.raw_len, stored) {
             let affected = users.get(&e.id).cloned().unwrap_or_default();
             out.push(Problem {
                 code: "blob-damaged",

@@ -308,6 +308,15 @@ impl Validator<'_> {
                 _ => self.error(level, "`zstd_level` must be between 1 and 22"),
             }
         }
+        if let Some(on) = raw.store.dictionaries {
+            store.dictionaries = on;
+        }
+        if let Some(n) = &raw.store.dictionary_samples {
+            match *n.get_ref() {
+                crate::store::dictionary::MIN_SAMPLES..=100_000 => store.dictionary_samples = *n.get_ref(),
+                _ => self.error(n, "`dictionary_samples` must be between 64 and 100000"),
+            }
+        }
 
         let d = &raw.defaults;
         let defaults = Defaults {

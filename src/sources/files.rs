@@ -5,7 +5,6 @@
 //! append to the pack is serialised. A file that changes while it is read
 //! is recorded as a failure rather than stored half-old, half-new.
 
-use crate::store::blob;
 use crate::store::id::BlobId;
 use crate::store::manifest::{Entry, Kind};
 use crate::store::writer::Writer;
@@ -174,8 +173,11 @@ pub fn archive_files(
                                     let stored = match known {
                                         Ok(Some(s)) => Ok(s),
                                         Ok(None) => {
-                                            let enc = blob::encode_with_id(id, &data, level);
-                                            writer.lock().expect("no panics while held").put(enc)
+                                            let dicts = writer.lock().expect("no panics while held").dictionaries();
+                                            match dicts.and_then(|d| d.encode(id, &data, level)) {
+                                                Ok(enc) => writer.lock().expect("no panics while held").put(enc),
+                                                Err(err) => Err(err),
+                                            }
                                         }
                                         Err(err) => Err(err),
                                     };

@@ -3,7 +3,8 @@
 //! so `snapshots`, `ls`, `cat`, `restore` and `verify` work while a job writes.
 
 use crate::store::backend::{BackendError, FileKind, LocalBackend, ReadBackend, WriteBackend};
-use crate::store::blob::{self, BlobError};
+use crate::store::blob::{self, BlobError, Codec};
+use crate::store::dictionary::{Dictionary, DictionaryError};
 use crate::store::id::{BlobId, IndexFileId, PackId, SnapshotId};
 use crate::store::index_file::{self, IndexFileError, PackRecord};
 use crate::store::manifest::chunked::{self, Hint, Line, RangeRead, Root};
@@ -11,7 +12,7 @@ use crate::store::manifest::{Entry, Manifest, ManifestError, ManifestHeader, Sum
 use crate::store::pack::{self, PackEntry, ReadPackError};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The first line of `FORMAT` in every archive this version writes.
 pub const FORMAT_LINE: &str = "kura-archive 1";
@@ -59,6 +60,9 @@ pub enum ArchiveError {
     /// Damaged index file.
     #[error(transparent)]
     IndexFile(#[from] IndexFileError),
+    /// Damaged or missing dictionary.
+    #[error(transparent)]
+    Dictionary(#[from] DictionaryError),
     /// Local I/O on the archive directory.
     #[error("{path}: {source}")]
     Io {
@@ -209,6 +213,8 @@ pub struct Archive {
     backend: Arc<dyn WriteBackend>,
     /// `s3://...` for an archive in object storage.
     remote: Option<String>,
+    /// zstd dictionaries read so far, by id (an archive has a few).
+    dictionaries: Arc<Mutex<HashMap<BlobId, Arc<Vec<u8>>>>>,
 }
 
 impl std::fmt::Debug for Archive {
@@ -291,7 +297,12 @@ impl Archive {
         if first != FORMAT_LINE {
             return Err(ArchiveError::UnknownFormat { path: root.to_path_buf(), found: first });
         }
-        Ok(Archive { root: root.to_path_buf(), backend: Arc::new(LocalBackend::new(root)), remote: None })
+        Ok(Archive {
+            root: root.to_path_buf(),
+            backend: Arc::new(LocalBackend::new(root)),
+            remote: None,
+            dictionaries: Arc::default(),
+        })
     }
 
     /// Opens the archive at `location`: a directory, or `s3://BUCKET/PREFIX`.
@@ -392,7 +403,7 @@ impl Archive {
                 .join(&id[..16]),
         };
         std::fs::create_dir_all(&root).map_err(io(&root))?;
-        Ok(Archive { root, backend, remote: Some(location) })
+        Ok(Archive { root, backend, remote: Some(location), dictionaries: Arc::default() })
     }
 
     #[cfg(not(feature = "s3"))]
@@ -518,7 +529,7 @@ impl Archive {
         let Hint(id, pack, offset, stored_len, raw_len, codec) = *hint;
         let codec = blob::Codec::from_u8(codec)?;
         let stored = self.backend.read_range(FileKind::Pack, &pack.to_hex(), offset, stored_len).ok()?;
-        blob::decode(id, codec, raw_len, &stored).ok()
+        self.decode_blob(id, codec, raw_len, &stored).ok()
     }
 
     /// Every readable snapshot, oldest first; damaged ones are returned
@@ -628,7 +639,33 @@ impl Archive {
     pub fn read_blob(&self, index: &PackIndex, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
         let (pack, e) = index.blobs.get(id).ok_or(ArchiveError::MissingBlob(*id))?;
         let stored = self.backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len)?;
-        Ok(blob::decode(e.id, e.codec, e.raw_len, &stored)?)
+        Ok(self.decode_blob(e.id, e.codec, e.raw_len, &stored)?)
+    }
+
+    /// Decodes and checks a blob's stored bytes, of any codec: a
+    /// `zstd-dict` blob's dictionary is read from this archive.
+    pub fn decode_blob(&self, id: BlobId, codec: Codec, raw_len: u64, stored: &[u8]) -> Result<Vec<u8>, BlobError> {
+        blob::decode_with(id, codec, raw_len, stored, &|d| self.dictionary(&d).map_err(|e| e.to_string()))
+    }
+
+    /// A zstd dictionary of this archive, checked against its name; read
+    /// once per handle.
+    pub fn dictionary(&self, id: &BlobId) -> Result<Arc<Vec<u8>>, DictionaryError> {
+        if let Some(d) = self.dictionaries.lock().expect("no panics while held").get(id) {
+            return Ok(d.clone());
+        }
+        let bytes = self
+            .backend
+            .read(FileKind::Dictionary, &id.to_hex())
+            .map_err(|source| DictionaryError::Read { id: *id, source })?;
+        let zstd = Arc::new(Dictionary::parse(*id, &bytes)?.zstd);
+        let mut cache = self.dictionaries.lock().expect("no panics while held");
+        // Dictionaries are few; a handle that met many starts over.
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(*id, zstd.clone());
+        Ok(zstd)
     }
 }
 

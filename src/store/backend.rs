@@ -23,8 +23,10 @@ pub enum FileKind {
     Snapshot,
     /// Index files: which blobs each pack holds (`indexes/<64 hex>`).
     Index,
-    /// Locks of an archive in object storage (`locks/<64 hex>`).
+    /// Lock objects: who writes the archive (`locks/<64 hex>`).
     Lock,
+    /// zstd dictionaries (`dictionaries/<64 hex>`).
+    Dictionary,
     /// Files at the top of the archive (`FORMAT`).
     Top,
 }
@@ -37,6 +39,7 @@ impl FileKind {
             FileKind::Snapshot => "snapshots",
             FileKind::Index => "indexes",
             FileKind::Lock => "locks",
+            FileKind::Dictionary => "dictionaries",
             FileKind::Top => "",
         }
     }

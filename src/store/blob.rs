@@ -16,6 +16,10 @@ pub enum Codec {
     Raw = 0,
     /// One zstd frame.
     Zstd = 1,
+    /// The id of a dictionary (`dictionaries/<id>`), then one zstd frame
+    /// compressed with it.
+    #[serde(rename = "zstd-dict")]
+    ZstdDict = 2,
 }
 
 impl Codec {
@@ -24,6 +28,7 @@ impl Codec {
         match v {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::ZstdDict),
             _ => None,
         }
     }
@@ -62,6 +67,16 @@ pub enum BlobError {
         expected: u64,
         /// Length decoded.
         got: u64,
+    },
+    /// The blob's dictionary cannot be had.
+    #[error("blob {id}: {why}")]
+    Dictionary {
+        /// The blob.
+        id: BlobId,
+        /// The dictionary it names.
+        dictionary: BlobId,
+        /// What is wrong with it (naming it).
+        why: String,
     },
     /// The decoded bytes do not hash to the blob's id.
     #[error("blob {id}: content hash is {actual}, the data is damaged")]
@@ -117,24 +132,55 @@ pub fn encode_with_id(id: BlobId, data: &[u8], level: i32) -> EncodedBlob {
     }
 }
 
+/// Encodes `data` with a prepared dictionary (codec `zstd-dict`); `None`
+/// when that does not pay (the caller then stores it as it would without).
+pub fn encode_with_dictionary(
+    id: BlobId,
+    data: &[u8],
+    dictionary: BlobId,
+    prepared: &zstd::dict::EncoderDictionary<'_>,
+) -> Option<EncodedBlob> {
+    if data.len() < 64 || is_precompressed(data) {
+        return None;
+    }
+    let z = zstd::bulk::Compressor::with_prepared_dictionary(prepared).ok()?.compress(data).ok()?;
+    if z.len() + 32 + data.len() / 16 >= data.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(32 + z.len());
+    out.extend_from_slice(dictionary.as_bytes());
+    out.extend_from_slice(&z);
+    Some(EncodedBlob { id, raw_len: data.len() as u64, codec: Codec::ZstdDict, data: out })
+}
+
 /// Decodes stored bytes and checks them against the blob id. The decoded
 /// size is bounded by `raw_len` from the pack trailer, so a damaged or
 /// hostile frame cannot make us allocate more than that (no zstd bombs).
+/// A `zstd-dict` blob cannot be decoded without its dictionary: use
+/// [`decode_with`] (or `store::dictionary::decode`).
 pub fn decode(id: BlobId, codec: Codec, raw_len: u64, stored: &[u8]) -> Result<Vec<u8>, BlobError> {
+    decode_with(id, codec, raw_len, stored, &|d| Err(format!("dictionary {d} is not at hand")))
+}
+
+/// [`decode`], with `dictionary` giving the zstd dictionary of a given id
+/// (or saying, naming it, why it cannot).
+pub fn decode_with(
+    id: BlobId,
+    codec: Codec,
+    raw_len: u64,
+    stored: &[u8],
+    dictionary: &dyn Fn(BlobId) -> Result<std::sync::Arc<Vec<u8>>, String>,
+) -> Result<Vec<u8>, BlobError> {
     let data = match codec {
         Codec::Raw => stored.to_vec(),
-        Codec::Zstd => {
-            // Streamed rather than into a buffer of `raw_len` made up front:
-            // the length comes from the trailer, and a hostile pack could
-            // claim gigabytes for a few bytes. Memory now follows what the
-            // frame really yields (zstd expands at most ~40,000x), cut off
-            // one byte past the claim.
-            use std::io::Read;
-            let decompress = |source| BlobError::Decompress { id, source };
-            let mut out = Vec::with_capacity((raw_len as usize).min(stored.len().saturating_mul(8)));
-            let decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(decompress)?;
-            decoder.take(raw_len.saturating_add(1)).read_to_end(&mut out).map_err(decompress)?;
-            out
+        Codec::Zstd => unzstd(id, raw_len, stored, &[])?,
+        Codec::ZstdDict => {
+            let Some((dict, frame)) = stored.split_first_chunk::<32>() else {
+                return Err(BlobError::Length { id, expected: raw_len, got: 0 });
+            };
+            let dict = BlobId::from_bytes(*dict);
+            let zstd = dictionary(dict).map_err(|why| BlobError::Dictionary { id, dictionary: dict, why })?;
+            unzstd(id, raw_len, frame, &zstd)?
         }
     };
     if data.len() as u64 != raw_len {
@@ -145,6 +191,21 @@ pub fn decode(id: BlobId, codec: Codec, raw_len: u64, stored: &[u8]) -> Result<V
         return Err(BlobError::Hash { id, actual });
     }
     Ok(data)
+}
+
+/// One zstd frame, with a dictionary or none (`&[]`).
+fn unzstd(id: BlobId, raw_len: u64, frame: &[u8], dictionary: &[u8]) -> Result<Vec<u8>, BlobError> {
+    // Streamed rather than into a buffer of `raw_len` made up front: the
+    // length comes from the trailer, and a hostile pack could claim
+    // gigabytes for a few bytes. Memory now follows what the frame really
+    // yields (zstd expands at most ~40,000x), cut off one byte past the
+    // claim.
+    use std::io::Read;
+    let decompress = |source| BlobError::Decompress { id, source };
+    let mut out = Vec::with_capacity((raw_len as usize).min(frame.len().saturating_mul(8)));
+    let decoder = zstd::stream::read::Decoder::with_dictionary(frame, dictionary).map_err(decompress)?;
+    decoder.take(raw_len.saturating_add(1)).read_to_end(&mut out).map_err(decompress)?;
+    Ok(out)
 }
 
 #[cfg(test)]

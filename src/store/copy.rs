@@ -13,10 +13,12 @@
 use crate::store::archive::{Archive, ArchiveError, SnapshotInfo};
 use crate::store::backend::FileKind;
 use crate::store::blob::{self, EncodedBlob};
-use crate::store::id::SnapshotId;
+use crate::store::dictionary::Dictionary;
+use crate::store::id::{BlobId, SnapshotId};
 use crate::store::manifest::Entry;
 use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
+use std::collections::HashSet;
 
 /// What a copy did.
 #[derive(Debug, Default, Serialize)]
@@ -31,6 +33,8 @@ pub struct CopyReport {
     pub bytes_copied: u64,
     /// Blobs the destination already had.
     pub blobs_present: u64,
+    /// zstd dictionaries the destination did not have.
+    pub dictionaries_copied: u64,
 }
 
 fn same_run(a: &SnapshotInfo, b: &SnapshotInfo) -> bool {
@@ -57,6 +61,16 @@ pub fn copy(
     };
     let (present, _) = dst.snapshot_infos()?;
     let mut writer = Writer::open_for(dst, options, "copy")?;
+    // Dictionaries first and all of them: a blob travels as stored and may
+    // name one, and none is ever deleted, so each is copied once.
+    let have: HashSet<String> = dst.backend().list(FileKind::Dictionary)?.into_iter().map(|(n, _)| n).collect();
+    for (name, _) in src.backend().list(FileKind::Dictionary)? {
+        let Some(id) = name.parse::<BlobId>().ok().filter(|_| !have.contains(&name)) else { continue };
+        let bytes = src.backend().read(FileKind::Dictionary, &name)?;
+        Dictionary::parse(id, &bytes)?;
+        dst.backend().write(FileKind::Dictionary, &name, &bytes)?;
+        report.dictionaries_copied += 1;
+    }
     let index = src.pack_index()?;
     for id in wanted {
         let info = src.snapshot_info(&id)?;
@@ -87,7 +101,7 @@ pub fn copy(
                     let read = |pack: crate::store::id::PackId, pe: crate::store::pack::PackEntry| {
                         let stored =
                             src.backend().read_range(FileKind::Pack, &pack.to_hex(), pe.offset, pe.stored_len)?;
-                        blob::decode(b, pe.codec, pe.raw_len, &stored)?;
+                        src.decode_blob(b, pe.codec, pe.raw_len, &stored)?;
                         Ok::<_, ArchiveError>((stored, pe))
                     };
                     // A stale hint (prune moved the blob) falls back to the index.

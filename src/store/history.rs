@@ -8,7 +8,6 @@
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
-use crate::store::blob;
 use crate::store::id::BlobId;
 use crate::store::index::{Index, IndexError, UrlRecord};
 
@@ -38,7 +37,7 @@ impl History {
         let Some(loc) = self.index.blob(id)? else { return Ok(None) };
         let e = loc.entry;
         let stored = self.archive.backend().read_range(FileKind::Pack, &loc.pack.to_hex(), e.offset, e.stored_len)?;
-        Ok(Some(blob::decode(e.id, e.codec, e.raw_len, &stored)?))
+        Ok(Some(self.archive.decode_blob(e.id, e.codec, e.raw_len, &stored)?))
     }
 
     /// A value of the extraction cache.

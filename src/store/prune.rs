@@ -19,7 +19,7 @@
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
-use crate::store::blob::EncodedBlob;
+use crate::store::blob::{Codec, EncodedBlob};
 use crate::store::id::{BlobId, PackId};
 use crate::store::manifest::Entry;
 use crate::store::pack::PackEntry;
@@ -59,6 +59,8 @@ pub struct PruneReport {
     pub packs_written: usize,
     /// Unreferenced blobs removed.
     pub blobs_removed: usize,
+    /// Live blobs of repacked packs compressed again with a dictionary.
+    pub blobs_recompressed: usize,
     /// Bytes of pack files removed.
     pub bytes_deleted: u64,
     /// Bytes of new pack files written.
@@ -138,15 +140,28 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
         return Ok(report);
     }
 
-    // 1. Copy live blobs of repacked packs into new, durable packs (stored
-    //    bytes as they are: no decompression, no recompression).
+    // 1. Copy live blobs of repacked packs into new, durable packs: stored
+    //    bytes as they are, but documents stored before their kind had a
+    //    dictionary are compressed with it now when that is smaller.
     let backend = archive.backend();
+    let dictionaries = writer.dictionaries()?;
+    let level = writer.zstd_level();
     for (pack, e) in &to_copy {
         let stored =
             backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len).map_err(ArchiveError::from)?;
         // Never carry damage into a new pack.
-        crate::store::blob::decode(e.id, e.codec, e.raw_len, &stored).map_err(ArchiveError::from)?;
-        writer.copy(EncodedBlob { id: e.id, raw_len: e.raw_len, codec: e.codec, data: stored })?;
+        let data = archive.decode_blob(e.id, e.codec, e.raw_len, &stored).map_err(ArchiveError::from)?;
+        let again = match e.codec {
+            Codec::ZstdDict => None,
+            Codec::Raw | Codec::Zstd => dictionaries.recompress(e.id, &data, level),
+        };
+        match again {
+            Some(blob) if blob.data.len() < stored.len() => {
+                report.blobs_recompressed += 1;
+                writer.copy(blob)?;
+            }
+            _ => writer.copy(EncodedBlob { id: e.id, raw_len: e.raw_len, codec: e.codec, data: stored })?,
+        }
     }
     writer.flush_pack()?;
     writer.write_index_file()?;

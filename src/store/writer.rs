@@ -17,7 +17,8 @@
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
-use crate::store::blob::{self, EncodedBlob};
+use crate::store::blob::EncodedBlob;
+use crate::store::dictionary::Dictionaries;
 use crate::store::history::History;
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::index::{Index, IndexError, SnapshotSummary};
@@ -28,6 +29,7 @@ use crate::store::manifest::{Entry, Manifest, ManifestHeader, Summary};
 use crate::store::pack::{self, PackBuilder, PackEntry};
 use std::collections::{HashMap, HashSet};
 use std::io::{Seek, SeekFrom};
+use std::sync::Arc;
 
 /// Blobs per pack, at most: what a pack's blobs cost in memory until it is
 /// written (its trailer, the pending map, the index batch) is per blob, so
@@ -42,11 +44,21 @@ pub struct WriteOptions {
     pub pack_target: u64,
     /// zstd level.
     pub zstd_level: i32,
+    /// Train zstd dictionaries from the documents stored and compress
+    /// later ones with them (`store::dictionary`).
+    pub dictionaries: bool,
+    /// Documents of a kind stored before its dictionary is trained.
+    pub dictionary_samples: usize,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { pack_target: 16 << 20, zstd_level: 3 }
+        WriteOptions {
+            pack_target: 16 << 20,
+            zstd_level: 3,
+            dictionaries: true,
+            dictionary_samples: crate::store::dictionary::SAMPLE_COUNT,
+        }
     }
 }
 
@@ -95,6 +107,8 @@ pub struct Writer {
     /// Every pack this writer wrote (32 bytes a pack of 16 MiB).
     written: Vec<PackId>,
     stats: WriteStats,
+    /// Read from the archive when first needed (prune never needs them).
+    dictionaries: std::sync::OnceLock<Arc<Dictionaries>>,
     _lock: WriterLock,
 }
 
@@ -156,6 +170,7 @@ impl Writer {
             unindexed: Vec::new(),
             written: Vec::new(),
             stats: WriteStats::default(),
+            dictionaries: std::sync::OnceLock::new(),
             _lock: lock,
         };
         w.reconcile()?;
@@ -263,6 +278,17 @@ impl Writer {
         self.options.zstd_level
     }
 
+    /// What encodes this writer's blobs, with the archive's dictionaries;
+    /// callers encode on threads of their own and [`Writer::put`] the result.
+    pub fn dictionaries(&self) -> Result<Arc<Dictionaries>, ArchiveError> {
+        if let Some(d) = self.dictionaries.get() {
+            return Ok(d.clone());
+        }
+        let d =
+            Arc::new(Dictionaries::open(&self.archive, self.options.dictionaries, self.options.dictionary_samples)?);
+        Ok(self.dictionaries.get_or_init(|| d).clone())
+    }
+
     /// Stored size of a blob the archive already has, if it has it.
     pub fn stored_size(&self, id: &BlobId) -> Result<Option<u64>, ArchiveError> {
         if let Some(e) = self.pending.get(id) {
@@ -321,7 +347,10 @@ impl Writer {
         let id = BlobId::of(data);
         match self.dedup(&id, data.len() as u64)? {
             Some(s) => Ok(s),
-            None => self.put(blob::encode_with_id(id, data, self.options.zstd_level)),
+            None => {
+                let blob = self.dictionaries()?.encode(id, data, self.options.zstd_level)?;
+                self.put(blob)
+            }
         }
     }
 
@@ -380,6 +409,9 @@ impl Writer {
         header: &ManifestHeader,
         entries: &mut dyn Iterator<Item = Result<Entry, ArchiveError>>,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
+        if let Some(d) = self.dictionaries.get() {
+            d.finish()?;
+        }
         self.flush_pack()?;
         self.write_index_file()?;
         self.index.flush()?;
@@ -465,7 +497,7 @@ mod tests {
     fn an_index_of_older_records_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         let a = Archive::open_or_init(dir.path()).unwrap();
-        let opts = WriteOptions { pack_target: 1000, zstd_level: 3 };
+        let opts = WriteOptions { pack_target: 1000, ..Default::default() };
         {
             let mut w = Writer::open(&a, opts).unwrap();
             w.add(b"kept").unwrap();
@@ -482,7 +514,7 @@ mod tests {
     fn dedup_within_and_across_sessions() {
         let dir = tempfile::tempdir().unwrap();
         let a = Archive::open_or_init(dir.path()).unwrap();
-        let opts = WriteOptions { pack_target: 1000, zstd_level: 3 };
+        let opts = WriteOptions { pack_target: 1000, ..Default::default() };
         {
             let mut w = Writer::open(&a, opts).unwrap();
             assert!(w.add(b"first blob").unwrap().new);

@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawStore {
     pub pack_size_mib: Option<Spanned<u64>>,
     pub zstd_level: Option<Spanned<i32>>,
+    pub dictionaries: Option<bool>,
+    pub dictionary_samples: Option<Spanned<usize>>,
 }
 
 /// `[storage]`: how to reach an archive in object storage.
