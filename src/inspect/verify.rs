@@ -168,8 +168,6 @@ pub fn verify(
     Ok(report)
 }
 
-/// Every index file must read back and say of each pack what its trailer
-/// says; packs named by none are counted.
 /// Every dictionary must hash to its name. A damaged one makes every blob
 /// that uses it unreadable; `--read-data` names each of them.
 fn check_dictionaries(archive: &Archive, read_data: bool, report: &mut VerifyReport) -> Result<(), ArchiveError> {
@@ -198,6 +196,8 @@ fn check_dictionaries(archive: &Archive, read_data: bool, report: &mut VerifyRep
     Ok(())
 }
 
+/// Every index file must read back and say of each pack what its trailer
+/// says; packs named by none are counted.
 fn check_index_files(archive: &Archive, trailers: &PackIndex, report: &mut VerifyReport) -> Result<(), ArchiveError> {
     let by_pack: HashMap<PackId, (u64, &[PackEntry])> =
         trailers.packs.iter().map(|(p, size, entries)| (*p, (*size, entries.as_slice()))).collect();

@@ -173,11 +173,11 @@ pub fn archive_files(
                                     let stored = match known {
                                         Ok(Some(s)) => Ok(s),
                                         Ok(None) => {
+                                            // Its own statement: the guard goes before `put` locks again.
                                             let dicts = writer.lock().expect("no panics while held").dictionaries();
-                                            match dicts.and_then(|d| d.encode(id, &data, level)) {
-                                                Ok(enc) => writer.lock().expect("no panics while held").put(enc),
-                                                Err(err) => Err(err),
-                                            }
+                                            dicts
+                                                .and_then(|d| d.encode(id, &data, level))
+                                                .and_then(|enc| writer.lock().expect("no panics while held").put(enc))
                                         }
                                         Err(err) => Err(err),
                                     };

@@ -6,10 +6,11 @@
 //!
 //! A local archive (and the cache of one in object storage) is also held by
 //! the writer lock, `locks/writer`: one process writes it at a time, since
-//! its index is in it. That lock is an open-file-description lock (Linux `F_OFD_SETLK`): the kernel
-//! drops it when the holder exits or is killed, so a crash never leaves a
-//! stale lock, and `F_OFD_GETLK` tests it without taking it, so looking
-//! (`kura jobs`) can never make a writer that starts at that moment fail.
+//! its index is in it. That lock is an open-file-description lock (Linux
+//! `F_OFD_SETLK`): the kernel drops it when the holder exits or is killed,
+//! so a crash never leaves a stale lock, and `F_OFD_GETLK` tests it without
+//! taking it, so looking can never make a writer that starts at that
+//! moment fail.
 //! The writer also takes `flock(2)` on the file, the lock earlier builds
 //! used, so they and this one never write at once.
 //! The file holds one line naming the holder (`pid N TASK since TIME`).

@@ -107,7 +107,7 @@ pub struct Writer {
     /// Every pack this writer wrote (32 bytes a pack of 16 MiB).
     written: Vec<PackId>,
     stats: WriteStats,
-    /// Read from the archive when first needed (prune never needs them).
+    /// Read from the archive when first needed (not every writer encodes).
     dictionaries: std::sync::OnceLock<Arc<Dictionaries>>,
     _lock: WriterLock,
 }
