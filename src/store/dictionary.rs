@@ -335,6 +335,8 @@ impl Dictionaries {
     /// Trains a dictionary from `samples`, makes it durable in the archive,
     /// then puts it in use: no blob names a dictionary that is not stored.
     fn train(&self, family: Family, samples: Vec<Vec<u8>>) -> Result<(), ArchiveError> {
+        let started = std::time::Instant::now();
+        let (count, size) = (samples.len(), samples.iter().map(Vec::len).sum::<usize>());
         let trained =
             if samples.len() >= MIN_SAMPLES { zstd::dict::from_samples(&samples, DICTIONARY_SIZE).ok() } else { None };
         drop(samples);
@@ -352,7 +354,13 @@ impl Dictionaries {
             set(State::Failed);
             return Err(e.into());
         }
-        tracing::info!("trained {} dictionary {} ({} bytes)", family.as_str(), id.short(), zstd.len());
+        tracing::info!(
+            "trained {} dictionary {} ({} bytes) from {count} samples ({size} bytes) in {:.2} s",
+            family.as_str(),
+            id.short(),
+            zstd.len(),
+            started.elapsed().as_secs_f64()
+        );
         set(State::Ready(Arc::new(Ready::new(id, zstd))));
         Ok(())
     }
