@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 /// Size of a trained dictionary (zstd's own default).
 pub const DICTIONARY_SIZE: usize = 112_640;
 /// Samples gathered per family before training, in bytes...
-pub const SAMPLE_BYTES: usize = 8 << 20;
+pub const SAMPLE_BYTES: usize = 4 << 20;
 /// ...or in count, whichever comes first (the default; `[store]
 /// dictionary_samples`).
 pub const SAMPLE_COUNT: usize = 512;
