@@ -117,6 +117,9 @@ pub struct RunReport {
     pub recovered: u64,
     /// Bytes of bodies received over the network.
     pub fetched_bytes: u64,
+    /// Bodies read back from the archive to be parsed again after a 304
+    /// (one read each, a GET in object storage); cached extractions avoid them.
+    pub read_back: u64,
     /// Bytes stored (blob counts and sizes).
     #[serde(skip)]
     pub write: WriteStats,
@@ -484,6 +487,7 @@ pub async fn run(
         placeholders: summary.placeholders,
         recovered: summary.recovered,
         fetched_bytes: ctx.progress.bytes(),
+        read_back: ctx.progress.read_back(),
         write,
         bytes: summary.bytes,
         new_bytes: write.new_bytes,

@@ -371,18 +371,31 @@ impl Ctx {
         req.policy = policy;
         let prior = self.prior(&url);
         let Some((mut resp, reused)) = self.fetch_cond(i, req, prior).await else { return };
-        if !self.body(i, &mut resp, reused).await {
-            return;
-        }
         let css_policy = resp.referrer_policy.unwrap_or(doc_policy);
-        let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
-        let mut refs = extract::extract_css(&text, &resp.final_url, css_policy);
-        if !self.store_into(i, resp.body).await {
-            return;
-        }
-        if let Some(why) = self.cap_references(&mut refs) {
-            self.fail(i, format!("the stylesheet {why}"), None);
-        }
+        // An unchanged stylesheet whose references are cached is neither
+        // read back nor parsed (a GET saved per stylesheet in object storage).
+        let refs = match reused.and_then(|blob| self.cached_css(blob, &resp, css_policy)) {
+            Some(refs) => refs,
+            None => {
+                if !self.body(i, &mut resp, reused).await {
+                    return;
+                }
+                let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
+                let mut refs = extract::extract_css(&text, &resp.final_url, css_policy);
+                if !self.store_into(i, std::mem::take(&mut resp.body)).await {
+                    return;
+                }
+                match self.cap_references(&mut refs) {
+                    Some(why) => self.fail(i, format!("the stylesheet {why}"), None),
+                    None => {
+                        if let Some(blob) = self.read(i, |e| e.blob) {
+                            self.cache_css(blob, &resp, css_policy, &refs);
+                        }
+                    }
+                }
+                refs
+            }
+        };
         drop(resp.slot);
         let (images, imports): (Vec<_>, Vec<_>) = refs.into_iter().partition(|r| r.kind == RefKind::Image);
         for r in images {

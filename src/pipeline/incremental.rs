@@ -101,6 +101,7 @@ impl Ctx {
         let Some(blob) = reused else { return true };
         // The archived copy takes a place in memory as a fetched body would.
         resp.slot = Some(self.fetcher.body_slot().await);
+        self.progress.add_read_back();
         match self.read_back(blob).await {
             Some(body) => {
                 resp.body = body;
@@ -140,6 +141,37 @@ impl Ctx {
             super::crawl::push_default_icon(&mut ex, &resp.final_url);
         }
         Some(ex)
+    }
+
+    /// Where a stylesheet's references are cached: they depend on its
+    /// bytes, its URL and the policy its references are fetched with (the
+    /// linking document's, unless the stylesheet's response sets one).
+    fn css_key(blob: BlobId, resp: &Response, policy: Policy) -> [u8; 32] {
+        let key = format!("{EXTRACT_VERSION}\ncss\n{blob}\n{}\n{}", resp.final_url, policy.as_str());
+        *BlobId::of(key.as_bytes()).as_bytes()
+    }
+
+    /// The references of an unchanged stylesheet, as found the last time.
+    pub(super) fn cached_css(&self, blob: BlobId, resp: &Response, policy: Policy) -> Option<Vec<extract::Reference>> {
+        let raw = self.history.extract_cache(&Self::css_key(blob, resp, policy)).ok()??;
+        let refs: Vec<(String, RefKind, Policy)> = serde_json::from_slice(&raw).ok()?;
+        Some(
+            refs.into_iter()
+                .filter_map(|(url, kind, policy)| {
+                    Some(extract::Reference { url: Url::parse(&url).ok()?, kind, policy, found_in: "cached" })
+                })
+                .collect(),
+        )
+    }
+
+    /// Remembers a stylesheet's references (all of them: the caller caches
+    /// nothing when a limit cut them short).
+    pub(super) fn cache_css(&self, blob: BlobId, resp: &Response, policy: Policy, refs: &[extract::Reference]) {
+        let refs: Vec<_> = refs.iter().map(|r| (r.url.to_string(), r.kind, r.policy)).collect();
+        let value = serde_json::to_vec(&refs).expect("serialises");
+        if let Err(e) = self.history.set_extract_cache(&Self::css_key(blob, resp, policy), &value) {
+            tracing::debug!("extract cache not written: {e}");
+        }
     }
 
     pub(super) fn cache_extract(&self, blob: BlobId, resp: &Response, ex: &extract::Extracted) {

@@ -9,6 +9,7 @@ pub struct Progress {
     articles: AtomicU64,
     images: AtomicU64,
     bytes: AtomicU64,
+    read_back: AtomicU64,
     failures: AtomicU64,
     placeholders: AtomicU64,
     recovered: AtomicU64,
@@ -26,6 +27,9 @@ impl Progress {
     }
     pub(crate) fn add_bytes(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_read_back(&self) {
+        self.read_back.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn add_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -66,6 +70,10 @@ impl Progress {
     /// Body bytes received so far.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+    /// Bodies read back from the archive after a 304 so far.
+    pub fn read_back(&self) -> u64 {
+        self.read_back.load(Ordering::Relaxed)
     }
     /// Failed entries so far.
     pub fn failures(&self) -> u64 {
