@@ -123,13 +123,7 @@ impl Ctx {
     pub(super) fn cached_extract(&self, blob: BlobId, resp: &Response) -> Option<extract::Extracted> {
         let raw = self.history.extract_cache(&Self::extract_key(blob, resp));
         let cached: CachedExtract = serde_json::from_slice(&raw.ok()??).ok()?;
-        let refs = cached
-            .refs
-            .into_iter()
-            .filter_map(|(url, kind, policy)| {
-                Some(extract::Reference { url: Url::parse(&url).ok()?, kind, policy, found_in: "cached" })
-            })
-            .collect();
+        let refs = from_cache(cached.refs);
         let mut ex = extract::Extracted {
             title: cached.title,
             base: resp.final_url.clone(),
@@ -154,14 +148,7 @@ impl Ctx {
     /// The references of an unchanged stylesheet, as found the last time.
     pub(super) fn cached_css(&self, blob: BlobId, resp: &Response, policy: Policy) -> Option<Vec<extract::Reference>> {
         let raw = self.history.extract_cache(&Self::css_key(blob, resp, policy)).ok()??;
-        let refs: Vec<(String, RefKind, Policy)> = serde_json::from_slice(&raw).ok()?;
-        Some(
-            refs.into_iter()
-                .filter_map(|(url, kind, policy)| {
-                    Some(extract::Reference { url: Url::parse(&url).ok()?, kind, policy, found_in: "cached" })
-                })
-                .collect(),
-        )
+        Some(from_cache(serde_json::from_slice(&raw).ok()?))
     }
 
     /// Remembers a stylesheet's references (all of them: the caller caches
@@ -191,4 +178,13 @@ impl Ctx {
             tracing::debug!("extract cache not written: {e}");
         }
     }
+}
+
+/// References as the extraction cache keeps them, back as references.
+fn from_cache(refs: Vec<(String, RefKind, Policy)>) -> Vec<extract::Reference> {
+    refs.into_iter()
+        .filter_map(|(url, kind, policy)| {
+            Some(extract::Reference { url: Url::parse(&url).ok()?, kind, policy, found_in: "cached" })
+        })
+        .collect()
 }
