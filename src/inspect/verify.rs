@@ -6,7 +6,6 @@
 
 use crate::store::archive::{Archive, ArchiveError, PackIndex};
 use crate::store::backend::FileKind;
-use crate::store::dictionary::{Dictionary, DictionaryError};
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::pack::PackEntry;
 use serde::Serialize;
@@ -171,15 +170,12 @@ pub fn verify(
 /// Every dictionary must hash to its name. A damaged one makes every blob
 /// that uses it unreadable; `--read-data` names each of them.
 fn check_dictionaries(archive: &Archive, read_data: bool, report: &mut VerifyReport) -> Result<(), ArchiveError> {
-    let backend = archive.backend();
-    for (name, _) in backend.list(FileKind::Dictionary)? {
+    for (name, _) in archive.backend().list(FileKind::Dictionary)? {
         report.dictionaries += 1;
         let Some(id) = name.parse::<BlobId>().ok() else { continue };
-        let checked = backend
-            .read(FileKind::Dictionary, &name)
-            .map_err(|source| DictionaryError::Read { id, source })
-            .and_then(|bytes| Dictionary::parse(id, &bytes));
-        if let Err(err) = checked {
+        // Through the archive's cache: the `--read-data` pass that follows
+        // decodes with the same copy instead of reading it again.
+        if let Err(err) = archive.dictionary(&id) {
             report.problems.push(Problem {
                 code: "dictionary-damaged",
                 message: format!(

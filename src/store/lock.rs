@@ -196,9 +196,11 @@ struct LockObject {
 impl LockObject {
     /// Called with the local writer lock held.
     fn take(archive: &Archive, task: &str, exclusive: bool) -> Result<LockObject, ArchiveError> {
-        if archive.is_local() {
-            // The writer lock keeps every other writer of this directory
-            // out, so any lock object here is one a killed process left.
+        // In a directory the writer lock keeps every other writer out, so
+        // any lock object there is one a killed process left, and nothing
+        // can conflict; in object storage other machines' locks decide.
+        let shared_store = !archive.is_local();
+        if !shared_store {
             for (name, _) in archive.backend().list(FileKind::Lock)? {
                 match archive.backend().remove(FileKind::Lock, &name) {
                     Ok(()) | Err(BackendError::NotFound(_)) => {}
@@ -229,7 +231,7 @@ impl LockObject {
                 STALE_AFTER.as_secs() / 60
             ))
         };
-        if let Some(other) = conflict(None)? {
+        if shared_store && let Some(other) = conflict(None)? {
             return Err(refuse(other));
         }
         let info = LockInfo {
@@ -242,7 +244,7 @@ impl LockObject {
         let name = write_lock(archive, &info)?;
         // Someone may have taken a conflicting lock between our look and our
         // write: whoever sees the other after writing backs off.
-        if let Some(other) = conflict(Some(&name))? {
+        if shared_store && let Some(other) = conflict(Some(&name))? {
             let _ = archive.backend().remove(FileKind::Lock, &name);
             return Err(refuse(other));
         }
