@@ -17,7 +17,7 @@ mod rewrite;
 mod target;
 mod view;
 
-pub use catalog::CatalogIndex;
+pub use catalog::{Entries, Memory, key, keys_of};
 pub use path::url_to_relpath;
 pub use posts::DEFAULT_IMAGE_PREFIX;
 pub use rewrite::{RewriteError, Want};

@@ -10,14 +10,18 @@
 //! nothing and writes nothing into the archive: its search index and caches
 //! live in the cache directory.
 //!
-//! Parts: `library` (snapshots loaded for viewing and their blobs), `search`
-//! (the tantivy index: a rebuildable cache), `app` (routes and handlers),
+//! Parts: `library` (snapshots opened for viewing and their blobs),
+//! `view_file` (a snapshot laid out for viewing in the cache directory),
+//! `search` (the tantivy index: a rebuildable cache), `app` (routes and
+//! handlers), `text_diff` (two versions of an article's text, compared),
 //! `page` (the app's own HTML, every value escaped).
 
 mod app;
 mod library;
 mod page;
 mod search;
+mod text_diff;
+mod view_file;
 
 pub use search::{Filters, Hit, SearchError, SearchIndex, text_of};
 
@@ -90,7 +94,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(opts.bind)
             .await
             .map_err(|source| ServeError::Bind { addr: opts.bind, source })?;
-        let state = Arc::new(app::State::new(archive, index, opts.config));
+        let state = Arc::new(app::State::new(archive, opts.cache_dir.join("views"), index, opts.config));
         Ok(Server { listener, router: app::router(state.clone()), state })
     }
 

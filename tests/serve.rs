@@ -284,6 +284,60 @@ fn a_snapshot_committed_while_serving_is_found_within_seconds() {
     });
 }
 
+#[test]
+fn an_edited_article_is_listed_as_changed_and_its_text_compared() {
+    let f = fixture();
+    f.rt.block_on(async {
+        let version = Arc::new(Mutex::new(1));
+        let v = version.clone();
+        let router = Router::new().route(
+            "/edited.html",
+            get(move || {
+                let n = *v.lock().unwrap();
+                async move {
+                    let middle = if n == 1 { "The old claim was wrong & bold." } else { "新的说法完全不同。" };
+                    axum::response::Html(format!(
+                        "<title>edited</title><p>First sentence stays. Second stays too. {middle} Last one stays.</p>"
+                    ))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/edited.html", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        let archive = Archive::open(&f.root).unwrap();
+        let mut ids = Vec::new();
+        for n in 1..=2 {
+            *version.lock().unwrap() = n;
+            let mut opts = RunOptions { job: "edits".into(), ..Default::default() };
+            opts.fetch.allow_private = true;
+            opts.fetch.robots = false;
+            opts.favicon = false;
+            let report = run(&archive, std::slice::from_ref(&url), opts, Arc::new(Progress::default())).await.unwrap();
+            ids.push(report.snapshot.to_hex());
+        }
+        server.abort();
+        let (old, new) = (&ids[0], &ids[1]);
+        let snap = reqwest::get(format!("{}/s/{new}", f.app)).await.unwrap().text().await.unwrap();
+        assert!(snap.contains(&format!("/s/{new}/changes")), "{snap}");
+        let changes = reqwest::get(format!("{}/s/{new}/changes", f.app)).await.unwrap().text().await.unwrap();
+        assert!(changes.contains("Articles changed (1)") && changes.contains(&url), "{changes}");
+        let compare = format!("/s/{old}/compare/{new}?url=");
+        assert!(changes.contains(&compare), "a compare link: {changes}");
+        let first = reqwest::get(format!("{}/s/{old}/changes", f.app)).await.unwrap().text().await.unwrap();
+        assert!(first.contains("the job's first snapshot"), "{first}");
+        let q = percent_encoding::utf8_percent_encode(&url, percent_encoding::NON_ALPHANUMERIC);
+        let cmp = reqwest::get(format!("{}/s/{old}/compare/{new}?url={q}", f.app)).await.unwrap().text().await.unwrap();
+        assert!(cmp.contains("<del>The old claim was wrong &amp; bold.</del>"), "{cmp}");
+        assert!(cmp.contains("<ins>新的说法完全不同。</ins>"), "{cmp}");
+        assert!(cmp.contains("<span>Second stays too.</span>"), "unchanged text is shown: {cmp}");
+        assert!(cmp.contains("1 sentences removed, 1 added"), "{cmp}");
+        // Views are laid out in the cache directory, never in the archive.
+        let views = f.root.parent().unwrap().join("cache").join("views");
+        assert!(views.join(new).is_file() && views.join(old).is_file(), "{views:?}");
+    });
+}
+
 /// A WebDriver session on Debian's chromium and chromedriver.
 struct Browser {
     http: reqwest::Client,

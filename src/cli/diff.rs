@@ -20,7 +20,8 @@ pub struct Args {
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let archive = g.context()?.open()?;
     let (ia, ib) = (archive.resolve_snapshot(&args.a)?, archive.resolve_snapshot(&args.b)?);
-    let d = kura::inspect::diff(&archive.load_snapshot(&ia)?, &archive.load_snapshot(&ib)?);
+    let (ra, rb) = (archive.open_snapshot(&ia)?, archive.open_snapshot(&ib)?);
+    let d = kura::inspect::diff_sorted(ra.by_url(), rb.by_url())?;
     if args.json {
         print_json(out, &serde_json::json!({ "from": ia, "to": ib, "kinds": d.kinds }))?;
         return Ok(0);

@@ -10,7 +10,7 @@
 use crate::store::id::BlobId;
 use crate::store::manifest::{Entry, Kind, Manifest};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// One URL that differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,40 +78,88 @@ impl Diff {
     }
 }
 
-/// Archived entries by URL; with duplicates (not written by Kura), the last wins.
-fn archived(m: &Manifest) -> BTreeMap<&str, (&Entry, BlobId)> {
-    m.entries.iter().filter_map(|e| e.blob.map(|b| (e.url.as_str(), (e, b)))).collect()
+/// Compares snapshot `a` (older) with `b` (newer), both in memory.
+pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
+    fn sorted(m: &Manifest) -> impl Iterator<Item = Result<Entry, std::convert::Infallible>> + '_ {
+        let mut v: Vec<&Entry> = m.entries.iter().collect();
+        // Stable: among entries of one URL, manifest order decides.
+        v.sort_by(|x, y| x.url.cmp(&y.url));
+        v.into_iter().map(|e| Ok(e.clone()))
+    }
+    match diff_sorted(sorted(a), sorted(b)) {
+        Ok(d) => d,
+        Err(never) => match never {},
+    }
 }
 
-/// Compares snapshot `a` (older) with `b` (newer).
-pub fn diff(a: &Manifest, b: &Manifest) -> Diff {
-    let (old, new) = (archived(a), archived(b));
-    let failed_in_b: BTreeMap<&str, &str> =
-        b.entries.iter().filter_map(|e| e.error.as_deref().map(|err| (e.url.as_str(), err))).collect();
-    let urls: BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
+/// One URL's entries on one side: the last archived one, and the last
+/// error.
+#[derive(Default)]
+struct Side {
+    archived: Option<Entry>,
+    error: Option<String>,
+}
+
+/// The entries of the next URL (the smallest either side has next).
+fn take_url<E>(it: &mut std::iter::Peekable<impl Iterator<Item = Result<Entry, E>>>, url: &str) -> Result<Side, E> {
+    let mut side = Side::default();
+    while it.peek().is_some_and(|r| r.as_ref().map_or(true, |e| e.url == url)) {
+        let e = it.next().expect("peeked")?;
+        if let Some(err) = &e.error {
+            side.error = Some(err.clone());
+        }
+        if e.blob.is_some() {
+            side.archived = Some(e);
+        }
+    }
+    Ok(side)
+}
+
+/// Compares `a` (older) with `b` (newer), each a stream of entries sorted by
+/// URL (as format-2 manifests store them): memory holds one URL's entries
+/// and the differences, never a whole snapshot.
+pub fn diff_sorted<E>(
+    a: impl Iterator<Item = Result<Entry, E>>,
+    b: impl Iterator<Item = Result<Entry, E>>,
+) -> Result<Diff, E> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
     let mut kinds: BTreeMap<Kind, KindDiff> = BTreeMap::new();
-    for url in urls {
-        let (o, n) = (old.get(url), new.get(url));
-        let Some((e, _)) = n.or(o) else { continue };
+    loop {
+        // An error ends the comparison at once.
+        if let Some(Err(_)) = a.peek() {
+            return Err(a.next().and_then(Result::err).expect("peeked an error"));
+        }
+        if let Some(Err(_)) = b.peek() {
+            return Err(b.next().and_then(Result::err).expect("peeked an error"));
+        }
+        let url = match (a.peek(), b.peek()) {
+            (Some(Ok(x)), Some(Ok(y))) => x.url.as_str().min(y.url.as_str()).to_string(),
+            (Some(Ok(x)), None) => x.url.clone(),
+            (None, Some(Ok(y))) => y.url.clone(),
+            _ => break,
+        };
+        let (old, new) = (take_url(&mut a, &url)?, take_url(&mut b, &url)?);
+        let (o, n) = (old.archived.as_ref(), new.archived.as_ref());
+        let Some(e) = n.or(o) else { continue };
         let kind = e.kind.unwrap_or(Kind::File);
         let k = kinds.entry(kind).or_insert_with(|| KindDiff::new(kind));
         let change = Change {
-            url: url.to_string(),
-            old_blob: o.map(|x| x.1),
-            new_blob: n.map(|x| x.1),
-            old_size: o.map_or(0, |x| x.0.size),
-            new_size: n.map_or(0, |x| x.0.size),
+            url,
+            old_blob: o.and_then(|x| x.blob),
+            new_blob: n.and_then(|x| x.blob),
+            old_size: o.map_or(0, |x| x.size),
+            new_size: n.map_or(0, |x| x.size),
             error: None,
         };
         match (o, n) {
-            (Some(x), Some(y)) if x.1 == y.1 => k.unchanged += 1,
+            (Some(x), Some(y)) if x.blob == y.blob => k.unchanged += 1,
             (Some(_), Some(_)) => k.changed.push(change),
             (None, Some(_)) => k.added.push(change),
-            (Some(_), None) => k.removed.push(Change { error: failed_in_b.get(url).map(|s| s.to_string()), ..change }),
+            (Some(_), None) => k.removed.push(Change { error: new.error, ..change }),
             (None, None) => {}
         }
     }
-    Diff { kinds: kinds.into_values().collect() }
+    Ok(Diff { kinds: kinds.into_values().collect() })
 }
 
 #[cfg(test)]

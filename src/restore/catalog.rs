@@ -9,7 +9,9 @@
 //! document even when another document's fetch succeeded. Only when no entry
 //! names the document as parent is any successful entry for the URL used.
 //!
-//! It reads no data; it only indexes a manifest's entries.
+//! It reads no data; it only asks an [`Entries`] for entries by position:
+//! a manifest in memory (restore) or a snapshot's view file read on demand
+//! (`kura serve`). Both answer with the same rules, from this one place.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -19,76 +21,139 @@ use url::Url;
 use super::rewrite::Want;
 use crate::store::manifest::{Entry, Kind};
 
-/// A snapshot's entries indexed by URL (`url` and `final_url`) and by
-/// parent: sorted (hash, entry) pairs, 16 bytes each, owned, so a caller
-/// that keeps the entries can keep it beside them (`kura serve`). A hash
-/// names candidates; each is checked against the entry itself.
-#[derive(Debug, Clone, Default)]
-pub struct CatalogIndex {
+/// A snapshot's entries, named by their position in the manifest, and two
+/// lookups by [`key`]: entries whose `url` or `final_url` has the key, and
+/// entries with a parent of that key. A key names candidates; the catalog
+/// checks each against the entry itself, so a lookup may return too many
+/// but must never miss one.
+pub trait Entries {
+    /// Entry `i`.
+    fn entry(&self, i: usize) -> Option<Cow<'_, Entry>>;
+    /// Entries that may have been fetched at, or redirected to, a URL of this key.
+    fn by_url(&self, key: u64) -> Vec<usize>;
+    /// Entries that may list a parent of this key.
+    fn by_parent(&self, key: u64) -> Vec<usize>;
+}
+
+/// The lookup key of a URL: 64 bits of FNV-1a. Stable across builds and
+/// platforms, because `kura serve` keeps sorted keys in files.
+pub fn key(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The (key, position) pairs an index of `e` at position `i` holds: its
+/// URLs, then its parents.
+pub fn keys_of(e: &Entry) -> (Vec<u64>, Vec<u64>) {
+    let mut urls = vec![key(&e.url)];
+    if let Some(f) = e.final_url.as_deref().filter(|f| *f != e.url) {
+        urls.push(key(f));
+    }
+    (urls, e.parents.iter().map(|p| key(p)).collect())
+}
+
+fn lookup(pairs: &[(u64, u32)], k: u64) -> Vec<usize> {
+    let start = pairs.partition_point(|p| p.0 < k);
+    pairs[start..].iter().take_while(|p| p.0 == k).map(|p| p.1 as usize).collect()
+}
+
+/// A manifest's entries in memory, indexed by URL and by parent: sorted
+/// (key, position) pairs, 16 bytes each.
+#[derive(Debug)]
+pub struct Memory<'m> {
+    entries: &'m [Entry],
     by_url: Vec<(u64, u32)>,
     children: Vec<(u64, u32)>,
 }
 
-fn key(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
-}
-
-fn lookup<'a>(pairs: &'a [(u64, u32)], s: &str) -> impl Iterator<Item = usize> + 'a {
-    let k = key(s);
-    let start = pairs.partition_point(|p| p.0 < k);
-    pairs[start..].iter().take_while(move |p| p.0 == k).map(|p| p.1 as usize)
-}
-
-impl CatalogIndex {
+impl<'m> Memory<'m> {
     /// Indexes `entries` (at most 2^32 of them).
-    pub fn new(entries: &[Entry]) -> CatalogIndex {
+    pub fn new(entries: &'m [Entry]) -> Memory<'m> {
         let mut by_url = Vec::with_capacity(entries.len());
         let mut children = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
-            let i = i as u32;
-            for p in &e.parents {
-                children.push((key(p), i));
-            }
-            by_url.push((key(&e.url), i));
-            if let Some(f) = e.final_url.as_deref().filter(|f| *f != e.url) {
-                by_url.push((key(f), i));
-            }
+            let (urls, parents) = keys_of(e);
+            by_url.extend(urls.into_iter().map(|k| (k, i as u32)));
+            children.extend(parents.into_iter().map(|k| (k, i as u32)));
         }
         by_url.sort_unstable();
         children.sort_unstable();
-        CatalogIndex { by_url, children }
+        Memory { entries, by_url, children }
+    }
+}
+
+impl Entries for Memory<'_> {
+    fn entry(&self, i: usize) -> Option<Cow<'_, Entry>> {
+        self.entries.get(i).map(Cow::Borrowed)
+    }
+
+    fn by_url(&self, key: u64) -> Vec<usize> {
+        lookup(&self.by_url, key)
+    }
+
+    fn by_parent(&self, key: u64) -> Vec<usize> {
+        lookup(&self.children, key)
     }
 }
 
 /// The entries of one snapshot, by URL (`url` and `final_url`).
 #[derive(Debug)]
-pub(crate) struct Catalog<'m> {
-    entries: &'m [Entry],
-    index: Cow<'m, CatalogIndex>,
+pub struct Catalog<E> {
+    entries: E,
 }
 
-impl<'m> Catalog<'m> {
+impl<'m> Catalog<Memory<'m>> {
     /// Indexes `entries`.
     pub(crate) fn new(entries: &'m [Entry]) -> Self {
-        Catalog { entries, index: Cow::Owned(CatalogIndex::new(entries)) }
+        Catalog { entries: Memory::new(entries) }
     }
 
-    /// `entries` with the index built from them earlier.
-    pub(crate) fn with_index(entries: &'m [Entry], index: &'m CatalogIndex) -> Self {
-        Catalog { entries, index: Cow::Borrowed(index) }
+    /// The entry with a body archived for `url` as a `want`, referenced by
+    /// a document known by the URLs in `parents`; see the module docs.
+    pub(crate) fn find(&self, url: &Url, want: Want, parents: &[&str]) -> Option<&'m Entry> {
+        self.find_index(url, want, parents).map(|i| &self.entries.entries[i])
+    }
+
+    /// The article entry for `url`: the one fetched at that URL, else one
+    /// whose `final_url` it is.
+    pub(crate) fn article(&self, url: &str) -> Option<&'m Entry> {
+        self.article_index(url).map(|i| &self.entries.entries[i])
+    }
+
+    /// The image entries an article referenced, directly or through its
+    /// stylesheets: (archived, failed).
+    pub(crate) fn images_of(&self, article: &Entry) -> (Vec<&'m Entry>, Vec<&'m Entry>) {
+        let mut idx: Vec<usize> = self.closure(article).into_iter().collect();
+        idx.sort_unstable();
+        idx.into_iter()
+            .map(|i| &self.entries.entries[i])
+            .filter(|e| e.kind == Some(Kind::Image))
+            .partition(|e| e.blob.is_some() && e.error.is_none())
+    }
+}
+
+impl<E: Entries> Catalog<E> {
+    /// A catalog over `entries`.
+    pub fn over(entries: E) -> Self {
+        Catalog { entries }
+    }
+
+    /// Where its entries come from.
+    pub fn entries(&self) -> &E {
+        &self.entries
     }
 
     /// The entries fetched at `url` or redirected to it.
     fn at(&self, url: &str) -> Vec<usize> {
-        lookup(&self.index.by_url, url)
-            .filter(|&i| {
-                let e = &self.entries[i];
-                e.url == url || e.final_url.as_deref() == Some(url)
-            })
-            .collect()
+        let mut found = self.entries.by_url(key(url));
+        found.retain(|&i| self.entries.entry(i).is_some_and(|e| e.url == url || e.final_url.as_deref() == Some(url)));
+        found.sort_unstable();
+        found.dedup();
+        found
     }
 
     fn candidates(&self, url: &Url) -> Vec<usize> {
@@ -102,57 +167,60 @@ impl<'m> Catalog<'m> {
         self.at(bare.as_str())
     }
 
-    /// The entry with a body archived for `url` as a `want`, referenced by
-    /// a document known by the URLs in `parents`; see the module docs.
-    pub(crate) fn find(&self, url: &Url, want: Want, parents: &[&str]) -> Option<&'m Entry> {
-        self.find_index(url, want, parents).map(|i| &self.entries[i])
-    }
-
-    /// [`Catalog::find`], as the entry's index.
-    pub(crate) fn find_index(&self, url: &Url, want: Want, parents: &[&str]) -> Option<usize> {
+    /// The position of the entry with a body archived for `url` as a
+    /// `want`, referenced by a document known by the URLs in `parents`;
+    /// see the module docs.
+    pub fn find_index(&self, url: &Url, want: Want, parents: &[&str]) -> Option<usize> {
         let fits = |e: &Entry| match want {
             Want::Image => e.kind == Some(Kind::Image) || e.image.is_some(),
             Want::Stylesheet => e.kind == Some(Kind::Stylesheet),
             Want::Page => e.kind == Some(Kind::Article),
             Want::Other => false,
         };
-        let all: Vec<usize> = self.candidates(url).into_iter().filter(|&i| fits(&self.entries[i])).collect();
-        let mine: Vec<usize> = all
-            .iter()
-            .copied()
-            .filter(|&i| self.entries[i].parents.iter().any(|p| parents.contains(&p.as_str())))
+        let all: Vec<(usize, Cow<'_, Entry>)> = self
+            .candidates(url)
+            .into_iter()
+            .filter_map(|i| Some((i, self.entries.entry(i)?)))
+            .filter(|(_, e)| fits(e))
             .collect();
-        let pool = if mine.is_empty() { all } else { mine };
-        pool.into_iter().find(|&i| self.entries[i].blob.is_some() && self.entries[i].error.is_none())
+        let mine = |e: &Entry| e.parents.iter().any(|p| parents.contains(&p.as_str()));
+        let any_mine = all.iter().any(|(_, e)| mine(e));
+        all.iter()
+            .filter(|(_, e)| !any_mine || mine(e))
+            .find(|(_, e)| e.blob.is_some() && e.error.is_none())
+            .map(|(i, _)| *i)
     }
 
-    /// The article entry for `url`: the one fetched at that URL, else one
-    /// whose `final_url` it is.
-    pub(crate) fn article(&self, url: &str) -> Option<&'m Entry> {
-        self.article_index(url).map(|i| &self.entries[i])
+    /// The position of the article entry for `url`: the one fetched at that
+    /// URL, else one whose `final_url` it is.
+    pub fn article_index(&self, url: &str) -> Option<usize> {
+        let found: Vec<(usize, Cow<'_, Entry>)> = self
+            .at(url)
+            .into_iter()
+            .filter_map(|i| Some((i, self.entries.entry(i)?)))
+            .filter(|(_, e)| e.kind == Some(Kind::Article))
+            .collect();
+        found.iter().find(|(_, e)| e.url == url).or(found.first()).map(|(i, _)| *i)
     }
 
-    /// [`Catalog::article`], as the entry's index.
-    pub(crate) fn article_index(&self, url: &str) -> Option<usize> {
-        let found: Vec<usize> =
-            self.at(url).into_iter().filter(|&i| self.entries[i].kind == Some(Kind::Article)).collect();
-        found.iter().find(|&&i| self.entries[i].url == url).or(found.first()).copied()
-    }
-
-    /// Indexes of the entries an article brought in: what lists it as a
+    /// Positions of the entries an article brought in: what lists it as a
     /// parent, and (transitively) what those stylesheets brought in.
-    pub(crate) fn closure(&self, article: &Entry) -> HashSet<usize> {
+    pub fn closure(&self, article: &Entry) -> HashSet<usize> {
         let mut names: Vec<String> = names(article).into_iter().map(str::to_string).collect();
         let mut seen: HashSet<String> = names.iter().cloned().collect();
         let mut out = HashSet::new();
         while let Some(name) = names.pop() {
-            for i in lookup(&self.index.children, &name).filter(|&i| self.entries[i].parents.contains(&name)) {
-                let e = &self.entries[i];
-                if !out.insert(i) {
+            for i in self.entries.by_parent(key(&name)) {
+                if out.contains(&i) {
                     continue;
                 }
+                let Some(e) = self.entries.entry(i) else { continue };
+                if !e.parents.contains(&name) {
+                    continue;
+                }
+                out.insert(i);
                 if e.kind == Some(Kind::Stylesheet) {
-                    for n in names_of(e) {
+                    for n in names_of(&e) {
                         if seen.insert(n.to_string()) {
                             names.push(n.to_string());
                         }
@@ -161,17 +229,6 @@ impl<'m> Catalog<'m> {
             }
         }
         out
-    }
-
-    /// The image entries an article referenced, directly or through its
-    /// stylesheets: (archived, failed).
-    pub(crate) fn images_of(&self, article: &Entry) -> (Vec<&'m Entry>, Vec<&'m Entry>) {
-        let mut idx: Vec<usize> = self.closure(article).into_iter().collect();
-        idx.sort_unstable();
-        idx.into_iter()
-            .map(|i| &self.entries[i])
-            .filter(|e| e.kind == Some(Kind::Image))
-            .partition(|e| e.blob.is_some() && e.error.is_none())
     }
 }
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::Url;
 
-use super::catalog::{self, Catalog};
+use super::catalog::{self, Catalog, Memory};
 use super::rewrite::{self, Want};
 use super::target::Target;
 use super::{RestoreError, RestoreOptions, RestoreReport, RestoredFile, Skipped, index_page, path};
@@ -139,7 +139,7 @@ pub(super) fn image_name(e: &Entry, blob: &BlobId) -> String {
 
 /// Images and stylesheets under `assets/`, each written once.
 struct Assets<'c, 'm> {
-    catalog: &'c Catalog<'m>,
+    catalog: &'c Catalog<Memory<'m>>,
     /// Blob -> file name (`None`: could not be read).
     images: HashMap<BlobId, Option<String>>,
     /// Stylesheet URL -> file name.

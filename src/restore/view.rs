@@ -3,9 +3,11 @@
 //! reference becoming whatever link the caller makes for the entry that
 //! answers it, and no file written.
 
+use std::borrow::Cow;
+
 use url::Url;
 
-use super::catalog::{self, Catalog, CatalogIndex};
+use super::catalog::{self, Catalog, Entries};
 use super::rewrite::{self, RewriteError, Want};
 use crate::store::manifest::{Entry, Kind};
 
@@ -15,35 +17,38 @@ pub type LinkFn<'a> = dyn FnMut(usize, Want) -> String + 'a;
 
 /// One snapshot's entries, indexed for viewing.
 #[derive(Debug)]
-pub struct Viewer<'m> {
-    entries: &'m [Entry],
-    catalog: Catalog<'m>,
+pub struct Viewer<E> {
+    catalog: Catalog<E>,
 }
 
-impl<'m> Viewer<'m> {
-    /// Indexes a snapshot's entries (as loaded, in manifest order).
-    pub fn new(entries: &'m [Entry]) -> Viewer<'m> {
-        Viewer { entries, catalog: Catalog::new(entries) }
+impl<E: Entries> Viewer<E> {
+    /// Views a snapshot's entries (named by their position in the manifest).
+    pub fn new(entries: E) -> Viewer<E> {
+        Viewer { catalog: Catalog::over(entries) }
     }
 
-    /// The same, with an index built from `entries` earlier and kept
-    /// (building one costs a pass and a sort over every entry).
-    pub fn with_index(entries: &'m [Entry], index: &'m CatalogIndex) -> Viewer<'m> {
-        Viewer { entries, catalog: Catalog::with_index(entries, index) }
+    /// Where its entries come from.
+    pub fn entries(&self) -> &E {
+        self.catalog.entries()
     }
 
-    /// The article archived at `url` (or redirected to it), by index.
+    fn entry(&self, i: usize) -> Option<Cow<'_, Entry>> {
+        self.catalog.entries().entry(i)
+    }
+
+    /// The article archived at `url` (or redirected to it), by position.
     pub fn article(&self, url: &str) -> Option<usize> {
         self.catalog.article_index(url)
     }
 
-    /// Indexes of the image entries article `i` referenced, directly or
+    /// Positions of the image entries article `i` referenced, directly or
     /// through its stylesheets, in manifest order: every one, archived or
     /// failed.
     pub fn images_of(&self, i: usize) -> Vec<usize> {
-        let mut idx: Vec<usize> = self.catalog.closure(&self.entries[i]).into_iter().collect();
+        let Some(article) = self.entry(i) else { return Vec::new() };
+        let mut idx: Vec<usize> = self.catalog.closure(&article).into_iter().collect();
         idx.sort_unstable();
-        idx.retain(|&j| self.entries[j].kind == Some(Kind::Image));
+        idx.retain(|&j| self.entry(j).is_some_and(|e| e.kind == Some(Kind::Image)));
         idx
     }
 
@@ -52,9 +57,9 @@ impl<'m> Viewer<'m> {
     /// references without an archived answer keep an absolute URL (which
     /// the app must stop the browser from loading).
     pub fn html(&self, i: usize, bytes: &[u8], link: &mut LinkFn<'_>) -> Result<Vec<u8>, RewriteError> {
-        let e = &self.entries[i];
-        let doc_url = base_of(e);
-        let parents = catalog::names(e);
+        let Some(e) = self.entry(i) else { return Ok(bytes.to_vec()) };
+        let doc_url = base_of(&e);
+        let parents = catalog::names(&e);
         let rewritten = rewrite::rewrite_html(bytes, e.content_type.as_deref(), &doc_url, &mut |u, want| {
             let found = match want {
                 Want::Page => self.catalog.article_index(u.as_str()),
@@ -69,10 +74,10 @@ impl<'m> Viewer<'m> {
     /// Stylesheet entry `i` (its archived `bytes`) as UTF-8 CSS whose
     /// `url()`s and `@import`s are `link`ed.
     pub fn css(&self, i: usize, bytes: &[u8], link: &mut LinkFn<'_>) -> String {
-        let e = &self.entries[i];
+        let Some(e) = self.entry(i) else { return String::from_utf8_lossy(bytes).into_owned() };
         let decoded = crate::sources::charset::decode(bytes, e.content_type.as_deref());
-        let parents = catalog::names(e);
-        rewrite::rewrite_css(&decoded.text, &base_of(e), false, &mut |u, want| {
+        let parents = catalog::names(&e);
+        rewrite::rewrite_css(&decoded.text, &base_of(&e), false, &mut |u, want| {
             let found = match want {
                 Want::Image | Want::Stylesheet => self.catalog.find_index(u, want, &parents),
                 Want::Page | Want::Other => None,

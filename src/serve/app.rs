@@ -13,11 +13,11 @@ use axum::routing::get;
 use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, Settings, element};
 use serde::Deserialize;
 
-use super::library::{Library, Loaded};
+use super::library::{Library, Opened};
 use super::page::{esc, layout, q, search_form};
 use super::{Filters, SearchIndex};
 use crate::jobs::Config;
-use crate::restore::{Viewer, Want};
+use crate::restore::Want;
 use crate::store::id::SnapshotId;
 use crate::store::manifest::{Entry, Kind};
 
@@ -27,6 +27,8 @@ const MAX_QUERY: usize = 1000;
 const MAX_RAW_QUERY: usize = 16 * 1024;
 /// Hits on one search page.
 const HITS: usize = 20;
+/// Articles on one page of a snapshot.
+const ARTICLES: usize = 200;
 
 /// For the app's own pages: nothing from elsewhere, no scripts at all.
 const APP_CSP: &str = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-src 'self'; \
@@ -44,8 +46,13 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn new(archive: crate::store::archive::Archive, index: SearchIndex, config: Option<Config>) -> State {
-        State { library: Library::new(archive), index, config }
+    pub fn new(
+        archive: crate::store::archive::Archive,
+        views: std::path::PathBuf,
+        index: SearchIndex,
+        config: Option<Config>,
+    ) -> State {
+        State { library: Library::new(archive, views), index, config }
     }
 }
 
@@ -58,6 +65,7 @@ pub(super) fn router(state: Arc<State>) -> Router {
         .route("/search", get(search_page))
         .route("/api/search", get(api_search))
         .route("/s/{snap}", get(snapshot_page))
+        .route("/s/{snap}/changes", get(changes_page))
         .route("/s/{snap}/view", get(view_page))
         .route("/s/{snap}/compare/{other}", get(compare_page))
         .route("/s/{snap}/doc/{n}", get(doc))
@@ -125,7 +133,7 @@ fn resolve(state: &State, spec: &str) -> Result<SnapshotId, Refusal> {
     })
 }
 
-fn load(state: &State, spec: &str) -> Result<Arc<Loaded>, Refusal> {
+fn load(state: &State, spec: &str) -> Result<Arc<Opened>, Refusal> {
     let id = resolve(state, spec)?;
     state.library.load(id).map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("Cannot read it: {e}")))
 }
@@ -363,24 +371,46 @@ fn reason(e: &Entry) -> String {
 }
 
 /// The snapshot of the same job before `l`, if any.
-fn previous(state: &State, l: &Loaded) -> Option<Arc<Loaded>> {
+fn previous(state: &State, l: &Opened) -> Option<SnapshotId> {
     let (infos, _) = state.library.archive.snapshot_infos().ok()?;
-    let at = (l.manifest.header.started, l.id);
-    let prev = infos
+    let at = (l.header.started, l.id);
+    infos
         .iter()
-        .filter(|i| i.header.job == l.manifest.header.job && (i.header.started, i.id) < at)
-        .max_by_key(|i| (i.header.started, i.id))?;
-    state.library.load(prev.id).ok()
+        .filter(|i| i.header.job == l.header.job && (i.header.started, i.id) < at)
+        .max_by_key(|i| (i.header.started, i.id))
+        .map(|i| i.id)
 }
 
-/// What changed since `prev`, per kind, the article URLs named.
-fn changes(prev: &Loaded, l: &Loaded) -> String {
-    let d = crate::inspect::diff(&prev.manifest, &l.manifest);
-    let p = prev.id.to_hex();
-    let mut out = format!("<h2>Changes since <a href=\"/s/{p}\"><code>{}</code></a></h2>", &p[..12]);
+/// What changed since the job's previous snapshot, per kind, the article
+/// URLs named: both snapshots stream by in URL order, never held whole.
+async fn changes_page(AxState(state): S, Path(snap): Path<String>) -> Response {
+    let result = blocking(move || {
+        let l = load(&state, &snap)?;
+        let Some(prev) = previous(&state, &l) else { return Ok((l, None)) };
+        let cannot = |e: crate::store::archive::ArchiveError| {
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("Cannot read it: {e}"))
+        };
+        let archive = &state.library.archive;
+        let (a, b) = (archive.open_snapshot(&prev).map_err(cannot)?, archive.open_snapshot(&l.id).map_err(cannot)?);
+        let d = crate::inspect::diff_sorted(a.by_url(), b.by_url()).map_err(cannot)?;
+        Ok((l, Some((prev, d))))
+    })
+    .await;
+    let (l, found) = match result {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let hex = l.id.to_hex();
+    let mut out = format!("<h1>Changes in <a href=\"/s/{hex}\"><code>{}</code></a></h1>", &hex[..12]);
+    let Some((prev, d)) = found else {
+        out.push_str("<p>This is the job's first snapshot.</p>");
+        return app_page(StatusCode::OK, &layout("Changes", &out));
+    };
+    let p = prev.to_hex();
+    out.push_str(&format!("<p>since <a href=\"/s/{p}\"><code>{}</code></a></p>", &p[..12]));
     if d.is_empty() {
         out.push_str("<p>None: the same URLs with the same bodies.</p>");
-        return out;
+        return app_page(StatusCode::OK, &layout("Changes", &out));
     }
     out.push_str("<table><tr><th>kind</th><th>added</th><th>removed</th><th>changed</th><th>unchanged</th></tr>");
     for k in &d.kinds {
@@ -395,15 +425,20 @@ fn changes(prev: &Loaded, l: &Loaded) -> String {
     }
     out.push_str("</table>");
     if let Some(a) = d.kind(Kind::Article) {
-        let hex = l.id.to_hex();
         for (what, list) in [("added", &a.added), ("changed", &a.changed), ("removed", &a.removed)] {
             if list.is_empty() {
                 continue;
             }
-            out.push_str(&format!("<h3>Articles {what}</h3><ul>"));
-            for c in list.iter().take(100) {
+            out.push_str(&format!("<h2>Articles {what} ({})</h2><ul>", list.len()));
+            for c in list.iter().take(500) {
                 let link = match what {
                     "removed" => format!("<a href=\"{}\">{}</a>", esc(&view_path(&p, &c.url)), esc(&c.url)),
+                    "changed" => format!(
+                        "<a href=\"{}\">{}</a> · <a href=\"/s/{p}/compare/{hex}?url={}\">compare</a>",
+                        esc(&view_path(&hex, &c.url)),
+                        esc(&c.url),
+                        q(&c.url)
+                    ),
                     _ => format!("<a href=\"{}\">{}</a>", esc(&view_path(&hex, &c.url)), esc(&c.url)),
                 };
                 let why = c.error.as_deref().map(|e| format!(" <span class=bad>{}</span>", esc(e))).unwrap_or_default();
@@ -412,34 +447,70 @@ fn changes(prev: &Loaded, l: &Loaded) -> String {
             out.push_str("</ul>");
         }
     }
-    out
+    app_page(StatusCode::OK, &layout("Changes", &out))
 }
 
-async fn snapshot_page(AxState(state): S, Path(snap): Path<String>) -> Response {
-    let (l, prev) = match blocking(move || {
+#[derive(Deserialize)]
+struct PageParam {
+    page: Option<usize>,
+}
+
+async fn snapshot_page(
+    AxState(state): S,
+    Path(snap): Path<String>,
+    p: Result<Query<PageParam>, QueryRejection>,
+) -> Response {
+    let Ok(Query(PageParam { page })) = p else { return fail(StatusCode::BAD_REQUEST, "Give ?page=N") };
+    let page = page.unwrap_or(1).max(1);
+    let result = blocking(move || {
         let l = load(&state, &snap)?;
         let prev = previous(&state, &l);
-        Ok((l, prev))
+        let file = l.view.entries();
+        let start = (page - 1).saturating_mul(ARTICLES);
+        let mut articles = Vec::new();
+        for i in file.articles(start..start.saturating_add(ARTICLES)) {
+            let Some(e) = file.line(i).map(|(e, _)| e) else { continue };
+            let images: Vec<Entry> =
+                l.view.images_of(i).into_iter().filter_map(|j| file.line(j).map(|x| x.0)).collect();
+            let failed = images.iter().filter(|im| im.error.is_some()).count();
+            articles.push((e, images.len(), failed));
+        }
+        let mut groups: std::collections::BTreeMap<String, (usize, Vec<Entry>)> = Default::default();
+        for i in file.failures() {
+            let Some((e, _)) = file.line(i) else { continue };
+            let g = groups.entry(reason(&e)).or_default();
+            g.0 += 1;
+            if g.1.len() < 200 {
+                g.1.push(e);
+            }
+        }
+        Ok((l, prev, articles, groups))
     })
-    .await
-    {
+    .await;
+    let (l, prev, articles, groups) = match result {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
     let hex = l.id.to_hex();
-    let viewer = Viewer::with_index(&l.manifest.entries, &l.catalog);
+    let total = l.view.entries().article_count();
     let mut body = format!(
-        "<h1>Snapshot <code>{}</code></h1><p>job {} · started {} · finished {} · {} entries</p>",
+        "<h1>Snapshot <code>{}</code></h1><p>job {} · started {} · finished {} · {} entries · {} articles</p>",
         &hex[..12],
-        esc(&l.manifest.header.job),
-        esc(&l.manifest.header.started.to_rfc3339()),
-        esc(&l.manifest.header.finished.to_rfc3339()),
-        l.manifest.entries.len()
+        esc(&l.header.job),
+        esc(&l.header.started.to_rfc3339()),
+        esc(&l.header.finished.to_rfc3339()),
+        l.view.entries().len(),
+        total
     );
+    if let Some(prev) = prev {
+        let p = prev.to_hex();
+        body.push_str(&format!(
+            "<p><a href=\"/s/{hex}/changes\">What changed</a> since <code>{}</code>, the job's previous snapshot.</p>",
+            &p[..12]
+        ));
+    }
     body.push_str("<h2>Articles</h2><table><tr><th>title</th><th>host</th><th>images</th><th>failed</th></tr>");
-    for (i, e) in l.manifest.entries.iter().enumerate().filter(|(_, e)| e.kind == Some(Kind::Article)) {
-        let images = viewer.images_of(i);
-        let failed = images.iter().filter(|&&j| l.manifest.entries[j].error.is_some()).count();
+    for (e, images, failed) in &articles {
         let host = url::Url::parse(&e.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
         body.push_str(&format!(
             "<tr><td><a href=\"{}\">{}</a>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
@@ -447,26 +518,30 @@ async fn snapshot_page(AxState(state): S, Path(snap): Path<String>) -> Response 
             esc(e.title.as_deref().unwrap_or(&e.url)),
             e.error.as_deref().map(|x| format!(" <span class=bad>{}</span>", esc(x))).unwrap_or_default(),
             esc(&host),
-            images.len(),
-            if failed > 0 { " class=bad" } else { "" },
+            images,
+            if *failed > 0 { " class=bad" } else { "" },
             failed
         ));
     }
     body.push_str("</table>");
-    if let Some(prev) = &prev {
-        body.push_str(&changes(prev, &l));
+    let pages = total.div_ceil(ARTICLES).max(1);
+    if pages > 1 {
+        body.push_str(&format!("<p>page {page} of {pages}"));
+        if page > 1 {
+            body.push_str(&format!(" · <a href=\"/s/{hex}?page={}\">previous</a>", page - 1));
+        }
+        if page < pages {
+            body.push_str(&format!(" · <a href=\"/s/{hex}?page={}\">next</a>", page + 1));
+        }
+        body.push_str("</p>");
     }
     body.push_str("<h2>Failures by reason</h2>");
-    let mut groups: std::collections::BTreeMap<String, Vec<&Entry>> = Default::default();
-    for e in l.manifest.entries.iter().filter(|e| e.error.is_some() || e.placeholder) {
-        groups.entry(reason(e)).or_default().push(e);
-    }
     if groups.is_empty() {
         body.push_str("<p>None.</p>");
     }
-    for (why, list) in &groups {
-        body.push_str(&format!("<h3>{} ({})</h3><ul>", esc(why), list.len()));
-        for e in list.iter().take(200) {
+    for (why, (count, list)) in &groups {
+        body.push_str(&format!("<h3>{} ({count})</h3><ul>", esc(why)));
+        for e in list {
             body.push_str(&format!(
                 "<li><code>{}</code> {}</li>",
                 esc(&e.url),
@@ -514,18 +589,17 @@ async fn view_page(
         Err(r) => return r.into_response(),
     };
     let hex = l.id.to_hex();
-    let viewer = Viewer::with_index(&l.manifest.entries, &l.catalog);
-    let Some(i) = viewer.article(&url) else {
+    let file = l.view.entries();
+    let Some((i, e)) = l.view.article(&url).and_then(|i| Some((i, file.line(i)?.0))) else {
         return fail(StatusCode::NOT_FOUND, "This snapshot has no article at that URL.");
     };
-    let e = &l.manifest.entries[i];
     let mut body = format!(
         "<h1>{}</h1><p class=dim><code>{}</code><br>snapshot <a href=\"/s/{hex}\"><code>{}</code></a> · {} · \
          <a href=\"/s/{hex}/raw/{i}\">original bytes</a></p>",
         esc(e.title.as_deref().unwrap_or(&e.url)),
         esc(&e.url),
         &hex[..12],
-        esc(&e.fetched_at.unwrap_or(l.manifest.header.started).to_rfc3339())
+        esc(&e.fetched_at.unwrap_or(l.header.started).to_rfc3339())
     );
     match (&e.blob, &e.error) {
         (Some(_), _) => body.push_str(&format!(
@@ -542,8 +616,8 @@ async fn view_page(
     body.push_str(
         "<h2>Images</h2><table><tr><th>image</th><th>status</th><th>policy</th><th>Referer sent</th><th>outcome</th></tr>",
     );
-    for j in viewer.images_of(i) {
-        let im = &l.manifest.entries[j];
+    for j in l.view.images_of(i) {
+        let Some((im, _)) = file.line(j) else { continue };
         let outcome = match (&im.error, im.placeholder, im.shown.is_some()) {
             (Some(err), _, _) => format!("<span class=bad>{}</span>", esc(err)),
             (None, true, true) => "placeholder shown; the picture was recovered".into(),
@@ -586,21 +660,21 @@ async fn compare_page(
     let Ok(Query(UrlParam { url })) = p else { return fail(StatusCode::BAD_REQUEST, "Give ?url=") };
     let result = blocking(move || {
         let (a, b) = (load(&state, &snap)?, load(&state, &other)?);
-        let side = |l: &Loaded| -> Result<Side, Refusal> {
-            let viewer = Viewer::with_index(&l.manifest.entries, &l.catalog);
-            let i = viewer
-                .article(&url)
-                .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "One of the snapshots has no article at that URL."))?;
-            let e = &l.manifest.entries[i];
+        let side = |l: &Opened| -> Result<Side, Refusal> {
+            let file = l.view.entries();
+            let missing = || refuse(StatusCode::NOT_FOUND, "One of the snapshots has no article at that URL.");
+            let i = l.view.article(&url).ok_or_else(missing)?;
+            let (e, hints) = file.line(i).ok_or_else(missing)?;
             let text = e
                 .blob
-                .and_then(|b| state.library.read(l, &b))
+                .and_then(|b| state.library.read(&hints, &b))
                 .map(|d| super::text_of(&d, e.content_type.as_deref()).1)
                 .unwrap_or_default();
-            let images = viewer
+            let images = l
+                .view
                 .images_of(i)
                 .into_iter()
-                .map(|j| &l.manifest.entries[j])
+                .filter_map(|j| file.line(j).map(|x| x.0))
                 .map(|im| (im.url.clone(), im.blob.filter(|_| im.error.is_none())))
                 .collect();
             Ok(Side { id: l.id.to_hex(), title: e.title.clone(), blob: e.blob, text, images })
@@ -632,20 +706,9 @@ async fn compare_page(
         a.text.chars().count(),
         b.text.chars().count()
     ));
-    // Paragraph-level: sentences only one side has.
-    let sentences = |t: &str| -> std::collections::BTreeSet<String> {
-        t.split(['。', '.', '!', '?', '！', '？']).map(|s| s.trim().to_owned()).filter(|s| s.len() > 3).collect()
-    };
-    let (sa, sb) = (sentences(&a.text), sentences(&b.text));
-    for (title, only) in [("Only in the first", sa.difference(&sb)), ("Only in the second", sb.difference(&sa))] {
-        let list: Vec<&String> = only.take(100).collect();
-        if !list.is_empty() {
-            body.push_str(&format!("<h2>{title}</h2><ul>"));
-            for s in list {
-                body.push_str(&format!("<li>{}</li>", esc(s)));
-            }
-            body.push_str("</ul>");
-        }
+    if a.text != b.text {
+        body.push_str("<h2>Text</h2>");
+        body.push_str(&super::text_diff::render(&a.text, &b.text));
     }
     body.push_str("<h2>Images</h2><table><tr><th>image</th><th>first</th><th>second</th></tr>");
     let all: std::collections::BTreeSet<&String> = a.images.iter().chain(&b.images).map(|(u, _)| u).collect();
@@ -673,15 +736,15 @@ struct Side {
 }
 
 /// Entry `n` of a snapshot with its bytes.
-fn entry_bytes(state: &State, snap: &str, n: usize) -> Result<(Arc<Loaded>, Vec<u8>), Refusal> {
+fn entry_bytes(state: &State, snap: &str, n: usize) -> Result<(Arc<Opened>, Entry, Vec<u8>), Refusal> {
     let l = load(state, snap)?;
-    let e = l.manifest.entries.get(n).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "No such entry."))?;
+    let (e, hints) = l.line(n).ok_or_else(|| refuse(StatusCode::NOT_FOUND, "No such entry."))?;
     let blob = e.blob.ok_or_else(|| refuse(StatusCode::NOT_FOUND, "That entry was not archived."))?;
     let data = state
         .library
-        .read(&l, &blob)
+        .read(&hints, &blob)
         .ok_or_else(|| refuse(StatusCode::INTERNAL_SERVER_ERROR, "Its bytes cannot be read (run `kura verify`)."))?;
-    Ok((l, data))
+    Ok((l, e, data))
 }
 
 fn archived(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
@@ -695,21 +758,19 @@ fn archived(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
 /// the app's copies.
 async fn doc(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Response {
     let result = blocking(move || {
-        let (l, data) = entry_bytes(&state, &snap, n)?;
-        let entries = &l.manifest.entries;
-        if !matches!(entries[n].kind, Some(Kind::Article | Kind::Page)) {
+        let (l, e, data) = entry_bytes(&state, &snap, n)?;
+        if !matches!(e.kind, Some(Kind::Article | Kind::Page)) {
             return Err(refuse(StatusCode::NOT_FOUND, "That entry is not a document."));
         }
         let hex = l.id.to_hex();
-        let viewer = Viewer::with_index(entries, &l.catalog);
-        let html = viewer
+        let html = l
+            .view
             .html(n, &data, &mut |j, want| match want {
                 Want::Page => format!("/s/{hex}/doc/{j}"),
                 _ => format!("/s/{hex}/e/{j}"),
             })
             .map_err(|e| refuse(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
-        let ct = entries[n].content_type.as_deref();
-        Ok(harden(&html, &data, ct))
+        Ok(harden(&html, &data, e.content_type.as_deref()))
     })
     .await;
     match result {
@@ -758,15 +819,13 @@ fn harden(html: &[u8], original: &[u8], content_type: Option<&str>) -> Vec<u8> {
 /// anything else as archived.
 async fn entry(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Response {
     let result = blocking(move || {
-        let (l, data) = entry_bytes(&state, &snap, n)?;
-        let e = &l.manifest.entries[n];
+        let (l, e, data) = entry_bytes(&state, &snap, n)?;
         if e.kind == Some(Kind::Stylesheet) {
             let hex = l.id.to_hex();
-            let css = Viewer::with_index(&l.manifest.entries, &l.catalog)
-                .css(n, &data, &mut |j, _| format!("/s/{hex}/e/{j}"));
+            let css = l.view.css(n, &data, &mut |j, _| format!("/s/{hex}/e/{j}"));
             return Ok(("text/css; charset=utf-8".to_owned(), css.into_bytes()));
         }
-        Ok((e.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()), data))
+        Ok((e.content_type.unwrap_or_else(|| "application/octet-stream".into()), data))
     })
     .await;
     match result {
@@ -777,7 +836,7 @@ async fn entry(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Res
 
 /// An entry's original bytes, as a download.
 async fn raw(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Response {
-    match blocking(move || entry_bytes(&state, &snap, n).map(|(_, d)| d)).await {
+    match blocking(move || entry_bytes(&state, &snap, n).map(|(_, _, d)| d)).await {
         Ok(data) => {
             let mut r = archived(StatusCode::OK, "application/octet-stream", data);
             r.headers_mut().insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));

@@ -26,7 +26,8 @@ const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0 auto;max-w
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left;\
 vertical-align:top;overflow-wrap:anywhere}code{font-size:90%}.bad{color:#a00}.dim{color:#666}\
 iframe{width:100%;height:75vh;border:1px solid #aaa}form{margin:1em 0}input[name=q]{width:30em;max-width:90%}\
-nav a{margin-right:1em}";
+nav a{margin-right:1em}.diff del{background:#fdd;color:#700}.diff ins{background:#dfd;color:#060;\
+text-decoration:none}";
 
 /// A whole page: `title` (escaped here) and `body` (already escaped HTML).
 pub(super) fn layout(title: &str, body: &str) -> String {

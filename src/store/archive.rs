@@ -176,6 +176,29 @@ impl SnapshotReader<'_> {
         Ok(())
     }
 
+    /// Every entry in URL order (in manifest order among entries of one
+    /// URL), a chunk in memory at a time; format 1, whose manifest is one
+    /// unsorted list, is sorted whole.
+    pub fn by_url(&self) -> impl Iterator<Item = Result<Entry, ArchiveError>> + '_ {
+        let mut failed = false;
+        (0..self.chunks()).flat_map(move |i| {
+            let lines = if failed { Ok(Vec::new()) } else { self.chunk(i) };
+            let out: Vec<Result<Entry, ArchiveError>> = match lines {
+                Ok(mut lines) => {
+                    // Chunks of format 2 are sorted already (a stable sort of
+                    // a sorted list is one pass).
+                    lines.sort_by(|a, b| a.0.url.cmp(&b.0.url));
+                    lines.into_iter().map(|(e, _)| Ok(e)).collect()
+                }
+                Err(e) => {
+                    failed = true;
+                    vec![Err(e)]
+                }
+            };
+            out
+        })
+    }
+
     /// The entries requested as `url` (format 2: from the one or two chunks
     /// whose URL range holds it); when there are none, those that ended at
     /// `url` after redirects, which takes reading every chunk.

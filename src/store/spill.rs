@@ -71,7 +71,6 @@ impl Spill {
     }
 
     /// Records pushed so far.
-    #[cfg(test)]
     pub fn len(&self) -> u64 {
         self.count
     }

@@ -1,0 +1,348 @@
+//! A snapshot laid out for viewing: one file per snapshot in the cache
+//! directory, so that the app answers a view from a few reads instead of
+//! holding a snapshot's entries in memory (a million-entry snapshot is
+//! hundreds of megabytes of entries). Built once, by one pass over the
+//! manifest; removable at any time.
+//!
+//! ```text
+//! header    64 bytes: "KURAVIEW" | version u32 = 1 | 0 u32 | entries u64 |
+//!           by_url u64 | by_parent u64 | articles u64 | failures u64 |
+//!           records_len u64 (all little-endian)
+//! records   records_len bytes: per entry, JSON [entry, hints] (response
+//!           headers and redirect hops left out: no view shows them)
+//! offsets   (entries + 1) x u64 LE: where each record starts, and the end
+//! by_url    by_url x (key u64 BE | position u32 BE), sorted: each entry's
+//!           `url` and `final_url` keys (restore::key)
+//! by_parent by_parent x (key u64 BE | position u32 BE), sorted: each
+//!           entry's parents' keys
+//! articles  articles x u32 LE: positions of the articles, in order
+//! failures  failures x u32 LE: positions of entries with an error or a
+//!           placeholder, in order
+//! ```
+//!
+//! Records and sorted pairs are read with `pread`, so memory stays flat
+//! whatever the snapshot's size; the page cache keeps what views touch.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::restore::{Entries, keys_of};
+use crate::store::archive::{ArchiveError, SnapshotReader};
+use crate::store::manifest::{Entry, Kind};
+use crate::store::spill::Spill;
+use crate::store::{Hint, Line};
+
+const MAGIC: &[u8; 8] = b"KURAVIEW";
+const VERSION: u32 = 1;
+const HEADER: u64 = 64;
+const PAIR: u64 = 12;
+/// Largest record accepted (a damaged offset must not allocate gigabytes).
+const MAX_RECORD: u64 = 64 << 20;
+/// Memory of each sort while building, in bytes of records.
+const SORT_BUFFER: usize = 4 << 20;
+
+/// Why a view file could not be built.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ViewError {
+    /// The snapshot could not be read.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The cache directory could not be written.
+    #[error("cannot write the view file {path} (the cache directory; `--cache-dir` moves it): {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+/// One snapshot's view file, open.
+#[derive(Debug)]
+pub(super) struct ViewFile {
+    file: File,
+    entries: u64,
+    by_url: u64,
+    by_parent: u64,
+    articles: u64,
+    failures: u64,
+    records_len: u64,
+}
+
+impl ViewFile {
+    /// Opens the view file at `path`; `None` when it is missing, of another
+    /// version or not whole (then it is built again).
+    pub fn open(path: &Path) -> Option<ViewFile> {
+        let file = File::open(path).ok()?;
+        let mut h = [0u8; HEADER as usize];
+        file.read_exact_at(&mut h, 0).ok()?;
+        let u = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().expect("8 bytes"));
+        if &h[..8] != MAGIC || u32::from_le_bytes(h[8..12].try_into().expect("4 bytes")) != VERSION {
+            return None;
+        }
+        let v = ViewFile {
+            entries: u(16),
+            by_url: u(24),
+            by_parent: u(32),
+            articles: u(40),
+            failures: u(48),
+            records_len: u(56),
+            file,
+        };
+        let expected = v.failures_at().checked_add(v.failures.checked_mul(4)?)?;
+        (v.entries < u64::from(u32::MAX) && v.file.metadata().ok()?.len() == expected).then_some(v)
+    }
+
+    fn offsets_at(&self) -> u64 {
+        HEADER + self.records_len
+    }
+    fn by_url_at(&self) -> u64 {
+        self.offsets_at() + 8 * (self.entries + 1)
+    }
+    fn by_parent_at(&self) -> u64 {
+        self.by_url_at() + PAIR * self.by_url
+    }
+    fn articles_at(&self) -> u64 {
+        self.by_parent_at() + PAIR * self.by_parent
+    }
+    fn failures_at(&self) -> u64 {
+        self.articles_at() + 4 * self.articles
+    }
+
+    /// Entries in the snapshot.
+    pub fn len(&self) -> usize {
+        self.entries as usize
+    }
+
+    /// Entry `i` with the location hints of its blobs.
+    pub fn line(&self, i: usize) -> Option<Line> {
+        if i as u64 >= self.entries {
+            return None;
+        }
+        let mut b = [0u8; 16];
+        self.file.read_exact_at(&mut b, self.offsets_at() + 8 * i as u64).ok()?;
+        let start = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let end = u64::from_le_bytes(b[8..].try_into().expect("8 bytes"));
+        if start > end || end > self.records_len || end - start > MAX_RECORD {
+            return None;
+        }
+        let mut record = vec![0; (end - start) as usize];
+        self.file.read_exact_at(&mut record, HEADER + start).ok()?;
+        serde_json::from_slice(&record).ok()
+    }
+
+    /// Positions of the articles `range` (counted among articles only).
+    pub fn articles(&self, range: std::ops::Range<usize>) -> Vec<usize> {
+        self.positions(self.articles_at(), self.articles, range)
+    }
+
+    /// How many articles the snapshot holds.
+    pub fn article_count(&self) -> usize {
+        self.articles as usize
+    }
+
+    /// Positions of every entry with an error or a placeholder.
+    pub fn failures(&self) -> Vec<usize> {
+        self.positions(self.failures_at(), self.failures, 0..self.failures as usize)
+    }
+
+    fn positions(&self, at: u64, count: u64, range: std::ops::Range<usize>) -> Vec<usize> {
+        let (start, end) = (range.start as u64, (range.end as u64).min(count));
+        if start >= end {
+            return Vec::new();
+        }
+        let mut b = vec![0u8; ((end - start) * 4) as usize];
+        if self.file.read_exact_at(&mut b, at + start * 4).is_err() {
+            return Vec::new();
+        }
+        b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize).collect()
+    }
+
+    fn pair(&self, at: u64, n: u64) -> Option<(u64, u32)> {
+        let mut b = [0u8; PAIR as usize];
+        self.file.read_exact_at(&mut b, at + n * PAIR).ok()?;
+        Some((
+            u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            u32::from_be_bytes(b[8..].try_into().expect("4 bytes")),
+        ))
+    }
+
+    /// Positions paired with `key` in the sorted section at `at` of `count`
+    /// pairs: a binary search of single reads.
+    fn lookup(&self, at: u64, count: u64, key: u64) -> Vec<usize> {
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.pair(at, mid) {
+                Some((k, _)) if k < key => lo = mid + 1,
+                Some(_) => hi = mid,
+                None => return Vec::new(),
+            }
+        }
+        let mut out = Vec::new();
+        while lo < count {
+            match self.pair(at, lo) {
+                Some((k, pos)) if k == key => out.push(pos as usize),
+                _ => break,
+            }
+            lo += 1;
+        }
+        out
+    }
+
+    /// Builds the view file of the snapshot `reader` reads at `path`
+    /// (through a temporary file beside it, renamed when whole), sorting
+    /// in temporary files in `scratch`.
+    pub fn build(path: &Path, reader: &SnapshotReader<'_>, scratch: &Path) -> Result<ViewFile, ViewError> {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let io = |source| ViewError::Io { path: path.to_path_buf(), source };
+        let mut failed = None;
+        let result = write(&tmp, reader, scratch, &mut failed);
+        let result = match (result, failed) {
+            (_, Some(e)) => Err(io(e)),
+            (Err(ArchiveErrorOrIo::Archive(e)), None) => Err(ViewError::Archive(e)),
+            (Err(ArchiveErrorOrIo::Io(e)), None) => Err(io(e)),
+            (Ok(()), None) => std::fs::rename(&tmp, path).map_err(io),
+        };
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result?;
+        ViewFile::open(path).ok_or_else(|| io(io::Error::new(io::ErrorKind::InvalidData, "unreadable after writing")))
+    }
+}
+
+enum ArchiveErrorOrIo {
+    Archive(ArchiveError),
+    Io(io::Error),
+}
+
+impl From<io::Error> for ArchiveErrorOrIo {
+    fn from(e: io::Error) -> Self {
+        ArchiveErrorOrIo::Io(e)
+    }
+}
+
+/// Writes the view file; an I/O error met while the manifest streams by is
+/// left in `failed` (the stream's callback can only stop it).
+fn write(
+    tmp: &Path,
+    reader: &SnapshotReader<'_>,
+    scratch: &Path,
+    failed: &mut Option<io::Error>,
+) -> Result<(), ArchiveErrorOrIo> {
+    let mut out = BufWriter::new(File::create(tmp)?);
+    out.write_all(&[0; HEADER as usize])?;
+    let mut offsets = BufWriter::new(tempfile::tempfile_in(scratch)?);
+    offsets.write_all(&0u64.to_le_bytes())?;
+    let mut by_url = Spill::new(scratch, SORT_BUFFER);
+    let mut by_parent = Spill::new(scratch, SORT_BUFFER);
+    let (mut articles, mut failures) = (Vec::new(), Vec::new());
+    let (mut i, mut pos) = (0u32, 0u64);
+    let pair = |k: u64, i: u32| {
+        let mut key = k.to_be_bytes().to_vec();
+        key.extend_from_slice(&i.to_be_bytes());
+        key
+    };
+    let mut add = |(mut e, hints): (Entry, Vec<Hint>)| -> io::Result<()> {
+        e.headers = Vec::new();
+        e.hops = Vec::new();
+        let json = serde_json::to_vec(&(&e, &hints)).expect("entries serialise");
+        out.write_all(&json)?;
+        pos += json.len() as u64;
+        offsets.write_all(&pos.to_le_bytes())?;
+        let (urls, parents) = keys_of(&e);
+        for k in urls {
+            by_url.push(pair(k, i), Vec::new())?;
+        }
+        for k in parents {
+            by_parent.push(pair(k, i), Vec::new())?;
+        }
+        if e.kind == Some(Kind::Article) {
+            articles.push(i);
+        }
+        if e.error.is_some() || e.placeholder {
+            failures.push(i);
+        }
+        i = i.checked_add(1).ok_or_else(|| io::Error::other("more than 2^32 entries"))?;
+        Ok(())
+    };
+    reader
+        .for_each(|line| {
+            if failed.is_none() {
+                *failed = add(line).err();
+            }
+            Ok(())
+        })
+        .map_err(ArchiveErrorOrIo::Archive)?;
+    if failed.is_some() {
+        return Ok(());
+    }
+    let mut offsets = offsets.into_inner().map_err(|e| e.into_error())?;
+    offsets.seek(SeekFrom::Start(0))?;
+    io::copy(&mut offsets, &mut out)?;
+    let mut counts = Vec::new();
+    for spill in [by_url, by_parent] {
+        counts.push(spill.len());
+        for r in spill.finish()? {
+            out.write_all(&r?.0)?;
+        }
+    }
+    for list in [&articles, &failures] {
+        for p in list {
+            out.write_all(&p.to_le_bytes())?;
+        }
+    }
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    let mut h = Vec::with_capacity(HEADER as usize);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&VERSION.to_le_bytes());
+    h.extend_from_slice(&0u32.to_le_bytes());
+    for n in [u64::from(i), counts[0], counts[1], articles.len() as u64, failures.len() as u64, pos] {
+        h.extend_from_slice(&n.to_le_bytes());
+    }
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&h)?;
+    Ok(())
+}
+
+impl Entries for ViewFile {
+    fn entry(&self, i: usize) -> Option<Cow<'_, Entry>> {
+        self.line(i).map(|(e, _)| Cow::Owned(e))
+    }
+
+    fn by_url(&self, key: u64) -> Vec<usize> {
+        self.lookup(self.by_url_at(), self.by_url, key)
+    }
+
+    fn by_parent(&self, key: u64) -> Vec<usize> {
+        self.lookup(self.by_parent_at(), self.by_parent, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_truncated_or_foreign_file_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v");
+        std::fs::write(&p, b"KURAVIEW").unwrap();
+        assert!(ViewFile::open(&p).is_none());
+        let mut h = vec![0u8; 64];
+        h[..8].copy_from_slice(MAGIC);
+        h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        // An empty snapshot: one offset, nothing else.
+        let mut whole = h.clone();
+        whole.extend_from_slice(&0u64.to_le_bytes());
+        std::fs::write(&p, &whole).unwrap();
+        let v = ViewFile::open(&p).expect("an empty view");
+        assert_eq!((v.len(), v.by_url(7), v.articles(0..10)), (0, vec![], vec![]));
+        std::fs::write(&p, &h).unwrap();
+        assert!(ViewFile::open(&p).is_none(), "its offsets are missing");
+    }
+}
