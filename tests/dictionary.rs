@@ -178,3 +178,51 @@ fn prune_recompresses_the_pages_of_repacked_packs_with_the_dictionary() {
         assert_eq!(out.stdout, std::fs::read(&p).unwrap(), "{}", p.display());
     }
 }
+
+#[test]
+fn prune_recompress_rewrites_pages_stored_without_the_dictionary_unless_dictionaries_are_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let pages = site(&src, 150);
+    let (on, off) = (config(tmp.path(), true), config(tmp.path(), false));
+    let root = tmp.path().join("a");
+    let kura_with = |cfg: &Path, args: &[&str]| {
+        let mut all = vec!["--config", cfg.to_str().unwrap()];
+        all.extend_from_slice(args);
+        kura_ok(&root, &all)
+    };
+    kura_with(&off, &["archive", src.to_str().unwrap()]);
+    for (i, p) in pages.iter().take(80).enumerate() {
+        std::fs::write(src.join(format!("new{i}.html")), std::fs::read(p).unwrap().repeat(2)).unwrap();
+    }
+    kura_with(&on, &["archive", src.to_str().unwrap()]);
+    assert_eq!(dictionaries(&root).len(), 1);
+    let before = dict_blobs(&root);
+    assert!(before < 30, "{before}: most pages were stored before the dictionary");
+    let prune = |cfg: &Path| -> serde_json::Value {
+        serde_json::from_str(&kura_with(cfg, &["prune", "--recompress", "--json"])).unwrap()
+    };
+    // `[store] dictionaries = false` is a promise: prune keeps it too.
+    let r = prune(&off);
+    assert_eq!((r["blobs_recompressed"].as_u64(), r["packs_repacked"].as_u64()), (Some(0), Some(0)), "{r:#}");
+    assert_eq!(dict_blobs(&root), before);
+    let size_before = dir_size(&root.join("packs"));
+    let r = prune(&on);
+    let recompressed = r["blobs_recompressed"].as_u64().unwrap() as usize;
+    assert!(recompressed >= 200, "{r:#}");
+    assert_eq!(dict_blobs(&root), before + recompressed);
+    assert!(dir_size(&root.join("packs")) * 10 < size_before * 8, "{} vs {size_before}", dir_size(&root.join("packs")));
+    let v: serde_json::Value = serde_json::from_str(&kura_ok(&root, &["verify", "--read-data", "--json"])).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{v:#}");
+    for p in walk_files(&src) {
+        let out = kura(&root, &["cat", "latest", url::Url::from_file_path(&p).unwrap().as_str()]);
+        assert_eq!(out.stdout, std::fs::read(&p).unwrap(), "{}", p.display());
+    }
+    // Done once: nothing left to recompress.
+    let r = prune(&on);
+    assert_eq!((r["blobs_recompressed"].as_u64(), r["packs_repacked"].as_u64()), (Some(0), Some(0)), "{r:#}");
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    walk_files(dir).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum()
+}

@@ -14,6 +14,12 @@ pub struct Args {
     /// Repack a pack when less than this fraction of it is still referenced.
     #[arg(long, default_value_t = 0.5)]
     repack_below: f64,
+    /// Also repack packs holding documents not compressed with their kind's
+    /// current zstd dictionary, compressing them again with it where that
+    /// is smaller (rewrites most of the archive the first time; needs
+    /// `[store] dictionaries`, on by default).
+    #[arg(long)]
+    recompress: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -22,7 +28,13 @@ pub struct Args {
 /// Always exit 0 once pruned.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let ctx = g.context()?;
-    let r = prune(&ctx, PruneOptions { dry_run: args.dry_run, repack_below: args.repack_below, ..Default::default() })?;
+    let opts = PruneOptions {
+        dry_run: args.dry_run,
+        repack_below: args.repack_below,
+        recompress: args.recompress,
+        ..Default::default()
+    };
+    let r = prune(&ctx, opts)?;
     if args.json {
         print_json(out, &r)?;
     } else {
@@ -45,11 +57,11 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     Ok(0)
 }
 
-/// Prunes the context's archive, writing new packs of the configured size
-/// (`store.pack_size_mib`). Shared with `kura forget --prune`.
+/// Prunes the context's archive, writing new packs as `[store]` says (pack
+/// size, zstd level, dictionaries). Shared with `kura forget --prune`.
 pub fn prune(ctx: &Context, mut opts: PruneOptions) -> Result<PruneReport> {
     if let Some(c) = &ctx.config {
-        opts.pack_target = c.store.pack_target;
+        opts.write = c.store;
     }
     Ok(kura::store::prune(&ctx.open()?, opts)?)
 }

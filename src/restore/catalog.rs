@@ -150,26 +150,17 @@ impl<E: Entries> Catalog<E> {
     /// The entries fetched at `url` or redirected to it.
     fn at(&self, url: &str) -> Vec<usize> {
         let mut found = self.entries.by_url(key(url));
-        found.retain(|&i| self.entries.entry(i).is_some_and(|e| e.url == url || e.final_url.as_deref() == Some(url)));
+        found.retain(|&i| self.entries.entry(i).is_some_and(|e| at_url(&e, url)));
         found.sort_unstable();
         found.dedup();
         found
     }
 
-    fn candidates(&self, url: &Url) -> Vec<usize> {
-        let found = self.at(url.as_str());
-        if !found.is_empty() {
-            return found;
-        }
-        // The fetcher drops fragments; the manifest may list the bare URL.
-        let mut bare = url.clone();
-        bare.set_fragment(None);
-        self.at(bare.as_str())
-    }
-
     /// The position of the entry with a body archived for `url` as a
     /// `want`, referenced by a document known by the URLs in `parents`;
-    /// see the module docs.
+    /// see the module docs. Entries are read lazily: a URL listed
+    /// thousands of times (a logo fetched with each page's Referer) costs
+    /// the reads of the asking document's own entries, not of all.
     pub fn find_index(&self, url: &Url, want: Want, parents: &[&str]) -> Option<usize> {
         let fits = |e: &Entry| match want {
             Want::Image => e.kind == Some(Kind::Image) || e.image.is_some(),
@@ -177,18 +168,35 @@ impl<E: Entries> Catalog<E> {
             Want::Page => e.kind == Some(Kind::Article),
             Want::Other => false,
         };
-        let all: Vec<(usize, Cow<'_, Entry>)> = self
-            .candidates(url)
-            .into_iter()
-            .filter_map(|i| Some((i, self.entries.entry(i)?)))
-            .filter(|(_, e)| fits(e))
-            .collect();
-        let mine = |e: &Entry| e.parents.iter().any(|p| parents.contains(&p.as_str()));
-        let any_mine = all.iter().any(|(_, e)| mine(e));
-        all.iter()
-            .filter(|(_, e)| !any_mine || mine(e))
-            .find(|(_, e)| e.blob.is_some() && e.error.is_none())
-            .map(|(i, _)| *i)
+        let ok = |e: &Entry| e.blob.is_some() && e.error.is_none();
+        // The fetcher drops fragments; the manifest may list the bare URL.
+        let mut bare = url.clone();
+        bare.set_fragment(None);
+        let mut u = url.as_str();
+        let mut at = self.entries.by_url(key(u));
+        if at.is_empty() {
+            u = bare.as_str();
+            at = self.entries.by_url(key(u));
+        }
+        at.sort_unstable();
+        at.dedup();
+        // Fetched for the asking document: listed under one of its names.
+        let children: HashSet<usize> = parents.iter().flat_map(|p| self.entries.by_parent(key(p))).collect();
+        let mut mine = false;
+        for &i in at.iter().filter(|i| children.contains(i)) {
+            let Some(e) = self.entries.entry(i) else { continue };
+            if at_url(&e, u) && fits(&e) && e.parents.iter().any(|p| parents.contains(&p.as_str())) {
+                if ok(&e) {
+                    return Some(i);
+                }
+                mine = true;
+            }
+        }
+        if mine {
+            // Its own fetches failed: no copy for this document.
+            return None;
+        }
+        at.into_iter().find(|&i| self.entries.entry(i).is_some_and(|e| at_url(&e, u) && fits(&e) && ok(&e)))
     }
 
     /// The position of the article entry for `url`: the one fetched at that
@@ -230,6 +238,10 @@ impl<E: Entries> Catalog<E> {
         }
         out
     }
+}
+
+fn at_url(e: &Entry, url: &str) -> bool {
+    e.url == url || e.final_url.as_deref() == Some(url)
 }
 
 /// The URLs a document is known by as a parent: its `url` and `final_url`.

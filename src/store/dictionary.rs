@@ -45,6 +45,8 @@ pub enum Family {
     Xml,
     /// JSON: JSON feeds, APIs.
     Json,
+    /// Stylesheets.
+    Css,
 }
 
 impl Family {
@@ -54,11 +56,12 @@ impl Family {
             Family::Html => "html",
             Family::Xml => "xml",
             Family::Json => "json",
+            Family::Css => "css",
         }
     }
 
     fn parse(s: &str) -> Option<Family> {
-        [Family::Html, Family::Xml, Family::Json].into_iter().find(|f| f.as_str() == s)
+        [Family::Html, Family::Xml, Family::Json, Family::Css].into_iter().find(|f| f.as_str() == s)
     }
 
     /// The family of a body, from its first bytes (a body's declared type
@@ -78,9 +81,60 @@ impl Family {
                 }
             }
             b'{' | b'[' => Some(Family::Json),
-            _ => None,
+            _ => looks_like_css(&data[start..data.len().min(start + 4096)]).then_some(Family::Css),
         }
     }
+}
+
+/// A stylesheet, from its start: past comments, an at-rule of CSS, or a
+/// selector (no parentheses, no `=` outside brackets, no `;`) followed by
+/// `{` and a declaration `name:`. Scripts fail it (`function(`, `var a=`);
+/// a wrong guess costs only compression, never a byte.
+fn looks_like_css(head: &[u8]) -> bool {
+    let mut s = head;
+    loop {
+        s = s.trim_ascii_start();
+        match s.strip_prefix(b"/*") {
+            Some(rest) => match rest.windows(2).position(|w| w == b"*/") {
+                Some(end) => s = &rest[end + 2..],
+                None => return false,
+            },
+            None => break,
+        }
+    }
+    const AT_RULES: [&[u8]; 10] = [
+        b"@charset",
+        b"@import",
+        b"@media",
+        b"@font-face",
+        b"@keyframes",
+        b"@supports",
+        b"@layer",
+        b"@namespace",
+        b"@page",
+        b"@-webkit-keyframes",
+    ];
+    if AT_RULES.iter().any(|r| s.starts_with(r)) {
+        return true;
+    }
+    let Some(open) = s.iter().position(|&b| b == b'{') else { return false };
+    let (selector, body) = (&s[..open], &s[open + 1..]);
+    let mut depth = 0i32;
+    for &b in selector {
+        match b {
+            b'[' => depth += 1,
+            b']' => depth -= 1,
+            b'(' | b')' | b';' | b'{' | b'}' => return false,
+            b'=' if depth <= 0 => return false,
+            _ => {}
+        }
+    }
+    if selector.trim_ascii().is_empty() {
+        return false;
+    }
+    let body = body.trim_ascii_start();
+    let name = body.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-').count();
+    name > 0 && body[name..].trim_ascii_start().first() == Some(&b':')
 }
 
 /// Errors reading a dictionary.
@@ -177,6 +231,17 @@ pub fn list(archive: &Archive) -> Result<Vec<(Family, i64, BlobId)>, ArchiveErro
     Ok(out)
 }
 
+/// The newest dictionary of each family (by CREATED, then id): the one
+/// writers use.
+pub fn newest(archive: &Archive) -> Result<HashMap<Family, BlobId>, ArchiveError> {
+    let mut newest: HashMap<Family, (i64, BlobId)> = HashMap::new();
+    for (family, created, id) in list(archive)? {
+        let e = newest.entry(family).or_insert((created, id));
+        *e = (*e).max((created, id));
+    }
+    Ok(newest.into_iter().map(|(f, (_, id))| (f, id)).collect())
+}
+
 /// The writer's side: the dictionary in use for each family, and samples
 /// for the families that have none yet. Shared by every thread encoding
 /// bodies for one writer.
@@ -194,19 +259,42 @@ impl std::fmt::Debug for Dictionaries {
 }
 
 enum State {
-    Collecting {
-        samples: Vec<Vec<u8>>,
-        bytes: usize,
-    },
+    Collecting(Samples),
     /// One thread trains; the others encode without a dictionary meanwhile.
     Training,
-    Ready(Arc<Ready>),
+    /// In use, with samples of this run's documents kept for the drift
+    /// check at its end.
+    Ready(Arc<Ready>, Samples),
     /// Training failed (too little variety, say): not retried this run.
     Failed,
 }
 
+/// The first bytes of some documents.
+#[derive(Default)]
+struct Samples {
+    list: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Samples {
+    /// Keeps the start of `data` while under `count` samples and
+    /// [`SAMPLE_BYTES`].
+    fn keep(&mut self, data: &[u8], count: usize) {
+        if self.list.len() < count && self.bytes < SAMPLE_BYTES {
+            let cut = &data[..data.len().min(SAMPLE_CUT)];
+            self.bytes += cut.len();
+            self.list.push(cut.to_vec());
+        }
+    }
+}
+
 struct Ready {
     id: BlobId,
+    /// When it was trained (Unix seconds): a dictionary trained again is
+    /// always newer.
+    created: i64,
+    /// Trained by this writer, on this run's documents: no drift to check.
+    trained_here: bool,
     /// Prepared once per level in use (a writer uses one).
     encoders: Mutex<HashMap<i32, Arc<zstd::dict::EncoderDictionary<'static>>>>,
     zstd: Vec<u8>,
@@ -232,17 +320,12 @@ impl Dictionaries {
     pub fn open(archive: &Archive, enabled: bool, samples: usize) -> Result<Dictionaries, ArchiveError> {
         let mut state = HashMap::new();
         if enabled {
-            let mut newest: HashMap<Family, (i64, BlobId)> = HashMap::new();
-            for (family, created, id) in list(archive)? {
-                let e = newest.entry(family).or_insert((created, id));
-                if (created, id) > *e {
-                    *e = (created, id);
-                }
-            }
-            for (family, (_, id)) in newest {
+            let created: HashMap<BlobId, i64> = list(archive)?.into_iter().map(|(_, c, id)| (id, c)).collect();
+            for (family, id) in newest(archive)? {
                 match archive.dictionary(&id) {
                     Ok(zstd) => {
-                        state.insert(family, State::Ready(Arc::new(Ready::new(id, zstd.to_vec()))));
+                        let ready = Ready::new(id, created.get(&id).copied().unwrap_or(0), false, zstd.to_vec());
+                        state.insert(family, State::Ready(Arc::new(ready), Samples::default()));
                     }
                     // Blobs that use it are verify's concern; new ones get
                     // a new dictionary.
@@ -257,7 +340,7 @@ impl Dictionaries {
     /// The dictionary in use for `family`, if any.
     pub fn current(&self, family: Family) -> Option<BlobId> {
         match self.state.lock().expect("no panics while held").get(&family) {
-            Some(State::Ready(r)) => Some(r.id),
+            Some(State::Ready(r, _)) => Some(r.id),
             _ => None,
         }
     }
@@ -271,20 +354,21 @@ impl Dictionaries {
         let Some(family) = family else { return Ok(blob::encode_with_id(id, data, level)) };
         let ready = {
             let mut state = self.state.lock().expect("no panics while held");
-            let s = state.entry(family).or_insert_with(|| State::Collecting { samples: Vec::new(), bytes: 0 });
+            let s = state.entry(family).or_insert_with(|| State::Collecting(Samples::default()));
             match s {
-                State::Ready(r) => Some(r.clone()),
+                State::Ready(r, fresh) => {
+                    if !r.trained_here {
+                        fresh.keep(data, self.samples);
+                    }
+                    Some(r.clone())
+                }
                 State::Training | State::Failed => None,
-                State::Collecting { samples, bytes } => {
-                    let cut = &data[..data.len().min(SAMPLE_CUT)];
-                    *bytes += cut.len();
-                    samples.push(cut.to_vec());
-                    if *bytes >= SAMPLE_BYTES || samples.len() >= self.samples {
-                        let State::Collecting { samples, .. } = std::mem::replace(s, State::Training) else {
-                            unreachable!()
-                        };
+                State::Collecting(samples) => {
+                    samples.keep(data, self.samples);
+                    if samples.bytes >= SAMPLE_BYTES || samples.list.len() >= self.samples {
+                        let State::Collecting(samples) = std::mem::replace(s, State::Training) else { unreachable!() };
                         drop(state);
-                        self.train(family, samples)?;
+                        self.train(family, samples.list, None)?;
                     }
                     None
                 }
@@ -304,7 +388,7 @@ impl Dictionaries {
     pub fn recompress(&self, id: BlobId, data: &[u8], level: i32) -> Option<EncodedBlob> {
         let family = Family::sniff(data).filter(|_| self.enabled)?;
         let ready = match self.state.lock().expect("no panics while held").get(&family) {
-            Some(State::Ready(r)) => r.clone(),
+            Some(State::Ready(r, _)) => r.clone(),
             _ => return None,
         };
         blob::encode_with_dictionary(id, data, ready.id, &*ready.encoder(level)?)
@@ -313,28 +397,46 @@ impl Dictionaries {
     /// At the end of a run: a family that gathered at least
     /// [`MIN_SAMPLES`] documents but not enough to train during the run
     /// trains now, so that the next runs (which often bring only a few new
-    /// pages each) start with a dictionary.
+    /// pages each) start with a dictionary; and a family whose documents
+    /// have drifted from its dictionary trains a new one (see
+    /// [`drifted`]), which later writers use.
     pub fn finish(&self) -> Result<(), ArchiveError> {
-        let ready: Vec<(Family, Vec<Vec<u8>>)> = {
+        let (untrained, trained): (Vec<_>, Vec<_>) = {
             let mut state = self.state.lock().expect("no panics while held");
-            state
-                .iter_mut()
-                .filter(|(_, s)| matches!(s, State::Collecting { samples, .. } if samples.len() >= MIN_SAMPLES))
-                .map(|(f, s)| match std::mem::replace(s, State::Training) {
-                    State::Collecting { samples, .. } => (*f, samples),
-                    _ => unreachable!("matched above"),
-                })
-                .collect()
+            let mut untrained = Vec::new();
+            let mut trained = Vec::new();
+            for (f, s) in state.iter_mut() {
+                match s {
+                    State::Collecting(samples) if samples.list.len() >= MIN_SAMPLES => {
+                        let State::Collecting(samples) = std::mem::replace(s, State::Training) else {
+                            unreachable!("matched above")
+                        };
+                        untrained.push((*f, samples.list));
+                    }
+                    State::Ready(r, fresh) if fresh.list.len() >= 2 * MIN_SAMPLES => {
+                        trained.push((*f, r.clone(), std::mem::take(&mut fresh.list)));
+                        fresh.bytes = 0;
+                    }
+                    _ => {}
+                }
+            }
+            (untrained, trained)
         };
-        for (family, samples) in ready {
-            self.train(family, samples)?;
+        for (family, samples) in untrained {
+            self.train(family, samples, None)?;
+        }
+        for (family, current, samples) in trained {
+            if drifted(family, &current, &samples) {
+                self.train(family, samples, Some(current))?;
+            }
         }
         Ok(())
     }
 
     /// Trains a dictionary from `samples`, makes it durable in the archive,
     /// then puts it in use: no blob names a dictionary that is not stored.
-    fn train(&self, family: Family, samples: Vec<Vec<u8>>) -> Result<(), ArchiveError> {
+    /// When training fails, `previous` (if any) stays in use.
+    fn train(&self, family: Family, samples: Vec<Vec<u8>>, previous: Option<Arc<Ready>>) -> Result<(), ArchiveError> {
         let started = std::time::Instant::now();
         let (count, size) = (samples.len(), samples.iter().map(Vec::len).sum::<usize>());
         let trained =
@@ -343,15 +445,17 @@ impl Dictionaries {
         let set = |s: State| {
             self.state.lock().expect("no panics while held").insert(family, s);
         };
+        let fallback = || previous.clone().map_or(State::Failed, |r| State::Ready(r, Samples::default()));
         let Some(zstd) = trained else {
             tracing::info!("no {} dictionary: too few or too uniform samples", family.as_str());
-            set(State::Failed);
+            set(fallback());
             return Ok(());
         };
-        let bytes = Dictionary::to_bytes(family, chrono::Utc::now().timestamp(), &zstd);
+        let created = chrono::Utc::now().timestamp().max(previous.as_ref().map_or(0, |p| p.created + 1));
+        let bytes = Dictionary::to_bytes(family, created, &zstd);
         let id = BlobId::of(&bytes);
         if let Err(e) = self.archive.backend().write(FileKind::Dictionary, &id.to_hex(), &bytes) {
-            set(State::Failed);
+            set(fallback());
             return Err(e.into());
         }
         tracing::info!(
@@ -361,7 +465,7 @@ impl Dictionaries {
             zstd.len(),
             started.elapsed().as_secs_f64()
         );
-        set(State::Ready(Arc::new(Ready::new(id, zstd))));
+        set(State::Ready(Arc::new(Ready::new(id, created, true, zstd)), Samples::default()));
         Ok(())
     }
 
@@ -369,16 +473,48 @@ impl Dictionaries {
     #[cfg(test)]
     fn samples(&self, family: Family) -> usize {
         match self.state.lock().unwrap().get(&family) {
-            Some(State::Collecting { samples, .. }) => samples.len(),
+            Some(State::Collecting(samples)) => samples.list.len(),
             _ => 0,
         }
     }
 }
 
 impl Ready {
-    fn new(id: BlobId, zstd: Vec<u8>) -> Ready {
-        Ready { id, encoders: Mutex::new(HashMap::new()), zstd }
+    fn new(id: BlobId, created: i64, trained_here: bool, zstd: Vec<u8>) -> Ready {
+        Ready { id, created, trained_here, encoders: Mutex::new(HashMap::new()), zstd }
     }
+}
+
+/// A dictionary trained on this run's documents would compress them
+/// this much smaller than the one in use before a new one is trained.
+const DRIFT_GAIN: f64 = 0.85;
+
+/// Whether a family's documents have drifted from `current` (a site
+/// changed its template, a new feed joined): a dictionary trained on every
+/// other sample of this run is tried on the rest against `current`, and
+/// wins by more than [`DRIFT_GAIN`]. Costs one training of half the
+/// samples, only at the end of a run that stored twice [`MIN_SAMPLES`]
+/// documents of the family.
+fn drifted(family: Family, current: &Ready, samples: &[Vec<u8>]) -> bool {
+    let (train, test): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = {
+        let (a, b): (Vec<_>, Vec<_>) = samples.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        (a.into_iter().map(|x| x.1).collect(), b.into_iter().map(|x| x.1).collect())
+    };
+    let Ok(candidate) = zstd::dict::from_samples(&train, DICTIONARY_SIZE) else { return false };
+    let size = |dict: &[u8]| -> Option<usize> {
+        let mut c = zstd::bulk::Compressor::with_dictionary(3, dict).ok()?;
+        test.iter().map(|t| c.compress(t).ok().map(|v| v.len())).sum()
+    };
+    let (Some(now), Some(fresh)) = (size(&current.zstd), size(&candidate)) else { return false };
+    let drifted = (fresh as f64) < DRIFT_GAIN * now as f64;
+    tracing::info!(
+        "{} dictionary {}: {} of this run's documents take {now} bytes with it, {fresh} with one trained on the others{}",
+        family.as_str(),
+        current.id.short(),
+        test.len(),
+        if drifted { ": training a new one" } else { "" }
+    );
+    drifted
 }
 
 #[cfg(test)]
@@ -398,13 +534,77 @@ mod tests {
         .into_bytes()
     }
 
+    /// A page of another site: another template, other words.
+    fn other_page(i: usize) -> Vec<u8> {
+        let menu: String = (0..30)
+            .map(|n| {
+                format!(
+                    "<div class=\"forum-board\" data-board=\"{n}\"><span class=\"board-title\">版块 {n}</span></div>"
+                )
+            })
+            .collect();
+        let posts: String = (0..120).map(|w| format!("<em>帖子{}</em>", (w * 31 + i * 7_877) % 50_021)).collect();
+        format!(
+            "<!doctype html><html lang=\"zh\"><head><meta charset=\"gbk\"><title>论坛 {i}</title>\
+             <script src=\"/static/forum.js\"></script></head><body class=\"forum\"><aside>{menu}</aside>\
+             <main id=\"thread-{i}\">{posts}</main><div class=\"copyright\">论坛版权所有 备案号 12345</div></body></html>"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn documents_that_drift_from_the_dictionary_train_a_new_one_and_alike_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(dir.path()).unwrap();
+        let run = |pages: &mut dyn Iterator<Item = Vec<u8>>| {
+            let dicts = Dictionaries::open(&archive, true, SAMPLE_COUNT).unwrap();
+            let stored: Vec<_> = pages.map(|d| (dicts.encode(BlobId::of(&d), &d, 3).unwrap(), d)).collect();
+            dicts.finish().unwrap();
+            (dicts.current(Family::Html), stored)
+        };
+        let (first, _) = run(&mut (0..SAMPLE_COUNT + 200).map(page));
+        let first = first.expect("trained");
+        assert_eq!(list(&archive).unwrap().len(), 1, "the run that trained it checks nothing");
+        // More pages of the same site: no drift.
+        let (same, _) = run(&mut (5_000..5_000 + 3 * MIN_SAMPLES).map(page));
+        assert_eq!(same, Some(first));
+        assert_eq!(list(&archive).unwrap().len(), 1);
+        // Another site's pages: compressed with the old dictionary during
+        // the run, then a new one is trained for the next runs.
+        let (second, stored) = run(&mut (0..3 * MIN_SAMPLES).map(other_page));
+        let second = second.expect("in use");
+        assert_ne!(second, first);
+        assert_eq!(newest(&archive).unwrap()[&Family::Html], second);
+        assert!(stored.iter().all(|(e, _)| e.codec == Codec::ZstdDict && e.data[..32] == *first.as_bytes()));
+        let fresh = Archive::open(dir.path()).unwrap();
+        for (e, data) in &stored {
+            assert_eq!(&fresh.decode_blob(e.id, e.codec, e.raw_len, &e.data).unwrap(), data);
+        }
+        let (next, later) = run(&mut (1_000..1_010).map(other_page));
+        assert_eq!(next, Some(second));
+        assert!(later.iter().all(|(e, _)| e.data[..32] == *second.as_bytes()));
+        // The new site's pages cost less with their own dictionary.
+        let cost = |dict: &[u8]| -> usize {
+            let mut c = zstd::bulk::Compressor::with_dictionary(3, dict).unwrap();
+            (2_000..2_050).map(|i| c.compress(&other_page(i)).unwrap().len()).sum()
+        };
+        let (old, new) = (fresh.dictionary(&first).unwrap(), fresh.dictionary(&second).unwrap());
+        assert!(cost(&new) * 10 < cost(&old) * 9, "{} vs {}", cost(&new), cost(&old));
+    }
+
     #[test]
     fn families_are_sniffed_from_the_bytes() {
         assert_eq!(Family::sniff(b"\xEF\xBB\xBF  <!doctype HTML><p>x"), Some(Family::Html));
         assert_eq!(Family::sniff(b"<!-- c --><html lang=zh>"), Some(Family::Html));
         assert_eq!(Family::sniff(b"<?xml version=\"1.0\"?><rss>"), Some(Family::Xml));
         assert_eq!(Family::sniff(b"\n{\"version\": \"https://jsonfeed.org/version/1.1\"}"), Some(Family::Json));
-        assert_eq!(Family::sniff(b"body { color: red }"), None);
+        assert_eq!(Family::sniff(b"/* theme */\nbody { color: red }"), Some(Family::Css));
+        assert_eq!(Family::sniff(b"@charset \"utf-8\"; a{b:c}"), Some(Family::Css));
+        assert_eq!(Family::sniff(b"input[type=\"text\"], .nav > li:hover{ --x: 1 }"), Some(Family::Css));
+        assert_eq!(Family::sniff(b"/*! lib */!function(e){e.a=1}"), None);
+        assert_eq!(Family::sniff(b"var config = {debug: true};"), None);
+        assert_eq!(Family::sniff(b"if (a) { b: while (1) {} }"), None);
+        assert_eq!(Family::sniff(b"plain text"), None);
         assert_eq!(Family::sniff(b"\x89PNG\r\n"), None);
         assert_eq!(Family::sniff(b"   "), None);
     }

@@ -21,7 +21,7 @@ use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
 use crate::store::blob::{Codec, EncodedBlob};
 use crate::store::id::{BlobId, PackId};
-use crate::store::manifest::Entry;
+use crate::store::manifest::{Entry, Kind};
 use crate::store::pack::PackEntry;
 use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
@@ -34,13 +34,20 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Repack a pack when its live bytes fall under this fraction of its data.
     pub repack_below: f64,
-    /// Target size of new packs.
-    pub pack_target: u64,
+    /// How new packs are written: their size, zstd level, and whether
+    /// dictionaries are used (`[store]`).
+    pub write: WriteOptions,
+    /// Also repack every pack holding a live document that is not
+    /// compressed with its kind's current dictionary (stored before it was
+    /// trained, or with an older one), compressing it again when that is
+    /// smaller: `kura prune --recompress`, restic's `--repack-uncompressed`
+    /// for dictionaries. Rewrites most of an archive the first time.
+    pub recompress: bool,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { dry_run: false, repack_below: 0.5, pack_target: WriteOptions::default().pack_target }
+        PruneOptions { dry_run: false, repack_below: 0.5, write: WriteOptions::default(), recompress: false }
     }
 }
 
@@ -89,7 +96,7 @@ pub enum PruneError {
 
 /// Runs a prune on `archive`.
 pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, PruneError> {
-    let mut writer = Writer::open(archive, WriteOptions { pack_target: opts.pack_target, ..Default::default() })?;
+    let mut writer = Writer::open(archive, opts.write)?;
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
 
     let (snapshots, damaged) = archive.snapshots()?;
@@ -98,12 +105,24 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
     }
     report.snapshots = snapshots.len();
     let live: HashSet<BlobId> = snapshots.iter().flat_map(|(_, m)| m.entries.iter().flat_map(Entry::blobs)).collect();
+    // With --recompress: the documents, which dictionaries are for.
+    let documents: HashSet<BlobId> = if opts.recompress {
+        let is_document =
+            |e: &&Entry| matches!(e.kind, Some(Kind::Article | Kind::Stylesheet | Kind::Feed | Kind::Page));
+        snapshots.iter().flat_map(|(_, m)| m.entries.iter().filter(is_document).flat_map(|e| e.blob)).collect()
+    } else {
+        HashSet::new()
+    };
 
     let index = archive.pack_index()?;
     if let Some((id, _)) = index.damaged.first() {
         return Err(PruneError::DamagedPack(id.to_string()));
     }
     report.packs = index.packs.len();
+    // With --recompress: the dictionaries a document may be left with
+    // (`None` inside: any, as no family has an older one).
+    let current: Option<Option<HashSet<BlobId>>> =
+        (opts.recompress && opts.write.dictionaries).then(|| current_dictionaries(archive)).transpose()?;
 
     // Decide per pack; a blob kept once is not copied again from a second pack.
     let mut kept: HashSet<BlobId> = HashSet::new();
@@ -119,9 +138,17 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
             entries.iter().filter(|e| live.contains(&e.id) && !kept.contains(&e.id)).collect();
         let needed_bytes: u64 = needed.iter().map(|e| e.stored_len).sum();
         report.blobs_removed += entries.iter().filter(|e| !live.contains(&e.id)).count();
+        let stale = |e: &&PackEntry| match e.codec {
+            Codec::Zstd => documents.contains(&e.id),
+            Codec::ZstdDict => {
+                matches!(&current, Some(Some(c)) if !c.contains(&dictionary_of(archive, pack, e)))
+            }
+            Codec::Raw => false,
+        };
+        let recompressible = current.is_some() && needed.iter().any(stale);
         if needed.is_empty() {
             to_delete.push((*pack, *size));
-        } else if (needed_bytes as f64) < opts.repack_below * data as f64 {
+        } else if (needed_bytes as f64) < opts.repack_below * data as f64 || recompressible {
             to_copy.extend(needed.iter().map(|e| (*pack, **e)));
             repacked.push((*pack, *size));
         } else {
@@ -152,6 +179,9 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
         // Never carry damage into a new pack.
         let data = archive.decode_blob(e.id, e.codec, e.raw_len, &stored).map_err(ArchiveError::from)?;
         let again = match e.codec {
+            Codec::ZstdDict if opts.recompress => {
+                dictionaries.recompress(e.id, &data, level).filter(|b| b.data.get(..32) != stored.get(..32))
+            }
             Codec::ZstdDict => None,
             Codec::Raw | Codec::Zstd => dictionaries.recompress(e.id, &data, level),
         };
@@ -182,6 +212,27 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
     archive.rewrite_index_files(false)?;
     report.bytes_freed = report.bytes_deleted as i64 - report.bytes_written as i64;
     Ok(report)
+}
+
+/// The newest dictionary of each family: what `--recompress` leaves alone.
+/// `None` when no family has an older one, so no blob can name one and
+/// packs need not be read to find out.
+fn current_dictionaries(archive: &Archive) -> Result<Option<HashSet<BlobId>>, ArchiveError> {
+    let all = crate::store::dictionary::list(archive)?.len();
+    let newest = crate::store::dictionary::newest(archive)?;
+    Ok((all > newest.len()).then(|| newest.into_values().collect()))
+}
+
+/// The dictionary a blob of codec 2 names (its first 32 stored bytes);
+/// an unreadable one names none (verify reports it).
+fn dictionary_of(archive: &Archive, pack: &PackId, e: &PackEntry) -> BlobId {
+    archive
+        .backend()
+        .read_range(FileKind::Pack, &pack.to_hex(), e.offset, 32.min(e.stored_len))
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .map(BlobId::from_bytes)
+        .unwrap_or(BlobId::from_bytes([0; 32]))
 }
 
 fn live_bytes(entries: &[PackEntry], live: &HashSet<BlobId>) -> u64 {
