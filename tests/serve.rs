@@ -456,8 +456,11 @@ fn chromium_shows_the_archived_images_and_runs_nothing_from_a_hostile_page() {
         let from_app: Vec<&Value> =
             images.iter().filter(|i| i[0].as_str().unwrap().starts_with(&format!("/s/{id}/"))).collect();
         assert!(from_app.len() >= 3, "{images:?}");
-        for i in &from_app {
-            assert!(i[2].as_u64().unwrap() > 0, "an archived image did not show: {i}");
+        for i in &images {
+            // Archived, or shown as missing: never an address elsewhere.
+            let src = i[0].as_str().unwrap();
+            assert!(src.starts_with(&format!("/s/{id}/")) || src == "/missing.svg", "{i}");
+            assert!(i[2].as_u64().unwrap() > 0, "an image did not show: {i}");
         }
         b.top().await;
 

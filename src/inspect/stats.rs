@@ -57,12 +57,14 @@ pub struct Stats {
 /// Computes archive statistics from the manifests and pack trailers.
 pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
     let index = archive.pack_index()?;
-    let (snapshots, _) = archive.snapshots()?;
+    let (snapshots, _) = archive.snapshot_infos()?;
     let mut s = Stats { snapshots: snapshots.len(), packs: index.packs.len(), ..Default::default() };
     s.pack_bytes = index.packs.iter().map(|(_, size, _)| size).sum();
     let mut seen: HashSet<BlobId> = HashSet::new();
-    for (_, m) in &snapshots {
-        for e in &m.entries {
+    // A chunk of entries in memory at a time; what grows is the set of
+    // unique blobs.
+    for info in &snapshots {
+        archive.open_snapshot(&info.id)?.for_each(|(e, _)| {
             let k = s.kinds.entry(e.kind.map(|k| k.as_str()).unwrap_or("unknown").to_string()).or_default();
             k.entries += 1;
             if e.error.is_some() {
@@ -84,7 +86,8 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
                     k.stored_bytes += pe.stored_len;
                 }
             }
-        }
+            Ok(())
+        })?;
     }
     s.unique_blobs = seen.len();
     let dictionaries = archive.backend().list(crate::store::backend::FileKind::Dictionary)?;

@@ -9,7 +9,7 @@ use crate::store::backend::FileKind;
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::pack::PackEntry;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -112,44 +112,47 @@ pub fn verify(
         });
     }
 
-    // blob -> every (snapshot, url) that needs it
-    let mut users: HashMap<BlobId, Vec<Affected>> = HashMap::new();
+    // Every blob a snapshot needs, streamed a chunk at a time: which
+    // (snapshot, URL) pairs need a blob is looked up afterwards, for the
+    // blobs with a problem only, so memory follows the unique blobs.
+    let mut referenced: HashSet<BlobId> = HashSet::new();
     for id in archive.snapshot_ids()? {
         report.snapshots += 1;
-        match archive.load_snapshot(&id) {
-            Ok(m) => {
-                for e in m.entries {
-                    for b in e.blobs() {
-                        users.entry(b).or_default().push(Affected { snapshot: id, url: e.url.clone() });
-                    }
-                }
-            }
-            Err(err) => report.problems.push(Problem {
+        let read = archive.open_snapshot(&id).and_then(|r| {
+            r.for_each(|(e, _)| {
+                referenced.extend(e.blobs());
+                Ok(())
+            })
+        });
+        if let Err(err) = read {
+            report.problems.push(Problem {
                 code: "manifest-damaged",
                 message: format!("snapshot {id}: {err}"),
                 pack: None,
                 blob: None,
                 snapshot: Some(id),
                 affected: vec![],
-            }),
+            });
         }
     }
-    report.referenced_blobs = users.len();
-    let mut missing: Vec<_> = users.iter().filter(|(b, _)| !index.blobs.contains_key(b)).collect();
-    missing.sort_by_key(|(b, _)| **b);
-    for (b, affected) in missing {
+    report.referenced_blobs = referenced.len();
+    let mut missing: Vec<_> = referenced.iter().filter(|b| !index.blobs.contains_key(b)).collect();
+    missing.sort();
+    let mut attribute: Vec<(usize, Vec<BlobId>)> = Vec::new();
+    for b in missing {
+        attribute.push((report.problems.len(), vec![*b]));
         report.problems.push(Problem {
             code: "blob-missing",
-            message: format!("blob {b} is in no readable pack; {}", describe(affected)),
+            message: format!("blob {b} is in no readable pack"),
             pack: None,
             blob: Some(*b),
             snapshot: None,
-            affected: affected.clone(),
+            affected: vec![],
         });
     }
     // An archive in object storage keeps its index in each machine's cache,
     // which a fresh machine does not have yet.
-    if archive.is_local() && !archive.root().join("index").exists() && !users.is_empty() {
+    if archive.is_local() && !archive.root().join("index").exists() && !referenced.is_empty() {
         report.problems.push(Problem {
             code: "index-missing",
             message: "the sled index is missing; run `kura repair index` to rebuild it from the packs and manifests"
@@ -162,9 +165,44 @@ pub fn verify(
     }
 
     if opts.read_data {
-        read_data(archive, &index, &users, opts, progress, &mut report);
+        attribute.extend(read_data(archive, &index, opts, progress, &mut report));
     }
+    attribute_problems(archive, &referenced, attribute, &mut report)?;
     Ok(report)
+}
+
+/// Names, in each problem listed (by its position in the report, with the
+/// blobs it concerns), every (snapshot, URL) that needs one of its blobs:
+/// one more pass over the manifests, keeping only those blobs' users.
+fn attribute_problems(
+    archive: &Archive,
+    referenced: &HashSet<BlobId>,
+    attribute: Vec<(usize, Vec<BlobId>)>,
+    report: &mut VerifyReport,
+) -> Result<(), ArchiveError> {
+    let wanted: HashSet<BlobId> =
+        attribute.iter().flat_map(|(_, blobs)| blobs).filter(|b| referenced.contains(b)).copied().collect();
+    let mut users: HashMap<BlobId, Vec<Affected>> = HashMap::new();
+    if !wanted.is_empty() {
+        for id in archive.snapshot_ids()? {
+            // A damaged manifest is reported already; what it lets us read counts.
+            let _ = archive.open_snapshot(&id).and_then(|r| {
+                r.for_each(|(e, _)| {
+                    for b in e.blobs().filter(|b| wanted.contains(b)) {
+                        users.entry(b).or_default().push(Affected { snapshot: id, url: e.url.clone() });
+                    }
+                    Ok(())
+                })
+            });
+        }
+    }
+    for (at, blobs) in attribute {
+        let affected: Vec<Affected> = blobs.iter().flat_map(|b| users.get(b).cloned().unwrap_or_default()).collect();
+        let p = &mut report.problems[at];
+        p.message = format!("{}; {}", p.message, describe(&affected));
+        p.affected = affected;
+    }
+    Ok(())
 }
 
 /// Every dictionary must hash to its name. A damaged one makes every blob
@@ -254,14 +292,16 @@ fn describe(affected: &[Affected]) -> String {
     )
 }
 
+/// Reads and re-hashes every blob (or a subset of packs); returns, for
+/// each problem added to the report, its position and the blobs it
+/// concerns, for [`attribute_problems`].
 fn read_data(
     archive: &Archive,
     index: &PackIndex,
-    users: &HashMap<BlobId, Vec<Affected>>,
     opts: VerifyOptions,
     progress: &(dyn Fn(u64) + Sync),
     report: &mut VerifyReport,
-) {
+) -> Vec<(usize, Vec<BlobId>)> {
     let mut packs: Vec<&(PackId, u64, Vec<PackEntry>)> = index.packs.iter().collect();
     if let Some(pct) = opts.subset_pct {
         fastrand::shuffle(&mut packs);
@@ -295,7 +335,7 @@ fn read_data(
                     let Some((pack, entries)) = chunks.get(i) else {
                         break;
                     };
-                    let (found, read) = check_chunk(archive, *pack, entries, users);
+                    let (found, read) = check_chunk(archive, *pack, entries);
                     blobs.fetch_add(entries.len() as u64, Ordering::Relaxed);
                     bytes.fetch_add(read, Ordering::Relaxed);
                     progress(read);
@@ -307,39 +347,38 @@ fn read_data(
     report.packs_read = packs.len();
     report.blobs_read = blobs.into_inner();
     report.bytes_read = bytes.into_inner();
-    let mut found = problems.into_inner().expect("threads joined");
-    found.sort_by_key(|p| (p.pack, p.blob));
-    report.problems.extend(found);
+    let mut found: Vec<(Problem, Vec<BlobId>)> = problems.into_inner().expect("threads joined");
+    found.sort_by_key(|(p, _)| (p.pack, p.blob));
+    let mut attribute = Vec::new();
+    for (p, blobs) in found {
+        attribute.push((report.problems.len(), blobs));
+        report.problems.push(p);
+    }
+    attribute
 }
 
 /// Stored bytes read per unit of work.
 const CHUNK: u64 = 4 << 20;
 
 /// Reads a run of consecutive blobs of one pack with one read and re-hashes
-/// each. Returns the problems and the bytes read.
-fn check_chunk(
-    archive: &Archive,
-    pack: PackId,
-    entries: &[PackEntry],
-    users: &HashMap<BlobId, Vec<Affected>>,
-) -> (Vec<Problem>, u64) {
+/// each. Returns the problems, each with the blobs it concerns, and the
+/// bytes read.
+fn check_chunk(archive: &Archive, pack: PackId, entries: &[PackEntry]) -> (Vec<(Problem, Vec<BlobId>)>, u64) {
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return (vec![], 0) };
     let start = first.offset;
     let len = last.offset + last.stored_len - start;
     let data = match archive.backend().read_range(FileKind::Pack, &pack.to_hex(), start, len) {
         Ok(d) => d,
         Err(err) => {
-            let affected: Vec<Affected> =
-                entries.iter().flat_map(|e| users.get(&e.id).cloned().unwrap_or_default()).collect();
             let problem = Problem {
                 code: "pack-unreadable",
-                message: format!("pack {pack} cannot be read: {err}; {}", describe(&affected)),
+                message: format!("pack {pack} cannot be read: {err}"),
                 pack: Some(pack),
                 blob: None,
                 snapshot: None,
-                affected,
+                affected: vec![],
             };
-            return (vec![problem], 0);
+            return (vec![(problem, entries.iter().map(|e| e.id).collect())], 0);
         }
     };
     let mut out = Vec::new();
@@ -347,15 +386,15 @@ fn check_chunk(
         let at = (e.offset - start) as usize;
         let stored = &data[at..at + e.stored_len as usize];
         if let Err(err) = archive.decode_blob(e.id, e.codec, e.raw_len, stored) {
-            let affected = users.get(&e.id).cloned().unwrap_or_default();
-            out.push(Problem {
+            let problem = Problem {
                 code: "blob-damaged",
-                message: format!("{err} (pack {pack}); {}", describe(&affected)),
+                message: format!("{err} (pack {pack})"),
                 pack: Some(pack),
                 blob: Some(e.id),
                 snapshot: None,
-                affected,
-            });
+                affected: vec![],
+            };
+            out.push((problem, vec![e.id]));
         }
     }
     (out, len)

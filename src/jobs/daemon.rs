@@ -67,11 +67,11 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Job>, 
 fn last_runs(root: &std::path::Path, config: &Config) -> HashMap<String, DateTime<Utc>> {
     let mut last: HashMap<String, DateTime<Utc>> = HashMap::new();
     if let Ok(archive) = Archive::open_with(root, &config.storage)
-        && let Ok((snapshots, _)) = archive.snapshots()
+        && let Ok((snapshots, _)) = archive.snapshot_infos()
     {
-        for (_, m) in snapshots {
-            let t = last.entry(m.header.job.clone()).or_insert(m.header.started);
-            *t = (*t).max(m.header.started);
+        for i in snapshots {
+            let t = last.entry(i.header.job.clone()).or_insert(i.header.started);
+            *t = (*t).max(i.header.started);
         }
     }
     last

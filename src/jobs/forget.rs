@@ -77,14 +77,15 @@ pub fn forget(
 ) -> Result<ForgetReport, ForgetError> {
     // Locked before listing, so the list cannot change under the decision.
     let writer = if dry_run { None } else { Some(Writer::open(archive, WriteOptions::default())?) };
-    let (ok, bad) = archive.snapshots()?;
+    // Roots only: retention decides from jobs, times and tags.
+    let (ok, bad) = archive.snapshot_infos()?;
     let infos: Vec<SnapshotInfo> = ok
         .iter()
-        .map(|(id, m)| SnapshotInfo {
-            id: *id,
-            job: m.header.job.clone(),
-            started: m.header.started,
-            tags: m.header.tags.clone(),
+        .map(|i| SnapshotInfo {
+            id: i.id,
+            job: i.header.job.clone(),
+            started: i.header.started,
+            tags: i.header.tags.clone(),
         })
         .collect();
     let mut described = std::collections::HashMap::new();

@@ -54,7 +54,7 @@ pub struct LastRun {
     /// Failed entries.
     pub failures: usize,
     /// Entries per kind (`article`, `image`, ...).
-    pub kinds: BTreeMap<&'static str, usize>,
+    pub kinds: BTreeMap<String, usize>,
 }
 
 /// One configured job.
@@ -79,8 +79,9 @@ pub struct JobStatus {
 /// Every configured job's state, in configuration order. `archive` is
 /// `None` when it does not exist yet: no job has run.
 pub fn status(config: &Config, archive: Option<&Archive>, now: DateTime<Utc>) -> Result<Vec<JobStatus>, ArchiveError> {
+    // Roots only: a status never reads a snapshot's entries.
     let snapshots = match archive {
-        Some(a) => a.snapshots()?.0,
+        Some(a) => a.snapshot_infos()?.0,
         None => vec![],
     };
     // Who writes: the live lock objects (in object storage, any machine's).
@@ -92,22 +93,16 @@ pub fn status(config: &Config, archive: Option<&Archive>, now: DateTime<Utc>) ->
         .jobs
         .iter()
         .map(|job| {
-            let mine: Vec<_> = snapshots.iter().filter(|(_, m)| m.header.job == job.name).collect();
-            // `snapshots()` is oldest first.
-            let last = mine.last().map(|(id, m)| {
-                let mut kinds = BTreeMap::new();
-                for e in &m.entries {
-                    *kinds.entry(e.kind.map(|k| k.as_str()).unwrap_or("unknown")).or_default() += 1;
-                }
-                LastRun {
-                    snapshot: *id,
-                    started: m.header.started,
-                    finished: m.header.finished,
-                    seconds: (m.header.finished - m.header.started).num_milliseconds() as f64 / 1000.0,
-                    entries: m.entries.len(),
-                    failures: m.failures().count(),
-                    kinds,
-                }
+            let mine: Vec<_> = snapshots.iter().filter(|i| i.header.job == job.name).collect();
+            // Oldest first.
+            let last = mine.last().map(|i| LastRun {
+                snapshot: i.id,
+                started: i.header.started,
+                finished: i.header.finished,
+                seconds: (i.header.finished - i.header.started).num_milliseconds() as f64 / 1000.0,
+                entries: i.summary.entries as usize,
+                failures: i.summary.failures as usize,
+                kinds: i.summary.kinds.iter().map(|(k, n)| (k.clone(), *n as usize)).collect(),
             });
             let running = holders.iter().any(|h| holder_runs(h, &job.name));
             let status = match &last {

@@ -162,6 +162,24 @@ impl<E: Entries> Catalog<E> {
     /// thousands of times (a logo fetched with each page's Referer) costs
     /// the reads of the asking document's own entries, not of all.
     pub fn find_index(&self, url: &Url, want: Want, parents: &[&str]) -> Option<usize> {
+        self.find_index_among(url, want, parents, &self.children(parents))
+    }
+
+    /// The positions of the entries listing one of `parents` (a document's
+    /// names) as a parent: computed once per document, for
+    /// [`Catalog::find_index_among`].
+    pub fn children(&self, parents: &[&str]) -> HashSet<usize> {
+        parents.iter().flat_map(|p| self.entries.by_parent(key(p))).collect()
+    }
+
+    /// [`Catalog::find_index`], given the document's [`Catalog::children`].
+    pub fn find_index_among(
+        &self,
+        url: &Url,
+        want: Want,
+        parents: &[&str],
+        children: &HashSet<usize>,
+    ) -> Option<usize> {
         let fits = |e: &Entry| match want {
             Want::Image => e.kind == Some(Kind::Image) || e.image.is_some(),
             Want::Stylesheet => e.kind == Some(Kind::Stylesheet),
@@ -181,7 +199,6 @@ impl<E: Entries> Catalog<E> {
         at.sort_unstable();
         at.dedup();
         // Fetched for the asking document: listed under one of its names.
-        let children: HashSet<usize> = parents.iter().flat_map(|p| self.entries.by_parent(key(p))).collect();
         let mut mine = false;
         for &i in at.iter().filter(|i| children.contains(i)) {
             let Some(e) = self.entries.entry(i) else { continue };

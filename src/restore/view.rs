@@ -54,19 +54,31 @@ impl<E: Entries> Viewer<E> {
 
     /// Document entry `i` (its archived `bytes`) rewritten so that every
     /// image, stylesheet and archived article it references is `link`ed;
-    /// references without an archived answer keep an absolute URL (which
-    /// the app must stop the browser from loading).
-    pub fn html(&self, i: usize, bytes: &[u8], link: &mut LinkFn<'_>) -> Result<Vec<u8>, RewriteError> {
+    /// an image without an archived answer becomes `missing` when given,
+    /// other references without one keep an absolute URL (which the app
+    /// must stop the browser from loading).
+    pub fn html(
+        &self,
+        i: usize,
+        bytes: &[u8],
+        link: &mut LinkFn<'_>,
+        missing: Option<&str>,
+    ) -> Result<Vec<u8>, RewriteError> {
         let Some(e) = self.entry(i) else { return Ok(bytes.to_vec()) };
         let doc_url = base_of(&e);
         let parents = catalog::names(&e);
+        let children = self.catalog.children(&parents);
         let rewritten = rewrite::rewrite_html(bytes, e.content_type.as_deref(), &doc_url, &mut |u, want| {
             let found = match want {
                 Want::Page => self.catalog.article_index(u.as_str()),
-                Want::Image | Want::Stylesheet => self.catalog.find_index(u, want, &parents),
+                Want::Image | Want::Stylesheet => self.catalog.find_index_among(u, want, &parents, &children),
                 Want::Other => None,
-            }?;
-            Some(link(found, want))
+            };
+            match (found, want) {
+                (Some(j), _) => Some(link(j, want)),
+                (None, Want::Image) => missing.map(str::to_owned),
+                (None, _) => None,
+            }
         })?;
         Ok(rewritten.bytes)
     }
@@ -77,9 +89,10 @@ impl<E: Entries> Viewer<E> {
         let Some(e) = self.entry(i) else { return String::from_utf8_lossy(bytes).into_owned() };
         let decoded = crate::sources::charset::decode(bytes, e.content_type.as_deref());
         let parents = catalog::names(&e);
+        let children = self.catalog.children(&parents);
         rewrite::rewrite_css(&decoded.text, &base_of(&e), false, &mut |u, want| {
             let found = match want {
-                Want::Image | Want::Stylesheet => self.catalog.find_index(u, want, &parents),
+                Want::Image | Want::Stylesheet => self.catalog.find_index_among(u, want, &parents, &children),
                 Want::Page | Want::Other => None,
             }?;
             Some(link(found, want))

@@ -71,6 +71,7 @@ pub(super) fn router(state: Arc<State>) -> Router {
         .route("/s/{snap}/doc/{n}", get(doc))
         .route("/s/{snap}/e/{n}", get(entry))
         .route("/s/{snap}/raw/{n}", get(raw))
+        .route("/missing.svg", get(missing_image))
         .fallback(|| async { fail(StatusCode::NOT_FOUND, "No such page.") })
         .with_state(state)
 }
@@ -765,10 +766,15 @@ async fn doc(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Respo
         let hex = l.id.to_hex();
         let html = l
             .view
-            .html(n, &data, &mut |j, want| match want {
-                Want::Page => format!("/s/{hex}/doc/{j}"),
-                _ => format!("/s/{hex}/e/{j}"),
-            })
+            .html(
+                n,
+                &data,
+                &mut |j, want| match want {
+                    Want::Page => format!("/s/{hex}/doc/{j}"),
+                    _ => format!("/s/{hex}/e/{j}"),
+                },
+                Some(MISSING),
+            )
             .map_err(|e| refuse(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
         Ok(harden(&html, &data, e.content_type.as_deref()))
     })
@@ -832,6 +838,20 @@ async fn entry(AxState(state): S, Path((snap, n)): Path<(String, usize)>) -> Res
         Ok((ct, body)) => archived(StatusCode::OK, &ct, body),
         Err(r) => r.into_response(),
     }
+}
+
+/// Where a view's images that the archive lacks point: a grey box that
+/// says so, instead of a broken image (or a request to the live web).
+const MISSING: &str = "/missing.svg";
+
+async fn missing_image() -> Response {
+    const SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"160\" height=\"40\" viewBox=\"0 0 160 40\">\
+                       <rect width=\"160\" height=\"40\" fill=\"#eee\" stroke=\"#bbb\"/><text x=\"80\" y=\"25\" \
+                       font-family=\"sans-serif\" font-size=\"13\" fill=\"#777\" text-anchor=\"middle\">not archived</text></svg>";
+    let mut r =
+        ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "max-age=86400")], SVG).into_response();
+    secure(&mut r, ARCHIVED_CSP);
+    r
 }
 
 /// An entry's original bytes, as a download.

@@ -43,6 +43,10 @@ const PAIR: u64 = 12;
 const MAX_RECORD: u64 = 64 << 20;
 /// Memory of each sort while building, in bytes of records.
 const SORT_BUFFER: usize = 4 << 20;
+/// Pairs read at once by a lookup: the first key of every block is kept in
+/// memory (8 bytes a block), so a lookup is one read, not a binary search
+/// of reads.
+const BLOCK: u64 = 256;
 
 /// Why a view file could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,9 @@ pub(super) struct ViewFile {
     articles: u64,
     failures: u64,
     records_len: u64,
+    /// The first key of each block of `by_url` and `by_parent`.
+    url_blocks: Vec<u64>,
+    parent_blocks: Vec<u64>,
 }
 
 impl ViewFile {
@@ -83,7 +90,7 @@ impl ViewFile {
         if &h[..8] != MAGIC || u32::from_le_bytes(h[8..12].try_into().expect("4 bytes")) != VERSION {
             return None;
         }
-        let v = ViewFile {
+        let mut v = ViewFile {
             entries: u(16),
             by_url: u(24),
             by_parent: u(32),
@@ -91,9 +98,30 @@ impl ViewFile {
             failures: u(48),
             records_len: u(56),
             file,
+            url_blocks: Vec::new(),
+            parent_blocks: Vec::new(),
         };
-        let expected = v.failures_at().checked_add(v.failures.checked_mul(4)?)?;
-        (v.entries < u64::from(u32::MAX) && v.file.metadata().ok()?.len() == expected).then_some(v)
+        // Sizes first: a damaged header must not make the sums overflow.
+        let sizes = [
+            v.records_len,
+            v.entries.checked_add(1)?.checked_mul(8)?,
+            v.by_url.checked_mul(PAIR)?,
+            v.by_parent.checked_mul(PAIR)?,
+            v.articles.checked_mul(4)?,
+            v.failures.checked_mul(4)?,
+        ];
+        let expected = sizes.iter().try_fold(HEADER, |a, b| a.checked_add(*b))?;
+        if v.entries >= u64::from(u32::MAX) || v.file.metadata().ok()?.len() != expected {
+            return None;
+        }
+        v.url_blocks = v.blocks(v.by_url_at(), v.by_url)?;
+        v.parent_blocks = v.blocks(v.by_parent_at(), v.by_parent)?;
+        Some(v)
+    }
+
+    /// The first key of each block of the section at `at`.
+    fn blocks(&self, at: u64, count: u64) -> Option<Vec<u64>> {
+        (0..count.div_ceil(BLOCK)).map(|b| self.pair(at, b * BLOCK).map(|p| p.0)).collect()
     }
 
     fn offsets_at(&self) -> u64 {
@@ -171,24 +199,27 @@ impl ViewFile {
     }
 
     /// Positions paired with `key` in the sorted section at `at` of `count`
-    /// pairs: a binary search of single reads.
-    fn lookup(&self, at: u64, count: u64, key: u64) -> Vec<usize> {
-        let (mut lo, mut hi) = (0, count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.pair(at, mid) {
-                Some((k, _)) if k < key => lo = mid + 1,
-                Some(_) => hi = mid,
-                None => return Vec::new(),
-            }
-        }
+    /// pairs whose blocks start with the keys `blocks`: the pairs equal to
+    /// `key` start in the last block that starts below it.
+    fn lookup(&self, at: u64, count: u64, blocks: &[u64], key: u64) -> Vec<usize> {
+        let mut block = blocks.partition_point(|&k| k < key).saturating_sub(1) as u64;
         let mut out = Vec::new();
-        while lo < count {
-            match self.pair(at, lo) {
-                Some((k, pos)) if k == key => out.push(pos as usize),
-                _ => break,
+        while block * BLOCK < count {
+            let n = BLOCK.min(count - block * BLOCK);
+            let mut b = vec![0u8; (n * PAIR) as usize];
+            if self.file.read_exact_at(&mut b, at + block * BLOCK * PAIR).is_err() {
+                return out;
             }
-            lo += 1;
+            for p in b.chunks_exact(PAIR as usize) {
+                let k = u64::from_be_bytes(p[..8].try_into().expect("8 bytes"));
+                if k > key {
+                    return out;
+                }
+                if k == key {
+                    out.push(u32::from_be_bytes(p[8..].try_into().expect("4 bytes")) as usize);
+                }
+            }
+            block += 1;
         }
         out
     }
@@ -315,17 +346,48 @@ impl Entries for ViewFile {
     }
 
     fn by_url(&self, key: u64) -> Vec<usize> {
-        self.lookup(self.by_url_at(), self.by_url, key)
+        self.lookup(self.by_url_at(), self.by_url, &self.url_blocks, key)
     }
 
     fn by_parent(&self, key: u64) -> Vec<usize> {
-        self.lookup(self.by_parent_at(), self.by_parent, key)
+        self.lookup(self.by_parent_at(), self.by_parent, &self.parent_blocks, key)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookups_find_every_pair_of_a_key_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v");
+        let n = 1000u64;
+        let mut f = Vec::new();
+        f.extend_from_slice(MAGIC);
+        f.extend_from_slice(&VERSION.to_le_bytes());
+        f.extend_from_slice(&0u32.to_le_bytes());
+        for x in [0, n, 0, 0, 0, 0] {
+            f.extend_from_slice(&x.to_le_bytes());
+        }
+        f.extend_from_slice(&0u64.to_le_bytes());
+        // Keys 0, 0, 0, 1, 1, 1, ...: the run of 85 spans a block boundary.
+        for i in 0..n {
+            f.extend_from_slice(&(i / 3).to_be_bytes());
+            f.extend_from_slice(&(i as u32).to_be_bytes());
+        }
+        std::fs::write(&p, &f).unwrap();
+        let v = ViewFile::open(&p).expect("whole");
+        assert_eq!(v.url_blocks.len(), 4);
+        assert_eq!(v.by_url(85), vec![255, 256, 257]);
+        assert_eq!(v.by_url(0), vec![0, 1, 2]);
+        assert_eq!(v.by_url(333), vec![999]);
+        assert!(v.by_url(334).is_empty() && v.by_url(u64::MAX).is_empty());
+        for k in 0..334 {
+            assert_eq!(v.by_url(k).len(), if k == 333 { 1 } else { 3 }, "{k}");
+        }
+        assert!(v.by_parent(0).is_empty());
+    }
 
     #[test]
     fn a_truncated_or_foreign_file_is_not_opened() {

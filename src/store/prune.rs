@@ -21,7 +21,7 @@ use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
 use crate::store::blob::{Codec, EncodedBlob};
 use crate::store::id::{BlobId, PackId};
-use crate::store::manifest::{Entry, Kind};
+use crate::store::manifest::Kind;
 use crate::store::pack::PackEntry;
 use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
@@ -99,20 +99,27 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
     let mut writer = Writer::open(archive, opts.write)?;
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
 
-    let (snapshots, damaged) = archive.snapshots()?;
-    if let Some((id, _)) = damaged.first() {
-        return Err(PruneError::DamagedSnapshot(id.to_string()));
-    }
-    report.snapshots = snapshots.len();
-    let live: HashSet<BlobId> = snapshots.iter().flat_map(|(_, m)| m.entries.iter().flat_map(Entry::blobs)).collect();
+    // Every blob a snapshot needs, a chunk of entries in memory at a time.
+    let mut live: HashSet<BlobId> = HashSet::new();
     // With --recompress: the documents, which dictionaries are for.
-    let documents: HashSet<BlobId> = if opts.recompress {
-        let is_document =
-            |e: &&Entry| matches!(e.kind, Some(Kind::Article | Kind::Stylesheet | Kind::Feed | Kind::Page));
-        snapshots.iter().flat_map(|(_, m)| m.entries.iter().filter(is_document).flat_map(|e| e.blob)).collect()
-    } else {
-        HashSet::new()
-    };
+    let mut documents: HashSet<BlobId> = HashSet::new();
+    for id in archive.snapshot_ids()? {
+        let read = archive.open_snapshot(&id).and_then(|r| {
+            r.for_each(|(e, _)| {
+                live.extend(e.blobs());
+                if opts.recompress && matches!(e.kind, Some(Kind::Article | Kind::Stylesheet | Kind::Feed | Kind::Page))
+                {
+                    documents.extend(e.blob);
+                }
+                Ok(())
+            })
+        });
+        // A snapshot that cannot be read whole could need any blob.
+        if read.is_err() {
+            return Err(PruneError::DamagedSnapshot(id.to_string()));
+        }
+        report.snapshots += 1;
+    }
 
     let index = archive.pack_index()?;
     if let Some((id, _)) = index.damaged.first() {
