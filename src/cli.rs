@@ -141,6 +141,26 @@ fn open_hint(root: &Path) -> String {
 /// A multi-threaded runtime with few blocking threads: storing is CPU-bound
 /// (hash, zstd) and serialised on the pack anyway, and every extra thread
 /// keeps its own malloc arena full of freed bodies.
+/// The archive's cache directory for what `serve` and `restore` keep
+/// (search index, view files): `--cache-dir`/`KURA_CACHE_DIR` when given;
+/// an archive in object storage has one already, named by its id (its
+/// root); a local archive's is named by a digest of its absolute path, so
+/// two archives never share one.
+pub fn cache_dir(ctx: &Context, archive: &kura::store::Archive) -> Result<PathBuf> {
+    if let Some(d) = &ctx.storage.cache_dir {
+        return Ok(d.clone());
+    }
+    if !archive.is_local() {
+        return Ok(archive.root().to_path_buf());
+    }
+    let base = kura::store::default_cache_base()
+        .context("no cache directory: set XDG_CACHE_HOME or HOME, or give --cache-dir DIR")?;
+    let root = archive.root();
+    let abs = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let key = kura::store::BlobId::of(abs.to_string_lossy().as_bytes()).to_hex();
+    Ok(base.join(&key[..16]))
+}
+
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(4).build()?)
 }

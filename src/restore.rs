@@ -16,12 +16,14 @@ mod posts;
 mod rewrite;
 mod target;
 mod view;
+mod view_file;
 
 pub use catalog::{Entries, Memory, key, keys_of};
 pub use path::url_to_relpath;
 pub use posts::DEFAULT_IMAGE_PREFIX;
 pub use rewrite::{RewriteError, Want};
 pub use view::{LinkFn, Viewer};
+pub use view_file::{Blobs, ViewError, ViewFile, ViewFiles};
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::id::{BlobId, SnapshotId};
@@ -58,6 +60,11 @@ pub struct RestoreOptions {
     pub article: Option<String>,
     /// Posts layout: what image paths start with ([`DEFAULT_IMAGE_PREFIX`] when `None`).
     pub image_prefix: Option<String>,
+    /// Where the snapshot's view file is kept (see [`ViewFiles`]; `kura
+    /// serve` shares it): a restore reads entries from it rather than the
+    /// whole manifest into memory, and a later `--article` of the same
+    /// snapshot starts from it. `None`: a temporary directory.
+    pub views: Option<PathBuf>,
 }
 
 /// One file written.
@@ -127,6 +134,9 @@ pub enum RestoreError {
         /// The archive's root.
         archive: PathBuf,
     },
+    /// The snapshot could not be laid out for reading.
+    #[error(transparent)]
+    View(#[from] ViewError),
     /// `--article` names no article of the snapshot.
     #[error("no article {0} in this snapshot (see `kura ls SNAPSHOT`; use the article's URL as listed)")]
     NoSuchArticle(String),
@@ -162,50 +172,66 @@ pub fn restore(
     dir: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport, RestoreError> {
-    let manifest = archive.load_snapshot(&id)?;
     let target = Target::open(dir, archive.root())?;
-    let index = archive.pack_index()?;
+    let reader = archive.open_snapshot(&id)?;
+    let header = reader.header().clone();
+    let scratch;
+    let views = match &opts.views {
+        Some(d) => ViewFiles::new(d.clone()),
+        None => {
+            let tmp = std::env::temp_dir();
+            scratch = tempfile::tempdir_in(&tmp).map_err(|source| RestoreError::Write { path: tmp, source })?;
+            ViewFiles::new(scratch.path().to_path_buf())
+        }
+    };
+    let catalog = catalog::Catalog::over(views.open(archive, &reader)?);
+    let file = catalog.entries();
+    let blobs = Blobs::new(archive.clone());
     let mut report = RestoreReport { snapshot: Some(id), layout: opts.layout, ..Default::default() };
     if opts.layout != Layout::Raw {
-        let articles = offline::select(&manifest, opts)?;
-        let mut w = offline::Writer { archive, index: &index, target: &target, report: &mut report };
+        let articles = offline::select(&catalog, opts)?;
+        let mut w = offline::Writer { blobs: &blobs, target: &target, report: &mut report };
         let report_name = match opts.layout {
             Layout::Posts => {
-                posts::restore(&mut w, &manifest, opts, &articles)?;
+                posts::restore(&mut w, &catalog, opts, &articles)?;
                 "_kura_restore.json"
             }
             _ => {
-                offline::restore(&mut w, &manifest, opts, &articles)?;
+                offline::restore(&mut w, &catalog, &header, opts, &articles)?;
                 "manifest.json"
             }
         };
         return write_report(&target, report_name, report);
     }
     // `--article` in the raw layout: the article and what it brought in.
-    let only: Option<HashSet<usize>> = match &opts.article {
+    let only: Option<Vec<usize>> = match &opts.article {
         None => None,
         Some(url) => {
-            let cat = catalog::Catalog::new(&manifest.entries);
-            let art = cat.article(url).ok_or_else(|| RestoreError::NoSuchArticle(url.clone()))?;
-            let mut set = cat.closure(art);
-            set.extend(manifest.entries.iter().position(|e| std::ptr::eq(e, art)));
+            let no_such = || RestoreError::NoSuchArticle(url.clone());
+            let i = catalog.article_index(url).ok_or_else(no_such)?;
+            let (art, _) = file.line(i).ok_or_else(no_such)?;
+            let mut set: Vec<usize> = catalog.closure(&art).into_iter().chain([i]).collect();
+            set.sort_unstable();
             Some(set)
         }
     };
-    let wanted: Vec<_> = manifest
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| only.as_ref().is_none_or(|s| s.contains(i)))
-        .map(|(_, e)| e)
-        .filter(|e| opts.include.is_empty() || opts.include.iter().any(|p| glob_match(p, &e.url)))
+    let positions: Box<dyn Iterator<Item = usize>> = match only {
+        Some(set) => Box::new(set.into_iter()),
+        None => Box::new(0..file.len()),
+    };
+    // Positions and paths only: each entry is read again when written.
+    let wanted: Vec<(usize, PathBuf)> = positions
+        .filter_map(|i| Some((i, file.entry(i)?)))
+        .filter(|(_, e)| opts.include.is_empty() || opts.include.iter().any(|p| glob_match(p, &e.url)))
+        .map(|(i, e)| (i, path::url_to_relpath(&e.url)))
         .collect();
     // Directories every entry needs, so that no file takes a name that
     // another entry needs as a directory (`/a` and `/a/b`).
-    let desired: Vec<PathBuf> = wanted.iter().map(|e| path::url_to_relpath(&e.url)).collect();
-    let dirs: HashSet<PathBuf> = desired.iter().flat_map(|p| p.ancestors().skip(1).map(Path::to_path_buf)).collect();
+    let dirs: HashSet<PathBuf> =
+        wanted.iter().flat_map(|(_, p)| p.ancestors().skip(1).map(Path::to_path_buf)).collect();
     let mut used: HashSet<PathBuf> = HashSet::new();
-    for (entry, mut rel) in wanted.into_iter().zip(desired) {
+    for (i, mut rel) in wanted {
+        let Some((entry, hints)) = file.line(i) else { continue };
         let Some(blob) = entry.blob else {
             report.skipped.push(Skipped {
                 url: entry.url.clone(),
@@ -223,7 +249,7 @@ pub fn restore(
             }
         }
         debug_assert!(path::is_safe_relative(&rel));
-        let data = match archive.read_blob(&index, &blob) {
+        let data = match blobs.read(&hints, &blob) {
             Ok(d) => d,
             Err(err) => {
                 report.errors.push(Skipped { url: entry.url.clone(), reason: err.to_string() });

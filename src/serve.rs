@@ -10,9 +10,8 @@
 //! nothing and writes nothing into the archive: its search index and caches
 //! live in the cache directory.
 //!
-//! Parts: `library` (snapshots opened for viewing and their blobs),
-//! `view_file` (a snapshot laid out for viewing in the cache directory),
-//! `search` (the tantivy index: a rebuildable cache), `app` (routes and
+//! Parts: `library` (snapshots opened for viewing, through
+//! `restore::ViewFiles` in the cache directory, and their blobs), `search` (the tantivy index: a rebuildable cache), `app` (routes and
 //! handlers), `text_diff` (two versions of an article's text, compared),
 //! `page` (the app's own HTML, every value escaped).
 
@@ -21,7 +20,6 @@ mod library;
 mod page;
 mod search;
 mod text_diff;
-mod view_file;
 
 pub use search::{Filters, Hit, SearchError, SearchIndex, text_of};
 

@@ -275,6 +275,36 @@ fn one_article_brings_only_what_it_references() {
     let missing = RestoreOptions { article: Some("http://127.0.0.1:9/none".into()), ..Default::default() };
     let archive = Archive::open(&f.root).unwrap();
     assert!(restore(&archive, f.snapshot, out.path(), &missing).is_err());
+
+    // Through a cache: the snapshot's view file is laid out once and kept,
+    // and a restore from it writes the same files.
+    let cache = tempfile::tempdir().unwrap();
+    let cached = RestoreOptions {
+        article: Some(url.to_string()),
+        views: Some(cache.path().join("views")),
+        ..Default::default()
+    };
+    let view = cache.path().join("views").join(f.snapshot.to_hex());
+    let mut firsts = Vec::new();
+    for _ in 0..2 {
+        let again = tempfile::tempdir().unwrap();
+        let r = restore(&archive, f.snapshot, again.path(), &cached).unwrap();
+        assert!(view.is_file(), "{view:?}");
+        let mut files: Vec<_> = r.files.iter().map(|f| (f.path.clone(), f.sha256)).collect();
+        files.sort();
+        firsts.push((files, std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&view).unwrap())));
+    }
+    let mut plain: Vec<_> = report.files.iter().map(|f| (f.path.clone(), f.sha256)).collect();
+    plain.sort();
+    assert_eq!(firsts[0].0, plain);
+    assert_eq!(firsts[1].0, plain);
+    assert_eq!(firsts[0].1, firsts[1].1, "built once, then reused");
+    // The raw layout's article closure comes from the same file.
+    let raw = RestoreOptions { layout: Layout::Raw, ..cached };
+    let dir = tempfile::tempdir().unwrap();
+    let r = restore(&archive, f.snapshot, dir.path(), &raw).unwrap();
+    assert!(r.files.iter().any(|f| f.url == url.as_str()) && r.files.len() > 1, "{:?}", r.files);
+    assert!(r.files.len() < 40, "only the article's entries: {}", r.files.len());
 }
 
 #[test]

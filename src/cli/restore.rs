@@ -52,13 +52,15 @@ impl From<LayoutArg> for Layout {
 
 /// Exit 0, or 1 when some entry could not be restored.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
-    let archive = g.context()?.open()?;
+    let ctx = g.context()?;
+    let archive = ctx.open()?;
     let id = archive.resolve_snapshot(&args.snapshot)?;
     let opts = RestoreOptions {
         layout: args.layout.into(),
         include: args.include,
         article: args.article,
         image_prefix: Some(args.image_prefix),
+        views: super::cache_dir(&ctx, &archive).ok().map(|d| d.join("views")),
     };
     let report = kura::restore::restore(&archive, id, &args.dir, &opts)?;
     if args.json {

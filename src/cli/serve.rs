@@ -1,10 +1,9 @@
 //! `kura serve`: browse and search the archive in a browser.
 
 use super::Global;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// Serve a read-only web app over the archive: snapshots, articles as they
 /// were archived, and full-text search.
@@ -18,29 +17,11 @@ pub struct Args {
     reindex: bool,
 }
 
-/// The cache directory of a local archive: named by a digest of its
-/// absolute path, so two archives never share an index. (An archive in
-/// object storage has one already, named by its id: its root.)
-fn default_cache_dir(archive: &kura::store::Archive) -> Result<PathBuf> {
-    if !archive.is_local() {
-        return Ok(archive.root().to_path_buf());
-    }
-    let base = kura::store::default_cache_base()
-        .context("no cache directory: set XDG_CACHE_HOME or HOME, or give --cache-dir DIR")?;
-    let root = archive.root();
-    let abs = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let key = kura::store::BlobId::of(abs.to_string_lossy().as_bytes()).to_hex();
-    Ok(base.join(&key[..16]))
-}
-
 /// Exit 0 after SIGINT or SIGTERM.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let ctx = g.context()?;
     let archive = ctx.open()?;
-    let cache_dir = match &ctx.storage.cache_dir {
-        Some(d) => d.clone(),
-        None => default_cache_dir(&archive)?,
-    };
+    let cache_dir = super::cache_dir(&ctx, &archive)?;
     let opts = kura::serve::ServeOptions { bind: args.bind, cache_dir, reindex: args.reindex, config: ctx.config };
     super::runtime()?.block_on(async {
         eprintln!("indexing snapshots for search...");

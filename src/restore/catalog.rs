@@ -106,36 +106,6 @@ pub struct Catalog<E> {
     entries: E,
 }
 
-impl<'m> Catalog<Memory<'m>> {
-    /// Indexes `entries`.
-    pub(crate) fn new(entries: &'m [Entry]) -> Self {
-        Catalog { entries: Memory::new(entries) }
-    }
-
-    /// The entry with a body archived for `url` as a `want`, referenced by
-    /// a document known by the URLs in `parents`; see the module docs.
-    pub(crate) fn find(&self, url: &Url, want: Want, parents: &[&str]) -> Option<&'m Entry> {
-        self.find_index(url, want, parents).map(|i| &self.entries.entries[i])
-    }
-
-    /// The article entry for `url`: the one fetched at that URL, else one
-    /// whose `final_url` it is.
-    pub(crate) fn article(&self, url: &str) -> Option<&'m Entry> {
-        self.article_index(url).map(|i| &self.entries.entries[i])
-    }
-
-    /// The image entries an article referenced, directly or through its
-    /// stylesheets: (archived, failed).
-    pub(crate) fn images_of(&self, article: &Entry) -> (Vec<&'m Entry>, Vec<&'m Entry>) {
-        let mut idx: Vec<usize> = self.closure(article).into_iter().collect();
-        idx.sort_unstable();
-        idx.into_iter()
-            .map(|i| &self.entries.entries[i])
-            .filter(|e| e.kind == Some(Kind::Image))
-            .partition(|e| e.blob.is_some() && e.error.is_none())
-    }
-}
-
 impl<E: Entries> Catalog<E> {
     /// A catalog over `entries`.
     pub fn over(entries: E) -> Self {
@@ -306,12 +276,12 @@ mod tests {
             entry(img, Kind::Image, &[a], false),
             entry(img, Kind::Image, &[b], true),
         ];
-        let c = Catalog::new(&entries);
+        let c = Catalog::over(Memory::new(&entries));
         let u = Url::parse(img).unwrap();
-        assert!(c.find(&u, Want::Image, &[a]).is_none(), "a's own fetch failed");
-        assert_eq!(c.find(&u, Want::Image, &[b]).unwrap().parents, vec![b.to_string()]);
-        assert!(c.find(&u, Want::Image, &["http://other/"]).is_some(), "no own fetch: any success");
-        assert!(c.find(&u, Want::Stylesheet, &[b]).is_none(), "kind matters");
+        assert!(c.find_index(&u, Want::Image, &[a]).is_none(), "a's own fetch failed");
+        assert_eq!(c.find_index(&u, Want::Image, &[b]), Some(3));
+        assert!(c.find_index(&u, Want::Image, &["http://other/"]).is_some(), "no own fetch: any success");
+        assert!(c.find_index(&u, Want::Stylesheet, &[b]).is_none(), "kind matters");
     }
 
     #[test]
@@ -326,18 +296,45 @@ mod tests {
             entry("http://cdn/gone.png", Kind::Image, &[a], false),
             entry("http://cdn/other.png", Kind::Image, &["http://s/z.html"], true),
         ];
-        let c = Catalog::new(&entries);
-        let got = c.closure(&entries[0]);
-        assert_eq!(got, HashSet::from([1, 2, 3]));
-        let (ok, failed) = c.images_of(&entries[0]);
-        assert_eq!((ok.len(), failed.len()), (1, 1));
-        assert!(c.article("http://s/final.html").is_some());
+        let c = Catalog::over(Memory::new(&entries));
+        assert_eq!(c.closure(&entries[0]), HashSet::from([1, 2, 3]));
+        assert_eq!(c.article_index("http://s/final.html"), Some(0));
         // A local post is known by its file URL, not by its permalink.
         let mut post = entry("file:///b/p.md", Kind::Article, &[], true);
         post.final_url = Some(a.into());
         assert_eq!(names(&post), vec!["file:///b/p.md"]);
         // A fragment-bearing reference finds the bare URL.
         let frag = Url::parse("http://cdn/bg.png#x").unwrap();
-        assert!(c.find(&frag, Want::Image, &[]).is_some());
+        assert_eq!(c.find_index(&frag, Want::Image, &[]), Some(2));
+    }
+
+    #[test]
+    fn a_url_listed_thousands_of_times_reads_the_asking_documents_own_entry() {
+        use std::cell::Cell;
+        // A logo fetched once per page, with each page's Referer.
+        let logo = "http://s/logo.png";
+        let mut entries: Vec<Entry> =
+            (0..3000).map(|i| entry(logo, Kind::Image, &[&format!("http://s/{i}.html")], true)).collect();
+        entries[2999].error = Some("HTTP 403".into());
+        entries[2999].blob = None;
+        struct Counting<'m>(Memory<'m>, Cell<usize>);
+        impl Entries for Counting<'_> {
+            fn entry(&self, i: usize) -> Option<Cow<'_, Entry>> {
+                self.1.set(self.1.get() + 1);
+                self.0.entry(i)
+            }
+            fn by_url(&self, key: u64) -> Vec<usize> {
+                self.0.by_url(key)
+            }
+            fn by_parent(&self, key: u64) -> Vec<usize> {
+                self.0.by_parent(key)
+            }
+        }
+        let c = Catalog::over(Counting(Memory::new(&entries), Cell::new(0)));
+        let u = Url::parse(logo).unwrap();
+        assert_eq!(c.find_index(&u, Want::Image, &["http://s/1500.html"]), Some(1500));
+        assert_eq!(c.entries().1.get(), 1, "one entry read, not 3,000");
+        // Its own fetch failed: no copy for it, though others have one.
+        assert_eq!(c.find_index(&u, Want::Image, &["http://s/2999.html"]), None);
     }
 }

@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 
 use super::RestoreOptions;
 use super::offline::{Listed, href};
-use crate::store::manifest::Manifest;
+use crate::store::manifest::ManifestHeader;
 
 pub(super) use quick_xml::escape::escape as esc;
 
 /// The page.
-pub(super) fn render(manifest: &Manifest, listed: &[Listed<'_>], opts: &RestoreOptions) -> String {
+pub(super) fn render(header: &ManifestHeader, listed: &[Listed], opts: &RestoreOptions) -> String {
     let mut h = String::with_capacity(4096 + listed.len() * 512);
     let _ = write!(
         h,
@@ -22,14 +22,14 @@ pub(super) fn render(manifest: &Manifest, listed: &[Listed<'_>], opts: &RestoreO
          ul{{margin:0;padding-left:1.2em}}code{{word-break:break-all}}</style>\n</head>\n<body>\n\
          <h1>Snapshot of {started}</h1>\n<p>Job <code>{job}</code>, {n} article(s){filter}. Sources: {sources}.</p>\n\
          <table>\n<tr><th>Article</th><th>Date</th><th>Source</th><th>Images</th><th>Failures</th></tr>\n",
-        started = esc(manifest.header.started.format("%Y-%m-%d %H:%M UTC").to_string()),
-        job = esc(&manifest.header.job),
+        started = esc(header.started.format("%Y-%m-%d %H:%M UTC").to_string()),
+        job = esc(&header.job),
         n = listed.len(),
         filter = if opts.article.is_some() || !opts.include.is_empty() { " (filtered)" } else { "" },
-        sources = esc(manifest.header.sources.join(", ")),
+        sources = esc(header.sources.join(", ")),
     );
     for item in listed {
-        let e = item.entry;
+        let e = &item.entry;
         let title = match &item.local {
             Some(rel) => format!("<a href=\"{}\">{}</a>", esc(href(rel)), esc(&item.title)),
             None => format!("{} <span class=\"failed\">(not restored)</span>", esc(&item.title)),

@@ -22,14 +22,19 @@ use std::path::{Path, PathBuf};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::Url;
 
-use super::catalog::{self, Catalog, Memory};
+use super::catalog::{self, Catalog, Entries};
 use super::rewrite::{self, Want};
 use super::target::Target;
+use super::view_file::{Blobs, ViewFile};
 use super::{RestoreError, RestoreOptions, RestoreReport, RestoredFile, Skipped, index_page, path};
 use crate::sources::post;
-use crate::store::archive::{Archive, PackIndex};
+use crate::store::Hint;
 use crate::store::id::BlobId;
-use crate::store::manifest::{Entry, Kind, Manifest};
+use crate::store::manifest::{Entry, Kind, ManifestHeader};
+
+/// A snapshot's entries, as restore reads them: by position, from its view
+/// file.
+pub(super) type Snapshot = Catalog<ViewFile>;
 
 /// Characters escaped in the path of a local link.
 const PATH_SET: &AsciiSet = &CONTROLS
@@ -62,21 +67,20 @@ fn up(rel: &Path) -> String {
 
 /// What the index page shows for one article.
 #[derive(Debug)]
-pub(super) struct Listed<'m> {
-    pub entry: &'m Entry,
+pub(super) struct Listed {
+    pub entry: Entry,
     pub title: String,
     pub date: Option<String>,
     /// Where the local copy is, relative to DIR; `None` if it could not be written.
     pub local: Option<PathBuf>,
     pub archived: usize,
-    pub failed: Vec<&'m Entry>,
+    pub failed: Vec<Entry>,
     pub error: Option<String>,
 }
 
 /// Writes files and remembers what was written.
 pub(super) struct Writer<'a> {
-    pub archive: &'a Archive,
-    pub index: &'a PackIndex,
+    pub blobs: &'a Blobs,
     pub target: &'a Target,
     pub report: &'a mut RestoreReport,
 }
@@ -95,10 +99,11 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Reads a blob; a damaged or missing one is recorded and gives `None`.
-    pub fn read(&mut self, e: &Entry) -> Option<Vec<u8>> {
+    /// Reads an entry's blob (`hints`: where its manifest says it is); a
+    /// damaged or missing one is recorded and gives `None`.
+    pub fn read(&mut self, e: &Entry, hints: &[Hint]) -> Option<Vec<u8>> {
         let blob = e.blob?;
-        match self.archive.read_blob(self.index, &blob) {
+        match self.blobs.read(hints, &blob) {
             Ok(d) => Some(d),
             Err(err) => {
                 self.report.errors.push(Skipped { url: e.url.clone(), reason: err.to_string() });
@@ -138,8 +143,8 @@ pub(super) fn image_name(e: &Entry, blob: &BlobId) -> String {
 }
 
 /// Images and stylesheets under `assets/`, each written once.
-struct Assets<'c, 'm> {
-    catalog: &'c Catalog<Memory<'m>>,
+struct Assets<'c> {
+    catalog: &'c Snapshot,
     /// Blob -> file name (`None`: could not be read).
     images: HashMap<BlobId, Option<String>>,
     /// Stylesheet URL -> file name.
@@ -148,14 +153,16 @@ struct Assets<'c, 'm> {
     fatal: Option<RestoreError>,
 }
 
-impl<'m> Assets<'_, 'm> {
-    fn image(&mut self, w: &mut Writer<'_>, e: &'m Entry) -> Option<String> {
+impl Assets<'_> {
+    /// Image entry `i`, written once.
+    fn image(&mut self, w: &mut Writer<'_>, i: usize) -> Option<String> {
+        let (e, hints) = self.catalog.entries().line(i)?;
         let blob = e.blob?;
         if let Some(done) = self.images.get(&blob) {
             return done.clone();
         }
-        let name = w.read(e).and_then(|data| {
-            let name = image_name(e, &blob);
+        let name = w.read(&e, &hints).and_then(|data| {
+            let name = image_name(&e, &blob);
             match w.write(&e.url, &Path::new("assets").join(&name), &data) {
                 Ok(()) => Some(name),
                 Err(err) => {
@@ -168,22 +175,24 @@ impl<'m> Assets<'_, 'm> {
         name
     }
 
-    /// The stylesheet rewritten so its `url()`s and `@import`s point to
-    /// files next to it in `assets/`.
-    fn stylesheet(&mut self, w: &mut Writer<'_>, e: &'m Entry) -> Option<String> {
+    /// Stylesheet entry `i`, rewritten so its `url()`s and `@import`s
+    /// point to files next to it in `assets/`.
+    fn stylesheet(&mut self, w: &mut Writer<'_>, i: usize) -> Option<String> {
+        let (e, hints) = self.catalog.entries().line(i)?;
         if let Some(done) = self.sheets.get(&e.url) {
             return done.clone();
         }
         if !self.in_progress.insert(e.url.clone()) {
             return None; // an @import cycle
         }
-        let name = w.read(e).and_then(|data| {
+        let name = w.read(&e, &hints).and_then(|data| {
             let decoded = crate::sources::charset::decode(&data, e.content_type.as_deref());
             let base = Url::parse(e.final_url.as_deref().unwrap_or(&e.url)).ok()?;
-            let parents = catalog::names(e);
+            let parents = catalog::names(&e);
             let catalog = self.catalog;
+            let children = catalog.children(&parents);
             let text = rewrite::rewrite_css(&decoded.text, &base, false, &mut |u, want| {
-                let found = catalog.find(u, want, &parents)?;
+                let found = catalog.find_index_among(u, want, &parents, &children)?;
                 match want {
                     Want::Image => self.image(w, found),
                     Want::Stylesheet => self.stylesheet(w, found),
@@ -210,11 +219,11 @@ impl<'m> Assets<'_, 'm> {
 }
 
 /// The local path of each article: `articles/<host>/<path>.html`, unique.
-fn article_paths(articles: &[&Entry]) -> Vec<PathBuf> {
+fn article_paths(articles: &[(usize, Entry)]) -> Vec<PathBuf> {
     let mut used = HashSet::new();
     articles
         .iter()
-        .map(|e| {
+        .map(|(_, e)| {
             let mut rel = Path::new("articles").join(path::url_to_relpath(&e.url));
             let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let lower = name.to_ascii_lowercase();
@@ -256,32 +265,35 @@ fn post_page(text: &str, e: &Entry) -> Result<(String, Option<String>), post::Po
 /// Restores the offline layout; see the module docs.
 pub(super) fn restore(
     w: &mut Writer<'_>,
-    manifest: &Manifest,
+    catalog: &Snapshot,
+    header: &ManifestHeader,
     opts: &RestoreOptions,
-    articles: &[&Entry],
+    articles: &[(usize, Entry)],
 ) -> Result<(), RestoreError> {
-    let catalog = Catalog::new(&manifest.entries);
     let paths = article_paths(articles);
     let mut pages: HashMap<&str, &Path> = HashMap::new();
-    for (e, rel) in articles.iter().zip(&paths) {
+    for ((_, e), rel) in articles.iter().zip(&paths) {
         if e.blob.is_some() {
             for n in catalog::names(e) {
                 pages.entry(n).or_insert(rel);
             }
         }
     }
-    let mut assets = Assets {
-        catalog: &catalog,
-        images: HashMap::new(),
-        sheets: HashMap::new(),
-        in_progress: HashSet::new(),
-        fatal: None,
-    };
+    let mut assets =
+        Assets { catalog, images: HashMap::new(), sheets: HashMap::new(), in_progress: HashSet::new(), fatal: None };
     let mut listed = Vec::new();
-    for (e, rel) in articles.iter().copied().zip(&paths) {
-        let (archived, failed) = catalog.images_of(e);
+    for ((i, e), rel) in articles.iter().zip(&paths) {
+        let mut images: Vec<usize> = catalog.closure(e).into_iter().collect();
+        images.sort_unstable();
+        let (archived, failed): (Vec<Entry>, Vec<Entry>) = images
+            .into_iter()
+            .filter_map(|j| catalog.entries().entry(j))
+            .filter(|im| im.kind == Some(Kind::Image))
+            .map(|im| im.into_owned())
+            .partition(|im| im.blob.is_some() && im.error.is_none());
+        let hints = catalog.entries().line(*i).map(|l| l.1).unwrap_or_default();
         let mut item = Listed {
-            entry: e,
+            entry: e.clone(),
             title: e.title.clone().unwrap_or_else(|| e.url.clone()),
             date: e.fetched_at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
             local: None,
@@ -289,7 +301,7 @@ pub(super) fn restore(
             failed,
             error: e.error.clone(),
         };
-        let Some(data) = (if e.error.is_none() { w.read(e) } else { None }) else {
+        let Some(data) = (if e.error.is_none() { w.read(e, &hints) } else { None }) else {
             if let Some(err) = &e.error {
                 w.report.skipped.push(Skipped { url: e.url.clone(), reason: err.clone() });
             }
@@ -318,15 +330,16 @@ pub(super) fn restore(
             continue;
         };
         let parents = catalog::names(e);
+        let children = catalog.children(&parents);
         let back = up(rel);
         let rewritten = rewrite::rewrite_html(&doc, content_type, &doc_url, &mut |u, want| match want {
             Want::Page => pages.get(u.as_str()).map(|p| format!("{back}{}", href(p))),
             Want::Image => {
-                let found = catalog.find(u, want, &parents)?;
+                let found = catalog.find_index_among(u, want, &parents, &children)?;
                 assets.image(w, found).map(|n| format!("{back}assets/{n}"))
             }
             Want::Stylesheet => {
-                let found = catalog.find(u, want, &parents)?;
+                let found = catalog.find_index_among(u, want, &parents, &children)?;
                 assets.stylesheet(w, found).map(|n| format!("{back}assets/{n}"))
             }
             Want::Other => None,
@@ -346,32 +359,33 @@ pub(super) fn restore(
         }
         listed.push(item);
     }
-    let html = index_page::render(manifest, &listed, opts);
+    let html = index_page::render(header, &listed, opts);
     w.write("index.html", Path::new("index.html"), html.as_bytes())
 }
 
-/// The articles to restore: every article entry (failed ones too, for the
-/// index), narrowed by `--article` and `--include`.
-pub(super) fn select<'m>(manifest: &'m Manifest, opts: &RestoreOptions) -> Result<Vec<&'m Entry>, RestoreError> {
-    let articles: Vec<&Entry> = manifest
-        .entries
-        .iter()
-        .filter(|e| e.kind == Some(Kind::Article))
-        .filter(|e| {
-            opts.include.is_empty()
-                || catalog::names(e).iter().any(|n| opts.include.iter().any(|p| super::glob_match(p, n)))
-        })
-        .collect();
+/// The articles to restore, with their positions: every article entry
+/// (failed ones too, for the index), narrowed by `--article` and
+/// `--include`.
+pub(super) fn select(catalog: &Snapshot, opts: &RestoreOptions) -> Result<Vec<(usize, Entry)>, RestoreError> {
+    let file = catalog.entries();
+    let included = |e: &Entry| {
+        opts.include.is_empty()
+            || catalog::names(e).iter().any(|n| opts.include.iter().any(|p| super::glob_match(p, n)))
+    };
     match &opts.article {
-        None => Ok(articles),
-        Some(url) => {
-            // The URL it was fetched at wins over a final URL (a local post's
-            // permalink is the web article's URL).
-            let one = articles
-                .iter()
-                .find(|e| e.url == *url)
-                .or_else(|| articles.iter().find(|e| e.final_url.as_deref() == Some(url.as_str())));
-            one.map(|e| vec![*e]).ok_or_else(|| RestoreError::NoSuchArticle(url.clone()))
-        }
+        None => Ok(file
+            .articles(0..file.article_count())
+            .into_iter()
+            .filter_map(|i| Some((i, file.entry(i)?.into_owned())))
+            .filter(|(_, e)| included(e))
+            .collect()),
+        // The URL it was fetched at wins over a final URL (a local post's
+        // permalink is the web article's URL).
+        Some(url) => catalog
+            .article_index(url)
+            .and_then(|i| Some((i, file.entry(i)?.into_owned())))
+            .filter(|(_, e)| included(e))
+            .map(|one| vec![one])
+            .ok_or_else(|| RestoreError::NoSuchArticle(url.clone())),
     }
 }

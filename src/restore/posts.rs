@@ -26,14 +26,14 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
-use super::catalog::{self, Catalog};
-use super::offline::{Writer, image_name};
+use super::catalog;
+use super::offline::{Snapshot, Writer, image_name};
 use super::rewrite::Want;
 use super::{RestoreError, RestoreOptions, Skipped, path};
 use crate::extract::{self, RefKind};
 use crate::sources::post::{self, PostFormat};
 use crate::store::id::BlobId;
-use crate::store::manifest::{Entry, Manifest};
+use crate::store::manifest::Entry;
 
 /// The default `--image-prefix`.
 pub const DEFAULT_IMAGE_PREFIX: &str = "/images/";
@@ -123,19 +123,19 @@ pub(super) fn replace_all(text: &str, pairs: &[(String, String)]) -> (String, us
 /// Restores the posts layout; see the module docs.
 pub(super) fn restore(
     w: &mut Writer<'_>,
-    manifest: &Manifest,
+    catalog: &Snapshot,
     opts: &RestoreOptions,
-    articles: &[&Entry],
+    articles: &[(usize, Entry)],
 ) -> Result<(), RestoreError> {
-    let catalog = Catalog::new(&manifest.entries);
     let prefix = opts.image_prefix.as_deref().unwrap_or(DEFAULT_IMAGE_PREFIX);
     let mut images: HashMap<BlobId, Option<String>> = HashMap::new();
     let mut used: HashSet<PathBuf> = HashSet::new();
-    for e in articles {
+    for (i, e) in articles {
         let Some(format) = post_format(&e.url) else {
             continue;
         };
-        let Some(data) = (if e.error.is_none() { w.read(e) } else { None }) else {
+        let hints = catalog.entries().line(*i).map(|l| l.1).unwrap_or_default();
+        let Some(data) = (if e.error.is_none() { w.read(e, &hints) } else { None }) else {
             continue;
         };
         let Ok(text) = String::from_utf8(data) else {
@@ -155,16 +155,18 @@ pub(super) fn restore(
         let parents = catalog::names(e);
         let mut pairs = Vec::new();
         for (written, url) in image_strings(&p, &base) {
-            let Some(found) = catalog.find(&url, Want::Image, &parents) else {
+            let Some((found, found_hints)) =
+                catalog.find_index(&url, Want::Image, &parents).and_then(|j| catalog.entries().line(j))
+            else {
                 continue;
             };
             let Some(blob) = found.blob else {
                 continue;
             };
             if let std::collections::hash_map::Entry::Vacant(slot) = images.entry(blob) {
-                let name = match w.read(found) {
+                let name = match w.read(&found, &found_hints) {
                     Some(bytes) => {
-                        let name = image_name(found, &blob);
+                        let name = image_name(&found, &blob);
                         w.write(&found.url, &Path::new("images").join(&name), &bytes)?;
                         Some(name)
                     }

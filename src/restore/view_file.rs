@@ -1,8 +1,9 @@
-//! A snapshot laid out for viewing: one file per snapshot in the cache
-//! directory, so that the app answers a view from a few reads instead of
+//! A snapshot laid out for random access: one file per snapshot in the
+//! cache directory, so that `kura serve` and `kura restore` find an entry,
+//! the entries at a URL or an article's entries with a few reads instead of
 //! holding a snapshot's entries in memory (a million-entry snapshot is
 //! hundreds of megabytes of entries). Built once, by one pass over the
-//! manifest; removable at any time.
+//! manifest, and kept for the next view or restore; removable at any time.
 //!
 //! ```text
 //! header    64 bytes: "KURAVIEW" | version u32 = 1 | 0 u32 | entries u64 |
@@ -29,8 +30,9 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::restore::{Entries, keys_of};
-use crate::store::archive::{ArchiveError, SnapshotReader};
+use super::catalog::{Entries, keys_of};
+use crate::store::archive::{Archive, ArchiveError, PackIndex, SnapshotReader};
+use crate::store::id::BlobId;
 use crate::store::manifest::{Entry, Kind};
 use crate::store::spill::Spill;
 use crate::store::{Hint, Line};
@@ -48,9 +50,12 @@ const SORT_BUFFER: usize = 4 << 20;
 /// of reads.
 const BLOCK: u64 = 256;
 
+/// View files kept in a cache directory: the most recently used.
+const KEPT: usize = 16;
+
 /// Why a view file could not be built.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ViewError {
+pub enum ViewError {
     /// The snapshot could not be read.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
@@ -64,9 +69,112 @@ pub(super) enum ViewError {
     },
 }
 
+/// The view files of one archive: a directory in its cache.
+#[derive(Debug, Clone)]
+pub struct ViewFiles {
+    dir: PathBuf,
+}
+
+impl ViewFiles {
+    /// View files kept in `dir` (created when first needed).
+    pub fn new(dir: PathBuf) -> ViewFiles {
+        ViewFiles { dir }
+    }
+
+    /// The view file of the snapshot `reader` reads, built when missing
+    /// (then the directory is tidied: files of snapshots no longer in
+    /// `archive`, and all but the most recently used, are removed).
+    pub fn open(&self, archive: &Archive, reader: &SnapshotReader<'_>) -> Result<ViewFile, ViewError> {
+        let path = self.dir.join(reader.id().to_hex());
+        if let Some(f) = ViewFile::open(&path) {
+            // Recently used: kept longest.
+            let _ = File::options().append(true).open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            return Ok(f);
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|source| ViewError::Io { path: self.dir.clone(), source })?;
+        let f = ViewFile::build(&path, reader, &self.dir)?;
+        self.tidy(archive);
+        Ok(f)
+    }
+
+    fn tidy(&self, archive: &Archive) {
+        let present: std::collections::HashSet<String> = match archive.snapshot_ids() {
+            Ok(ids) => ids.iter().map(|i| i.to_hex()).collect(),
+            Err(_) => return,
+        };
+        let Ok(dir) = std::fs::read_dir(&self.dir) else { return };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for f in dir.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let path = f.path();
+            if name.len() == 64 && !present.contains(&name) {
+                let _ = std::fs::remove_file(&path);
+            } else if name.len() == 64 {
+                files.push((f.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), path));
+            } else if name.contains(".tmp") && stale(&path) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        files.sort_unstable();
+        let extra = files.len().saturating_sub(KEPT);
+        for (_, path) in files.into_iter().take(extra) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A temporary file left by a process that died while building (an hour
+/// old: one being built now is younger).
+fn stale(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(3600)))
+}
+
+/// Reads entries' blobs: at the location hints their manifest gave, else
+/// (prune moved them, or a format-1 manifest gave none) through the pack
+/// trailers, read once, when first needed.
+pub struct Blobs {
+    archive: Archive,
+    packs: std::sync::Mutex<Option<std::sync::Arc<PackIndex>>>,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs").finish_non_exhaustive()
+    }
+}
+
+impl Blobs {
+    /// A reader of `archive`'s blobs.
+    pub fn new(archive: Archive) -> Blobs {
+        Blobs { archive, packs: std::sync::Mutex::new(None) }
+    }
+
+    /// Blob `blob`, re-hashed.
+    pub fn read(&self, hints: &[Hint], blob: &BlobId) -> Result<Vec<u8>, ArchiveError> {
+        if let Some(data) = hints.iter().find(|h| h.0 == *blob).and_then(|h| self.archive.read_hinted(h)) {
+            return Ok(data);
+        }
+        let packs = {
+            let mut p = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+            match &*p {
+                Some(idx) if idx.get(blob).is_some() => idx.clone(),
+                // Not read yet, or stale (prune since): read the trailers.
+                _ => {
+                    let idx = std::sync::Arc::new(self.archive.pack_index()?);
+                    *p = Some(idx.clone());
+                    idx
+                }
+            }
+        };
+        self.archive.read_blob(&packs, blob)
+    }
+}
+
 /// One snapshot's view file, open.
 #[derive(Debug)]
-pub(super) struct ViewFile {
+pub struct ViewFile {
     file: File,
     entries: u64,
     by_url: u64,
@@ -82,7 +190,7 @@ pub(super) struct ViewFile {
 impl ViewFile {
     /// Opens the view file at `path`; `None` when it is missing, of another
     /// version or not whole (then it is built again).
-    pub fn open(path: &Path) -> Option<ViewFile> {
+    fn open(path: &Path) -> Option<ViewFile> {
         let file = File::open(path).ok()?;
         let mut h = [0u8; HEADER as usize];
         file.read_exact_at(&mut h, 0).ok()?;
@@ -143,6 +251,11 @@ impl ViewFile {
     /// Entries in the snapshot.
     pub fn len(&self) -> usize {
         self.entries as usize
+    }
+
+    /// Whether the snapshot has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
     }
 
     /// Entry `i` with the location hints of its blobs.
@@ -227,7 +340,7 @@ impl ViewFile {
     /// Builds the view file of the snapshot `reader` reads at `path`
     /// (through a temporary file beside it, renamed when whole), sorting
     /// in temporary files in `scratch`.
-    pub fn build(path: &Path, reader: &SnapshotReader<'_>, scratch: &Path) -> Result<ViewFile, ViewError> {
+    fn build(path: &Path, reader: &SnapshotReader<'_>, scratch: &Path) -> Result<ViewFile, ViewError> {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let io = |source| ViewError::Io { path: path.to_path_buf(), source };
         let mut failed = None;
