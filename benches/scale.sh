@@ -4,7 +4,9 @@
 # served by nginx on loopback. For each N and each binary: a cold run into
 # an empty archive and a warm (unchanged) re-run, with peak RSS and wall
 # time of each, the index and manifest bytes per entry, and the latency of
-# `kura cat` and `kura ls --url` of one image in the latest snapshot.
+# `kura cat` and `kura ls --url` of one image in the latest snapshot,
+# `kura restore --article` of one page (first with an empty cache, which
+# lays the snapshot out; then the median of five), and `kura verify`.
 #
 # By hand: benches/scale.sh "1000 10000" [KURA_BINARY [BASELINE_BINARY]]
 # Needs nginx (apt-get install nginx-light). Results go to benches/results/.
@@ -129,7 +131,12 @@ bench() {
   img="http://127.0.0.1:$port/img/$((n / 2))/7.gif"
   cat=$(latency "${k[@]}" cat latest "$img")
   ls=$(latency "${k[@]}" ls latest --url "$img")
-  echo "| $name | $n | $entries | $cold_rss MB | $warm_rss MB | $cold_wall s | $warm_wall s | $(python3 -c "print(f'{$warm_wall/$cold_wall:.2f}')") | $((index / entries)) B | $((manifests / entries / 2)) B | $cat ms | $ls ms |"
+  local art="http://127.0.0.1:$port/pages/$((n / 2 / 1000))/$((n / 2)).html" r=(--cache-dir "$work/cache" restore latest "$work/out" --article)
+  rm -rf "$work/cache" "$work/out"
+  read -r art_rss art_first < <(measure "${k[@]}" "${r[@]}" "$art")
+  art_again=$(latency "${k[@]}" "${r[@]}" "$art")
+  read -r verify_rss verify_wall < <(measure "${k[@]}" verify)
+  echo "| $name | $n | $entries | $cold_rss MB | $warm_rss MB | $cold_wall s | $warm_wall s | $(python3 -c "print(f'{$warm_wall/$cold_wall:.2f}')") | $((index / entries)) B | $((manifests / entries / 2)) B | $cat ms | $ls ms | $art_first s, $art_rss MB | $art_again ms | $verify_wall s, $verify_rss MB |"
 }
 
 if [ -n "${SCALE_SERVE:-}" ]; then
@@ -140,8 +147,8 @@ if [ -n "${SCALE_SERVE:-}" ]; then
   sleep infinity
 fi
 
-echo "| binary | pages | entries | cold RSS | warm RSS | cold wall | warm wall | warm/cold | index/entry | manifest/entry | cat | ls --url |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| binary | pages | entries | cold RSS | warm RSS | cold wall | warm wall | warm/cold | index/entry | manifest/entry | cat | ls --url | restore --article, first (RSS) | again | verify (RSS) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $sizes; do
   stop_nginx
   rm -rf "$work/site"

@@ -43,6 +43,8 @@ impl Setup {
     fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kura"));
         c.current_dir(&self.cwd).env("RUST_LOG", "warn").env_remove("KURA_CONFIG").env_remove("KURA_ARCHIVE");
+        // Caches (restore's view files) beside the archive, not in the home.
+        c.env("XDG_CACHE_HOME", self.root.parent().expect("an absolute path").join(".cache"));
         c
     }
 

@@ -253,6 +253,43 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     let report = verify(&archive, VerifyOptions { read_data: true, subset_pct: None, threads: 2 }, &|_| {}).unwrap();
     assert!(report.healthy() && report.unindexed_packs == 0, "{report:#?}");
 
+    // `kura serve` reads the bucket too, its view files and search index in
+    // a cache of its own: an archived page is viewed and its bytes come back.
+    #[cfg(feature = "serve")]
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let cache = tmp.path().join("serve-cache");
+        let served = Archive::open_with(Path::new(url), &weed.storage(&cache)).unwrap();
+        let opts = kura::serve::ServeOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            cache_dir: cache.clone(),
+            reindex: false,
+            config: None,
+        };
+        let server = kura::serve::Server::start(served, opts).await.unwrap();
+        let app = format!("http://{}", server.addr());
+        let task = tokio::spawn(server.run(std::future::pending()));
+        let get = |path: String| {
+            let url = format!("{app}{path}");
+            async move {
+                let r = reqwest::get(&url).await.unwrap();
+                assert_eq!(r.status(), 200, "{url}");
+                r.bytes().await.unwrap().to_vec()
+            }
+        };
+        let snaps: serde_json::Value = serde_json::from_slice(&get("/api/snapshots".into()).await).unwrap();
+        assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+        let id = snaps[0]["id"].as_str().unwrap().to_string();
+        let page = url::Url::from_file_path(&files[0]).unwrap();
+        let q = percent_encoding::utf8_percent_encode(page.as_str(), percent_encoding::NON_ALPHANUMERIC);
+        let view = String::from_utf8(get(format!("/s/{id}/view?url={q}")).await).unwrap();
+        let raw = format!("/s/{id}/raw/");
+        let at = view.find(&raw).expect("a link to the original bytes") + raw.len();
+        let n: String = view[at..].chars().take_while(char::is_ascii_digit).collect();
+        assert_eq!(get(format!("{raw}{n}")).await, std::fs::read(&files[0]).unwrap());
+        assert!(cache.join("views").join(&id).is_file());
+        task.abort();
+    });
+
     // A flipped byte in a pack object is found and named, never restored.
     let idx = archive.pack_index().unwrap();
     let (pack, _, entries) = &idx.packs[0];

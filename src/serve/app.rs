@@ -510,11 +510,14 @@ async fn snapshot_page(
             &p[..12]
         ));
     }
-    body.push_str("<h2>Articles</h2><table><tr><th>title</th><th>host</th><th>images</th><th>failed</th></tr>");
+    body.push_str(
+        "<h2>Articles</h2><table><tr><th>title</th><th>host</th><th>archived</th><th>images</th><th>failed</th></tr>",
+    );
     for (e, images, failed) in &articles {
         let host = url::Url::parse(&e.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+        let date = e.fetched_at.unwrap_or(l.header.started).format("%Y-%m-%d %H:%M").to_string();
         body.push_str(&format!(
-            "<tr><td><a href=\"{}\">{}</a>{}</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
+            "<tr><td><a href=\"{}\">{}</a>{}</td><td>{}</td><td>{date}</td><td>{}</td><td{}>{}</td></tr>",
             esc(&view_path(&hex, &e.url)),
             esc(e.title.as_deref().unwrap_or(&e.url)),
             e.error.as_deref().map(|x| format!(" <span class=bad>{}</span>", esc(x))).unwrap_or_default(),

@@ -6,14 +6,17 @@ use std::process::{Command, Output};
 
 /// Runs the `kura` binary against an archive, from the archive's parent
 /// directory and without KURA_* variables, so neither the repository's
-/// example `config/kura.toml` nor the caller's environment applies.
+/// example `config/kura.toml` nor the caller's environment applies; caches
+/// (restore's view files) go beside the archive, not in the user's home.
 pub fn kura(archive: &Path, args: &[&str]) -> Output {
+    let parent = archive.parent().expect("archive paths are absolute");
     Command::new(env!("CARGO_BIN_EXE_kura"))
-        .current_dir(archive.parent().expect("archive paths are absolute"))
+        .current_dir(parent)
         .arg("--archive")
         .arg(archive)
         .args(args)
         .env("RUST_LOG", "warn")
+        .env("XDG_CACHE_HOME", parent.join(".cache"))
         .env_remove("KURA_CONFIG")
         .env_remove("KURA_ARCHIVE")
         .output()
