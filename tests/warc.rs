@@ -271,9 +271,18 @@ async fn wacz_package_holds_checked_resources() {
 
     // Through the CLI.
     let wacz = tmp.path().join("site.wacz");
-    let out = kura_ok(&root, &["export", "warc", "latest", wacz.to_str().unwrap(), "--wacz", "--json"]);
+    let cdxj = tmp.path().join("beside.cdxj");
+    let args =
+        ["export", "warc", "latest", wacz.to_str().unwrap(), "--wacz", "--cdxj", cdxj.to_str().unwrap(), "--json"];
+    let out = kura_ok(&root, &args);
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["pages"], 6);
+    // The index asked for beside the package is the one inside it.
+    let script =
+        "import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read('indexes/index.cdxj'))";
+    let inside = python(&["-c", script, wacz.to_str().unwrap()]).stdout;
+    assert!(!inside.is_empty());
+    assert_eq!(std::fs::read(&cdxj).unwrap(), inside);
 
     // Python's zipfile and hashlib, and warcio on the WARC inside.
     let script = r#"

@@ -35,9 +35,12 @@ pub mod record;
 pub mod wacz;
 
 use crate::fetch::Accept;
-use crate::store::archive::{Archive, ArchiveError, PackIndex};
+use crate::restore::Blobs;
+use crate::store::Hint;
+use crate::store::archive::{Archive, ArchiveError, SnapshotReader};
 use crate::store::id::{BlobId, SnapshotId};
-use crate::store::manifest::{Entry, Kind, Manifest};
+use crate::store::manifest::{Entry, Kind};
+use crate::store::spill::Spill;
 use cdxj::CdxjFields;
 use chrono::{DateTime, Utc};
 use record::{Record, RecordId, http_head, sha256_label, status_line};
@@ -138,25 +141,37 @@ pub fn export_warc(
     opts: &WarcOptions,
 ) -> Result<WarcReport, WarcError> {
     let clock = std::time::Instant::now();
-    let manifest = archive.load_snapshot(&snapshot)?;
-    let index = archive.pack_index()?;
+    // Entries stream by a chunk at a time; bodies are read at their hints.
+    let reader = archive.open_snapshot(&snapshot)?;
+    let blobs = Blobs::new(archive.clone());
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "export".into());
     let tmp = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| WarcError::Io { path, source }
     };
+    // The index is sorted on disk beside the output, not in memory.
+    let scratch = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    let written = write_all(archive, &index, snapshot, &manifest, file, &name, opts);
-    let (mut report, cdxj) = match written {
+    let cdxj_tmp = opts.cdxj.as_ref().map(|p| p.with_file_name(format!(".cdxj.tmp-{}", std::process::id())));
+    let written = write_all(&reader, &blobs, file, &name, scratch, cdxj_tmp.as_deref(), opts);
+    let mut report = match written {
         Ok(r) => r,
         Err(source) => {
             let _ = std::fs::remove_file(&tmp);
+            if let Some(t) = &cdxj_tmp {
+                let _ = std::fs::remove_file(t);
+            }
+            // A snapshot chunk that could not be read is the archive's error.
+            if source.get_ref().is_some_and(|e| e.is::<ArchiveError>()) {
+                let inner = source.into_inner().expect("checked").downcast::<ArchiveError>().expect("checked");
+                return Err(WarcError::Archive(*inner));
+            }
             return Err(WarcError::Io { path: out.to_path_buf(), source });
         }
     };
-    if let Some(path) = &opts.cdxj {
-        std::fs::write(path, &cdxj).map_err(io_err(path))?;
+    if let (Some(path), Some(t)) = (&opts.cdxj, &cdxj_tmp) {
+        std::fs::rename(t, path).map_err(io_err(path))?;
     }
     std::fs::rename(&tmp, out).map_err(io_err(out))?;
     report.output = out.to_path_buf();
@@ -164,49 +179,83 @@ pub fn export_warc(
     Ok(report)
 }
 
-/// Writes the WARC (or WACZ) into `file`; returns the report and the CDXJ.
+/// Writes the WARC (or WACZ) into `file`, and the CDXJ index into
+/// `cdxj` when asked; returns the report.
 fn write_all(
-    archive: &Archive,
-    index: &PackIndex,
-    snapshot: SnapshotId,
-    manifest: &Manifest,
+    reader: &SnapshotReader<'_>,
+    blobs: &Blobs,
     file: std::fs::File,
     name: &str,
+    scratch: &Path,
+    cdxj: Option<&Path>,
     opts: &WarcOptions,
-) -> io::Result<(WarcReport, Vec<u8>)> {
+) -> io::Result<WarcReport> {
+    let snapshot = reader.id();
+    let header = reader.header();
     let out = BufWriter::with_capacity(1 << 20, file);
     if !opts.wacz {
-        let mut ex = Exporter::new(out, snapshot, name, opts.level, false);
-        ex.snapshot(archive, index, snapshot, manifest)?;
-        let cdxj = ex.cdxj();
+        let mut ex = Exporter::new(out, snapshot, name, opts.level, false, scratch);
+        ex.snapshot(reader, blobs)?;
+        let lines = ex.cdxj()?;
         let (file, report) = ex.finish();
         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        return Ok((report, cdxj));
+        if let Some(path) = cdxj {
+            let mut f = BufWriter::new(std::fs::File::create(path)?);
+            write_lines(lines, &mut [&mut f])?;
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        return Ok(report);
     }
-    let mut zip = wacz::ZipWriter::new(out, manifest.header.finished);
+    let mut zip = wacz::ZipWriter::new(out, header.finished);
     zip.begin_entry("archive/data.warc.gz")?;
-    let mut ex = Exporter::new(&mut zip, snapshot, "data.warc.gz", opts.level, true);
-    ex.snapshot(archive, index, snapshot, manifest)?;
-    let cdxj = ex.cdxj();
+    let mut ex = Exporter::new(&mut zip, snapshot, "data.warc.gz", opts.level, true, scratch);
+    ex.snapshot(reader, blobs)?;
+    let lines = ex.cdxj()?;
     let warc_sha = ex.sha.take().map(|h| h.finalize().into()).unwrap_or([0; 32]);
     let pages = std::mem::take(&mut ex.pages);
     let (_, mut report) = ex.finish();
     zip.end_entry()?;
     let pages_bytes = wacz::pages_jsonl(&pages);
     report.pages = pages.len() as u64;
-    zip.add("indexes/index.cdxj", &cdxj)?;
+    zip.begin_entry("indexes/index.cdxj")?;
+    // The same index beside the package too, when asked.
+    let mut beside = cdxj.map(|path| std::fs::File::create(path).map(BufWriter::new)).transpose()?;
+    let (cdxj_sha, cdxj_bytes) = match &mut beside {
+        Some(f) => write_lines(lines, &mut [&mut zip, f])?,
+        None => write_lines(lines, &mut [&mut zip])?,
+    };
+    if let Some(f) = beside {
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    }
     zip.add("pages/pages.jsonl", &pages_bytes)?;
     let resources = [
         wacz::Resource::with_hash("archive/data.warc.gz", &warc_sha, report.warc_bytes),
-        wacz::Resource::of("indexes/index.cdxj", &cdxj),
+        wacz::Resource::with_hash("indexes/index.cdxj", &cdxj_sha, cdxj_bytes),
         wacz::Resource::of("pages/pages.jsonl", &pages_bytes),
     ];
-    let title = format!("Kura snapshot {} ({})", snapshot.short(), manifest.header.job);
-    let dp = wacz::datapackage(&title, manifest.header.finished, None, &resources);
+    let title = format!("Kura snapshot {} ({})", snapshot.short(), header.job);
+    let dp = wacz::datapackage(&title, header.finished, None, &resources);
     zip.add("datapackage.json", &dp)?;
     zip.add("datapackage-digest.json", &wacz::datapackage_digest(&dp))?;
     zip.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok((report, cdxj))
+    Ok(report)
+}
+
+/// Writes sorted index lines, one per line, to each of `outs`; returns
+/// their SHA-256 and their bytes.
+fn write_lines(lines: crate::store::spill::Sorted, outs: &mut [&mut dyn Write]) -> io::Result<([u8; 32], u64)> {
+    let mut sha = Sha256::new();
+    let mut bytes = 0u64;
+    for r in lines {
+        let (mut line, _) = r?;
+        line.push(b'\n');
+        for out in outs.iter_mut() {
+            out.write_all(&line)?;
+        }
+        sha.update(&line);
+        bytes += line.len() as u64;
+    }
+    Ok((sha.finalize().into(), bytes))
 }
 
 /// A body already written: where revisits point.
@@ -225,14 +274,15 @@ struct Exporter<W: Write> {
     next: u64,
     level: u32,
     filename: String,
-    lines: Vec<String>,
+    /// Index lines, sorted on disk.
+    lines: Spill,
     seen: HashMap<BlobId, First>,
     pages: Vec<wacz::Page>,
     report: WarcReport,
 }
 
 impl<W: Write> Exporter<W> {
-    fn new(out: W, snapshot: SnapshotId, filename: &str, level: u32, hash: bool) -> Exporter<W> {
+    fn new(out: W, snapshot: SnapshotId, filename: &str, level: u32, hash: bool, scratch: &Path) -> Exporter<W> {
         Exporter {
             out,
             pos: 0,
@@ -241,7 +291,7 @@ impl<W: Write> Exporter<W> {
             next: 0,
             level: level.min(9),
             filename: filename.to_string(),
-            lines: Vec::new(),
+            lines: Spill::new(scratch, 8 << 20),
             seen: HashMap::new(),
             pages: Vec::new(),
             report: WarcReport::default(),
@@ -266,8 +316,8 @@ impl<W: Write> Exporter<W> {
         Ok((at, gz.len() as u64))
     }
 
-    fn index(&mut self, url: &Url, date: DateTime<Utc>, fields: CdxjFields) {
-        self.lines.push(cdxj::line(url, date, &fields));
+    fn index(&mut self, url: &Url, date: DateTime<Utc>, fields: CdxjFields) -> io::Result<()> {
+        self.lines.push(cdxj::line(url, date, &fields).into_bytes(), Vec::new())
     }
 
     fn fields(
@@ -289,21 +339,22 @@ impl<W: Write> Exporter<W> {
         }
     }
 
-    fn snapshot(&mut self, archive: &Archive, index: &PackIndex, snapshot: SnapshotId, m: &Manifest) -> io::Result<()> {
+    fn snapshot(&mut self, reader: &SnapshotReader<'_>, blobs: &Blobs) -> io::Result<()> {
+        let (snapshot, header) = (reader.id(), reader.header());
         let info = [
             ("software", format!("Kura/{}", env!("CARGO_PKG_VERSION"))),
             ("format", "WARC File Format 1.1".into()),
             ("conformsTo", "http://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/".into()),
-            ("isPartOf", m.header.job.clone()),
+            ("isPartOf", header.job.clone()),
             ("description", format!("Kura snapshot {snapshot}")),
             ("kura-snapshot", snapshot.to_hex()),
-            ("kura-job", m.header.job.clone()),
-            ("kura-started", m.header.started.to_rfc3339()),
-            ("kura-finished", m.header.finished.to_rfc3339()),
-            ("hostname", m.header.hostname.clone()),
+            ("kura-job", header.job.clone()),
+            ("kura-started", header.started.to_rfc3339()),
+            ("kura-finished", header.finished.to_rfc3339()),
+            ("hostname", header.hostname.clone()),
         ];
         let info: Vec<(String, String)> = info.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let mut r = Record::new("warcinfo", &self.id(), m.header.finished)
+        let mut r = Record::new("warcinfo", &self.id(), header.finished)
             .field("WARC-Filename", self.filename.clone())
             .field("Content-Type", "application/warc-fields");
         // warc-fields is an HTTP-like head without a first line.
@@ -311,37 +362,44 @@ impl<W: Write> Exporter<W> {
         r.block.truncate(r.block.len() - 2);
         self.emit(&r, false)?;
 
-        for e in &m.entries {
-            let Some(blob) = e.blob else {
-                self.report.skipped_failed += 1;
-                continue;
-            };
-            let target = e.final_url.as_deref().unwrap_or(&e.url);
-            let url = match Url::parse(target) {
-                Ok(u) => u,
-                Err(err) => {
-                    self.problem(e, format!("not a URL: {err}"));
-                    continue;
-                }
-            };
-            let body = match archive.read_blob(index, &blob) {
-                Ok(b) => b,
-                Err(err) => {
-                    self.problem(e, err.to_string());
-                    continue;
-                }
-            };
-            let date = e.fetched_at.unwrap_or(m.header.started);
-            self.report.payload_bytes += body.len() as u64;
-            if matches!(url.scheme(), "http" | "https") {
-                self.http_entry(e, &url, blob, &body, date)?;
-            } else {
-                self.resource(e, &url, blob, body, date)?;
+        for chunk in 0..reader.chunks() {
+            for (e, hints) in reader.chunk(chunk).map_err(io::Error::other)? {
+                self.entry(&e, &hints, blobs, header.started)?;
             }
         }
         self.out.flush()?;
         self.report.warc_bytes = self.pos;
         Ok(())
+    }
+
+    /// The records of one entry (a resource, or a response and its request).
+    fn entry(&mut self, e: &Entry, hints: &[Hint], blobs: &Blobs, started: DateTime<Utc>) -> io::Result<()> {
+        let Some(blob) = e.blob else {
+            self.report.skipped_failed += 1;
+            return Ok(());
+        };
+        let target = e.final_url.as_deref().unwrap_or(&e.url);
+        let url = match Url::parse(target) {
+            Ok(u) => u,
+            Err(err) => {
+                self.problem(e, format!("not a URL: {err}"));
+                return Ok(());
+            }
+        };
+        let body = match blobs.read(hints, &blob) {
+            Ok(b) => b,
+            Err(err) => {
+                self.problem(e, err.to_string());
+                return Ok(());
+            }
+        };
+        let date = e.fetched_at.unwrap_or(started);
+        self.report.payload_bytes += body.len() as u64;
+        if matches!(url.scheme(), "http" | "https") {
+            self.http_entry(e, &url, blob, &body, date)
+        } else {
+            self.resource(e, &url, blob, body, date)
+        }
     }
 
     fn problem(&mut self, e: &Entry, reason: String) {
@@ -359,7 +417,7 @@ impl<W: Write> Exporter<W> {
         let at = self.emit(&r, is_media(e))?;
         self.report.resources += 1;
         let f = self.fields(url, cdxj::bare_mime(Some(&mime)), None, digest, at);
-        self.index(url, date, f);
+        self.index(url, date, f)?;
         Ok(())
     }
 
@@ -381,7 +439,7 @@ impl<W: Write> Exporter<W> {
             let at = self.response(&resp_id, &hop_url, date, (head, &[]), &digest, false)?;
             self.report.redirects += 1;
             let f = self.fields(&hop_url, None, Some(status), digest, at);
-            self.index(&hop_url, date, f);
+            self.index(&hop_url, date, f)?;
             self.request(&resp_id, &hop_url, date, accept, hop.referer.as_deref())?;
         }
 
@@ -410,13 +468,13 @@ impl<W: Write> Exporter<W> {
             let at = self.emit(&r, false)?;
             self.report.revisits += 1;
             let f = self.fields(url, Some("warc/revisit".into()), Some(status), digest, at);
-            self.index(url, date, f);
+            self.index(url, date, f)?;
         } else {
             let at = self.response(&resp_id, url, date, (head, body), &digest, is_media(e))?;
             self.report.responses += 1;
             self.seen.insert(blob, First { uri: url.to_string(), date, id: resp_id });
             let f = self.fields(url, mime, Some(status), digest, at);
-            self.index(url, date, f);
+            self.index(url, date, f)?;
         }
         self.request(&resp_id, url, date, accept, referer)?;
         if e.kind == Some(Kind::Article) {
@@ -476,16 +534,10 @@ impl<W: Write> Exporter<W> {
         Ok(())
     }
 
-    /// The sorted CDXJ index.
-    fn cdxj(&mut self) -> Vec<u8> {
-        self.lines.sort_unstable();
-        self.report.index_lines = self.lines.len() as u64;
-        let mut out = Vec::with_capacity(self.lines.iter().map(|l| l.len() + 1).sum());
-        for l in &self.lines {
-            out.extend_from_slice(l.as_bytes());
-            out.push(b'\n');
-        }
-        out
+    /// The CDXJ index lines, sorted.
+    fn cdxj(&mut self) -> io::Result<crate::store::spill::Sorted> {
+        self.report.index_lines = self.lines.len();
+        std::mem::replace(&mut self.lines, Spill::new(Path::new("."), 1)).finish()
     }
 
     fn finish(self) -> (W, WarcReport) {
