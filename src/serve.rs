@@ -39,9 +39,11 @@ const WATCH_EVERY: Duration = Duration::from_secs(2);
 pub struct ServeOptions {
     /// Address to listen on (loopback unless the user says otherwise).
     pub bind: SocketAddr,
-    /// Where the search index lives (a cache: removable at any time).
+    /// Where the search index and view files live (caches: removable at
+    /// any time).
     pub cache_dir: PathBuf,
-    /// Rebuild the search index from scratch.
+    /// Rebuild the search index from scratch, and the snapshots' view files
+    /// as they are next opened.
     pub reindex: bool,
     /// The configuration, for the jobs' last and next runs.
     pub config: Option<Config>,
@@ -58,6 +60,14 @@ pub enum ServeError {
     Bind {
         /// The address asked for.
         addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// A cache could not be cleared for `--reindex`.
+    #[error("cannot remove {path} (remove it by hand; it is a cache): {source}")]
+    Cache {
+        /// The cache.
+        path: PathBuf,
         /// Why it failed.
         source: std::io::Error,
     },
@@ -81,6 +91,10 @@ impl Server {
     /// Indexes the archive's snapshots (on the blocking pool), then binds.
     pub async fn start(archive: Archive, opts: ServeOptions) -> Result<Server, ServeError> {
         let dir = opts.cache_dir.join("search");
+        let views = opts.cache_dir.join("views");
+        if opts.reindex && views.exists() {
+            std::fs::remove_dir_all(&views).map_err(|source| ServeError::Cache { path: views.clone(), source })?;
+        }
         let (archive2, reindex) = (archive.clone(), opts.reindex);
         let index = tokio::task::spawn_blocking(move || {
             let index = SearchIndex::open(&dir, reindex)?;

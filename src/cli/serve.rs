@@ -12,7 +12,8 @@ pub struct Args {
     /// Address to listen on (loopback unless you choose otherwise)
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
-    /// Rebuild the search index from the archive first
+    /// Rebuild the search index from the archive first, and the snapshots'
+    /// view files as they are opened
     #[arg(long)]
     reindex: bool,
 }

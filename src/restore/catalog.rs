@@ -117,15 +117,6 @@ impl<E: Entries> Catalog<E> {
         &self.entries
     }
 
-    /// The entries fetched at `url` or redirected to it.
-    fn at(&self, url: &str) -> Vec<usize> {
-        let mut found = self.entries.by_url(key(url));
-        found.retain(|&i| self.entries.entry(i).is_some_and(|e| at_url(&e, url)));
-        found.sort_unstable();
-        found.dedup();
-        found
-    }
-
     /// The position of the entry with a body archived for `url` as a
     /// `want`, referenced by a document known by the URLs in `parents`;
     /// see the module docs. Entries are read lazily: a URL listed
@@ -189,13 +180,23 @@ impl<E: Entries> Catalog<E> {
     /// The position of the article entry for `url`: the one fetched at that
     /// URL, else one whose `final_url` it is.
     pub fn article_index(&self, url: &str) -> Option<usize> {
-        let found: Vec<(usize, Cow<'_, Entry>)> = self
-            .at(url)
-            .into_iter()
-            .filter_map(|i| Some((i, self.entries.entry(i)?)))
-            .filter(|(_, e)| e.kind == Some(Kind::Article))
-            .collect();
-        found.iter().find(|(_, e)| e.url == url).or(found.first()).map(|(i, _)| *i)
+        let mut at = self.entries.by_url(key(url));
+        at.sort_unstable();
+        at.dedup();
+        let mut redirected = None;
+        for i in at {
+            let Some(e) = self.entries.entry(i) else { continue };
+            if e.kind != Some(Kind::Article) {
+                continue;
+            }
+            if e.url == url {
+                return Some(i);
+            }
+            if e.final_url.as_deref() == Some(url) {
+                redirected.get_or_insert(i);
+            }
+        }
+        redirected
     }
 
     /// Positions of the entries an article brought in: what lists it as a
