@@ -231,15 +231,15 @@ pub fn list(archive: &Archive) -> Result<Vec<(Family, i64, BlobId)>, ArchiveErro
     Ok(out)
 }
 
-/// The newest dictionary of each family (by CREATED, then id): the one
-/// writers use.
-pub fn newest(archive: &Archive) -> Result<HashMap<Family, BlobId>, ArchiveError> {
+/// The newest dictionary of each family (by CREATED, then id) among those
+/// [`list`] gave: the one writers use.
+pub fn newest(listed: &[(Family, i64, BlobId)]) -> HashMap<Family, BlobId> {
     let mut newest: HashMap<Family, (i64, BlobId)> = HashMap::new();
-    for (family, created, id) in list(archive)? {
+    for &(family, created, id) in listed {
         let e = newest.entry(family).or_insert((created, id));
         *e = (*e).max((created, id));
     }
-    Ok(newest.into_iter().map(|(f, (_, id))| (f, id)).collect())
+    newest.into_iter().map(|(f, (_, id))| (f, id)).collect()
 }
 
 /// The writer's side: the dictionary in use for each family, and samples
@@ -320,8 +320,9 @@ impl Dictionaries {
     pub fn open(archive: &Archive, enabled: bool, samples: usize) -> Result<Dictionaries, ArchiveError> {
         let mut state = HashMap::new();
         if enabled {
-            let created: HashMap<BlobId, i64> = list(archive)?.into_iter().map(|(_, c, id)| (id, c)).collect();
-            for (family, id) in newest(archive)? {
+            let listed = list(archive)?;
+            let created: HashMap<BlobId, i64> = listed.iter().map(|&(_, c, id)| (id, c)).collect();
+            for (family, id) in newest(&listed) {
                 match archive.dictionary(&id) {
                     Ok(zstd) => {
                         let ready = Ready::new(id, created.get(&id).copied().unwrap_or(0), false, zstd.to_vec());
@@ -574,7 +575,7 @@ mod tests {
         let (second, stored) = run(&mut (0..3 * MIN_SAMPLES).map(other_page));
         let second = second.expect("in use");
         assert_ne!(second, first);
-        assert_eq!(newest(&archive).unwrap()[&Family::Html], second);
+        assert_eq!(newest(&list(&archive).unwrap())[&Family::Html], second);
         assert!(stored.iter().all(|(e, _)| e.codec == Codec::ZstdDict && e.data[..32] == *first.as_bytes()));
         let fresh = Archive::open(dir.path()).unwrap();
         for (e, data) in &stored {

@@ -225,9 +225,9 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
 /// `None` when no family has an older one, so no blob can name one and
 /// packs need not be read to find out.
 fn current_dictionaries(archive: &Archive) -> Result<Option<HashSet<BlobId>>, ArchiveError> {
-    let all = crate::store::dictionary::list(archive)?.len();
-    let newest = crate::store::dictionary::newest(archive)?;
-    Ok((all > newest.len()).then(|| newest.into_values().collect()))
+    let listed = crate::store::dictionary::list(archive)?;
+    let newest = crate::store::dictionary::newest(&listed);
+    Ok((listed.len() > newest.len()).then(|| newest.into_values().collect()))
 }
 
 /// The dictionary a blob of codec 2 names (its first 32 stored bytes);
