@@ -18,7 +18,7 @@ mod target;
 mod view;
 mod view_file;
 
-pub use catalog::{Entries, Memory, key, keys_of};
+pub use catalog::Entries;
 pub use path::url_to_relpath;
 pub use posts::DEFAULT_IMAGE_PREFIX;
 pub use rewrite::{RewriteError, Want};

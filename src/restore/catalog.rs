@@ -10,8 +10,8 @@
 //! names the document as parent is any successful entry for the URL used.
 //!
 //! It reads no data; it only asks an [`Entries`] for entries by position:
-//! a manifest in memory (restore) or a snapshot's view file read on demand
-//! (`kura serve`). Both answer with the same rules, from this one place.
+//! a snapshot's view file read on demand, by restore and `kura serve`
+//! alike, so both map references by the same rules, from this one place.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -36,8 +36,8 @@ pub trait Entries {
 }
 
 /// The lookup key of a URL: 64 bits of FNV-1a. Stable across builds and
-/// platforms, because `kura serve` keeps sorted keys in files.
-pub fn key(s: &str) -> u64 {
+/// platforms, because view files keep sorted keys on disk.
+pub(crate) fn key(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
         h ^= u64::from(b);
@@ -46,58 +46,14 @@ pub fn key(s: &str) -> u64 {
     h
 }
 
-/// The (key, position) pairs an index of `e` at position `i` holds: its
-/// URLs, then its parents.
-pub fn keys_of(e: &Entry) -> (Vec<u64>, Vec<u64>) {
+/// The keys an index holds for entry `e`: those of its URLs (`url`, and
+/// `final_url` when different), and those of its parents.
+pub(crate) fn keys_of(e: &Entry) -> (Vec<u64>, Vec<u64>) {
     let mut urls = vec![key(&e.url)];
     if let Some(f) = e.final_url.as_deref().filter(|f| *f != e.url) {
         urls.push(key(f));
     }
     (urls, e.parents.iter().map(|p| key(p)).collect())
-}
-
-fn lookup(pairs: &[(u64, u32)], k: u64) -> Vec<usize> {
-    let start = pairs.partition_point(|p| p.0 < k);
-    pairs[start..].iter().take_while(|p| p.0 == k).map(|p| p.1 as usize).collect()
-}
-
-/// A manifest's entries in memory, indexed by URL and by parent: sorted
-/// (key, position) pairs, 16 bytes each.
-#[derive(Debug)]
-pub struct Memory<'m> {
-    entries: &'m [Entry],
-    by_url: Vec<(u64, u32)>,
-    children: Vec<(u64, u32)>,
-}
-
-impl<'m> Memory<'m> {
-    /// Indexes `entries` (at most 2^32 of them).
-    pub fn new(entries: &'m [Entry]) -> Memory<'m> {
-        let mut by_url = Vec::with_capacity(entries.len());
-        let mut children = Vec::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            let (urls, parents) = keys_of(e);
-            by_url.extend(urls.into_iter().map(|k| (k, i as u32)));
-            children.extend(parents.into_iter().map(|k| (k, i as u32)));
-        }
-        by_url.sort_unstable();
-        children.sort_unstable();
-        Memory { entries, by_url, children }
-    }
-}
-
-impl Entries for Memory<'_> {
-    fn entry(&self, i: usize) -> Option<Cow<'_, Entry>> {
-        self.entries.get(i).map(Cow::Borrowed)
-    }
-
-    fn by_url(&self, key: u64) -> Vec<usize> {
-        lookup(&self.by_url, key)
-    }
-
-    fn by_parent(&self, key: u64) -> Vec<usize> {
-        lookup(&self.children, key)
-    }
 }
 
 /// The entries of one snapshot, by URL (`url` and `final_url`).
@@ -253,6 +209,50 @@ fn names_of(e: &Entry) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lookup(pairs: &[(u64, u32)], k: u64) -> Vec<usize> {
+        let start = pairs.partition_point(|p| p.0 < k);
+        pairs[start..].iter().take_while(|p| p.0 == k).map(|p| p.1 as usize).collect()
+    }
+
+    /// A manifest's entries in memory, indexed by URL and by parent: sorted
+    /// (key, position) pairs (restore and serve read view files instead).
+    #[derive(Debug)]
+    struct Memory<'m> {
+        entries: &'m [Entry],
+        by_url: Vec<(u64, u32)>,
+        children: Vec<(u64, u32)>,
+    }
+
+    impl<'m> Memory<'m> {
+        /// Indexes `entries` (at most 2^32 of them).
+        fn new(entries: &'m [Entry]) -> Memory<'m> {
+            let mut by_url = Vec::with_capacity(entries.len());
+            let mut children = Vec::with_capacity(entries.len());
+            for (i, e) in entries.iter().enumerate() {
+                let (urls, parents) = keys_of(e);
+                by_url.extend(urls.into_iter().map(|k| (k, i as u32)));
+                children.extend(parents.into_iter().map(|k| (k, i as u32)));
+            }
+            by_url.sort_unstable();
+            children.sort_unstable();
+            Memory { entries, by_url, children }
+        }
+    }
+
+    impl Entries for Memory<'_> {
+        fn entry(&self, i: usize) -> Option<Cow<'_, Entry>> {
+            self.entries.get(i).map(Cow::Borrowed)
+        }
+
+        fn by_url(&self, key: u64) -> Vec<usize> {
+            lookup(&self.by_url, key)
+        }
+
+        fn by_parent(&self, key: u64) -> Vec<usize> {
+            lookup(&self.children, key)
+        }
+    }
     use crate::store::id::BlobId;
 
     fn entry(url: &str, kind: Kind, parents: &[&str], ok: bool) -> Entry {
