@@ -68,3 +68,62 @@ async fn unchanged_rerun_transfers_little_and_is_complete() {
     let third = run(&archive, &sources, o, Arc::new(Progress::default())).await.unwrap();
     assert!(third.fetched_bytes * 10 > first.fetched_bytes * 9);
 }
+
+/// Every hint of a snapshot names a pack the archive has.
+fn hints_name_live_packs(archive: &Archive, root: &std::path::Path, r: &RunReport) -> usize {
+    let s = archive.open_snapshot(&r.snapshot).unwrap();
+    let mut n = 0;
+    for i in 0..s.chunks() {
+        for (e, hints) in s.chunk(i).unwrap() {
+            for h in hints {
+                let hex = h.1.to_hex();
+                assert!(root.join("packs").join(&hex[..2]).join(&hex).exists(), "{}: hint names pack {hex}", e.url);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// URL records remember where their blob was, so a re-run reuses an image
+/// without looking it up. After prune moved the blobs, that place is gone:
+/// the re-run must find them where they are now and still reuse them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_after_prune_moved_the_blobs_reuses_them_from_where_they_are_now() {
+    let site = serve(SiteConfig { articles: 8, ..Default::default() }).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("a");
+    let archive = Archive::open_or_init(&root).unwrap();
+    // Local files stored in the same packs as the site, then forgotten:
+    // prune must rewrite those packs, moving the site's blobs.
+    let extra = tmp.path().join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    for i in 0..40u32 {
+        std::fs::write(extra.join(format!("f{i}.bin")), i.to_le_bytes().repeat(5_000)).unwrap();
+    }
+    let mixed = vec![site.sitemap.to_string(), extra.to_str().unwrap().to_string()];
+    let first = run(&archive, &mixed, options(), Arc::new(Progress::default())).await.unwrap();
+    let sources = vec![site.sitemap.to_string()];
+    let second = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+    let hinted = hints_name_live_packs(&archive, &root, &second);
+    assert!(hinted > 20, "{hinted} hints");
+
+    std::fs::remove_file(root.join("snapshots").join(first.snapshot.to_hex())).unwrap();
+    let packs_before: Vec<_> = std::fs::read_dir(root.join("packs")).unwrap().collect();
+    let report =
+        kura::store::prune(&archive, kura::store::PruneOptions { repack_below: 1.0, ..Default::default() }).unwrap();
+    assert!(report.packs_repacked + report.packs_deleted > 0, "{report:?} ({} pack dirs)", packs_before.len());
+
+    let before = site.stats();
+    let third = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+    let after = site.stats();
+    // Still reused, not fetched again...
+    assert_eq!(third.new_bytes, 0);
+    assert!(after.cdn_requests - before.cdn_requests < (before.cdn_requests / 5).max(3));
+    // ...and every hint written names a pack that exists now.
+    assert_eq!(hints_name_live_packs(&archive, &root, &third), hinted);
+    assert_eq!(contents(&archive, &second), contents(&archive, &third));
+    let opts = kura::inspect::VerifyOptions { read_data: true, threads: 2, ..Default::default() };
+    let v = kura::inspect::verify(&archive, opts, &|_| {}).unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}

@@ -11,6 +11,7 @@
 //! from one external sort keyed by URL, entry number and record number.
 
 use crate::store::manifest::Entry;
+use crate::store::manifest::chunked::{Hint, Line};
 use crate::store::spill::Spill;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -75,15 +76,19 @@ impl Late {
     }
 }
 
-/// What the spill holds: an entry, or parents added after it left memory.
+/// What the spill holds: an entry (with where its blobs were found, when
+/// the run knows), or parents added after it left memory.
 #[derive(Serialize, Deserialize)]
 enum Record {
-    Entry(Box<Entry>),
+    Entry(Box<Entry>, Vec<Hint>),
     Parents(Vec<String>),
 }
 
 struct Open {
     entry: Entry,
+    /// Where its blobs are, as far as the run found out (a reused body):
+    /// saves the commit a random lookup in the index for each.
+    hints: Vec<Hint>,
     /// Its task has ended.
     done: bool,
     /// Verdicts it waits for.
@@ -175,7 +180,7 @@ impl Entries {
         let mut inner = self.lock();
         let i = inner.next;
         inner.next += 1;
-        inner.open.insert(i, Open { entry, done: false, pins: 0 });
+        inner.open.insert(i, Open { entry, hints: Vec::new(), done: false, pins: 0 });
         i
     }
 
@@ -185,6 +190,15 @@ impl Entries {
         match self.lock().open.get_mut(&i) {
             Some(o) => f(&mut o.entry),
             None => debug_assert!(false, "entry {i} changed after it was written out"),
+        }
+    }
+
+    /// Notes where one of the entry's blobs is. A hint whose blob the entry
+    /// no longer names by the end is not used.
+    pub(super) fn hint(&self, i: usize, hint: Hint) {
+        if let Some(o) = self.lock().open.get_mut(&i) {
+            o.hints.retain(|h| h.0 != hint.0);
+            o.hints.push(hint);
         }
     }
 
@@ -241,8 +255,8 @@ impl Entries {
             }
             inner.take_if_idle(i)
         };
-        if let Some((seq, e)) = idle {
-            self.write(&e.url.clone(), i, seq, Record::Entry(Box::new(e)));
+        if let Some((seq, o)) = idle {
+            self.write(&o.entry.url.clone(), i, seq, Record::Entry(Box::new(o.entry), o.hints));
         }
     }
 
@@ -262,8 +276,8 @@ impl Entries {
             }
             inner.take_if_idle(i)
         };
-        if let Some((seq, e)) = idle {
-            self.write(&e.url.clone(), i, seq, Record::Entry(Box::new(e)));
+        if let Some((seq, o)) = idle {
+            self.write(&o.entry.url.clone(), i, seq, Record::Entry(Box::new(o.entry), o.hints));
         }
     }
 
@@ -276,16 +290,16 @@ impl Entries {
     /// Every entry, with its later changes applied, sorted by URL (entries
     /// of one URL in the order they were added). Once, at the end of a run:
     /// records that come later are dropped.
-    pub(super) fn take_sorted(&self) -> io::Result<impl Iterator<Item = io::Result<Entry>> + Send + use<>> {
+    pub(super) fn take_sorted(&self) -> io::Result<impl Iterator<Item = io::Result<Line>> + Send + use<>> {
         let (mut rest, rare) = {
             let mut inner = self.lock();
             let rest: Vec<_> = inner.open.drain().collect();
-            let rest: Vec<_> = rest.into_iter().map(|(i, o)| (i, inner.next_seq(), o.entry)).collect();
+            let rest: Vec<_> = rest.into_iter().map(|(i, o)| (i, inner.next_seq(), o)).collect();
             (rest, std::mem::take(&mut inner.rare))
         };
         rest.sort_by_key(|(i, _, _)| *i);
-        for (i, seq, e) in rest {
-            self.write(&e.url.clone(), i, seq, Record::Entry(Box::new(e)));
+        for (i, seq, o) in rest {
+            self.write(&o.entry.url.clone(), i, seq, Record::Entry(Box::new(o.entry), o.hints));
         }
         drop(self.tx.lock().expect("no panics while held").take());
         let spill = self.spill.lock().expect("no panics while held").take();
@@ -308,16 +322,16 @@ fn entry_number(key: &[u8]) -> Option<&[u8]> {
 }
 
 impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> {
-    type Item = io::Result<Entry>;
+    type Item = io::Result<Line>;
 
-    fn next(&mut self) -> Option<io::Result<Entry>> {
+    fn next(&mut self) -> Option<io::Result<Line>> {
         loop {
             let (key, value) = match self.records.next()? {
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),
             };
-            let mut e = match serde_json::from_slice(&value) {
-                Ok(Record::Entry(e)) => *e,
+            let (mut e, mut hints) = match serde_json::from_slice(&value) {
+                Ok(Record::Entry(e, hints)) => (*e, hints),
                 // Parents of an entry left out of the manifest.
                 Ok(Record::Parents(_)) => continue,
                 Err(err) => return Some(Err(io::Error::other(err))),
@@ -332,7 +346,7 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
                     Ok(Record::Parents(p)) => {
                         Late::Parents(p).apply(&mut e);
                     }
-                    Ok(Record::Entry(_)) => return Some(Err(io::Error::other("an entry was written out twice"))),
+                    Ok(Record::Entry(..)) => return Some(Err(io::Error::other("an entry was written out twice"))),
                     Err(err) => return Some(Err(io::Error::other(err))),
                 }
             }
@@ -342,7 +356,9 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
             for change in self.rare.remove(&i).unwrap_or_default() {
                 change.apply(&mut e);
             }
-            return Some(Ok(e));
+            let blobs: Vec<_> = e.blobs().collect();
+            hints.retain(|h| blobs.contains(&h.0));
+            return Some(Ok((e, hints)));
         }
     }
 }
@@ -355,12 +371,12 @@ impl Inner {
 
     /// The entry with a number for its record, if its task ended and
     /// nothing pins it.
-    fn take_if_idle(&mut self, i: usize) -> Option<(u64, Entry)> {
+    fn take_if_idle(&mut self, i: usize) -> Option<(u64, Open)> {
         if !self.open.get(&i).is_some_and(|o| o.done && o.pins == 0) {
             return None;
         }
         let o = self.open.remove(&i).expect("checked above");
-        Some((self.next_seq(), o.entry))
+        Some((self.next_seq(), o))
     }
 }
 
@@ -373,7 +389,7 @@ mod tests {
     }
 
     fn sorted(e: Entries) -> Vec<Entry> {
-        e.take_sorted().unwrap().map(Result::unwrap).collect()
+        e.take_sorted().unwrap().map(|r| r.unwrap().0).collect()
     }
 
     #[test]
@@ -424,6 +440,36 @@ mod tests {
         let out = sorted(e);
         assert_eq!(out.len(), 1);
         assert!(out[0].placeholder);
+    }
+
+    #[test]
+    fn hints_travel_with_their_entry_while_it_still_names_the_blob() {
+        use crate::store::id::{BlobId, PackId};
+        let dir = tempfile::tempdir().unwrap();
+        let e = Entries::new(dir.path());
+        let (x, y) = (BlobId::of(b"x"), BlobId::of(b"y"));
+        let hint = |id| Hint(id, PackId::from_bytes([9; 32]), 16, 5, 7, 1);
+        let kept = e.push(Entry { blob: Some(x), ..entry("https://a.example/kept") });
+        e.hint(kept, hint(x));
+        e.hint(kept, Hint(x, PackId::from_bytes([9; 32]), 99, 5, 7, 1));
+        e.finish(kept);
+        // The body changed after the hint (a 304 that later failed and was
+        // fetched again, say): the hint is not passed on.
+        let changed = e.push(Entry { blob: Some(x), ..entry("https://a.example/changed") });
+        e.hint(changed, hint(x));
+        e.update(changed, |c| c.blob = Some(y));
+        let none = e.push(entry("https://a.example/none"));
+        e.finish(none);
+        let lines: Vec<Line> = e.take_sorted().unwrap().map(Result::unwrap).collect();
+        let hints: Vec<(&str, &[Hint])> = lines.iter().map(|(e, h)| (e.url.as_str(), h.as_slice())).collect();
+        assert_eq!(
+            hints,
+            vec![
+                ("https://a.example/changed", &[][..]),
+                ("https://a.example/kept", &[Hint(x, PackId::from_bytes([9; 32]), 99, 5, 7, 1)][..]),
+                ("https://a.example/none", &[][..]),
+            ]
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use super::Ctx;
 use crate::extract::{self, RefKind};
 use crate::fetch::{FetchRequest, Response, Validators};
 use crate::referrer::Policy;
+use crate::store::history::Prior;
 use crate::store::id::BlobId;
-use crate::store::index::UrlRecord;
 use bytes::Bytes;
 use serde::Serialize;
 use url::Url;
@@ -32,7 +32,7 @@ struct CachedExtract {
 impl Ctx {
     /// The latest archived entry for a URL, if its blob is still in the
     /// archive (a lost pack must not make us point at missing data).
-    pub(super) fn prior(&self, url: &Url) -> Option<UrlRecord> {
+    pub(super) fn prior(&self, url: &Url) -> Option<Prior> {
         if self.opts.refetch {
             return None;
         }
@@ -41,7 +41,8 @@ impl Ctx {
 
     /// Copies what was archived before into entry `i`, which keeps its own
     /// URL, kind, parents, policy and Referer.
-    pub(super) fn reuse(&self, i: usize, prior: &UrlRecord) {
+    pub(super) fn reuse(&self, i: usize, prior: &Prior) {
+        self.entries.hint(i, prior.hint());
         self.update(i, |e| {
             e.final_url = prior.final_url.clone();
             e.status = prior.status;
@@ -76,7 +77,7 @@ impl Ctx {
         &self,
         i: usize,
         mut req: FetchRequest,
-        prior: Option<UrlRecord>,
+        prior: Option<Prior>,
     ) -> Option<(Response, Option<BlobId>)> {
         if let Some(p) = &prior {
             let v = Validators { etag: p.etag.clone(), last_modified: p.last_modified.clone() };

@@ -16,6 +16,7 @@ use crate::store::blob::{self, EncodedBlob};
 use crate::store::dictionary::Dictionary;
 use crate::store::id::{BlobId, SnapshotId};
 use crate::store::manifest::Entry;
+use crate::store::manifest::chunked::Line;
 use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -120,13 +121,14 @@ pub fn copy(
         }
         // 2. The manifest, streamed in URL order (format 1 manifests were
         //    written in run order, and are small: sorted in memory).
-        let mut entries: Box<dyn Iterator<Item = Result<Entry, ArchiveError>>> = if reader.chunks() == 1 {
+        //    The source's hints name its packs, not ours: commit finds ours.
+        let mut entries: Box<dyn Iterator<Item = Result<Line, ArchiveError>>> = if reader.chunks() == 1 {
             let mut all: Vec<Entry> = reader.chunk(0)?.into_iter().map(|(e, _)| e).collect();
             all.sort_by(|a, b| a.url.cmp(&b.url));
-            Box::new(all.into_iter().map(Ok))
+            Box::new(all.into_iter().map(|e| Ok((e, Vec::new()))))
         } else {
             Box::new((0..reader.chunks()).flat_map(|i| match reader.chunk(i) {
-                Ok(lines) => lines.into_iter().map(|(e, _)| Ok(e)).collect::<Vec<_>>(),
+                Ok(lines) => lines.into_iter().map(|(e, _)| Ok((e, Vec::new()))).collect::<Vec<_>>(),
                 Err(e) => vec![Err(e)],
             }))
         };

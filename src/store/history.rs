@@ -9,7 +9,33 @@
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
 use crate::store::id::BlobId;
-use crate::store::index::{Index, IndexError, UrlRecord};
+use crate::store::index::{Index, IndexError, Location, UrlRecord};
+use crate::store::manifest::chunked::Hint;
+
+/// A URL's latest record, and where its body is now.
+#[derive(Debug, Clone)]
+pub struct Prior {
+    /// The record.
+    pub record: UrlRecord,
+    /// Where the record's blob is.
+    pub at: Location,
+}
+
+impl Prior {
+    /// The manifest's hint for the body.
+    pub fn hint(&self) -> Hint {
+        self.at.hint()
+    }
+}
+
+/// A prior is read as its record.
+impl std::ops::Deref for Prior {
+    type Target = UrlRecord;
+
+    fn deref(&self) -> &UrlRecord {
+        &self.record
+    }
+}
 
 /// Read access to what earlier runs archived; cheap to clone.
 #[derive(Clone)]
@@ -25,10 +51,9 @@ impl History {
 
     /// The latest archived response for `url`, if its blob is still in the
     /// archive (a lost pack must not make a run point at missing data).
-    pub fn url(&self, url: &str) -> Result<Option<UrlRecord>, IndexError> {
-        let Some(e) = self.index.url(url)? else { return Ok(None) };
-        let Some(blob) = e.blob else { return Ok(None) };
-        Ok(self.index.blob(&blob)?.map(|_| e))
+    pub fn url(&self, url: &str) -> Result<Option<Prior>, IndexError> {
+        let Some(record) = self.index.url(url)? else { return Ok(None) };
+        Ok(self.index.located(&record)?.map(|at| Prior { record, at }))
     }
 
     /// Reads an indexed blob back from its pack, decoded and re-hashed;

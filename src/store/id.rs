@@ -18,7 +18,15 @@ impl Digest32 {
 
     /// Lower-case hex, 64 characters.
     pub fn to_hex(self) -> String {
-        hex::encode(self.0)
+        self.hex_chars().to_string()
+    }
+
+    /// Lower-case hex without an allocation (manifests and spill files
+    /// write millions of ids; `hex::encode` goes a char at a time).
+    pub fn hex_chars(self) -> HexChars {
+        let mut out = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut out).expect("64 hex digits for 32 bytes");
+        HexChars(out)
     }
 
     /// Parses exactly 64 hex characters.
@@ -26,6 +34,17 @@ impl Digest32 {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).ok()?;
         Some(Digest32(out))
+    }
+}
+
+/// The 64 hex digits of a digest, on the stack.
+pub struct HexChars([u8; 64]);
+
+impl std::ops::Deref for HexChars {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
     }
 }
 
@@ -66,7 +85,7 @@ macro_rules! typed_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0.to_hex())
+                f.write_str(&self.0.hex_chars())
             }
         }
 
@@ -79,7 +98,7 @@ macro_rules! typed_id {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
+                s.serialize_str(&self.0.hex_chars())
             }
         }
 

@@ -5,17 +5,21 @@
 //!
 //! Trees:
 //! - `meta`: `records` -> the version of the records below (a byte)
-//! - `blobs`: blob id (32 bytes) -> pack id (32) + offset, stored and raw
+//! - `blobs`: blob id (32 bytes) -> pack number, offset, stored and raw
 //!   length (varints) + codec
-//! - `packs`: pack id -> pack size (u64 LE)
+//! - `packs`: pack id -> pack size (u64 LE) + pack number (u64 LE)
+//! - `pack_ids`: pack number (u64 BE) -> pack id. Numbers are this index's
+//!   own (sled's id generator), never written to the archive: a blob
+//!   record names its pack in 1-3 bytes instead of 32.
 //! - `urls`: URL -> [`UrlRecord`] of the latest successful response (binary:
-//!   validators, blob, freshness, what a reuse copies)
+//!   validators, blob and where it is, freshness, what a reuse copies)
 //! - `snapshots`: snapshot id -> JSON [`SnapshotSummary`]
 //! - `extracts`: hash of (blob, document URL, header policy, extractor
 //!   version) -> JSON of what extraction found (a pure cache)
 
 use crate::store::blob::Codec;
 use crate::store::id::{BlobId, PackId, SnapshotId};
+use crate::store::manifest::chunked::Hint;
 use crate::store::manifest::{Entry, ImageInfo, Kind, Manifest, ManifestHeader, Summary};
 use crate::store::pack::PackEntry;
 use chrono::{DateTime, Utc};
@@ -41,7 +45,7 @@ pub enum IndexError {
 
 /// Version of the records below; an index written with other records is
 /// rebuilt from the packs and manifests when a writer opens it.
-const RECORDS_VERSION: u8 = 3;
+const RECORDS_VERSION: u8 = 4;
 
 /// Largest extraction cache value kept (a page past the reference limit
 /// is never cached anyway).
@@ -63,30 +67,65 @@ pub struct Location {
 }
 
 impl Location {
-    /// The `blobs` value: pack id, then offset, stored and raw length as
-    /// LEB128 varints, then the codec (the blob id is the key).
-    fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(48);
-        b.extend_from_slice(self.pack.as_bytes());
-        varint::put(&mut b, self.entry.offset);
-        varint::put(&mut b, self.entry.stored_len);
-        varint::put(&mut b, self.entry.raw_len);
-        b.push(self.entry.codec as u8);
-        b
+    /// The manifest's hint for the blob stored here.
+    pub fn hint(&self) -> Hint {
+        let e = self.entry;
+        Hint(e.id, self.pack, e.offset, e.stored_len, e.raw_len, e.codec as u8)
+    }
+}
+
+/// A location with the pack by its number in this index: the `blobs`
+/// value, and part of a URL record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberedLocation {
+    /// The pack's number (see the `pack_ids` tree).
+    pub pack: u64,
+    /// Offset of the stored bytes in the pack.
+    pub offset: u64,
+    /// Stored length.
+    pub stored_len: u64,
+    /// Raw length.
+    pub raw_len: u64,
+    /// How it is stored.
+    pub codec: Codec,
+}
+
+impl NumberedLocation {
+    /// Pack number, offset, stored and raw length as LEB128 varints, then
+    /// the codec.
+    fn put(&self, b: &mut Vec<u8>) {
+        for v in [self.pack, self.offset, self.stored_len, self.raw_len] {
+            varint::put(b, v);
+        }
+        b.push(self.codec as u8);
     }
 
-    fn decode(id: BlobId, b: &[u8]) -> Option<Location> {
-        let mut r = varint::Reader::new(b);
-        let pack = PackId::from_bytes(r.bytes(32)?.try_into().ok()?);
-        let entry = PackEntry {
-            id,
+    fn read(r: &mut varint::Reader<'_>) -> Option<NumberedLocation> {
+        Some(NumberedLocation {
+            pack: r.u64()?,
             offset: r.u64()?,
             stored_len: r.u64()?,
             raw_len: r.u64()?,
             codec: Codec::from_u8(r.u8()?)?,
-        };
+        })
+    }
+
+    fn decode(b: &[u8]) -> Option<NumberedLocation> {
+        let mut r = varint::Reader::new(b);
+        let l = NumberedLocation::read(&mut r)?;
         r.end()?;
-        Some(Location { pack, entry })
+        Some(l)
+    }
+
+    fn at(&self, id: BlobId, pack: PackId) -> Location {
+        let entry = PackEntry {
+            id,
+            offset: self.offset,
+            stored_len: self.stored_len,
+            raw_len: self.raw_len,
+            codec: self.codec,
+        };
+        Location { pack, entry }
     }
 }
 
@@ -124,6 +163,9 @@ pub struct UrlRecord {
     pub referer_hash: u64,
     /// Format and size of an image.
     pub image: Option<ImageInfo>,
+    /// Where the blob was when the record was written, if known: a run
+    /// reusing it needs no lookup in `blobs` while the pack is indexed.
+    pub body_at: Option<NumberedLocation>,
 }
 
 /// A short hash of a Referer (or of its absence), for the freshness
@@ -156,6 +198,7 @@ impl UrlRecord {
             last_modified: e.last_modified.clone(),
             referer_hash: referer_hash(e.referer.as_deref()),
             image: e.image.clone(),
+            body_at: None,
         }
     }
 
@@ -166,13 +209,18 @@ impl UrlRecord {
 
     fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(96);
-        let flags = u8::from(self.placeholder)
-            | u8::from(self.blob.is_some()) << 1
-            | u8::from(self.shown.is_some()) << 2
-            | u8::from(self.status.is_some()) << 3
-            | u8::from(self.fetched_at.is_some()) << 4
-            | u8::from(self.image.is_some()) << 5;
-        b.push(flags);
+        let content_type = self.content_type.as_deref().and_then(|t| COMMON_TYPES.iter().position(|c| *c == t));
+        let last_modified = self.last_modified.as_deref().and_then(http_date);
+        let flags = u64::from(self.placeholder)
+            | u64::from(self.blob.is_some()) << 1
+            | u64::from(self.shown.is_some()) << 2
+            | u64::from(self.status.is_some()) << 3
+            | u64::from(self.fetched_at.is_some()) << 4
+            | u64::from(self.image.is_some()) << 5
+            | u64::from(self.body_at.is_some()) << 6
+            | u64::from(content_type.is_some()) << 7
+            | u64::from(last_modified.is_some()) << 8;
+        varint::put(&mut b, flags);
         b.push(self.kind.map_or(0, |k| k as u8 + 1));
         for id in self.blob.iter().chain(&self.shown) {
             b.extend_from_slice(id.as_bytes());
@@ -183,12 +231,19 @@ impl UrlRecord {
             varint::put(&mut b, u64::from(s));
         }
         if let Some(t) = self.fetched_at {
-            b.extend_from_slice(&t.timestamp().to_le_bytes());
+            varint::put_i64(&mut b, t.timestamp());
             varint::put(&mut b, u64::from(t.timestamp_subsec_nanos()));
         }
         b.extend_from_slice(&self.referer_hash.to_le_bytes());
-        for s in [&self.final_url, &self.content_type, &self.etag, &self.last_modified] {
-            varint::put_str(&mut b, s.as_deref());
+        varint::put_str(&mut b, self.final_url.as_deref());
+        match content_type {
+            Some(i) => b.push(i as u8),
+            None => varint::put_str(&mut b, self.content_type.as_deref()),
+        }
+        varint::put_str(&mut b, self.etag.as_deref());
+        match last_modified {
+            Some(secs) => varint::put_i64(&mut b, secs),
+            None => varint::put_str(&mut b, self.last_modified.as_deref()),
         }
         if let Some(i) = &self.image {
             varint::put_str(&mut b, Some(&i.format));
@@ -196,12 +251,18 @@ impl UrlRecord {
             varint::put(&mut b, u64::from(i.height));
             varint::put_str(&mut b, i.warning.as_deref());
         }
+        if let Some(at) = &self.body_at {
+            at.put(&mut b);
+        }
         b
     }
 
     fn decode(b: &[u8]) -> Option<UrlRecord> {
         let mut r = varint::Reader::new(b);
-        let flags = r.u8()?;
+        let flags = r.u64()?;
+        if flags >> 9 != 0 {
+            return None;
+        }
         let kind = match r.u8()? {
             0 => None,
             k => Some(Kind::from_code(k - 1)?),
@@ -218,7 +279,7 @@ impl UrlRecord {
         let stored_size = r.u64()?;
         let status = if flags & 8 != 0 { Some(u16::try_from(r.u64()?).ok()?) } else { None };
         let fetched_at = if flags & 16 != 0 {
-            let secs = i64::from_le_bytes(r.bytes(8)?.try_into().ok()?);
+            let secs = r.i64()?;
             let nanos = u32::try_from(r.u64()?).ok()?;
             Some(DateTime::from_timestamp(secs, nanos)?)
         } else {
@@ -226,9 +287,10 @@ impl UrlRecord {
         };
         let referer_hash = u64::from_le_bytes(r.bytes(8)?.try_into().ok()?);
         let final_url = r.str()?;
-        let content_type = r.str()?;
+        let content_type =
+            if flags & 128 != 0 { Some((*COMMON_TYPES.get(usize::from(r.u8()?))?).to_string()) } else { r.str()? };
         let etag = r.str()?;
-        let last_modified = r.str()?;
+        let last_modified = if flags & 256 != 0 { Some(http_date_string(r.i64()?)?) } else { r.str()? };
         let image = if flags & 32 != 0 {
             Some(ImageInfo {
                 format: r.str()??,
@@ -239,6 +301,7 @@ impl UrlRecord {
         } else {
             None
         };
+        let body_at = if flags & 64 != 0 { Some(NumberedLocation::read(&mut r)?) } else { None };
         r.end()?;
         Some(UrlRecord {
             kind,
@@ -255,8 +318,54 @@ impl UrlRecord {
             last_modified,
             referer_hash,
             image,
+            body_at,
         })
     }
+}
+
+/// Content-Types a URL record names by their place in this list, not by
+/// their text. Part of the record format: changing it means a new
+/// [`RECORDS_VERSION`]. At most 256.
+const COMMON_TYPES: [&str; 24] = [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/svg+xml",
+    "image/avif",
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+    "image/bmp",
+    "text/html",
+    "text/html; charset=utf-8",
+    "text/html; charset=UTF-8",
+    "text/css",
+    "text/css; charset=utf-8",
+    "text/plain",
+    "text/plain; charset=utf-8",
+    "text/xml",
+    "application/xml",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/feed+json",
+    "application/json",
+    "text/javascript",
+    "application/javascript",
+];
+
+/// The format of an HTTP date (RFC 9110's IMF-fixdate).
+const HTTP_DATE: &str = "%a, %d %b %Y %H:%M:%S GMT";
+
+/// The seconds of an HTTP date, when formatting them gives back exactly
+/// `s` (a validator is sent back byte for byte, so anything else is kept
+/// as text).
+fn http_date(s: &str) -> Option<i64> {
+    let t = DateTime::parse_from_rfc2822(s).ok()?.with_timezone(&Utc);
+    (t.format(HTTP_DATE).to_string() == s).then(|| t.timestamp())
+}
+
+fn http_date_string(secs: i64) -> Option<String> {
+    Some(DateTime::from_timestamp(secs, 0)?.format(HTTP_DATE).to_string())
 }
 
 /// LEB128 varints and length-prefixed strings, for the index's records.
@@ -267,6 +376,11 @@ mod varint {
             v >>= 7;
         }
         b.push(v as u8);
+    }
+
+    /// Zigzag, so that small negative numbers stay short.
+    pub(super) fn put_i64(b: &mut Vec<u8>, v: i64) {
+        put(b, ((v << 1) ^ (v >> 63)) as u64);
     }
 
     /// `None` is length 0; `Some` is its length + 1, then the bytes.
@@ -312,6 +426,11 @@ mod varint {
                 }
             }
             None
+        }
+
+        pub(super) fn i64(&mut self) -> Option<i64> {
+            let v = self.u64()?;
+            Some((v >> 1) as i64 ^ -((v & 1) as i64))
         }
 
         pub(super) fn str(&mut self) -> Option<Option<String>> {
@@ -373,6 +492,7 @@ pub struct Index {
     db: sled::Db,
     blobs: sled::Tree,
     packs: sled::Tree,
+    pack_ids: sled::Tree,
     urls: sled::Tree,
     snapshots: sled::Tree,
     extracts: sled::Tree,
@@ -399,6 +519,7 @@ impl Index {
         Ok(Index {
             blobs: db.open_tree("blobs")?,
             packs: db.open_tree("packs")?,
+            pack_ids: db.open_tree("pack_ids")?,
             urls: db.open_tree("urls")?,
             snapshots: db.open_tree("snapshots")?,
             extracts: db.open_tree("extracts")?,
@@ -408,22 +529,76 @@ impl Index {
 
     /// Where a blob is, if indexed.
     pub fn blob(&self, id: &BlobId) -> Result<Option<Location>, IndexError> {
-        match self.blobs.get(id.as_bytes())? {
-            None => Ok(None),
-            Some(v) => Location::decode(*id, &v).map(Some).ok_or(IndexError::Damaged { tree: "blobs" }),
+        let Some(v) = self.blobs.get(id.as_bytes())? else { return Ok(None) };
+        let at = NumberedLocation::decode(&v).ok_or(IndexError::Damaged { tree: "blobs" })?;
+        match self.pack_of(at.pack)? {
+            Some(pack) => Ok(Some(at.at(*id, pack))),
+            None => Err(IndexError::Damaged { tree: "pack_ids" }),
         }
     }
 
-    /// Records a durable pack and every blob in it.
+    /// Where the blob of a URL record is: where the record says, while
+    /// that pack is indexed (packs never change, so the blob is there),
+    /// else wherever `blobs` says now.
+    pub fn located(&self, record: &UrlRecord) -> Result<Option<Location>, IndexError> {
+        let Some(id) = record.blob else { return Ok(None) };
+        if let Some(at) = record.body_at
+            && let Some(pack) = self.pack_of(at.pack)?
+            && self.packs.contains_key(pack.as_bytes())?
+        {
+            return Ok(Some(at.at(id, pack)));
+        }
+        self.blob(&id)
+    }
+
+    /// The pack a number names.
+    fn pack_of(&self, number: u64) -> Result<Option<PackId>, IndexError> {
+        match self.pack_ids.get(number.to_be_bytes())? {
+            None => Ok(None),
+            Some(v) => Ok(Some(PackId::from_bytes(
+                v.as_ref().try_into().map_err(|_| IndexError::Damaged { tree: "pack_ids" })?,
+            ))),
+        }
+    }
+
+    /// The number of an indexed pack.
+    fn pack_number(&self, pack: &PackId) -> Result<Option<u64>, IndexError> {
+        match self.packs.get(pack.as_bytes())? {
+            None => Ok(None),
+            Some(v) => Ok(Some(u64::from_le_bytes(
+                v.get(8..16).and_then(|n| n.try_into().ok()).ok_or(IndexError::Damaged { tree: "packs" })?,
+            ))),
+        }
+    }
+
+    /// Records a durable pack and every blob in it. The number is written
+    /// first and the pack last, so a crash in between leaves a pack a
+    /// writer indexes again (and at worst an unused number).
     pub fn add_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<(), IndexError> {
+        let number = match self.pack_number(&pack)? {
+            Some(n) => n,
+            None => self.db.generate_id()?,
+        };
+        self.pack_ids.insert(number.to_be_bytes(), pack.as_bytes())?;
         for part in entries.chunks(BATCH) {
             let mut batch = sled::Batch::default();
             for e in part {
-                batch.insert(e.id.as_bytes(), Location { pack, entry: *e }.encode());
+                let at = NumberedLocation {
+                    pack: number,
+                    offset: e.offset,
+                    stored_len: e.stored_len,
+                    raw_len: e.raw_len,
+                    codec: e.codec,
+                };
+                let mut v = Vec::with_capacity(16);
+                at.put(&mut v);
+                batch.insert(e.id.as_bytes(), v);
             }
             self.blobs.apply_batch(batch)?;
         }
-        self.packs.insert(pack.as_bytes(), &size.to_le_bytes())?;
+        let mut v = size.to_le_bytes().to_vec();
+        v.extend_from_slice(&number.to_le_bytes());
+        self.packs.insert(pack.as_bytes(), v)?;
         Ok(())
     }
 
@@ -441,11 +616,12 @@ impl Index {
 
     /// Forgets a pack and the blob locations that point into it.
     pub fn remove_pack(&self, pack: PackId) -> Result<(), IndexError> {
+        let Some(number) = self.pack_number(&pack)? else { return Ok(()) };
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for kv in self.blobs.iter() {
             let (k, v) = kv?;
-            if v.get(..32).is_none_or(|p| p == pack.as_bytes()) {
+            if NumberedLocation::decode(&v).is_none_or(|at| at.pack == number) {
                 batch.remove(k);
                 n += 1;
                 if n % BATCH == 0 {
@@ -455,6 +631,7 @@ impl Index {
         }
         self.blobs.apply_batch(batch)?;
         self.packs.remove(pack.as_bytes())?;
+        self.pack_ids.remove(number.to_be_bytes())?;
         Ok(())
     }
 
@@ -484,7 +661,7 @@ impl Index {
     pub fn add_snapshot(&self, id: SnapshotId, m: &Manifest) -> Result<(), IndexError> {
         let mut urls = self.url_updates();
         for e in &m.entries {
-            urls.add(e)?;
+            urls.add(e, &[])?;
         }
         urls.finish()?;
         self.add_snapshot_summary(id, &SnapshotSummary::of(m))
@@ -560,12 +737,21 @@ pub struct UrlUpdates<'a> {
 }
 
 impl UrlUpdates<'_> {
-    /// Records entry `e` if it is a stored response newer than the URL's record.
-    pub fn add(&mut self, e: &Entry) -> Result<(), IndexError> {
-        if e.blob.is_none() || e.error.is_some() {
+    /// Records entry `e` if it is a stored response newer than the URL's
+    /// record, with where its blob is when `hints` say (the manifest's).
+    pub fn add(&mut self, e: &Entry, hints: &[Hint]) -> Result<(), IndexError> {
+        let Some(blob) = e.blob else { return Ok(()) };
+        if e.error.is_some() {
             return Ok(());
         }
-        let value = UrlRecord::of(e).encode();
+        let mut record = UrlRecord::of(e);
+        if let Some(h) = hints.iter().find(|h| h.0 == blob)
+            && let Some(number) = self.index.pack_number(&h.1)?
+            && let Some(codec) = Codec::from_u8(h.5)
+        {
+            record.body_at = Some(NumberedLocation { pack: number, offset: h.2, stored_len: h.3, raw_len: h.4, codec });
+        }
+        let value = record.encode();
         match self.index.urls.get(e.url.as_bytes())? {
             Some(old) if old.as_ref() == value.as_slice() => return Ok(()),
             Some(old) => {
@@ -612,6 +798,13 @@ mod tests {
             last_modified: Some("Tue, 01 Dec 2026 10:00:00 GMT".into()),
             referer_hash: referer_hash(Some("https://blog.example/post")),
             image: Some(ImageInfo { format: "jpeg".into(), width: 4000, height: 3000, warning: Some("w".into()) }),
+            body_at: Some(NumberedLocation {
+                pack: 7,
+                offset: 1 << 33,
+                stored_len: 9,
+                raw_len: 300_000,
+                codec: Codec::Zstd,
+            }),
         }
     }
 
@@ -626,7 +819,32 @@ mod tests {
             assert_eq!(UrlRecord::decode(&[b.as_slice(), &[0]].concat()), None);
         }
         // What JSON took ~500 bytes for.
-        assert!(full().encode().len() < 200, "{}", full().encode().len());
+        assert!(full().encode().len() < 160, "{}", full().encode().len());
+    }
+
+    #[test]
+    fn common_types_and_http_dates_are_short_and_anything_else_is_kept_as_sent() {
+        let coded = full();
+        let odd = UrlRecord {
+            content_type: Some("image/jpeg; q=1".into()),
+            // Valid, but not how an HTTP date is written (a validator is
+            // sent back byte for byte).
+            last_modified: Some("Tue, 1 Dec 2026 10:00:00 +0000".into()),
+            ..full()
+        };
+        let past = UrlRecord { last_modified: Some("Thu, 01 Jan 1970 00:00:00 GMT".into()), ..full() };
+        let junk = UrlRecord { last_modified: Some("yesterday".into()), content_type: Some(String::new()), ..full() };
+        for r in [&coded, &odd, &past, &junk] {
+            assert_eq!(UrlRecord::decode(&r.encode()).as_ref(), Some(r));
+        }
+        // The type and date of `odd` are stored as text: 15 + 30 bytes.
+        assert!(odd.encode().len() > coded.encode().len() + 35, "{} {}", odd.encode().len(), coded.encode().len());
+        assert_eq!(http_date("Tue, 01 Dec 2026 10:00:00 GMT"), Some(1_796_119_200));
+        assert_eq!(http_date("Tue, 01 Dec 2026 10:00:00 +0000"), None);
+        // A record from a later version (an unknown flag) is damaged.
+        let mut later = coded.encode();
+        later.splice(..1, [0x80 | later[0], 0x04]);
+        assert_eq!(UrlRecord::decode(&later), None);
     }
 
     #[test]
@@ -642,14 +860,76 @@ mod tests {
 
     #[test]
     fn locations_round_trip() {
-        let l = Location {
-            pack: PackId::from_bytes([3; 32]),
-            entry: PackEntry { id: BlobId::of(b"x"), offset: 16, stored_len: 1 << 40, raw_len: 0, codec: Codec::Zstd },
+        let l = NumberedLocation { pack: 300, offset: 16, stored_len: 1 << 40, raw_len: 0, codec: Codec::Zstd };
+        let mut b = Vec::new();
+        l.put(&mut b);
+        assert!(b.len() < 16);
+        assert_eq!(NumberedLocation::decode(&b), Some(l));
+        assert_eq!(NumberedLocation::decode(&b[..b.len() - 1]), None);
+    }
+
+    fn entry(id: BlobId, offset: u64) -> PackEntry {
+        PackEntry { id, offset, stored_len: 10, raw_len: 20, codec: Codec::Zstd }
+    }
+
+    #[test]
+    fn blobs_name_their_pack_by_number_until_it_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = Index::open(&dir.path().join("index")).unwrap();
+        let (p1, p2) = (PackId::from_bytes([1; 32]), PackId::from_bytes([2; 32]));
+        let (a, b, c) = (BlobId::of(b"a"), BlobId::of(b"b"), BlobId::of(b"c"));
+        i.add_pack(p1, 100, &[entry(a, 0), entry(b, 10)]).unwrap();
+        i.add_pack(p2, 100, &[entry(c, 0)]).unwrap();
+        // Indexed again (a reconcile): the same number.
+        let n1 = i.pack_number(&p1).unwrap().unwrap();
+        i.add_pack(p1, 100, &[entry(a, 0), entry(b, 10)]).unwrap();
+        assert_eq!(i.pack_number(&p1).unwrap(), Some(n1));
+        assert_ne!(i.pack_number(&p2).unwrap(), Some(n1));
+        assert_eq!(i.blob(&b).unwrap(), Some(Location { pack: p1, entry: entry(b, 10) }));
+        assert_eq!(i.blob(&c).unwrap(), Some(Location { pack: p2, entry: entry(c, 0) }));
+        // The blobs value is small: the 32-byte pack id is not in it.
+        assert!(i.blobs.get(b.as_bytes()).unwrap().unwrap().len() <= 6);
+        i.remove_pack(p1).unwrap();
+        assert_eq!(i.blob(&a).unwrap(), None);
+        assert_eq!(i.blob(&c).unwrap(), Some(Location { pack: p2, entry: entry(c, 0) }));
+        assert_eq!(i.packs().unwrap(), vec![p2]);
+        assert_eq!(i.pack_of(n1).unwrap(), None);
+    }
+
+    #[test]
+    fn a_url_record_locates_its_blob_without_a_lookup_while_the_pack_is_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = Index::open(&dir.path().join("index")).unwrap();
+        let (p1, p2) = (PackId::from_bytes([1; 32]), PackId::from_bytes([2; 32]));
+        let a = BlobId::of(b"a");
+        i.add_pack(p1, 100, &[entry(a, 40)]).unwrap();
+        let e = Entry {
+            url: "https://a.example/x.png".into(),
+            blob: Some(a),
+            fetched_at: DateTime::from_timestamp(1_764_000_000, 0),
+            ..Default::default()
         };
-        let b = l.encode();
-        assert!(b.len() < 48);
-        assert_eq!(Location::decode(l.entry.id, &b), Some(l));
-        assert_eq!(Location::decode(l.entry.id, &b[..b.len() - 1]), None);
+        let mut urls = i.url_updates();
+        urls.add(&e, &[Location { pack: p1, entry: entry(a, 40) }.hint()]).unwrap();
+        urls.finish().unwrap();
+        let record = i.url(&e.url).unwrap().unwrap();
+        assert_eq!(record.body_at.map(|at| at.offset), Some(40));
+        // An unchanged entry with the same hint is not written again.
+        let mut urls = i.url_updates();
+        urls.add(&e, &[Location { pack: p1, entry: entry(a, 40) }.hint()]).unwrap();
+        assert_eq!(urls.pending, 0);
+        assert_eq!(i.located(&record).unwrap(), Some(Location { pack: p1, entry: entry(a, 40) }));
+        // What the record says is used as long as its pack is indexed,
+        // without reading `blobs` (removed here to show it).
+        i.blobs.remove(a.as_bytes()).unwrap();
+        assert_eq!(i.located(&record).unwrap(), Some(Location { pack: p1, entry: entry(a, 40) }));
+        // Repacked by prune: the record's pack is gone, `blobs` answers.
+        i.add_pack(p2, 100, &[entry(a, 0)]).unwrap();
+        i.remove_pack(p1).unwrap();
+        assert_eq!(i.located(&record).unwrap(), Some(Location { pack: p2, entry: entry(a, 0) }));
+        // Gone for good: not located.
+        i.remove_pack(p2).unwrap();
+        assert_eq!(i.located(&record).unwrap(), None);
     }
 
     #[test]

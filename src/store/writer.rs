@@ -24,7 +24,7 @@ use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::index::{Index, IndexError, SnapshotSummary};
 use crate::store::index_file::{self, PackRecord};
 use crate::store::lock::WriterLock;
-use crate::store::manifest::chunked::{self, ChunkedWriter, Hint};
+use crate::store::manifest::chunked::{self, ChunkedWriter, Line};
 use crate::store::manifest::{Entry, Manifest, ManifestHeader, Summary};
 use crate::store::pack::{self, PackBuilder, PackEntry};
 use std::collections::{HashMap, HashSet};
@@ -247,7 +247,7 @@ impl Writer {
     fn catalog(&self, id: SnapshotId) -> Result<(), ArchiveError> {
         let r = self.archive.open_snapshot(&id)?;
         let mut urls = self.index.url_updates();
-        r.for_each(|(e, _)| Ok(urls.add(&e)?))?;
+        r.for_each(|(e, hints)| Ok(urls.add(&e, &hints)?))?;
         urls.finish()?;
         Ok(self.index.add_snapshot_summary(id, &SnapshotSummary::of_parts(r.header(), r.summary()))?)
     }
@@ -396,7 +396,7 @@ impl Writer {
     pub fn commit(&mut self, manifest: &Manifest) -> Result<SnapshotId, ArchiveError> {
         let mut entries: Vec<&Entry> = manifest.entries.iter().collect();
         entries.sort_by(|a, b| a.url.cmp(&b.url));
-        let mut sorted = entries.into_iter().map(|e| Ok(e.clone()));
+        let mut sorted = entries.into_iter().map(|e| Ok((e.clone(), Vec::new())));
         self.commit_sorted(&manifest.header, &mut sorted).map(|(id, _)| id)
     }
 
@@ -407,7 +407,7 @@ impl Writer {
     pub fn commit_sorted(
         &mut self,
         header: &ManifestHeader,
-        entries: &mut dyn Iterator<Item = Result<Entry, ArchiveError>>,
+        entries: &mut dyn Iterator<Item = Result<Line, ArchiveError>>,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
         if let Some(d) = self.dictionaries.get() {
             d.finish()?;
@@ -420,17 +420,19 @@ impl Writer {
         let file = tempfile::tempfile_in(&root).map_err(io)?;
         let mut out = ChunkedWriter::new(std::io::BufWriter::new(file)).map_err(io)?;
         let mut urls = self.index.url_updates();
-        for e in entries {
-            let e = e?;
-            let mut hints = Vec::new();
+        for line in entries {
+            let (e, mut hints) = line?;
+            // Hints the run found are kept (a blob it reused, located when
+            // it was checked); the rest are looked up.
             for id in e.blobs() {
-                if let Some(l) = self.index.blob(&id)? {
-                    let p = l.entry;
-                    hints.push(Hint(id, l.pack, p.offset, p.stored_len, p.raw_len, p.codec as u8));
+                if !hints.iter().any(|h| h.0 == id)
+                    && let Some(l) = self.index.blob(&id)?
+                {
+                    hints.push(l.hint());
                 }
             }
             out.push(&e, &hints).map_err(io)?;
-            urls.add(&e)?;
+            urls.add(&e, &hints)?;
         }
         urls.finish()?;
         let header = ManifestHeader { version: u32::from(chunked::VERSION), ..header.clone() };
