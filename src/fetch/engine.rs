@@ -55,7 +55,8 @@ impl Inner {
         let mut chain = vec![without_fragment(&url)];
         let mut redirects = 0;
         loop {
-            self.check_target(&url).await?;
+            // Boxed (robots.txt may be fetched): see `attempt`.
+            Box::pin(self.check_target(&url)).await?;
             let referer = referer_for(source.as_ref(), &url, policy);
             let conditional = req.validators.as_ref().filter(|v| redirects == 0 && !v.is_empty());
             let headers = build_headers(req, &url, referer.as_deref(), conditional)?;
@@ -177,7 +178,10 @@ impl Inner {
         let _permit = self.limits.acquire(host).await;
         let mut status = None;
         let total = (self.config.total_timeout_ms > 0).then(|| Duration::from_millis(self.config.total_timeout_ms));
-        let result = self.exchange(url, headers, total, &mut status).await;
+        // Boxed: a request waiting for its host's place (thousands of queued
+        // images) is then a few hundred bytes, and the exchange's several
+        // KB exist only while it runs.
+        let result = Box::pin(self.exchange(url, headers, total, &mut status)).await;
         // A host that says it is overloaded gets no request at all until the
         // time it asked for (or the backoff) has passed, retried or not; so
         // does one that cannot be reached or answers too slowly (a DNS

@@ -279,8 +279,8 @@ impl Ctx {
 
     pub(super) async fn image(self: Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
         let Some(i) = self.claim_ref(Kind::Image, &url, source.as_ref(), policy, parent) else { return };
-        // Boxed so that a queued task stays small: the large fetch future
-        // exists only once it runs.
+        // Boxed so that a task waiting for a place stays small (its work
+        // starts, and waits for its host, once it has one).
         Box::pin(self.clone().image_work(i, url, source, policy)).await;
         self.entries.finish(i);
     }
@@ -302,7 +302,11 @@ impl Ctx {
         let mut req = self.request(url, Accept::Image);
         req.referrer_source = source;
         req.policy = policy;
-        let Some((resp, reused)) = self.fetch_cond(i, req, prior).await else { return };
+        // Each step is boxed, so a waiting image holds only the step it
+        // waits in: the fetch, waiting for its host's place, is a few
+        // hundred bytes; storing and the placeholder check would add
+        // kilobytes to every one of thousands of queued images.
+        let Some((resp, reused)) = Box::pin(self.fetch_cond(i, req, prior)).await else { return };
         if reused.is_some() {
             // A 304 for an image: the archived copy stands, nothing to check.
             return;
@@ -314,16 +318,16 @@ impl Ctx {
         match media::classify_image(&resp.body, resp.content_type.as_deref()) {
             Ok(info) => {
                 self.update(i, |e| e.image = Some(info));
-                if self.store_into(i, resp.body).await {
+                if Box::pin(self.store_into(i, resp.body)).await {
                     // The check may ask again, and that answer needs a slot.
                     drop(resp.slot);
-                    self.check_placeholder(i, &resp.final_url).await;
+                    Box::pin(self.check_placeholder(i, &resp.final_url)).await;
                 }
             }
             // A site without a favicon that answers every path with a page.
             Err(media::MediaError::Html(_)) if self.absent_if_optional(i) => {}
             Err(err @ media::MediaError::Html(_)) => {
-                if self.store_into(i, resp.body).await {
+                if Box::pin(self.store_into(i, resp.body)).await {
                     self.fail(i, err.to_string(), None);
                 }
             }

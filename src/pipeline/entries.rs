@@ -85,7 +85,10 @@ enum Record {
 }
 
 struct Open {
-    entry: Entry,
+    /// Boxed: the map of open entries then holds a pointer a slot, and
+    /// doubling it (thousands of queued images) copies pointers, not
+    /// entries of several hundred bytes.
+    entry: Box<Entry>,
     /// Where its blobs are, as far as the run found out (a reused body):
     /// saves the commit a random lookup in the index for each.
     hints: Vec<Hint>,
@@ -105,8 +108,9 @@ struct Inner {
     seq: u64,
 }
 
-/// Records waiting for the spill.
-const CHANNEL: usize = 4096;
+/// Records waiting for the spill: serialised entries of 1-2 KB, so 1,024
+/// hold a few MB (4,096 held 8 MB at a cold run's peak).
+const CHANNEL: usize = 1024;
 
 type SpillRecord = (Vec<u8>, Vec<u8>);
 
@@ -180,7 +184,7 @@ impl Entries {
         let mut inner = self.lock();
         let i = inner.next;
         inner.next += 1;
-        inner.open.insert(i, Open { entry, hints: Vec::new(), done: false, pins: 0 });
+        inner.open.insert(i, Open { entry: Box::new(entry), hints: Vec::new(), done: false, pins: 0 });
         i
     }
 
@@ -256,7 +260,7 @@ impl Entries {
             inner.take_if_idle(i)
         };
         if let Some((seq, o)) = idle {
-            self.write(&o.entry.url.clone(), i, seq, Record::Entry(Box::new(o.entry), o.hints));
+            self.write(&o.entry.url.clone(), i, seq, Record::Entry(o.entry, o.hints));
         }
     }
 
@@ -277,7 +281,7 @@ impl Entries {
             inner.take_if_idle(i)
         };
         if let Some((seq, o)) = idle {
-            self.write(&o.entry.url.clone(), i, seq, Record::Entry(Box::new(o.entry), o.hints));
+            self.write(&o.entry.url.clone(), i, seq, Record::Entry(o.entry, o.hints));
         }
     }
 
@@ -299,7 +303,7 @@ impl Entries {
         };
         rest.sort_by_key(|(i, _, _)| *i);
         for (i, seq, o) in rest {
-            self.write(&o.entry.url.clone(), i, seq, Record::Entry(Box::new(o.entry), o.hints));
+            self.write(&o.entry.url.clone(), i, seq, Record::Entry(o.entry, o.hints));
         }
         drop(self.tx.lock().expect("no panics while held").take());
         let spill = self.spill.lock().expect("no panics while held").take();

@@ -364,8 +364,26 @@ fn http_date(s: &str) -> Option<i64> {
     (t.format(HTTP_DATE).to_string() == s).then(|| t.timestamp())
 }
 
+/// [`HTTP_DATE`], written out directly: every reused URL record decodes
+/// one, and chrono's formatter parses its pattern each time.
 fn http_date_string(secs: i64) -> Option<String> {
-    Some(DateTime::from_timestamp(secs, 0)?.format(HTTP_DATE).to_string())
+    use chrono::{Datelike, Timelike};
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let t = DateTime::from_timestamp(secs, 0)?;
+    if !(0..=9999).contains(&t.year()) {
+        return Some(t.format(HTTP_DATE).to_string());
+    }
+    Some(format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().num_days_from_monday() as usize],
+        t.day(),
+        MONTHS[t.month0() as usize],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    ))
 }
 
 /// LEB128 varints and length-prefixed strings, for the index's records.
@@ -697,7 +715,20 @@ impl Index {
     /// A value that does not decode is a miss: the cache is rebuilt by use.
     pub fn extract_cache(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, IndexError> {
         let Some(v) = self.extracts.get(key)? else { return Ok(None) };
-        Ok(zstd::bulk::decompress(&v, MAX_EXTRACT).ok())
+        // One decompression context per thread, and a buffer of the
+        // frame's own size: a context made per call (and a 16 MiB buffer)
+        // cost more than the decompression of these few hundred bytes.
+        thread_local! {
+            static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let capacity = zstd::bulk::Decompressor::upper_bound(&v).unwrap_or(MAX_EXTRACT).min(MAX_EXTRACT);
+        Ok(DECOMPRESSOR.with_borrow_mut(|d| {
+            if d.is_none() {
+                *d = zstd::bulk::Decompressor::new().ok();
+            }
+            d.as_mut()?.decompress(&v, capacity).ok()
+        }))
     }
 
     /// Stores a value in the `extracts` cache, compressed (a page's
@@ -840,6 +871,11 @@ mod tests {
         // The type and date of `odd` are stored as text: 15 + 30 bytes.
         assert!(odd.encode().len() > coded.encode().len() + 35, "{} {}", odd.encode().len(), coded.encode().len());
         assert_eq!(http_date("Tue, 01 Dec 2026 10:00:00 GMT"), Some(1_796_119_200));
+        for secs in (-86_400 * 800..4_102_444_800).step_by(7_777_777).chain([0, 951_782_400, 253_402_300_799]) {
+            let chrono = DateTime::from_timestamp(secs, 0).unwrap().format(HTTP_DATE).to_string();
+            assert_eq!(http_date_string(secs), Some(chrono.clone()));
+            assert_eq!(http_date(&chrono), Some(secs));
+        }
         assert_eq!(http_date("Tue, 01 Dec 2026 10:00:00 +0000"), None);
         // A record from a later version (an unknown flag) is damaged.
         let mut later = coded.encode();
