@@ -760,7 +760,10 @@ impl Index {
 /// The URLs' latest records, written as a snapshot's entries stream by in
 /// batches of a few hundred. A record equal to the stored one is not
 /// rewritten (sled is log-structured: an unchanged re-run would otherwise
-/// grow the index), nor is one older than the stored one.
+/// grow the index), nor is one older than the stored one, nor one that
+/// differs only in when it was fetched unless it is an image: a document
+/// answered 304 is asked again on every run whatever its fetch time, while
+/// an image's fetch time starts its freshness window.
 pub struct UrlUpdates<'a> {
     index: &'a Index,
     batch: sled::Batch,
@@ -788,6 +791,9 @@ impl UrlUpdates<'_> {
             Some(old) => {
                 let old = UrlRecord::decode(&old).ok_or(IndexError::Damaged { tree: "urls" })?;
                 if old.fetched_at > e.fetched_at {
+                    return Ok(());
+                }
+                if record.image.is_none() && (UrlRecord { fetched_at: old.fetched_at, ..record.clone() }) == old {
                     return Ok(());
                 }
             }
@@ -950,10 +956,21 @@ mod tests {
         urls.finish().unwrap();
         let record = i.url(&e.url).unwrap().unwrap();
         assert_eq!(record.body_at.map(|at| at.offset), Some(40));
-        // An unchanged entry with the same hint is not written again.
+        // An unchanged entry with the same hint is not written again, nor
+        // one fetched later (a document answered 304)...
         let mut urls = i.url_updates();
-        urls.add(&e, &[Location { pack: p1, entry: entry(a, 40) }.hint()]).unwrap();
+        let hint = Location { pack: p1, entry: entry(a, 40) }.hint();
+        urls.add(&e, &[hint]).unwrap();
+        let later = Entry { fetched_at: DateTime::from_timestamp(1_764_100_000, 0), ..e.clone() };
+        urls.add(&later, &[hint]).unwrap();
         assert_eq!(urls.pending, 0);
+        // ...unless it is an image, whose fetch time starts its freshness
+        // window, or something else changed.
+        let image = ImageInfo { format: "png".into(), width: 1, height: 1, warning: None };
+        urls.add(&Entry { image: Some(image), ..later.clone() }, &[hint]).unwrap();
+        assert_eq!(urls.pending, 1);
+        urls.add(&Entry { etag: Some("\"v2\"".into()), ..later.clone() }, &[hint]).unwrap();
+        assert_eq!(urls.pending, 2);
         assert_eq!(i.located(&record).unwrap(), Some(Location { pack: p1, entry: entry(a, 40) }));
         // What the record says is used as long as its pack is indexed,
         // without reading `blobs` (removed here to show it).
