@@ -360,8 +360,7 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
             for change in self.rare.remove(&i).unwrap_or_default() {
                 change.apply(&mut e);
             }
-            let blobs: Vec<_> = e.blobs().collect();
-            hints.retain(|h| blobs.contains(&h.0));
+            hints.retain(|h| e.blobs().any(|b| b == h.0));
             return Some(Ok((e, hints)));
         }
     }

@@ -353,26 +353,25 @@ const COMMON_TYPES: [&str; 24] = [
     "application/javascript",
 ];
 
-/// The format of an HTTP date (RFC 9110's IMF-fixdate).
-const HTTP_DATE: &str = "%a, %d %b %Y %H:%M:%S GMT";
-
 /// The seconds of an HTTP date, when formatting them gives back exactly
 /// `s` (a validator is sent back byte for byte, so anything else is kept
 /// as text).
 fn http_date(s: &str) -> Option<i64> {
-    let t = DateTime::parse_from_rfc2822(s).ok()?.with_timezone(&Utc);
-    (t.format(HTTP_DATE).to_string() == s).then(|| t.timestamp())
+    let secs = DateTime::parse_from_rfc2822(s).ok()?.timestamp();
+    (http_date_string(secs).as_deref() == Some(s)).then_some(secs)
 }
 
-/// [`HTTP_DATE`], written out directly: every reused URL record decodes
-/// one, and chrono's formatter parses its pattern each time.
+/// An HTTP date (RFC 9110's IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`),
+/// written out directly: every URL record a commit writes
+/// or a run reuses goes through it, and chrono's formatter parses its
+/// pattern each time. `None` past four-digit years, which no record holds.
 fn http_date_string(secs: i64) -> Option<String> {
     use chrono::{Datelike, Timelike};
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let t = DateTime::from_timestamp(secs, 0)?;
     if !(0..=9999).contains(&t.year()) {
-        return Some(t.format(HTTP_DATE).to_string());
+        return None;
     }
     Some(format!(
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
@@ -878,7 +877,7 @@ mod tests {
         assert!(odd.encode().len() > coded.encode().len() + 35, "{} {}", odd.encode().len(), coded.encode().len());
         assert_eq!(http_date("Tue, 01 Dec 2026 10:00:00 GMT"), Some(1_796_119_200));
         for secs in (-86_400 * 800..4_102_444_800).step_by(7_777_777).chain([0, 951_782_400, 253_402_300_799]) {
-            let chrono = DateTime::from_timestamp(secs, 0).unwrap().format(HTTP_DATE).to_string();
+            let chrono = DateTime::from_timestamp(secs, 0).unwrap().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
             assert_eq!(http_date_string(secs), Some(chrono.clone()));
             assert_eq!(http_date(&chrono), Some(secs));
         }
