@@ -30,6 +30,7 @@ async fn unchanged_rerun_transfers_little_and_is_complete() {
     let sources = vec![site.sitemap.to_string()];
     let first = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
     let before = site.stats();
+    let logo_before = site.hits(&site.logo);
     let second = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
     let after = site.stats();
 
@@ -43,6 +44,13 @@ async fn unchanged_rerun_transfers_little_and_is_complete() {
     assert!(after.not_modified > before.not_modified, "articles were revalidated with 304s");
     // Images within the freshness window are not requested at all.
     assert!(after.cdn_requests - before.cdn_requests < (before.cdn_requests / 5).max(3));
+    // Nor, but once, is the site's own logo, though each page sends its
+    // own URL as Referer (a same-origin request is keyed by the Referer's
+    // origin). The once: one page sends no Referer at all (`never`), and a
+    // URL keeps the record of one fetch, so one of the two is asked again.
+    assert!(logo_before >= 5, "the first run asked for the logo from each page ({logo_before})");
+    let again = site.hits(&site.logo) - logo_before;
+    assert!(again <= 1, "the logo was asked for {again} times again");
 
     // Complete: the same entries with the same content (the planted
     // failures fail again; everything else is carried over).

@@ -291,8 +291,9 @@ impl Ctx {
         if let Some(p) = &prior {
             let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.opts.image_freshness);
             // Only a copy fetched with the same Referer is the same picture:
-            // CDNs answer placeholders to some Referers.
-            let same_referer = self.read(i, |e| p.same_referer(e.referer.as_deref()));
+            // CDNs answer placeholders to some Referers (a same-origin image
+            // compares Referers by origin; see `referer_hash`).
+            let same_referer = self.read(i, |e| p.same_referer(&e.url, e.referer.as_deref()));
             if fresh && same_referer {
                 self.reuse(i, p);
                 self.update(i, |e| e.fetched_at = p.fetched_at);

@@ -168,16 +168,36 @@ pub struct UrlRecord {
     pub body_at: Option<NumberedLocation>,
 }
 
-/// A short hash of a Referer (or of its absence), for the freshness
-/// window's "fetched with the same Referer".
-pub fn referer_hash(referer: Option<&str>) -> u64 {
+/// A short hash of the Referer a response was fetched with (or of its
+/// absence), for the freshness window's "fetched with the same Referer".
+///
+/// A request that stays on its Referer's origin (`url`, and `final_url`
+/// after redirects) is keyed by that origin alone: a site does not answer
+/// its own pages with different pictures by path, while one shared image
+/// (a logo) is asked for with each page's full URL as Referer, and keying
+/// those apart would ask for it again once per page on every run. A
+/// request that leaves the Referer's origin keeps the whole Referer, as a
+/// CDN deciding on it may look at more than its host.
+pub fn referer_hash(url: &str, final_url: Option<&str>, referer: Option<&str>) -> u64 {
     match referer {
         None => 0,
         Some(r) => {
-            let h = BlobId::of(r.as_bytes());
+            let key = match origin(r) {
+                Some(o) if origin(url) == Some(o) && final_url.is_none_or(|f| origin(f) == Some(o)) => o,
+                _ => r,
+            };
+            let h = BlobId::of(key.as_bytes());
             u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes")) | 1
         }
     }
+}
+
+/// `scheme://authority` of an absolute URL as the fetcher writes it
+/// (serialized, so the same origin is always the same text).
+fn origin(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |n| start + n);
+    (end > start).then(|| &url[..end])
 }
 
 impl UrlRecord {
@@ -196,15 +216,16 @@ impl UrlRecord {
             content_type: e.content_type.clone(),
             etag: e.etag.clone(),
             last_modified: e.last_modified.clone(),
-            referer_hash: referer_hash(e.referer.as_deref()),
+            referer_hash: referer_hash(&e.url, e.final_url.as_deref(), e.referer.as_deref()),
             image: e.image.clone(),
             body_at: None,
         }
     }
 
-    /// True when it was fetched with this Referer.
-    pub fn same_referer(&self, referer: Option<&str>) -> bool {
-        self.referer_hash == referer_hash(referer)
+    /// True when `url`, fetched with this Referer, would be keyed as this
+    /// record's fetch was (see [`referer_hash`]).
+    pub fn same_referer(&self, url: &str, referer: Option<&str>) -> bool {
+        self.referer_hash == referer_hash(url, self.final_url.as_deref(), referer)
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -832,7 +853,7 @@ mod tests {
             content_type: Some("image/jpeg".into()),
             etag: Some("\"e\"".into()),
             last_modified: Some("Tue, 01 Dec 2026 10:00:00 GMT".into()),
-            referer_hash: referer_hash(Some("https://blog.example/post")),
+            referer_hash: referer_hash("https://cdn.example/a.png", None, Some("https://blog.example/post")),
             image: Some(ImageInfo { format: "jpeg".into(), width: 4000, height: 3000, warning: Some("w".into()) }),
             body_at: Some(NumberedLocation {
                 pack: 7,
@@ -890,13 +911,46 @@ mod tests {
 
     #[test]
     fn referer_hash_tells_absent_from_present() {
-        let r = UrlRecord { referer_hash: referer_hash(None), ..Default::default() };
-        assert!(r.same_referer(None));
-        assert!(!r.same_referer(Some("")));
-        assert!(!r.same_referer(Some("https://a.example/")));
-        let r = UrlRecord { referer_hash: referer_hash(Some("https://a.example/")), ..Default::default() };
-        assert!(r.same_referer(Some("https://a.example/")));
-        assert!(!r.same_referer(Some("https://b.example/")));
+        let img = "https://cdn.example/a.png";
+        let r = UrlRecord { referer_hash: referer_hash(img, None, None), ..Default::default() };
+        assert!(r.same_referer(img, None));
+        assert!(!r.same_referer(img, Some("")));
+        assert!(!r.same_referer(img, Some("https://a.example/")));
+        let r = UrlRecord { referer_hash: referer_hash(img, None, Some("https://a.example/")), ..Default::default() };
+        assert!(r.same_referer(img, Some("https://a.example/")));
+        assert!(!r.same_referer(img, Some("https://b.example/")));
+    }
+
+    #[test]
+    fn a_same_origin_request_compares_referers_by_origin() {
+        let logo = "https://blog.example/static/logo.png";
+        let at = |page: &str| referer_hash(logo, None, Some(page));
+        // One logo on every page of its own site: one key.
+        assert_eq!(at("https://blog.example/2026/a.html"), at("https://blog.example/2026/b.html?x#y"));
+        assert_eq!(at("https://blog.example/"), at("https://blog.example/a"));
+        assert_ne!(at("https://blog.example/a"), referer_hash(logo, None, None));
+        // Another origin (scheme, host or port) is another key.
+        assert_ne!(at("https://blog.example/a"), at("http://blog.example/a"));
+        assert_ne!(at("https://blog.example/a"), at("https://blog.example:8443/a"));
+        assert_ne!(at("https://blog.example/a"), at("https://www.blog.example/a"));
+        // A cross-origin image keeps the whole Referer (sent whole under
+        // `unsafe-url`), and so does one redirected off the origin.
+        let cdn = |page: &str| referer_hash("https://cdn.example/a.png", None, Some(page));
+        assert_ne!(cdn("https://blog.example/a"), cdn("https://blog.example/b"));
+        let away = |page: &str| referer_hash(logo, Some("https://cdn.example/logo.png"), Some(page));
+        assert_ne!(away("https://blog.example/a"), away("https://blog.example/b"));
+        let stays = |page: &str| referer_hash(logo, Some("https://blog.example/v2/logo.png"), Some(page));
+        assert_eq!(stays("https://blog.example/a"), stays("https://blog.example/b"));
+        // The record remembers where it ended, so the check agrees with it.
+        let r = UrlRecord {
+            final_url: Some("https://cdn.example/logo.png".into()),
+            referer_hash: away("https://blog.example/a"),
+            ..Default::default()
+        };
+        assert!(r.same_referer(logo, Some("https://blog.example/a")));
+        assert!(!r.same_referer(logo, Some("https://blog.example/b")));
+        assert_eq!(origin("mailto:x"), None);
+        assert_eq!(origin("https://a.example"), Some("https://a.example"));
     }
 
     #[test]
