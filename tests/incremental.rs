@@ -135,3 +135,46 @@ async fn a_rerun_after_prune_moved_the_blobs_reuses_them_from_where_they_are_now
     let v = kura::inspect::verify(&archive, opts, &|_| {}).unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 }
+
+/// The index's URL records live in table files beside sled. A damaged one
+/// costs a re-run its reuse, never its snapshot: the run fetches what it
+/// cannot look up and commits, and the next run finds the index rebuilt
+/// from the packs and manifests and reuses again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_url_table_costs_reuse_once_and_is_rebuilt() {
+    let site = serve(SiteConfig { articles: 8, ..Default::default() }).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("a");
+    let archive = Archive::open_or_init(&root).unwrap();
+    let sources = vec![site.sitemap.to_string()];
+    let first = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+
+    let tables: Vec<_> = std::fs::read_dir(root.join("index/url-tables")).unwrap().map(|f| f.unwrap().path()).collect();
+    assert!(!tables.is_empty());
+    let mut damaged = Vec::new();
+    for t in &tables {
+        let mut b = std::fs::read(t).unwrap();
+        // Inside every block: the first holds the sitemap and the pages.
+        for at in (40..b.len().saturating_sub(200)).step_by(4096) {
+            b[at] ^= 0x55;
+        }
+        std::fs::write(t, &b).unwrap();
+        damaged.push(b);
+    }
+    let before = site.stats();
+    let second = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+    let refetched = site.stats().cdn_requests - before.cdn_requests;
+    assert!(refetched > 5, "the damaged records were fetched again ({refetched})");
+    assert_eq!(contents(&archive, &first), contents(&archive, &second), "and the snapshot is whole");
+
+    let before = site.stats();
+    let third = run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap();
+    let after = site.stats();
+    assert!(after.cdn_requests - before.cdn_requests < (before.cdn_requests / 5).max(3), "reused after the rebuild");
+    assert!(after.not_modified > before.not_modified);
+    assert_eq!(contents(&archive, &first), contents(&archive, &third));
+    // Rebuilt, not merely shadowed by the second run's records.
+    for f in std::fs::read_dir(root.join("index/url-tables")).unwrap() {
+        assert!(!damaged.contains(&std::fs::read(f.unwrap().path()).unwrap()), "a damaged table is still live");
+    }
+}

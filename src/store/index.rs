@@ -11,11 +11,21 @@
 //! - `pack_ids`: pack number (u64 BE) -> pack id. Numbers are this index's
 //!   own (sled's id generator), never written to the archive: a blob
 //!   record names its pack in 1-3 bytes instead of 32.
-//! - `urls`: URL -> [`UrlRecord`] of the latest successful response (binary:
-//!   validators, blob and where it is, freshness, what a reuse copies)
+//! - `url_tables` in `meta`: the live tables of URL records (below)
 //! - `snapshots`: snapshot id -> JSON [`SnapshotSummary`]
 //! - `extracts`: hash of (blob, document URL, header policy, extractor
 //!   version) -> JSON of what extraction found (a pure cache)
+//!
+//! Outside sled, in `url-tables/`: URL -> [`UrlRecord`] of the latest
+//! successful response (binary: validators, blob and where it is,
+//! freshness, what a reuse copies), in sorted immutable tables
+//! ([`table`], [`tables`]): one record per URL the archive ever fetched is
+//! the bulk of the index, and sled kept it at 3.4 times its size.
+
+mod table;
+mod tables;
+
+pub use tables::TableError;
 
 use crate::store::blob::Codec;
 use crate::store::id::{BlobId, PackId, SnapshotId};
@@ -35,6 +45,9 @@ pub enum IndexError {
     /// The index was written with records of another version.
     #[error("index: written by another version of Kura; it is rebuilt from the packs and manifests")]
     Outdated,
+    /// A table of URL records could not be read or written.
+    #[error("{0} (if it persists, run `kura repair index`)")]
+    Table(#[from] TableError),
     /// A record could not be decoded.
     #[error("index: damaged record in tree {tree}; run `kura repair index`")]
     Damaged {
@@ -45,7 +58,7 @@ pub enum IndexError {
 
 /// Version of the records below; an index written with other records is
 /// rebuilt from the packs and manifests when a writer opens it.
-const RECORDS_VERSION: u8 = 4;
+const RECORDS_VERSION: u8 = 5;
 
 /// Largest extraction cache value kept (a page past the reference limit
 /// is never cached anyway).
@@ -441,6 +454,14 @@ mod varint {
             Reader { b }
         }
 
+        pub(super) fn is_empty(&self) -> bool {
+            self.b.is_empty()
+        }
+
+        pub(super) fn remaining(&self) -> usize {
+            self.b.len()
+        }
+
         pub(super) fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
             if self.b.len() < n {
                 return None;
@@ -528,10 +549,13 @@ impl SnapshotSummary {
 #[derive(Clone)]
 pub struct Index {
     db: sled::Db,
+    meta: sled::Tree,
+    /// Set once a table failed to read (see [`Index::table_failed`]).
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     blobs: sled::Tree,
     packs: sled::Tree,
     pack_ids: sled::Tree,
-    urls: sled::Tree,
+    urls: std::sync::Arc<tables::Tables>,
     snapshots: sled::Tree,
     extracts: sled::Tree,
 }
@@ -558,9 +582,11 @@ impl Index {
             blobs: db.open_tree("blobs")?,
             packs: db.open_tree("packs")?,
             pack_ids: db.open_tree("pack_ids")?,
-            urls: db.open_tree("urls")?,
+            urls: std::sync::Arc::new(tables::Tables::open(&path.join("url-tables"), &db, &meta)?),
             snapshots: db.open_tree("snapshots")?,
             extracts: db.open_tree("extracts")?,
+            failed: Default::default(),
+            meta,
             db,
         })
     }
@@ -675,7 +701,7 @@ impl Index {
 
     /// The latest successful response recorded for a URL.
     pub fn url(&self, url: &str) -> Result<Option<UrlRecord>, IndexError> {
-        match self.urls.get(url.as_bytes())? {
+        match self.urls.get(url.as_bytes()).map_err(|e| self.table_failed(e))? {
             None => Ok(None),
             Some(v) => UrlRecord::decode(&v).map(Some).ok_or(IndexError::Damaged { tree: "urls" }),
         }
@@ -684,7 +710,7 @@ impl Index {
     /// Starts recording a snapshot's entries as the URLs' latest records
     /// (see [`UrlUpdates`]).
     pub fn url_updates(&self) -> UrlUpdates<'_> {
-        UrlUpdates { index: self, batch: sled::Batch::default(), pending: 0 }
+        UrlUpdates { index: self, reader: self.urls.reader(), out: None, held: None, accepted: 0 }
     }
 
     /// Adds a committed snapshot to the catalog.
@@ -764,6 +790,34 @@ impl Index {
         Ok(())
     }
 
+    /// A table that cannot be read (damaged, or its file gone) fails the
+    /// lookups that reach it. A run goes on without those records (it
+    /// fetches those URLs again, and writes their records afresh), and the
+    /// index is marked to be rebuilt from the packs and manifests when a
+    /// writer next opens it.
+    fn table_failed(&self, e: TableError) -> IndexError {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!("{e}; the index is rebuilt from the packs and manifests when it is next opened");
+            // Records of no version: the next open rebuilds.
+            if let Err(e) = self.meta.insert("records", &[0]).and_then(|_| self.db.flush()) {
+                tracing::warn!("index: could not mark it for a rebuild ({e}); run `kura repair index`");
+            }
+        }
+        IndexError::Table(e)
+    }
+
+    /// Merges the URL tables if due; a table that fails to read is marked
+    /// (see [`Index::table_failed`]) and the merge left for the rebuild.
+    fn merge_tables(&self) -> Result<(), IndexError> {
+        match self.urls.merge() {
+            Err(IndexError::Table(e)) => {
+                self.table_failed(e);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     /// The database, for tests that damage it.
     #[cfg(test)]
     pub(crate) fn db_for_tests(&self) -> &sled::Db {
@@ -777,17 +831,22 @@ impl Index {
     }
 }
 
-/// The URLs' latest records, written as a snapshot's entries stream by in
-/// batches of a few hundred. A record equal to the stored one is not
-/// rewritten (sled is log-structured: an unchanged re-run would otherwise
-/// grow the index), nor is one older than the stored one, nor one that
+/// The URLs' latest records, written as a snapshot's entries stream by
+/// (sorted by URL) into one new table. A record equal to the stored one is
+/// not rewritten, nor is one older than the stored one, nor one that
 /// differs only in when it was fetched unless it is an image: a document
 /// answered 304 is asked again on every run whatever its fetch time, while
-/// an image's fetch time starts its freshness window.
+/// an image's fetch time starts its freshness window. Of several entries of
+/// one URL the last is kept. Entries out of URL order still land (the
+/// table ends there and another starts), at the cost of more tables to
+/// merge.
 pub struct UrlUpdates<'a> {
     index: &'a Index,
-    batch: sled::Batch,
-    pending: usize,
+    reader: tables::Reader,
+    out: Option<tables::NewTable>,
+    /// The last record accepted: written once a different URL comes.
+    held: Option<(String, Vec<u8>)>,
+    accepted: usize,
 }
 
 impl UrlUpdates<'_> {
@@ -806,8 +865,16 @@ impl UrlUpdates<'_> {
             record.body_at = Some(NumberedLocation { pack: number, offset: h.2, stored_len: h.3, raw_len: h.4, codec });
         }
         let value = record.encode();
-        match self.index.urls.get(e.url.as_bytes())? {
-            Some(old) if old.as_ref() == value.as_slice() => return Ok(()),
+        let stored = match self.reader.get(e.url.as_bytes()) {
+            Ok(v) => v,
+            // Written afresh: the table holding the old one is unreadable.
+            Err(e) => {
+                self.index.table_failed(e);
+                None
+            }
+        };
+        match stored {
+            Some(old) if old == value => return Ok(()),
             Some(old) => {
                 let old = UrlRecord::decode(&old).ok_or(IndexError::Damaged { tree: "urls" })?;
                 if old.fetched_at > e.fetched_at {
@@ -819,18 +886,40 @@ impl UrlUpdates<'_> {
             }
             None => {}
         }
-        self.batch.insert(e.url.as_bytes(), value);
-        self.pending += 1;
-        if self.pending >= BATCH {
-            self.index.urls.apply_batch(std::mem::take(&mut self.batch))?;
-            self.pending = 0;
+        self.accepted += 1;
+        match &mut self.held {
+            Some((url, held)) if *url == e.url => *held = value,
+            _ => {
+                if let Some((url, held)) = self.held.replace((e.url.clone(), value)) {
+                    self.write(&url, &held)?;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Writes what is left.
-    pub fn finish(self) -> Result<(), IndexError> {
-        self.index.urls.apply_batch(self.batch)?;
+    fn write(&mut self, url: &str, value: &[u8]) -> Result<(), IndexError> {
+        if let Some(out) = self.out.take_if(|o| o.last_key().is_some_and(|l| l >= url.as_bytes())) {
+            self.index.urls.add(out)?;
+            self.index.merge_tables()?;
+        }
+        let out = match &mut self.out {
+            Some(out) => out,
+            None => self.out.insert(self.index.urls.create()?),
+        };
+        out.push(url.as_bytes(), value)?;
+        Ok(())
+    }
+
+    /// Writes what is left and makes it live.
+    pub fn finish(mut self) -> Result<(), IndexError> {
+        if let Some((url, held)) = self.held.take() {
+            self.write(&url, &held)?;
+        }
+        if let Some(out) = self.out.take() {
+            self.index.urls.add(out)?;
+            self.index.merge_tables()?;
+        }
         Ok(())
     }
 }
@@ -992,6 +1081,51 @@ mod tests {
     }
 
     #[test]
+    fn url_records_land_in_order_or_not_and_a_damaged_table_marks_the_index_for_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let i = Index::open(&path).unwrap();
+        let at = |n: i64| DateTime::from_timestamp(1_764_000_000 + n, 0);
+        let e = |url: &str, n: i64| Entry {
+            url: url.into(),
+            blob: Some(BlobId::of(url.as_bytes())),
+            fetched_at: at(n),
+            ..Default::default()
+        };
+        // Sorted, with a URL twice (the last is kept), then out of order.
+        let mut urls = i.url_updates();
+        for x in [e("https://a.example/1", 1), e("https://a.example/2", 1), e("https://a.example/2", 2)] {
+            urls.add(&x, &[]).unwrap();
+        }
+        urls.add(&e("https://a.example/0", 3), &[]).unwrap();
+        urls.finish().unwrap();
+        assert_eq!(i.url("https://a.example/2").unwrap().unwrap().fetched_at, at(2));
+        assert_eq!(i.url("https://a.example/0").unwrap().unwrap().fetched_at, at(3));
+        assert!(i.url("https://a.example/3").unwrap().is_none());
+        // Records outlive the process that wrote them.
+        drop(i);
+        let i = Index::open(&path).unwrap();
+        assert_eq!(i.url("https://a.example/1").unwrap().unwrap().fetched_at, at(1));
+
+        // A flipped byte in a table: lookups through it fail, naming it...
+        let tables: Vec<_> = std::fs::read_dir(path.join("url-tables")).unwrap().map(|f| f.unwrap().path()).collect();
+        for t in &tables {
+            let mut b = std::fs::read(t).unwrap();
+            b[3] ^= 0x20;
+            std::fs::write(t, b).unwrap();
+        }
+        let err = i.url("https://a.example/1").unwrap_err().to_string();
+        assert!(err.contains("url-tables") && err.contains("kura repair index"), "{err}");
+        // ...new records still land...
+        let mut urls = i.url_updates();
+        urls.add(&e("https://a.example/1", 5), &[]).unwrap();
+        urls.finish().unwrap();
+        // ...and the next open rebuilds the index.
+        drop(i);
+        assert!(matches!(Index::open(&path), Err(IndexError::Outdated)));
+    }
+
+    #[test]
     fn a_url_record_locates_its_blob_without_a_lookup_while_the_pack_is_indexed() {
         let dir = tempfile::tempdir().unwrap();
         let i = Index::open(&dir.path().join("index")).unwrap();
@@ -1016,14 +1150,14 @@ mod tests {
         urls.add(&e, &[hint]).unwrap();
         let later = Entry { fetched_at: DateTime::from_timestamp(1_764_100_000, 0), ..e.clone() };
         urls.add(&later, &[hint]).unwrap();
-        assert_eq!(urls.pending, 0);
+        assert_eq!(urls.accepted, 0);
         // ...unless it is an image, whose fetch time starts its freshness
         // window, or something else changed.
         let image = ImageInfo { format: "png".into(), width: 1, height: 1, warning: None };
         urls.add(&Entry { image: Some(image), ..later.clone() }, &[hint]).unwrap();
-        assert_eq!(urls.pending, 1);
+        assert_eq!(urls.accepted, 1);
         urls.add(&Entry { etag: Some("\"v2\"".into()), ..later.clone() }, &[hint]).unwrap();
-        assert_eq!(urls.pending, 2);
+        assert_eq!(urls.accepted, 2);
         assert_eq!(i.located(&record).unwrap(), Some(Location { pack: p1, entry: entry(a, 40) }));
         // What the record says is used as long as its pack is indexed,
         // without reading `blobs` (removed here to show it).

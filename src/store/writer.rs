@@ -247,7 +247,15 @@ impl Writer {
     fn catalog(&self, id: SnapshotId) -> Result<(), ArchiveError> {
         let r = self.archive.open_snapshot(&id)?;
         let mut urls = self.index.url_updates();
-        r.for_each(|(e, hints)| Ok(urls.add(&e, &hints)?))?;
+        for i in 0..r.chunks() {
+            let mut lines = r.chunk(i)?;
+            // Format 1 is one unsorted chunk, and URL records are written in
+            // URL order (a stable sort of a sorted chunk is one pass).
+            lines.sort_by(|a, b| a.0.url.cmp(&b.0.url));
+            for (e, hints) in &lines {
+                urls.add(e, hints)?;
+            }
+        }
         urls.finish()?;
         Ok(self.index.add_snapshot_summary(id, &SnapshotSummary::of_parts(r.header(), r.summary()))?)
     }
