@@ -30,7 +30,7 @@ pub use tables::TableError;
 use crate::store::blob::Codec;
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::manifest::chunked::Hint;
-use crate::store::manifest::{Entry, ImageInfo, Kind, Manifest, ManifestHeader, Summary};
+use crate::store::manifest::{Entry, ImageInfo, Kind, ManifestHeader, Summary};
 use crate::store::pack::PackEntry;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -527,11 +527,6 @@ pub struct SnapshotSummary {
 }
 
 impl SnapshotSummary {
-    /// Summarises a manifest.
-    pub fn of(m: &Manifest) -> Self {
-        SnapshotSummary::of_parts(&m.header, &Summary::of(&m.entries))
-    }
-
     /// Summarises a manifest's header and counts.
     pub fn of_parts(h: &ManifestHeader, s: &Summary) -> Self {
         SnapshotSummary {
@@ -718,17 +713,6 @@ impl Index {
         let value = serde_json::to_vec(summary).expect("summaries serialise");
         self.snapshots.insert(id.as_bytes(), value)?;
         Ok(())
-    }
-
-    /// Records a committed snapshot held in memory: its URLs, then the
-    /// catalog entry.
-    pub fn add_snapshot(&self, id: SnapshotId, m: &Manifest) -> Result<(), IndexError> {
-        let mut urls = self.url_updates();
-        for e in &m.entries {
-            urls.add(e, &[])?;
-        }
-        urls.finish()?;
-        self.add_snapshot_summary(id, &SnapshotSummary::of(m))
     }
 
     /// True when the catalog lists this snapshot.

@@ -143,9 +143,13 @@ impl Tables {
         self.meta.insert(LIST_KEY, value)?;
         self.db.flush()?;
         *self.list.write().expect("no panics while held") = Arc::new(list);
-        // Readers holding a replaced table keep its open file.
+        // Readers holding a replaced table keep its open file. The new list
+        // is already durable, so a file that will not go is only a stray
+        // (removed at the next open), not a failed install.
         for (_, t) in &old[..replaced] {
-            std::fs::remove_file(t.path()).map_err(at(t.path()))?;
+            if let Err(e) = std::fs::remove_file(t.path()) {
+                tracing::warn!(path = %t.path().display(), error = %e, "index: could not remove a merged URL table");
+            }
         }
         Ok(())
     }
