@@ -5,22 +5,27 @@
 //!
 //! Trees:
 //! - `meta`: `records` -> the version of the records below (a byte)
-//! - `blobs`: blob id (32 bytes) -> pack number, offset, stored and raw
-//!   length (varints) + codec
 //! - `packs`: pack id -> pack size (u64 LE) + pack number (u64 LE)
 //! - `pack_ids`: pack number (u64 BE) -> pack id. Numbers are this index's
 //!   own (sled's id generator), never written to the archive: a blob
 //!   record names its pack in 1-3 bytes instead of 32.
-//! - `url_tables` in `meta`: the live tables of URL records (below)
+//! - `url_tables`, `blob_tables` in `meta`: the live tables (below)
 //! - `snapshots`: snapshot id -> JSON [`SnapshotSummary`]
 //! - `extracts`: hash of (blob, document URL, header policy, extractor
 //!   version) -> JSON of what extraction found (a pure cache)
 //!
-//! Outside sled, in `url-tables/`: URL -> [`UrlRecord`] of the latest
-//! successful response (binary: validators, blob and where it is,
-//! freshness, what a reuse copies), in sorted immutable tables
-//! ([`table`], [`tables`]): one record per URL the archive ever fetched is
-//! the bulk of the index, and sled kept it at 3.4 times its size.
+//! Outside sled, in sorted immutable tables ([`table`], [`tables`]): one
+//! record per URL the archive ever fetched and one per blob are the bulk of
+//! the index, and sled kept them at 3.4 and 4 times their size, with a
+//! page table in memory that grew with them.
+//! - `url-tables/`: URL -> [`UrlRecord`] of the latest successful response
+//!   (binary: validators, blob and where it is, freshness, what a reuse
+//!   copies), one table per commit;
+//! - `blob-tables/`: blob id (32 bytes) -> pack number, offset, stored and
+//!   raw length (varints) + codec, one table per pack, with a filter (most
+//!   lookups are of blobs a run is about to store). Forgetting a pack
+//!   removes its number; its locations are ignored by lookups and dropped
+//!   by the next merge that reaches them.
 
 mod table;
 mod tables;
@@ -58,7 +63,7 @@ pub enum IndexError {
 
 /// Version of the records below; an index written with other records is
 /// rebuilt from the packs and manifests when a writer opens it.
-const RECORDS_VERSION: u8 = 5;
+const RECORDS_VERSION: u8 = 6;
 
 /// Largest extraction cache value kept (a page past the reference limit
 /// is never cached anyway).
@@ -68,7 +73,12 @@ const MAX_EXTRACT: usize = 16 << 20;
 /// frees the old copies only once the batch is done, so one batch of a
 /// whole pack (or snapshot) cost about 4 KB per insert (measured: 97 MB for
 /// 22,000 blobs) where batches of 256 cost nothing noticeable.
-const BATCH: usize = 256;
+/// URL records: sorted lookups read a block once, so blocks are large.
+const URL_TABLES: table::Shape = table::Shape { block: table::BLOCK, hashed: false };
+/// Blob locations: lookups come in no order and each decodes half a block
+/// on average, so blocks are small (the block index in memory is about
+/// one key per 50 blobs).
+const BLOB_TABLES: table::Shape = table::Shape { block: 2 << 10, hashed: true };
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,7 +557,7 @@ pub struct Index {
     meta: sled::Tree,
     /// Set once a table failed to read (see [`Index::table_failed`]).
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    blobs: sled::Tree,
+    blobs: std::sync::Arc<tables::Tables>,
     packs: sled::Tree,
     pack_ids: sled::Tree,
     urls: std::sync::Arc<tables::Tables>,
@@ -574,10 +584,22 @@ impl Index {
             None => return Err(IndexError::Outdated),
         }
         Ok(Index {
-            blobs: db.open_tree("blobs")?,
+            blobs: std::sync::Arc::new(tables::Tables::open(
+                &path.join("blob-tables"),
+                "blob_tables",
+                BLOB_TABLES,
+                &db,
+                &meta,
+            )?),
             packs: db.open_tree("packs")?,
             pack_ids: db.open_tree("pack_ids")?,
-            urls: std::sync::Arc::new(tables::Tables::open(&path.join("url-tables"), &db, &meta)?),
+            urls: std::sync::Arc::new(tables::Tables::open(
+                &path.join("url-tables"),
+                "url_tables",
+                URL_TABLES,
+                &db,
+                &meta,
+            )?),
             snapshots: db.open_tree("snapshots")?,
             extracts: db.open_tree("extracts")?,
             failed: Default::default(),
@@ -586,13 +608,28 @@ impl Index {
         })
     }
 
-    /// Where a blob is, if indexed.
+    /// Where a blob is, if indexed: its newest location in a pack still
+    /// indexed.
     pub fn blob(&self, id: &BlobId) -> Result<Option<Location>, IndexError> {
-        let Some(v) = self.blobs.get(id.as_bytes())? else { return Ok(None) };
-        let at = NumberedLocation::decode(&v).ok_or(IndexError::Damaged { tree: "blobs" })?;
-        match self.pack_of(at.pack)? {
-            Some(pack) => Ok(Some(at.at(*id, pack))),
-            None => Err(IndexError::Damaged { tree: "pack_ids" }),
+        let mut found = None;
+        let mut failed = None;
+        self.blobs
+            .get_where(id.as_bytes(), |v| {
+                let Some(at) = NumberedLocation::decode(v) else {
+                    failed.get_or_insert(IndexError::Damaged { tree: "blob-tables" });
+                    return false;
+                };
+                match self.pack_of(at.pack) {
+                    Ok(Some(pack)) => found = Some(at.at(*id, pack)),
+                    Ok(None) => {}
+                    Err(e) => drop(failed.get_or_insert(e)),
+                }
+                found.is_some()
+            })
+            .map_err(|e| self.table_failed(e))?;
+        match failed {
+            Some(e) if found.is_none() => Err(e),
+            _ => Ok(found),
         }
     }
 
@@ -639,22 +676,25 @@ impl Index {
             None => self.db.generate_id()?,
         };
         self.pack_ids.insert(number.to_be_bytes(), pack.as_bytes())?;
-        for part in entries.chunks(BATCH) {
-            let mut batch = sled::Batch::default();
-            for e in part {
-                let at = NumberedLocation {
-                    pack: number,
-                    offset: e.offset,
-                    stored_len: e.stored_len,
-                    raw_len: e.raw_len,
-                    codec: e.codec,
-                };
-                let mut v = Vec::with_capacity(16);
-                at.put(&mut v);
-                batch.insert(e.id.as_bytes(), v);
-            }
-            self.blobs.apply_batch(batch)?;
+        let mut sorted: Vec<&PackEntry> = entries.iter().collect();
+        sorted.sort_by_key(|e| e.id);
+        sorted.dedup_by_key(|e| e.id);
+        let mut out = self.blobs.create(sorted.len() as u64)?;
+        let mut v = Vec::with_capacity(16);
+        for e in sorted {
+            let at = NumberedLocation {
+                pack: number,
+                offset: e.offset,
+                stored_len: e.stored_len,
+                raw_len: e.raw_len,
+                codec: e.codec,
+            };
+            v.clear();
+            at.put(&mut v);
+            out.push(e.id.as_bytes(), &v)?;
         }
+        self.blobs.add(out)?;
+        self.merge_blob_tables()?;
         let mut v = size.to_le_bytes().to_vec();
         v.extend_from_slice(&number.to_le_bytes());
         self.packs.insert(pack.as_bytes(), v)?;
@@ -673,22 +713,10 @@ impl Index {
             .collect()
     }
 
-    /// Forgets a pack and the blob locations that point into it.
+    /// Forgets a pack: without its number, the blob locations that point
+    /// into it are passed over, and dropped by the next merge.
     pub fn remove_pack(&self, pack: PackId) -> Result<(), IndexError> {
         let Some(number) = self.pack_number(&pack)? else { return Ok(()) };
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for kv in self.blobs.iter() {
-            let (k, v) = kv?;
-            if NumberedLocation::decode(&v).is_none_or(|at| at.pack == number) {
-                batch.remove(k);
-                n += 1;
-                if n % BATCH == 0 {
-                    self.blobs.apply_batch(std::mem::take(&mut batch))?;
-                }
-            }
-        }
-        self.blobs.apply_batch(batch)?;
         self.packs.remove(pack.as_bytes())?;
         self.pack_ids.remove(number.to_be_bytes())?;
         Ok(())
@@ -793,7 +821,21 @@ impl Index {
     /// Merges the URL tables if due; a table that fails to read is marked
     /// (see [`Index::table_failed`]) and the merge left for the rebuild.
     fn merge_tables(&self) -> Result<(), IndexError> {
-        match self.urls.merge() {
+        self.merged(self.urls.merge(&|_| true))
+    }
+
+    /// Merges the blob tables if due, dropping locations in packs no longer
+    /// indexed.
+    fn merge_blob_tables(&self) -> Result<(), IndexError> {
+        let live = |v: &[u8]| {
+            NumberedLocation::decode(v)
+                .is_some_and(|at| self.pack_ids.contains_key(at.pack.to_be_bytes()).unwrap_or(true))
+        };
+        self.merged(self.blobs.merge(&live))
+    }
+
+    fn merged(&self, r: Result<(), IndexError>) -> Result<(), IndexError> {
+        match r {
             Err(IndexError::Table(e)) => {
                 self.table_failed(e);
                 Ok(())
@@ -889,7 +931,7 @@ impl UrlUpdates<'_> {
         }
         let out = match &mut self.out {
             Some(out) => out,
-            None => self.out.insert(self.index.urls.create()?),
+            None => self.out.insert(self.index.urls.create(0)?),
         };
         out.push(url.as_bytes(), value)?;
         Ok(())
@@ -1110,6 +1152,53 @@ mod tests {
     }
 
     #[test]
+    fn blob_locations_live_in_filtered_tables_and_a_forgotten_pack_drops_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let i = Index::open(&path).unwrap();
+        let pack = |p: u8| PackId::from_bytes([p; 32]);
+        let id = |p: u8, n: u64| BlobId::of(format!("{p}-{n}").as_bytes());
+        for p in 1..=10u8 {
+            let entries: Vec<_> = (0..100).map(|n| entry(id(p, n), n * 10)).collect();
+            i.add_pack(pack(p), 1000, &entries).unwrap();
+        }
+        assert!(i.blobs.stats().0 <= 7, "{} tables", i.blobs.stats().0);
+        for p in 1..=10u8 {
+            for n in (0..100).step_by(7) {
+                assert_eq!(
+                    i.blob(&id(p, n)).unwrap(),
+                    Some(Location { pack: pack(p), entry: entry(id(p, n), n * 10) })
+                );
+            }
+        }
+        assert_eq!(i.blob(&id(11, 0)).unwrap(), None);
+        // Forgotten: its blobs are not found, and a merge that reaches its
+        // table drops them.
+        i.remove_pack(pack(3)).unwrap();
+        assert_eq!(i.blob(&id(3, 0)).unwrap(), None);
+        assert_eq!(i.blob(&id(4, 0)).unwrap().map(|l| l.pack), Some(pack(4)));
+        let big: Vec<_> = (0..3000).map(|n| entry(id(12, n), n)).collect();
+        i.add_pack(pack(12), 30_000, &big).unwrap();
+        assert_eq!(i.blobs.stats(), (1, i.blobs.stats().1, 900 + 3000), "one table, pack 3 gone");
+        // Locations outlive the process; a damaged table fails the lookups
+        // that reach it, naming it, and the next open rebuilds.
+        drop(i);
+        let i = Index::open(&path).unwrap();
+        assert_eq!(i.blob(&id(12, 7)).unwrap().map(|l| l.entry.offset), Some(7));
+        for t in std::fs::read_dir(path.join("blob-tables")).unwrap() {
+            let t = t.unwrap().path();
+            let mut b = std::fs::read(&t).unwrap();
+            b[3] ^= 0x20;
+            std::fs::write(&t, b).unwrap();
+        }
+        let found: Vec<_> = (0..3000).map(|n| i.blob(&id(12, n))).collect();
+        let err = found.into_iter().find_map(Result::err).expect("a lookup read the damaged block").to_string();
+        assert!(err.contains("blob-tables") && err.contains("kura repair index"), "{err}");
+        drop(i);
+        assert!(matches!(Index::open(&path), Err(IndexError::Outdated)));
+    }
+
+    #[test]
     fn a_url_record_locates_its_blob_without_a_lookup_while_the_pack_is_indexed() {
         let dir = tempfile::tempdir().unwrap();
         let i = Index::open(&dir.path().join("index")).unwrap();
@@ -1144,11 +1233,11 @@ mod tests {
         assert_eq!(urls.accepted, 2);
         assert_eq!(i.located(&record).unwrap(), Some(Location { pack: p1, entry: entry(a, 40) }));
         // What the record says is used as long as its pack is indexed,
-        // without reading `blobs` (removed here to show it).
-        i.blobs.remove(a.as_bytes()).unwrap();
-        assert_eq!(i.located(&record).unwrap(), Some(Location { pack: p1, entry: entry(a, 40) }));
-        // Repacked by prune: the record's pack is gone, `blobs` answers.
+        // though the blob tables now name a newer copy (repacked by prune).
         i.add_pack(p2, 100, &[entry(a, 0)]).unwrap();
+        assert_eq!(i.blob(&a).unwrap(), Some(Location { pack: p2, entry: entry(a, 0) }));
+        assert_eq!(i.located(&record).unwrap(), Some(Location { pack: p1, entry: entry(a, 40) }));
+        // The record's pack is gone: the blob tables answer.
         i.remove_pack(p1).unwrap();
         assert_eq!(i.located(&record).unwrap(), Some(Location { pack: p2, entry: entry(a, 0) }));
         // Gone for good: not located.

@@ -1,5 +1,5 @@
-//! Sorted, immutable table files: where the index keeps its URL records,
-//! outside sled.
+//! Sorted, immutable table files: where the index keeps its URL records
+//! and blob locations, outside sled.
 //!
 //! sled stored these records at 3.4 times their size (2.6 times even when
 //! written fresh and in order: its leaf layout), and keeps in memory a page
@@ -8,20 +8,29 @@
 //! in large sorted batches (a snapshot's entries, sorted by URL) and never
 //! deleted: the case a log-structured merge of sorted files serves best.
 //! Each commit writes one table; tables are merged so that few remain
-//! ([`super::tables`]); a lookup reads at most one block of each.
+//! ([`super::tables`]); a lookup reads at most one block of each. Blob
+//! locations are the same case (one table per pack, its blobs sorted by
+//! id) but are mostly asked for ids the archive lacks: their tables carry a
+//! filter that answers most such lookups without reading a block.
 //!
 //! A table file, all integers LEB128 varints unless said otherwise:
-//! - blocks of about [`BLOCK`] bytes, each: records (`shared`: bytes the
+//! - blocks of about the set's block size ([`Shape`]), each: records (`shared`: bytes the
 //!   key shares with the block's previous key, 0 for the first; the rest of
 //!   the key, length-prefixed; the value, length-prefixed), then the CRC-32
 //!   of the block (u32 LE);
+//! - the filter, in tables of keys that are hashes (blob ids), else
+//!   nothing: a blocked Bloom filter of 64-byte blocks, about 10 bits per
+//!   key (one key in ~100 it lacks passes), then its CRC-32 (u32 LE). A key
+//!   sets 7 bits of one block: the block is bytes 0-7 of the key (u64 LE)
+//!   modulo the block count, bit `j` is 9-bit field `j` of bytes 8-15;
 //! - the block index: per block, its offset, its length and its first key
 //!   (length-prefixed), then the CRC-32 of the index (u32 LE);
-//! - the footer: index offset, index length and record count (u64 LE
-//!   each), then the magic `KURATBL1`.
+//! - the footer: index offset, index length, record count and filter
+//!   length (u64 LE each), then the magic `KURATBL2`.
 //!
-//! Keys are strictly ascending. The block index is read into memory at open
-//! (a few bytes more than one key per 8 KB of table).
+//! Keys are strictly ascending. The block index and the filter are read
+//! into memory at open: a few bytes more than one key per block, and 1.25
+//! bytes per key of a filtered table (2.6 MB at two million blobs).
 
 use super::varint;
 use std::fs::File;
@@ -29,10 +38,31 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Target size of a block.
+/// Target size of a block of URL records.
 pub(super) const BLOCK: usize = 8 << 10;
-const MAGIC: &[u8; 8] = b"KURATBL1";
-const FOOTER: u64 = 32;
+const MAGIC: &[u8; 8] = b"KURATBL2";
+const FOOTER: u64 = 40;
+/// Filter bits per key: about 1% of absent keys pass.
+const FILTER_BITS: u64 = 10;
+/// Bytes of a filter block.
+const FILTER_BLOCK: usize = 64;
+
+/// How a set of tables is laid out.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shape {
+    /// Target size of a block: a lookup decodes half of one on average.
+    pub block: usize,
+    /// Keys are hashes (16 bytes or more): tables carry a filter.
+    pub hashed: bool,
+}
+
+/// The filter block and bits of a key (hashed keys: see the module docs).
+fn filter_bits(key: &[u8], blocks: usize) -> Option<(usize, [u16; 7])> {
+    let h0 = u64::from_le_bytes(key.get(..8)?.try_into().ok()?);
+    let h1 = u64::from_le_bytes(key.get(8..16)?.try_into().ok()?);
+    let bits = std::array::from_fn(|j| ((h1 >> (j * 9)) & 511) as u16);
+    Some(((h0 % blocks as u64) as usize, bits))
+}
 
 fn damaged(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("damaged table: {what}"))
@@ -41,6 +71,9 @@ fn damaged(what: &str) -> io::Error {
 /// Writes a table; keys must come in strictly ascending order.
 pub(super) struct TableWriter {
     out: BufWriter<File>,
+    block_size: usize,
+    /// Filter blocks, when keys are hashes.
+    filter: Vec<u8>,
     block: Vec<u8>,
     first: Vec<u8>,
     last: Vec<u8>,
@@ -50,12 +83,16 @@ pub(super) struct TableWriter {
 }
 
 impl TableWriter {
-    /// Starts a table at `path` (a new file).
-    pub(super) fn create(path: &Path) -> io::Result<TableWriter> {
+    /// Starts a table at `path` (a new file), of about `keys` records (the
+    /// filter's size; more still land, with more false passes).
+    pub(super) fn create(path: &Path, shape: Shape, keys: u64) -> io::Result<TableWriter> {
         let file = File::options().write(true).create_new(true).open(path)?;
+        let filter_blocks = (keys.max(1) * FILTER_BITS).div_ceil(FILTER_BLOCK as u64 * 8);
         Ok(TableWriter {
             out: BufWriter::with_capacity(64 << 10, file),
-            block: Vec::with_capacity(BLOCK + 1024),
+            block_size: shape.block,
+            filter: if shape.hashed { vec![0; filter_blocks as usize * FILTER_BLOCK] } else { Vec::new() },
+            block: Vec::with_capacity(shape.block + 1024),
             first: Vec::new(),
             last: Vec::new(),
             index: Vec::new(),
@@ -74,6 +111,13 @@ impl TableWriter {
         if self.last_key().is_some_and(|l| l >= key) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "table keys out of order"));
         }
+        if !self.filter.is_empty() {
+            let (b, bits) = filter_bits(key, self.filter.len() / FILTER_BLOCK)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a hashed key of under 16 bytes"))?;
+            for bit in bits {
+                self.filter[b * FILTER_BLOCK + usize::from(bit / 8)] |= 1 << (bit % 8);
+            }
+        }
         let shared = if self.block.is_empty() {
             self.first.clear();
             self.first.extend_from_slice(key);
@@ -89,7 +133,7 @@ impl TableWriter {
         self.last.clear();
         self.last.extend_from_slice(key);
         self.records += 1;
-        if self.block.len() >= BLOCK {
+        if self.block.len() >= self.block_size {
             self.end_block()?;
         }
         Ok(())
@@ -111,21 +155,31 @@ impl TableWriter {
         Ok(())
     }
 
-    /// Writes the index and footer and syncs the file; returns its size.
+    /// Writes the filter, index and footer and syncs the file; returns its
+    /// size.
     pub(super) fn finish(mut self) -> io::Result<u64> {
         self.end_block()?;
+        let filter_len = if self.filter.is_empty() {
+            0
+        } else {
+            let crc = crc32fast::hash(&self.filter);
+            self.filter.extend_from_slice(&crc.to_le_bytes());
+            self.out.write_all(&self.filter)?;
+            self.filter.len() as u64
+        };
+        let index_at = self.offset + filter_len;
         let crc = crc32fast::hash(&self.index);
         self.index.extend_from_slice(&crc.to_le_bytes());
         self.out.write_all(&self.index)?;
         let mut footer = Vec::with_capacity(FOOTER as usize);
-        for v in [self.offset, self.index.len() as u64, self.records] {
+        for v in [index_at, self.index.len() as u64, self.records, filter_len] {
             footer.extend_from_slice(&v.to_le_bytes());
         }
         footer.extend_from_slice(MAGIC);
         self.out.write_all(&footer)?;
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        Ok(self.offset + self.index.len() as u64 + FOOTER)
+        Ok(index_at + self.index.len() as u64 + FOOTER)
     }
 }
 
@@ -139,6 +193,8 @@ pub(super) struct Table {
     index: Vec<u8>,
     /// Where each block's entry starts in `index`.
     starts: Vec<u32>,
+    /// The filter's blocks (without its CRC), if the keys are hashes.
+    filter: Vec<u8>,
 }
 
 /// One block's entry in the index.
@@ -158,13 +214,25 @@ impl Table {
         }
         let mut footer = [0u8; FOOTER as usize];
         file.read_exact_at(&mut footer, size - FOOTER)?;
-        if &footer[24..] != MAGIC {
+        if &footer[32..] != MAGIC {
             return Err(damaged("no footer"));
         }
         let word = |i: usize| u64::from_le_bytes(footer[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        let (at, len, records) = (word(0), word(1), word(2));
-        if len < 4 || at.checked_add(len) != Some(size - FOOTER) {
+        let (at, len, records, filter_len) = (word(0), word(1), word(2), word(3));
+        if len < 4 || at.checked_add(len) != Some(size - FOOTER) || filter_len > at {
             return Err(damaged("index out of place"));
+        }
+        let mut filter = Vec::new();
+        if filter_len > 0 {
+            if filter_len <= 4 || (filter_len - 4) % FILTER_BLOCK as u64 != 0 {
+                return Err(damaged("filter size"));
+            }
+            filter = vec![0u8; usize::try_from(filter_len).map_err(|_| damaged("filter size"))?];
+            file.read_exact_at(&mut filter, at - filter_len)?;
+            let crc = filter.split_off(filter.len() - 4);
+            if crc32fast::hash(&filter).to_le_bytes() != crc.as_slice() {
+                return Err(damaged("filter checksum"));
+            }
         }
         let mut index = vec![0u8; usize::try_from(len).map_err(|_| damaged("index size"))?];
         file.read_exact_at(&mut index, at)?;
@@ -187,10 +255,10 @@ impl Table {
             }
             end = offset + len;
         }
-        if end != at {
+        if end != at - filter_len {
             return Err(damaged("blocks and index disagree"));
         }
-        Ok(Table { path: path.to_path_buf(), file, size, records, index, starts })
+        Ok(Table { path: path.to_path_buf(), file, size, records, index, starts, filter })
     }
 
     /// The file.
@@ -244,9 +312,23 @@ impl Table {
         lo.checked_sub(1)
     }
 
+    /// False when the filter says the table lacks `key` (true when it may
+    /// hold it, or has no filter).
+    fn may_hold(&self, key: &[u8]) -> bool {
+        if self.filter.is_empty() {
+            return true;
+        }
+        let Some((b, bits)) = filter_bits(key, self.filter.len() / FILTER_BLOCK) else { return false };
+        let block = &self.filter[b * FILTER_BLOCK..(b + 1) * FILTER_BLOCK];
+        bits.iter().all(|&bit| block[usize::from(bit / 8)] & (1 << (bit % 8)) != 0)
+    }
+
     /// The value of `key`, reading one block (or the one in `cache`, which
     /// is kept for the next lookup: sorted lookups read each block once).
     pub(super) fn get(&self, key: &[u8], cache: &mut Option<(usize, Vec<u8>)>) -> io::Result<Option<Vec<u8>>> {
+        if !self.may_hold(key) {
+            return Ok(None);
+        }
         let Some(n) = self.block_for(key) else { return Ok(None) };
         if cache.as_ref().is_none_or(|(c, _)| *c != n) {
             *cache = Some((n, self.block(n)?));
@@ -339,8 +421,10 @@ impl TableIter<'_> {
 mod tests {
     use super::*;
 
+    const URLS: Shape = Shape { block: BLOCK, hashed: false };
+
     fn write(path: &Path, records: &[(Vec<u8>, Vec<u8>)]) -> u64 {
-        let mut w = TableWriter::create(path).unwrap();
+        let mut w = TableWriter::create(path, URLS, records.len() as u64).unwrap();
         for (k, v) in records {
             w.push(k, v).unwrap();
         }
@@ -388,9 +472,46 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_answers_most_absent_hashes_and_never_hides_a_present_one() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.tbl");
+        let hash = |i: u32| sha2::Sha256::digest(i.to_le_bytes()).to_vec();
+        let mut records: Vec<_> = (0..5_000).map(|i| (hash(i), i.to_le_bytes().to_vec())).collect();
+        records.sort();
+        let shape = Shape { block: 2 << 10, hashed: true };
+        let mut w = TableWriter::create(&path, shape, records.len() as u64).unwrap();
+        for (k, v) in &records {
+            w.push(k, v).unwrap();
+        }
+        assert!(w.push(&[0xff; 8], b"").is_err(), "a short key in a hashed table");
+        w.finish().unwrap();
+        let t = Table::open(&path).unwrap();
+        assert_eq!(t.filter.len(), (5_000 * 10usize).div_ceil(512) * 64);
+        for (k, v) in &records {
+            assert!(t.may_hold(k));
+            assert_eq!(t.get(k, &mut None).unwrap().as_ref(), Some(v));
+        }
+        let passed = (5_000..25_000).filter(|&i| t.may_hold(&hash(i))).count();
+        assert!(passed < 20_000 / 40, "{passed} of 20,000 absent keys passed");
+        for i in 5_000..5_100 {
+            assert_eq!(t.get(&hash(i), &mut None).unwrap(), None);
+        }
+        // A damaged filter is refused at open.
+        let mut bad = std::fs::read(&path).unwrap();
+        let footer = bad.len() - FOOTER as usize;
+        // The filter ends where the index starts.
+        let index_at = u64::from_le_bytes(bad[footer..footer + 8].try_into().unwrap()) as usize;
+        bad[index_at - 10] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        let err = Table::open(&path).err().expect("refused");
+        assert!(err.to_string().contains("filter checksum"), "{err}");
+    }
+
+    #[test]
     fn keys_must_ascend() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = TableWriter::create(&dir.path().join("1.tbl")).unwrap();
+        let mut w = TableWriter::create(&dir.path().join("1.tbl"), URLS, 0).unwrap();
         w.push(b"b", b"1").unwrap();
         assert!(w.push(b"b", b"2").is_err());
         assert!(w.push(b"a", b"2").is_err());

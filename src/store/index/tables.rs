@@ -1,8 +1,8 @@
-//! The set of URL-record tables: which exist, lookups across them, adding
-//! one and merging them.
+//! A set of tables (URL records, or blob locations): which exist, lookups
+//! across them, adding one and merging them.
 //!
-//! The list of live tables (newest first) is the `meta` tree's `url_tables`
-//! value; a table file is complete (written, synced and renamed) before the
+//! The list of live tables (newest first) is a value of the `meta` tree
+//! (`url_tables`, `blob_tables`); a table file is complete (written, synced and renamed) before the
 //! list names it, and a table leaves the list before its file is deleted,
 //! so a crash at any point leaves a list of whole tables (files it does not
 //! name are removed at open). A newer table's record of a key wins.
@@ -11,17 +11,16 @@
 //! tables are merged while together they are at least a quarter of the next
 //! older one's size (or while more than [`MAX_TABLES`] remain). A record
 //! is thus rewritten about log4(N) times over the archive's life, and a
-//! lookup reads at most one block in each of a few tables.
+//! lookup reads at most one block in each of a few tables. A merge drops
+//! the records its caller no longer wants (locations in forgotten packs).
 
-use super::table::{Table, TableWriter};
+use super::table::{Shape, Table, TableWriter};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Most tables left after a merge.
 const MAX_TABLES: usize = 6;
-/// The `meta` key listing the live tables.
-const LIST_KEY: &str = "url_tables";
 
 /// An error of a table file, with its path.
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +39,12 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> TableError + '_ {
 
 type List = Arc<Vec<(u64, Arc<Table>)>>;
 
-/// The live tables of one index.
+/// The live tables of one kind.
 pub(super) struct Tables {
     dir: PathBuf,
+    /// The `meta` key listing the live tables.
+    list_key: &'static str,
+    shape: Shape,
     db: sled::Db,
     meta: sled::Tree,
     list: RwLock<List>,
@@ -52,11 +54,17 @@ pub(super) struct Tables {
 }
 
 impl Tables {
-    /// Opens the tables `meta` lists in `dir`, removing files it does not
-    /// list (left by a crash before or after an install).
-    pub(super) fn open(dir: &Path, db: &sled::Db, meta: &sled::Tree) -> Result<Tables, super::IndexError> {
+    /// Opens the tables `meta` lists under `list_key` in `dir`, removing
+    /// files it does not list (left by a crash before or after an install).
+    pub(super) fn open(
+        dir: &Path,
+        list_key: &'static str,
+        shape: Shape,
+        db: &sled::Db,
+        meta: &sled::Tree,
+    ) -> Result<Tables, super::IndexError> {
         std::fs::create_dir_all(dir).map_err(at(dir))?;
-        let numbers: Vec<u64> = match meta.get(LIST_KEY)? {
+        let numbers: Vec<u64> = match meta.get(list_key)? {
             None => Vec::new(),
             Some(v) if v.len() % 8 == 0 => {
                 v.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
@@ -79,6 +87,8 @@ impl Tables {
         let next = numbers.iter().max().map_or(1, |n| n + 1);
         Ok(Tables {
             dir: dir.to_path_buf(),
+            list_key,
+            shape,
             db: db.clone(),
             meta: meta.clone(),
             list: RwLock::new(Arc::new(list)),
@@ -100,8 +110,20 @@ impl Tables {
 
     /// The value of `key`, from the newest table holding it.
     pub(super) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, TableError> {
+        self.get_where(key, |_| true)
+    }
+
+    /// The value of `key` from the newest table holding one that `accept`
+    /// takes.
+    pub(super) fn get_where(
+        &self,
+        key: &[u8],
+        mut accept: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Vec<u8>>, TableError> {
         for (_, t) in self.current().iter() {
-            if let Some(v) = t.get(key, &mut None).map_err(at(t.path()))? {
+            if let Some(v) = t.get(key, &mut None).map_err(at(t.path()))?
+                && accept(&v)
+            {
                 return Ok(Some(v));
             }
         }
@@ -114,15 +136,16 @@ impl Tables {
         (list.len(), list.iter().map(|(_, t)| t.size()).sum(), list.iter().map(|(_, t)| t.records()).sum())
     }
 
-    /// Starts a new table (not live until [`Tables::add`]).
-    pub(super) fn create(&self) -> Result<NewTable, TableError> {
+    /// Starts a new table of about `keys` records (not live until
+    /// [`Tables::add`]).
+    pub(super) fn create(&self, keys: u64) -> Result<NewTable, TableError> {
         let number = {
             let mut next = self.next.lock().expect("no panics while held");
             *next += 1;
             *next - 1
         };
         let tmp = self.dir.join(format!("{number}.tbl.tmp"));
-        let writer = TableWriter::create(&tmp).map_err(at(&tmp))?;
+        let writer = TableWriter::create(&tmp, self.shape, keys).map_err(at(&tmp))?;
         Ok(NewTable { number, tmp, writer })
     }
 
@@ -140,7 +163,7 @@ impl Tables {
         list.push((number, Arc::new(table)));
         list.extend(old[replaced..].iter().cloned());
         let value: Vec<u8> = list.iter().flat_map(|(n, _)| n.to_le_bytes()).collect();
-        self.meta.insert(LIST_KEY, value)?;
+        self.meta.insert(self.list_key, value)?;
         self.db.flush()?;
         *self.list.write().expect("no panics while held") = Arc::new(list);
         // Readers holding a replaced table keep its open file. The new list
@@ -148,7 +171,7 @@ impl Tables {
         // (removed at the next open), not a failed install.
         for (_, t) in &old[..replaced] {
             if let Err(e) = std::fs::remove_file(t.path()) {
-                tracing::warn!(path = %t.path().display(), error = %e, "index: could not remove a merged URL table");
+                tracing::warn!(path = %t.path().display(), error = %e, "index: could not remove a merged table");
             }
         }
         Ok(())
@@ -165,19 +188,20 @@ impl Tables {
         n
     }
 
-    /// Merges the newest tables while the policy asks for it.
-    pub(super) fn merge(&self) -> Result<(), super::IndexError> {
+    /// Merges the newest tables while the policy asks for it, keeping the
+    /// records whose value `keep` takes.
+    pub(super) fn merge(&self, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), super::IndexError> {
         loop {
             let list = self.current();
             let sizes: Vec<u64> = list.iter().map(|(_, t)| t.size()).collect();
             let n = Tables::to_merge(&sizes);
             if n < 2 {
                 let (tables, bytes, records) = self.stats();
-                tracing::debug!(tables, bytes, records, "index: URL tables");
+                tracing::debug!(tables, bytes, records, "index: {}", self.list_key);
                 return Ok(());
             }
-            let mut out = self.create()?;
-            merge_into(list[..n].iter().map(|(_, t)| t.as_ref()), &mut out)?;
+            let mut out = self.create(list[..n].iter().map(|(_, t)| t.records()).sum())?;
+            merge_into(list[..n].iter().map(|(_, t)| t.as_ref()), &mut out, keep)?;
             let (number, table) = out.finish(&self.dir)?;
             self.install(number, table, n)?;
         }
@@ -185,8 +209,12 @@ impl Tables {
 }
 
 /// Writes the records of `tables` (newest first) to `out`, in key order,
-/// the newest record of each key.
-fn merge_into<'t>(tables: impl Iterator<Item = &'t Table>, out: &mut NewTable) -> Result<(), TableError> {
+/// the newest record of each key, if `keep` takes it.
+fn merge_into<'t>(
+    tables: impl Iterator<Item = &'t Table>,
+    out: &mut NewTable,
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> Result<(), TableError> {
     let tables: Vec<&Table> = tables.collect();
     let mut iters: Vec<_> = tables.iter().map(|t| t.iter()).collect();
     // Each input's current record, copied out (a block per input is in memory).
@@ -195,18 +223,17 @@ fn merge_into<'t>(tables: impl Iterator<Item = &'t Table>, out: &mut NewTable) -
         heads.push(it.next_record().map_err(at(tables[i].path()))?.map(|(k, v)| (k.to_vec(), v.to_vec())));
     }
     loop {
-        // The least key; among equal keys the newest input (lowest index).
-        let Some(min) = (0..heads.len())
-            .filter(|&i| heads[i].is_some())
-            .min_by(|&a, &b| heads[a].as_ref().map(|h| &h.0).cmp(&heads[b].as_ref().map(|h| &h.0)).then(a.cmp(&b)))
-        else {
-            return Ok(());
-        };
-        let (key, value) = heads[min].take().expect("chosen among the present");
-        out.push(&key, &value)?;
+        // The least key, and of its records the newest that `keep` takes
+        // (an older one stands when a newer is dropped).
+        let Some(key) = heads.iter().flatten().map(|h| &h.0).min().cloned() else { return Ok(()) };
+        let mut kept = false;
         for i in 0..heads.len() {
-            let stale = i == min || heads[i].as_ref().is_some_and(|h| h.0 == key);
-            if stale {
+            if heads[i].as_ref().is_some_and(|h| h.0 == key) {
+                let (_, value) = heads[i].take().expect("checked above");
+                if !kept && keep(&value) {
+                    out.push(&key, &value)?;
+                    kept = true;
+                }
                 heads[i] = iters[i].next_record().map_err(at(tables[i].path()))?.map(|(k, v)| (k.to_vec(), v.to_vec()));
             }
         }
@@ -270,17 +297,18 @@ mod tests {
     fn open(dir: &Path) -> (sled::Db, Tables) {
         let db = sled::Config::new().path(dir.join("db")).open().unwrap();
         let meta = db.open_tree("meta").unwrap();
-        let t = Tables::open(&dir.join("urls"), &db, &meta).unwrap();
+        let shape = Shape { block: super::super::table::BLOCK, hashed: false };
+        let t = Tables::open(&dir.join("urls"), "url_tables", shape, &db, &meta).unwrap();
         (db, t)
     }
 
     fn add(t: &Tables, records: impl IntoIterator<Item = (String, String)>) {
-        let mut out = t.create().unwrap();
+        let mut out = t.create(0).unwrap();
         for (k, v) in records {
             out.push(k.as_bytes(), v.as_bytes()).unwrap();
         }
         t.add(out).unwrap();
-        t.merge().unwrap();
+        t.merge(&|v| v != b"dropped").unwrap();
     }
 
     fn get(t: &Tables, k: &str) -> Option<String> {
@@ -321,6 +349,32 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_drops_what_is_not_kept_and_an_older_record_stands_for_a_dropped_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, t) = open(dir.path());
+        add(&t, [("a".into(), "live".into()), ("b".into(), "dropped".into()), ("c".into(), "1".into())]);
+        add(&t, [("a".into(), "dropped".into()), ("c".into(), "2".into())]);
+        // Before a merge, lookups choose among the records.
+        assert_eq!(t.stats().0, 1, "similar sizes merge");
+        assert_eq!(get(&t, "a").as_deref(), Some("live"));
+        assert_eq!(get(&t, "b"), None);
+        assert_eq!(get(&t, "c").as_deref(), Some("2"));
+        assert_eq!(t.stats().2, 2);
+        // Unmerged, a lookup can pass over a record the caller refuses.
+        let (_db2, u) = open(&dir.path().join("unmerged"));
+        for records in [[("k", "old")], [("k", "new")]] {
+            let mut out = u.create(1).unwrap();
+            for (k, v) in records {
+                out.push(k.as_bytes(), v.as_bytes()).unwrap();
+            }
+            u.add(out).unwrap();
+        }
+        assert_eq!(u.get(b"k").unwrap(), Some(b"new".to_vec()));
+        assert_eq!(u.get_where(b"k", |v| v != b"new").unwrap(), Some(b"old".to_vec()));
+        assert_eq!(u.get_where(b"k", |_| false).unwrap(), None);
+    }
+
+    #[test]
     fn to_merge_follows_sizes() {
         assert_eq!(Tables::to_merge(&[]), 1);
         assert_eq!(Tables::to_merge(&[100]), 1);
@@ -338,7 +392,7 @@ mod tests {
             add(&t, [("a".into(), "1".into()), ("b".into(), "2".into())]);
             add(&t, [("b".into(), "3".into())]);
             // A table written but never installed (a crash before the list).
-            let mut stray = t.create().unwrap();
+            let mut stray = t.create(1).unwrap();
             stray.push(b"a", b"lost").unwrap();
             drop(stray);
             std::fs::write(dir.path().join("urls/99.tbl"), b"not listed").unwrap();
