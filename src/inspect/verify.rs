@@ -3,15 +3,70 @@
 //! trailers, every manifest's checksum, every referenced blob in a pack. With `read_data`, every blob (or a random subset of packs) is read,
 //! decoded and re-hashed. Each problem names the snapshots and URLs it
 //! affects. Verify only reads, so it runs while a job is writing.
+//!
+//! Memory follows the packs, not the blobs: which blobs the packs hold and
+//! which the snapshots reference go through an external sort (in unnamed
+//! temporary files) and are compared in one sorted pass; a pack's entries
+//! are in memory while it is read, a few packs' with `read_data`.
 
-use crate::store::archive::{Archive, ArchiveError, PackIndex};
+use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
 use crate::store::id::{BlobId, PackId, SnapshotId};
-use crate::store::pack::PackEntry;
+use crate::store::pack::{self, PackEntry};
+use crate::store::spill::Spill;
 use serde::Serialize;
+use sha2::Digest;
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Bytes of blob ids sorted in memory at a time.
+const SORT_BUFFER: usize = 16 << 20;
+
+/// Packs whose entries `read_data` holds at once (its unit of work is a
+/// chunk of one of them, so threads stay busy across packs).
+const PACKS_AT_ONCE: usize = 16;
+
+/// What verify keeps of a readable pack's trailer: the index files are
+/// compared against it.
+struct Trailer {
+    size: u64,
+    /// SHA-256 of the entries, in order.
+    digest: [u8; 32],
+}
+
+fn digest(entries: &[PackEntry]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    for e in entries {
+        h.update(e.id.as_bytes());
+        for v in [e.offset, e.stored_len, e.raw_len] {
+            h.update(v.to_le_bytes());
+        }
+        h.update([e.codec as u8]);
+    }
+    h.finalize().into()
+}
+
+/// Sort keys: a blob id, then 0 where a pack holds it, 1 where a snapshot
+/// references it.
+const HELD: u8 = 0;
+const REFERENCED: u8 = 1;
+
+fn blob_key(id: BlobId, tag: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.extend_from_slice(id.as_bytes());
+    k.push(tag);
+    k
+}
+
+/// Where the sort's temporary files go: beside the archive (not a tmpfs:
+/// memory is what the sort saves), else the system's temporary directory
+/// when the archive is read-only.
+fn scratch_dir(archive: &Archive) -> PathBuf {
+    let root = archive.root();
+    if tempfile::tempfile_in(root).is_ok() { root.to_path_buf() } else { std::env::temp_dir() }
+}
 
 /// What to check.
 #[derive(Debug, Clone, Copy, Default)]
@@ -97,15 +152,38 @@ pub fn verify(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<VerifyReport, ArchiveError> {
     let mut report = VerifyReport::default();
-    let index = archive.pack_index_from_trailers()?;
-    report.packs = index.packs.len() + index.damaged.len();
-    check_index_files(archive, &index, &mut report)?;
+    let mut listed: Vec<(PackId, u64)> = archive
+        .backend()
+        .list(FileKind::Pack)?
+        .into_iter()
+        .filter_map(|(name, size)| Some((name.parse().ok()?, size)))
+        .collect();
+    listed.sort();
+    report.packs = listed.len();
+    let scratch = scratch_dir(archive);
+    let sort_failed = |source| ArchiveError::Io { path: scratch.clone(), source };
+    let mut blobs = Spill::new(&scratch, SORT_BUFFER);
+    // Every pack's trailer, one in memory at a time.
+    let mut trailers: HashMap<PackId, Trailer> = HashMap::new();
+    let mut damaged = Vec::new();
+    for (pack, size) in listed {
+        match pack::read_entries(archive.backend(), &pack.to_hex(), size) {
+            Ok(entries) => {
+                for e in &entries {
+                    blobs.push(blob_key(e.id, HELD), Vec::new()).map_err(sort_failed)?;
+                }
+                trailers.insert(pack, Trailer { size, digest: digest(&entries) });
+            }
+            Err(err) => damaged.push((pack, err)),
+        }
+    }
+    check_index_files(archive, &trailers, &mut report)?;
     check_dictionaries(archive, opts.read_data, &mut report)?;
-    for (pack, err) in &index.damaged {
+    for (pack, err) in damaged {
         report.problems.push(Problem {
             code: "pack-unreadable",
             message: format!("pack {pack} cannot be read: {err}"),
-            pack: Some(*pack),
+            pack: Some(pack),
             blob: None,
             snapshot: None,
             affected: vec![],
@@ -114,16 +192,25 @@ pub fn verify(
 
     // Every blob a snapshot needs, streamed a chunk at a time: which
     // (snapshot, URL) pairs need a blob is looked up afterwards, for the
-    // blobs with a problem only, so memory follows the unique blobs.
-    let mut referenced: HashSet<BlobId> = HashSet::new();
+    // blobs with a problem only.
     for id in archive.snapshot_ids()? {
         report.snapshots += 1;
+        let mut sort_error = None;
         let read = archive.open_snapshot(&id).and_then(|r| {
             r.for_each(|(e, _)| {
-                referenced.extend(e.blobs());
+                for b in e.blobs() {
+                    if let Err(err) = blobs.push(blob_key(b, REFERENCED), Vec::new()) {
+                        let stop = ArchiveError::Io { path: scratch.clone(), source: std::io::Error::other("sort failed") };
+                        sort_error = Some(err);
+                        return Err(stop);
+                    }
+                }
                 Ok(())
             })
         });
+        if let Some(err) = sort_error {
+            return Err(sort_failed(err));
+        }
         if let Err(err) = read {
             report.problems.push(Problem {
                 code: "manifest-damaged",
@@ -135,24 +222,49 @@ pub fn verify(
             });
         }
     }
-    report.referenced_blobs = referenced.len();
-    let mut missing: Vec<_> = referenced.iter().filter(|b| !index.blobs.contains_key(b)).collect();
-    missing.sort();
+    // One sorted pass: a blob referenced and held by no readable pack is
+    // missing.
+    let mut missing = Vec::new();
+    let mut current: Option<(Vec<u8>, bool, bool)> = None;
+    let mut settle = |group: Option<(Vec<u8>, bool, bool)>, referenced: &mut usize| {
+        if let Some((id, held, wanted)) = group
+            && wanted
+        {
+            *referenced += 1;
+            if !held {
+                missing.push(BlobId::from_bytes(id.try_into().expect("32 bytes")));
+            }
+        }
+    };
+    for record in blobs.finish().map_err(sort_failed)? {
+        let (key, _) = record.map_err(sort_failed)?;
+        let (id, tag) = key.split_at(32);
+        if current.as_ref().is_none_or(|(c, _, _)| c.as_slice() != id) {
+            settle(current.take(), &mut report.referenced_blobs);
+            current = Some((id.to_vec(), false, false));
+        }
+        let group = current.as_mut().expect("set above");
+        match tag {
+            [HELD] => group.1 = true,
+            _ => group.2 = true,
+        }
+    }
+    settle(current, &mut report.referenced_blobs);
     let mut attribute: Vec<(usize, Vec<BlobId>)> = Vec::new();
     for b in missing {
-        attribute.push((report.problems.len(), vec![*b]));
+        attribute.push((report.problems.len(), vec![b]));
         report.problems.push(Problem {
             code: "blob-missing",
             message: format!("blob {b} is in no readable pack"),
             pack: None,
-            blob: Some(*b),
+            blob: Some(b),
             snapshot: None,
             affected: vec![],
         });
     }
     // An archive in object storage keeps its index in each machine's cache,
     // which a fresh machine does not have yet.
-    if archive.is_local() && !archive.root().join("index").exists() && !referenced.is_empty() {
+    if archive.is_local() && !archive.root().join("index").exists() && report.referenced_blobs > 0 {
         report.problems.push(Problem {
             code: "index-missing",
             message: "the sled index is missing; run `kura repair index` to rebuild it from the packs and manifests"
@@ -165,9 +277,11 @@ pub fn verify(
     }
 
     if opts.read_data {
-        attribute.extend(read_data(archive, &index, opts, progress, &mut report));
+        let mut readable: Vec<(PackId, u64)> = trailers.into_iter().map(|(p, t)| (p, t.size)).collect();
+        readable.sort();
+        attribute.extend(read_data(archive, readable, opts, progress, &mut report));
     }
-    attribute_problems(archive, &referenced, attribute, &mut report)?;
+    attribute_problems(archive, attribute, &mut report)?;
     Ok(report)
 }
 
@@ -176,12 +290,10 @@ pub fn verify(
 /// one more pass over the manifests, keeping only those blobs' users.
 fn attribute_problems(
     archive: &Archive,
-    referenced: &HashSet<BlobId>,
     attribute: Vec<(usize, Vec<BlobId>)>,
     report: &mut VerifyReport,
 ) -> Result<(), ArchiveError> {
-    let wanted: HashSet<BlobId> =
-        attribute.iter().flat_map(|(_, blobs)| blobs).filter(|b| referenced.contains(b)).copied().collect();
+    let wanted: HashSet<BlobId> = attribute.iter().flat_map(|(_, blobs)| blobs).copied().collect();
     let mut users: HashMap<BlobId, Vec<Affected>> = HashMap::new();
     if !wanted.is_empty() {
         for id in archive.snapshot_ids()? {
@@ -232,9 +344,11 @@ fn check_dictionaries(archive: &Archive, read_data: bool, report: &mut VerifyRep
 
 /// Every index file must read back and say of each pack what its trailer
 /// says; packs named by none are counted.
-fn check_index_files(archive: &Archive, trailers: &PackIndex, report: &mut VerifyReport) -> Result<(), ArchiveError> {
-    let by_pack: HashMap<PackId, (u64, &[PackEntry])> =
-        trailers.packs.iter().map(|(p, size, entries)| (*p, (*size, entries.as_slice()))).collect();
+fn check_index_files(
+    archive: &Archive,
+    trailers: &HashMap<PackId, Trailer>,
+    report: &mut VerifyReport,
+) -> Result<(), ArchiveError> {
     let mut named = std::collections::HashSet::new();
     for file in crate::store::index_file::list(archive.backend())? {
         report.index_files += 1;
@@ -250,10 +364,10 @@ fn check_index_files(archive: &Archive, trailers: &PackIndex, report: &mut Verif
             Ok(records) => {
                 for r in records {
                     // A pack pruned since the file was written is no damage.
-                    let Some((size, entries)) = by_pack.get(&r.pack) else {
+                    let Some(t) = trailers.get(&r.pack) else {
                         continue;
                     };
-                    if *size != r.size || *entries != r.entries.as_slice() {
+                    if t.size != r.size || t.digest != digest(&r.entries) {
                         report.problems.push(Problem {
                             pack: Some(r.pack),
                             ..problem(format!(
@@ -269,7 +383,7 @@ fn check_index_files(archive: &Archive, trailers: &PackIndex, report: &mut Verif
             Err(e) => report.problems.push(problem(e.to_string())),
         }
     }
-    report.unindexed_packs = trailers.packs.iter().filter(|(p, _, _)| !named.contains(p)).count();
+    report.unindexed_packs = trailers.keys().filter(|p| !named.contains(p)).count();
     Ok(())
 }
 
@@ -297,53 +411,74 @@ fn describe(affected: &[Affected]) -> String {
 /// concerns, for [`attribute_problems`].
 fn read_data(
     archive: &Archive,
-    index: &PackIndex,
+    mut packs: Vec<(PackId, u64)>,
     opts: VerifyOptions,
     progress: &(dyn Fn(u64) + Sync),
     report: &mut VerifyReport,
 ) -> Vec<(usize, Vec<BlobId>)> {
-    let mut packs: Vec<&(PackId, u64, Vec<PackEntry>)> = index.packs.iter().collect();
     if let Some(pct) = opts.subset_pct {
         fastrand::shuffle(&mut packs);
         let keep = ((packs.len() as f64 * pct.clamp(0.0, 100.0) / 100.0).ceil() as usize).min(packs.len());
         packs.truncate(keep);
     }
-    // Work in chunks of consecutive blobs (about 4 MiB) rather than whole
-    // packs, so that a few large packs still keep every thread busy.
-    let mut chunks: Vec<(PackId, &[PackEntry])> = Vec::new();
-    for (pack, _, entries) in &packs {
-        let mut start = 0;
-        let mut bytes = 0;
-        for (i, e) in entries.iter().enumerate() {
-            bytes += e.stored_len;
-            if bytes >= CHUNK || i + 1 == entries.len() {
-                chunks.push((*pack, &entries[start..=i]));
-                start = i + 1;
-                bytes = 0;
-            }
-        }
-    }
-    let next = AtomicUsize::new(0);
     let blobs = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let problems = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..opts.threads.max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((pack, entries)) = chunks.get(i) else {
-                        break;
-                    };
-                    let (found, read) = check_chunk(archive, *pack, entries);
-                    blobs.fetch_add(entries.len() as u64, Ordering::Relaxed);
-                    bytes.fetch_add(read, Ordering::Relaxed);
-                    progress(read);
-                    problems.lock().expect("no panics while held").extend(found);
-                }
-            });
+    for group in packs.chunks(PACKS_AT_ONCE) {
+        // The trailers again (read a moment ago: this keeps a few packs'
+        // entries in memory, not every blob's).
+        let mut trailers = Vec::with_capacity(group.len());
+        for (pack, size) in group {
+            match pack::read_entries(archive.backend(), &pack.to_hex(), *size) {
+                Ok(entries) => trailers.push((*pack, entries)),
+                Err(err) => problems.lock().expect("no panics while held").push((
+                    Problem {
+                        code: "pack-unreadable",
+                        message: format!("pack {pack} cannot be read: {err}"),
+                        pack: Some(*pack),
+                        blob: None,
+                        snapshot: None,
+                        affected: vec![],
+                    },
+                    vec![],
+                )),
+            }
         }
-    });
+        // Work in chunks of consecutive blobs (about 4 MiB) rather than
+        // whole packs, so that a few large packs still keep every thread
+        // busy.
+        let mut chunks: Vec<(PackId, &[PackEntry])> = Vec::new();
+        for (pack, entries) in &trailers {
+            let mut start = 0;
+            let mut bytes = 0;
+            for (i, e) in entries.iter().enumerate() {
+                bytes += e.stored_len;
+                if bytes >= CHUNK || i + 1 == entries.len() {
+                    chunks.push((*pack, &entries[start..=i]));
+                    start = i + 1;
+                    bytes = 0;
+                }
+            }
+        }
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..opts.threads.max(1) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((pack, entries)) = chunks.get(i) else {
+                            break;
+                        };
+                        let (found, read) = check_chunk(archive, *pack, entries);
+                        blobs.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                        bytes.fetch_add(read, Ordering::Relaxed);
+                        progress(read);
+                        problems.lock().expect("no panics while held").extend(found);
+                    }
+                });
+            }
+        });
+    }
     report.packs_read = packs.len();
     report.blobs_read = blobs.into_inner();
     report.bytes_read = bytes.into_inner();

@@ -50,7 +50,8 @@ pub enum IndexError {
     /// The index was written with records of another version.
     #[error("index: written by another version of Kura; it is rebuilt from the packs and manifests")]
     Outdated,
-    /// A table of URL records could not be read or written.
+    /// A table of URL records or blob locations could not be read or
+    /// written.
     #[error("{0} (if it persists, run `kura repair index`)")]
     Table(#[from] TableError),
     /// A record could not be decoded.
@@ -69,10 +70,6 @@ const RECORDS_VERSION: u8 = 6;
 /// is never cached anyway).
 const MAX_EXTRACT: usize = 16 << 20;
 
-/// Inserts applied per sled batch. sled copies a leaf for every insert and
-/// frees the old copies only once the batch is done, so one batch of a
-/// whole pack (or snapshot) cost about 4 KB per insert (measured: 97 MB for
-/// 22,000 blobs) where batches of 256 cost nothing noticeable.
 /// URL records: sorted lookups read a block once, so blocks are large.
 const URL_TABLES: table::Shape = table::Shape { block: table::BLOCK, hashed: false };
 /// Blob locations: lookups come in no order and each decodes half a block
