@@ -200,7 +200,8 @@ pub fn verify(
             r.for_each(|(e, _)| {
                 for b in e.blobs() {
                     if let Err(err) = blobs.push(blob_key(b, REFERENCED), Vec::new()) {
-                        let stop = ArchiveError::Io { path: scratch.clone(), source: std::io::Error::other("sort failed") };
+                        let stop =
+                            ArchiveError::Io { path: scratch.clone(), source: std::io::Error::other("sort failed") };
                         sort_error = Some(err);
                         return Err(stop);
                     }

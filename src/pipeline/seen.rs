@@ -33,6 +33,14 @@ impl FetchKeys {
         match prints.binary_search(&print) {
             Ok(at) => Err(entries[at] as usize),
             Err(at) => {
+                // Buckets grow by a quarter, not double: at two million
+                // keys (about 34 a bucket) doubling left a third of the
+                // structure empty.
+                if prints.len() == prints.capacity() {
+                    let more = (prints.len() / 4).max(4);
+                    prints.reserve_exact(more);
+                    entries.reserve_exact(more);
+                }
                 let i = next();
                 prints.insert(at, print);
                 entries.insert(at, u32::try_from(i).expect("fewer than 2^32 entries in a run"));
