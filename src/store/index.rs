@@ -30,6 +30,8 @@
 mod table;
 mod tables;
 
+#[cfg(fuzzing)]
+pub(crate) use table::fuzz as fuzz_table;
 pub use tables::TableError;
 
 use crate::store::blob::Codec;
