@@ -426,7 +426,7 @@ pub async fn run(
         // Beside the archive: the spill is as big as the manifest's entries
         // uncompressed, and a temporary directory may be memory (tmpfs).
         entries: entries::Entries::new(archive.root()),
-        seen: Mutex::new(seen::FetchKeys::new()),
+        seen: Mutex::new(seen::FetchKeys::new(archive.root())),
         optional: Mutex::new(HashSet::new()),
         suspects: Mutex::new(placeholder::Suspects::default()),
         sitemap_urls: AtomicUsize::new(0),

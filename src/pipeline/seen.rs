@@ -1,25 +1,70 @@
 //! The fetch keys a run has claimed (kind, URL, Referer), so a resource
-//! referenced many times is fetched once: the one structure of a run that
-//! grows with its entries, so it holds 12 bytes a key, not the keys.
+//! referenced many times is fetched once. A run of two million entries
+//! claims two million keys, so the keys live mostly on disk: memory holds
+//! the newest [`IN_MEMORY`] of them and, for the rest, what an index table
+//! keeps in memory (its filter and block index, about 1.5 bytes a key).
 //!
 //! A key is known by 80 bits of its SHA-256: 16 pick one of 65,536 sorted
 //! buckets, 64 are stored with the entry number (u32). Two keys of a run of
-//! two million collide with odds of about 2^-39. A hash map of the same
-//! costs 40 bytes a key and doubles when it grows.
+//! two million collide with odds of about 2^-39. When the buckets hold
+//! [`IN_MEMORY`] keys they are written out, sorted, as one table with a
+//! filter (`store::index::table`, an unnamed file once open), and emptied;
+//! a key not in the buckets is looked for in the tables, newest first,
+//! most of them answering from their filter alone.
 
 use crate::store::id::BlobId;
+use crate::store::index::table::{Shape, Table, TableWriter};
+use std::path::{Path, PathBuf};
 
 const BUCKETS: usize = 1 << 16;
+
+/// Keys held in memory (12 bytes each, in buckets) before they are written
+/// out: about 3 MB.
+const IN_MEMORY: usize = 1 << 18;
+
+/// Written-out keys are hashes: their tables carry a filter.
+const WRITTEN: Shape = Shape { block: 2 << 10, hashed: true };
 
 /// Claimed fetch keys and their entry numbers.
 pub(super) struct FetchKeys {
     /// Per bucket: fingerprints, sorted, and the entry number of each.
     buckets: Vec<(Vec<u64>, Vec<u32>)>,
+    in_memory: usize,
+    limit: usize,
+    /// Where tables are written (and unlinked once open).
+    dir: PathBuf,
+    /// Keys written out, oldest first.
+    written: Vec<Table>,
+}
+
+/// A key's 16 bytes in a table: the fingerprint, then a mix of it and the
+/// bucket (unique per key, and independent-looking bits for the filter).
+fn table_key(bucket: u16, print: u64) -> [u8; 16] {
+    let mut z = print ^ (u64::from(bucket) << 48);
+    // splitmix64's finaliser: a bijection, so distinct inputs stay distinct.
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&print.to_le_bytes());
+    k[8..].copy_from_slice(&z.to_le_bytes());
+    k
 }
 
 impl FetchKeys {
-    pub(super) fn new() -> FetchKeys {
-        FetchKeys { buckets: (0..BUCKETS).map(|_| (Vec::new(), Vec::new())).collect() }
+    /// Claims keys for a run whose temporary files go in `dir`.
+    pub(super) fn new(dir: &Path) -> FetchKeys {
+        FetchKeys::with_limit(dir, IN_MEMORY)
+    }
+
+    fn with_limit(dir: &Path, limit: usize) -> FetchKeys {
+        FetchKeys {
+            buckets: (0..BUCKETS).map(|_| (Vec::new(), Vec::new())).collect(),
+            in_memory: 0,
+            limit,
+            dir: dir.to_path_buf(),
+            written: Vec::new(),
+        }
     }
 
     /// `Err` with the entry number of `key` if it was claimed before; else
@@ -27,24 +72,77 @@ impl FetchKeys {
     pub(super) fn claim(&mut self, key: &str, next: impl FnOnce() -> usize) -> Result<usize, usize> {
         let h = BlobId::of(key.as_bytes());
         let h = h.as_bytes();
-        let bucket = usize::from(u16::from_le_bytes([h[0], h[1]]));
+        let bucket = u16::from_le_bytes([h[0], h[1]]);
         let print = u64::from_le_bytes(h[2..10].try_into().expect("8 bytes"));
-        let (prints, entries) = &mut self.buckets[bucket];
-        match prints.binary_search(&print) {
-            Ok(at) => Err(entries[at] as usize),
-            Err(at) => {
-                // Buckets grow by a quarter, not double: at two million
-                // keys (about 34 a bucket) doubling left a third of the
-                // structure empty.
-                if prints.len() == prints.capacity() {
-                    let more = (prints.len() / 4).max(4);
-                    prints.reserve_exact(more);
-                    entries.reserve_exact(more);
-                }
-                let i = next();
-                prints.insert(at, print);
-                entries.insert(at, u32::try_from(i).expect("fewer than 2^32 entries in a run"));
-                Ok(i)
+        let (prints, entries) = &self.buckets[usize::from(bucket)];
+        let at = match prints.binary_search(&print) {
+            Ok(at) => return Err(entries[at] as usize),
+            Err(at) => at,
+        };
+        if let Some(i) = self.written_entry(bucket, print) {
+            return Err(i);
+        }
+        let (prints, entries) = &mut self.buckets[usize::from(bucket)];
+        // Buckets grow by a quarter, not double: doubling left a third of
+        // them empty.
+        if prints.len() == prints.capacity() {
+            let more = (prints.len() / 4).max(4);
+            prints.reserve_exact(more);
+            entries.reserve_exact(more);
+        }
+        let i = next();
+        prints.insert(at, print);
+        entries.insert(at, u32::try_from(i).expect("fewer than 2^32 entries in a run"));
+        self.in_memory += 1;
+        if self.in_memory >= self.limit {
+            self.write_out();
+        }
+        Ok(i)
+    }
+
+    /// The entry number of a key written out, if it was.
+    fn written_entry(&self, bucket: u16, print: u64) -> Option<usize> {
+        let key = table_key(bucket, print);
+        for t in self.written.iter().rev() {
+            match t.get(&key, &mut None) {
+                Ok(Some(v)) => return Some(u32::from_le_bytes(v.as_slice().try_into().ok()?) as usize),
+                Ok(None) => {}
+                // The worst it costs is a second fetch of one resource.
+                Err(e) => tracing::warn!("fetch keys: {e}; a resource may be fetched twice"),
+            }
+        }
+        None
+    }
+
+    /// Writes the buckets out as one table and empties them. On failure
+    /// (a full disk) they stay in memory, and the next try waits for twice
+    /// as many keys.
+    fn write_out(&mut self) {
+        let mut keys: Vec<([u8; 16], u32)> = Vec::with_capacity(self.in_memory);
+        for (bucket, (prints, entries)) in self.buckets.iter().enumerate() {
+            keys.extend(prints.iter().zip(entries).map(|(p, e)| (table_key(bucket as u16, *p), *e)));
+        }
+        keys.sort_unstable_by_key(|k| k.0);
+        let path = self.dir.join(format!(".kura-fetch-keys-{}-{}.tbl", std::process::id(), self.written.len()));
+        let written = (|| {
+            let mut w = TableWriter::create(&path, WRITTEN, keys.len() as u64)?;
+            for (k, e) in &keys {
+                w.push(k, &e.to_le_bytes())?;
+            }
+            w.finish_scratch()?;
+            Table::open(&path)
+        })();
+        // Open, the table needs no name (and leaves nothing behind).
+        let _ = std::fs::remove_file(&path);
+        match written {
+            Ok(t) => {
+                self.written.push(t);
+                self.buckets.iter_mut().for_each(|b| *b = (Vec::new(), Vec::new()));
+                self.in_memory = 0;
+            }
+            Err(e) => {
+                tracing::warn!("fetch keys stay in memory: cannot write {}: {e}", path.display());
+                self.limit = self.limit.saturating_mul(2);
             }
         }
     }
@@ -54,9 +152,7 @@ impl FetchKeys {
 mod tests {
     use super::*;
 
-    #[test]
-    fn each_key_is_claimed_once() {
-        let mut k = FetchKeys::new();
+    fn claims(k: &mut FetchKeys) {
         let mut next = 0;
         for n in 0..50_000 {
             let claimed = k.claim(&format!("image https://a.example/{n} None"), || {
@@ -65,9 +161,44 @@ mod tests {
             });
             assert_eq!(claimed, Ok(n));
         }
-        for n in (0..50_000).step_by(997) {
+        for n in (0..50_000).step_by(97) {
             assert_eq!(k.claim(&format!("image https://a.example/{n} None"), || unreachable!()), Err(n));
         }
-        assert_eq!(k.claim("image https://a.example/0 Some(\"r\")", || 7), Ok(7));
+        assert_eq!(k.claim("image https://a.example/0 Some(\"r\")", || 50_000), Ok(50_000));
+        assert_eq!(k.claim("image https://a.example/0 Some(\"r\")", || unreachable!()), Err(50_000));
+    }
+
+    #[test]
+    fn each_key_is_claimed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = FetchKeys::new(dir.path());
+        claims(&mut k);
+        assert!(k.written.is_empty());
+    }
+
+    #[test]
+    fn keys_written_out_are_still_claimed_once_and_leave_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = FetchKeys::with_limit(dir.path(), 7_000);
+        claims(&mut k);
+        assert_eq!(k.written.len(), 7);
+        assert!(k.in_memory < 7_000);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_written_keeps_the_keys_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = FetchKeys::with_limit(&dir.path().join("missing"), 7_000);
+        claims(&mut k);
+        assert!(k.written.is_empty());
+        assert_eq!(k.in_memory, 50_001);
+    }
+
+    #[test]
+    fn table_keys_differ_when_their_keys_do() {
+        assert_ne!(table_key(1, 5), table_key(2, 5));
+        assert_ne!(table_key(1, 5), table_key(1, 6));
+        assert_eq!(table_key(3, 9), table_key(3, 9));
     }
 }

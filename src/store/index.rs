@@ -27,7 +27,7 @@
 //!   removes its number; its locations are ignored by lookups and dropped
 //!   by the next merge that reaches them.
 
-mod table;
+pub(crate) mod table;
 mod tables;
 
 #[cfg(fuzzing)]

@@ -49,7 +49,7 @@ const FILTER_BLOCK: usize = 64;
 
 /// How a set of tables is laid out.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Shape {
+pub(crate) struct Shape {
     /// Target size of a block: a lookup decodes half of one on average.
     pub block: usize,
     /// Keys are hashes (16 bytes or more): tables carry a filter.
@@ -69,7 +69,7 @@ fn damaged(what: &str) -> io::Error {
 }
 
 /// Writes a table; keys must come in strictly ascending order.
-pub(super) struct TableWriter {
+pub(crate) struct TableWriter {
     out: BufWriter<File>,
     block_size: usize,
     /// Filter blocks, when keys are hashes.
@@ -85,7 +85,7 @@ pub(super) struct TableWriter {
 impl TableWriter {
     /// Starts a table at `path` (a new file), of about `keys` records (the
     /// filter's size; more still land, with more false passes).
-    pub(super) fn create(path: &Path, shape: Shape, keys: u64) -> io::Result<TableWriter> {
+    pub(crate) fn create(path: &Path, shape: Shape, keys: u64) -> io::Result<TableWriter> {
         let file = File::options().write(true).create_new(true).open(path)?;
         let filter_blocks = (keys.max(1) * FILTER_BITS).div_ceil(FILTER_BLOCK as u64 * 8);
         Ok(TableWriter {
@@ -107,7 +107,7 @@ impl TableWriter {
     }
 
     /// Appends a record; its key must be greater than the last one.
-    pub(super) fn push(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
+    pub(crate) fn push(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
         if self.last_key().is_some_and(|l| l >= key) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "table keys out of order"));
         }
@@ -157,7 +157,17 @@ impl TableWriter {
 
     /// Writes the filter, index and footer and syncs the file; returns its
     /// size.
-    pub(super) fn finish(mut self) -> io::Result<u64> {
+    pub(crate) fn finish(self) -> io::Result<u64> {
+        self.end(true)
+    }
+
+    /// Like [`TableWriter::finish`] without the sync, for a table that
+    /// lives only as long as the process (a run's scratch).
+    pub(crate) fn finish_scratch(self) -> io::Result<u64> {
+        self.end(false)
+    }
+
+    fn end(mut self, sync: bool) -> io::Result<u64> {
         self.end_block()?;
         let filter_len = if self.filter.is_empty() {
             0
@@ -178,13 +188,15 @@ impl TableWriter {
         footer.extend_from_slice(MAGIC);
         self.out.write_all(&footer)?;
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         Ok(index_at + self.index.len() as u64 + FOOTER)
     }
 }
 
 /// An open table: its file and block index.
-pub(super) struct Table {
+pub(crate) struct Table {
     path: PathBuf,
     file: File,
     size: u64,
@@ -206,7 +218,7 @@ struct BlockRef<'a> {
 
 impl Table {
     /// Opens a table and reads its block index.
-    pub(super) fn open(path: &Path) -> io::Result<Table> {
+    pub(crate) fn open(path: &Path) -> io::Result<Table> {
         let file = File::open(path)?;
         let size = file.metadata()?.len();
         if size < FOOTER {
@@ -325,7 +337,7 @@ impl Table {
 
     /// The value of `key`, reading one block (or the one in `cache`, which
     /// is kept for the next lookup: sorted lookups read each block once).
-    pub(super) fn get(&self, key: &[u8], cache: &mut Option<(usize, Vec<u8>)>) -> io::Result<Option<Vec<u8>>> {
+    pub(crate) fn get(&self, key: &[u8], cache: &mut Option<(usize, Vec<u8>)>) -> io::Result<Option<Vec<u8>>> {
         if !self.may_hold(key) {
             return Ok(None);
         }
