@@ -129,7 +129,7 @@ pub fn index_file(data: &[u8]) {
 /// An index table (URL records or blob locations) with one byte changed:
 /// see `store::index::table::fuzz`.
 pub fn index_table(data: &[u8]) {
-    crate::store::index::fuzz_table(data);
+    crate::store::index::table::fuzz(data);
 }
 
 /// One blob's stored bytes under both codecs, with the length the input's

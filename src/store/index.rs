@@ -30,8 +30,6 @@
 pub(crate) mod table;
 mod tables;
 
-#[cfg(fuzzing)]
-pub(crate) use table::fuzz as fuzz_table;
 pub use tables::TableError;
 
 use crate::store::blob::Codec;

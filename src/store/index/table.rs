@@ -11,13 +11,15 @@
 //! ([`super::tables`]); a lookup reads at most one block of each. Blob
 //! locations are the same case (one table per pack, its blobs sorted by
 //! id) but are mostly asked for ids the archive lacks: their tables carry a
-//! filter that answers most such lookups without reading a block.
+//! filter that answers most such lookups without reading a block. A run's
+//! fetch keys, once too many for memory, go to scratch tables of the same
+//! kind (`pipeline::seen`).
 //!
 //! A table file, all integers LEB128 varints unless said otherwise:
-//! - blocks of about the set's block size ([`Shape`]), each: records (`shared`: bytes the
-//!   key shares with the block's previous key, 0 for the first; the rest of
-//!   the key, length-prefixed; the value, length-prefixed), then the CRC-32
-//!   of the block (u32 LE);
+//! - blocks of about the set's block size ([`Shape`]), each: records
+//!   (`shared`: bytes the key shares with the block's previous key, 0 for
+//!   the first; the rest of the key, length-prefixed; the value,
+//!   length-prefixed), then the CRC-32 of the block (u32 LE);
 //! - the filter, in tables of keys that are hashes (blob ids), else
 //!   nothing: a blocked Bloom filter of 64-byte blocks, about 10 bits per
 //!   key (one key in ~100 it lacks passes), then its CRC-32 (u32 LE). A key
