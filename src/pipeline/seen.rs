@@ -35,6 +35,8 @@ pub(super) struct FetchKeys {
     dir: PathBuf,
     /// Keys written out, oldest first.
     written: Vec<Table>,
+    /// A written-out table failed to read (said once, not per claim).
+    warned: bool,
 }
 
 /// A key's 16 bytes in a table: the fingerprint, then a mix of it and the
@@ -64,6 +66,7 @@ impl FetchKeys {
             limit,
             dir: dir.to_path_buf(),
             written: Vec::new(),
+            warned: false,
         }
     }
 
@@ -101,14 +104,18 @@ impl FetchKeys {
     }
 
     /// The entry number of a key written out, if it was.
-    fn written_entry(&self, bucket: u16, print: u64) -> Option<usize> {
+    fn written_entry(&mut self, bucket: u16, print: u64) -> Option<usize> {
         let key = table_key(bucket, print);
         for t in self.written.iter().rev() {
             match t.get(&key, &mut None) {
                 Ok(Some(v)) => return Some(u32::from_le_bytes(v.as_slice().try_into().ok()?) as usize),
                 Ok(None) => {}
                 // The worst it costs is a second fetch of one resource.
-                Err(e) => tracing::warn!("fetch keys: {e}; a resource may be fetched twice"),
+                Err(e) if !self.warned => {
+                    tracing::warn!("fetch keys: {e}; resources may be fetched twice");
+                    self.warned = true;
+                }
+                Err(_) => {}
             }
         }
         None

@@ -580,23 +580,14 @@ impl Index {
             }
             None => return Err(IndexError::Outdated),
         }
+        let tables = |dir: &str, list_key, shape| {
+            tables::Tables::open(&path.join(dir), list_key, shape, &db, &meta).map(std::sync::Arc::new)
+        };
         Ok(Index {
-            blobs: std::sync::Arc::new(tables::Tables::open(
-                &path.join("blob-tables"),
-                "blob_tables",
-                BLOB_TABLES,
-                &db,
-                &meta,
-            )?),
+            blobs: tables("blob-tables", "blob_tables", BLOB_TABLES)?,
             packs: db.open_tree("packs")?,
             pack_ids: db.open_tree("pack_ids")?,
-            urls: std::sync::Arc::new(tables::Tables::open(
-                &path.join("url-tables"),
-                "url_tables",
-                URL_TABLES,
-                &db,
-                &meta,
-            )?),
+            urls: tables("url-tables", "url_tables", URL_TABLES)?,
             snapshots: db.open_tree("snapshots")?,
             extracts: db.open_tree("extracts")?,
             failed: Default::default(),

@@ -2,10 +2,11 @@
 //! across them, adding one and merging them.
 //!
 //! The list of live tables (newest first) is a value of the `meta` tree
-//! (`url_tables`, `blob_tables`); a table file is complete (written, synced and renamed) before the
-//! list names it, and a table leaves the list before its file is deleted,
-//! so a crash at any point leaves a list of whole tables (files it does not
-//! name are removed at open). A newer table's record of a key wins.
+//! (`url_tables`, `blob_tables`); a table file is complete (written,
+//! synced and renamed) before the list names it, and a table leaves the
+//! list before its file is deleted, so a crash at any point leaves a list
+//! of whole tables (files it does not name are removed at open). A newer
+//! table's record of a key wins.
 //!
 //! Merging keeps the count small: after a table is added, the newest
 //! tables are merged while together they are at least a quarter of the next
