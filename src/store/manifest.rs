@@ -8,6 +8,7 @@
 //! of the whole file) is still read. See docs/FORMAT.md.
 
 pub(crate) mod chunked;
+mod time;
 
 use crate::referrer::Policy;
 use crate::store::id::{BlobId, SnapshotId};
@@ -158,7 +159,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
     /// When it was fetched or read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub fetched_at: Option<DateTime<Utc>>,
 }
 

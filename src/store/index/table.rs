@@ -339,31 +339,98 @@ impl Table {
 
     /// The value of `key`, reading one block (or the one in `cache`, which
     /// is kept for the next lookup: sorted lookups read each block once).
-    pub(crate) fn get(&self, key: &[u8], cache: &mut Option<(usize, Vec<u8>)>) -> io::Result<Option<Vec<u8>>> {
-        if !self.may_hold(key) {
-            return Ok(None);
-        }
-        let Some(n) = self.block_for(key) else { return Ok(None) };
+    pub(crate) fn get(&self, key: &[u8], cache: &mut Option<(usize, Block)>) -> io::Result<Option<Vec<u8>>> {
+        let Some(n) = self.block_of(key) else { return Ok(None) };
         if cache.as_ref().is_none_or(|(c, _)| *c != n) {
-            *cache = Some((n, self.block(n)?));
+            *cache = Some((n, self.read_block(n)?));
         }
-        let block = &cache.as_ref().expect("filled above").1;
-        let mut records = Records::new(block);
-        while let Some(r) = records.next() {
-            let (k, v) = r?;
-            match k.as_slice().cmp(key) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => return Ok(Some(v.to_vec())),
-                std::cmp::Ordering::Greater => return Ok(None),
-            }
+        Ok(cache.as_ref().expect("filled above").1.get(key).map(<[u8]>::to_vec))
+    }
+
+    /// The block that may hold `key` (its number, for [`Table::read_block`]
+    /// and [`find`]), or `None` when the table surely lacks it.
+    pub(crate) fn block_of(&self, key: &[u8]) -> Option<usize> {
+        if !self.may_hold(key) {
+            return None;
         }
-        Ok(None)
+        self.block_for(key)
+    }
+
+    /// Block `n`, checked against its CRC and decoded (`n` from
+    /// [`Table::block_of`]).
+    pub(crate) fn read_block(&self, n: usize) -> io::Result<Block> {
+        Block::decode(self.block(n)?)
     }
 
     /// Every record in key order, a block in memory at a time.
     pub(super) fn iter(&self) -> TableIter<'_> {
         TableIter { table: self, next_block: 0, block: Vec::new(), pos: 0, key: Vec::new() }
     }
+}
+
+/// A block's records decoded once, for lookups by binary search: a run
+/// looks up many keys of one block (a page's images), and scanning the
+/// prefix-compressed records from the start each time was most of a
+/// lookup's cost.
+#[derive(Clone)]
+pub(crate) struct Block {
+    data: Vec<u8>,
+    /// The keys, whole, one after another.
+    keys: Vec<u8>,
+    /// Per record: where its key ends in `keys`, where its value starts
+    /// and ends in `data`.
+    at: Vec<[u32; 3]>,
+}
+
+impl Block {
+    fn decode(data: Vec<u8>) -> io::Result<Block> {
+        if u32::try_from(data.len()).is_err() {
+            return Err(damaged("block length"));
+        }
+        let mut keys = Vec::with_capacity(data.len());
+        let mut at = Vec::new();
+        let mut records = Records::new(&data);
+        let mut last: Option<std::ops::Range<usize>> = None;
+        while let Some(r) = records.next() {
+            let (k, v) = r?;
+            if last.as_ref().is_some_and(|l| keys[l.clone()] >= *k.as_slice()) {
+                return Err(damaged("keys out of order"));
+            }
+            let start = keys.len();
+            keys.extend_from_slice(k);
+            last = Some(start..keys.len());
+            // Below 4 GiB: the block's length is checked above.
+            let value_start = v.as_ptr() as usize - data.as_ptr() as usize;
+            at.push([keys.len() as u32, value_start as u32, (value_start + v.len()) as u32]);
+        }
+        Ok(Block { data, keys, at })
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.at[i - 1][0] as usize };
+        &self.keys[start..self.at[i][0] as usize]
+    }
+
+    /// The value of `key`, if the block holds it.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        let found = binary_search(self.at.len(), |i| self.key(i).cmp(key))?;
+        let [_, from, to] = self.at[found];
+        Some(&self.data[from as usize..to as usize])
+    }
+}
+
+/// The index in `0..len` where `cmp` says Equal, if any (`cmp` ascending).
+fn binary_search(len: usize, cmp: impl Fn(usize) -> std::cmp::Ordering) -> Option<usize> {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match cmp(mid) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Some(mid),
+        }
+    }
+    None
 }
 
 /// Decodes a block's records; keys are rebuilt in one buffer.

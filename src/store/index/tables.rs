@@ -15,13 +15,18 @@
 //! lookup reads at most one block in each of a few tables. A merge drops
 //! the records its caller no longer wants (locations in forgotten packs).
 
-use super::table::{Shape, Table, TableWriter};
+use super::table::{Block, Shape, Table, TableWriter};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Most tables left after a merge.
 const MAX_TABLES: usize = 6;
+
+/// Blocks kept for lookups in no order, per set of tables: at most 512 KiB
+/// of URL blocks. A run looks up a page's images one after another, and
+/// their URLs share a block or two, so most of those lookups read nothing.
+const CACHED_BLOCKS: usize = 64;
 
 /// An error of a table file, with its path.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,36 @@ pub(super) struct Tables {
     /// The next table number; held while a list is written, so that
     /// installs are serial.
     next: Mutex<u64>,
+    cache: BlockCache,
+}
+
+type CachedBlock = (u64, usize, Arc<Block>);
+
+/// Recently read blocks of a set's tables, by (table number, block number):
+/// numbers are never reused while a process has the tables open, so a
+/// cached block is never stale. Direct-mapped, one lock a slot.
+struct BlockCache {
+    slots: Vec<Mutex<Option<CachedBlock>>>,
+}
+
+impl BlockCache {
+    fn new() -> BlockCache {
+        BlockCache { slots: (0..CACHED_BLOCKS).map(|_| Mutex::new(None)).collect() }
+    }
+
+    /// Block `n` of table `table`, from the cache or read by `read`.
+    fn get(&self, table: u64, n: usize, read: impl FnOnce() -> io::Result<Block>) -> io::Result<Arc<Block>> {
+        let slot = &self.slots[(table as usize).wrapping_mul(31).wrapping_add(n) % CACHED_BLOCKS];
+        if let Some((t, b, block)) = slot.lock().expect("no panics while held").as_ref()
+            && (*t, *b) == (table, n)
+        {
+            return Ok(block.clone());
+        }
+        // Read outside the lock: a slow disk stalls only this lookup.
+        let block = Arc::new(read()?);
+        *slot.lock().expect("no panics while held") = Some((table, n, block.clone()));
+        Ok(block)
+    }
 }
 
 impl Tables {
@@ -94,6 +129,7 @@ impl Tables {
             meta: meta.clone(),
             list: RwLock::new(Arc::new(list)),
             next: Mutex::new(next),
+            cache: BlockCache::new(),
         })
     }
 
@@ -121,11 +157,13 @@ impl Tables {
         key: &[u8],
         mut accept: impl FnMut(&[u8]) -> bool,
     ) -> Result<Option<Vec<u8>>, TableError> {
-        for (_, t) in self.current().iter() {
-            if let Some(v) = t.get(key, &mut None).map_err(at(t.path()))?
-                && accept(&v)
+        for (number, t) in self.current().iter() {
+            let Some(n) = t.block_of(key) else { continue };
+            let block = self.cache.get(*number, n, || t.read_block(n)).map_err(at(t.path()))?;
+            if let Some(v) = block.get(key)
+                && accept(v)
             {
-                return Ok(Some(v));
+                return Ok(Some(v.to_vec()));
             }
         }
         Ok(None)
@@ -276,7 +314,7 @@ impl NewTable {
 /// Lookups in ascending key order over the tables live when it was made.
 pub(super) struct Reader {
     list: List,
-    caches: Vec<Option<(usize, Vec<u8>)>>,
+    caches: Vec<Option<(usize, Block)>>,
 }
 
 impl Reader {
