@@ -79,6 +79,9 @@ pub struct Root {
     pub chunks: Vec<ChunkRef>,
 }
 
+/// The zstd level of chunks and the root.
+const LEVEL: i32 = 3;
+
 /// Writes a format-2 manifest from entries given in URL order.
 pub struct ChunkedWriter<W: Write> {
     out: W,
@@ -89,7 +92,9 @@ pub struct ChunkedWriter<W: Write> {
     first: String,
     last: String,
     summary: Summary,
-    level: i32,
+    /// One context for every chunk: making one a chunk cost more than
+    /// compressing a small chunk.
+    zstd: zstd::bulk::Compressor<'static>,
 }
 
 impl<W: Write> ChunkedWriter<W> {
@@ -106,7 +111,7 @@ impl<W: Write> ChunkedWriter<W> {
             first: String::new(),
             last: String::new(),
             summary: Summary::default(),
-            level: 3,
+            zstd: zstd::bulk::Compressor::new(LEVEL)?,
         })
     }
 
@@ -136,7 +141,7 @@ impl<W: Write> ChunkedWriter<W> {
         if self.entries == 0 {
             return Ok(());
         }
-        let stored = zstd::bulk::compress(&self.json, self.level)?;
+        let stored = self.zstd.compress(&self.json)?;
         self.out.write_all(&stored)?;
         self.chunks.push(ChunkRef {
             offset: self.offset,
@@ -162,7 +167,7 @@ impl<W: Write> ChunkedWriter<W> {
         // At the chunks' level: level 19 took a 35 MB compression context
         // for the root of a 2-million-entry snapshot (the run's largest
         // single allocation, at its peak) to save a few KB.
-        let stored = zstd::bulk::compress(&json, self.level)?;
+        let stored = self.zstd.compress(&json)?;
         self.out.write_all(&stored)?;
         self.out.write_all(&self.offset.to_le_bytes())?;
         self.out.write_all(&(stored.len() as u64).to_le_bytes())?;
