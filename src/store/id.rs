@@ -98,7 +98,13 @@ macro_rules! typed_id {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0.hex_chars())
+                // Hex in JSON; the 32 bytes in a binary format (a run's
+                // spill of entries).
+                if s.is_human_readable() {
+                    s.serialize_str(&self.0.hex_chars())
+                } else {
+                    s.serialize_bytes(&self.0.0)
+                }
             }
         }
 
@@ -115,8 +121,15 @@ macro_rules! typed_id {
                     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$name, E> {
                         s.parse().map_err(E::custom)
                     }
+                    fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<$name, E> {
+                        b.try_into().map(|b| $name(Digest32(b))).map_err(|_| E::invalid_length(b.len(), &self))
+                    }
                 }
-                d.deserialize_str(Visitor)
+                if d.is_human_readable() {
+                    d.deserialize_str(Visitor)
+                } else {
+                    d.deserialize_bytes(Visitor)
+                }
             }
         }
     };

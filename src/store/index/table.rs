@@ -52,7 +52,7 @@ const FILTER_BLOCK: usize = 64;
 /// How a set of tables is laid out.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shape {
-    /// Target size of a block: a lookup decodes half of one on average.
+    /// Target size of a block: a lookup decodes one (unless cached).
     pub block: usize,
     /// Keys are hashes (16 bytes or more): tables carry a filter.
     pub hashed: bool,
@@ -347,8 +347,8 @@ impl Table {
         Ok(cache.as_ref().expect("filled above").1.get(key).map(<[u8]>::to_vec))
     }
 
-    /// The block that may hold `key` (its number, for [`Table::read_block`]
-    /// and [`find`]), or `None` when the table surely lacks it.
+    /// The block that may hold `key` (its number, for [`Table::read_block`]),
+    /// or `None` when the table surely lacks it.
     pub(crate) fn block_of(&self, key: &[u8]) -> Option<usize> {
         if !self.may_hold(key) {
             return None;
@@ -377,9 +377,9 @@ pub(crate) struct Block {
     data: Vec<u8>,
     /// The keys, whole, one after another.
     keys: Vec<u8>,
-    /// Per record: where its key ends in `keys`, where its value starts
-    /// and ends in `data`.
-    at: Vec<[u32; 3]>,
+    /// Per record: where its key starts and ends in `keys`, where its
+    /// value starts and ends in `data`.
+    at: Vec<[u32; 4]>,
 }
 
 impl Block {
@@ -401,36 +401,17 @@ impl Block {
             last = Some(start..keys.len());
             // Below 4 GiB: the block's length is checked above.
             let value_start = v.as_ptr() as usize - data.as_ptr() as usize;
-            at.push([keys.len() as u32, value_start as u32, (value_start + v.len()) as u32]);
+            at.push([start as u32, keys.len() as u32, value_start as u32, (value_start + v.len()) as u32]);
         }
         Ok(Block { data, keys, at })
     }
 
-    fn key(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.at[i - 1][0] as usize };
-        &self.keys[start..self.at[i][0] as usize]
-    }
-
     /// The value of `key`, if the block holds it.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        let found = binary_search(self.at.len(), |i| self.key(i).cmp(key))?;
-        let [_, from, to] = self.at[found];
+        let found = self.at.binary_search_by(|r| self.keys[r[0] as usize..r[1] as usize].cmp(key)).ok()?;
+        let [_, _, from, to] = self.at[found];
         Some(&self.data[from as usize..to as usize])
     }
-}
-
-/// The index in `0..len` where `cmp` says Equal, if any (`cmp` ascending).
-fn binary_search(len: usize, cmp: impl Fn(usize) -> std::cmp::Ordering) -> Option<usize> {
-    let (mut lo, mut hi) = (0, len);
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        match cmp(mid) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return Some(mid),
-        }
-    }
-    None
 }
 
 /// Decodes a block's records; keys are rebuilt in one buffer.

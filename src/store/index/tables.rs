@@ -23,9 +23,10 @@ use std::sync::{Arc, Mutex, RwLock};
 /// Most tables left after a merge.
 const MAX_TABLES: usize = 6;
 
-/// Blocks kept for lookups in no order, per set of tables: at most 512 KiB
-/// of URL blocks. A run looks up a page's images one after another, and
-/// their URLs share a block or two, so most of those lookups read nothing.
+/// Blocks kept for lookups in no order, per set of tables: about 1 MiB of
+/// decoded URL blocks. A run looks up a page's images one after another,
+/// and their URLs share a block or two, so most of those lookups read
+/// nothing.
 const CACHED_BLOCKS: usize = 64;
 
 /// An error of a table file, with its path.
