@@ -73,8 +73,8 @@ const MAX_EXTRACT: usize = 16 << 20;
 /// URL records: sorted lookups read a block once, so blocks are large.
 const URL_TABLES: table::Shape = table::Shape { block: table::BLOCK, hashed: false };
 /// Blob locations: lookups come in no order and each decodes a block, so
-/// blocks are small (the block index in memory is about
-/// one key per 50 blobs).
+/// blocks are small (the block index in memory is about one key per 50
+/// blobs).
 const BLOB_TABLES: table::Shape = table::Shape { block: 2 << 10, hashed: true };
 
 /// Where a blob is stored.

@@ -92,8 +92,8 @@ pub struct ChunkedWriter<W: Write> {
     first: String,
     last: String,
     summary: Summary,
-    /// One context for every chunk: making one a chunk cost more than
-    /// compressing a small chunk.
+    /// One context (about a MB to set up) for every chunk and the root,
+    /// not a new one a chunk.
     zstd: zstd::bulk::Compressor<'static>,
 }
 
