@@ -389,6 +389,45 @@ mod tests {
     }
 
     #[test]
+    fn cached_blocks_answer_only_for_their_own_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, t) = open(dir.path());
+        let key = |i: usize| format!("u{:06}", (i * 7919) % 8_000);
+        add(&t, (0..8_000).map(|i| (format!("u{i:06}"), "old".to_string())));
+        // Lookups in no order fill the cache with the old table's blocks...
+        for i in 0..8_000 {
+            assert_eq!(get(&t, &key(i)).as_deref(), Some("old"));
+        }
+        // ...which must not answer for a newer table's blocks: a small table
+        // beside it (not merged), then a merge into a new one.
+        add(&t, (0..8_000).step_by(500).map(|i| (format!("u{i:06}"), "new".to_string())));
+        assert_eq!(t.stats().0, 2, "the small table stands beside the large one");
+        for i in 0..8_000 {
+            let want = if (i * 7919) % 8_000 % 500 == 0 { "new" } else { "old" };
+            assert_eq!(get(&t, &key(i)).as_deref(), Some(want), "{}", key(i));
+        }
+        add(&t, (0..8_000).map(|i| (format!("u{i:06}"), "newest".to_string())));
+        assert_eq!(t.stats().0, 1, "merged into one new table");
+        for i in 0..8_000 {
+            assert_eq!(get(&t, &key(i)).as_deref(), Some("newest"));
+        }
+        // Two tables whose numbers share a slot: block 0 of each is its own.
+        let tables: Vec<_> = t.current().iter().map(|(_, t)| t.clone()).collect();
+        let cache = BlockCache::new();
+        let block = |n: u64| cache.get(n, 0, || tables[0].read_block(0)).unwrap();
+        let first = block(1);
+        let read_again = std::cell::Cell::new(false);
+        let other = cache
+            .get(1 + CACHED_BLOCKS as u64, 0, || {
+                read_again.set(true);
+                tables[0].read_block(0)
+            })
+            .unwrap();
+        assert!(read_again.get() && !Arc::ptr_eq(&first, &other), "table 65's block came from table 1's slot");
+        assert!(Arc::ptr_eq(&other, &cache.get(1 + CACHED_BLOCKS as u64, 0, || panic!("cached")).unwrap()));
+    }
+
+    #[test]
     fn a_merge_drops_what_is_not_kept_and_an_older_record_stands_for_a_dropped_newer_one() {
         let dir = tempfile::tempdir().unwrap();
         let (_db, t) = open(dir.path());
