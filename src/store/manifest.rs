@@ -8,7 +8,7 @@
 //! of the whole file) is still read. See docs/FORMAT.md.
 
 pub(crate) mod chunked;
-mod time;
+pub(crate) mod time;
 
 use crate::referrer::Policy;
 use crate::store::id::{BlobId, SnapshotId};

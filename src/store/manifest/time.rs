@@ -48,7 +48,9 @@ impl<'de> Deserialize<'de> for Time {
     }
 }
 
-fn digits(out: &mut [u8], at: usize, n: u32, width: usize) -> usize {
+/// Writes `n` as `width` decimal digits (zero-padded, high digits cut) at
+/// `out[at..]`; returns where they end. Also the index's HTTP dates.
+pub(crate) fn digits(out: &mut [u8], at: usize, n: u32, width: usize) -> usize {
     let mut n = n;
     for i in (0..width).rev() {
         out[at + i] = b'0' + (n % 10) as u8;
