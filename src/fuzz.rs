@@ -11,7 +11,7 @@ use crate::referrer::Policy;
 use crate::sources::{charset, feed, post, sitemap};
 use crate::store::blob::{self, Codec};
 use crate::store::id::{BlobId, PackId, SnapshotId};
-use crate::store::manifest::Manifest;
+use crate::store::manifest::{Manifest, chunked};
 use crate::store::pack;
 
 fn base() -> Url {
@@ -147,8 +147,8 @@ pub fn blob(data: &[u8]) {
 /// A manifest as `kura ls` reads it, named by its own hash so the checks
 /// past the name are reached.
 pub fn manifest(data: &[u8]) {
-    // Format 2 is named by its root's hash, found through the footer.
-    let root = (data.len() >= 40 && data.get(8) == Some(&2))
+    // Formats 2 and 3 are named by their root's hash, found through the footer.
+    let root = (data.len() >= 40 && data.get(8).is_some_and(|&v| chunked::is_chunked(v)))
         .then(|| {
             let footer = &data[data.len() - 24..];
             let offset = usize::try_from(u64::from_le_bytes(footer[..8].try_into().ok()?)).ok()?;
@@ -159,5 +159,16 @@ pub fn manifest(data: &[u8]) {
     let name = SnapshotId::of(root.unwrap_or(data)).to_hex();
     if let Ok(m) = Manifest::decode(&name, data) {
         let _ = m.failures().count();
+    }
+    // The key index: every lookup answers chunks the manifest has, or an error.
+    let file = chunked::InMemory(data);
+    if let Ok(root) = chunked::Root::read(&name, data.len() as u64, &file) {
+        for url in ["https://example.com/", "https://example.com/a.html"] {
+            for kind in [chunked::KeyKind::Parent, chunked::KeyKind::FinalUrl] {
+                if let Ok(Some(chunks)) = root.chunks_with(&name, kind, chunked::key(url), &file) {
+                    assert!(chunks.iter().all(|&c| c < root.chunks.len()), "{chunks:?}");
+                }
+            }
+        }
     }
 }

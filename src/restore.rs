@@ -9,6 +9,7 @@
 //! maps the same way for `kura serve`, with app links instead of files.
 
 mod catalog;
+mod direct;
 mod index_page;
 mod offline;
 mod path;
@@ -174,7 +175,22 @@ pub fn restore(
 ) -> Result<RestoreReport, RestoreError> {
     let target = Target::open(dir, archive.root())?;
     let reader = archive.open_snapshot(&id)?;
-    let header = reader.header().clone();
+    let report = RestoreReport { snapshot: Some(id), layout: opts.layout, ..Default::default() };
+    // One article of a manifest with a key index: its entries are found
+    // through the index, with no view file to build.
+    if let Some(url) = &opts.article
+        && let Some(direct) = direct::Direct::new(&reader)
+    {
+        let catalog = catalog::Catalog::over(direct);
+        let articles = offline::select_article(&catalog, url, opts)?;
+        let raw = if opts.layout == Layout::Raw { raw_article(&catalog, url)? } else { Vec::new() };
+        let done =
+            restore_from(archive, &target, &catalog, &reader, &articles, Box::new(raw.into_iter()), opts, report);
+        if let Some(err) = catalog.entries().take_error() {
+            return Err(err.into());
+        }
+        return done;
+    }
     let scratch;
     let views = match &opts.views {
         Some(d) => ViewFiles::new(d.clone()),
@@ -186,42 +202,58 @@ pub fn restore(
     };
     let catalog = catalog::Catalog::over(views.open(archive, &reader)?);
     let file = catalog.entries();
+    let (articles, raw): (Vec<_>, Box<dyn Iterator<Item = usize>>) = match (&opts.article, opts.layout) {
+        (Some(url), Layout::Raw) => (Vec::new(), Box::new(raw_article(&catalog, url)?.into_iter())),
+        (Some(url), _) => (offline::select_article(&catalog, url, opts)?, Box::new(std::iter::empty())),
+        (None, Layout::Raw) => (Vec::new(), Box::new(0..file.len())),
+        (None, _) => (offline::select_all(file, opts), Box::new(std::iter::empty())),
+    };
+    restore_from(archive, &target, &catalog, &reader, &articles, raw, opts, report)
+}
+
+/// `--article` in the raw layout: the positions of the article and of what
+/// it brought in, in manifest order.
+fn raw_article<E: Entries>(catalog: &catalog::Catalog<E>, url: &str) -> Result<Vec<usize>, RestoreError> {
+    let no_such = || RestoreError::NoSuchArticle(url.to_string());
+    let i = catalog.article_index(url).ok_or_else(no_such)?;
+    let art = catalog.entries().entry(i).ok_or_else(no_such)?.into_owned();
+    let mut set: Vec<usize> = catalog.closure(&art).into_iter().chain([i]).collect();
+    set.sort_unstable();
+    Ok(set)
+}
+
+/// Writes the selection: `articles` in the offline and posts layouts,
+/// entries at `positions` in the raw one.
+#[allow(clippy::too_many_arguments)]
+fn restore_from<E: Entries>(
+    archive: &Archive,
+    target: &Target,
+    catalog: &catalog::Catalog<E>,
+    reader: &crate::store::archive::SnapshotReader<'_>,
+    articles: &[(usize, crate::store::Entry)],
+    positions: Box<dyn Iterator<Item = usize> + '_>,
+    opts: &RestoreOptions,
+    mut report: RestoreReport,
+) -> Result<RestoreReport, RestoreError> {
+    let file = catalog.entries();
     let blobs = Blobs::new(archive.clone());
-    let mut report = RestoreReport { snapshot: Some(id), layout: opts.layout, ..Default::default() };
     if opts.layout != Layout::Raw {
-        let articles = offline::select(&catalog, opts)?;
-        let mut w = offline::Writer { blobs: &blobs, target: &target, report: &mut report };
+        let mut w = offline::Writer { blobs: &blobs, target, report: &mut report };
         let report_name = match opts.layout {
             Layout::Posts => {
-                posts::restore(&mut w, &catalog, opts, &articles)?;
+                posts::restore(&mut w, catalog, opts, articles)?;
                 "_kura_restore.json"
             }
             _ => {
-                offline::restore(&mut w, &catalog, &header, opts, &articles)?;
+                offline::restore(&mut w, catalog, reader.header(), opts, articles)?;
                 "manifest.json"
             }
         };
-        return write_report(&target, report_name, report);
+        return write_report(target, report_name, report);
     }
-    // `--article` in the raw layout: the article and what it brought in.
-    let only: Option<Vec<usize>> = match &opts.article {
-        None => None,
-        Some(url) => {
-            let no_such = || RestoreError::NoSuchArticle(url.clone());
-            let i = catalog.article_index(url).ok_or_else(no_such)?;
-            let (art, _) = file.line(i).ok_or_else(no_such)?;
-            let mut set: Vec<usize> = catalog.closure(&art).into_iter().chain([i]).collect();
-            set.sort_unstable();
-            Some(set)
-        }
-    };
-    let positions: Box<dyn Iterator<Item = usize>> = match only {
-        Some(set) => Box::new(set.into_iter()),
-        None => Box::new(0..file.len()),
-    };
     // Positions and paths only: each entry is read again when written.
     let wanted: Vec<(usize, PathBuf)> = positions
-        .filter_map(|i| Some((i, file.entry(i)?)))
+        .filter_map(|i| Some((i, file.entry(i)?.into_owned())))
         .filter(|(_, e)| opts.include.is_empty() || opts.include.iter().any(|p| glob_match(p, &e.url)))
         .map(|(i, e)| (i, path::url_to_relpath(&e.url)))
         .collect();
@@ -260,7 +292,7 @@ pub fn restore(
         used.insert(rel.clone());
         report.files.push(RestoredFile { url: entry.url.clone(), path: rel, sha256: blob, size: data.len() as u64 });
     }
-    write_report(&target, "manifest.json", report)
+    write_report(target, "manifest.json", report)
 }
 
 /// The report goes in the target like every restored file: written fresh,

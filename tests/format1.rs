@@ -21,19 +21,6 @@ const PNG: &[u8] = &[
     0x21, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("archive");
@@ -86,14 +73,14 @@ fn a_format_1_archive_lists_reads_verifies_and_restores() {
 }
 
 #[test]
-fn a_format_1_archive_accepts_format_2_snapshots_beside_its_own() {
+fn a_format_1_archive_accepts_format_3_snapshots_beside_its_own() {
     let (tmp, root) = fixture();
     let src = tmp.path().join("notes.txt");
     std::fs::write(&src, "a local file").unwrap();
     // The first writer builds the index (a cache) from the format-1 manifests.
     let id = kura_ok(&root, &["archive", src.to_str().unwrap()]).trim().to_string();
     let bytes = std::fs::read(root.join("snapshots").join(&id)).unwrap();
-    assert_eq!(&bytes[..9], b"KURASNAP\x02", "new snapshots are written in format 2");
+    assert_eq!(&bytes[..9], b"KURASNAP\x03", "new snapshots are written in format 3");
     let snaps = json(&root, &["snapshots", "--json"]);
     assert_eq!(snaps.as_array().unwrap().len(), 3);
     kura_ok(&root, &["verify", "--read-data"]);

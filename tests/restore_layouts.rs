@@ -276,35 +276,70 @@ fn one_article_brings_only_what_it_references() {
     let archive = Archive::open(&f.root).unwrap();
     assert!(restore(&archive, f.snapshot, out.path(), &missing).is_err());
 
-    // Through a cache: the snapshot's view file is laid out once and kept,
-    // and a restore from it writes the same files.
+    // Through a cache: the article's entries are found through the
+    // manifest's key index, so no view file is laid out.
     let cache = tempfile::tempdir().unwrap();
     let cached = RestoreOptions {
         article: Some(url.to_string()),
         views: Some(cache.path().join("views")),
         ..Default::default()
     };
-    let view = cache.path().join("views").join(f.snapshot.to_hex());
-    let mut firsts = Vec::new();
-    for _ in 0..2 {
-        let again = tempfile::tempdir().unwrap();
-        let r = restore(&archive, f.snapshot, again.path(), &cached).unwrap();
-        assert!(view.is_file(), "{view:?}");
-        let mut files: Vec<_> = r.files.iter().map(|f| (f.path.clone(), f.sha256)).collect();
-        files.sort();
-        firsts.push((files, std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&view).unwrap())));
+    let again = tempfile::tempdir().unwrap();
+    let r = restore(&archive, f.snapshot, again.path(), &cached).unwrap();
+    assert!(!cache.path().join("views").join(f.snapshot.to_hex()).exists(), "no view file for one article");
+    let sorted = |files: &[kura::restore::RestoredFile]| {
+        let mut v: Vec<_> = files.iter().map(|f| (f.path.clone(), f.sha256)).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&r.files), sorted(&report.files));
+
+    // Each article alone comes out as the whole snapshot's restore (which
+    // reads the view file) writes it: the same page, every reference
+    // mapped alike, and assets it has too.
+    let whole = tempfile::tempdir().unwrap();
+    let all = restore(&archive, f.snapshot, whole.path(), &RestoreOptions::default()).unwrap();
+    for (u, _, _) in &f.articles {
+        let one = tempfile::tempdir().unwrap();
+        let opts = RestoreOptions { article: Some(u.to_string()), ..Default::default() };
+        let r = restore(&archive, f.snapshot, one.path(), &opts).unwrap();
+        let page = |files: &[kura::restore::RestoredFile]| {
+            files.iter().find(|x| x.url == u.as_str() && x.path.starts_with("articles")).map(|x| x.sha256)
+        };
+        assert_eq!(page(&r.files), page(&all.files), "{u}");
+        assert!(page(&r.files).is_some(), "{u}");
+        for a in r.files.iter().filter(|x| x.path.starts_with("assets")) {
+            assert!(all.files.iter().any(|x| x.path == a.path && x.sha256 == a.sha256), "{u}: {:?}", a.path);
+        }
     }
-    let mut plain: Vec<_> = report.files.iter().map(|f| (f.path.clone(), f.sha256)).collect();
-    plain.sort();
-    assert_eq!(firsts[0].0, plain);
-    assert_eq!(firsts[1].0, plain);
-    assert_eq!(firsts[0].1, firsts[1].1, "built once, then reused");
-    // The raw layout's article closure comes from the same file.
+
+    // The raw layout: the article and every entry it brought in (what lists
+    // it as a parent, and what those stylesheets brought in), failures as
+    // skipped.
     let raw = RestoreOptions { layout: Layout::Raw, ..cached };
     let dir = tempfile::tempdir().unwrap();
     let r = restore(&archive, f.snapshot, dir.path(), &raw).unwrap();
-    assert!(r.files.iter().any(|f| f.url == url.as_str()) && r.files.len() > 1, "{:?}", r.files);
-    assert!(r.files.len() < 40, "only the article's entries: {}", r.files.len());
+    let mut got: Vec<&str> =
+        r.files.iter().map(|x| x.url.as_str()).chain(r.skipped.iter().map(|x| x.url.as_str())).collect();
+    got.sort_unstable();
+    got.dedup();
+    let art = f.manifest.entries.iter().find(|e| e.url == url.as_str() && e.kind == Some(Kind::Article)).unwrap();
+    let mut names: Vec<String> = std::iter::once(url.to_string()).chain(art.final_url.clone()).collect();
+    let mut want = vec![url.to_string()];
+    while let Some(name) = names.pop() {
+        for e in f.manifest.entries.iter().filter(|e| e.parents.contains(&name)) {
+            if !want.contains(&e.url) {
+                want.push(e.url.clone());
+                if e.kind == Some(Kind::Stylesheet) {
+                    names.push(e.url.clone());
+                    names.extend(e.final_url.clone());
+                }
+            }
+        }
+    }
+    want.sort_unstable();
+    assert!(want.len() > 2, "{want:?}");
+    assert_eq!(got, want);
 }
 
 #[test]

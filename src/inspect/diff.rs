@@ -116,7 +116,7 @@ fn take_url<E>(it: &mut std::iter::Peekable<impl Iterator<Item = Result<Entry, E
 }
 
 /// Compares `a` (older) with `b` (newer), each a stream of entries sorted by
-/// URL (as format-2 manifests store them): memory holds one URL's entries
+/// URL (as chunked manifests store them): memory holds one URL's entries
 /// and the differences, never a whole snapshot.
 pub fn diff_sorted<E>(
     a: impl Iterator<Item = Result<Entry, E>>,

@@ -207,7 +207,9 @@ pub fn verify(
                     }
                 }
                 Ok(())
-            })
+            })?;
+            // The key index too: restore reads it to find one article's entries.
+            r.check_keys().map(drop)
         });
         if let Some(err) = sort_error {
             return Err(sort_failed(err));

@@ -14,36 +14,35 @@
 //! alike, so both map references by the same rules, from this one place.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use url::Url;
 
 use super::rewrite::Want;
+use crate::store::Line;
 use crate::store::manifest::{Entry, Kind};
 
 /// A snapshot's entries, named by their position in the manifest, and two
-/// lookups by [`key`]: entries whose `url` or `final_url` has the key, and
-/// entries with a parent of that key. A key names candidates; the catalog
-/// checks each against the entry itself, so a lookup may return too many
-/// but must never miss one.
+/// lookups: entries whose `url` or `final_url` is a URL, and entries that
+/// list a URL as a parent. A lookup may return too many (a view file looks
+/// up 64-bit [`key`]s) but must never miss one; the catalog checks each
+/// candidate against the entry itself.
 pub trait Entries {
     /// Entry `i`.
     fn entry(&self, i: usize) -> Option<Cow<'_, Entry>>;
-    /// Entries that may have been fetched at, or redirected to, a URL of this key.
-    fn by_url(&self, key: u64) -> Vec<usize>;
-    /// Entries that may list a parent of this key.
-    fn by_parent(&self, key: u64) -> Vec<usize>;
+    /// Entry `i` with the location hints of its blobs.
+    fn line(&self, i: usize) -> Option<Line>;
+    /// Entries that may have been fetched at, or redirected to, `url`.
+    fn by_url(&self, url: &str) -> Vec<usize>;
+    /// Entries that may list `url` as a parent.
+    fn by_parent(&self, url: &str) -> Vec<usize>;
 }
 
-/// The lookup key of a URL: 64 bits of FNV-1a. Stable across builds and
-/// platforms, because view files keep sorted keys on disk.
+/// The lookup key of a URL: 64 bits of FNV-1a, as in a manifest's key
+/// index. Stable across builds and platforms, because view files keep
+/// sorted keys on disk.
 pub(crate) fn key(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    crate::store::url_key(s)
 }
 
 /// The keys an index holds for entry `e`: those of its URLs (`url`, and
@@ -54,6 +53,14 @@ pub(crate) fn keys_of(e: &Entry) -> (Vec<u64>, Vec<u64>) {
         urls.push(key(f));
     }
     (urls, e.parents.iter().map(|p| key(p)).collect())
+}
+
+/// The entries fetched for one document (a few dozen, read once), by
+/// their `url` and `final_url`.
+#[derive(Debug, Default)]
+pub struct Children {
+    by_url: HashMap<String, Vec<usize>>,
+    entries: HashMap<usize, Entry>,
 }
 
 /// The entries of one snapshot, by URL (`url` and `final_url`).
@@ -82,21 +89,37 @@ impl<E: Entries> Catalog<E> {
         self.find_index_among(url, want, parents, &self.children(parents))
     }
 
-    /// The positions of the entries listing one of `parents` (a document's
-    /// names) as a parent: computed once per document, for
+    /// The entries that list one of `parents` (a document's names) as a
+    /// parent, by their URLs: read once per document, for
     /// [`Catalog::find_index_among`].
-    pub fn children(&self, parents: &[&str]) -> HashSet<usize> {
-        parents.iter().flat_map(|p| self.entries.by_parent(key(p))).collect()
+    pub fn children(&self, parents: &[&str]) -> Children {
+        let mut by_url: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut entries = HashMap::new();
+        let mut seen = HashSet::new();
+        for p in parents {
+            for i in self.entries.by_parent(p) {
+                if !seen.insert(i) {
+                    continue;
+                }
+                let Some(e) = self.entries.entry(i) else { continue };
+                if !e.parents.iter().any(|q| q == p) {
+                    continue;
+                }
+                by_url.entry(e.url.clone()).or_default().push(i);
+                if let Some(f) = e.final_url.as_deref().filter(|f| *f != e.url) {
+                    by_url.entry(f.to_string()).or_default().push(i);
+                }
+                entries.insert(i, e.into_owned());
+            }
+        }
+        for v in by_url.values_mut() {
+            v.sort_unstable();
+        }
+        Children { by_url, entries }
     }
 
     /// [`Catalog::find_index`], given the document's [`Catalog::children`].
-    pub fn find_index_among(
-        &self,
-        url: &Url,
-        want: Want,
-        parents: &[&str],
-        children: &HashSet<usize>,
-    ) -> Option<usize> {
+    pub fn find_index_among(&self, url: &Url, want: Want, parents: &[&str], children: &Children) -> Option<usize> {
         let fits = |e: &Entry| match want {
             Want::Image => e.kind == Some(Kind::Image) || e.image.is_some(),
             Want::Stylesheet => e.kind == Some(Kind::Stylesheet),
@@ -108,19 +131,21 @@ impl<E: Entries> Catalog<E> {
         let mut bare = url.clone();
         bare.set_fragment(None);
         let mut u = url.as_str();
-        let mut at = self.entries.by_url(key(u));
-        if at.is_empty() {
-            u = bare.as_str();
-            at = self.entries.by_url(key(u));
+        let mut at = None;
+        if url.fragment().is_some() {
+            let found = self.entries.by_url(u);
+            if found.is_empty() {
+                u = bare.as_str();
+            } else {
+                at = Some(found);
+            }
         }
-        at.sort_unstable();
-        at.dedup();
         // Fetched for the asking document: listed under one of its names.
         let mut mine = false;
-        for &i in at.iter().filter(|i| children.contains(i)) {
-            let Some(e) = self.entries.entry(i) else { continue };
-            if at_url(&e, u) && fits(&e) && e.parents.iter().any(|p| parents.contains(&p.as_str())) {
-                if ok(&e) {
+        for &i in children.by_url.get(u).into_iter().flatten() {
+            let Some(e) = children.entries.get(&i) else { continue };
+            if at_url(e, u) && fits(e) && e.parents.iter().any(|p| parents.contains(&p.as_str())) {
+                if ok(e) {
                     return Some(i);
                 }
                 mine = true;
@@ -130,13 +155,16 @@ impl<E: Entries> Catalog<E> {
             // Its own fetches failed: no copy for this document.
             return None;
         }
+        let mut at = at.unwrap_or_else(|| self.entries.by_url(u));
+        at.sort_unstable();
+        at.dedup();
         at.into_iter().find(|&i| self.entries.entry(i).is_some_and(|e| at_url(&e, u) && fits(&e) && ok(&e)))
     }
 
     /// The position of the article entry for `url`: the one fetched at that
     /// URL, else one whose `final_url` it is.
     pub fn article_index(&self, url: &str) -> Option<usize> {
-        let mut at = self.entries.by_url(key(url));
+        let mut at = self.entries.by_url(url);
         at.sort_unstable();
         at.dedup();
         let mut redirected = None;
@@ -162,7 +190,7 @@ impl<E: Entries> Catalog<E> {
         let mut seen: HashSet<String> = names.iter().cloned().collect();
         let mut out = HashSet::new();
         while let Some(name) = names.pop() {
-            for i in self.entries.by_parent(key(&name)) {
+            for i in self.entries.by_parent(&name) {
                 if out.contains(&i) {
                     continue;
                 }
@@ -245,12 +273,16 @@ mod tests {
             self.entries.get(i).map(Cow::Borrowed)
         }
 
-        fn by_url(&self, key: u64) -> Vec<usize> {
-            lookup(&self.by_url, key)
+        fn line(&self, i: usize) -> Option<Line> {
+            self.entries.get(i).map(|e| (e.clone(), Vec::new()))
         }
 
-        fn by_parent(&self, key: u64) -> Vec<usize> {
-            lookup(&self.children, key)
+        fn by_url(&self, url: &str) -> Vec<usize> {
+            lookup(&self.by_url, key(url))
+        }
+
+        fn by_parent(&self, url: &str) -> Vec<usize> {
+            lookup(&self.children, key(url))
         }
     }
     use crate::store::id::BlobId;
@@ -324,11 +356,14 @@ mod tests {
                 self.1.set(self.1.get() + 1);
                 self.0.entry(i)
             }
-            fn by_url(&self, key: u64) -> Vec<usize> {
-                self.0.by_url(key)
+            fn line(&self, i: usize) -> Option<Line> {
+                self.0.line(i)
             }
-            fn by_parent(&self, key: u64) -> Vec<usize> {
-                self.0.by_parent(key)
+            fn by_url(&self, url: &str) -> Vec<usize> {
+                self.0.by_url(url)
+            }
+            fn by_parent(&self, url: &str) -> Vec<usize> {
+                self.0.by_parent(url)
             }
         }
         let c = Catalog::over(Counting(Memory::new(&entries), Cell::new(0)));

@@ -32,10 +32,6 @@ use crate::store::Hint;
 use crate::store::id::BlobId;
 use crate::store::manifest::{Entry, Kind, ManifestHeader};
 
-/// A snapshot's entries, as restore reads them: by position, from its view
-/// file.
-pub(super) type Snapshot = Catalog<ViewFile>;
-
 /// Characters escaped in the path of a local link.
 const PATH_SET: &AsciiSet = &CONTROLS
     .add(b' ')
@@ -143,8 +139,8 @@ pub(super) fn image_name(e: &Entry, blob: &BlobId) -> String {
 }
 
 /// Images and stylesheets under `assets/`, each written once.
-struct Assets<'c> {
-    catalog: &'c Snapshot,
+struct Assets<'c, E> {
+    catalog: &'c Catalog<E>,
     /// Blob -> file name (`None`: could not be read).
     images: HashMap<BlobId, Option<String>>,
     /// Stylesheet URL -> file name.
@@ -153,7 +149,7 @@ struct Assets<'c> {
     fatal: Option<RestoreError>,
 }
 
-impl Assets<'_> {
+impl<E: Entries> Assets<'_, E> {
     /// Image entry `i`, written once.
     fn image(&mut self, w: &mut Writer<'_>, i: usize) -> Option<String> {
         let (e, hints) = self.catalog.entries().line(i)?;
@@ -263,9 +259,9 @@ fn post_page(text: &str, e: &Entry) -> Result<(String, Option<String>), post::Po
 }
 
 /// Restores the offline layout; see the module docs.
-pub(super) fn restore(
+pub(super) fn restore<E: Entries>(
     w: &mut Writer<'_>,
-    catalog: &Snapshot,
+    catalog: &Catalog<E>,
     header: &ManifestHeader,
     opts: &RestoreOptions,
     articles: &[(usize, Entry)],
@@ -364,28 +360,31 @@ pub(super) fn restore(
 }
 
 /// The articles to restore, with their positions: every article entry
-/// (failed ones too, for the index), narrowed by `--article` and
-/// `--include`.
-pub(super) fn select(catalog: &Snapshot, opts: &RestoreOptions) -> Result<Vec<(usize, Entry)>, RestoreError> {
-    let file = catalog.entries();
-    let included = |e: &Entry| {
-        opts.include.is_empty()
-            || catalog::names(e).iter().any(|n| opts.include.iter().any(|p| super::glob_match(p, n)))
-    };
-    match &opts.article {
-        None => Ok(file
-            .articles(0..file.article_count())
-            .into_iter()
-            .filter_map(|i| Some((i, file.entry(i)?.into_owned())))
-            .filter(|(_, e)| included(e))
-            .collect()),
-        // The URL it was fetched at wins over a final URL (a local post's
-        // permalink is the web article's URL).
-        Some(url) => catalog
-            .article_index(url)
-            .and_then(|i| Some((i, file.entry(i)?.into_owned())))
-            .filter(|(_, e)| included(e))
-            .map(|one| vec![one])
-            .ok_or_else(|| RestoreError::NoSuchArticle(url.clone())),
-    }
+/// (failed ones too, for the index), narrowed by `--include`.
+pub(super) fn select_all(file: &ViewFile, opts: &RestoreOptions) -> Vec<(usize, Entry)> {
+    file.articles(0..file.article_count())
+        .into_iter()
+        .filter_map(|i| Some((i, file.entry(i)?.into_owned())))
+        .filter(|(_, e)| included(e, opts))
+        .collect()
+}
+
+/// The article `url` (`--article`), with its position, if `--include`
+/// does not leave it out. The URL it was fetched at wins over a final URL
+/// (a local post's permalink is the web article's URL).
+pub(super) fn select_article<E: Entries>(
+    catalog: &Catalog<E>,
+    url: &str,
+    opts: &RestoreOptions,
+) -> Result<Vec<(usize, Entry)>, RestoreError> {
+    catalog
+        .article_index(url)
+        .and_then(|i| Some((i, catalog.entries().entry(i)?.into_owned())))
+        .filter(|(_, e)| included(e, opts))
+        .map(|one| vec![one])
+        .ok_or_else(|| RestoreError::NoSuchArticle(url.to_string()))
+}
+
+fn included(e: &Entry, opts: &RestoreOptions) -> bool {
+    opts.include.is_empty() || catalog::names(e).iter().any(|n| opts.include.iter().any(|p| super::glob_match(p, n)))
 }

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
-use super::catalog;
-use super::offline::{Snapshot, Writer, image_name};
+use super::catalog::{self, Catalog, Entries};
+use super::offline::{Writer, image_name};
 use super::rewrite::Want;
 use super::{RestoreError, RestoreOptions, Skipped, path};
 use crate::extract::{self, RefKind};
@@ -121,9 +121,9 @@ pub(super) fn replace_all(text: &str, pairs: &[(String, String)]) -> (String, us
 }
 
 /// Restores the posts layout; see the module docs.
-pub(super) fn restore(
+pub(super) fn restore<E: Entries>(
     w: &mut Writer<'_>,
-    catalog: &Snapshot,
+    catalog: &Catalog<E>,
     opts: &RestoreOptions,
     articles: &[(usize, Entry)],
 ) -> Result<(), RestoreError> {

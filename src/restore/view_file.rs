@@ -30,7 +30,7 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::catalog::{Entries, keys_of};
+use super::catalog::{self, Entries, keys_of};
 use crate::store::archive::{Archive, ArchiveError, PackIndex, SnapshotReader};
 use crate::store::id::BlobId;
 use crate::store::manifest::{Entry, Kind};
@@ -458,11 +458,25 @@ impl Entries for ViewFile {
         self.line(i).map(|(e, _)| Cow::Owned(e))
     }
 
-    fn by_url(&self, key: u64) -> Vec<usize> {
+    fn line(&self, i: usize) -> Option<Line> {
+        ViewFile::line(self, i)
+    }
+
+    fn by_url(&self, url: &str) -> Vec<usize> {
+        self.by_url_key(catalog::key(url))
+    }
+
+    fn by_parent(&self, url: &str) -> Vec<usize> {
+        self.by_parent_key(catalog::key(url))
+    }
+}
+
+impl ViewFile {
+    fn by_url_key(&self, key: u64) -> Vec<usize> {
         self.lookup(self.by_url_at(), self.by_url, &self.url_blocks, key)
     }
 
-    fn by_parent(&self, key: u64) -> Vec<usize> {
+    fn by_parent_key(&self, key: u64) -> Vec<usize> {
         self.lookup(self.by_parent_at(), self.by_parent, &self.parent_blocks, key)
     }
 }
@@ -492,14 +506,14 @@ mod tests {
         std::fs::write(&p, &f).unwrap();
         let v = ViewFile::open(&p).expect("whole");
         assert_eq!(v.url_blocks.len(), 4);
-        assert_eq!(v.by_url(85), vec![255, 256, 257]);
-        assert_eq!(v.by_url(0), vec![0, 1, 2]);
-        assert_eq!(v.by_url(333), vec![999]);
-        assert!(v.by_url(334).is_empty() && v.by_url(u64::MAX).is_empty());
+        assert_eq!(v.by_url_key(85), vec![255, 256, 257]);
+        assert_eq!(v.by_url_key(0), vec![0, 1, 2]);
+        assert_eq!(v.by_url_key(333), vec![999]);
+        assert!(v.by_url_key(334).is_empty() && v.by_url_key(u64::MAX).is_empty());
         for k in 0..334 {
-            assert_eq!(v.by_url(k).len(), if k == 333 { 1 } else { 3 }, "{k}");
+            assert_eq!(v.by_url_key(k).len(), if k == 333 { 1 } else { 3 }, "{k}");
         }
-        assert!(v.by_parent(0).is_empty());
+        assert!(v.by_parent_key(0).is_empty());
     }
 
     #[test]
@@ -516,7 +530,7 @@ mod tests {
         whole.extend_from_slice(&0u64.to_le_bytes());
         std::fs::write(&p, &whole).unwrap();
         let v = ViewFile::open(&p).expect("an empty view");
-        assert_eq!((v.len(), v.by_url(7), v.articles(0..10)), (0, vec![], vec![]));
+        assert_eq!((v.len(), v.by_url_key(7), v.articles(0..10)), (0, vec![], vec![]));
         std::fs::write(&p, &h).unwrap();
         assert!(ViewFile::open(&p).is_none(), "its offsets are missing");
     }

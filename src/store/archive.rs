@@ -7,7 +7,7 @@ use crate::store::blob::{self, BlobError, Codec};
 use crate::store::dictionary::{Dictionary, DictionaryError};
 use crate::store::id::{BlobId, IndexFileId, PackId, SnapshotId};
 use crate::store::index_file::{self, IndexFileError, PackRecord};
-use crate::store::manifest::chunked::{self, Hint, Line, RangeRead, Root};
+use crate::store::manifest::chunked::{self, Hint, KeyKind, Line, RangeRead, Root};
 use crate::store::manifest::{Entry, Manifest, ManifestError, ManifestHeader, Summary};
 use crate::store::pack::{self, PackEntry, ReadPackError};
 use std::collections::{HashMap, HashSet};
@@ -123,7 +123,7 @@ pub struct SnapshotReader<'a> {
 enum ReaderInner {
     /// Format 1: the whole manifest, read at once.
     Whole(ManifestHeader, Summary, Vec<Entry>),
-    /// Format 2: the root; chunks are read when asked for.
+    /// Formats 2 and 3: the root; chunks are read when asked for.
     Chunked(Root),
 }
 
@@ -185,7 +185,7 @@ impl SnapshotReader<'_> {
             let lines = if failed { Ok(Vec::new()) } else { self.chunk(i) };
             let out: Vec<Result<Entry, ArchiveError>> = match lines {
                 Ok(mut lines) => {
-                    // Chunks of format 2 are sorted already (a stable sort of
+                    // Chunks of formats 2 and 3 are sorted already (a stable sort of
                     // a sorted list is one pass).
                     lines.sort_by(|a, b| a.0.url.cmp(&b.0.url));
                     lines.into_iter().map(|(e, _)| Ok(e)).collect()
@@ -199,7 +199,7 @@ impl SnapshotReader<'_> {
         })
     }
 
-    /// The entries requested as `url` (format 2: from the one or two chunks
+    /// The entries requested as `url` (formats 2 and 3: from the one or two chunks
     /// whose URL range holds it); when there are none, those that ended at
     /// `url` after redirects, which takes reading every chunk.
     pub fn find(&self, url: &str) -> Result<Vec<Line>, ArchiveError> {
@@ -217,6 +217,12 @@ impl SnapshotReader<'_> {
             return Ok(by_url);
         }
         let mut found = Vec::new();
+        if let Some(chunks) = self.chunks_with(KeyKind::FinalUrl, url)? {
+            for i in chunks {
+                found.extend(self.chunk(i)?.into_iter().filter(|(e, _)| e.final_url.as_deref() == Some(url)));
+            }
+            return Ok(found);
+        }
         self.for_each(|(e, h)| {
             if e.final_url.as_deref() == Some(url) {
                 found.push((e, h));
@@ -224,6 +230,55 @@ impl SnapshotReader<'_> {
             Ok(())
         })?;
         Ok(found)
+    }
+}
+
+impl SnapshotReader<'_> {
+    /// Whether its manifest has a key index (format 3).
+    pub fn has_keys(&self) -> bool {
+        matches!(&self.inner, ReaderInner::Chunked(r) if r.has_keys())
+    }
+
+    /// The chunks holding entries that list `url` as a parent
+    /// ([`KeyKind::Parent`]) or that ended at `url` after redirects
+    /// ([`KeyKind::FinalUrl`]), in order (a few more when keys collide);
+    /// `None` when the manifest has no key index (formats 1 and 2), and
+    /// finding them takes reading every chunk.
+    pub fn chunks_with(&self, kind: KeyKind, url: &str) -> Result<Option<Vec<usize>>, ArchiveError> {
+        match &self.inner {
+            ReaderInner::Whole(..) => Ok(None),
+            ReaderInner::Chunked(r) => {
+                Ok(r.chunks_with(&self.id.to_hex(), kind, chunked::key(url), &self.archive.manifest_file(&self.id))?)
+            }
+        }
+    }
+
+    /// The chunks whose URL range holds `url`, in order.
+    pub fn chunks_for(&self, url: &str) -> std::ops::Range<usize> {
+        match &self.inner {
+            ReaderInner::Whole(..) => 0..1,
+            ReaderInner::Chunked(r) => r.chunks_for(url),
+        }
+    }
+
+    /// Entries in each chunk, in order, as the root counts them (format 1:
+    /// one chunk of every entry).
+    pub fn chunk_sizes(&self) -> Vec<u64> {
+        match &self.inner {
+            ReaderInner::Whole(_, _, entries) => vec![entries.len() as u64],
+            ReaderInner::Chunked(r) => r.chunks.iter().map(|c| c.entries).collect(),
+        }
+    }
+
+    /// Reads and checks every frame of the key index (`verify`); the
+    /// number of frames read.
+    pub fn check_keys(&self) -> Result<usize, ArchiveError> {
+        let ReaderInner::Chunked(r) = &self.inner else { return Ok(0) };
+        let frames = r.keys.as_ref().map_or(0, Vec::len);
+        for i in 0..frames {
+            r.key_frame(&self.id.to_hex(), i, &self.archive.manifest_file(&self.id))?;
+        }
+        Ok(frames)
     }
 }
 
@@ -488,7 +543,7 @@ impl Archive {
         ManifestFile { backend: self.backend(), name: id.to_hex() }
     }
 
-    /// Opens a snapshot for reading: of format 2 only its root is read and
+    /// Opens a snapshot for reading: of formats 2 and 3 only its root is read and
     /// checked; its chunks are read and checked as they are asked for.
     pub fn open_snapshot(&self, id: &SnapshotId) -> Result<SnapshotReader<'_>, ArchiveError> {
         let name = id.to_hex();
@@ -500,7 +555,7 @@ impl Archive {
             Err(_) if size < 16 => return Err(ManifestError::Checksum { id: name }.into()),
             Err(e) => return Err(e.into()),
         };
-        let inner = if version == chunked::VERSION {
+        let inner = if chunked::is_chunked(version) {
             ReaderInner::Chunked(Root::read(&name, size, &self.manifest_file(id))?)
         } else {
             let m = Manifest::decode(&name, &self.backend.read(FileKind::Snapshot, &name)?)?;
@@ -524,7 +579,7 @@ impl Archive {
         Ok(Manifest { header: r.header().clone(), entries })
     }
 
-    /// The header and counts of one snapshot (of format 2, without reading
+    /// The header and counts of one snapshot (of formats 2 and 3, without reading
     /// its entries).
     pub fn snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
         let r = self.open_snapshot(id)?;

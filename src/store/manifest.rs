@@ -2,8 +2,9 @@
 //! resource the run archived or failed to archive.
 //!
 //! A manifest is self-contained and readable without the sled index. This
-//! version writes format 2 (`chunked`: entries sorted by URL in chunks,
-//! a root naming them); format 1 (`"KURASNAP" version:u8=1
+//! version writes format 3 (`chunked`: entries sorted by URL in chunks,
+//! a key index of parents and final URLs, a root naming them); format 2
+//! (the same without a key index) and format 1 (`"KURASNAP" version:u8=1
 //! reserved:[u8;7]` and one zstd frame of JSON [`Manifest`], id = SHA-256
 //! of the whole file) is still read. See docs/FORMAT.md.
 
@@ -266,6 +267,14 @@ pub enum ManifestError {
         /// Which chunk.
         chunk: usize,
     },
+    /// A frame of a format-3 manifest's key index does not match its hash.
+    #[error("snapshot {id}: key frame {frame} is damaged (checksum mismatch)")]
+    KeyFrame {
+        /// The snapshot.
+        id: String,
+        /// Which frame.
+        frame: usize,
+    },
     /// The file could not be read.
     #[error(transparent)]
     Backend(#[from] crate::store::backend::BackendError),
@@ -280,7 +289,7 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    /// Encodes the manifest as file bytes in format 2 (entries sorted by
+    /// Encodes the manifest as file bytes in format 3 (entries sorted by
     /// URL, without blob hints); returns its id and bytes.
     pub fn encode(&self) -> (SnapshotId, Vec<u8>) {
         let mut entries: Vec<&Entry> = self.entries.iter().collect();
@@ -315,9 +324,9 @@ impl Manifest {
             return Err(fmt("not a Kura manifest".into()));
         }
         match head[8] {
-            v @ (VERSION_1 | chunked::VERSION) => Ok(v),
+            v if v == VERSION_1 || chunked::is_chunked(v) => Ok(v),
             v => Err(fmt(format!(
-                "manifest version {v} is not supported by this Kura (knows {VERSION_1} and {}); upgrade Kura",
+                "manifest version {v} is not supported by this Kura (knows {VERSION_1} to {}); upgrade Kura",
                 chunked::VERSION
             ))),
         }
@@ -330,16 +339,8 @@ impl Manifest {
             // name is not its hash either.
             if SnapshotId::of(bytes).to_hex() != name { ManifestError::Checksum { id: name.to_string() } } else { e }
         })?;
-        if version == chunked::VERSION {
-            struct InMemory<'a>(&'a [u8]);
-            impl chunked::RangeRead for InMemory<'_> {
-                fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, ManifestError> {
-                    let end = offset.checked_add(len).filter(|&e| e <= self.0.len() as u64);
-                    let end = end.ok_or(ManifestError::Format { id: String::new(), what: "short".into() })?;
-                    Ok(self.0[offset as usize..end as usize].to_vec())
-                }
-            }
-            let file = InMemory(bytes);
+        if chunked::is_chunked(version) {
+            let file = chunked::InMemory(bytes);
             let root = chunked::Root::read(name, bytes.len() as u64, &file)?;
             let mut entries = Vec::with_capacity(root.summary.entries.min(1 << 16) as usize);
             for i in 0..root.chunks.len() {
@@ -398,9 +399,9 @@ mod tests {
         assert_eq!(Manifest::decode(&id.to_hex(), &bytes).unwrap(), m);
         let (id, bytes) = m.encode();
         let back = Manifest::decode(&id.to_hex(), &bytes).unwrap();
-        assert_eq!(back.header.version, 2);
+        assert_eq!(back.header.version, 3);
         assert_eq!(back.entries, m.entries);
-        assert_eq!(back.header, ManifestHeader { version: 2, ..m.header.clone() });
+        assert_eq!(back.header, ManifestHeader { version: 3, ..m.header.clone() });
     }
 
     #[test]

@@ -409,7 +409,7 @@ impl Writer {
     }
 
     /// Commits a snapshot whose entries come in URL order: its blobs are
-    /// made durable first, then the manifest (format 2, written through a
+    /// made durable first, then the manifest (format 3, written through a
     /// temporary file, so no more than a chunk of it is in memory), then
     /// the catalog. The URLs' records are updated as the entries stream by.
     pub fn commit_sorted(
@@ -426,7 +426,7 @@ impl Writer {
         let root = self.archive.root().to_path_buf();
         let io = |source| ArchiveError::Io { path: root.clone(), source };
         let file = tempfile::tempfile_in(&root).map_err(io)?;
-        let mut out = ChunkedWriter::new(std::io::BufWriter::new(file)).map_err(io)?;
+        let mut out = ChunkedWriter::with_scratch(std::io::BufWriter::new(file), &root).map_err(io)?;
         let mut urls = self.index.url_updates();
         for line in entries {
             let (e, mut hints) = line?;

@@ -1,27 +1,75 @@
-//! Manifest format 2: entries sorted by URL in independently compressed
-//! chunks, and a small root listing the chunks with their URL ranges and
-//! hashes, as restic stores a snapshot's tree in blobs. Listing streams
-//! chunk by chunk, one URL is found by reading the root and one chunk, and
-//! nothing needs the whole manifest in memory, to write it or to read it.
+//! Manifest formats 2 and 3: entries sorted by URL in independently
+//! compressed chunks, and a small root listing the chunks with their URL
+//! ranges and hashes, as restic stores a snapshot's tree in blobs. Listing
+//! streams chunk by chunk, one URL is found by reading the root and one
+//! chunk, and nothing needs the whole manifest in memory, to write it or to
+//! read it. Format 3 adds a key index: which chunks hold entries that list
+//! a given parent, or that ended at a given URL after redirects, so the
+//! entries one article brought in are found without reading every chunk.
 //!
 //! ```text
-//! "KURASNAP" | version u8 = 2 | 7 reserved bytes (0)
+//! "KURASNAP" | version u8 = 3 (or 2) | 7 reserved bytes (0)
 //! chunk*     one zstd frame each: JSON Lines, one [Entry, [Hint...]] per line
-//! root       one zstd frame: JSON Root (header, summary, chunk list)
+//! keys*      (format 3) one zstd frame each: sorted 13-byte records
+//!            kind u8 | key u64 BE | chunk u32 BE
+//! root       one zstd frame: JSON Root (header, summary, chunk list, key frames)
 //! footer     root offset u64 | root length u64 | "KURAROOT"
 //! ```
 //!
 //! The snapshot id is the SHA-256 of the root's stored bytes; the root
-//! holds each chunk's SHA-256, so one chunk is checked without reading the
-//! others. See docs/FORMAT.md.
+//! holds each chunk's and key frame's SHA-256, so one is checked without
+//! reading the others. See docs/FORMAT.md.
 
 use super::{Entry, ManifestError, ManifestHeader, Summary};
 use crate::store::id::{BlobId, PackId, SnapshotId};
+use crate::store::spill::Spill;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::io::{self, Write};
+use std::path::Path;
 
-/// The version byte of this format.
-pub const VERSION: u8 = 2;
+/// The version byte this Kura writes: chunks and a key index.
+pub const VERSION: u8 = 3;
+
+/// The version byte of chunked manifests without a key index (still read).
+pub const VERSION_2: u8 = 2;
+
+/// Whether manifests of version byte `v` are read by this module.
+pub fn is_chunked(v: u8) -> bool {
+    v == VERSION || v == VERSION_2
+}
+
+/// The key of a URL in a key index: 64 bits of FNV-1a over its UTF-8.
+/// Stable across builds and platforms (it is on disk); a key names
+/// candidates, so a collision costs a chunk read, never a wrong answer.
+pub fn key(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// What a key of the key index is the key of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// A URL some entry lists in `parents`.
+    Parent = 0,
+    /// A `final_url` that differs from its entry's `url`.
+    FinalUrl = 1,
+}
+
+/// Bytes of one key record: kind u8 | key u64 BE | chunk u32 BE, so that
+/// byte order is (kind, key, chunk) order.
+const KEY_RECORD: usize = 13;
+
+/// Records in a key frame (208 KB decoded: a lookup decodes one).
+const KEY_FRAME_RECORDS: usize = 16_384;
+
+/// Memory for the key records of a manifest being written, before they
+/// are sorted on disk.
+const KEY_SPILL_BUFFER: usize = 4 << 20;
 
 /// Bytes after the root.
 pub const FOOTER_LEN: u64 = 24;
@@ -67,6 +115,23 @@ pub struct ChunkRef {
     pub last: String,
 }
 
+/// A frame of the key index as the root lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFrame {
+    /// Offset of its stored bytes in the file.
+    pub offset: u64,
+    /// Length of its stored bytes.
+    pub length: u64,
+    /// SHA-256 of its stored bytes.
+    pub sha256: BlobId,
+    /// Records in it (decoded length: 13 bytes each).
+    pub records: u64,
+    /// Kind and key of its first record, as 18 hex characters.
+    pub first: String,
+    /// Kind and key of its last record, as 18 hex characters.
+    pub last: String,
+}
+
 /// The root: everything but the entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Root {
@@ -77,6 +142,22 @@ pub struct Root {
     pub summary: Summary,
     /// The chunks, in URL order.
     pub chunks: Vec<ChunkRef>,
+    /// The key index's frames, in key order (format 3; `None` in format 2,
+    /// which has no key index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<KeyFrame>>,
+}
+
+/// The first 9 bytes of the records of a kind and key.
+fn key_prefix(kind: KeyKind, key: u64) -> [u8; 9] {
+    let mut p = [kind as u8; 9];
+    p[1..].copy_from_slice(&key.to_be_bytes());
+    p
+}
+
+/// A record's kind and key (its first 9 bytes), as a root names them.
+fn key_hex(record: &[u8]) -> String {
+    record[..9].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The zstd level of chunks and the root.
@@ -95,14 +176,44 @@ pub struct ChunkedWriter<W: Write> {
     /// One context (about a MB to set up) for every chunk and the root,
     /// not a new one a chunk.
     zstd: zstd::bulk::Compressor<'static>,
+    /// The key index's records so far, sorted on disk past a few MB: one
+    /// per distinct (kind, key) of a chunk, so a page's twenty images in
+    /// one chunk make one record.
+    keys: Spill,
+    /// The current chunk's distinct (kind, key)s.
+    chunk_keys: HashSet<(KeyKind, u64)>,
+    /// Writes format 2 (tests of the older format).
+    without_keys: bool,
 }
 
 impl<W: Write> ChunkedWriter<W> {
-    /// Starts a manifest on `out` (which should be buffered).
-    pub fn new(mut out: W) -> io::Result<Self> {
+    /// Starts a manifest on `out` (which should be buffered), sorting its
+    /// key index in memory (for manifests of a few hundred thousand
+    /// entries at most: tests and conversions).
+    pub fn new(out: W) -> io::Result<Self> {
+        Self::start(out, Spill::new(&std::env::temp_dir(), usize::MAX), false)
+    }
+
+    /// Starts a manifest on `out` whose key index, past a few MB, is sorted
+    /// in temporary files in `scratch`.
+    pub fn with_scratch(out: W, scratch: &Path) -> io::Result<Self> {
+        Self::start(out, Spill::new(scratch, KEY_SPILL_BUFFER), false)
+    }
+
+    /// Starts a manifest of format 2: no key index (for tests that readers
+    /// still read the older format).
+    #[cfg(test)]
+    pub fn format_2(out: W) -> io::Result<Self> {
+        Self::start(out, Spill::new(&std::env::temp_dir(), usize::MAX), true)
+    }
+
+    fn start(mut out: W, keys: Spill, without_keys: bool) -> io::Result<Self> {
         out.write_all(super::MAGIC)?;
-        out.write_all(&[VERSION, 0, 0, 0, 0, 0, 0, 0])?;
+        out.write_all(&[if without_keys { VERSION_2 } else { VERSION }, 0, 0, 0, 0, 0, 0, 0])?;
         Ok(ChunkedWriter {
+            keys,
+            chunk_keys: HashSet::new(),
+            without_keys,
             out,
             offset: 16,
             chunks: Vec::new(),
@@ -131,6 +242,14 @@ impl<W: Write> ChunkedWriter<W> {
         self.json.push(b'\n');
         self.entries += 1;
         self.summary.add(entry);
+        if !self.without_keys {
+            for p in &entry.parents {
+                self.chunk_keys.insert((KeyKind::Parent, key(p)));
+            }
+            if let Some(f) = entry.final_url.as_deref().filter(|f| *f != entry.url) {
+                self.chunk_keys.insert((KeyKind::FinalUrl, key(f)));
+            }
+        }
         if self.json.len() >= CHUNK_BYTES || self.entries as usize >= CHUNK_ENTRIES {
             self.close_chunk()?;
         }
@@ -155,14 +274,50 @@ impl<W: Write> ChunkedWriter<W> {
         self.offset += stored.len() as u64;
         self.json.clear();
         self.entries = 0;
+        let chunk = u32::try_from(self.chunks.len() - 1)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "more than 2^32 manifest chunks"))?;
+        for (kind, key) in self.chunk_keys.drain() {
+            let mut r = Vec::with_capacity(KEY_RECORD);
+            r.extend_from_slice(&key_prefix(kind, key));
+            r.extend_from_slice(&chunk.to_be_bytes());
+            self.keys.push(r, Vec::new())?;
+        }
         Ok(())
+    }
+
+    /// Writes the key index's frames after the chunks.
+    fn write_keys(&mut self) -> io::Result<Vec<KeyFrame>> {
+        let keys = std::mem::replace(&mut self.keys, Spill::new(&std::env::temp_dir(), usize::MAX));
+        let mut frames = Vec::new();
+        let mut raw = Vec::with_capacity(KEY_FRAME_RECORDS * KEY_RECORD);
+        let mut sorted = keys.finish()?.peekable();
+        while let Some(record) = sorted.next() {
+            raw.extend_from_slice(&record?.0);
+            if raw.len() == KEY_FRAME_RECORDS * KEY_RECORD || sorted.peek().is_none() {
+                let stored = self.zstd.compress(&raw)?;
+                self.out.write_all(&stored)?;
+                frames.push(KeyFrame {
+                    offset: self.offset,
+                    length: stored.len() as u64,
+                    sha256: BlobId::of(&stored),
+                    records: (raw.len() / KEY_RECORD) as u64,
+                    first: key_hex(&raw[..KEY_RECORD]),
+                    last: key_hex(&raw[raw.len() - KEY_RECORD..]),
+                });
+                self.offset += stored.len() as u64;
+                raw.clear();
+            }
+        }
+        Ok(frames)
     }
 
     /// Writes the last chunk, the root and the footer; returns the
     /// snapshot id, the summary, and the output.
     pub fn finish(mut self, header: &ManifestHeader) -> io::Result<(SnapshotId, Summary, W)> {
         self.close_chunk()?;
-        let root = Root { header: header.clone(), summary: self.summary.clone(), chunks: self.chunks };
+        let keys = if self.without_keys { None } else { Some(self.write_keys()?) };
+        let chunks = std::mem::take(&mut self.chunks);
+        let root = Root { header: header.clone(), summary: self.summary.clone(), chunks, keys };
         let json = serde_json::to_vec(&root).map_err(io::Error::other)?;
         // At the chunks' level: level 19 took a 35 MB compression context
         // for the root of a 2-million-entry snapshot (the run's largest
@@ -181,6 +336,17 @@ impl<W: Write> ChunkedWriter<W> {
 pub trait RangeRead {
     /// `len` bytes from `offset`.
     fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, ManifestError>;
+}
+
+/// A manifest file in memory.
+pub struct InMemory<'a>(pub &'a [u8]);
+
+impl RangeRead for InMemory<'_> {
+    fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, ManifestError> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.0.len() as u64);
+        let end = end.ok_or(ManifestError::Format { id: String::new(), what: "range past the end".into() })?;
+        Ok(self.0[offset as usize..end as usize].to_vec())
+    }
 }
 
 fn decode_frame(
@@ -232,6 +398,13 @@ impl Root {
             }
             at = c.offset.checked_add(c.length).ok_or_else(|| fmt("chunk list does not match the file".into()))?;
         }
+        // Then the key frames, back to back up to the root.
+        for k in root.keys.iter().flatten() {
+            if k.offset != at || k.first.len() != 18 || k.last.len() != 18 {
+                return Err(fmt("key index does not match the file".into()));
+            }
+            at = k.offset.checked_add(k.length).ok_or_else(|| fmt("key index does not match the file".into()))?;
+        }
         if at != offset {
             return Err(fmt("chunk list does not match the file".into()));
         }
@@ -258,6 +431,65 @@ impl Root {
         Ok(lines)
     }
 
+    /// Whether the manifest has a key index (format 3).
+    pub fn has_keys(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Reads, checks and decodes key frame `i`: its records, in order.
+    pub fn key_frame(&self, name: &str, i: usize, file: &dyn RangeRead) -> Result<Vec<[u8; 13]>, ManifestError> {
+        let Some(k) = self.keys.as_ref().and_then(|k| k.get(i)) else {
+            return Err(ManifestError::Format { id: name.to_string(), what: format!("no key frame {i}") });
+        };
+        let what = |w: String| ManifestError::Format { id: name.to_string(), what: format!("key frame {i}: {w}") };
+        let stored = file.read_range(k.offset, k.length)?;
+        if BlobId::of(&stored) != k.sha256 {
+            return Err(ManifestError::KeyFrame { id: name.to_string(), frame: i });
+        }
+        let raw_length = k.records.checked_mul(KEY_RECORD as u64).ok_or_else(|| what("too many records".into()))?;
+        let raw = decode_frame(&stored, raw_length, &what)?;
+        let records: Vec<[u8; 13]> = raw.chunks_exact(KEY_RECORD).map(|r| r.try_into().expect("13 bytes")).collect();
+        if records.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(what("records out of order".into()));
+        }
+        let chunks = self.chunks.len() as u64;
+        if records.iter().any(|r| u64::from(u32::from_be_bytes(r[9..].try_into().expect("4 bytes"))) >= chunks) {
+            return Err(what("names a chunk the manifest does not have".into()));
+        }
+        Ok(records)
+    }
+
+    /// The chunks holding entries that list a parent (or ended at a final
+    /// URL, by `kind`) whose [`key`] is `key`, in order: a superset, since
+    /// keys may collide. `None` when the manifest has no key index.
+    pub fn chunks_with(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        key: u64,
+        file: &dyn RangeRead,
+    ) -> Result<Option<Vec<usize>>, ManifestError> {
+        let Some(frames) = &self.keys else { return Ok(None) };
+        let prefix = key_prefix(kind, key);
+        let want = key_hex(&prefix);
+        let start = frames.partition_point(|f| f.last < want);
+        let mut found = Vec::new();
+        for (i, frame) in frames.iter().enumerate().skip(start) {
+            if frame.first > want {
+                break;
+            }
+            let records = self.key_frame(name, i, file)?;
+            let from = records.partition_point(|r| r[..9] < prefix[..]);
+            found.extend(
+                records[from..]
+                    .iter()
+                    .take_while(|r| r[..9] == prefix[..])
+                    .map(|r| u32::from_be_bytes(r[9..].try_into().expect("4 bytes")) as usize),
+            );
+        }
+        Ok(Some(found))
+    }
+
     /// The chunks that may hold entries for `url`, in order.
     pub fn chunks_for(&self, url: &str) -> std::ops::Range<usize> {
         let start = self.chunks.partition_point(|c| c.last.as_str() < url);
@@ -275,7 +507,7 @@ mod tests {
 
     impl RangeRead for Bytes {
         fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, ManifestError> {
-            Ok(self.0[offset as usize..(offset + len) as usize].to_vec())
+            InMemory(&self.0).read_range(offset, len)
         }
     }
 
@@ -357,6 +589,89 @@ mod tests {
         assert!(matches!(Root::read(&name, file.0.len() as u64, &file), Err(ManifestError::Checksum { .. })));
         let short = Bytes(bytes[..bytes.len() - 1].to_vec());
         assert!(Root::read(&name, short.0.len() as u64, &short).is_err());
+    }
+
+    /// Image `n` of page `n / 20`, and every 7th one redirected.
+    fn child(n: usize) -> Entry {
+        Entry {
+            url: format!("https://img.example/{n:08}.png"),
+            kind: Some(Kind::Image),
+            parents: vec![format!("https://site.example/{}.html", n / 20)],
+            final_url: n.is_multiple_of(7).then(|| format!("https://cdn.example/{}.png", n % 1000)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_key_index_names_exactly_the_chunks_of_a_parent_or_final_url() {
+        let mut w = ChunkedWriter::new(Vec::new()).unwrap();
+        let n = 100_000;
+        for i in 0..n {
+            let mut e = child(i);
+            if i % 5000 == 1 {
+                // A logo every page lists, in one entry.
+                e.parents = (0..n / 20).map(|p| format!("https://site.example/{p}.html")).collect();
+            }
+            w.push(&e, &[]).unwrap();
+        }
+        let (id, _, bytes) = w.finish(&header()).unwrap();
+        assert_eq!(bytes[8], VERSION);
+        let (name, file) = (id.to_hex(), Bytes(bytes));
+        let root = Root::read(&name, file.0.len() as u64, &file).unwrap();
+        assert!(root.keys.as_ref().unwrap().len() > 1, "several key frames");
+        let chunks: Vec<Vec<Line>> = (0..root.chunks.len()).map(|i| root.chunk(&name, i, &file).unwrap()).collect();
+        let brute = |keep: &dyn Fn(&Entry) -> bool| -> Vec<usize> {
+            (0..chunks.len()).filter(|&c| chunks[c].iter().any(|l| keep(&l.0))).collect()
+        };
+        for page in [0, 1, 2_499, 4_999] {
+            let p = format!("https://site.example/{page}.html");
+            let found = root.chunks_with(&name, KeyKind::Parent, key(&p), &file).unwrap().unwrap();
+            assert_eq!(found, brute(&|e: &Entry| e.parents.contains(&p)), "{p}");
+            assert!(found.len() >= 2, "its images' chunk and the logo's");
+        }
+        for f in ["https://cdn.example/0.png", "https://cdn.example/999.png"] {
+            let found = root.chunks_with(&name, KeyKind::FinalUrl, key(f), &file).unwrap().unwrap();
+            assert_eq!(found, brute(&|e: &Entry| e.final_url.as_deref() == Some(f)), "{f}");
+            assert!(!found.is_empty());
+        }
+        // A parent is not a final URL, and an unknown key has no chunk.
+        let p = key("https://site.example/3.html");
+        assert!(root.chunks_with(&name, KeyKind::FinalUrl, p, &file).unwrap().unwrap().is_empty());
+        assert!(root.chunks_with(&name, KeyKind::Parent, key("https://nowhere/"), &file).unwrap().unwrap().is_empty());
+    }
+
+    #[test]
+    fn format_2_has_no_key_index_and_still_reads() {
+        let mut w = ChunkedWriter::format_2(Vec::new()).unwrap();
+        for i in 0..1000 {
+            w.push(&child(i), &[]).unwrap();
+        }
+        let (id, _, bytes) = w.finish(&header()).unwrap();
+        assert_eq!(bytes[8], VERSION_2);
+        let (name, file) = (id.to_hex(), Bytes(bytes));
+        let root = Root::read(&name, file.0.len() as u64, &file).unwrap();
+        assert!(!root.has_keys());
+        assert_eq!(root.chunks_with(&name, KeyKind::Parent, key("https://site.example/0.html"), &file).unwrap(), None);
+        assert_eq!(root.chunk(&name, 0, &file).unwrap()[5].0, child(5));
+    }
+
+    #[test]
+    fn a_damaged_key_frame_is_named_and_the_chunks_still_read() {
+        let mut w = ChunkedWriter::new(Vec::new()).unwrap();
+        for i in 0..2000 {
+            w.push(&child(i), &[]).unwrap();
+        }
+        let (id, _, mut bytes) = w.finish(&header()).unwrap();
+        let name = id.to_hex();
+        let root = Root::read(&name, bytes.len() as u64, &Bytes(bytes.clone())).unwrap();
+        let frame = &root.keys.as_ref().unwrap()[0];
+        bytes[frame.offset as usize + 3] ^= 1;
+        let file = Bytes(bytes);
+        let p = key("https://site.example/0.html");
+        let err = root.chunks_with(&name, KeyKind::Parent, p, &file).unwrap_err();
+        assert!(matches!(err, ManifestError::KeyFrame { frame: 0, .. }), "{err}");
+        assert!(err.to_string().contains("key frame 0"), "{err}");
+        assert_eq!(root.chunk(&name, 0, &file).unwrap()[0].0, child(0));
     }
 
     #[test]
