@@ -6,7 +6,8 @@
 # wall time (the warm runs' median), the index and manifest bytes per
 # entry, and the latency of `kura cat` and `kura ls --url` of one image in
 # the latest snapshot, `kura restore --article` of one page (first with an
-# empty cache, which lays the snapshot out; then the median of five), and
+# empty cache: a format-3 manifest finds the article's entries through its
+# key index, an older one is laid out first; then the median of five), and
 # `kura verify`.
 #
 # By hand: benches/scale.sh "1000 10000" [KURA_BINARY [BASELINE_BINARY]]
