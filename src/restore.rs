@@ -182,10 +182,13 @@ pub fn restore(
         && let Some(direct) = direct::Direct::new(&reader)
     {
         let catalog = catalog::Catalog::over(direct);
-        let articles = offline::select_article(&catalog, url, opts)?;
-        let raw = if opts.layout == Layout::Raw { raw_article(&catalog, url)? } else { Vec::new() };
-        let done =
-            restore_from(archive, &target, &catalog, &reader, &articles, Box::new(raw.into_iter()), opts, report);
+        let done = (|| {
+            let articles = offline::select_article(&catalog, url, opts)?;
+            let raw = if opts.layout == Layout::Raw { raw_article(&catalog, url)? } else { Vec::new() };
+            restore_from(archive, &target, &catalog, &reader, &articles, Box::new(raw.into_iter()), opts, report)
+        })();
+        // A chunk or key frame that could not be read outranks what came
+        // of reading without it (an article "not found", say).
         if let Some(err) = catalog.entries().take_error() {
             return Err(err.into());
         }
