@@ -21,13 +21,6 @@ const PNG: &[u8] = &[
     0x21, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
-fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("archive");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1"), &root);
-    (tmp, root)
-}
-
 /// The bytes `kura cat` writes (not UTF-8).
 fn cat(root: &Path, snapshot: &str, url: &str) -> Vec<u8> {
     let out = kura(root, &["cat", snapshot, url]);
@@ -35,24 +28,20 @@ fn cat(root: &Path, snapshot: &str, url: &str) -> Vec<u8> {
     out.stdout
 }
 
-fn json(root: &Path, args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&kura_ok(root, args)).unwrap()
-}
-
 #[test]
 fn a_format_1_archive_lists_reads_verifies_and_restores() {
-    let (tmp, root) = fixture();
-    let snaps = json(&root, &["snapshots", "--json"]);
+    let (tmp, root) = fixture_archive("format1");
+    let snaps = kura_json(&root, &["snapshots", "--json"]);
     let ids: Vec<_> = snaps.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids, [FIRST, SECOND]);
     assert_eq!(snaps[0]["entries"], 8, "{snaps}");
     assert_eq!(snaps[0]["failures"], 1);
     assert_eq!(snaps[1]["job"], "second");
 
-    let all = json(&root, &["ls", &FIRST[..8], "--json"]);
+    let all = kura_json(&root, &["ls", &FIRST[..8], "--json"]);
     assert_eq!(all.as_array().unwrap().len(), 8);
     // The shared image was asked for by both articles, with their Referers.
-    let one = json(&root, &["ls", &FIRST[..8], "--url", IMAGE, "--json"]);
+    let one = kura_json(&root, &["ls", &FIRST[..8], "--url", IMAGE, "--json"]);
     assert_eq!(one.as_array().unwrap().len(), 2, "{one}");
     assert!(one.as_array().unwrap().iter().all(|e| e["url"] == IMAGE));
     assert_eq!(kura(&root, &["ls", FIRST, "--url", "http://127.0.0.1:8765/nothing"]).status.code(), Some(2));
@@ -74,14 +63,14 @@ fn a_format_1_archive_lists_reads_verifies_and_restores() {
 
 #[test]
 fn a_format_1_archive_accepts_format_3_snapshots_beside_its_own() {
-    let (tmp, root) = fixture();
+    let (tmp, root) = fixture_archive("format1");
     let src = tmp.path().join("notes.txt");
     std::fs::write(&src, "a local file").unwrap();
     // The first writer builds the index (a cache) from the format-1 manifests.
     let id = kura_ok(&root, &["archive", src.to_str().unwrap()]).trim().to_string();
     let bytes = std::fs::read(root.join("snapshots").join(&id)).unwrap();
     assert_eq!(&bytes[..9], b"KURASNAP\x03", "new snapshots are written in format 3");
-    let snaps = json(&root, &["snapshots", "--json"]);
+    let snaps = kura_json(&root, &["snapshots", "--json"]);
     assert_eq!(snaps.as_array().unwrap().len(), 3);
     kura_ok(&root, &["verify", "--read-data"]);
     assert_eq!(kura_ok(&root, &["cat", &id, url::Url::from_file_path(&src).unwrap().as_ref()]), "a local file");

@@ -15,17 +15,6 @@ const SECOND: &str = "4f52d88db9850bdc74e115eb0bad79925dffb4504bc1439f5fc5509f30
 const ONE: &str = "http://127.0.0.1:8765/one.html";
 const IMAGE: &str = "http://127.0.0.1:8765/img/a.png";
 
-fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("archive");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format2"), &root);
-    (tmp, root)
-}
-
-fn json(root: &Path, args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&kura_ok(root, args)).unwrap()
-}
-
 /// The URLs a restore wrote and skipped, from the report it leaves.
 fn restored(dir: &Path) -> (Vec<String>, Vec<String>) {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
@@ -40,14 +29,14 @@ fn restored(dir: &Path) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn a_format_2_archive_lists_reads_verifies_and_restores_one_article() {
-    let (tmp, root) = fixture();
-    let snaps = json(&root, &["snapshots", "--json"]);
+    let (tmp, root) = fixture_archive("format2");
+    let snaps = kura_json(&root, &["snapshots", "--json"]);
     let ids: Vec<_> = snaps.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids, [FIRST, SECOND]);
     assert_eq!(snaps[0]["entries"], 7, "{snaps}");
     assert_eq!(snaps[0]["failures"], 1);
     assert_eq!(snaps[1]["job"], "second");
-    let one = json(&root, &["ls", &FIRST[..8], "--url", IMAGE, "--json"]);
+    let one = kura_json(&root, &["ls", &FIRST[..8], "--url", IMAGE, "--json"]);
     assert_eq!(one.as_array().unwrap().len(), 2, "asked for by both articles: {one}");
     let png = kura(&root, &["cat", FIRST, IMAGE]);
     assert!(png.status.success() && png.stdout.starts_with(b"\x89PNG"), "{png:?}");
@@ -79,13 +68,13 @@ fn a_format_2_archive_lists_reads_verifies_and_restores_one_article() {
 
 #[test]
 fn a_format_2_archive_accepts_format_3_snapshots_beside_its_own() {
-    let (tmp, root) = fixture();
+    let (tmp, root) = fixture_archive("format2");
     let src = tmp.path().join("notes.txt");
     std::fs::write(&src, "a local file").unwrap();
     let id = kura_ok(&root, &["archive", src.to_str().unwrap()]).trim().to_string();
     let bytes = std::fs::read(root.join("snapshots").join(&id)).unwrap();
     assert_eq!(&bytes[..9], b"KURASNAP\x03", "new snapshots are written in format 3");
-    assert_eq!(json(&root, &["snapshots", "--json"]).as_array().unwrap().len(), 3);
+    assert_eq!(kura_json(&root, &["snapshots", "--json"]).as_array().unwrap().len(), 3);
     kura_ok(&root, &["verify", "--read-data"]);
     assert_eq!(kura_ok(&root, &["cat", &id, url::Url::from_file_path(&src).unwrap().as_ref()]), "a local file");
 }

@@ -113,3 +113,17 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A copy of the fixture archive `tests/fixtures/NAME` in a temporary
+/// directory, and the copy's path.
+pub fn fixture_archive(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archive");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name), &root);
+    (tmp, root)
+}
+
+/// `kura ARGS` on `archive`, which must succeed, its output read as JSON.
+pub fn kura_json(archive: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&kura_ok(archive, args)).unwrap()
+}
