@@ -179,11 +179,9 @@ pub struct ChunkedWriter<W: Write> {
     /// The key index's records so far, sorted on disk past a few MB: one
     /// per distinct (kind, key) of a chunk, so a page's twenty images in
     /// one chunk make one record.
-    keys: Spill,
+    keys: Option<Spill>,
     /// The current chunk's distinct (kind, key)s.
     chunk_keys: HashSet<(KeyKind, u64)>,
-    /// Writes format 2 (tests of the older format).
-    without_keys: bool,
 }
 
 impl<W: Write> ChunkedWriter<W> {
@@ -191,29 +189,29 @@ impl<W: Write> ChunkedWriter<W> {
     /// key index in memory (for manifests of a few hundred thousand
     /// entries at most: tests and conversions).
     pub fn new(out: W) -> io::Result<Self> {
-        Self::start(out, Spill::new(&std::env::temp_dir(), usize::MAX), false)
+        Self::start(out, Some(Spill::new(&std::env::temp_dir(), usize::MAX)))
     }
 
     /// Starts a manifest on `out` whose key index, past a few MB, is sorted
     /// in temporary files in `scratch`.
     pub fn with_scratch(out: W, scratch: &Path) -> io::Result<Self> {
-        Self::start(out, Spill::new(scratch, KEY_SPILL_BUFFER), false)
+        Self::start(out, Some(Spill::new(scratch, KEY_SPILL_BUFFER)))
     }
 
     /// Starts a manifest of format 2: no key index (for tests that readers
     /// still read the older format).
     #[cfg(test)]
     pub fn format_2(out: W) -> io::Result<Self> {
-        Self::start(out, Spill::new(&std::env::temp_dir(), usize::MAX), true)
+        Self::start(out, None)
     }
 
-    fn start(mut out: W, keys: Spill, without_keys: bool) -> io::Result<Self> {
+    /// `keys`: where the key index is sorted; `None` writes format 2.
+    fn start(mut out: W, keys: Option<Spill>) -> io::Result<Self> {
         out.write_all(super::MAGIC)?;
-        out.write_all(&[if without_keys { VERSION_2 } else { VERSION }, 0, 0, 0, 0, 0, 0, 0])?;
+        out.write_all(&[if keys.is_none() { VERSION_2 } else { VERSION }, 0, 0, 0, 0, 0, 0, 0])?;
         Ok(ChunkedWriter {
             keys,
             chunk_keys: HashSet::new(),
-            without_keys,
             out,
             offset: 16,
             chunks: Vec::new(),
@@ -242,7 +240,7 @@ impl<W: Write> ChunkedWriter<W> {
         self.json.push(b'\n');
         self.entries += 1;
         self.summary.add(entry);
-        if !self.without_keys {
+        if self.keys.is_some() {
             for p in &entry.parents {
                 self.chunk_keys.insert((KeyKind::Parent, key(p)));
             }
@@ -276,18 +274,18 @@ impl<W: Write> ChunkedWriter<W> {
         self.entries = 0;
         let chunk = u32::try_from(self.chunks.len() - 1)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "more than 2^32 manifest chunks"))?;
+        let Some(keys) = self.keys.as_mut() else { return Ok(()) };
         for (kind, key) in self.chunk_keys.drain() {
             let mut r = Vec::with_capacity(KEY_RECORD);
             r.extend_from_slice(&key_prefix(kind, key));
             r.extend_from_slice(&chunk.to_be_bytes());
-            self.keys.push(r, Vec::new())?;
+            keys.push(r, Vec::new())?;
         }
         Ok(())
     }
 
     /// Writes the key index's frames after the chunks.
-    fn write_keys(&mut self) -> io::Result<Vec<KeyFrame>> {
-        let keys = std::mem::replace(&mut self.keys, Spill::new(&std::env::temp_dir(), usize::MAX));
+    fn write_keys(&mut self, keys: Spill) -> io::Result<Vec<KeyFrame>> {
         let mut frames = Vec::new();
         let mut raw = Vec::with_capacity(KEY_FRAME_RECORDS * KEY_RECORD);
         let mut sorted = keys.finish()?.peekable();
@@ -315,7 +313,10 @@ impl<W: Write> ChunkedWriter<W> {
     /// snapshot id, the summary, and the output.
     pub fn finish(mut self, header: &ManifestHeader) -> io::Result<(SnapshotId, Summary, W)> {
         self.close_chunk()?;
-        let keys = if self.without_keys { None } else { Some(self.write_keys()?) };
+        let keys = match self.keys.take() {
+            Some(k) => Some(self.write_keys(k)?),
+            None => None,
+        };
         let chunks = std::mem::take(&mut self.chunks);
         let root = Root { header: header.clone(), summary: self.summary.clone(), chunks, keys };
         let json = serde_json::to_vec(&root).map_err(io::Error::other)?;
@@ -437,7 +438,12 @@ impl Root {
     }
 
     /// Reads, checks and decodes key frame `i`: its records, in order.
-    pub fn key_frame(&self, name: &str, i: usize, file: &dyn RangeRead) -> Result<Vec<[u8; 13]>, ManifestError> {
+    pub fn key_frame(
+        &self,
+        name: &str,
+        i: usize,
+        file: &dyn RangeRead,
+    ) -> Result<Vec<[u8; KEY_RECORD]>, ManifestError> {
         let Some(k) = self.keys.as_ref().and_then(|k| k.get(i)) else {
             return Err(ManifestError::Format { id: name.to_string(), what: format!("no key frame {i}") });
         };
@@ -448,7 +454,8 @@ impl Root {
         }
         let raw_length = k.records.checked_mul(KEY_RECORD as u64).ok_or_else(|| what("too many records".into()))?;
         let raw = decode_frame(&stored, raw_length, &what)?;
-        let records: Vec<[u8; 13]> = raw.chunks_exact(KEY_RECORD).map(|r| r.try_into().expect("13 bytes")).collect();
+        let records: Vec<[u8; KEY_RECORD]> =
+            raw.chunks_exact(KEY_RECORD).map(|r| r.try_into().expect("whole records")).collect();
         if records.windows(2).any(|w| w[0] >= w[1]) {
             return Err(what("records out of order".into()));
         }
