@@ -66,7 +66,7 @@ pub fn feed(data: &[u8]) {
 /// Sitemap and sitemap index parsing.
 pub fn sitemap(data: &[u8]) {
     if let Ok(s) = sitemap::parse_sitemap(data, &base()) {
-        assert!(s.locs.iter().all(fetchable));
+        assert!(s.locs.iter().all(|u| fetchable(&u)));
     }
 }
 

@@ -142,7 +142,7 @@ impl Ctx {
                                 None,
                             );
                         }
-                        for loc in s.locs.into_iter().take(budget) {
+                        for loc in s.locs.iter().take(budget) {
                             self.queue_document(loc, vec![url.to_string()], depth + 1).await;
                         }
                     }

@@ -27,7 +27,38 @@ pub struct Sitemap {
     /// Page list or index.
     pub kind: SitemapKind,
     /// The http/https `<loc>` URLs in document order (others are skipped).
-    pub locs: Vec<Url>,
+    pub locs: Locs,
+}
+
+/// URLs kept as their text, end to end: a sitemap may list 50,000 of
+/// them, and a parsed [`Url`] in memory is three times the size of its
+/// text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Locs {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Locs {
+    /// How many URLs.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The URLs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Url> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter()).map(|(start, end)| {
+            // Each was a parsed URL's serialisation, which parses back to
+            // the same URL.
+            Url::parse(&self.text[start..*end]).expect("a serialised URL parses")
+        })
+    }
+
+    fn push(&mut self, url: &Url) {
+        self.text.push_str(url.as_str());
+        self.ends.push(self.text.len());
+    }
 }
 
 /// Why a document could not be read as a sitemap.
@@ -83,7 +114,7 @@ pub fn parse_sitemap(bytes: &[u8], url: &Url) -> Result<Sitemap, SitemapError> {
 
     let mut kind = None;
     let mut root_ns: Option<String> = None;
-    let mut locs = Vec::new();
+    let mut locs = Locs::default();
     // Local names of the open elements.
     let mut path: Vec<String> = Vec::new();
     // Text of the `<loc>` being read, if inside one that counts.
@@ -124,7 +155,7 @@ pub fn parse_sitemap(bytes: &[u8], url: &Url) -> Result<Sitemap, SitemapError> {
                     && let Some(loc) = loc_text.take()
                     && let Some(u) = resolve(&loc, url)
                 {
-                    locs.push(u);
+                    locs.push(&u);
                 }
             }
             Event::Text(t) => {
@@ -204,8 +235,21 @@ mod tests {
         Url::parse("https://www.example.cn/sitemap.xml").unwrap()
     }
 
-    fn locs(sitemap: &Sitemap) -> Vec<&str> {
-        sitemap.locs.iter().map(Url::as_str).collect()
+    fn locs(sitemap: &Sitemap) -> Vec<String> {
+        sitemap.locs.iter().map(String::from).collect()
+    }
+
+    #[test]
+    fn a_long_list_gives_back_every_url_in_order() {
+        let mut xml = String::from(r#"<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">"#);
+        for n in 0..3000 {
+            xml.push_str(&format!("<url><loc>/p/{n}?q=%E6%96%B0&amp;x={n}</loc></url>"));
+        }
+        xml.push_str("</urlset>");
+        let sm = parse_sitemap(xml.as_bytes(), &base()).unwrap();
+        assert_eq!(sm.locs.len(), 3000);
+        let want: Vec<String> = (0..3000).map(|n| format!("https://www.example.cn/p/{n}?q=%E6%96%B0&x={n}")).collect();
+        assert_eq!(locs(&sm), want);
     }
 
     #[test]
@@ -294,7 +338,7 @@ mod tests {
     fn empty_urlset() {
         let sm = parse_sitemap(b"<?xml version=\"1.0\"?><urlset/>", &base()).unwrap();
         assert_eq!(sm.kind, SitemapKind::UrlSet);
-        assert!(sm.locs.is_empty());
+        assert!(locs(&sm).is_empty());
     }
 
     #[test]
