@@ -2,7 +2,7 @@
 //! URL supplies validators for a conditional request (a 304 reuses its
 //! blob), images inside the freshness window with the same Referer are not
 //! requested at all, and what extraction found in an unchanged article comes
-//! from the index's `extracts` cache instead of a re-parse.
+//! from the index's extraction cache instead of a re-parse.
 
 use super::Ctx;
 use crate::extract::{self, RefKind};

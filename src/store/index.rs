@@ -11,8 +11,7 @@
 //!   record names its pack in 1-3 bytes instead of 32.
 //! - `url_tables`, `blob_tables` in `meta`: the live tables (below)
 //! - `snapshots`: snapshot id -> JSON [`SnapshotSummary`]
-//! - `extracts`: hash of (blob, document URL, header policy, extractor
-//!   version) -> JSON of what extraction found (a pure cache)
+//! - `extract_tables` in `meta`: the extraction cache's live tables
 //!
 //! Outside sled, in sorted immutable tables ([`table`], [`tables`]): one
 //! record per URL the archive ever fetched and one per blob are the bulk of
@@ -26,7 +25,11 @@
 //!   lookups are of blobs a run is about to store). Forgetting a pack
 //!   removes its number; its locations are ignored by lookups and dropped
 //!   by the next merge that reaches them.
+//! - `extract-tables/`: hash of (blob, document URL, header policy,
+//!   extractor version) -> zstd-compressed JSON of what extraction found
+//!   (a pure cache, [`extracts`]), filtered like blob locations.
 
+mod extracts;
 pub(crate) mod table;
 mod tables;
 
@@ -569,7 +572,7 @@ pub struct Index {
     pack_ids: sled::Tree,
     urls: std::sync::Arc<tables::Tables>,
     snapshots: sled::Tree,
-    extracts: sled::Tree,
+    extracts: std::sync::Arc<extracts::Extracts>,
     /// Live packs looked up lately, as (number, id), newest last: a run
     /// asks about the same few packs for every URL it reuses, and the two
     /// sled reads of each were a fifth of its lookups. Emptied whenever a
@@ -598,6 +601,8 @@ impl Index {
             }
             None => return Err(IndexError::Outdated),
         }
+        // Where the extraction cache lived before it had tables of its own.
+        db.drop_tree("extracts")?;
         let tables = |dir: &str, list_key, shape| {
             tables::Tables::open(&path.join(dir), list_key, shape, &db, &meta).map(std::sync::Arc::new)
         };
@@ -607,7 +612,13 @@ impl Index {
             pack_ids: db.open_tree("pack_ids")?,
             urls: tables("url-tables", "url_tables", URL_TABLES)?,
             snapshots: db.open_tree("snapshots")?,
-            extracts: db.open_tree("extracts")?,
+            extracts: std::sync::Arc::new(extracts::Extracts::new(tables::Tables::open(
+                &path.join("extract-tables"),
+                "extract_tables",
+                extracts::SHAPE,
+                &db,
+                &meta,
+            )?)),
             failed: Default::default(),
             live_packs: Default::default(),
             meta,
@@ -805,11 +816,11 @@ impl Index {
         Ok(())
     }
 
-    /// A cached value of the `extracts` tree: what extraction found in a
+    /// A value of the extraction cache: what extraction found in a
     /// document, so an unchanged article need not be read back and parsed.
     /// A value that does not decode is a miss: the cache is rebuilt by use.
     pub fn extract_cache(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, IndexError> {
-        let Some(v) = self.extracts.get(key)? else { return Ok(None) };
+        let Some(v) = self.extracts.get(key).map_err(|e| self.table_failed(e))? else { return Ok(None) };
         // One decompression context per thread, and a buffer of the
         // frame's own size: a context made per call (and a 16 MiB buffer)
         // cost more than the decompression of these few hundred bytes.
@@ -826,17 +837,16 @@ impl Index {
         }))
     }
 
-    /// Stores a value in the `extracts` cache, compressed (a page's
+    /// Stores a value in the extraction cache, compressed (a page's
     /// references are URLs sharing their prefixes: 1.9 KB of JSON an
-    /// article, a quarter of that compressed); not flushed on its own:
-    /// losing it costs only a re-parse.
+    /// article, a quarter of that compressed); written with the next
+    /// [`Index::flush`] at the latest: losing it costs only a re-parse.
     pub fn set_extract_cache(&self, key: &[u8; 32], value: &[u8]) -> Result<(), IndexError> {
         if value.len() > MAX_EXTRACT {
             return Ok(());
         }
         let stored = zstd::bulk::compress(value, 3).expect("zstd compresses into memory");
-        self.extracts.insert(key, stored)?;
-        Ok(())
+        self.extracts.set(*key, stored)
     }
 
     /// A table that cannot be read (damaged, or its file gone) fails the
@@ -887,8 +897,13 @@ impl Index {
         &self.db
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable (the extraction cache's
+    /// buffer included).
     pub fn flush(&self) -> Result<(), IndexError> {
+        if let Err(e) = self.extracts.flush() {
+            // A cache: a run goes on without it, as it does when a lookup fails.
+            tracing::warn!("extraction cache not written: {e}");
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -1303,6 +1318,42 @@ mod tests {
             db.flush().unwrap();
         }
         assert!(matches!(reopen(&dir.path().join("old")), Err(IndexError::Outdated)));
+    }
+
+    #[test]
+    fn the_extraction_cache_spans_buffers_tables_and_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let key = |n: u32| *BlobId::of(&n.to_le_bytes()).as_bytes();
+        // Values that do not compress, so that several buffers fill and go
+        // to tables in the background while lookups go on.
+        let value = |n: u32| -> Vec<u8> {
+            (0..70u32).flat_map(|i| *BlobId::of(format!("{n}/{i}").as_bytes()).as_bytes()).collect()
+        };
+        let i = Index::open(&path).unwrap();
+        // An old index's tree of the cache is dropped at open.
+        i.db.open_tree("extracts").unwrap().insert(b"k", b"v").unwrap();
+        for n in 0..4000 {
+            i.set_extract_cache(&key(n), &value(n)).unwrap();
+            if n % 997 == 0 {
+                assert_eq!(i.extract_cache(&key(n / 2)).unwrap(), Some(value(n / 2)), "{n}");
+            }
+        }
+        // Replaced values: the newest wins, in the buffer and in tables.
+        i.set_extract_cache(&key(3), b"newer").unwrap();
+        assert_eq!(i.extract_cache(&key(3)).unwrap().as_deref(), Some(&b"newer"[..]));
+        i.flush().unwrap();
+        let (tables, _, records) = i.extracts.stats();
+        assert!((1..=6).contains(&tables), "{tables} tables");
+        assert!(records >= 4000, "{records} records");
+        drop(i);
+        let i = reopen(&path).unwrap();
+        assert!(!i.db.tree_names().iter().any(|t| t.as_ref() == b"extracts"));
+        for n in (0..4000).step_by(37).filter(|n| *n != 3) {
+            assert_eq!(i.extract_cache(&key(n)).unwrap(), Some(value(n)), "{n}");
+        }
+        assert_eq!(i.extract_cache(&key(3)).unwrap().as_deref(), Some(&b"newer"[..]));
+        assert_eq!(i.extract_cache(&key(4000)).unwrap(), None);
     }
 
     /// Opens an index just closed: sled's flusher thread may hold the

@@ -1,0 +1,148 @@
+//! The extraction cache: what extraction found in a document (or a
+//! stylesheet), by a hash of its blob, URL, policy and the extractor's
+//! version, so that an unchanged page is not read back and parsed again.
+//!
+//! Values live in filtered tables ([`Tables`], `extract-tables/`), like
+//! blob locations: sled kept them at several times their size and its page
+//! table grew with them (a third of a 100,000-page run's memory). New
+//! values wait in a small sorted buffer; a full buffer is sealed and
+//! written as one table by a thread of its own, so a run never waits on a
+//! write or a merge unless a second buffer fills first. The cache is
+//! derived data: a value lost in a crash costs one re-parse.
+
+use super::IndexError;
+use super::table::Shape;
+use super::tables::{TableError, Tables};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Bytes of values a buffer holds before it is written as a table.
+const PENDING: usize = 2 << 20;
+
+/// Keys are hashes looked up in no order, so blocks are small and
+/// filtered.
+pub(super) const SHAPE: Shape = Shape { block: 4 << 10, hashed: true };
+
+type Buffer = BTreeMap<[u8; 32], Vec<u8>>;
+
+#[derive(Default)]
+struct State {
+    /// Values not yet in a table.
+    pending: Buffer,
+    pending_bytes: usize,
+    /// A buffer being written, readable until its table is live.
+    sealed: Option<Arc<Buffer>>,
+    /// What the last background write failed with, reported once.
+    failed: Option<IndexError>,
+}
+
+/// The cache; clones of an index share it.
+pub(super) struct Extracts {
+    tables: Tables,
+    state: Mutex<State>,
+    /// Signalled when a sealed buffer's table is live.
+    written: Condvar,
+}
+
+impl Extracts {
+    pub(super) fn new(tables: Tables) -> Extracts {
+        Extracts { tables, state: Mutex::default(), written: Condvar::new() }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("no panics while held")
+    }
+
+    /// The stored (compressed) value of `key`.
+    pub(super) fn get(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, TableError> {
+        {
+            let s = self.state();
+            if let Some(v) = s.pending.get(key).or_else(|| s.sealed.as_ref().and_then(|b| b.get(key))) {
+                return Ok(Some(v.clone()));
+            }
+        }
+        self.tables.get(key)
+    }
+
+    /// Buffers a value; a full buffer goes to a table in the background.
+    /// Waits only while one buffer is being written and a second is full.
+    pub(super) fn set(self: &Arc<Self>, key: [u8; 32], value: Vec<u8>) -> Result<(), IndexError> {
+        let mut s = self.state();
+        if let Some(e) = s.failed.take() {
+            return Err(e);
+        }
+        s.pending_bytes += value.len() + key.len();
+        if let Some(old) = s.pending.insert(key, value) {
+            s.pending_bytes -= old.len() + key.len();
+        }
+        if s.pending_bytes < PENDING {
+            return Ok(());
+        }
+        while s.sealed.is_some() {
+            s = self.written.wait(s).expect("no panics while held");
+        }
+        let sealed = self.seal(&mut s);
+        drop(s);
+        let this = self.clone();
+        let spawned = std::thread::Builder::new().name("kura-extracts".into()).spawn(move || {
+            let r = this.write(&sealed);
+            let mut s = this.state();
+            if let Err(e) = r {
+                tracing::debug!("extraction cache: a table was not written ({e})");
+                s.failed = Some(e);
+            }
+            s.sealed = None;
+            this.written.notify_all();
+        });
+        if let Err(e) = spawned {
+            // No thread to be had: the values are dropped (a cache).
+            tracing::debug!("extraction cache: no writer thread ({e})");
+            self.state().sealed = None;
+        }
+        Ok(())
+    }
+
+    fn seal(&self, s: &mut State) -> Arc<Buffer> {
+        let sealed = Arc::new(std::mem::take(&mut s.pending));
+        s.pending_bytes = 0;
+        s.sealed = Some(sealed.clone());
+        sealed
+    }
+
+    /// Writes a buffer as the newest table, and merges.
+    fn write(&self, buffer: &Buffer) -> Result<(), IndexError> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let mut out = self.tables.create(buffer.len() as u64)?;
+        for (k, v) in buffer {
+            out.push(k, v)?;
+        }
+        self.tables.add(out)?;
+        self.tables.merge(&|_| true)
+    }
+
+    /// Waits for a write in progress, then writes what is buffered.
+    pub(super) fn flush(&self) -> Result<(), IndexError> {
+        let mut s = self.state();
+        while s.sealed.is_some() {
+            s = self.written.wait(s).expect("no panics while held");
+        }
+        if let Some(e) = s.failed.take() {
+            return Err(e);
+        }
+        let sealed = self.seal(&mut s);
+        drop(s);
+        let r = self.write(&sealed);
+        let mut s = self.state();
+        s.sealed = None;
+        self.written.notify_all();
+        r
+    }
+
+    /// Tables, bytes on disk and records.
+    #[cfg(test)]
+    pub(super) fn stats(&self) -> (usize, u64, u64) {
+        self.tables.stats()
+    }
+}
