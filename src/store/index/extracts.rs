@@ -78,36 +78,50 @@ impl Extracts {
         if s.pending_bytes < PENDING {
             return Ok(());
         }
-        while s.sealed.is_some() {
-            s = self.written.wait(s).expect("no panics while held");
-        }
-        let sealed = self.seal(&mut s);
+        let mut s = self.idle(s);
+        let sealed = Self::seal(&mut s);
         drop(s);
         let this = self.clone();
         let spawned = std::thread::Builder::new().name("kura-extracts".into()).spawn(move || {
             let r = this.write(&sealed);
-            let mut s = this.state();
-            if let Err(e) = r {
+            if let Err(e) = &r {
                 tracing::debug!("extraction cache: a table was not written ({e})");
-                s.failed = Some(e);
             }
-            s.sealed = None;
-            this.written.notify_all();
+            this.unseal(r.err());
         });
         if let Err(e) = spawned {
             // No thread to be had: the values are dropped (a cache).
             tracing::debug!("extraction cache: no writer thread ({e})");
-            self.state().sealed = None;
-            self.written.notify_all();
+            self.unseal(None);
         }
         Ok(())
     }
 
-    fn seal(&self, s: &mut State) -> Arc<Buffer> {
+    /// Waits for a write in progress to end.
+    fn idle<'a>(&'a self, mut s: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        while s.sealed.is_some() {
+            s = self.written.wait(s).expect("no panics while held");
+        }
+        s
+    }
+
+    /// Seals the pending buffer (no write in progress).
+    fn seal(s: &mut State) -> Arc<Buffer> {
         let sealed = Arc::new(std::mem::take(&mut s.pending));
         s.pending_bytes = 0;
         s.sealed = Some(sealed.clone());
         sealed
+    }
+
+    /// Ends a write (with its failure, reported by the next call), and
+    /// wakes whoever waits for it.
+    fn unseal(&self, failed: Option<IndexError>) {
+        let mut s = self.state();
+        s.sealed = None;
+        if failed.is_some() {
+            s.failed = failed;
+        }
+        self.written.notify_all();
     }
 
     /// Writes a buffer as the newest table, and merges.
@@ -125,19 +139,14 @@ impl Extracts {
 
     /// Waits for a write in progress, then writes what is buffered.
     pub(super) fn flush(&self) -> Result<(), IndexError> {
-        let mut s = self.state();
-        while s.sealed.is_some() {
-            s = self.written.wait(s).expect("no panics while held");
-        }
+        let mut s = self.idle(self.state());
         if let Some(e) = s.failed.take() {
             return Err(e);
         }
-        let sealed = self.seal(&mut s);
+        let sealed = Self::seal(&mut s);
         drop(s);
         let r = self.write(&sealed);
-        let mut s = self.state();
-        s.sealed = None;
-        self.written.notify_all();
+        self.unseal(None);
         r
     }
 
