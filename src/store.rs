@@ -19,6 +19,7 @@ pub(crate) mod manifest;
 pub(crate) mod pack;
 pub(crate) mod prune;
 pub(crate) mod spill;
+pub(crate) mod varint;
 pub(crate) mod writer;
 
 pub use archive::{

@@ -11,9 +11,10 @@
 //! from one external sort keyed by URL, entry number and record number.
 
 use crate::store::manifest::Entry;
+use crate::store::manifest::binary;
 use crate::store::manifest::chunked::{Hint, Line};
 use crate::store::spill::Spill;
-use serde::{Deserialize, Serialize};
+use crate::store::varint::Reader;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
@@ -31,7 +32,7 @@ const MAX_ERROR_LEN: usize = 4096;
 const MORE: &str = "; and more";
 
 /// A change that may reach an entry after it left memory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Late {
     /// More documents referenced it.
     Parents(Vec<String>),
@@ -78,7 +79,6 @@ impl Late {
 
 /// What the spill holds: an entry (with where its blobs were found, when
 /// the run knows), or parents added after it left memory.
-#[derive(Serialize, Deserialize)]
 enum Record {
     Entry(Box<Entry>, Vec<Hint>),
     Parents(Vec<String>),
@@ -367,17 +367,37 @@ fn read_ahead<T: Send + 'static>(
 /// Entries sent to the commit at once: one wake-up of the thread a batch.
 const READ_AHEAD: usize = 128;
 
-/// A spill record in MessagePack, structs as maps of named fields (so the
-/// fields an entry leaves out, as in its JSON, read back as defaults).
-/// JSON's escaping and parsing, and hex ids, took a sixth of a warm run's
-/// CPU; the spill is a temporary file, not part of any format.
+/// A spill record: a tag byte, then the entry's compact binary record
+/// (`store::manifest::binary`) or the parents. The spill is a temporary
+/// file, not part of any format.
 fn encode(record: &Record) -> Vec<u8> {
-    rmp_serde::to_vec_named(record).expect("entries serialise")
+    let mut b = Vec::with_capacity(256);
+    match record {
+        Record::Entry(e, hints) => {
+            b.push(ENTRY);
+            binary::put_line(&mut b, e, hints);
+        }
+        Record::Parents(parents) => {
+            b.push(PARENTS);
+            binary::put_strs(&mut b, parents.iter().map(String::as_str), parents.len());
+        }
+    }
+    b
 }
 
 fn decode(value: &[u8]) -> io::Result<Record> {
-    rmp_serde::from_slice(value).map_err(io::Error::other)
+    let mut r = Reader::new(value);
+    let record = match r.u8() {
+        Some(ENTRY) => binary::read_line(&mut r).map(|(e, hints)| Record::Entry(Box::new(e), hints)),
+        Some(PARENTS) => binary::read_strs(&mut r).filter(|_| r.end().is_some()).map(Record::Parents),
+        _ => None,
+    };
+    record.ok_or_else(|| io::Error::other("a damaged record in the run's temporary file of entries"))
 }
+
+/// Tags of a spill record.
+const ENTRY: u8 = 0;
+const PARENTS: u8 = 1;
 
 /// Entries with their later changes, from records sorted by (URL, entry
 /// number, record number): an entry's record comes before its parents'.

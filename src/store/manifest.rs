@@ -8,6 +8,7 @@
 //! reserved:[u8;7]` and one zstd frame of JSON [`Manifest`], id = SHA-256
 //! of the whole file) is still read. See docs/FORMAT.md.
 
+pub(crate) mod binary;
 pub(crate) mod chunked;
 pub(crate) mod time;
 

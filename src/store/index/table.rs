@@ -34,7 +34,7 @@
 //! into memory at open: a few bytes more than one key per block, and 1.25
 //! bytes per key of a filtered table (2.6 MB at two million blobs).
 
-use super::varint;
+use crate::store::varint;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
