@@ -9,6 +9,7 @@ use crate::extract::{self, RefKind};
 use crate::fetch::{Accept, Response};
 use crate::referrer::{Policy, referer_for};
 use crate::sources::{charset, feed, sitemap};
+use crate::store::history::Prior;
 use crate::store::manifest::{Entry, Kind};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -249,7 +250,9 @@ impl Ctx {
                             // Asked for by the browser, not the page: a site
                             // without one has lost nothing.
                             c.optional.lock().expect("no panics while held").insert(i);
-                            Box::pin(c.clone().image_work(i, r.url, source, Policy::DEFAULT)).await;
+                            if let Some(prior) = c.unless_fresh(i, &r.url) {
+                                Box::pin(c.clone().image_work(i, r.url, source, Policy::DEFAULT, prior)).await;
+                            }
                             c.entries.finish(i);
                         }
                     }));
@@ -267,39 +270,57 @@ impl Ctx {
         }
     }
 
-    /// Queues an image once a place is free.
+    /// Claims an image and, unless it is settled at once (a copy fetched
+    /// within the freshness window with the same Referer, most images of
+    /// an unchanged page), queues its fetch once a place is free. Settling
+    /// here costs no task and no place: an unchanged re-run is mostly that.
     pub(super) async fn queue_image(self: &Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
+        let Some(i) = self.claim_ref(Kind::Image, &url, source.as_ref(), policy, parent) else { return };
+        let Some(prior) = self.unless_fresh(i, &url) else {
+            self.entries.finish(i);
+            return;
+        };
         let place = self.place(Class::Image).await;
         let c = self.clone();
         self.spawn(Box::pin(async move {
-            c.image(url, source, policy, parent).await;
+            // Boxed so that a task waiting for its host stays small.
+            Box::pin(c.clone().image_work(i, url, source, policy, prior)).await;
+            c.entries.finish(i);
             drop(place);
         }));
     }
 
-    pub(super) async fn image(self: Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
-        let Some(i) = self.claim_ref(Kind::Image, &url, source.as_ref(), policy, parent) else { return };
-        // Boxed so that a task waiting for a place stays small (its work
-        // starts, and waits for its host, once it has one).
-        Box::pin(self.clone().image_work(i, url, source, policy)).await;
-        self.entries.finish(i);
-    }
-
-    pub(super) async fn image_work(self: Arc<Self>, i: usize, url: Url, source: Option<Url>, policy: Policy) {
-        self.progress.add_image();
-        let prior = self.prior(&url).filter(|p| p.image.is_some());
+    /// What the archive holds of image entry `i`, unless it was fetched
+    /// less than the freshness window ago with the same Referer: then the
+    /// entry reuses it and is settled (`None`).
+    pub(super) fn unless_fresh(&self, i: usize, url: &Url) -> Option<Option<Prior>> {
+        let prior = self.prior(url).filter(|p| p.image.is_some());
         if let Some(p) = &prior {
             let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.opts.image_freshness);
             // Only a copy fetched with the same Referer is the same picture:
             // CDNs answer placeholders to some Referers (a same-origin image
             // compares Referers by origin; see `referer_hash`).
-            let same_referer = self.read(i, |e| p.same_referer(&e.url, e.referer.as_deref()));
-            if fresh && same_referer {
+            if fresh && self.read(i, |e| p.same_referer(&e.url, e.referer.as_deref())) {
+                self.progress.add_image();
                 self.reuse(i, p);
                 self.update(i, |e| e.fetched_at = p.fetched_at);
-                return;
+                return None;
             }
         }
+        Some(prior)
+    }
+
+    /// Fetches image entry `i` (conditionally, when the archive holds
+    /// `prior`), checks and stores what came.
+    pub(super) async fn image_work(
+        self: Arc<Self>,
+        i: usize,
+        url: Url,
+        source: Option<Url>,
+        policy: Policy,
+        prior: Option<Prior>,
+    ) {
+        self.progress.add_image();
         let mut req = self.request(url, Accept::Image);
         req.referrer_source = source;
         req.policy = policy;
