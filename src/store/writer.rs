@@ -427,22 +427,55 @@ impl Writer {
         let io = |source| ArchiveError::Io { path: root.clone(), source };
         let file = tempfile::tempfile_in(&root).map_err(io)?;
         let mut out = ChunkedWriter::with_scratch(std::io::BufWriter::new(file), &root).map_err(io)?;
-        let mut urls = self.index.url_updates();
-        for line in entries {
-            let (e, mut hints) = line?;
-            // Hints the run found are kept (a blob it reused, located when
-            // it was checked); the rest are looked up.
-            for id in e.blobs() {
-                if !hints.iter().any(|h| h.0 == id)
-                    && let Some(l) = self.index.blob(&id)?
-                {
-                    hints.push(l.hint());
+        // The URL records are written on a thread of their own, a batch of
+        // lines behind the manifest: a lookup and a record per entry were a
+        // quarter of an unchanged re-run's commit.
+        let index = &self.index;
+        std::thread::scope(|scope| -> Result<(), ArchiveError> {
+            // `None` ends the lines: a commit that stops at an error closes
+            // the channel instead, and no table of its records is written.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<Line>>>(URL_BATCHES);
+            let updates = std::thread::Builder::new()
+                .name("kura-urls".into())
+                .spawn_scoped(scope, move || -> Result<(), IndexError> {
+                    let mut urls = index.url_updates();
+                    for batch in rx {
+                        let Some(batch) = batch else { return urls.finish() };
+                        for (e, hints) in &batch {
+                            urls.add(e, hints)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(io)?;
+            let mut batch = Vec::with_capacity(URL_BATCH);
+            let mut sent = Ok(());
+            for line in entries {
+                let (e, mut hints) = line?;
+                // Hints the run found are kept (a blob it reused, located
+                // when it was checked); the rest are looked up.
+                for id in e.blobs() {
+                    if !hints.iter().any(|h| h.0 == id)
+                        && let Some(l) = index.blob(&id)?
+                    {
+                        hints.push(l.hint());
+                    }
+                }
+                out.push(&e, &hints).map_err(io)?;
+                batch.push((e, hints));
+                // A send fails only when the thread stopped at an error,
+                // which joining it reports.
+                if batch.len() == URL_BATCH && sent.is_ok() {
+                    sent = tx.send(Some(std::mem::replace(&mut batch, Vec::with_capacity(URL_BATCH))));
                 }
             }
-            out.push(&e, &hints).map_err(io)?;
-            urls.add(&e, &hints)?;
-        }
-        urls.finish()?;
+            if sent.is_ok() {
+                let _ = tx.send(Some(batch)).and_then(|()| tx.send(None));
+            }
+            drop(tx);
+            updates.join().map_err(|_| io(std::io::Error::other("the thread writing URL records panicked")))??;
+            Ok(())
+        })?;
         let header = ManifestHeader { version: u32::from(chunked::VERSION), ..header.clone() };
         let (id, summary, out) = out.finish(&header).map_err(io)?;
         let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
@@ -453,6 +486,11 @@ impl Writer {
         Ok((id, summary))
     }
 }
+
+/// Lines a commit hands the URL records' thread at once, and batches it
+/// may hold waiting: a few hundred entries in memory.
+const URL_BATCH: usize = 128;
+const URL_BATCHES: usize = 2;
 
 /// What [`Writer::reconcile`] changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
