@@ -257,7 +257,13 @@ impl Ctx {
     /// Referers with placeholders), so the key includes the Referer.
     fn claim_ref(&self, kind: Kind, url: &Url, source: Option<&Url>, policy: Policy, parent: String) -> Option<usize> {
         let referer = referer_for(source, url, policy);
-        let key = format!("{} {url} {referer:?}", kind.as_str());
+        // A serialised URL holds no space, so the parts cannot run together;
+        // `R` or `N` tells a Referer from none (not `Debug`, which escapes
+        // a character at a time).
+        let key = match &referer {
+            Some(r) => format!("{} {url} R{r}", kind.as_str()),
+            None => format!("{} {url} N", kind.as_str()),
+        };
         let entry = Entry {
             url: url.to_string(),
             kind: Some(kind),

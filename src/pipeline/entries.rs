@@ -371,18 +371,32 @@ const READ_AHEAD: usize = 128;
 /// (`store::manifest::binary`) or the parents. The spill is a temporary
 /// file, not part of any format.
 fn encode(record: &Record) -> Vec<u8> {
-    let mut b = Vec::with_capacity(256);
-    match record {
-        Record::Entry(e, hints) => {
-            b.push(ENTRY);
-            binary::put_line(&mut b, e, hints);
-        }
-        Record::Parents(parents) => {
-            b.push(PARENTS);
-            binary::put_strs(&mut b, parents.iter().map(String::as_str), parents.len());
-        }
+    thread_local! {
+        // Records are written here, then copied out at their length: one
+        // allocation of the right size, where growing a vector reallocated
+        // most records once or twice.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    b
+    SCRATCH.with_borrow_mut(|b| {
+        b.clear();
+        match record {
+            Record::Entry(e, hints) => {
+                b.push(ENTRY);
+                binary::put_line(b, e, hints);
+            }
+            Record::Parents(parents) => {
+                b.push(PARENTS);
+                binary::put_strs(b, parents.iter().map(String::as_str), parents.len());
+            }
+        }
+        let out = b.to_vec();
+        // A record of a huge entry (a long error, many parents) does not
+        // keep its buffer's size for the thread's life.
+        if b.capacity() > 64 << 10 {
+            *b = Vec::new();
+        }
+        out
+    })
 }
 
 fn decode(value: &[u8]) -> io::Result<Record> {
