@@ -757,7 +757,10 @@ impl Index {
         if value.len() > MAX_EXTRACT {
             return Ok(());
         }
-        let stored = zstd::bulk::compress(value, 3).expect("zstd compresses into memory");
+        let mut stored = zstd::bulk::compress(value, 3).expect("zstd compresses into memory");
+        // Made with room for the worst case, several times what it holds:
+        // the values waiting to be written held 11 MB for 4 MB of bytes.
+        stored.shrink_to_fit();
         self.extracts.set(*key, stored)
     }
 
