@@ -386,7 +386,7 @@ fn encode(record: &Record) -> Vec<u8> {
             }
             Record::Parents(parents) => {
                 b.push(PARENTS);
-                binary::put_strs(b, parents.iter().map(String::as_str), parents.len());
+                binary::put_strs(b, parents);
             }
         }
         let out = b.to_vec();

@@ -38,7 +38,7 @@ pub use tables::TableError;
 use crate::store::blob::Codec;
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::manifest::chunked::Hint;
-use crate::store::manifest::{Entry, ImageInfo, Kind, ManifestHeader, Summary};
+use crate::store::manifest::{Entry, ImageInfo, Kind, ManifestHeader, Summary, binary};
 use crate::store::pack::PackEntry;
 use crate::store::varint;
 use chrono::{DateTime, Utc};
@@ -291,10 +291,7 @@ impl UrlRecord {
             None => varint::put_str(&mut b, self.last_modified.as_deref()),
         }
         if let Some(i) = &self.image {
-            varint::put_str(&mut b, Some(&i.format));
-            varint::put(&mut b, u64::from(i.width));
-            varint::put(&mut b, u64::from(i.height));
-            varint::put_str(&mut b, i.warning.as_deref());
+            binary::put_image(&mut b, i);
         }
         if let Some(at) = &self.body_at {
             at.put(&mut b);
@@ -336,16 +333,7 @@ impl UrlRecord {
             if flags & 128 != 0 { Some((*COMMON_TYPES.get(usize::from(r.u8()?))?).to_string()) } else { r.str()? };
         let etag = r.str()?;
         let last_modified = if flags & 256 != 0 { Some(http_date_string(r.i64()?)?) } else { r.str()? };
-        let image = if flags & 32 != 0 {
-            Some(ImageInfo {
-                format: r.str()??,
-                width: u32::try_from(r.u64()?).ok()?,
-                height: u32::try_from(r.u64()?).ok()?,
-                warning: r.str()?,
-            })
-        } else {
-            None
-        };
+        let image = if flags & 32 != 0 { Some(binary::read_image(&mut r)?) } else { None };
         let body_at = if flags & 64 != 0 { Some(NumberedLocation::read(&mut r)?) } else { None };
         r.end()?;
         Some(UrlRecord {
