@@ -484,7 +484,7 @@ pub async fn run(
     let writer = ctx.writer.clone();
     let (snapshot, summary, write) = tokio::task::spawn_blocking(move || {
         let mut w = writer.lock().expect("no panics while held");
-        w.commit_sorted(&header, &mut entries).map(|(id, summary)| (id, summary, w.stats()))
+        w.commit_run(&header, &mut entries).map(|(id, summary)| (id, summary, w.stats()))
     })
     .await
     .expect("commit does not panic")?;

@@ -417,6 +417,29 @@ impl Writer {
         header: &ManifestHeader,
         entries: &mut dyn Iterator<Item = Result<Line, ArchiveError>>,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
+        self.commit_lines(header, entries, false)
+    }
+
+    /// Commits the snapshot of a run of this archive, as
+    /// [`Writer::commit_sorted`] does; but an entry the run settled from
+    /// its URL's record (it reused the archived copy without asking, so it
+    /// was fetched before the run began: `reused`, `fetched_at` before
+    /// `header.started`) leaves that record as it is, unread: it would
+    /// write it back unchanged. Most entries of an unchanged re-run are such.
+    pub fn commit_run(
+        &mut self,
+        header: &ManifestHeader,
+        entries: &mut dyn Iterator<Item = Result<Line, ArchiveError>>,
+    ) -> Result<(SnapshotId, Summary), ArchiveError> {
+        self.commit_lines(header, entries, true)
+    }
+
+    fn commit_lines(
+        &mut self,
+        header: &ManifestHeader,
+        entries: &mut dyn Iterator<Item = Result<Line, ArchiveError>>,
+        run: bool,
+    ) -> Result<(SnapshotId, Summary), ArchiveError> {
         if let Some(d) = self.dictionaries.get() {
             d.finish()?;
         }
@@ -462,6 +485,9 @@ impl Writer {
                     }
                 }
                 out.push(&e, &hints).map_err(io)?;
+                if run && e.reused && e.fetched_at.is_some_and(|t| t < header.started) {
+                    continue;
+                }
                 batch.push((e, hints));
                 // A send fails only when the thread stopped at an error,
                 // which joining it reports.
