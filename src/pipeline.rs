@@ -236,10 +236,10 @@ impl Ctx {
 
     /// Claims a fetch key; `None` if it was claimed before (the parent is
     /// then added to the existing entry).
-    fn claim(&self, key: String, entry: Entry) -> Option<usize> {
+    fn claim(&self, key: seen::Key, entry: Entry) -> Option<usize> {
         let mut entry = Some(entry);
         let mut seen = self.seen.lock().expect("no panics while held");
-        match seen.claim(&key, || self.push(entry.take().expect("claimed once"))) {
+        match seen.claim(key, || self.push(entry.take().expect("claimed once"))) {
             Ok(i) => Some(i),
             Err(i) => {
                 drop(seen);
@@ -261,8 +261,8 @@ impl Ctx {
         // `R` or `N` tells a Referer from none (not `Debug`, which escapes
         // a character at a time).
         let key = match &referer {
-            Some(r) => format!("{} {url} R{r}", kind.as_str()),
-            None => format!("{} {url} N", kind.as_str()),
+            Some(r) => seen::Key::of(&[kind.as_str(), " ", url.as_str(), " R", r]),
+            None => seen::Key::of(&[kind.as_str(), " ", url.as_str(), " N"]),
         };
         let entry = Entry {
             url: url.to_string(),

@@ -67,13 +67,13 @@ fn a_format_2_archive_lists_reads_verifies_and_restores_one_article() {
 }
 
 #[test]
-fn a_format_2_archive_accepts_format_3_snapshots_beside_its_own() {
+fn a_format_2_archive_accepts_format_4_snapshots_beside_its_own() {
     let (tmp, root) = fixture_archive("format2");
     let src = tmp.path().join("notes.txt");
     std::fs::write(&src, "a local file").unwrap();
     let id = kura_ok(&root, &["archive", src.to_str().unwrap()]).trim().to_string();
     let bytes = std::fs::read(root.join("snapshots").join(&id)).unwrap();
-    assert_eq!(&bytes[..9], b"KURASNAP\x03", "new snapshots are written in format 3");
+    assert_eq!(&bytes[..9], b"KURASNAP\x04", "new snapshots are written in format 4");
     assert_eq!(kura_json(&root, &["snapshots", "--json"]).as_array().unwrap().len(), 3);
     kura_ok(&root, &["verify", "--read-data"]);
     assert_eq!(kura_ok(&root, &["cat", &id, url::Url::from_file_path(&src).unwrap().as_ref()]), "a local file");

@@ -3,7 +3,7 @@
 //! article), feed items, and every image and stylesheet an article or
 //! stylesheet references. Each resource is its own task.
 
-use super::{Class, Ctx, Place, Task};
+use super::{Class, Ctx, Place, Task, seen};
 use crate::extract::media;
 use crate::extract::{self, RefKind};
 use crate::fetch::{Accept, Response};
@@ -55,7 +55,7 @@ impl Ctx {
     ) -> Task {
         Box::pin(async move {
             let entry = Entry { url: url.to_string(), kind: Some(Kind::Article), parents, ..Default::default() };
-            let Some(i) = self.claim(format!("doc {url}"), entry) else { return };
+            let Some(i) = self.claim(seen::Key::of(&["doc ", url.as_str()]), entry) else { return };
             Box::pin(self.clone().document_work(i, url, depth, place)).await;
             self.entries.finish(i);
         })
@@ -246,7 +246,9 @@ impl Ctx {
                             referer: referer_for(source.as_ref(), &r.url, Policy::DEFAULT),
                             ..Default::default()
                         };
-                        if let Some(i) = c.claim(format!("favicon {}", r.url.origin().ascii_serialization()), entry) {
+                        if let Some(i) =
+                            c.claim(seen::Key::of(&["favicon ", &r.url.origin().ascii_serialization()]), entry)
+                        {
                             // Asked for by the browser, not the page: a site
                             // without one has lost nothing.
                             c.optional.lock().expect("no panics while held").insert(i);

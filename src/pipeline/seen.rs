@@ -12,8 +12,8 @@
 //! a key not in the buckets is looked for in the tables, newest first,
 //! most of them answering from their filter alone.
 
-use crate::store::id::BlobId;
 use crate::store::index::table::{Shape, Table, TableWriter};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 const BUCKETS: usize = 1 << 16;
@@ -24,6 +24,30 @@ const IN_MEMORY: usize = 1 << 18;
 
 /// Written-out keys are hashes: their tables carry a filter.
 const WRITTEN: Shape = Shape { block: 2 << 10, hashed: true };
+
+/// A fetch key as claimed: its bucket and fingerprint. Made before the
+/// keys' lock is taken, so claims wait for each other only for the lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Key {
+    bucket: u16,
+    print: u64,
+}
+
+impl Key {
+    /// The key whose text is `parts` one after another (hashed as they
+    /// are, not joined into a string first).
+    pub(super) fn of(parts: &[&str]) -> Key {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update(p.as_bytes());
+        }
+        let h = h.finalize();
+        Key {
+            bucket: u16::from_le_bytes([h[0], h[1]]),
+            print: u64::from_le_bytes(h[2..10].try_into().expect("8 bytes")),
+        }
+    }
+}
 
 /// Claimed fetch keys and their entry numbers.
 pub(super) struct FetchKeys {
@@ -72,11 +96,8 @@ impl FetchKeys {
 
     /// `Err` with the entry number of `key` if it was claimed before; else
     /// claims it for the number `next` gives, and returns that.
-    pub(super) fn claim(&mut self, key: &str, next: impl FnOnce() -> usize) -> Result<usize, usize> {
-        let h = BlobId::of(key.as_bytes());
-        let h = h.as_bytes();
-        let bucket = u16::from_le_bytes([h[0], h[1]]);
-        let print = u64::from_le_bytes(h[2..10].try_into().expect("8 bytes"));
+    pub(super) fn claim(&mut self, key: Key, next: impl FnOnce() -> usize) -> Result<usize, usize> {
+        let Key { bucket, print } = key;
         let (prints, entries) = &self.buckets[usize::from(bucket)];
         let at = match prints.binary_search(&print) {
             Ok(at) => return Err(entries[at] as usize),
@@ -162,17 +183,20 @@ mod tests {
     fn claims(k: &mut FetchKeys) {
         let mut next = 0;
         for n in 0..50_000 {
-            let claimed = k.claim(&format!("image https://a.example/{n} None"), || {
+            let claimed = k.claim(Key::of(&["image https://a.example/", &n.to_string(), " N"]), || {
                 next += 1;
                 next - 1
             });
             assert_eq!(claimed, Ok(n));
         }
         for n in (0..50_000).step_by(97) {
-            assert_eq!(k.claim(&format!("image https://a.example/{n} None"), || unreachable!()), Err(n));
+            assert_eq!(
+                k.claim(Key::of(&["image https://a.example/", &n.to_string(), " N"]), || unreachable!()),
+                Err(n)
+            );
         }
-        assert_eq!(k.claim("image https://a.example/0 Some(\"r\")", || 50_000), Ok(50_000));
-        assert_eq!(k.claim("image https://a.example/0 Some(\"r\")", || unreachable!()), Err(50_000));
+        assert_eq!(k.claim(Key::of(&["image https://a.example/0 Rr"]), || 50_000), Ok(50_000));
+        assert_eq!(k.claim(Key::of(&["image https://a.example/0 Rr"]), || unreachable!()), Err(50_000));
     }
 
     #[test]
@@ -200,6 +224,17 @@ mod tests {
         claims(&mut k);
         assert!(k.written.is_empty());
         assert_eq!(k.in_memory, 50_001);
+    }
+
+    #[test]
+    fn a_key_is_the_hash_of_its_parts_joined() {
+        let joined = crate::store::id::BlobId::of(b"image https://a.example/1 N");
+        let h = joined.as_bytes();
+        let want =
+            Key { bucket: u16::from_le_bytes([h[0], h[1]]), print: u64::from_le_bytes(h[2..10].try_into().unwrap()) };
+        assert_eq!(Key::of(&["image ", "https://a.example/1", " N"]), want);
+        assert_eq!(Key::of(&["image https://a.example/1 N"]), want);
+        assert_ne!(Key::of(&["image https://a.example/1", " R"]), want);
     }
 
     #[test]

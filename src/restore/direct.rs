@@ -1,6 +1,6 @@
 //! A snapshot's entries read straight from its manifest, for restoring one
 //! article: the article is found in the chunk its URL's range names, and
-//! what it brought in through the manifest's key index (format 3), so
+//! what it brought in through the manifest's key index (formats 3 and 4), so
 //! nothing is laid out first. Building the view file of a two-million-entry
 //! snapshot takes seconds; this takes a few chunk reads.
 //!

@@ -185,7 +185,7 @@ impl SnapshotReader<'_> {
             let lines = if failed { Ok(Vec::new()) } else { self.chunk(i) };
             let out: Vec<Result<Entry, ArchiveError>> = match lines {
                 Ok(mut lines) => {
-                    // Chunks of formats 2 and 3 are sorted already (a stable sort of
+                    // Chunks of formats 2 to 4 are sorted already (a stable sort of
                     // a sorted list is one pass).
                     lines.sort_by(|a, b| a.0.url.cmp(&b.0.url));
                     lines.into_iter().map(|(e, _)| Ok(e)).collect()
@@ -199,7 +199,7 @@ impl SnapshotReader<'_> {
         })
     }
 
-    /// The entries requested as `url` (formats 2 and 3: from the one or two chunks
+    /// The entries requested as `url` (formats 2 to 4: from the one or two chunks
     /// whose URL range holds it); when there are none, those that ended at
     /// `url` after redirects, which takes reading every chunk.
     pub fn find(&self, url: &str) -> Result<Vec<Line>, ArchiveError> {
@@ -234,7 +234,7 @@ impl SnapshotReader<'_> {
 }
 
 impl SnapshotReader<'_> {
-    /// Whether its manifest has a key index (format 3).
+    /// Whether its manifest has a key index (formats 3 and 4).
     pub fn has_keys(&self) -> bool {
         matches!(&self.inner, ReaderInner::Chunked(r) if r.has_keys())
     }
@@ -543,7 +543,7 @@ impl Archive {
         ManifestFile { backend: self.backend(), name: id.to_hex() }
     }
 
-    /// Opens a snapshot for reading: of formats 2 and 3 only its root is read and
+    /// Opens a snapshot for reading: of formats 2 to 4 only its root is read and
     /// checked; its chunks are read and checked as they are asked for.
     pub fn open_snapshot(&self, id: &SnapshotId) -> Result<SnapshotReader<'_>, ArchiveError> {
         let name = id.to_hex();
@@ -579,7 +579,7 @@ impl Archive {
         Ok(Manifest { header: r.header().clone(), entries })
     }
 
-    /// The header and counts of one snapshot (of formats 2 and 3, without reading
+    /// The header and counts of one snapshot (of formats 2 to 4, without reading
     /// its entries).
     pub fn snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
         let r = self.open_snapshot(id)?;

@@ -2,11 +2,12 @@
 //! resource the run archived or failed to archive.
 //!
 //! A manifest is self-contained and readable without the sled index. This
-//! version writes format 3 (`chunked`: entries sorted by URL in chunks,
-//! a key index of parents and final URLs, a root naming them); format 2
-//! (the same without a key index) and format 1 (`"KURASNAP" version:u8=1
+//! version writes format 4 (`chunked`: entries sorted by URL in chunks of
+//! binary records, a key index of parents and final URLs, a root naming
+//! them); format 3 (the same with chunks of JSON Lines), format 2 (format 3
+//! without a key index) and format 1 (`"KURASNAP" version:u8=1
 //! reserved:[u8;7]` and one zstd frame of JSON [`Manifest`], id = SHA-256
-//! of the whole file) is still read. See docs/FORMAT.md.
+//! of the whole file) are still read. See docs/FORMAT.md.
 
 pub(crate) mod binary;
 pub(crate) mod chunked;
@@ -268,7 +269,7 @@ pub enum ManifestError {
         /// Which chunk.
         chunk: usize,
     },
-    /// A frame of a format-3 manifest's key index does not match its hash.
+    /// A frame of a format-3 or -4 manifest's key index does not match its hash.
     #[error("snapshot {id}: key frame {frame} is damaged (checksum mismatch)")]
     KeyFrame {
         /// The snapshot.
@@ -290,7 +291,7 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    /// Encodes the manifest as file bytes in format 3 (entries sorted by
+    /// Encodes the manifest as file bytes in format 4 (entries sorted by
     /// URL, without blob hints); returns its id and bytes.
     pub fn encode(&self) -> (SnapshotId, Vec<u8>) {
         let mut entries: Vec<&Entry> = self.entries.iter().collect();
@@ -400,9 +401,9 @@ mod tests {
         assert_eq!(Manifest::decode(&id.to_hex(), &bytes).unwrap(), m);
         let (id, bytes) = m.encode();
         let back = Manifest::decode(&id.to_hex(), &bytes).unwrap();
-        assert_eq!(back.header.version, 3);
+        assert_eq!(back.header.version, 4);
         assert_eq!(back.entries, m.entries);
-        assert_eq!(back.header, ManifestHeader { version: 3, ..m.header.clone() });
+        assert_eq!(back.header, ManifestHeader { version: 4, ..m.header.clone() });
     }
 
     #[test]

@@ -409,7 +409,7 @@ impl Writer {
     }
 
     /// Commits a snapshot whose entries come in URL order: its blobs are
-    /// made durable first, then the manifest (format 3, written through a
+    /// made durable first, then the manifest (format 4, written through a
     /// temporary file, so no more than a chunk of it is in memory), then
     /// the catalog. The URLs' records are updated as the entries stream by.
     pub fn commit_sorted(

@@ -1,11 +1,13 @@
-//! An entry and its hints as a compact binary record, for the run's
-//! temporary files (the spill that sorts a run's entries by URL): not a
-//! format of the archive, so it may change with any version.
+//! An entry and its hints as a compact binary record: the records of a
+//! format-4 manifest's chunks (docs/FORMAT.md says how, field by field),
+//! and of the run's temporary files (the spill that sorts a run's entries
+//! by URL). On disk for good: a change here is a new manifest format.
 //!
 //! Fields in a fixed order, numbers as varints, ids as 32 raw bytes, and
-//! absent fields as one byte. It replaced MessagePack with named fields:
-//! encoding, decoding and compressing those records took about a sixth of
-//! an unchanged 10,000-page re-run's CPU, and the change made it 0.87x.
+//! absent fields as one byte. In the spill it replaced MessagePack with
+//! named fields: encoding, decoding and compressing those records took
+//! about a sixth of an unchanged 10,000-page re-run's CPU, and the change
+//! made it 0.87x.
 
 use super::chunked::Hint;
 use super::{Entry, HopRecord, ImageInfo, Kind};
@@ -21,6 +23,8 @@ const BLOB: u8 = 4;
 const SHOWN: u8 = 8;
 const FETCHED_AT: u8 = 16;
 const IMAGE: u8 = 32;
+/// Every bit a record may set.
+const FLAGS: u8 = PLACEHOLDER | REUSED | BLOB | SHOWN | FETCHED_AT | IMAGE;
 
 /// Appends the record of `entry` and its hints to `b`.
 pub(crate) fn put_line(b: &mut Vec<u8>, entry: &Entry, hints: &[Hint]) {
@@ -113,7 +117,7 @@ pub(crate) fn put_line(b: &mut Vec<u8>, entry: &Entry, hints: &[Hint]) {
 /// The entry and hints of a record [`put_line`] wrote, which must be all
 /// of `r` that is left; `None` if it is not such a record.
 pub(crate) fn read_line(r: &mut Reader<'_>) -> Option<(Entry, Vec<Hint>)> {
-    let flags = r.u8()?;
+    let flags = r.u8().filter(|f| f & !FLAGS == 0)?;
     let url = r.str()??;
     let final_url = r.str()?;
     let kind = match r.u8()? {
@@ -296,5 +300,8 @@ mod tests {
         }
         b.push(0);
         assert_eq!(read_line(&mut Reader::new(&b)), None);
+        b.pop();
+        b[0] |= 64;
+        assert_eq!(read_line(&mut Reader::new(&b)), None, "a flag no writer sets");
     }
 }

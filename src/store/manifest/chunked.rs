@@ -1,4 +1,4 @@
-//! Manifest formats 2 and 3: entries sorted by URL in independently
+//! Manifest formats 2 to 4: entries sorted by URL in independently
 //! compressed chunks, and a small root listing the chunks with their URL
 //! ranges and hashes, as restic stores a snapshot's tree in blobs. Listing
 //! streams chunk by chunk, one URL is found by reading the root and one
@@ -6,11 +6,16 @@
 //! read it. Format 3 adds a key index: which chunks hold entries that list
 //! a given parent, or that ended at a given URL after redirects, so the
 //! entries one article brought in are found without reading every chunk.
+//! Format 4 holds the same entries as binary records instead of JSON
+//! Lines: writing the JSON and compressing it were a third of an unchanged
+//! re-run's commit, and a chunk of records is a third the size to decode.
 //!
 //! ```text
-//! "KURASNAP" | version u8 = 3 (or 2) | 7 reserved bytes (0)
-//! chunk*     one zstd frame each: JSON Lines, one [Entry, [Hint...]] per line
-//! keys*      (format 3) one zstd frame each: sorted 13-byte records
+//! "KURASNAP" | version u8 = 4 (or 3, 2) | 7 reserved bytes (0)
+//! chunk*     one zstd frame each: (format 4) records, each its length as a
+//!            varint, then `binary::put_line`'s record of [Entry, [Hint...]];
+//!            (formats 2, 3) JSON Lines, one [Entry, [Hint...]] per line
+//! keys*      (formats 3, 4) one zstd frame each: sorted 13-byte records
 //!            kind u8 | key u64 BE | chunk u32 BE
 //! root       one zstd frame: JSON Root (header, summary, chunk list, key frames)
 //! footer     root offset u64 | root length u64 | "KURAROOT"
@@ -20,23 +25,28 @@
 //! holds each chunk's and key frame's SHA-256, so one is checked without
 //! reading the others. See docs/FORMAT.md.
 
-use super::{Entry, ManifestError, ManifestHeader, Summary};
+use super::{Entry, ManifestError, ManifestHeader, Summary, binary};
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::spill::Spill;
+use crate::store::varint;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// The version byte this Kura writes: chunks and a key index.
-pub const VERSION: u8 = 3;
+/// The version byte this Kura writes: chunks of binary records and a key
+/// index.
+pub const VERSION: u8 = 4;
 
-/// The version byte of chunked manifests without a key index (still read).
+/// The version byte of chunks of JSON Lines with a key index (still read).
+pub const VERSION_3: u8 = 3;
+
+/// The version byte of chunks of JSON Lines without a key index (still read).
 pub const VERSION_2: u8 = 2;
 
 /// Whether manifests of version byte `v` are read by this module.
 pub fn is_chunked(v: u8) -> bool {
-    v == VERSION || v == VERSION_2
+    (VERSION_2..=VERSION).contains(&v)
 }
 
 /// The key of a URL in a key index: 64 bits of FNV-1a over its UTF-8.
@@ -76,8 +86,8 @@ pub const FOOTER_LEN: u64 = 24;
 
 const FOOTER_MAGIC: &[u8; 8] = b"KURAROOT";
 
-/// A chunk is closed once its JSON reaches this size (a lookup decodes one
-/// chunk: ~1 ms at this size) ...
+/// A chunk is closed once its records reach this size (a lookup decodes
+/// one chunk: ~1 ms at this size) ...
 const CHUNK_BYTES: usize = 256 << 10;
 
 /// ... or holds this many entries.
@@ -142,7 +152,7 @@ pub struct Root {
     pub summary: Summary,
     /// The chunks, in URL order.
     pub chunks: Vec<ChunkRef>,
-    /// The key index's frames, in key order (format 3; `None` in format 2,
+    /// The key index's frames, in key order (formats 3 and 4; `None` in format 2,
     /// which has no key index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<KeyFrame>>,
@@ -165,12 +175,17 @@ fn key_hex(record: &[u8]) -> String {
 /// wrote 9% fewer bytes than level 3, in 0.6x the time.
 const LEVEL: i32 = 1;
 
-/// Writes a format-2 manifest from entries given in URL order.
+/// Writes a chunked manifest (format 4; 3 and 2 for tests of readers)
+/// from entries given in URL order.
 pub struct ChunkedWriter<W: Write> {
     out: W,
+    /// The version byte it writes.
+    version: u8,
     offset: u64,
     chunks: Vec<ChunkRef>,
-    json: Vec<u8>,
+    /// The current chunk's records (or lines), and one record being made.
+    raw: Vec<u8>,
+    record: Vec<u8>,
     entries: u64,
     first: String,
     last: String,
@@ -191,33 +206,42 @@ impl<W: Write> ChunkedWriter<W> {
     /// key index in memory (for manifests of a few hundred thousand
     /// entries at most: tests and conversions).
     pub fn new(out: W) -> io::Result<Self> {
-        Self::start(out, Some(Spill::new(&std::env::temp_dir(), usize::MAX)))
+        Self::start(out, Some(Spill::new(&std::env::temp_dir(), usize::MAX)), VERSION)
     }
 
     /// Starts a manifest on `out` whose key index, past a few MB, is sorted
     /// in temporary files in `scratch`.
     pub fn with_scratch(out: W, scratch: &Path) -> io::Result<Self> {
-        Self::start(out, Some(Spill::new(scratch, KEY_SPILL_BUFFER)))
+        Self::start(out, Some(Spill::new(scratch, KEY_SPILL_BUFFER)), VERSION)
     }
 
-    /// Starts a manifest of format 2: no key index (for tests that readers
-    /// still read the older format).
+    /// Starts a manifest of format 2: JSON Lines, no key index (for tests
+    /// that readers still read the older formats).
     #[cfg(test)]
     pub fn format_2(out: W) -> io::Result<Self> {
-        Self::start(out, None)
+        Self::start(out, None, VERSION_2)
     }
 
-    /// `keys`: where the key index is sorted; `None` writes format 2.
-    fn start(mut out: W, keys: Option<Spill>) -> io::Result<Self> {
+    /// Starts a manifest of format 3: JSON Lines and a key index (for tests
+    /// that readers still read the older formats).
+    #[cfg(test)]
+    pub fn format_3(out: W) -> io::Result<Self> {
+        Self::start(out, Some(Spill::new(&std::env::temp_dir(), usize::MAX)), VERSION_3)
+    }
+
+    /// `keys`: where the key index is sorted (`None` only in format 2).
+    fn start(mut out: W, keys: Option<Spill>, version: u8) -> io::Result<Self> {
         out.write_all(super::MAGIC)?;
-        out.write_all(&[if keys.is_none() { VERSION_2 } else { VERSION }, 0, 0, 0, 0, 0, 0, 0])?;
+        out.write_all(&[version, 0, 0, 0, 0, 0, 0, 0])?;
         Ok(ChunkedWriter {
             keys,
+            version,
             chunk_keys: HashSet::new(),
             out,
             offset: 16,
             chunks: Vec::new(),
-            json: Vec::new(),
+            raw: Vec::new(),
+            record: Vec::new(),
             entries: 0,
             first: String::new(),
             last: String::new(),
@@ -238,8 +262,15 @@ impl<W: Write> ChunkedWriter<W> {
             self.first.clone_from(&entry.url);
         }
         self.last.clone_from(&entry.url);
-        serde_json::to_writer(&mut self.json, &(entry, hints)).map_err(io::Error::other)?;
-        self.json.push(b'\n');
+        if self.version >= VERSION {
+            self.record.clear();
+            binary::put_line(&mut self.record, entry, hints);
+            varint::put(&mut self.raw, self.record.len() as u64);
+            self.raw.extend_from_slice(&self.record);
+        } else {
+            serde_json::to_writer(&mut self.raw, &(entry, hints)).map_err(io::Error::other)?;
+            self.raw.push(b'\n');
+        }
         self.entries += 1;
         self.summary.add(entry);
         if self.keys.is_some() {
@@ -250,7 +281,7 @@ impl<W: Write> ChunkedWriter<W> {
                 self.chunk_keys.insert((KeyKind::FinalUrl, key(f)));
             }
         }
-        if self.json.len() >= CHUNK_BYTES || self.entries as usize >= CHUNK_ENTRIES {
+        if self.raw.len() >= CHUNK_BYTES || self.entries as usize >= CHUNK_ENTRIES {
             self.close_chunk()?;
         }
         Ok(())
@@ -260,19 +291,19 @@ impl<W: Write> ChunkedWriter<W> {
         if self.entries == 0 {
             return Ok(());
         }
-        let stored = self.zstd.compress(&self.json)?;
+        let stored = self.zstd.compress(&self.raw)?;
         self.out.write_all(&stored)?;
         self.chunks.push(ChunkRef {
             offset: self.offset,
             length: stored.len() as u64,
-            raw_length: self.json.len() as u64,
+            raw_length: self.raw.len() as u64,
             sha256: BlobId::of(&stored),
             entries: self.entries,
             first: std::mem::take(&mut self.first),
             last: self.last.clone(),
         });
         self.offset += stored.len() as u64;
-        self.json.clear();
+        self.raw.clear();
         self.entries = 0;
         let chunk = u32::try_from(self.chunks.len() - 1)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "more than 2^32 manifest chunks"))?;
@@ -320,7 +351,10 @@ impl<W: Write> ChunkedWriter<W> {
             None => None,
         };
         let chunks = std::mem::take(&mut self.chunks);
-        let root = Root { header: header.clone(), summary: self.summary.clone(), chunks, keys };
+        // The root says which format its chunks are in (the version byte
+        // is outside what the snapshot id covers).
+        let header = ManifestHeader { version: u32::from(self.version), ..header.clone() };
+        let root = Root { header, summary: self.summary.clone(), chunks, keys };
         let json = serde_json::to_vec(&root).map_err(io::Error::other)?;
         // At the chunks' level: level 19 took a 35 MB compression context
         // for the root of a 2-million-entry snapshot (the run's largest
@@ -392,6 +426,21 @@ impl Root {
         io::Read::read_to_end(&mut io::Read::take(dec, MAX_DECODED as u64), &mut json)
             .map_err(|e| fmt(format!("root damaged: {e}")))?;
         let root: Root = serde_json::from_slice(&json).map_err(|e| fmt(format!("unreadable root: {e}")))?;
+        // The root's version says how its chunks are encoded: one this
+        // Kura reads, with a key index from format 3 on.
+        let version = u8::try_from(root.header.version).ok().filter(|&v| is_chunked(v));
+        let Some(version) = version else {
+            return Err(fmt(format!(
+                "its root says manifest version {}, which this Kura does not read (knows up to {VERSION}); upgrade Kura",
+                root.header.version
+            )));
+        };
+        if (version >= VERSION_3) != root.keys.is_some() {
+            return Err(fmt(format!(
+                "a root of version {version} {} a key index",
+                if root.keys.is_some() { "with" } else { "without" }
+            )));
+        }
         // Chunks must lie back to back between the header and the root,
         // so that a reader never reads outside the file.
         let mut at = 16;
@@ -425,8 +474,17 @@ impl Root {
         let raw = decode_frame(&stored, c.raw_length, &what)?;
         // The count is the root's word; the capacity is only a hint.
         let mut lines = Vec::with_capacity(c.entries.min(CHUNK_ENTRIES as u64) as usize);
-        for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            lines.push(serde_json::from_slice(line).map_err(|e| what(format!("unreadable entry: {e}")))?);
+        if self.header.version >= u32::from(VERSION) {
+            let mut r = varint::Reader::new(&raw);
+            while !r.is_empty() {
+                let record = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|n| r.bytes(n));
+                let line = record.and_then(|b| binary::read_line(&mut varint::Reader::new(b)));
+                lines.push(line.ok_or_else(|| what(format!("entry {} unreadable", lines.len())))?);
+            }
+        } else {
+            for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                lines.push(serde_json::from_slice(line).map_err(|e| what(format!("unreadable entry: {e}")))?);
+            }
         }
         if lines.len() as u64 != c.entries {
             return Err(what(format!("holds {} entries, the root says {}", lines.len(), c.entries)));
@@ -434,7 +492,7 @@ impl Root {
         Ok(lines)
     }
 
-    /// Whether the manifest has a key index (format 3).
+    /// Whether the manifest has a key index (formats 3 and 4).
     pub fn has_keys(&self) -> bool {
         self.keys.is_some()
     }
@@ -662,6 +720,74 @@ mod tests {
         assert!(!root.has_keys());
         assert_eq!(root.chunks_with(&name, KeyKind::Parent, key("https://site.example/0.html"), &file).unwrap(), None);
         assert_eq!(root.chunk(&name, 0, &file).unwrap()[5].0, child(5));
+    }
+
+    #[test]
+    fn format_4_chunks_hold_binary_records_and_format_3_json_lines_still_read() {
+        let full = |e: Entry| Entry {
+            final_url: Some("https://cdn.example/图.png".into()),
+            status: Some(200),
+            etag: Some("\"x\"".into()),
+            headers: vec![("x-a".into(), "b".into())],
+            fetched_at: chrono::DateTime::from_timestamp(1_764_000_000, 7),
+            reused: true,
+            ..e
+        };
+        for (mut w, version) in [
+            (ChunkedWriter::new(Vec::new()).unwrap(), VERSION),
+            (ChunkedWriter::format_3(Vec::new()).unwrap(), VERSION_3),
+        ] {
+            let hint = [Hint(BlobId::of(b"b"), PackId::of(b"p"), 16, 9, 12, 1)];
+            for i in 0..1000 {
+                w.push(&full(child(i)), &hint).unwrap();
+            }
+            let (id, _, bytes) = w.finish(&header()).unwrap();
+            assert_eq!(bytes[8], version);
+            let (name, file) = (id.to_hex(), Bytes(bytes));
+            let root = Root::read(&name, file.0.len() as u64, &file).unwrap();
+            assert_eq!(root.header.version, u32::from(version), "the root names its format");
+            let c = &root.chunks[0];
+            let raw = zstd::bulk::decompress(&file.0[c.offset as usize..][..c.length as usize], 1 << 24).unwrap();
+            assert_eq!(raw.first() == Some(&b'['), version == VERSION_3, "JSON Lines only in format 3");
+            let lines = root.chunk(&name, 0, &file).unwrap();
+            assert_eq!(lines[5], (full(child(5)), hint.to_vec()));
+            let p = key("https://site.example/0.html");
+            assert_eq!(root.chunks_with(&name, KeyKind::Parent, p, &file).unwrap(), Some(vec![0]));
+        }
+    }
+
+    /// `bytes` with its root's JSON changed by `edit`, and the new name.
+    fn with_root(bytes: &[u8], edit: impl Fn(String) -> String) -> (String, Vec<u8>) {
+        let n = bytes.len();
+        let offset = u64::from_le_bytes(bytes[n - 24..n - 16].try_into().unwrap()) as usize;
+        let json = String::from_utf8(zstd::decode_all(&bytes[offset..n - 24]).unwrap()).unwrap();
+        let stored = zstd::bulk::compress(edit(json).as_bytes(), 1).unwrap();
+        let mut out = bytes[..offset].to_vec();
+        out.extend_from_slice(&stored);
+        out.extend_from_slice(&(offset as u64).to_le_bytes());
+        out.extend_from_slice(&(stored.len() as u64).to_le_bytes());
+        out.extend_from_slice(FOOTER_MAGIC);
+        (SnapshotId::of(&stored).to_hex(), out)
+    }
+
+    #[test]
+    fn a_root_of_an_unknown_version_or_without_its_key_index_is_refused() {
+        let mut w = ChunkedWriter::new(Vec::new()).unwrap();
+        w.push(&child(1), &[]).unwrap();
+        let (_, _, bytes) = w.finish(&header()).unwrap();
+        let (name, b) = with_root(&bytes, |j| j.replace("\"version\":4", "\"version\":9"));
+        let err = Root::read(&name, b.len() as u64, &Bytes(b)).unwrap_err().to_string();
+        assert!(err.contains("version 9") && err.contains("upgrade Kura"), "{err}");
+        let (name, b) = with_root(&bytes, |j| {
+            let mut v: serde_json::Value = serde_json::from_str(&j).unwrap();
+            v.as_object_mut().unwrap().remove("keys");
+            v.to_string()
+        });
+        let err = Root::read(&name, b.len() as u64, &Bytes(b)).unwrap_err().to_string();
+        assert!(err.contains("without a key index"), "{err}");
+        // Unchanged, it reads.
+        let (name, b) = with_root(&bytes, |j| j);
+        assert!(Root::read(&name, b.len() as u64, &Bytes(b)).is_ok());
     }
 
     #[test]
