@@ -28,6 +28,7 @@ use crate::referrer::{Policy, referer_for};
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::history::History;
 use crate::store::id::{BlobId, SnapshotId};
+use crate::store::manifest::chunked::Hint;
 use crate::store::manifest::{Entry, HopRecord, Kind, ManifestHeader};
 use crate::store::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
 use bytes::Bytes;
@@ -252,10 +253,34 @@ impl Ctx {
         }
     }
 
-    /// Claims the fetch of a referenced resource. The same URL fetched with
-    /// a different Referer may come back different (CDNs answer some
-    /// Referers with placeholders), so the key includes the Referer.
-    fn claim_ref(&self, kind: Kind, url: &Url, source: Option<&Url>, policy: Policy, parent: String) -> Option<usize> {
+    /// Claims `key` for `entry`, whose work is done already (an image
+    /// settled from the archive, with `hints` for its blob): written out at
+    /// once. False if it was claimed before (the parent is then added to
+    /// the existing entry).
+    fn claim_done(&self, key: seen::Key, entry: Entry, hints: Vec<Hint>) -> bool {
+        let mut number = None;
+        let claimed = self.seen.lock().expect("no panics while held").claim(key, || {
+            let n = self.entries.number_done();
+            number = Some(n);
+            n.0
+        });
+        match (claimed, number) {
+            (Ok(_), Some(n)) => {
+                self.entries.write_done(n, entry, hints);
+                true
+            }
+            (Err(i), _) | (Ok(i), None) => {
+                self.entries.add_parents(i, &entry.url, entry.parents);
+                false
+            }
+        }
+    }
+
+    /// The fetch key and the new entry of a referenced resource. The same
+    /// URL fetched with a different Referer may come back different (CDNs
+    /// answer some Referers with placeholders), so the key includes the
+    /// Referer.
+    fn ref_entry(kind: Kind, url: &Url, source: Option<&Url>, policy: Policy, parent: String) -> (seen::Key, Entry) {
         let referer = referer_for(source, url, policy);
         // A serialised URL holds no space, so the parts cannot run together;
         // `R` or `N` tells a Referer from none (not `Debug`, which escapes
@@ -272,6 +297,12 @@ impl Ctx {
             referer,
             ..Default::default()
         };
+        (key, entry)
+    }
+
+    /// Claims the fetch of a referenced resource (see [`Ctx::ref_entry`]).
+    fn claim_ref(&self, kind: Kind, url: &Url, source: Option<&Url>, policy: Policy, parent: String) -> Option<usize> {
+        let (key, entry) = Self::ref_entry(kind, url, source, policy, parent);
         self.claim(key, entry)
     }
 

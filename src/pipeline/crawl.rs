@@ -3,6 +3,7 @@
 //! article), feed items, and every image and stylesheet an article or
 //! stylesheet references. Each resource is its own task.
 
+use super::incremental::reuse_into;
 use super::{Class, Ctx, Place, Task, seen};
 use crate::extract::media;
 use crate::extract::{self, RefKind};
@@ -277,11 +278,19 @@ impl Ctx {
     /// an unchanged page), queues its fetch once a place is free. Settling
     /// here costs no task and no place: an unchanged re-run is mostly that.
     pub(super) async fn queue_image(self: &Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
-        let Some(i) = self.claim_ref(Kind::Image, &url, source.as_ref(), policy, parent) else { return };
-        let Some(prior) = self.unless_fresh(i, &url) else {
-            self.entries.finish(i);
+        let (key, mut entry) = Self::ref_entry(Kind::Image, &url, source.as_ref(), policy, parent);
+        let prior = self.prior(&url).filter(|p| p.image.is_some());
+        if let Some(p) = prior.as_ref().filter(|p| self.is_fresh(p, &entry)) {
+            // Settled: made whole here and written out at once, never an
+            // entry in memory that is changed field by field.
+            reuse_into(&mut entry, p);
+            entry.fetched_at = p.fetched_at;
+            if self.claim_done(key, entry, vec![p.hint()]) {
+                self.progress.add_image();
+            }
             return;
-        };
+        }
+        let Some(i) = self.claim(key, entry) else { return };
         let place = self.place(Class::Image).await;
         let c = self.clone();
         self.spawn(Box::pin(async move {
@@ -297,19 +306,25 @@ impl Ctx {
     /// entry reuses it and is settled (`None`).
     pub(super) fn unless_fresh(&self, i: usize, url: &Url) -> Option<Option<Prior>> {
         let prior = self.prior(url).filter(|p| p.image.is_some());
-        if let Some(p) = &prior {
-            let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.opts.image_freshness);
-            // Only a copy fetched with the same Referer is the same picture:
-            // CDNs answer placeholders to some Referers (a same-origin image
-            // compares Referers by origin; see `referer_hash`).
-            if fresh && self.read(i, |e| p.same_referer(&e.url, e.referer.as_deref())) {
-                self.progress.add_image();
-                self.reuse(i, p);
-                self.update(i, |e| e.fetched_at = p.fetched_at);
-                return None;
-            }
+        if let Some(p) = &prior
+            && self.read(i, |e| self.is_fresh(p, e))
+        {
+            self.progress.add_image();
+            self.reuse(i, p);
+            self.update(i, |e| e.fetched_at = p.fetched_at);
+            return None;
         }
         Some(prior)
+    }
+
+    /// Whether image entry `e` may reuse `p` without asking: fetched less
+    /// than the freshness window ago, with the same Referer.
+    fn is_fresh(&self, p: &Prior, e: &Entry) -> bool {
+        let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.opts.image_freshness);
+        // Only a copy fetched with the same Referer is the same picture:
+        // CDNs answer placeholders to some Referers (a same-origin image
+        // compares Referers by origin; see `referer_hash`).
+        fresh && p.same_referer(&e.url, e.referer.as_deref())
     }
 
     /// Fetches image entry `i` (conditionally, when the archive holds

@@ -198,6 +198,24 @@ impl Entries {
         i
     }
 
+    /// Numbers an entry whose work is done before it is made (an image
+    /// settled from the archive), with the number of its record: it never
+    /// waits in memory, [`Entries::write_done`] writes it out.
+    pub(super) fn number_done(&self) -> (usize, u64) {
+        let mut inner = self.lock();
+        let i = inner.next;
+        inner.next += 1;
+        (i, inner.next_seq())
+    }
+
+    /// Writes out entry `i` numbered by [`Entries::number_done`]. Its
+    /// record's number came first, so parents another page adds meanwhile
+    /// (on disk already, as far as they can tell) sort after it.
+    pub(super) fn write_done(&self, (i, seq): (usize, u64), entry: Entry, hints: Vec<Hint>) {
+        let url = entry.url.clone();
+        self.write(&url, i, seq, Record::Entry(Box::new(entry), hints));
+    }
+
     /// Changes an entry still in memory. Its own task and whoever pinned
     /// it may; anything later goes through [`Entries::late`].
     pub(super) fn update(&self, i: usize, f: impl FnOnce(&mut Entry)) {

@@ -14,6 +14,22 @@ use bytes::Bytes;
 use serde::Serialize;
 use url::Url;
 
+/// Copies what was archived before into `e` (see [`Ctx::reuse`]).
+pub(super) fn reuse_into(e: &mut crate::store::manifest::Entry, prior: &Prior) {
+    e.final_url = prior.final_url.clone();
+    e.status = prior.status;
+    e.content_type = prior.content_type.clone();
+    e.etag = prior.etag.clone();
+    e.last_modified = prior.last_modified.clone();
+    e.blob = prior.blob;
+    e.size = prior.size;
+    e.stored_size = prior.stored_size;
+    e.image = prior.image.clone();
+    e.placeholder = prior.placeholder;
+    e.shown = prior.shown;
+    e.reused = true;
+}
+
 /// Bumped whenever extraction changes, so cached results are not reused.
 const EXTRACT_VERSION: u32 = 2;
 
@@ -43,20 +59,7 @@ impl Ctx {
     /// URL, kind, parents, policy and Referer.
     pub(super) fn reuse(&self, i: usize, prior: &Prior) {
         self.entries.hint(i, prior.hint());
-        self.update(i, |e| {
-            e.final_url = prior.final_url.clone();
-            e.status = prior.status;
-            e.content_type = prior.content_type.clone();
-            e.etag = prior.etag.clone();
-            e.last_modified = prior.last_modified.clone();
-            e.blob = prior.blob;
-            e.size = prior.size;
-            e.stored_size = prior.stored_size;
-            e.image = prior.image.clone();
-            e.placeholder = prior.placeholder;
-            e.shown = prior.shown;
-            e.reused = true;
-        });
+        self.update(i, |e| reuse_into(e, prior));
     }
 
     /// Reads a blob back from the archive (for a 304 whose body we need).
