@@ -30,8 +30,9 @@ pub(super) fn reuse_into(e: &mut crate::store::manifest::Entry, prior: &Prior) {
     e.reused = true;
 }
 
-/// Bumped whenever extraction changes, so cached results are not reused.
-const EXTRACT_VERSION: u32 = 2;
+/// Bumped whenever extraction changes, so cached results are not reused
+/// (and when the values changed: 3 names its document's blob).
+const EXTRACT_VERSION: u32 = 3;
 
 /// What extraction found in one document, as cached in the index.
 #[derive(Serialize, serde::Deserialize)]
@@ -160,7 +161,7 @@ impl Ctx {
     pub(super) fn cache_css(&self, blob: BlobId, resp: &Response, policy: Policy, refs: &[extract::Reference]) {
         let refs: Vec<_> = refs.iter().map(|r| (r.url.to_string(), r.kind, r.policy)).collect();
         let value = serde_json::to_vec(&refs).expect("serialises");
-        if let Err(e) = self.history.set_extract_cache(&Self::css_key(blob, resp, policy), &value) {
+        if let Err(e) = self.history.set_extract_cache(&Self::css_key(blob, resp, policy), &blob, &value) {
             tracing::debug!("extract cache not written: {e}");
         }
     }
@@ -178,7 +179,7 @@ impl Ctx {
             names_icon: super::crawl::names_icon(ex),
         };
         let value = serde_json::to_vec(&cached).expect("serialises");
-        if let Err(e) = self.history.set_extract_cache(&Self::extract_key(blob, resp), &value) {
+        if let Err(e) = self.history.set_extract_cache(&Self::extract_key(blob, resp), &blob, &value) {
             tracing::debug!("extract cache not written: {e}");
         }
     }

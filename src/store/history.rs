@@ -72,7 +72,7 @@ impl History {
 
     /// Stores a value in the extraction cache. It is derived data outside
     /// the commit order: losing it costs only a re-parse.
-    pub fn set_extract_cache(&self, key: &[u8; 32], value: &[u8]) -> Result<(), IndexError> {
-        self.index.set_extract_cache(key, value)
+    pub fn set_extract_cache(&self, key: &[u8; 32], blob: &BlobId, value: &[u8]) -> Result<(), IndexError> {
+        self.index.set_extract_cache(key, blob, value)
     }
 }

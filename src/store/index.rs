@@ -721,6 +721,8 @@ impl Index {
     /// A value that does not decode is a miss: the cache is rebuilt by use.
     pub fn extract_cache(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, IndexError> {
         let Some(v) = self.extracts.get(key).map_err(|e| self.table_failed(e))? else { return Ok(None) };
+        // The document's blob id, then the compressed value.
+        let Some(v) = v.get(32..) else { return Ok(None) };
         // One decompression context per thread, and a buffer of the
         // frame's own size: a context made per call (and a 16 MiB buffer)
         // cost more than the decompression of these few hundred bytes.
@@ -728,12 +730,12 @@ impl Index {
             static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
                 const { std::cell::RefCell::new(None) };
         }
-        let capacity = zstd::bulk::Decompressor::upper_bound(&v).unwrap_or(MAX_EXTRACT).min(MAX_EXTRACT);
+        let capacity = zstd::bulk::Decompressor::upper_bound(v).unwrap_or(MAX_EXTRACT).min(MAX_EXTRACT);
         Ok(DECOMPRESSOR.with_borrow_mut(|d| {
             if d.is_none() {
                 *d = zstd::bulk::Decompressor::new().ok();
             }
-            d.as_mut()?.decompress(&v, capacity).ok()
+            d.as_mut()?.decompress(v, capacity).ok()
         }))
     }
 
@@ -741,15 +743,28 @@ impl Index {
     /// references are URLs sharing their prefixes: 1.9 KB of JSON an
     /// article, a quarter of that compressed); written with the next
     /// [`Index::flush`] at the latest: losing it costs only a re-parse.
-    pub fn set_extract_cache(&self, key: &[u8; 32], value: &[u8]) -> Result<(), IndexError> {
+    /// `blob`: the document's, stored with the value so that
+    /// [`Index::retain_extracts`] can tell which values are still of use.
+    pub fn set_extract_cache(&self, key: &[u8; 32], blob: &BlobId, value: &[u8]) -> Result<(), IndexError> {
         if value.len() > MAX_EXTRACT {
             return Ok(());
         }
-        let mut stored = zstd::bulk::compress(value, 3).expect("zstd compresses into memory");
-        // Made with room for the worst case, several times what it holds:
-        // the values waiting to be written held 11 MB for 4 MB of bytes.
-        stored.shrink_to_fit();
+        let compressed = zstd::bulk::compress(value, 3).expect("zstd compresses into memory");
+        // Made to size: a buffer with room for the worst case holds
+        // several times its bytes (the values waiting to be written held
+        // 11 MB for 4 MB).
+        let mut stored = Vec::with_capacity(32 + compressed.len());
+        stored.extend_from_slice(blob.as_bytes());
+        stored.extend_from_slice(&compressed);
         self.extracts.set(*key, stored)
+    }
+
+    /// Drops the extraction cache's values of documents whose blob `keep`
+    /// does not take (prune: blobs no snapshot needs), and values of no
+    /// blob (written before values named theirs). Written as one table.
+    pub fn retain_extracts(&self, keep: &dyn Fn(&BlobId) -> bool) -> Result<(), IndexError> {
+        let keep = |v: &[u8]| v.get(..32).is_some_and(|b| keep(&BlobId::from_bytes(b.try_into().expect("32 bytes"))));
+        self.merged(self.extracts.retain(&keep))
     }
 
     /// A table that cannot be read (damaged, or its file gone) fails the
@@ -1236,14 +1251,15 @@ mod tests {
         let i = Index::open(&path).unwrap();
         // An old index's tree of the cache is dropped at open.
         i.db.open_tree("extracts").unwrap().insert(b"k", b"v").unwrap();
+        let blob = |n: u32| BlobId::of(format!("page {}", n % 2).as_bytes());
         for n in 0..4000 {
-            i.set_extract_cache(&key(n), &value(n)).unwrap();
+            i.set_extract_cache(&key(n), &blob(n), &value(n)).unwrap();
             if n % 997 == 0 {
                 assert_eq!(i.extract_cache(&key(n / 2)).unwrap(), Some(value(n / 2)), "{n}");
             }
         }
         // Replaced values: the newest wins, in the buffer and in tables.
-        i.set_extract_cache(&key(3), b"newer").unwrap();
+        i.set_extract_cache(&key(3), &blob(3), b"newer").unwrap();
         assert_eq!(i.extract_cache(&key(3)).unwrap().as_deref(), Some(&b"newer"[..]));
         i.flush().unwrap();
         let (tables, _, records) = i.extracts.stats();
@@ -1257,6 +1273,24 @@ mod tests {
         }
         assert_eq!(i.extract_cache(&key(3)).unwrap().as_deref(), Some(&b"newer"[..]));
         assert_eq!(i.extract_cache(&key(4000)).unwrap(), None);
+
+        // Prune keeps the values of the documents still needed, in one table.
+        i.set_extract_cache(&key(4001), &blob(0), b"pending").unwrap();
+        let odd = blob(1);
+        i.retain_extracts(&|b| *b != odd).unwrap();
+        let (tables, _, records) = i.extracts.stats();
+        assert_eq!((tables, records), (1, 2001), "the even values and the pending one");
+        assert_eq!(i.extract_cache(&key(7)).unwrap(), None);
+        assert_eq!(i.extract_cache(&key(8)).unwrap(), Some(value(8)));
+        assert_eq!(i.extract_cache(&key(4001)).unwrap().as_deref(), Some(&b"pending"[..]));
+        drop(i);
+        let i = reopen(&path).unwrap();
+        assert_eq!(i.extract_cache(&key(7)).unwrap(), None);
+        assert_eq!(i.extract_cache(&key(3)).unwrap(), None);
+        assert_eq!(i.extract_cache(&key(3998)).unwrap(), Some(value(3998)));
+        i.retain_extracts(&|_| false).unwrap();
+        assert_eq!(i.extracts.stats().2, 0);
+        assert_eq!(i.extract_cache(&key(8)).unwrap(), None);
     }
 
     /// Opens an index just closed: sled's flusher thread may hold the

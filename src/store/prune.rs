@@ -217,6 +217,12 @@ pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, Prune
     writer.index().flush().map_err(ArchiveError::from)?;
     // 4. Index files naming only what is left replace the old ones.
     archive.rewrite_index_files(false)?;
+    // 5. What extraction found in documents no snapshot needs is of no
+    //    more use; without this the cache grew with every version of every
+    //    page ever archived. A cache: failing here loses nothing.
+    if let Err(e) = writer.index().retain_extracts(&|b| live.contains(b)) {
+        tracing::warn!("prune: the extraction cache was not pruned ({e})");
+    }
     report.bytes_freed = report.bytes_deleted as i64 - report.bytes_written as i64;
     Ok(report)
 }
@@ -244,4 +250,41 @@ fn dictionary_of(archive: &Archive, pack: &PackId, e: &PackEntry) -> BlobId {
 
 fn live_bytes(entries: &[PackEntry], live: &HashSet<BlobId>) -> u64 {
     entries.iter().filter(|e| live.contains(&e.id)).map(|e| e.stored_len).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::manifest::{Entry, Manifest, ManifestHeader};
+
+    #[test]
+    fn prune_drops_what_extraction_found_in_documents_no_snapshot_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(&dir.path().join("a")).unwrap();
+        let (kept, gone) = {
+            let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
+            let kept = w.add(b"<p>a page still archived</p>").unwrap().id;
+            let gone = w.add(b"<p>a page of a forgotten snapshot</p>").unwrap().id;
+            let header = ManifestHeader {
+                version: 4,
+                job: "j".into(),
+                started: chrono::Utc::now(),
+                finished: chrono::Utc::now(),
+                hostname: String::new(),
+                sources: vec![],
+                tags: vec![],
+            };
+            let entry = Entry { url: "https://a.example/".into(), blob: Some(kept), ..Default::default() };
+            w.commit(&Manifest { header, entries: vec![entry] }).unwrap();
+            for (n, blob) in [(1u8, kept), (2, gone)] {
+                w.index().set_extract_cache(&[n; 32], &blob, b"{\"refs\":[]}").unwrap();
+            }
+            w.index().flush().unwrap();
+            (kept, gone)
+        };
+        prune(&archive, PruneOptions::default()).unwrap();
+        let w = Writer::open(&archive, WriteOptions::default()).unwrap();
+        assert!(w.index().extract_cache(&[1; 32]).unwrap().is_some(), "{kept}'s");
+        assert_eq!(w.index().extract_cache(&[2; 32]).unwrap(), None, "{gone}'s");
+    }
 }

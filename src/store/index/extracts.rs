@@ -150,6 +150,16 @@ impl Extracts {
         r
     }
 
+    /// Writes what is buffered, then rewrites every table as one, keeping
+    /// the values `keep` takes.
+    pub(super) fn retain(&self, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), IndexError> {
+        self.flush()?;
+        // No write starts meanwhile: the state is held (a run holding the
+        // index writes values only while it runs, and prune excludes runs).
+        let _s = self.idle(self.state());
+        self.tables.rewrite(keep)
+    }
+
     /// Tables, bytes on disk and records.
     #[cfg(test)]
     pub(super) fn stats(&self) -> (usize, u64, u64) {

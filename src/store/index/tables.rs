@@ -248,6 +248,21 @@ impl Tables {
     }
 }
 
+impl Tables {
+    /// Rewrites every table as one, keeping the records whose value `keep`
+    /// takes (of each key, the newest it takes).
+    pub(super) fn rewrite(&self, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), super::IndexError> {
+        let list = self.current();
+        if list.is_empty() {
+            return Ok(());
+        }
+        let mut out = self.create(list.iter().map(|(_, t)| t.records()).sum())?;
+        merge_into(list.iter().map(|(_, t)| t.as_ref()), &mut out, keep)?;
+        let (number, table) = out.finish(&self.dir)?;
+        self.install(number, table, list.len())
+    }
+}
+
 /// Writes the records of `tables` (newest first) to `out`, in key order,
 /// the newest record of each key, if `keep` takes it.
 fn merge_into<'t>(
