@@ -13,7 +13,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Runs merged at once: each open run holds a decoder (its window, 128 KiB,
-/// and context), so runs are merged in levels, as an LSM tree compacts:
+/// and context) and a 64 KiB buffer, so runs are merged in levels, as an LSM tree compacts:
 /// sixteen runs of one level become one run of the next, and every record
 /// is rewritten once a level (three times for a few GB of records).
 const FAN_IN: usize = 16;
@@ -122,6 +122,9 @@ fn write_run(dir: &Path, records: impl Iterator<Item = io::Result<(Vec<u8>, Vec<
     {
         let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(&mut file), LEVEL)?;
         enc.window_log(WINDOW_LOG)?;
+        // The encoder takes whole buffers, not a record's four small
+        // writes: a call into zstd a write cost more than compressing.
+        let mut enc = BufWriter::with_capacity(BUFFER, enc);
         for r in records {
             let (k, v) = r?;
             enc.write_all(&(k.len() as u32).to_le_bytes())?;
@@ -129,13 +132,18 @@ fn write_run(dir: &Path, records: impl Iterator<Item = io::Result<(Vec<u8>, Vec<
             enc.write_all(&(v.len() as u32).to_le_bytes())?;
             enc.write_all(&v)?;
         }
-        enc.finish()?.flush()?;
+        enc.into_inner().map_err(io::IntoInnerError::into_error)?.finish()?.flush()?;
     }
     file.seek(SeekFrom::Start(0))?;
     Ok(file)
 }
 
-type RunReader = zstd::stream::read::Decoder<'static, BufReader<File>>;
+/// A run being read: the decoder is asked for whole buffers, not for a
+/// record's four small reads.
+type RunReader = BufReader<zstd::stream::read::Decoder<'static, BufReader<File>>>;
+
+/// Bytes between a run and zstd, each way.
+const BUFFER: usize = 64 << 10;
 
 fn read_record(r: &mut RunReader) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
     let mut len = [0u8; 4];
@@ -177,8 +185,9 @@ impl Merge {
     fn new(runs: Vec<File>) -> io::Result<Merge> {
         let mut m = Merge { readers: Vec::new(), heap: BinaryHeap::new(), values: Vec::new() };
         for (i, f) in runs.into_iter().enumerate() {
-            let mut r = zstd::stream::read::Decoder::new(f)?;
-            r.window_log_max(WINDOW_LOG)?;
+            let mut d = zstd::stream::read::Decoder::new(f)?;
+            d.window_log_max(WINDOW_LOG)?;
+            let mut r = BufReader::with_capacity(BUFFER, d);
             let first = read_record(&mut r)?;
             m.readers.push(r);
             m.values.push(Vec::new());
