@@ -129,10 +129,12 @@ pub fn referer_for(source: Option<&Url>, target: &Url, policy: Policy) -> Option
     if !matches!(source.scheme(), "http" | "https") {
         return None;
     }
-    let full = strip_for_referrer(source, false)?;
-    let origin = strip_for_referrer(source, true)?;
-    let full = if full.len() > MAX_REFERRER_LEN { origin.clone() } else { full };
-    let same_origin = source.origin() == target.origin();
+    let (full, origin) = stripped(source)?;
+    // The source is http(s): a tuple origin, the same as the target's only
+    // when scheme, host and port are (`Url::origin` allocates both).
+    let same_origin = source.scheme() == target.scheme()
+        && source.host() == target.host()
+        && source.port_or_known_default() == target.port_or_known_default();
     let downgrade = is_cryptographic(source) && !is_cryptographic(target);
     match policy {
         Policy::NoReferrer => None,
@@ -164,6 +166,28 @@ where
     Policy::from_header_values(header_values).unwrap_or(current)
 }
 
+/// The Referer values a source allows: its stripped URL (its origin when
+/// that is too long) and its origin. A page's references ask for the same
+/// source one after another, so the last one is remembered per thread:
+/// stripping twice for each of a page's images was most of this function.
+fn stripped(source: &Url) -> Option<(String, String)> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(String, String, String)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((s, full, origin)) = last.as_ref()
+            && s == source.as_str()
+        {
+            return Some((full.clone(), origin.clone()));
+        }
+        let full = strip_for_referrer(source, false)?;
+        let origin = strip_for_referrer(source, true)?;
+        let full = if full.len() > MAX_REFERRER_LEN { origin.clone() } else { full };
+        *last = Some((source.to_string(), full.clone(), origin.clone()));
+        Some((full, origin))
+    })
+}
+
 /// Longest serialized referrer URL sent whole (Referrer Policy §8.3 step 6).
 const MAX_REFERRER_LEN: usize = 4096;
 
@@ -191,6 +215,60 @@ fn strip_for_referrer(url: &Url, origin_only: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `referer_for` as the spec words it: origins compared whole, the
+    /// source stripped afresh each time.
+    fn by_the_book(source: &Url, target: &Url, policy: Policy) -> Option<String> {
+        if !matches!(source.scheme(), "http" | "https") {
+            return None;
+        }
+        let origin = strip_for_referrer(source, true)?;
+        let full = strip_for_referrer(source, false).filter(|f| f.len() <= MAX_REFERRER_LEN).unwrap_or(origin.clone());
+        let same = source.origin() == target.origin();
+        let down = is_cryptographic(source) && !is_cryptographic(target);
+        match policy {
+            Policy::NoReferrer => None,
+            Policy::NoReferrerWhenDowngrade => (!down).then_some(full),
+            Policy::SameOrigin => same.then_some(full),
+            Policy::Origin => Some(origin),
+            Policy::StrictOrigin => (!down).then_some(origin),
+            Policy::OriginWhenCrossOrigin => Some(if same { full } else { origin }),
+            Policy::StrictOriginWhenCrossOrigin if same => Some(full),
+            Policy::StrictOriginWhenCrossOrigin => (!down).then_some(origin),
+            Policy::UnsafeUrl => Some(full),
+        }
+    }
+
+    #[test]
+    fn the_remembered_source_and_the_quick_origin_test_change_nothing() {
+        let long = format!("https://a.example/{}", "x".repeat(5000));
+        let sources = ["https://u:p@a.example/p?q#f", "http://a.example:80/p", "https://[::1]:8443/x", long.as_str()];
+        let targets = [
+            "https://a.example/i.png",
+            "https://a.example:443/i.png",
+            "http://a.example/i.png",
+            "https://A.EXAMPLE./i.png",
+            "https://b.example/i.png",
+            "http://a.example:8080/i.png",
+            "https://[::1]:8443/i.png",
+            "https://[0:0::1]:8443/i.png",
+            "wss://a.example/s",
+            "data:image/png;base64,AAAA",
+            "file:///a.example/i.png",
+        ];
+        // Sources alternate, so the remembered one is replaced again and again.
+        for _ in 0..2 {
+            for s in &sources {
+                let s = Url::parse(s).unwrap();
+                for t in &targets {
+                    let t = Url::parse(t).unwrap();
+                    for p in Policy::ALL {
+                        assert_eq!(referer_for(Some(&s), &t, p), by_the_book(&s, &t, p), "{s} -> {t} ({p:?})");
+                    }
+                }
+            }
+        }
+    }
 
     /// A document with credentials, a query and a fragment, all of which
     /// must be handled before the URL is sent as a Referer.
