@@ -176,9 +176,9 @@ impl FetchKeys {
         None
     }
 
-    /// Writes the keys in memory out as one table and empties the slots. On failure
-    /// (a full disk) they stay in memory, and the next try waits for twice
-    /// as many keys.
+    /// Writes the keys in memory out as one table and empties the slots.
+    /// On failure (a full disk) they stay in memory, and the next try waits
+    /// for twice as many keys.
     fn write_out(&mut self) {
         let mut keys: Vec<([u8; 16], u32)> = Vec::with_capacity(self.in_memory);
         keys.extend(self.slots.iter().filter(|s| s.entry != 0).map(|s| (table_key(s.bucket, s.print), s.entry - 1)));

@@ -8,7 +8,8 @@
 //! entries one article brought in are found without reading every chunk.
 //! Format 4 holds the same entries as binary records instead of JSON
 //! Lines: writing the JSON and compressing it were a third of an unchanged
-//! re-run's commit, and a chunk of records is a third the size to decode.
+//! re-run's commit, and the records of a 10,000-page snapshot decode to
+//! 0.55x the bytes of its JSON (stored, 0.92x).
 //!
 //! ```text
 //! "KURASNAP" | version u8 = 4 (or 3, 2) | 7 reserved bytes (0)
@@ -152,8 +153,8 @@ pub struct Root {
     pub summary: Summary,
     /// The chunks, in URL order.
     pub chunks: Vec<ChunkRef>,
-    /// The key index's frames, in key order (formats 3 and 4; `None` in format 2,
-    /// which has no key index).
+    /// The key index's frames, in key order (formats 3 and 4; `None` in
+    /// format 2, which has no key index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<KeyFrame>>,
 }
