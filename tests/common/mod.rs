@@ -127,3 +127,78 @@ pub fn fixture_archive(name: &str) -> (tempfile::TempDir, PathBuf) {
 pub fn kura_json(archive: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&kura_ok(archive, args)).unwrap()
 }
+
+/// The URLs a restore wrote and skipped, from the report it leaves.
+fn restored(dir: &Path) -> (Vec<String>, Vec<String>) {
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let urls = |k: &str| {
+        let mut v: Vec<String> =
+            report[k].as_array().unwrap().iter().map(|f| f["url"].as_str().unwrap().to_string()).collect();
+        v.sort();
+        v
+    };
+    (urls("files"), urls("skipped"))
+}
+
+/// What an archive of an older manifest format (`tests/fixtures/format2`,
+/// `format3`: two articles on a loopback site, `one.html` with a
+/// stylesheet that brings in a background image, a missing image, and an
+/// image `two.html` shares, then a job `second` re-archiving `two.html`;
+/// copied without its index) must still do: list, read, verify once its
+/// index is rebuilt, and restore one article raw and offline. `key_index`:
+/// its manifests have one, so that restore lays no view file out (without
+/// one, the snapshot is laid out first).
+pub fn an_old_format_archive_reads_and_restores(fixture: &str, first: &str, second: &str, key_index: bool) {
+    const ONE: &str = "http://127.0.0.1:8765/one.html";
+    const IMAGE: &str = "http://127.0.0.1:8765/img/a.png";
+    let (tmp, root) = fixture_archive(fixture);
+    let snaps = kura_json(&root, &["snapshots", "--json"]);
+    let ids: Vec<_> = snaps.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, [first, second]);
+    assert_eq!(snaps[0]["entries"], 7, "{snaps}");
+    assert_eq!(snaps[0]["failures"], 1);
+    assert_eq!(snaps[1]["job"], "second");
+    let one = kura_json(&root, &["ls", &first[..8], "--url", IMAGE, "--json"]);
+    assert_eq!(one.as_array().unwrap().len(), 2, "asked for by both articles: {one}");
+    let png = kura(&root, &["cat", first, IMAGE]);
+    assert!(png.status.success() && png.stdout.starts_with(b"\x89PNG"), "{png:?}");
+
+    // Copied without its index, a cache: verify says so, repair rebuilds it.
+    assert_eq!(kura(&root, &["verify"]).status.code(), Some(1));
+    kura_ok(&root, &["repair", "index"]);
+    kura_ok(&root, &["verify", "--read-data"]);
+
+    // One article, with what it brought in.
+    let raw = tmp.path().join("raw");
+    kura_ok(&root, &["restore", first, raw.to_str().unwrap(), "--layout", "raw", "--article", ONE]);
+    let views = walk_files(&tmp.path().join(".cache")).into_iter().filter(|p| p.to_string_lossy().contains("views"));
+    assert_eq!(views.count() == 0, key_index, "a view file is laid out only without a key index");
+    let (files, skipped) = restored(&raw);
+    assert_eq!(
+        files,
+        ["http://127.0.0.1:8765/css/s.css", "http://127.0.0.1:8765/img/a.png", "http://127.0.0.1:8765/img/bg.gif", ONE,]
+    );
+    assert_eq!(skipped, ["http://127.0.0.1:8765/img/missing.png"]);
+    let offline = tmp.path().join("offline");
+    kura_ok(&root, &["restore", first, offline.to_str().unwrap(), "--article", ONE]);
+    let page = std::fs::read_to_string(offline.join("articles/127.0.0.1_8765/one.html")).unwrap();
+    let assets: Vec<_> = walk_files(&offline.join("assets"));
+    assert_eq!(assets.len(), 3, "the image, the stylesheet and its background: {assets:?}");
+    for a in assets.iter().filter(|a| a.extension().is_some_and(|x| x != "gif")) {
+        assert!(page.contains(a.file_name().unwrap().to_str().unwrap()), "{a:?} in {page}");
+    }
+}
+
+/// An archive of an older manifest format takes a new snapshot, in the
+/// format written now, beside its own `snapshots`.
+pub fn an_old_format_archive_accepts_new_snapshots(fixture: &str, snapshots: usize) {
+    let (tmp, root) = fixture_archive(fixture);
+    let src = tmp.path().join("notes.txt");
+    std::fs::write(&src, "a local file").unwrap();
+    let id = kura_ok(&root, &["archive", src.to_str().unwrap()]).trim().to_string();
+    let bytes = std::fs::read(root.join("snapshots").join(&id)).unwrap();
+    assert_eq!(&bytes[..9], b"KURASNAP\x04", "new snapshots are written in format 4");
+    assert_eq!(kura_json(&root, &["snapshots", "--json"]).as_array().unwrap().len(), snapshots + 1);
+    kura_ok(&root, &["verify", "--read-data"]);
+    assert_eq!(kura_ok(&root, &["cat", &id, url::Url::from_file_path(&src).unwrap().as_ref()]), "a local file");
+}
