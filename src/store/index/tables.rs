@@ -246,9 +246,7 @@ impl Tables {
             self.install(number, table, n)?;
         }
     }
-}
 
-impl Tables {
     /// Rewrites every table as one, keeping the records whose value `keep`
     /// takes (of each key, the newest it takes).
     pub(super) fn rewrite(&self, keep: &dyn Fn(&[u8]) -> bool) -> Result<(), super::IndexError> {
