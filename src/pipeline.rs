@@ -20,11 +20,12 @@ mod parse;
 mod placeholder;
 mod progress;
 mod seen;
+mod target;
 
 pub use progress::Progress;
 
 use crate::fetch::{Accept, FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher, Response};
-use crate::referrer::{Policy, referer_for};
+use crate::referrer::Policy;
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::history::History;
 use crate::store::id::{BlobId, SnapshotId};
@@ -36,6 +37,7 @@ use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
+use target::Target;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
@@ -280,8 +282,8 @@ impl Ctx {
     /// URL fetched with a different Referer may come back different (CDNs
     /// answer some Referers with placeholders), so the key includes the
     /// Referer.
-    fn ref_entry(kind: Kind, url: &Url, source: Option<&Url>, policy: Policy, parent: String) -> (seen::Key, Entry) {
-        let referer = referer_for(source, url, policy);
+    fn ref_entry(kind: Kind, url: &Target, source: Option<&Url>, policy: Policy, parent: String) -> (seen::Key, Entry) {
+        let referer = url.referer(source, policy);
         // A serialised URL holds no space, so the parts cannot run together;
         // `R` or `N` tells a Referer from none (not `Debug`, which escapes
         // a character at a time).
@@ -290,7 +292,7 @@ impl Ctx {
             None => seen::Key::of(&[kind.as_str(), " ", url.as_str(), " N"]),
         };
         let entry = Entry {
-            url: url.to_string(),
+            url: url.as_str().to_string(),
             kind: Some(kind),
             parents: vec![parent],
             policy: Some(policy),
@@ -302,7 +304,7 @@ impl Ctx {
 
     /// Claims the fetch of a referenced resource (see [`Ctx::ref_entry`]).
     fn claim_ref(&self, kind: Kind, url: &Url, source: Option<&Url>, policy: Policy, parent: String) -> Option<usize> {
-        let (key, entry) = Self::ref_entry(kind, url, source, policy, parent);
+        let (key, entry) = Self::ref_entry(kind, &Target::Parsed(url.clone()), source, policy, parent);
         self.claim(key, entry)
     }
 

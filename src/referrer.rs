@@ -129,13 +129,52 @@ pub fn referer_for(source: Option<&Url>, target: &Url, policy: Policy) -> Option
     if !matches!(source.scheme(), "http" | "https") {
         return None;
     }
-    let (full, origin) = stripped(source)?;
     // The source is http(s): a tuple origin, the same as the target's only
     // when scheme, host and port are (`Url::origin` allocates both).
     let same_origin = source.scheme() == target.scheme()
         && source.host() == target.host()
         && source.port_or_known_default() == target.port_or_known_default();
-    let downgrade = is_cryptographic(source) && !is_cryptographic(target);
+    referer_of(source, same_origin, is_cryptographic(target), policy)
+}
+
+/// [`referer_for`] of a target given as `Url` serialized it, compared by
+/// its text instead of parsed (an unchanged page's cached references:
+/// parsing each was a twentieth of a re-run). Serialized http(s) URLs
+/// without credentials have the same origin exactly when their text up
+/// to the path is the same (hosts and ports are in canonical form, default
+/// ports left out); anything else is parsed. `None` also when `target`
+/// does not parse.
+pub fn referer_for_serialized(source: Option<&Url>, target: &str, policy: Policy) -> Option<String> {
+    let source = source?;
+    if !matches!(source.scheme(), "http" | "https") {
+        return None;
+    }
+    match (serialized_origin(target), source.username().is_empty() && source.password().is_none()) {
+        (Some(origin), true) => {
+            let same_origin = origin == &source[..url::Position::BeforePath];
+            referer_of(source, same_origin, origin.starts_with("https:"), policy)
+        }
+        _ => referer_for(Some(source), &Url::parse(target).ok()?, policy),
+    }
+}
+
+/// The scheme, host and port of a serialized http(s) URL without
+/// credentials, as one string (`https://host:port`); `None` for any other.
+fn serialized_origin(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    // A special URL's serialization always has a path, so `/` ends the host.
+    let host_end = rest.find('/')?;
+    if rest[..host_end].contains(['@', '?', '#']) {
+        return None;
+    }
+    Some(&url[..url.len() - rest.len() + host_end])
+}
+
+/// The Referer from an http(s) `source` to a target whose origin is the
+/// source's or not, which is an https (or wss) URL or not.
+fn referer_of(source: &Url, same_origin: bool, target_secure: bool, policy: Policy) -> Option<String> {
+    let (full, origin) = stripped(source)?;
+    let downgrade = is_cryptographic(source) && !target_secure;
     match policy {
         Policy::NoReferrer => None,
         Policy::NoReferrerWhenDowngrade => (!downgrade).then_some(full),
@@ -240,9 +279,16 @@ mod tests {
     }
 
     #[test]
-    fn the_remembered_source_and_the_quick_origin_test_change_nothing() {
+    fn the_remembered_source_and_the_quick_origin_tests_change_nothing() {
         let long = format!("https://a.example/{}", "x".repeat(5000));
-        let sources = ["https://u:p@a.example/p?q#f", "http://a.example:80/p", "https://[::1]:8443/x", long.as_str()];
+        let sources = [
+            "https://u:p@a.example/p?q#f",
+            "https://a.example/p?q#f",
+            "http://a.example:80/p",
+            "http://127.0.0.1:8080/x",
+            "https://[::1]:8443/x",
+            long.as_str(),
+        ];
         let targets = [
             "https://a.example/i.png",
             "https://a.example:443/i.png",
@@ -252,6 +298,10 @@ mod tests {
             "http://a.example:8080/i.png",
             "https://[::1]:8443/i.png",
             "https://[0:0::1]:8443/i.png",
+            "https://u@a.example/i.png",
+            "https://a.example?q",
+            "http://127.0.0.1:8080/i.png",
+            "http://127.0.0.1/i.png",
             "wss://a.example/s",
             "data:image/png;base64,AAAA",
             "file:///a.example/i.png",
@@ -263,7 +313,9 @@ mod tests {
                 for t in &targets {
                     let t = Url::parse(t).unwrap();
                     for p in Policy::ALL {
-                        assert_eq!(referer_for(Some(&s), &t, p), by_the_book(&s, &t, p), "{s} -> {t} ({p:?})");
+                        let want = by_the_book(&s, &t, p);
+                        assert_eq!(referer_for(Some(&s), &t, p), want, "{s} -> {t} ({p:?})");
+                        assert_eq!(referer_for_serialized(Some(&s), t.as_str(), p), want, "{s} -> {t} ({p:?})");
                     }
                 }
             }

@@ -4,6 +4,7 @@
 //! stylesheet references. Each resource is its own task.
 
 use super::incremental::reuse_into;
+use super::target::{Ref, Target};
 use super::{Class, Ctx, Place, Task, seen};
 use crate::extract::media;
 use crate::extract::{self, RefKind};
@@ -75,7 +76,7 @@ impl Ctx {
     pub(super) async fn document_work(self: Arc<Self>, i: usize, url: Url, depth: usize, place: Option<Place>) {
         let mut req = self.request(url.clone(), Accept::Document);
         req.referrer_source = None; // a navigation typed or picked from a list: no referrer
-        let prior = self.prior(&url);
+        let prior = self.prior(url.as_str());
         let was_article = prior.as_ref().is_some_and(|p| p.kind == Some(Kind::Article));
         let Some((mut resp, reused)) = self.fetch_cond(i, req, prior).await else {
             self.progress.add_article();
@@ -84,13 +85,13 @@ impl Ctx {
         // An unchanged article whose extraction is cached needs no read-back
         // and no parse: that is most of a re-run's work.
         if let (Some(blob), true) = (reused, was_article)
-            && let Some(ex) = self.cached_extract(blob, &resp)
+            && let Some(cached) = self.cached_extract(blob, &resp)
         {
             self.progress.add_article();
-            self.update(i, |e| e.title = ex.title.clone());
+            self.update(i, |e| e.title = cached.title);
             let parent = url.to_string();
             drop((resp.body, resp.slot));
-            self.queue_refs(ex, Some(resp.final_url), parent).await;
+            self.queue_refs(cached.refs, cached.document_policy, Some(resp.final_url), parent).await;
             return;
         }
         if !self.body(i, &mut resp, reused).await {
@@ -191,7 +192,7 @@ impl Ctx {
                 self.fail(feed_entry, format!("content of item {parent}: {why}"), None);
             }
             for r in ex.refs.into_iter().filter(|r| r.kind == RefKind::Image) {
-                self.queue_image(r.url, source.clone(), r.policy, parent.clone()).await;
+                self.queue_image(r.url.into(), source.clone(), r.policy, parent.clone()).await;
             }
         }
     }
@@ -215,22 +216,29 @@ impl Ctx {
             // again. The references found (if any) are still fetched.
             self.fail(i, why, None);
             drop((resp.body, resp.slot));
-            self.queue_refs(ex, Some(resp.final_url), url).await;
+            self.queue_refs(refs_of(ex.refs), ex.document_policy, Some(resp.final_url), url).await;
             return;
         }
         if let Some(blob) = self.read(i, |e| e.blob) {
             self.cache_extract(blob, &resp, &ex);
         }
         drop((resp.body, resp.slot));
-        self.queue_refs(ex, Some(resp.final_url), url).await;
+        self.queue_refs(refs_of(ex.refs), ex.document_policy, Some(resp.final_url), url).await;
     }
 
     /// Queues the images and stylesheets of an extracted document, each
     /// once a place of its class is free.
-    pub(super) async fn queue_refs(self: &Arc<Self>, ex: extract::Extracted, source: Option<Url>, parent: String) {
-        for r in ex.refs {
+    pub(super) async fn queue_refs(
+        self: &Arc<Self>,
+        refs: Vec<Ref>,
+        document_policy: Policy,
+        source: Option<Url>,
+        parent: String,
+    ) {
+        for r in refs {
             match r.kind {
                 RefKind::Image if r.found_in == DEFAULT_ICON => {
+                    let Some(url) = r.url.into_url() else { continue };
                     let (c, parent) = (self.clone(), parent.clone());
                     let place = self.place(Class::Image).await;
                     self.spawn(Box::pin(async move {
@@ -238,23 +246,23 @@ impl Ctx {
                         // One per origin, whichever pages ask, so its
                         // Referer is the origin's, not the first asker's:
                         // a re-run asks the same way whatever the order.
-                        let source = r.url.join("/").ok();
+                        let source = url.join("/").ok();
                         let entry = Entry {
-                            url: r.url.to_string(),
+                            url: url.to_string(),
                             kind: Some(Kind::Image),
                             parents: vec![parent],
                             policy: Some(Policy::DEFAULT),
-                            referer: referer_for(source.as_ref(), &r.url, Policy::DEFAULT),
+                            referer: referer_for(source.as_ref(), &url, Policy::DEFAULT),
                             ..Default::default()
                         };
                         if let Some(i) =
-                            c.claim(seen::Key::of(&["favicon ", &r.url.origin().ascii_serialization()]), entry)
+                            c.claim(seen::Key::of(&["favicon ", &url.origin().ascii_serialization()]), entry)
                         {
                             // Asked for by the browser, not the page: a site
                             // without one has lost nothing.
                             c.optional.lock().expect("no panics while held").insert(i);
-                            if let Some(prior) = c.unless_fresh(i, &r.url) {
-                                Box::pin(c.clone().image_work(i, r.url, source, Policy::DEFAULT, prior)).await;
+                            if let Some(prior) = c.unless_fresh(i, &url) {
+                                Box::pin(c.clone().image_work(i, url, source, Policy::DEFAULT, prior)).await;
                             }
                             c.entries.finish(i);
                         }
@@ -262,10 +270,10 @@ impl Ctx {
                 }
                 RefKind::Image => self.queue_image(r.url, source.clone(), r.policy, parent.clone()).await,
                 RefKind::Stylesheet => {
-                    let (c, source, parent, doc_policy) =
-                        (self.clone(), source.clone(), parent.clone(), ex.document_policy);
+                    let Some(url) = r.url.into_url() else { continue };
+                    let (c, source, parent) = (self.clone(), source.clone(), parent.clone());
                     let place = self.place(Class::Stylesheet).await;
-                    self.spawn(c.stylesheet(r.url, source, r.policy, doc_policy, parent, 0, place));
+                    self.spawn(c.stylesheet(url, source, r.policy, document_policy, parent, 0, place));
                 }
                 // Fonts are not part of what an article shows; left for later.
                 RefKind::Font => {}
@@ -277,9 +285,15 @@ impl Ctx {
     /// within the freshness window with the same Referer, most images of
     /// an unchanged page), queues its fetch once a place is free. Settling
     /// here costs no task and no place: an unchanged re-run is mostly that.
-    pub(super) async fn queue_image(self: &Arc<Self>, url: Url, source: Option<Url>, policy: Policy, parent: String) {
+    pub(super) async fn queue_image(
+        self: &Arc<Self>,
+        url: Target,
+        source: Option<Url>,
+        policy: Policy,
+        parent: String,
+    ) {
         let (key, mut entry) = Self::ref_entry(Kind::Image, &url, source.as_ref(), policy, parent);
-        let prior = self.prior(&url).filter(|p| p.image.is_some());
+        let prior = self.prior(url.as_str()).filter(|p| p.image.is_some());
         if let Some(p) = prior.as_ref().filter(|p| self.is_fresh(p, &entry)) {
             // Settled: made whole here and written out at once, never an
             // entry in memory that is changed field by field.
@@ -290,6 +304,7 @@ impl Ctx {
             }
             return;
         }
+        let Some(url) = url.into_url() else { return };
         let Some(i) = self.claim(key, entry) else { return };
         let place = self.place(Class::Image).await;
         let c = self.clone();
@@ -305,7 +320,7 @@ impl Ctx {
     /// less than the freshness window ago with the same Referer: then the
     /// entry reuses it and is settled (`None`).
     pub(super) fn unless_fresh(&self, i: usize, url: &Url) -> Option<Option<Prior>> {
-        let prior = self.prior(url).filter(|p| p.image.is_some());
+        let prior = self.prior(url.as_str()).filter(|p| p.image.is_some());
         if let Some(p) = &prior
             && self.read(i, |e| self.is_fresh(p, e))
         {
@@ -412,7 +427,7 @@ impl Ctx {
         let mut req = self.request(url.clone(), Accept::Stylesheet);
         req.referrer_source = source;
         req.policy = policy;
-        let prior = self.prior(&url);
+        let prior = self.prior(url.as_str());
         let Some((mut resp, reused)) = self.fetch_cond(i, req, prior).await else { return };
         let css_policy = resp.referrer_policy.unwrap_or(doc_policy);
         // An unchanged stylesheet whose references are cached is neither
@@ -442,7 +457,7 @@ impl Ctx {
         drop(resp.slot);
         let (images, imports): (Vec<_>, Vec<_>) = refs.into_iter().partition(|r| r.kind == RefKind::Image);
         for r in images {
-            self.queue_image(r.url, Some(resp.final_url.clone()), r.policy, url.to_string()).await;
+            self.queue_image(r.url.into(), Some(resp.final_url.clone()), r.policy, url.to_string()).await;
         }
         drop(place);
         for r in imports.into_iter().filter(|r| r.kind == RefKind::Stylesheet && depth < MAX_IMPORT_DEPTH) {
@@ -464,6 +479,11 @@ pub(super) struct Position {
 /// `found_in` of the `/favicon.ico` a run asks for itself.
 pub(super) const DEFAULT_ICON: &str = "default favicon";
 
+/// The references of a document just extracted, as the crawl queues them.
+fn refs_of(refs: Vec<extract::Reference>) -> Vec<Ref> {
+    refs.into_iter().map(Ref::from).collect()
+}
+
 /// Whether the page names an icon of its own.
 pub(super) fn names_icon(ex: &extract::Extracted) -> bool {
     ex.refs.iter().any(|r| r.found_in == "link icon")
@@ -479,9 +499,16 @@ fn default_icon(ex: &mut extract::Extracted, doc: &Url) {
 }
 
 /// Adds `/favicon.ico` of `doc`'s origin to the references.
-pub(super) fn push_default_icon(ex: &mut extract::Extracted, doc: &Url) {
+fn push_default_icon(ex: &mut extract::Extracted, doc: &Url) {
     if let Ok(url) = doc.join("/favicon.ico") {
         let policy = ex.document_policy;
         ex.refs.push(extract::Reference { url, kind: RefKind::Image, policy, found_in: DEFAULT_ICON });
     }
+}
+
+/// `/favicon.ico` of `doc`'s origin, as a reference of a document whose
+/// extraction is cached.
+pub(super) fn default_icon_ref(doc: &Url, policy: Policy) -> Option<Ref> {
+    let url = doc.join("/favicon.ico").ok()?;
+    Some(Ref { url: url.into(), kind: RefKind::Image, policy, found_in: DEFAULT_ICON })
 }

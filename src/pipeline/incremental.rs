@@ -5,6 +5,7 @@
 //! from the index's extraction cache instead of a re-parse.
 
 use super::Ctx;
+use super::target::{Ref, Target};
 use crate::extract::{self, RefKind};
 use crate::fetch::{FetchRequest, Response, Validators};
 use crate::referrer::Policy;
@@ -46,14 +47,21 @@ struct CachedExtract {
     names_icon: bool,
 }
 
+/// What extraction found in an unchanged document, from the cache.
+pub(super) struct Cached {
+    pub(super) title: Option<String>,
+    pub(super) document_policy: Policy,
+    pub(super) refs: Vec<Ref>,
+}
+
 impl Ctx {
     /// The latest archived entry for a URL, if its blob is still in the
     /// archive (a lost pack must not make us point at missing data).
-    pub(super) fn prior(&self, url: &Url) -> Option<Prior> {
+    pub(super) fn prior(&self, url: &str) -> Option<Prior> {
         if self.opts.refetch {
             return None;
         }
-        self.history.url(url.as_str()).ok().flatten()
+        self.history.url(url).ok().flatten()
     }
 
     /// Copies what was archived before into entry `i`, which keeps its own
@@ -125,21 +133,20 @@ impl Ctx {
         *BlobId::of(key.as_bytes()).as_bytes()
     }
 
-    pub(super) fn cached_extract(&self, blob: BlobId, resp: &Response) -> Option<extract::Extracted> {
+    /// What extraction found in an unchanged document the last time; its
+    /// references stay text until one must be fetched.
+    pub(super) fn cached_extract(&self, blob: BlobId, resp: &Response) -> Option<Cached> {
         let raw = self.history.extract_cache(&Self::extract_key(blob, resp));
         let cached: CachedExtract = serde_json::from_slice(&raw.ok()??).ok()?;
-        let refs = from_cache(cached.refs);
-        let mut ex = extract::Extracted {
-            title: cached.title,
-            base: resp.final_url.clone(),
-            document_policy: cached.document_policy,
-            refs,
-            limit: None,
-        };
+        let mut refs: Vec<Ref> = cached
+            .refs
+            .into_iter()
+            .map(|(url, kind, policy)| Ref { url: Target::Serialized(url), kind, policy, found_in: "cached" })
+            .collect();
         if self.opts.favicon && !cached.names_icon {
-            super::crawl::push_default_icon(&mut ex, &resp.final_url);
+            refs.extend(super::crawl::default_icon_ref(&resp.final_url, cached.document_policy));
         }
-        Some(ex)
+        Some(Cached { title: cached.title, document_policy: cached.document_policy, refs })
     }
 
     /// Where a stylesheet's references are cached: they depend on its
