@@ -3,7 +3,7 @@
 //! article), feed items, and every image and stylesheet an article or
 //! stylesheet references. Each resource is its own task.
 
-use super::incremental::reuse_into;
+use super::incremental::reuse_record;
 use super::target::{Ref, Target};
 use super::{Class, Ctx, Place, Task, seen};
 use crate::extract::media;
@@ -294,12 +294,14 @@ impl Ctx {
     ) {
         let (key, mut entry) = Self::ref_entry(Kind::Image, &url, source.as_ref(), policy, parent);
         let prior = self.prior(url.as_str()).filter(|p| p.image.is_some());
-        if let Some(p) = prior.as_ref().filter(|p| self.is_fresh(p, &entry)) {
-            // Settled: made whole here and written out at once, never an
-            // entry in memory that is changed field by field.
-            reuse_into(&mut entry, p);
-            entry.fetched_at = p.fetched_at;
-            if self.claim_done(key, entry, vec![p.hint()]) {
+        if prior.as_ref().is_some_and(|p| self.is_fresh(p, &entry)) {
+            // Settled: made whole here from the record (moved, not copied)
+            // and written out at once, never an entry in memory that is
+            // changed field by field.
+            let p = prior.expect("checked above");
+            let hint = p.hint();
+            reuse_record(&mut entry, p.record);
+            if self.claim_done(key, entry, vec![hint]) {
                 self.progress.add_image();
             }
             return;

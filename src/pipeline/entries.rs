@@ -12,7 +12,7 @@
 
 use crate::store::manifest::Entry;
 use crate::store::manifest::binary;
-use crate::store::manifest::chunked::{Hint, Line};
+use crate::store::manifest::chunked::{Encoded, Hint, Line};
 use crate::store::spill::Spill;
 use crate::store::varint::Reader;
 use std::collections::{HashMap, HashSet};
@@ -323,7 +323,9 @@ impl Entries {
     /// Every entry, with its later changes applied, sorted by URL (entries
     /// of one URL in the order they were added). Once, at the end of a run:
     /// records that come later are dropped.
-    pub(super) fn take_sorted(&self) -> io::Result<impl Iterator<Item = io::Result<Line>> + Send + use<>> {
+    pub(super) fn take_sorted(
+        &self,
+    ) -> io::Result<impl Iterator<Item = io::Result<(Line, Option<Encoded>)>> + Send + use<>> {
         let (mut rest, rare) = {
             let mut inner = self.lock();
             let rest: Vec<_> = inner.open.drain().collect();
@@ -445,9 +447,11 @@ fn entry_number(key: &[u8]) -> Option<&[u8]> {
 }
 
 impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> {
-    type Item = io::Result<Line>;
+    /// A line, and its record as spilled while the line is still what it
+    /// encodes (no parents or changes came later).
+    type Item = io::Result<(Line, Option<Encoded>)>;
 
-    fn next(&mut self) -> Option<io::Result<Line>> {
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
             let (key, value) = match self.records.next()? {
                 Ok(r) => r,
@@ -459,28 +463,32 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
                 Ok(Record::Parents(_)) => continue,
                 Err(err) => return Some(Err(err)),
             };
-            let this = entry_number(&key).map(<[u8]>::to_vec);
+            let this = entry_number(&key);
+            let mut changed = false;
             while let Some(Ok((next, _))) = self.records.peek() {
-                if entry_number(next).map(<[u8]>::to_vec) != this {
+                if entry_number(next) != this {
                     break;
                 }
                 let (_, value) = self.records.next().expect("peeked").expect("peeked Ok");
                 match decode(&value) {
                     Ok(Record::Parents(p)) => {
                         Late::Parents(p).apply(&mut e);
+                        changed = true;
                     }
                     Ok(Record::Entry(..)) => return Some(Err(io::Error::other("an entry was written out twice"))),
                     Err(err) => return Some(Err(err)),
                 }
             }
-            let i = this
-                .as_deref()
-                .map_or(0, |k| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes")) as usize);
+            let i = this.map_or(0, |k| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes")) as usize);
             for change in self.rare.remove(&i).unwrap_or_default() {
                 change.apply(&mut e);
+                changed = true;
             }
+            let hinted = hints.len();
             hints.retain(|h| e.blobs().any(|b| b == h.0));
-            return Some(Ok((e, hints)));
+            // The spill record is the tag byte, then the entry's record.
+            let encoded = (!changed && hints.len() == hinted).then(|| Encoded::new(value, 1));
+            return Some(Ok(((e, hints), encoded)));
         }
     }
 }
@@ -511,7 +519,7 @@ mod tests {
     }
 
     fn sorted(e: Entries) -> Vec<Entry> {
-        e.take_sorted().unwrap().map(|r| r.unwrap().0).collect()
+        e.take_sorted().unwrap().map(|r| r.unwrap().0.0).collect()
     }
 
     #[test]
@@ -582,7 +590,30 @@ mod tests {
         e.update(changed, |c| c.blob = Some(y));
         let none = e.push(entry("https://a.example/none"));
         e.finish(none);
-        let lines: Vec<Line> = e.take_sorted().unwrap().map(Result::unwrap).collect();
+        // Parents that come after the entry left memory.
+        let adopted = e.push(entry("https://a.example/none/adopted"));
+        e.finish(adopted);
+        e.add_parents(adopted, "https://a.example/none/adopted", vec!["p1".into()]);
+        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted().unwrap().map(Result::unwrap).collect();
+        // A record is handed on only while it is what its line encodes to:
+        // not after a change (a hint dropped, parents added).
+        let verbatim: Vec<(&str, bool)> = read.iter().map(|((e, _), r)| (e.url.as_str(), r.is_some())).collect();
+        assert_eq!(
+            verbatim,
+            [
+                ("https://a.example/changed", false),
+                ("https://a.example/kept", true),
+                ("https://a.example/none", true),
+                ("https://a.example/none/adopted", false),
+            ]
+        );
+        for ((e, hints), r) in &read {
+            let mut want = Vec::new();
+            binary::put_line(&mut want, e, hints);
+            assert!(r.as_ref().is_none_or(|r| r.as_slice() == want), "{}", e.url);
+        }
+        assert_eq!(read[3].0.0.parents, ["p0", "p1"]);
+        let lines: Vec<Line> = read.into_iter().map(|(l, _)| l).take(3).collect();
         let hints: Vec<(&str, &[Hint])> = lines.iter().map(|(e, h)| (e.url.as_str(), h.as_slice())).collect();
         assert_eq!(
             hints,

@@ -11,40 +11,112 @@ use crate::fetch::{FetchRequest, Response, Validators};
 use crate::referrer::Policy;
 use crate::store::history::Prior;
 use crate::store::id::BlobId;
+use crate::store::manifest::binary;
+use crate::store::varint;
 use bytes::Bytes;
-use serde::Serialize;
 use url::Url;
 
-/// Copies what was archived before into `e` (see [`Ctx::reuse`]).
+/// Copies what was archived before into `e` (see [`Ctx::reuse`]), which
+/// keeps its own fetch time (a 304 is a response of this run).
 pub(super) fn reuse_into(e: &mut crate::store::manifest::Entry, prior: &Prior) {
-    e.final_url = prior.final_url.clone();
-    e.status = prior.status;
-    e.content_type = prior.content_type.clone();
-    e.etag = prior.etag.clone();
-    e.last_modified = prior.last_modified.clone();
-    e.blob = prior.blob;
-    e.size = prior.size;
-    e.stored_size = prior.stored_size;
-    e.image = prior.image.clone();
-    e.placeholder = prior.placeholder;
-    e.shown = prior.shown;
+    let fetched_at = e.fetched_at;
+    reuse_record(e, prior.record.clone());
+    e.fetched_at = fetched_at;
+}
+
+/// Copies what was archived before into `e`, taking the record's fields,
+/// and the record's fetch time: an entry settled without a request is the
+/// response fetched then.
+pub(super) fn reuse_record(e: &mut crate::store::manifest::Entry, r: crate::store::index::UrlRecord) {
+    e.final_url = r.final_url;
+    e.status = r.status;
+    e.content_type = r.content_type;
+    e.etag = r.etag;
+    e.last_modified = r.last_modified;
+    e.blob = r.blob;
+    e.size = r.size;
+    e.stored_size = r.stored_size;
+    e.image = r.image;
+    e.placeholder = r.placeholder;
+    e.shown = r.shown;
     e.reused = true;
+    e.fetched_at = r.fetched_at;
 }
 
 /// Bumped whenever extraction changes, so cached results are not reused
-/// (and when the values changed: 3 names its document's blob).
-const EXTRACT_VERSION: u32 = 3;
+/// (and when the values changed: 3 names its document's blob; 4 is binary,
+/// not JSON, which took a twentieth of an unchanged re-run to parse).
+const EXTRACT_VERSION: u32 = 4;
 
 /// What extraction found in one document, as cached in the index.
-#[derive(Serialize, serde::Deserialize)]
+#[derive(Debug, PartialEq)]
 struct CachedExtract {
     title: Option<String>,
     document_policy: Policy,
     refs: Vec<(String, RefKind, Policy)>,
     /// The page names an icon: no `/favicon.ico` is asked for (whether it
     /// is, is decided per run by `defaults.favicon`, so it is not cached).
-    #[serde(default)]
     names_icon: bool,
+}
+
+impl CachedExtract {
+    /// The title (`varint::put_str`), a byte saying whether the page names
+    /// an icon, the document's policy, then the references ([`put_refs`]).
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64 + self.refs.iter().map(|r| r.0.len() + 4).sum::<usize>());
+        varint::put_str(&mut b, self.title.as_deref());
+        b.push(u8::from(self.names_icon));
+        b.push(binary::policy_code(self.document_policy));
+        put_refs(&mut b, self.refs.iter().map(|(u, k, p)| (u.as_str(), *k, *p)));
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<CachedExtract> {
+        let mut r = varint::Reader::new(b);
+        let title = r.str()?;
+        let names_icon = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let document_policy = binary::policy_of(r.u8()?)?;
+        let refs = read_refs(&mut r)?;
+        r.end()?;
+        Some(CachedExtract { title, document_policy, refs, names_icon })
+    }
+}
+
+/// References as the cache keeps them: their count, then each one's URL
+/// (`varint::put_str`), kind and policy (a byte each).
+fn put_refs<'a>(b: &mut Vec<u8>, refs: impl ExactSizeIterator<Item = (&'a str, RefKind, Policy)>) {
+    varint::put(b, refs.len() as u64);
+    for (url, kind, policy) in refs {
+        varint::put_str(b, Some(url));
+        b.push(match kind {
+            RefKind::Image => 0,
+            RefKind::Stylesheet => 1,
+            RefKind::Font => 2,
+        });
+        b.push(binary::policy_code(policy));
+    }
+}
+
+fn read_refs(r: &mut varint::Reader<'_>) -> Option<Vec<(String, RefKind, Policy)>> {
+    let n = usize::try_from(r.u64()?).ok()?;
+    // Each reference takes at least three bytes: a damaged count cannot
+    // make a huge vector.
+    let mut refs = Vec::with_capacity(n.min(r.remaining() / 3));
+    for _ in 0..n {
+        let url = r.str()??;
+        let kind = match r.u8()? {
+            0 => RefKind::Image,
+            1 => RefKind::Stylesheet,
+            2 => RefKind::Font,
+            _ => return None,
+        };
+        refs.push((url, kind, binary::policy_of(r.u8()?)?));
+    }
+    Some(refs)
 }
 
 /// What extraction found in an unchanged document, from the cache.
@@ -137,7 +209,7 @@ impl Ctx {
     /// references stay text until one must be fetched.
     pub(super) fn cached_extract(&self, blob: BlobId, resp: &Response) -> Option<Cached> {
         let raw = self.history.extract_cache(&Self::extract_key(blob, resp));
-        let cached: CachedExtract = serde_json::from_slice(&raw.ok()??).ok()?;
+        let cached = CachedExtract::decode(&raw.ok()??)?;
         let mut refs: Vec<Ref> = cached
             .refs
             .into_iter()
@@ -160,14 +232,17 @@ impl Ctx {
     /// The references of an unchanged stylesheet, as found the last time.
     pub(super) fn cached_css(&self, blob: BlobId, resp: &Response, policy: Policy) -> Option<Vec<extract::Reference>> {
         let raw = self.history.extract_cache(&Self::css_key(blob, resp, policy)).ok()??;
-        Some(from_cache(serde_json::from_slice(&raw).ok()?))
+        let mut r = varint::Reader::new(&raw);
+        let refs = read_refs(&mut r)?;
+        r.end()?;
+        Some(from_cache(refs))
     }
 
     /// Remembers a stylesheet's references (all of them: the caller caches
     /// nothing when a limit cut them short).
     pub(super) fn cache_css(&self, blob: BlobId, resp: &Response, policy: Policy, refs: &[extract::Reference]) {
-        let refs: Vec<_> = refs.iter().map(|r| (r.url.to_string(), r.kind, r.policy)).collect();
-        let value = serde_json::to_vec(&refs).expect("serialises");
+        let mut value = Vec::new();
+        put_refs(&mut value, refs.iter().map(|r| (r.url.as_str(), r.kind, r.policy)));
         if let Err(e) = self.history.set_extract_cache(&Self::css_key(blob, resp, policy), &blob, &value) {
             tracing::debug!("extract cache not written: {e}");
         }
@@ -185,7 +260,7 @@ impl Ctx {
                 .collect(),
             names_icon: super::crawl::names_icon(ex),
         };
-        let value = serde_json::to_vec(&cached).expect("serialises");
+        let value = cached.encode();
         if let Err(e) = self.history.set_extract_cache(&Self::extract_key(blob, resp), &blob, &value) {
             tracing::debug!("extract cache not written: {e}");
         }
@@ -199,4 +274,39 @@ fn from_cache(refs: Vec<(String, RefKind, Policy)>) -> Vec<extract::Reference> {
             Some(extract::Reference { url: Url::parse(&url).ok()?, kind, policy, found_in: "cached" })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_extractions_round_trip_and_damage_is_refused() {
+        let refs: Vec<(String, RefKind, Policy)> = Policy::ALL
+            .iter()
+            .zip([RefKind::Image, RefKind::Stylesheet, RefKind::Font].iter().cycle())
+            .enumerate()
+            .map(|(n, (p, k))| (format!("https://例え.example/{n}.png?q=\"x\""), *k, *p))
+            .collect();
+        for (title, names_icon) in [(None, false), (Some("标题 \"quoted\"".to_string()), true)] {
+            let c = CachedExtract { title, document_policy: Policy::NoReferrer, refs: refs.clone(), names_icon };
+            let b = c.encode();
+            assert_eq!(CachedExtract::decode(&b), Some(c));
+            // Cut anywhere, or with a byte more, it is not a value.
+            for n in 0..b.len() {
+                assert_eq!(CachedExtract::decode(&b[..n]), None, "cut at {n}");
+            }
+            assert_eq!(CachedExtract::decode(&[b.as_slice(), &[0]].concat()), None);
+        }
+        // A kind or policy no writer uses.
+        let mut b = Vec::new();
+        put_refs(&mut b, [("https://a.example/", RefKind::Image, Policy::DEFAULT)].into_iter());
+        let kind_at = b.len() - 2;
+        for (at, bad) in [(kind_at, 3), (kind_at + 1, 8)] {
+            let mut bad_b = b.clone();
+            bad_b[at] = bad;
+            assert_eq!(read_refs(&mut varint::Reader::new(&bad_b)), None);
+        }
+        assert!(read_refs(&mut varint::Reader::new(&b)).is_some());
+    }
 }

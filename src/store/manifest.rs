@@ -237,7 +237,14 @@ impl Summary {
         self.entries += 1;
         self.failures += u64::from(e.error.is_some());
         self.bytes += e.size;
-        *self.kinds.entry(e.kind.map_or("unknown", Kind::as_str).to_string()).or_default() += 1;
+        // Counted in place: a new String an entry was a commit's allocation.
+        let kind = e.kind.map_or("unknown", Kind::as_str);
+        match self.kinds.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                self.kinds.insert(kind.to_string(), 1);
+            }
+        }
         self.placeholders += u64::from(e.placeholder);
         self.recovered += u64::from(e.shown.is_some());
     }

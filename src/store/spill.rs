@@ -9,7 +9,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Runs merged at once: each open run holds a decoder (its window, 128 KiB,
@@ -158,16 +158,28 @@ fn read_record(r: &mut RunReader) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
     if klen > MAX_KEY {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "damaged spill run"));
     }
-    let mut key = vec![0; klen];
-    r.read_exact(&mut key)?;
+    let key = read_vec(r, klen)?;
     r.read_exact(&mut len)?;
     let vlen = u32::from_le_bytes(len) as usize;
     if vlen > MAX_VALUE {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "damaged spill run"));
     }
-    let mut value = vec![0; vlen];
-    r.read_exact(&mut value)?;
+    let value = read_vec(r, vlen)?;
     Ok(Some((key, value)))
+}
+
+/// The next `len` bytes, copied once from the buffer when it holds them
+/// all (most records): not zeroed first, then copied.
+fn read_vec(r: &mut RunReader, len: usize) -> io::Result<Vec<u8>> {
+    let buf = r.fill_buf()?;
+    if buf.len() >= len {
+        let v = buf[..len].to_vec();
+        r.consume(len);
+        return Ok(v);
+    }
+    let mut v = vec![0; len];
+    r.read_exact(&mut v)?;
+    Ok(v)
 }
 
 /// A k-way merge of sorted runs; equal keys come out in run order.

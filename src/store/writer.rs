@@ -24,7 +24,7 @@ use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::index::{Index, IndexError, SnapshotSummary};
 use crate::store::index_file::{self, PackRecord};
 use crate::store::lock::WriterLock;
-use crate::store::manifest::chunked::{self, ChunkedWriter, Line};
+use crate::store::manifest::chunked::{self, ChunkedWriter, Encoded, Line};
 use crate::store::manifest::{Entry, Manifest, ManifestHeader, Summary};
 use crate::store::pack::{self, PackBuilder, PackEntry};
 use std::collections::{HashMap, HashSet};
@@ -417,7 +417,7 @@ impl Writer {
         header: &ManifestHeader,
         entries: &mut dyn Iterator<Item = Result<Line, ArchiveError>>,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
-        self.commit_lines(header, entries, false)
+        self.commit_lines(header, &mut entries.map(|l| l.map(|l| (l, None))), false)
     }
 
     /// Commits the snapshot of a run of this archive, as
@@ -426,10 +426,11 @@ impl Writer {
     /// was fetched before the run began: `reused`, `fetched_at` before
     /// `header.started`) leaves that record as it is, unread: it would
     /// write it back unchanged. Most entries of an unchanged re-run are such.
+    /// A line may come with its record already encoded (see [`Encoded`]).
     pub fn commit_run(
         &mut self,
         header: &ManifestHeader,
-        entries: &mut dyn Iterator<Item = Result<Line, ArchiveError>>,
+        entries: &mut dyn Iterator<Item = Result<(Line, Option<Encoded>), ArchiveError>>,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
         self.commit_lines(header, entries, true)
     }
@@ -437,7 +438,7 @@ impl Writer {
     fn commit_lines(
         &mut self,
         header: &ManifestHeader,
-        entries: &mut dyn Iterator<Item = Result<Line, ArchiveError>>,
+        entries: &mut dyn Iterator<Item = Result<(Line, Option<Encoded>), ArchiveError>>,
         run: bool,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
         if let Some(d) = self.dictionaries.get() {
@@ -474,7 +475,7 @@ impl Writer {
             let mut batch = Vec::with_capacity(URL_BATCH);
             let mut sent = Ok(());
             for line in entries {
-                let (e, mut hints) = line?;
+                let ((e, mut hints), mut encoded) = line?;
                 // Hints the run found are kept (a blob it reused, located
                 // when it was checked); the rest are looked up.
                 for id in e.blobs() {
@@ -482,9 +483,11 @@ impl Writer {
                         && let Some(l) = index.blob(&id)?
                     {
                         hints.push(l.hint());
+                        // The record no longer holds every hint.
+                        encoded = None;
                     }
                 }
-                out.push(&e, &hints).map_err(io)?;
+                out.push_encoded(&e, &hints, encoded.as_ref()).map_err(io)?;
                 if run && e.reused && e.fetched_at.is_some_and(|t| t < header.started) {
                     continue;
                 }

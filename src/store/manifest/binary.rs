@@ -240,11 +240,11 @@ fn read_status(r: &mut Reader<'_>) -> Option<Option<u16>> {
     }
 }
 
-fn policy_code(p: Policy) -> u8 {
+pub(crate) fn policy_code(p: Policy) -> u8 {
     Policy::ALL.iter().position(|&q| q == p).expect("every policy is in ALL") as u8
 }
 
-fn policy_of(code: u8) -> Option<Policy> {
+pub(crate) fn policy_of(code: u8) -> Option<Policy> {
     Policy::ALL.get(usize::from(code)).copied()
 }
 

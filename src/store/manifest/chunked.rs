@@ -107,6 +107,26 @@ pub struct Hint(pub BlobId, pub PackId, pub u64, pub u64, pub u64, pub u8);
 /// One line of a chunk: an entry and hints for its blobs.
 pub type Line = (Entry, Vec<Hint>);
 
+/// The format-4 record of a line, as [`binary::put_line`] wrote it for the
+/// line as it now is: a run's spill hands records over with their entries,
+/// so the commit copies them instead of encoding every entry again.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    bytes: Vec<u8>,
+    from: usize,
+}
+
+impl Encoded {
+    /// The record at `bytes[from..]`.
+    pub fn new(bytes: Vec<u8>, from: usize) -> Encoded {
+        Encoded { bytes, from }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[self.from..]
+    }
+}
+
 /// A chunk as the root lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
@@ -253,6 +273,13 @@ impl<W: Write> ChunkedWriter<W> {
 
     /// Adds the next entry; its URL must not sort before the previous one's.
     pub fn push(&mut self, entry: &Entry, hints: &[Hint]) -> io::Result<()> {
+        self.push_encoded(entry, hints, None)
+    }
+
+    /// [`ChunkedWriter::push`], with the entry's record when it is already
+    /// encoded (format 4 only; it must be what `put_line` writes for
+    /// `entry` and `hints`).
+    pub fn push_encoded(&mut self, entry: &Entry, hints: &[Hint], encoded: Option<&Encoded>) -> io::Result<()> {
         if entry.url < self.last {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -264,10 +291,23 @@ impl<W: Write> ChunkedWriter<W> {
         }
         self.last.clone_from(&entry.url);
         if self.version >= VERSION {
-            self.record.clear();
-            binary::put_line(&mut self.record, entry, hints);
-            varint::put(&mut self.raw, self.record.len() as u64);
-            self.raw.extend_from_slice(&self.record);
+            let record = match encoded {
+                Some(e) => {
+                    debug_assert!({
+                        self.record.clear();
+                        binary::put_line(&mut self.record, entry, hints);
+                        self.record == e.as_slice()
+                    });
+                    e.as_slice()
+                }
+                None => {
+                    self.record.clear();
+                    binary::put_line(&mut self.record, entry, hints);
+                    &self.record
+                }
+            };
+            varint::put(&mut self.raw, record.len() as u64);
+            self.raw.extend_from_slice(record);
         } else {
             serde_json::to_writer(&mut self.raw, &(entry, hints)).map_err(io::Error::other)?;
             self.raw.push(b'\n');
