@@ -9,6 +9,9 @@
 # archive's bytes (packs + dictionaries), the bytes documents (articles, feeds) occupy
 # in packs, the solid floor (the same documents concatenated and compressed by zstd -3
 # as one stream) and, if restic is installed, restic's repository of the restored tree.
+# Then `kura prune --recompress` on a copy of the dictionaries archive (JPEGs re-coded
+# losslessly with Lepton): its wall time, the archive's bytes after it, and a
+# `verify --read-data` of the result.
 # Writes benches/results/<date>-dictionary-<N>-articles-<cores>c.md and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,6 +93,19 @@ if command -v restic >/dev/null; then
     restic_bytes=$(du -sb "$work/restic" | cut -f1)
 fi
 
+# JPEGs re-coded losslessly by prune, on a copy; the result verified.
+cp -a "$work/a-true" "$work/a-lepton"
+sync
+s=$(date +%s.%N)
+"$kura" --archive "$work/a-lepton" prune --recompress --json >"$work/lepton.json"
+e=$(date +%s.%N)
+printf -v wall_lepton '%.2f' "$(echo "$e - $s" | bc)"
+bytes_lepton=$(du -sb "$work/a-lepton/packs" | cut -f1)
+[ -d "$work/a-lepton/dictionaries" ] && bytes_lepton=$((bytes_lepton + $(du -sb "$work/a-lepton/dictionaries" | cut -f1)))
+"$kura" --archive "$work/a-lepton" verify --read-data >/dev/null
+jpegs=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["jpegs_recompressed"], r["jpeg_bytes"], r["jpeg_bytes_stored"])' "$work/lepton.json")
+read -r jpeg_n jpeg_raw jpeg_stored <<<"$jpegs"
+
 ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.3f}x' if b else '-')" "$1" "$2"; }
 mb() { python3 -c "import sys; print(f'{int(sys.argv[1]) / 1e6:.2f} MB')" "$1"; }
 cores=$(nproc)
@@ -112,6 +128,12 @@ out=benches/results/$(date +%F)-dictionary-$n-articles-${cores}c.md
         echo "Kura's archive with dictionaries is $(ratio "$bytes_true" "$restic_bytes") of it, without $(ratio "$bytes_false" "$restic_bytes")."
         echo
     fi
+    echo "\`kura prune --recompress\` (JPEGs re-coded losslessly, Lepton) on a copy of the archive with"
+    echo "dictionaries: ${wall_lepton} s; $jpeg_n JPEGs, $(mb "$jpeg_raw") stored as $(mb "$jpeg_stored") ($(ratio "$jpeg_stored" "$jpeg_raw"));"
+    echo -n "the archive $(mb "$bytes_lepton"), $(ratio "$bytes_lepton" "$bytes_true") of it before"
+    if [ "$restic_bytes" != - ]; then echo -n " and $(ratio "$bytes_lepton" "$restic_bytes") of restic's repository"; fi
+    echo "; \`verify --read-data\`: no problems."
+    echo
     echo "Dictionaries: $(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["dictionaries"], "files,", s["dictionary_bytes"], "bytes")' "$work/true.stats")."
     echo "Versions: $("$kura" --version 2>/dev/null || echo kura), $(zstd --version | head -1), $(restic version 2>/dev/null | head -1 || echo 'no restic')."
     echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

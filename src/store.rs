@@ -14,6 +14,7 @@ pub(crate) mod history;
 pub(crate) mod id;
 pub(crate) mod index;
 pub(crate) mod index_file;
+pub(crate) mod lepton;
 pub(crate) mod lock;
 pub(crate) mod manifest;
 pub(crate) mod pack;

@@ -133,3 +133,75 @@ fn a_pack_written_again_under_its_own_name_is_not_deleted_as_old() {
     kura_ok(&root, &["prune", "--repack-below", "0.9"]);
     kura_ok(&root, &["verify", "--read-data"]);
 }
+
+/// A JPEG as a camera or CMS would serve it: a gradient with some noise,
+/// baseline, quality 85.
+fn jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut s = seed;
+    let rgb: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            s = s.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let n = (s >> 24) as u8 / 6;
+            let (x, y) = (i % w, i / w);
+            [(x * 255 / w) as u8 ^ n, (y * 255 / h) as u8 ^ n, ((x * y) % 251) as u8]
+        })
+        .collect();
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode(&rgb, w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+/// `prune --recompress` re-codes the JPEGs losslessly: smaller packs, every
+/// byte given back, verified; a file that only claims to be a JPEG is left
+/// as it is and not tried again.
+#[test]
+fn prune_recompress_recodes_jpegs_losslessly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("photos");
+    std::fs::create_dir_all(&src).unwrap();
+    for n in 0..12u32 {
+        std::fs::write(src.join(format!("p{n:02}.jpg")), jpeg(200 + 16 * n, 150 + 8 * n, n)).unwrap();
+    }
+    use image::ImageEncoder;
+    // PNG bytes under a JPEG's name: its Content-Type says image/jpeg.
+    let png = {
+        let mut out = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut out)
+            .write_image(&[7u8; 48 * 48 * 3], 48, 48, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    };
+    std::fs::write(src.join("not-a-jpeg.jpg"), &png).unwrap();
+    let root = tmp.path().join("archive");
+    kura_ok(&root, &["archive", src.to_str().unwrap()]);
+    let packs = |root: &std::path::Path| -> u64 {
+        walk_files(&root.join("packs")).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum()
+    };
+    let before = packs(&root);
+    let prune = || -> serde_json::Value {
+        serde_json::from_str(&kura_ok(&root, &["prune", "--recompress", "--json"])).unwrap()
+    };
+    let r = prune();
+    assert_eq!(r["jpegs_recompressed"].as_u64(), Some(12), "{r:#}");
+    assert!(r["jpeg_bytes_stored"].as_u64().unwrap() * 20 < r["jpeg_bytes"].as_u64().unwrap() * 19, "{r:#}");
+    assert!(packs(&root) < before, "{} >= {before}", packs(&root));
+    let v: serde_json::Value = serde_json::from_str(&kura_ok(&root, &["verify", "--read-data", "--json"])).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{v:#}");
+    for p in walk_files(&src) {
+        let out = kura(&root, &["cat", "latest", url::Url::from_file_path(&p).unwrap().as_str()]);
+        assert_eq!(out.stdout, std::fs::read(&p).unwrap(), "{}", p.display());
+    }
+    // Done once: the PNG is remembered, nothing is rewritten again.
+    let r = prune();
+    assert_eq!((r["jpegs_recompressed"].as_u64(), r["packs_repacked"].as_u64()), (Some(0), Some(0)), "{r:#}");
+    // A restore writes the original bytes.
+    let out = tmp.path().join("restored");
+    kura_ok(&root, &["restore", "latest", out.to_str().unwrap(), "--layout", "raw"]);
+    let restored: Vec<Vec<u8>> = walk_files(&out).iter().map(|p| std::fs::read(p).unwrap()).collect();
+    for p in walk_files(&src) {
+        let want = std::fs::read(&p).unwrap();
+        assert!(restored.contains(&want), "{} not restored byte for byte", p.display());
+    }
+}

@@ -20,6 +20,9 @@ pub enum Codec {
     /// compressed with it.
     #[serde(rename = "zstd-dict")]
     ZstdDict = 2,
+    /// A JPEG re-coded losslessly in Dropbox's Lepton format
+    /// (`store::lepton`).
+    Lepton = 3,
 }
 
 impl Codec {
@@ -29,6 +32,7 @@ impl Codec {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
             2 => Some(Codec::ZstdDict),
+            3 => Some(Codec::Lepton),
             _ => None,
         }
     }
@@ -85,6 +89,14 @@ pub enum BlobError {
         id: BlobId,
         /// The hash of what was read.
         actual: BlobId,
+    },
+    /// A Lepton container (codec 3) cannot be decoded.
+    #[error("blob {id}: the Lepton data is damaged ({why})")]
+    Lepton {
+        /// The blob.
+        id: BlobId,
+        /// What the decoder said.
+        why: String,
     },
 }
 
@@ -182,6 +194,7 @@ pub fn decode_with(
             let zstd = dictionary(dict).map_err(|why| BlobError::Dictionary { id, dictionary: dict, why })?;
             unzstd(id, raw_len, frame, &zstd)?
         }
+        Codec::Lepton => crate::store::lepton::decode(id, raw_len, stored)?,
     };
     if data.len() as u64 != raw_len {
         return Err(BlobError::Length { id, expected: raw_len, got: data.len() as u64 });

@@ -356,6 +356,11 @@ impl UrlRecord {
     }
 }
 
+/// The `meta` key noting a JPEG that Lepton leaves as it is.
+fn lepton_key(id: &BlobId) -> Vec<u8> {
+    [&b"lepton-kept/"[..], id.as_bytes()].concat()
+}
+
 /// Content-Types a URL record names by their place in this list, not by
 /// their text. Part of the record format: changing it means a new
 /// [`RECORDS_VERSION`]. At most 256.
@@ -688,6 +693,19 @@ impl Index {
     pub fn add_snapshot_summary(&self, id: SnapshotId, summary: &SnapshotSummary) -> Result<(), IndexError> {
         let value = serde_json::to_vec(summary).expect("summaries serialise");
         self.snapshots.insert(id.as_bytes(), value)?;
+        Ok(())
+    }
+
+    /// True when Lepton was tried on this JPEG and it stays as it is
+    /// (refused, or too little saved): `kura prune --recompress` does not
+    /// repack its pack for it again. In `meta`; a lost index tries again.
+    pub fn lepton_kept(&self, id: &BlobId) -> Result<bool, IndexError> {
+        Ok(self.meta.contains_key(lepton_key(id))?)
+    }
+
+    /// Notes a JPEG Lepton leaves as it is (see [`Index::lepton_kept`]).
+    pub fn set_lepton_kept(&self, id: &BlobId) -> Result<(), IndexError> {
+        self.meta.insert(lepton_key(id), &[])?;
         Ok(())
     }
 
