@@ -202,9 +202,11 @@ impl Ctx {
     pub(super) async fn article(self: &Arc<Self>, i: usize, resp: Response) {
         let text = charset::decode(&resp.body, resp.content_type.as_deref()).text;
         let mut ex = self.extract_document(text, &resp.final_url, resp.referrer_policy).await;
-        if self.opts.favicon && ex.limit.is_none() {
-            default_icon(&mut ex, &resp.final_url);
-        }
+        let icon = if self.opts.favicon && ex.limit.is_none() && !names_icon(&ex) {
+            default_icon_ref(&resp.final_url, ex.document_policy)
+        } else {
+            None
+        };
         self.update(i, |e| e.title = ex.title.clone());
         let url = self.read(i, |e| e.url.clone());
         if !self.store_into(i, resp.body.clone()).await {
@@ -223,7 +225,9 @@ impl Ctx {
             self.cache_extract(blob, &resp, &ex);
         }
         drop((resp.body, resp.slot));
-        self.queue_refs(refs_of(ex.refs), ex.document_policy, Some(resp.final_url), url).await;
+        let mut refs = refs_of(ex.refs);
+        refs.extend(icon);
+        self.queue_refs(refs, ex.document_policy, Some(resp.final_url), url).await;
     }
 
     /// Queues the images and stylesheets of an extracted document, each
@@ -491,25 +495,10 @@ pub(super) fn names_icon(ex: &extract::Extracted) -> bool {
     ex.refs.iter().any(|r| r.found_in == "link icon")
 }
 
-/// A browser asks for `/favicon.ico` at the document's origin when the page
+/// `/favicon.ico` of `doc`'s origin: a browser asks for it when the page
 /// names no icon; so does the run (`defaults.favicon`), once per origin,
-/// with the origin's root as referrer source.
-fn default_icon(ex: &mut extract::Extracted, doc: &Url) {
-    if !names_icon(ex) {
-        push_default_icon(ex, doc);
-    }
-}
-
-/// Adds `/favicon.ico` of `doc`'s origin to the references.
-fn push_default_icon(ex: &mut extract::Extracted, doc: &Url) {
-    if let Ok(url) = doc.join("/favicon.ico") {
-        let policy = ex.document_policy;
-        ex.refs.push(extract::Reference { url, kind: RefKind::Image, policy, found_in: DEFAULT_ICON });
-    }
-}
-
-/// `/favicon.ico` of `doc`'s origin, as a reference of a document whose
-/// extraction is cached.
+/// with the origin's root as referrer source. Never cached with the
+/// page's references: whether it is asked for follows the setting.
 pub(super) fn default_icon_ref(doc: &Url, policy: Policy) -> Option<Ref> {
     let url = doc.join("/favicon.ico").ok()?;
     Some(Ref { url: url.into(), kind: RefKind::Image, policy, found_in: DEFAULT_ICON })

@@ -252,12 +252,7 @@ impl Ctx {
         let cached = CachedExtract {
             title: ex.title.clone(),
             document_policy: ex.document_policy,
-            refs: ex
-                .refs
-                .iter()
-                .filter(|r| r.found_in != super::crawl::DEFAULT_ICON)
-                .map(|r| (r.url.to_string(), r.kind, r.policy))
-                .collect(),
+            refs: ex.refs.iter().map(|r| (r.url.to_string(), r.kind, r.policy)).collect(),
             names_icon: super::crawl::names_icon(ex),
         };
         let value = cached.encode();
