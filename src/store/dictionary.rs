@@ -6,30 +6,45 @@
 //! dictionary trained on earlier pages of the same kind carries that
 //! shared part, so each page stores only what is its own.
 //!
-//! A writer collects samples of each [`Family`] as it stores bodies (at
-//! most [`SAMPLE_BYTES`] of them, each cut to [`SAMPLE_CUT`]), trains a
-//! dictionary once it has enough, writes it durably to
+//! A writer collects samples of each [`Family`] as it stores bodies (each
+//! cut to [`SAMPLE_CUT`]), trains a dictionary as soon as it has
+//! [`FIRST_SAMPLE_BYTES`] of them, writes it durably to
 //! `dictionaries/<id>` and only then encodes with it (codec `zstd-dict`,
-//! which names the dictionary in each blob). Dictionaries are never
-//! deleted: they are few and small, and any blob may name one.
-//! Later writers start from the newest dictionary of each family.
+//! which names the dictionary in each blob); documents stored meanwhile
+//! wait for it. Every document stored before a dictionary exists costs
+//! about twice what it would with one, which is why the first one is
+//! trained early, on a few pages; the run goes on sampling (up to
+//! [`SAMPLE_BYTES`]), and at its end a dictionary trained on those
+//! samples replaces it if it does markedly better ([`drifted`]).
+//! Dictionaries are never deleted: they are few and small, and any blob
+//! may name one. Later writers start from the newest dictionary of each
+//! family.
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::{BackendError, FileKind};
 use crate::store::blob::{self, EncodedBlob};
 use crate::store::id::BlobId;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Size of a trained dictionary (zstd's own default).
 pub const DICTIONARY_SIZE: usize = 112_640;
-/// Samples gathered per family before training, in bytes...
-pub const SAMPLE_BYTES: usize = 4 << 20;
+/// Samples gathered before a family's first dictionary is trained, in
+/// bytes (at least 16 samples)... On the sample site's pages a dictionary
+/// trained on 1 MiB of them compressed the rest as well as one trained on
+/// 4 MiB, and the documents stored without one while 4 MiB was gathered
+/// and trained on made the first run's documents 1.3x of the solid floor.
+pub const FIRST_SAMPLE_BYTES: usize = 1 << 20;
 /// ...or in count, whichever comes first (the default; `[store]
 /// dictionary_samples`).
 pub const SAMPLE_COUNT: usize = 512;
-/// Below this many samples zstd's trainer has too little to go on.
+/// Samples kept of a run's documents, in bytes, for the check at its end
+/// (and for a family that trains only then).
+pub const SAMPLE_BYTES: usize = 4 << 20;
+/// A run that stored fewer documents of a family trains nothing at its end.
 pub const MIN_SAMPLES: usize = 64;
+/// Below this many samples zstd's trainer has too little to go on.
+const MIN_TRAIN_SAMPLES: usize = 16;
 /// A sample is the start of a body: the shared template is mostly there,
 /// and one huge page cannot crowd out the rest.
 pub const SAMPLE_CUT: usize = 64 << 10;
@@ -250,6 +265,8 @@ pub struct Dictionaries {
     enabled: bool,
     samples: usize,
     state: Mutex<HashMap<Family, State>>,
+    /// Signalled when a family leaves [`State::Training`].
+    trained: Condvar,
 }
 
 impl std::fmt::Debug for Dictionaries {
@@ -260,7 +277,7 @@ impl std::fmt::Debug for Dictionaries {
 
 enum State {
     Collecting(Samples),
-    /// One thread trains; the others encode without a dictionary meanwhile.
+    /// One thread trains; documents of the family wait for it.
     Training,
     /// In use, with samples of this run's documents kept for the drift
     /// check at its end.
@@ -293,8 +310,6 @@ struct Ready {
     /// When it was trained (Unix seconds): a dictionary trained again is
     /// always newer.
     created: i64,
-    /// Trained by this writer, on this run's documents: no drift to check.
-    trained_here: bool,
     /// Prepared once per level in use (a writer uses one).
     encoders: Mutex<HashMap<i32, Arc<zstd::dict::EncoderDictionary<'static>>>>,
     zstd: Vec<u8>,
@@ -325,7 +340,7 @@ impl Dictionaries {
             for (family, id) in newest(&listed) {
                 match archive.dictionary(&id) {
                     Ok(zstd) => {
-                        let ready = Ready::new(id, created.get(&id).copied().unwrap_or(0), false, zstd.to_vec());
+                        let ready = Ready::new(id, created.get(&id).copied().unwrap_or(0), zstd.to_vec());
                         state.insert(family, State::Ready(Arc::new(ready), Samples::default()));
                     }
                     // Blobs that use it are verify's concern; new ones get
@@ -335,7 +350,13 @@ impl Dictionaries {
             }
         }
         let samples = samples.max(MIN_SAMPLES);
-        Ok(Dictionaries { archive: archive.clone(), enabled, samples, state: Mutex::new(state) })
+        Ok(Dictionaries {
+            archive: archive.clone(),
+            enabled,
+            samples,
+            state: Mutex::new(state),
+            trained: Condvar::new(),
+        })
     }
 
     /// The dictionary in use for `family`, if any.
@@ -348,25 +369,30 @@ impl Dictionaries {
 
     /// Encodes a body whose id the caller computed: with its family's
     /// dictionary when there is one, else as [`blob::encode_with_id`] does
-    /// (keeping a sample, and training once there are enough). Fails only
-    /// when a trained dictionary cannot be written.
+    /// (keeping a sample, and training once there are enough). While one
+    /// thread trains a family's dictionary, its other documents wait for
+    /// it: the training takes a fraction of a second, and each of them
+    /// stored without would cost about twice its bytes for good. Fails
+    /// only when a trained dictionary cannot be written.
     pub fn encode(&self, id: BlobId, data: &[u8], level: i32) -> Result<EncodedBlob, ArchiveError> {
         let family = if self.enabled && data.len() >= 64 { Family::sniff(data) } else { None };
         let Some(family) = family else { return Ok(blob::encode_with_id(id, data, level)) };
         let ready = {
-            let mut state = self.state.lock().expect("no panics while held");
+            let state = self.state.lock().expect("no panics while held");
+            let mut state = self
+                .trained
+                .wait_while(state, |s| matches!(s.get(&family), Some(State::Training)))
+                .expect("no panics while held");
             let s = state.entry(family).or_insert_with(|| State::Collecting(Samples::default()));
             match s {
                 State::Ready(r, fresh) => {
-                    if !r.trained_here {
-                        fresh.keep(data, self.samples);
-                    }
+                    fresh.keep(data, self.samples);
                     Some(r.clone())
                 }
                 State::Training | State::Failed => None,
                 State::Collecting(samples) => {
                     samples.keep(data, self.samples);
-                    if samples.bytes >= SAMPLE_BYTES || samples.list.len() >= self.samples {
+                    if samples.bytes >= FIRST_SAMPLE_BYTES || samples.list.len() >= self.samples {
                         let State::Collecting(samples) = std::mem::replace(s, State::Training) else { unreachable!() };
                         drop(state);
                         self.train(family, samples.list, None)?;
@@ -440,11 +466,15 @@ impl Dictionaries {
     fn train(&self, family: Family, samples: Vec<Vec<u8>>, previous: Option<Arc<Ready>>) -> Result<(), ArchiveError> {
         let started = std::time::Instant::now();
         let (count, size) = (samples.len(), samples.iter().map(Vec::len).sum::<usize>());
-        let trained =
-            if samples.len() >= MIN_SAMPLES { zstd::dict::from_samples(&samples, DICTIONARY_SIZE).ok() } else { None };
+        let trained = if samples.len() >= MIN_TRAIN_SAMPLES {
+            zstd::dict::from_samples(&samples, DICTIONARY_SIZE).ok()
+        } else {
+            None
+        };
         drop(samples);
         let set = |s: State| {
             self.state.lock().expect("no panics while held").insert(family, s);
+            self.trained.notify_all();
         };
         let fallback = || previous.clone().map_or(State::Failed, |r| State::Ready(r, Samples::default()));
         let Some(zstd) = trained else {
@@ -466,7 +496,7 @@ impl Dictionaries {
             zstd.len(),
             started.elapsed().as_secs_f64()
         );
-        set(State::Ready(Arc::new(Ready::new(id, created, true, zstd)), Samples::default()));
+        set(State::Ready(Arc::new(Ready::new(id, created, zstd)), Samples::default()));
         Ok(())
     }
 
@@ -481,8 +511,8 @@ impl Dictionaries {
 }
 
 impl Ready {
-    fn new(id: BlobId, created: i64, trained_here: bool, zstd: Vec<u8>) -> Ready {
-        Ready { id, created, trained_here, encoders: Mutex::new(HashMap::new()), zstd }
+    fn new(id: BlobId, created: i64, zstd: Vec<u8>) -> Ready {
+        Ready { id, created, encoders: Mutex::new(HashMap::new()), zstd }
     }
 }
 
@@ -565,7 +595,7 @@ mod tests {
         };
         let (first, _) = run(&mut (0..SAMPLE_COUNT + 200).map(page));
         let first = first.expect("trained");
-        assert_eq!(list(&archive).unwrap().len(), 1, "the run that trained it checks nothing");
+        assert_eq!(list(&archive).unwrap().len(), 1, "the rest of its run's pages are alike: no second one");
         // More pages of the same site: no drift.
         let (same, _) = run(&mut (5_000..5_000 + 3 * MIN_SAMPLES).map(page));
         assert_eq!(same, Some(first));
@@ -615,24 +645,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let archive = Archive::open_or_init(dir.path()).unwrap();
         let dicts = Dictionaries::open(&archive, true, SAMPLE_COUNT).unwrap();
-        let mut plain = 0;
         let mut stored = Vec::new();
         for i in 0..SAMPLE_COUNT + 50 {
             let data = page(i);
             let enc = dicts.encode(BlobId::of(&data), &data, 3).unwrap();
-            if enc.codec == Codec::Zstd {
-                plain += enc.data.len();
-            }
             stored.push((data, enc));
         }
         let id = dicts.current(Family::Html).expect("trained after enough samples");
-        assert_eq!(dicts.samples(Family::Html), 0, "samples are let go once trained");
         assert!(archive.backend().size(FileKind::Dictionary, &id.to_hex()).is_ok(), "stored");
-        let with: Vec<_> = stored.iter().filter(|(_, e)| e.codec == Codec::ZstdDict).collect();
-        assert_eq!(with.len(), 50, "every page after training uses it");
+        // Trained once 1 MiB of pages was seen, before SAMPLE_COUNT of
+        // them, and used for every page after.
+        let before = stored.iter().take_while(|(_, e)| e.codec == Codec::Zstd).count();
+        let sampled: usize = stored[..before].iter().map(|(d, _)| d.len()).sum();
+        assert!(sampled >= FIRST_SAMPLE_BYTES && sampled - stored[before - 1].0.len() < FIRST_SAMPLE_BYTES);
+        assert!(before < SAMPLE_COUNT);
+        let with: Vec<_> = stored[before..].iter().filter(|(_, e)| e.codec == Codec::ZstdDict).collect();
+        assert_eq!(with.len(), stored.len() - before, "every page after training uses it");
+        assert_eq!(dicts.samples(Family::Html), 0, "the first samples are let go once trained");
         // Pages share their template: with the dictionary each costs a
         // fraction of what it costs alone.
-        let avg_plain = plain / SAMPLE_COUNT;
+        let avg_plain = stored[..before].iter().map(|(_, e)| e.data.len()).sum::<usize>() / before;
         let avg_dict = with.iter().map(|(_, e)| e.data.len()).sum::<usize>() / with.len();
         assert!(avg_dict * 2 < avg_plain, "{avg_dict} vs {avg_plain} bytes a page");
         for (data, e) in &stored {
@@ -666,6 +698,38 @@ mod tests {
         dicts.finish().unwrap();
         let id = dicts.current(Family::Html).expect("trained at the end");
         assert_eq!(Dictionaries::open(&archive, true, SAMPLE_COUNT).unwrap().current(Family::Html), Some(id));
+    }
+
+    /// Documents stored by other threads while one trains wait for the
+    /// dictionary: the only ones stored without it are the samples it was
+    /// trained on.
+    #[test]
+    fn documents_stored_during_training_wait_for_the_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(dir.path()).unwrap();
+        let dicts = Dictionaries::open(&archive, true, SAMPLE_COUNT).unwrap();
+        let threads = 4;
+        let codecs: Vec<Codec> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let dicts = &dicts;
+                    s.spawn(move || {
+                        (0..200)
+                            .map(|i| {
+                                let data = page(i * threads + t);
+                                dicts.encode(BlobId::of(&data), &data, 3).unwrap().codec
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        assert!(dicts.current(Family::Html).is_some());
+        let without = codecs.iter().filter(|c| **c == Codec::Zstd).count();
+        let smallest = (0..threads * 200).map(|i| page(i).len()).min().unwrap();
+        assert!(without <= FIRST_SAMPLE_BYTES.div_ceil(smallest), "{without} pages stored without the dictionary");
+        assert_eq!(codecs.len() - without, codecs.iter().filter(|c| **c == Codec::ZstdDict).count());
     }
 
     #[test]
