@@ -645,14 +645,35 @@ impl Archive {
     /// trailers of packs that no readable index file names. Index files
     /// that cannot be read are listed in `damaged_index_files`; their packs
     /// are read through their trailers, so a reader loses nothing by them.
+    /// Holds every blob's location: a command that needs each pack once
+    /// uses [`Archive::for_each_pack`].
     pub fn pack_index(&self) -> Result<PackIndex, ArchiveError> {
+        let mut idx = PackIndex::default();
+        let listing = self.for_each_pack(&mut |r| {
+            idx.add(r.pack, r.size, r.entries);
+            Ok(())
+        })?;
+        idx.damaged = listing.damaged;
+        idx.damaged_index_files = listing.damaged_index_files;
+        idx.unindexed = listing.unindexed;
+        Ok(idx)
+    }
+
+    /// Gives `f` every readable pack with its entries, as [`Archive::pack_index`]
+    /// finds them (index files first, then the trailers of packs none
+    /// names), one at a time: memory holds one index file's records, not
+    /// every blob's location. Stops at the first error `f` returns.
+    pub fn for_each_pack(
+        &self,
+        f: &mut dyn FnMut(PackRecord) -> Result<(), ArchiveError>,
+    ) -> Result<PackListing, ArchiveError> {
         let listed: HashMap<PackId, u64> = self
             .backend
             .list(FileKind::Pack)?
             .into_iter()
             .filter_map(|(name, size)| Some((name.parse().ok()?, size)))
             .collect();
-        let mut idx = PackIndex::default();
+        let mut listing = PackListing::default();
         let mut covered = HashSet::new();
         for file in index_file::list(self.backend())? {
             match index_file::read(self.backend(), &file) {
@@ -662,18 +683,27 @@ impl Archive {
                         // record that disagrees with the pack's length, is
                         // left to the listing and the trailer.
                         if listed.get(&r.pack) == Some(&r.size) && covered.insert(r.pack) {
-                            idx.add(r.pack, r.size, r.entries);
+                            listing.packs += 1;
+                            f(r)?;
                         }
                     }
                 }
-                Err(e) => idx.damaged_index_files.push((file, e)),
+                Err(e) => listing.damaged_index_files.push((file, e)),
             }
         }
         let mut rest: Vec<_> = listed.into_iter().filter(|(p, _)| !covered.contains(p)).collect();
         rest.sort();
-        idx.unindexed = rest.len();
-        self.add_trailers(&mut idx, rest);
-        Ok(idx)
+        listing.unindexed = rest.len();
+        for (pack, size) in rest {
+            match pack::read_entries(self.backend(), &pack.to_hex(), size) {
+                Ok(entries) => {
+                    listing.packs += 1;
+                    f(PackRecord { pack, size, entries })?;
+                }
+                Err(e) => listing.damaged.push((pack, e)),
+            }
+        }
+        Ok(listing)
     }
 
     /// Builds the readers' blob index from every pack's trailer alone
@@ -702,9 +732,15 @@ impl Archive {
     /// files were written and removed.
     pub fn rewrite_index_files(&self, from_trailers: bool) -> Result<(usize, usize), ArchiveError> {
         let old = index_file::list(self.backend())?;
-        let idx = if from_trailers { self.pack_index_from_trailers()? } else { self.pack_index()? };
-        let records = idx.packs.into_iter().map(|(pack, size, entries)| PackRecord { pack, size, entries });
-        let new: HashSet<IndexFileId> = index_file::write_all(self.backend(), records)?.into_iter().collect();
+        let new: HashSet<IndexFileId> = if from_trailers {
+            let idx = self.pack_index_from_trailers()?;
+            let records = idx.packs.into_iter().map(|(pack, size, entries)| PackRecord { pack, size, entries });
+            index_file::write_all(self.backend(), records)?.into_iter().collect()
+        } else {
+            let mut batch = index_file::Batch::default();
+            self.for_each_pack(&mut |r| Ok(batch.push(self.backend(), r)?))?;
+            batch.finish(self.backend())?.into_iter().collect()
+        };
         let mut removed = 0;
         for id in old.iter().filter(|id| !new.contains(id)) {
             self.backend.remove(FileKind::Index, &id.to_hex())?;
@@ -745,6 +781,20 @@ impl Archive {
         cache.insert(*id, zstd.clone());
         Ok(zstd)
     }
+}
+
+/// What [`Archive::for_each_pack`] found besides the packs it gave.
+#[derive(Debug, Default)]
+pub struct PackListing {
+    /// Packs given.
+    pub packs: usize,
+    /// Packs whose trailer could not be read.
+    pub damaged: Vec<(PackId, ReadPackError)>,
+    /// Index files that could not be read (their packs were read through
+    /// their trailers).
+    pub damaged_index_files: Vec<(IndexFileId, IndexFileError)>,
+    /// Packs no readable index file names, read through their trailers.
+    pub unindexed: usize,
 }
 
 /// The blobs of every readable pack, built from pack trailers alone.

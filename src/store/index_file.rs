@@ -160,22 +160,43 @@ pub fn write_all(
     backend: &dyn WriteBackend,
     records: impl IntoIterator<Item = PackRecord>,
 ) -> Result<Vec<IndexFileId>, BackendError> {
-    let mut written = Vec::new();
-    let mut batch = Vec::new();
-    let mut blobs = 0;
+    let mut batch = Batch::default();
     for r in records {
-        blobs += r.entries.len();
-        batch.push(r);
-        if blobs >= MAX_BLOBS {
-            written.push(write(backend, &batch)?);
-            batch.clear();
-            blobs = 0;
+        batch.push(backend, r)?;
+    }
+    batch.finish(backend)
+}
+
+/// Records gathered into index files of about [`MAX_BLOBS`] blobs, each
+/// written as soon as it is full, so that a writer of every file holds
+/// one file's records at a time.
+#[derive(Default)]
+pub struct Batch {
+    records: Vec<PackRecord>,
+    blobs: usize,
+    written: Vec<IndexFileId>,
+}
+
+impl Batch {
+    /// Adds a pack's record, writing a file once [`MAX_BLOBS`] are held.
+    pub fn push(&mut self, backend: &dyn WriteBackend, record: PackRecord) -> Result<(), BackendError> {
+        self.blobs += record.entries.len();
+        self.records.push(record);
+        if self.blobs >= MAX_BLOBS {
+            self.written.push(write(backend, &self.records)?);
+            self.records.clear();
+            self.blobs = 0;
         }
+        Ok(())
     }
-    if !batch.is_empty() {
-        written.push(write(backend, &batch)?);
+
+    /// Writes what is left; the files written, in order.
+    pub fn finish(mut self, backend: &dyn WriteBackend) -> Result<Vec<IndexFileId>, BackendError> {
+        if !self.records.is_empty() {
+            self.written.push(write(backend, &self.records)?);
+        }
+        Ok(self.written)
     }
-    Ok(written)
 }
 
 #[cfg(test)]
