@@ -683,7 +683,6 @@ impl Archive {
                         // record that disagrees with the pack's length, is
                         // left to the listing and the trailer.
                         if listed.get(&r.pack) == Some(&r.size) && covered.insert(r.pack) {
-                            listing.packs += 1;
                             f(r)?;
                         }
                     }
@@ -694,15 +693,7 @@ impl Archive {
         let mut rest: Vec<_> = listed.into_iter().filter(|(p, _)| !covered.contains(p)).collect();
         rest.sort();
         listing.unindexed = rest.len();
-        for (pack, size) in rest {
-            match pack::read_entries(self.backend(), &pack.to_hex(), size) {
-                Ok(entries) => {
-                    listing.packs += 1;
-                    f(PackRecord { pack, size, entries })?;
-                }
-                Err(e) => listing.damaged.push((pack, e)),
-            }
-        }
+        self.for_each_trailer(rest, &mut listing.damaged, f)?;
         Ok(listing)
     }
 
@@ -711,17 +702,30 @@ impl Archive {
     pub fn pack_index_from_trailers(&self) -> Result<PackIndex, ArchiveError> {
         let mut idx = PackIndex::default();
         let packs = self.backend.list(FileKind::Pack)?.into_iter().filter_map(|(n, s)| Some((n.parse().ok()?, s)));
-        self.add_trailers(&mut idx, packs.collect());
+        let mut damaged = Vec::new();
+        self.for_each_trailer(packs.collect(), &mut damaged, &mut |r| {
+            idx.add(r.pack, r.size, r.entries);
+            Ok(())
+        })?;
+        idx.damaged = damaged;
         Ok(idx)
     }
 
-    fn add_trailers(&self, idx: &mut PackIndex, packs: Vec<(PackId, u64)>) {
+    /// Gives `f` each of `packs` with the entries its trailer lists; a
+    /// trailer that cannot be read goes to `damaged`.
+    fn for_each_trailer(
+        &self,
+        packs: Vec<(PackId, u64)>,
+        damaged: &mut Vec<(PackId, ReadPackError)>,
+        f: &mut dyn FnMut(PackRecord) -> Result<(), ArchiveError>,
+    ) -> Result<(), ArchiveError> {
         for (pack, size) in packs {
             match pack::read_entries(self.backend(), &pack.to_hex(), size) {
-                Ok(entries) => idx.add(pack, size, entries),
-                Err(e) => idx.damaged.push((pack, e)),
+                Ok(entries) => f(PackRecord { pack, size, entries })?,
+                Err(e) => damaged.push((pack, e)),
             }
         }
+        Ok(())
     }
 
     /// Rewrites the index files so that they name every readable pack
@@ -786,8 +790,6 @@ impl Archive {
 /// What [`Archive::for_each_pack`] found besides the packs it gave.
 #[derive(Debug, Default)]
 pub struct PackListing {
-    /// Packs given.
-    pub packs: usize,
     /// Packs whose trailer could not be read.
     pub damaged: Vec<(PackId, ReadPackError)>,
     /// Index files that could not be read (their packs were read through
