@@ -17,6 +17,7 @@ pub(crate) mod index_file;
 pub(crate) mod lepton;
 pub(crate) mod lock;
 pub(crate) mod manifest;
+pub(crate) mod marks;
 pub(crate) mod pack;
 pub(crate) mod prune;
 pub(crate) mod spill;

@@ -2,9 +2,9 @@
 //! it costs on disk.
 
 use crate::store::archive::{Archive, ArchiveError};
-use crate::store::id::BlobId;
+use crate::store::marks::Marks;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Counts and byte totals of one kind of entry.
 #[derive(Debug, Default, Serialize, Clone, Copy)]
@@ -54,18 +54,33 @@ pub struct Stats {
     pub dictionary_bytes: u64,
 }
 
+/// A blob's mark once counted (the low bits name the kind that first
+/// referenced it, as an index into the kinds met, plus one).
+const COUNTED: u8 = 0x80;
+
 /// Computes archive statistics from the manifests and pack trailers.
+///
+/// Memory holds the kinds and a bounded part of the blobs' marks
+/// (`store::marks`); the rest waits on disk in the archive's directory.
 pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
-    let index = archive.pack_index()?;
+    let scratch = archive.root();
+    let io = |source| ArchiveError::Io { path: scratch.to_path_buf(), source };
     let (snapshots, _) = archive.snapshot_infos()?;
-    let mut s = Stats { snapshots: snapshots.len(), packs: index.packs.len(), ..Default::default() };
-    s.pack_bytes = index.packs.iter().map(|(_, size, _)| size).sum();
-    let mut seen: HashSet<BlobId> = HashSet::new();
-    // A chunk of entries in memory at a time; what grows is the set of
-    // unique blobs.
+    let mut s = Stats { snapshots: snapshots.len(), ..Default::default() };
+    // Each blob is marked with the kind that first references it.
+    let mut marks = Marks::new(scratch);
+    let mut kinds: Vec<String> = Vec::new();
     for info in &snapshots {
         archive.open_snapshot(&info.id)?.for_each(|(e, _)| {
-            let k = s.kinds.entry(e.kind.map(|k| k.as_str()).unwrap_or("unknown").to_string()).or_default();
+            let name = e.kind.map(|k| k.as_str()).unwrap_or("unknown");
+            let at = match kinds.iter().position(|k| k == name) {
+                Some(at) => at,
+                None => {
+                    kinds.push(name.to_string());
+                    kinds.len() - 1
+                }
+            };
+            let k = s.kinds.entry(name.to_string()).or_default();
             k.entries += 1;
             if e.error.is_some() {
                 k.failures += 1;
@@ -77,19 +92,36 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
                 s.logical_bytes += e.size;
             }
             for b in e.blobs() {
-                if seen.insert(b)
-                    && let Some((_, pe)) = index.get(&b)
-                {
-                    s.unique_bytes += pe.raw_len;
-                    s.stored_bytes += pe.stored_len;
-                    k.unique_bytes += pe.raw_len;
-                    k.stored_bytes += pe.stored_len;
+                if marks.get(&b).map_err(io)? == 0 {
+                    s.unique_blobs += 1;
+                    // Kinds are a handful; more than 127 share the last mark.
+                    marks.mark(&b, (at + 1).min(127) as u8).map_err(io)?;
                 }
             }
             Ok(())
         })?;
     }
-    s.unique_blobs = seen.len();
+    // Each referenced blob's bytes, counted once (a blob can be in two
+    // packs), for the kind that first referenced it.
+    // A pack whose trailer cannot be read is not counted (verify names it).
+    archive.for_each_pack(&mut |r| {
+        s.packs += 1;
+        s.pack_bytes += r.size;
+        for pe in &r.entries {
+            let m = marks.get(&pe.id).map_err(io)?;
+            if m == 0 || m & COUNTED != 0 {
+                continue;
+            }
+            marks.mark(&pe.id, COUNTED).map_err(io)?;
+            s.unique_bytes += pe.raw_len;
+            s.stored_bytes += pe.stored_len;
+            if let Some(k) = kinds.get(usize::from(m) - 1).and_then(|name| s.kinds.get_mut(name)) {
+                k.unique_bytes += pe.raw_len;
+                k.stored_bytes += pe.stored_len;
+            }
+        }
+        Ok(())
+    })?;
     let dictionaries = archive.backend().list(crate::store::backend::FileKind::Dictionary)?;
     s.dictionaries = dictionaries.len();
     s.dictionary_bytes = dictionaries.iter().map(|(_, size)| size).sum();

@@ -10,13 +10,14 @@
 //! A snapshot the destination already has (same job, start, host, sources
 //! and counts) is skipped. Memory holds one chunk of entries at a time.
 
-use crate::store::archive::{Archive, ArchiveError, SnapshotInfo};
+use crate::store::archive::{Archive, ArchiveError, PackIndex, SnapshotInfo};
 use crate::store::backend::FileKind;
 use crate::store::blob::{self, EncodedBlob};
 use crate::store::dictionary::Dictionary;
-use crate::store::id::{BlobId, SnapshotId};
+use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::manifest::Entry;
 use crate::store::manifest::chunked::Line;
+use crate::store::pack::PackEntry;
 use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -72,7 +73,9 @@ pub fn copy(
         dst.backend().write(FileKind::Dictionary, &name, &bytes)?;
         report.dictionaries_copied += 1;
     }
-    let index = src.pack_index()?;
+    // Built only when a blob's hint is missing or stale: it holds every
+    // blob's location, which a copy of fresh snapshots never needs.
+    let mut index: Option<PackIndex> = None;
     for id in wanted {
         let info = src.snapshot_info(&id)?;
         if present.iter().any(|p| same_run(p, &info)) {
@@ -95,11 +98,11 @@ pub fn copy(
                         .and_then(|h| Some((h.1, blob::Codec::from_u8(h.5)?, h.2, h.3, h.4)))
                     {
                         Some((pack, codec, offset, stored_len, raw_len)) => {
-                            (pack, crate::store::pack::PackEntry { id: b, offset, stored_len, raw_len, codec })
+                            (pack, PackEntry { id: b, offset, stored_len, raw_len, codec })
                         }
-                        None => *index.get(&b).ok_or(ArchiveError::MissingBlob(b))?,
+                        None => located(src, &mut index, b)?,
                     };
-                    let read = |pack: crate::store::id::PackId, pe: crate::store::pack::PackEntry| {
+                    let read = |pack: PackId, pe: PackEntry| {
                         let stored =
                             src.backend().read_range(FileKind::Pack, &pack.to_hex(), pe.offset, pe.stored_len)?;
                         src.decode_blob(b, pe.codec, pe.raw_len, &stored)?;
@@ -109,7 +112,7 @@ pub fn copy(
                     let (stored, pe) = match read(pack, pe) {
                         Ok(r) => r,
                         Err(_) => {
-                            let (pack, pe) = *index.get(&b).ok_or(ArchiveError::MissingBlob(b))?;
+                            let (pack, pe) = located(src, &mut index, b)?;
                             read(pack, pe)?
                         }
                     };
@@ -136,4 +139,12 @@ pub fn copy(
         report.copied.push((id, new_id));
     }
     Ok(report)
+}
+
+/// Where `src` holds blob `b`, from its pack index (built on first use).
+fn located(src: &Archive, index: &mut Option<PackIndex>, b: BlobId) -> Result<(PackId, PackEntry), ArchiveError> {
+    if index.is_none() {
+        *index = Some(src.pack_index()?);
+    }
+    index.as_ref().and_then(|i| i.get(&b)).copied().ok_or(ArchiveError::MissingBlob(b))
 }

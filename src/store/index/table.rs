@@ -286,7 +286,7 @@ impl Table {
     }
 
     /// Records stored.
-    pub(super) fn records(&self) -> u64 {
+    pub(crate) fn records(&self) -> u64 {
         self.records
     }
 
@@ -363,7 +363,7 @@ impl Table {
     }
 
     /// Every record in key order, a block in memory at a time.
-    pub(super) fn iter(&self) -> TableIter<'_> {
+    pub(crate) fn iter(&self) -> TableIter<'_> {
         TableIter { table: self, next_block: 0, block: Vec::new(), pos: 0, key: Vec::new() }
     }
 }
@@ -449,7 +449,7 @@ fn read_record<'a>(r: &mut varint::Reader<'a>, key: &mut Vec<u8>) -> io::Result<
 }
 
 /// A table's records in key order.
-pub(super) struct TableIter<'t> {
+pub(crate) struct TableIter<'t> {
     table: &'t Table,
     next_block: usize,
     block: Vec<u8>,
@@ -459,7 +459,7 @@ pub(super) struct TableIter<'t> {
 
 impl TableIter<'_> {
     /// The next record (its key and value), or `None` at the end.
-    pub(super) fn next_record(&mut self) -> io::Result<Option<(&[u8], &[u8])>> {
+    pub(crate) fn next_record(&mut self) -> io::Result<Option<(&[u8], &[u8])>> {
         while self.pos >= self.block.len() {
             if self.next_block >= self.table.starts.len() {
                 return Ok(None);
