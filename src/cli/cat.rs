@@ -29,7 +29,8 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
         .with_context(|| format!("{url} was not archived: {}", entry.error.as_deref().unwrap_or("no content")))?;
     let data = match hints.iter().find(|h| h.0 == blob).and_then(|h| archive.read_hinted(h)) {
         Some(data) => data,
-        None => archive.read_blob(&archive.pack_index()?, &blob)?,
+        // A stale hint (prune moved the blob): found pack by pack.
+        None => archive.find_blob(&blob)?,
     };
     out.write_all(&data)?;
     out.flush()?;

@@ -61,14 +61,14 @@ const COUNTED: u8 = 0x80;
 /// Computes archive statistics from the manifests and pack trailers.
 ///
 /// Memory holds the kinds and a bounded part of the blobs' marks
-/// (`store::marks`); the rest waits on disk in the archive's directory.
+/// (`store::marks`); the rest waits on disk ([`Archive::scratch_dir`]).
 pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
-    let scratch = archive.root();
-    let io = |source| ArchiveError::Io { path: scratch.to_path_buf(), source };
+    let scratch = archive.scratch_dir();
+    let io = |source| ArchiveError::Io { path: scratch.clone(), source };
     let (snapshots, _) = archive.snapshot_infos()?;
     let mut s = Stats { snapshots: snapshots.len(), ..Default::default() };
     // Each blob is marked with the kind that first references it.
-    let mut marks = Marks::new(scratch);
+    let mut marks = Marks::new(&scratch);
     let mut kinds: Vec<String> = Vec::new();
     for info in &snapshots {
         archive.open_snapshot(&info.id)?.for_each(|(e, _)| {

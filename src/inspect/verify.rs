@@ -17,7 +17,6 @@ use crate::store::spill::Spill;
 use serde::Serialize;
 use sha2::Digest;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -58,14 +57,6 @@ fn blob_key(id: BlobId, tag: u8) -> Vec<u8> {
     k.extend_from_slice(id.as_bytes());
     k.push(tag);
     k
-}
-
-/// Where the sort's temporary files go: beside the archive (not a tmpfs:
-/// memory is what the sort saves), else the system's temporary directory
-/// when the archive is read-only.
-fn scratch_dir(archive: &Archive) -> PathBuf {
-    let root = archive.root();
-    if tempfile::tempfile_in(root).is_ok() { root.to_path_buf() } else { std::env::temp_dir() }
 }
 
 /// What to check.
@@ -160,7 +151,7 @@ pub fn verify(
         .collect();
     listed.sort();
     report.packs = listed.len();
-    let scratch = scratch_dir(archive);
+    let scratch = archive.scratch_dir();
     let sort_failed = |source| ArchiveError::Io { path: scratch.clone(), source };
     let mut blobs = Spill::new(&scratch, SORT_BUFFER);
     // Every pack's trailer, one in memory at a time.

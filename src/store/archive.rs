@@ -529,6 +529,14 @@ impl Archive {
         &self.root
     }
 
+    /// Where a command's temporary files go (sorts, marks): beside the
+    /// archive (not a tmpfs: memory is what they save), else the system's
+    /// temporary directory when the archive is read-only.
+    pub fn scratch_dir(&self) -> PathBuf {
+        let root = self.root();
+        if tempfile::tempfile_in(root).is_ok() { root.to_path_buf() } else { std::env::temp_dir() }
+    }
+
     /// The byte store.
     pub fn backend(&self) -> &dyn WriteBackend {
         self.backend.as_ref()
@@ -667,6 +675,26 @@ impl Archive {
         &self,
         f: &mut dyn FnMut(PackRecord) -> Result<(), ArchiveError>,
     ) -> Result<PackListing, ArchiveError> {
+        self.packs_until(&mut |r| f(r).map(|()| false))
+    }
+
+    /// Where a blob is now, found pack by pack (index files first) without
+    /// holding every blob's location: for a reader whose hint went stale
+    /// (a prune moved the blob) and that wants one blob.
+    pub fn locate(&self, id: &BlobId) -> Result<Option<(PackId, PackEntry)>, ArchiveError> {
+        let mut found = None;
+        self.packs_until(&mut |r| {
+            found = r.entries.iter().find(|e| e.id == *id).map(|e| (r.pack, *e));
+            Ok(found.is_some())
+        })?;
+        Ok(found)
+    }
+
+    /// [`Archive::for_each_pack`], stopping early once `f` says `true`.
+    fn packs_until(
+        &self,
+        f: &mut dyn FnMut(PackRecord) -> Result<bool, ArchiveError>,
+    ) -> Result<PackListing, ArchiveError> {
         let listed: HashMap<PackId, u64> = self
             .backend
             .list(FileKind::Pack)?
@@ -682,8 +710,8 @@ impl Archive {
                         // A pack pruned since the file was written, or a
                         // record that disagrees with the pack's length, is
                         // left to the listing and the trailer.
-                        if listed.get(&r.pack) == Some(&r.size) && covered.insert(r.pack) {
-                            f(r)?;
+                        if listed.get(&r.pack) == Some(&r.size) && covered.insert(r.pack) && f(r)? {
+                            return Ok(listing);
                         }
                     }
                 }
@@ -705,23 +733,27 @@ impl Archive {
         let mut damaged = Vec::new();
         self.for_each_trailer(packs.collect(), &mut damaged, &mut |r| {
             idx.add(r.pack, r.size, r.entries);
-            Ok(())
+            Ok(false)
         })?;
         idx.damaged = damaged;
         Ok(idx)
     }
 
-    /// Gives `f` each of `packs` with the entries its trailer lists; a
-    /// trailer that cannot be read goes to `damaged`.
+    /// Gives `f` each of `packs` with the entries its trailer lists, until
+    /// it says `true`; a trailer that cannot be read goes to `damaged`.
     fn for_each_trailer(
         &self,
         packs: Vec<(PackId, u64)>,
         damaged: &mut Vec<(PackId, ReadPackError)>,
-        f: &mut dyn FnMut(PackRecord) -> Result<(), ArchiveError>,
+        f: &mut dyn FnMut(PackRecord) -> Result<bool, ArchiveError>,
     ) -> Result<(), ArchiveError> {
         for (pack, size) in packs {
             match pack::read_entries(self.backend(), &pack.to_hex(), size) {
-                Ok(entries) => f(PackRecord { pack, size, entries })?,
+                Ok(entries) => {
+                    if f(PackRecord { pack, size, entries })? {
+                        return Ok(());
+                    }
+                }
                 Err(e) => damaged.push((pack, e)),
             }
         }
@@ -756,6 +788,15 @@ impl Archive {
     /// Reads, decodes and checks one blob.
     pub fn read_blob(&self, index: &PackIndex, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
         let (pack, e) = index.blobs.get(id).ok_or(ArchiveError::MissingBlob(*id))?;
+        let stored = self.backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len)?;
+        Ok(self.decode_blob(e.id, e.codec, e.raw_len, &stored)?)
+    }
+
+    /// Reads, decodes and checks one blob wherever it is now, found with
+    /// [`Archive::locate`]: for one blob, not many (each is a walk of the
+    /// index files).
+    pub fn find_blob(&self, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
+        let (pack, e) = self.locate(id)?.ok_or(ArchiveError::MissingBlob(*id))?;
         let stored = self.backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len)?;
         Ok(self.decode_blob(e.id, e.codec, e.raw_len, &stored)?)
     }

@@ -123,17 +123,17 @@ const CLAIMED: u8 = 8;
 ///
 /// Memory holds what is decided per pack (the packs to delete or repack)
 /// and a bounded part of the per-blob marks; the rest of the marks and the
-/// blobs to copy wait on disk, in the archive's (or its cache's) directory.
+/// blobs to copy wait on disk ([`Archive::scratch_dir`]).
 pub fn prune(archive: &Archive, opts: PruneOptions) -> Result<PruneReport, PruneError> {
-    prune_marking(archive, opts, Marks::new(archive.root()))
+    prune_marking(archive, opts, Marks::new(&archive.scratch_dir()))
 }
 
 /// A prune whose marks are `marks` (tests give a small memory limit).
 fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Result<PruneReport, PruneError> {
     let mut writer = Writer::open(archive, opts.write)?;
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
-    let scratch = archive.root();
-    let io = |source| ArchiveError::Io { path: scratch.to_path_buf(), source };
+    let scratch = archive.scratch_dir();
+    let io = |source| ArchiveError::Io { path: scratch.clone(), source };
 
     // Every blob a snapshot needs, a chunk of entries in memory at a time.
     for id in archive.snapshot_ids()? {
@@ -174,7 +174,7 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     // ends up stored twice: wasteful and rare, never lost.)
     let mut to_delete: Vec<(PackId, u64)> = Vec::new();
     let mut repacked: Vec<(PackId, u64)> = Vec::new();
-    let mut to_copy = CopyList::new(scratch).map_err(io)?;
+    let mut to_copy = CopyList::new(&scratch).map_err(io)?;
     let listing = archive.for_each_pack(&mut |r| {
         report.packs += 1;
         let data: u64 = r.entries.iter().map(|e| e.stored_len).sum();
@@ -472,6 +472,11 @@ mod tests {
             for id in &live {
                 assert!(archive.read_blob(&after, id).is_ok(), "live blob {id} lost (limit {limit})");
             }
+            // A reader whose hint went stale finds a blob pack by pack.
+            for id in live.iter().step_by(50) {
+                assert_eq!(archive.find_blob(id).unwrap(), archive.read_blob(&after, id).unwrap());
+            }
+            assert_eq!(archive.locate(&BlobId::of(b"never stored")).unwrap(), None);
             // Garbage is left only in packs kept for their live blobs
             // (about 20 at each end of a run of 300).
             assert!(after.blobs.len() < live.len() + 200, "{} blobs left (limit {limit})", after.blobs.len());
