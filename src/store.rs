@@ -15,6 +15,7 @@ pub(crate) mod id;
 pub(crate) mod index;
 pub(crate) mod index_file;
 pub(crate) mod lepton;
+pub(crate) mod locations;
 pub(crate) mod lock;
 pub(crate) mod manifest;
 pub(crate) mod marks;

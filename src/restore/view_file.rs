@@ -31,8 +31,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::catalog::{self, Entries, keys_of};
-use crate::store::archive::{Archive, ArchiveError, PackIndex, SnapshotReader};
+use crate::store::archive::{Archive, ArchiveError, SnapshotReader};
 use crate::store::id::BlobId;
+use crate::store::locations::Locations;
 use crate::store::manifest::{Entry, Kind};
 use crate::store::spill::Spill;
 use crate::store::{Hint, Line};
@@ -132,11 +133,12 @@ fn stale(path: &Path) -> bool {
 }
 
 /// Reads entries' blobs: at the location hints their manifest gave, else
-/// (prune moved them, or a format-1 manifest gave none) through the pack
-/// trailers, read once, when first needed.
+/// (prune moved them, or a format-1 manifest gave none) where a table of
+/// every blob's location says, built once, when first needed, and again
+/// when a blob is not in it (a prune since).
 pub struct Blobs {
     archive: Archive,
-    packs: std::sync::Mutex<Option<std::sync::Arc<PackIndex>>>,
+    locations: std::sync::Mutex<Option<std::sync::Arc<Locations>>>,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -148,7 +150,7 @@ impl std::fmt::Debug for Blobs {
 impl Blobs {
     /// A reader of `archive`'s blobs.
     pub fn new(archive: Archive) -> Blobs {
-        Blobs { archive, packs: std::sync::Mutex::new(None) }
+        Blobs { archive, locations: std::sync::Mutex::new(None) }
     }
 
     /// Blob `blob`, re-hashed.
@@ -156,19 +158,19 @@ impl Blobs {
         if let Some(data) = hints.iter().find(|h| h.0 == *blob).and_then(|h| self.archive.read_hinted(h)) {
             return Ok(data);
         }
-        let packs = {
-            let mut p = self.packs.lock().unwrap_or_else(|e| e.into_inner());
-            match &*p {
-                Some(idx) if idx.get(blob).is_some() => idx.clone(),
-                // Not read yet, or stale (prune since): read the trailers.
+        let locations = {
+            let mut l = self.locations.lock().unwrap_or_else(|e| e.into_inner());
+            match &*l {
+                Some(found) if found.get(blob)?.is_some() => found.clone(),
+                // Not built yet, or stale (prune since): read the packs' entries.
                 _ => {
-                    let idx = std::sync::Arc::new(self.archive.pack_index()?);
-                    *p = Some(idx.clone());
-                    idx
+                    let built = std::sync::Arc::new(Locations::build(&self.archive)?);
+                    *l = Some(built.clone());
+                    built
                 }
             }
         };
-        self.archive.read_blob(&packs, blob)
+        locations.read(&self.archive, blob)
     }
 }
 

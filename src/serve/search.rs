@@ -25,6 +25,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::sources::charset;
 use crate::store::archive::Archive;
 use crate::store::id::SnapshotId;
+use crate::store::locations::Locations;
 use crate::store::manifest::Kind;
 
 /// Text indexed per article at most; the rest of a very long page is not
@@ -239,7 +240,7 @@ impl SearchIndex {
         let header = snapshot.header().clone();
         let time = header.started.timestamp();
         let hex = id.to_hex();
-        let mut pack_index = None;
+        let mut locations = None;
         let mut added = 0;
         let mut failed = None;
         snapshot.for_each(|(e, hints)| {
@@ -250,10 +251,10 @@ impl SearchIndex {
             let data = match hints.iter().find(|h| h.0 == blob).and_then(|h| archive.read_hinted(h)) {
                 Some(d) => Some(d),
                 None => {
-                    if pack_index.is_none() {
-                        pack_index = Some(archive.pack_index()?);
+                    if locations.is_none() {
+                        locations = Some(Locations::build(archive)?);
                     }
-                    archive.read_blob(pack_index.as_ref().expect("just set"), &blob).ok()
+                    locations.as_ref().and_then(|l| l.read(archive, &blob).ok())
                 }
             };
             let (title, text) = match &data {

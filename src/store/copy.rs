@@ -10,11 +10,12 @@
 //! A snapshot the destination already has (same job, start, host, sources
 //! and counts) is skipped. Memory holds one chunk of entries at a time.
 
-use crate::store::archive::{Archive, ArchiveError, PackIndex, SnapshotInfo};
+use crate::store::archive::{Archive, ArchiveError, SnapshotInfo};
 use crate::store::backend::FileKind;
 use crate::store::blob::{self, EncodedBlob};
 use crate::store::dictionary::Dictionary;
 use crate::store::id::{BlobId, PackId, SnapshotId};
+use crate::store::locations::Locations;
 use crate::store::manifest::Entry;
 use crate::store::manifest::chunked::Line;
 use crate::store::pack::PackEntry;
@@ -73,9 +74,9 @@ pub fn copy(
         dst.backend().write(FileKind::Dictionary, &name, &bytes)?;
         report.dictionaries_copied += 1;
     }
-    // Built only when a blob's hint is missing or stale: it holds every
-    // blob's location, which a copy of fresh snapshots never needs.
-    let mut index: Option<PackIndex> = None;
+    // Built only when a blob's hint is missing or stale, which a copy of
+    // fresh snapshots never needs.
+    let mut index: Option<Locations> = None;
     for id in wanted {
         let info = src.snapshot_info(&id)?;
         if present.iter().any(|p| same_run(p, &info)) {
@@ -141,10 +142,10 @@ pub fn copy(
     Ok(report)
 }
 
-/// Where `src` holds blob `b`, from its pack index (built on first use).
-fn located(src: &Archive, index: &mut Option<PackIndex>, b: BlobId) -> Result<(PackId, PackEntry), ArchiveError> {
+/// Where `src` holds blob `b`, from its blob locations (built on first use).
+fn located(src: &Archive, index: &mut Option<Locations>, b: BlobId) -> Result<(PackId, PackEntry), ArchiveError> {
     if index.is_none() {
-        *index = Some(src.pack_index()?);
+        *index = Some(Locations::build(src)?);
     }
-    index.as_ref().and_then(|i| i.get(&b)).copied().ok_or(ArchiveError::MissingBlob(b))
+    index.as_ref().expect("just built").get(&b)?.ok_or(ArchiveError::MissingBlob(b))
 }

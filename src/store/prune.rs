@@ -170,8 +170,9 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
 
     // Decide per pack, in one pass over the packs: a blob claimed by a pack
     // that stays, or by the copy list, is not copied again from another.
-    // (A blob in two packs, the second repacked, the first kept after it,
-    // ends up stored twice: wasteful and rare, never lost.)
+    // (A blob in two packs, the one met first repacked and the other kept,
+    // ends up stored twice: wasteful, rare (a crash between a prune's copy
+    // and its delete leaves such pairs), never lost.)
     let mut to_delete: Vec<(PackId, u64)> = Vec::new();
     let mut repacked: Vec<(PackId, u64)> = Vec::new();
     let mut to_copy = CopyList::new(&scratch).map_err(io)?;
