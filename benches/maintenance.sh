@@ -2,7 +2,8 @@
 # Memory of the commands that walk a whole archive (issue 12: nothing grows
 # with the archive): `kura stats`, `kura prune --dry-run`, `kura prune`,
 # a prune that repacks every pack (`--repack-below 1.01`), and `kura cat`
-# of one image after that repack (every manifest hint stale). The archive
+# of one image and `kura restore` of the snapshot after that repack (every
+# manifest hint stale). The archive
 # is one cold run over the scale benchmark's site (benches/scale.sh: N
 # pages x 20 small images); each command runs on a fresh copy of it, the
 # two binaries alternating, ROUNDS times. Peak RSS and wall per run.
@@ -44,18 +45,20 @@ if [ -n "$base" ]; then bins="base new"; fi
 echo "| round | binary | command | peak RSS MB | wall s |"
 echo "|---|---|---|---|---|"
 for round in $(seq "$rounds"); do
-  for cmd in "stats" "prune --dry-run" "prune" "prune --repack-below 1.01" "cat latest $site/img/$((n / 2))/7.gif"; do
+  for cmd in "stats" "prune --dry-run" "prune" "prune --repack-below 1.01" "cat latest $site/img/$((n / 2))/7.gif" \
+    "restore latest $work/restored --layout raw"; do
     for b in $bins; do
       bin=${!b}
-      if [[ $cmd == cat* ]]; then
+      if [[ $cmd == cat* || $cmd == restore* ]]; then
         a="$work/moved"
+        rm -rf "$work/restored"
       else
         rm -rf "$work/x" && cp -a "$work/a0" "$work/x"
         a="$work/x"
       fi
       # shellcheck disable=SC2086
       read -r mb secs < <(measure "${k[@]}" "$bin" --archive "$a" $cmd)
-      echo "| $round | $b | ${cmd%% http*} | $mb | $secs |"
+      echo "| $round | $b | ${cmd%% [/h]*} | $mb | $secs |"
     done
   done
 done
