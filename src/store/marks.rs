@@ -18,7 +18,6 @@
 use crate::store::id::BlobId;
 use crate::store::index::table::{Shape, Table, TableIter, TableWriter};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -31,57 +30,9 @@ const MAX_TABLES: usize = 8;
 /// Blob ids are hashes: the tables carry a filter.
 const WRITTEN: Shape = Shape { block: 1 << 10, hashed: true };
 
-/// Hashes a blob id by its first 8 bytes, already uniform (SHA-256), mixed
-/// with a seed of the process so that ids chosen to share their low bits
-/// do not pile up in one place of the table. SipHash of 32 bytes was a
-/// tenth of prune's and stats' time.
-#[derive(Clone, Copy)]
-struct IdHash(u64);
-
-impl Default for IdHash {
-    fn default() -> Self {
-        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        IdHash(*SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64)))
-    }
-}
-
-impl BuildHasher for IdHash {
-    type Hasher = IdHasher;
-
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher { seed: self.0, hash: 0 }
-    }
-}
-
-struct IdHasher {
-    seed: u64,
-    hash: u64,
-}
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // splitmix64's finaliser: every bit of the seeded prefix counts.
-        let mut z = self.hash ^ self.seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // A blob id arrives whole in one call (its length went to
-        // `write_usize`): its first 8 bytes.
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        b[..n].copy_from_slice(&bytes[..n]);
-        self.hash = self.hash.rotate_left(5) ^ u64::from_le_bytes(b);
-    }
-
-    fn write_usize(&mut self, _: usize) {}
-}
-
 /// Flags per blob, mostly on disk.
 pub(crate) struct Marks {
-    memory: HashMap<BlobId, u8, IdHash>,
+    memory: HashMap<BlobId, u8>,
     limit: usize,
     /// Where tables are written (and unlinked once open).
     dir: PathBuf,
