@@ -14,7 +14,7 @@
 //! a key not in memory is looked for in the tables, newest first, most of
 //! them answering from their filter alone.
 
-use crate::store::index::table::{Shape, Table, TableWriter};
+use crate::store::index::table::{self, Shape, Table};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -184,16 +184,9 @@ impl FetchKeys {
         keys.extend(self.slots.iter().filter(|s| s.entry != 0).map(|s| (table_key(s.bucket, s.print), s.entry - 1)));
         keys.sort_unstable_by_key(|k| k.0);
         let path = self.dir.join(format!(".kura-fetch-keys-{}-{}.tbl", std::process::id(), self.written.len()));
-        let written = (|| {
-            let mut w = TableWriter::create(&path, WRITTEN, keys.len() as u64)?;
-            for (k, e) in &keys {
-                w.push(k, &e.to_le_bytes())?;
-            }
-            w.finish_scratch()?;
-            Table::open(&path)
-        })();
-        // Open, the table needs no name (and leaves nothing behind).
-        let _ = std::fs::remove_file(&path);
+        let written = table::scratch(&path, WRITTEN, keys.len() as u64, |w| {
+            keys.iter().try_for_each(|(k, e)| w.push(k, &e.to_le_bytes()))
+        });
         match written {
             Ok(t) => {
                 self.written.push(t);

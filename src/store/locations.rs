@@ -11,7 +11,7 @@
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::blob::Codec;
 use crate::store::id::{BlobId, PackId};
-use crate::store::index::table::{Shape, Table, TableWriter};
+use crate::store::index::table::{self, Shape, Table};
 use crate::store::pack::PackEntry;
 use crate::store::spill::Spill;
 use std::io;
@@ -58,10 +58,10 @@ impl Locations {
         })?;
         let keys = sort.len();
         let path = dir.join(format!(".kura-locations-{}-{}.tbl", std::process::id(), unique()));
-        let table = (|| {
-            let mut w = TableWriter::create(&path, SHAPE, keys)?;
+        let sorted = sort.finish().map_err(io)?;
+        let table = table::scratch(&path, SHAPE, keys, |w| {
             let mut last: Option<Vec<u8>> = None;
-            for record in sort.finish()? {
+            for record in sorted {
                 let (key, value) = record?;
                 let id = &key[..32];
                 if last.as_deref() != Some(id) {
@@ -69,11 +69,8 @@ impl Locations {
                     last = Some(id.to_vec());
                 }
             }
-            w.finish_scratch()?;
-            Table::open(&path)
-        })();
-        // Open, the table needs no name (and leaves nothing behind).
-        let _ = std::fs::remove_file(&path);
+            Ok(())
+        });
         Ok(Locations { table: table.map_err(io)? })
     }
 

@@ -16,7 +16,7 @@
 //! prune skip a blob it must keep.
 
 use crate::store::id::BlobId;
-use crate::store::index::table::{Shape, Table, TableIter, TableWriter};
+use crate::store::index::table::{self, Shape, Table, TableIter};
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -100,8 +100,7 @@ impl Marks {
         Ok(())
     }
 
-    /// Writes marks sorted by id as a scratch table, opens it and unlinks
-    /// it (an open table needs no name, and leaves nothing behind).
+    /// Writes marks sorted by id as a scratch table (unnamed once open).
     fn write_table(
         &mut self,
         keys: u64,
@@ -109,17 +108,13 @@ impl Marks {
     ) -> io::Result<Table> {
         let path = self.dir.join(format!(".kura-marks-{}-{}.tbl", std::process::id(), self.written));
         self.written += 1;
-        let table = (|| {
-            let mut w = TableWriter::create(&path, WRITTEN, keys)?;
+        table::scratch(&path, WRITTEN, keys, |w| {
             for m in marks {
                 let (id, flags) = m?;
                 w.push(&id, &[flags])?;
             }
-            w.finish_scratch()?;
-            Table::open(&path)
-        })();
-        let _ = std::fs::remove_file(&path);
-        table
+            Ok(())
+        })
     }
 }
 

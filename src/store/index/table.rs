@@ -163,12 +163,6 @@ impl TableWriter {
         self.end(true)
     }
 
-    /// Like [`TableWriter::finish`] without the sync, for a table that
-    /// lives only as long as the process (a run's scratch).
-    pub(crate) fn finish_scratch(self) -> io::Result<u64> {
-        self.end(false)
-    }
-
     fn end(mut self, sync: bool) -> io::Result<u64> {
         self.end_block()?;
         let filter_len = if self.filter.is_empty() {
@@ -221,10 +215,33 @@ struct BlockRef {
     len: u64,
 }
 
+/// Writes a table that lives only as long as the process (a command's
+/// scratch) at `path`, through `write`, and returns it open. Its name is
+/// removed as soon as the file exists, so not even a process killed while
+/// writing it leaves it behind.
+pub(crate) fn scratch(
+    path: &Path,
+    shape: Shape,
+    keys: u64,
+    write: impl FnOnce(&mut TableWriter) -> io::Result<()>,
+) -> io::Result<Table> {
+    let mut w = TableWriter::create(path, shape, keys)?;
+    let read = File::open(path);
+    let _ = std::fs::remove_file(path);
+    let read = read?;
+    write(&mut w)?;
+    w.end(false)?;
+    Table::from_file(path, read)
+}
+
 impl Table {
     /// Opens a table and reads its block index.
     pub(crate) fn open(path: &Path) -> io::Result<Table> {
-        let file = File::open(path)?;
+        Table::from_file(path, File::open(path)?)
+    }
+
+    /// A table from its open file (`path` names it in messages).
+    fn from_file(path: &Path, file: File) -> io::Result<Table> {
         let size = file.metadata()?.len();
         if size < FOOTER {
             return Err(damaged("shorter than its footer"));
@@ -627,6 +644,20 @@ mod tests {
         std::fs::write(&path, &bad).unwrap();
         let err = Table::open(&path).err().expect("refused");
         assert!(err.to_string().contains("filter checksum"), "{err}");
+    }
+
+    #[test]
+    fn a_scratch_table_has_no_name_even_while_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scratch.tbl");
+        let t = scratch(&path, Shape { block: 256, hashed: false }, 100, |w| {
+            assert!(!path.exists(), "named while written");
+            (0..100u32).try_for_each(|i| w.push(&i.to_be_bytes(), b"v"))
+        })
+        .unwrap();
+        assert_eq!(t.get(&42u32.to_be_bytes(), &mut None).unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(t.records(), 100);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
