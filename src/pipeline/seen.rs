@@ -10,7 +10,7 @@
 //! twentieth of an unchanged re-run's CPU). Two keys of a run of two
 //! million collide with odds of about 2^-39. When the table holds
 //! [`IN_MEMORY`] keys they are written out, sorted, as one table with a
-//! filter (`store::index::table`, an unnamed file once open), and emptied;
+//! filter (`store::index::table`, a file unnamed as soon as it exists), and emptied;
 //! a key not in memory is looked for in the tables, newest first, most of
 //! them answering from their filter alone.
 
@@ -75,7 +75,7 @@ pub(super) struct FetchKeys {
     slots: Vec<Slot>,
     in_memory: usize,
     limit: usize,
-    /// Where tables are written (and unlinked once open).
+    /// Where tables are written (unnamed as soon as they exist).
     dir: PathBuf,
     /// Keys written out, oldest first.
     written: Vec<Table>,

@@ -3,7 +3,7 @@
 //! prune moved its blobs), without holding every blob's location in
 //! memory: the packs' entries, sorted on disk by blob id
 //! (`store::spill`), written as one scratch index table with a filter
-//! (`store::index::table`, unnamed once open). Memory holds the table's
+//! (`store::index::table`, unnamed as soon as it exists). Memory holds the table's
 //! filter and block index, about 1.5 bytes a blob; a lookup reads one
 //! block. [`PackIndex`](crate::store::archive::PackIndex) held some 150
 //! bytes a blob.

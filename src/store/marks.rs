@@ -8,7 +8,7 @@
 //! memory (its filter and block index, about 1.5 bytes a blob). Marks only
 //! add flags, so a blob's flags are the union of its marks wherever they
 //! are: in memory, or in the scratch tables they were written out to
-//! (sorted, with a filter: `store::index::table`, unnamed once open). When
+//! (sorted, with a filter: `store::index::table`, unnamed as soon as it exists). When
 //! more than [`MAX_TABLES`] pile up they are merged into one, so a lookup
 //! asks a few filters and reads at most a few blocks.
 //!
@@ -34,7 +34,7 @@ const WRITTEN: Shape = Shape { block: 1 << 10, hashed: true };
 pub(crate) struct Marks {
     memory: HashMap<BlobId, u8>,
     limit: usize,
-    /// Where tables are written (and unlinked once open).
+    /// Where tables are written (unnamed as soon as they exist).
     dir: PathBuf,
     /// Marks written out; each blob at most once per table.
     tables: Vec<Table>,
@@ -100,7 +100,7 @@ impl Marks {
         Ok(())
     }
 
-    /// Writes marks sorted by id as a scratch table (unnamed once open).
+    /// Writes marks sorted by id as a scratch table (unnamed as soon as it exists).
     fn write_table(
         &mut self,
         keys: u64,
