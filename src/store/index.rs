@@ -810,11 +810,27 @@ impl Index {
     /// Merges the blob tables if due, dropping locations in packs no longer
     /// indexed.
     fn merge_blob_tables(&self) -> Result<(), IndexError> {
-        let live = |v: &[u8]| {
-            NumberedLocation::decode(v)
-                .is_some_and(|at| self.pack_ids.contains_key(at.pack.to_be_bytes()).unwrap_or(true))
-        };
-        self.merged(self.blobs.merge(&live))
+        self.merged(self.blobs.merge(&|v| self.location_indexed(v)))
+    }
+
+    /// Rewrites the blob tables as one, without the locations in packs no
+    /// longer indexed: prune, once it has forgotten packs. Merges drop them
+    /// too, but the largest table is merged seldom, so a prune that moved
+    /// most blobs left their old locations on disk for a long time.
+    pub fn drop_forgotten_locations(&self) -> Result<(), IndexError> {
+        self.merged(self.blobs.rewrite(&|v| self.location_indexed(v)))
+    }
+
+    /// Whether a blob location points into a pack still indexed (an
+    /// unreadable answer keeps it).
+    fn location_indexed(&self, v: &[u8]) -> bool {
+        NumberedLocation::decode(v).is_some_and(|at| self.pack_ids.contains_key(at.pack.to_be_bytes()).unwrap_or(true))
+    }
+
+    /// Blob tables, their bytes and records (tests).
+    #[cfg(test)]
+    pub(crate) fn blob_table_stats(&self) -> (usize, u64, u64) {
+        self.blobs.stats()
     }
 
     fn merged(&self, r: Result<(), IndexError>) -> Result<(), IndexError> {

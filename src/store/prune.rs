@@ -312,6 +312,13 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     writer.index().flush().map_err(ArchiveError::from)?;
     // 4. Index files naming only what is left replace the old ones.
     archive.rewrite_index_files(false)?;
+    // The index's own record of where blobs are drops the forgotten packs'
+    // locations now. A cache: failing here loses nothing.
+    if (!to_delete.is_empty() || !repacked.is_empty())
+        && let Err(e) = writer.index().drop_forgotten_locations()
+    {
+        tracing::warn!("prune: the index keeps locations in deleted packs until its next merge ({e})");
+    }
     // 5. What extraction found in documents no snapshot needs is of no
     //    more use; without this the cache grew with every version of every
     //    page ever archived. A cache: failing here loses nothing (a mark
@@ -482,6 +489,10 @@ mod tests {
             // (about 20 at each end of a run of 300).
             assert!(after.blobs.len() < live.len() + 200, "{} blobs left (limit {limit})", after.blobs.len());
             assert!(r.packs_deleted > 0 && r.packs_repacked > 0 && r.blobs_removed > 1000, "{r:?}");
+            // The index's blob tables hold one location per blob left.
+            let w = Writer::open(&archive, WriteOptions::default()).unwrap();
+            assert_eq!(w.index().blob_table_stats().2, after.blobs.len() as u64, "limit {limit}");
+            drop(w);
             reports.push(serde_json::to_value(&r).unwrap());
         }
         assert_eq!(reports[0], reports[1]);
