@@ -9,10 +9,9 @@
 //! bytes a blob.
 
 use crate::store::archive::{Archive, ArchiveError};
-use crate::store::blob::Codec;
 use crate::store::id::{BlobId, PackId};
 use crate::store::index::table::{self, Shape, Table};
-use crate::store::pack::PackEntry;
+use crate::store::pack::{self, PackEntry};
 use crate::store::spill::Spill;
 use std::io;
 
@@ -21,9 +20,6 @@ const SHAPE: Shape = Shape { block: 4 << 10, hashed: true };
 
 /// Bytes of entries sorted in memory at a time.
 const SORT_BUFFER: usize = 16 << 20;
-
-/// A value: pack id, offset, stored and raw length (u64 LE), codec.
-const VALUE: usize = 32 + 8 * 3 + 1;
 
 /// Every readable pack's blobs, by id.
 pub struct Locations {
@@ -52,7 +48,7 @@ impl Locations {
                 let mut key = e.id.as_bytes().to_vec();
                 key.extend_from_slice(&n.to_be_bytes());
                 n += 1;
-                sort.push(key, encode(&r.pack, e)).map_err(io)?;
+                sort.push(key, pack::encode_location(&r.pack, e).to_vec()).map_err(io)?;
             }
             Ok(())
         })?;
@@ -76,16 +72,10 @@ impl Locations {
 
     /// Where blob `id` is, if any pack holds it.
     pub fn get(&self, id: &BlobId) -> Result<Option<(PackId, PackEntry)>, ArchiveError> {
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, "damaged blob locations table");
         let io = |source| ArchiveError::Io { path: self.table.path().to_path_buf(), source };
         let Some(v) = self.table.get(id.as_bytes(), &mut None).map_err(io)? else { return Ok(None) };
-        if v.len() != VALUE {
-            return Err(io(bad()));
-        }
-        let n = |at: usize| u64::from_le_bytes(v[at..at + 8].try_into().expect("8 bytes"));
-        let codec = Codec::from_u8(v[56]).ok_or_else(|| io(bad()))?;
-        let pack = PackId::from_bytes(v[..32].try_into().expect("32 bytes"));
-        Ok(Some((pack, PackEntry { id: *id, offset: n(32), stored_len: n(40), raw_len: n(48), codec })))
+        let bad = || io(io::Error::new(io::ErrorKind::InvalidData, "damaged blob locations table"));
+        pack::decode_location(*id, &v).map(Some).ok_or_else(bad)
     }
 
     /// Reads, decodes and checks one blob of `archive` (the archive this
@@ -102,16 +92,6 @@ impl Locations {
     }
 }
 
-fn encode(pack: &PackId, e: &PackEntry) -> Vec<u8> {
-    let mut v = Vec::with_capacity(VALUE);
-    v.extend_from_slice(pack.as_bytes());
-    for n in [e.offset, e.stored_len, e.raw_len] {
-        v.extend_from_slice(&n.to_le_bytes());
-    }
-    v.push(e.codec as u8);
-    v
-}
-
 /// Tells apart the scratch files of tables built at once in one process.
 fn unique() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -121,7 +101,7 @@ fn unique() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::blob::EncodedBlob;
+    use crate::store::blob::{Codec, EncodedBlob};
     use crate::store::writer::{WriteOptions, Writer};
 
     #[test]

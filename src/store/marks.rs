@@ -16,7 +16,7 @@
 //! prune skip a blob it must keep.
 
 use crate::store::id::BlobId;
-use crate::store::index::table::{self, Shape, Table, TableIter};
+use crate::store::index::table::{self, Merge, Shape, Table};
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -93,8 +93,17 @@ impl Marks {
         let keys: u64 = self.tables.iter().map(|t| t.records()).sum();
         let tables = std::mem::take(&mut self.tables);
         let merged = {
-            let mut merge = Merge::new(tables.iter().map(|t| t.iter()).collect())?;
-            self.write_table(keys, &mut std::iter::from_fn(|| merge.next().transpose()))?
+            let refs: Vec<&Table> = tables.iter().collect();
+            let mut merge = Merge::new(&refs).map_err(|(_, e)| e)?;
+            let mut united = std::iter::from_fn(|| match merge.next() {
+                Ok(None) => None,
+                Ok(Some((key, values))) => Some(match <[u8; 32]>::try_from(key.as_slice()) {
+                    Ok(id) => Ok((id, values.iter().fold(0, |a, v| a | v.first().copied().unwrap_or(0)))),
+                    Err(_) => Err(io::Error::new(io::ErrorKind::InvalidData, "damaged marks table")),
+                }),
+                Err((_, e)) => Some(Err(e)),
+            });
+            self.write_table(keys, &mut united)?
         };
         self.tables.push(merged);
         Ok(())
@@ -115,45 +124,6 @@ impl Marks {
             }
             Ok(())
         })
-    }
-}
-
-/// Several tables' records in key order, a key's flags united.
-struct Merge<'t> {
-    iters: Vec<TableIter<'t>>,
-    /// The next record of each table, `None` once it is done.
-    heads: Vec<Option<([u8; 32], u8)>>,
-}
-
-impl<'t> Merge<'t> {
-    fn new(mut iters: Vec<TableIter<'t>>) -> io::Result<Self> {
-        let heads = iters.iter_mut().map(head).collect::<io::Result<_>>()?;
-        Ok(Merge { iters, heads })
-    }
-
-    fn next(&mut self) -> io::Result<Option<([u8; 32], u8)>> {
-        let Some(key) = self.heads.iter().flatten().map(|(k, _)| *k).min() else {
-            return Ok(None);
-        };
-        let mut flags = 0;
-        for (i, h) in self.heads.iter_mut().enumerate() {
-            if let Some((k, f)) = *h
-                && k == key
-            {
-                flags |= f;
-                *h = head(&mut self.iters[i])?;
-            }
-        }
-        Ok(Some((key, flags)))
-    }
-}
-
-/// The next mark of a table.
-fn head(it: &mut TableIter<'_>) -> io::Result<Option<([u8; 32], u8)>> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "damaged marks table");
-    match it.next_record()? {
-        None => Ok(None),
-        Some((k, v)) => Ok(Some((k.try_into().map_err(|_| bad())?, *v.first().ok_or_else(bad)?))),
     }
 }
 

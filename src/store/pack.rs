@@ -126,6 +126,32 @@ impl PackBuilder {
     }
 }
 
+/// Bytes of a blob's location without its id ([`encode_location`]).
+pub(crate) const LOCATION_LEN: usize = 32 + 3 * 8 + 1;
+
+/// A blob's location as fixed bytes, without its id: the pack's id, then
+/// offset, stored and raw length (u64 LE), then the codec. For scratch
+/// files of this process (prune's copy list, `store::locations`).
+pub(crate) fn encode_location(pack: &PackId, e: &PackEntry) -> [u8; LOCATION_LEN] {
+    let mut b = [0u8; LOCATION_LEN];
+    b[..32].copy_from_slice(pack.as_bytes());
+    for (i, n) in [e.offset, e.stored_len, e.raw_len].into_iter().enumerate() {
+        b[32 + 8 * i..40 + 8 * i].copy_from_slice(&n.to_le_bytes());
+    }
+    b[56] = e.codec as u8;
+    b
+}
+
+/// Blob `id`'s location from [`encode_location`]'s bytes; `None` if they
+/// are not such bytes.
+pub(crate) fn decode_location(id: BlobId, b: &[u8]) -> Option<(PackId, PackEntry)> {
+    let b: &[u8; LOCATION_LEN] = b.try_into().ok()?;
+    let n = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let pack = PackId::from_bytes(b[..32].try_into().expect("32 bytes"));
+    let codec = Codec::from_u8(b[56])?;
+    Some((pack, PackEntry { id, offset: n(32), stored_len: n(40), raw_len: n(48), codec }))
+}
+
 pub(crate) fn encode_trailer(entries: &[PackEntry]) -> Vec<u8> {
     let mut t = Vec::with_capacity(entries.len() * ENTRY_LEN);
     for e in entries {

@@ -24,7 +24,7 @@ use crate::store::id::{BlobId, PackId};
 use crate::store::lepton;
 use crate::store::manifest::Kind;
 use crate::store::marks::Marks;
-use crate::store::pack::PackEntry;
+use crate::store::pack::{self, PackEntry};
 use crate::store::writer::{WriteOptions, Writer};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -338,9 +338,9 @@ struct CopyList {
     bytes: u64,
 }
 
-/// A blob to copy: its pack (32 bytes), id (32), offset, stored and raw
-/// length (u64 LE each), codec and flags (a byte each).
-const COPY_RECORD: usize = 90;
+/// A blob to copy: its id, its location ([`pack::encode_location`]), the
+/// marks prune gave it.
+const COPY_RECORD: usize = 32 + pack::LOCATION_LEN + 1;
 
 impl CopyList {
     fn new(dir: &Path) -> std::io::Result<CopyList> {
@@ -349,12 +349,9 @@ impl CopyList {
 
     fn push(&mut self, pack: &PackId, e: &PackEntry, flags: u8) -> std::io::Result<()> {
         self.bytes += e.stored_len;
-        self.out.write_all(pack.as_bytes())?;
         self.out.write_all(e.id.as_bytes())?;
-        for n in [e.offset, e.stored_len, e.raw_len] {
-            self.out.write_all(&n.to_le_bytes())?;
-        }
-        self.out.write_all(&[e.codec as u8, flags])
+        self.out.write_all(&pack::encode_location(pack, e))?;
+        self.out.write_all(&[flags])
     }
 
     /// Reads the list back from its start.
@@ -378,13 +375,10 @@ impl CopyReader {
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
                 Err(e) => return Err(e),
             }
-            let id = |at: usize| <[u8; 32]>::try_from(&rec[at..at + 32]).expect("32 bytes");
-            let n = |at: usize| u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"));
+            let id = BlobId::from_bytes(rec[..32].try_into().expect("32 bytes"));
             // Written by this process a moment ago.
-            let codec = Codec::from_u8(rec[88]).expect("a codec written by push");
-            let entry =
-                PackEntry { id: BlobId::from_bytes(id(32)), offset: n(64), stored_len: n(72), raw_len: n(80), codec };
-            out.push((PackId::from_bytes(id(0)), entry, rec[89]));
+            let (pack, entry) = pack::decode_location(id, &rec[32..COPY_RECORD - 1]).expect("a location push wrote");
+            out.push((pack, entry, rec[COPY_RECORD - 1]));
         }
         Ok(out)
     }

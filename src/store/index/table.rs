@@ -388,7 +388,7 @@ impl Table {
     }
 
     /// Every record in key order, a block in memory at a time.
-    pub(crate) fn iter(&self) -> TableIter<'_> {
+    pub(super) fn iter(&self) -> TableIter<'_> {
         TableIter { table: self, next_block: 0, block: Vec::new(), pos: 0, key: Vec::new() }
     }
 }
@@ -474,7 +474,7 @@ fn read_record<'a>(r: &mut varint::Reader<'a>, key: &mut Vec<u8>) -> io::Result<
 }
 
 /// A table's records in key order.
-pub(crate) struct TableIter<'t> {
+pub(super) struct TableIter<'t> {
     table: &'t Table,
     next_block: usize,
     block: Vec<u8>,
@@ -484,7 +484,7 @@ pub(crate) struct TableIter<'t> {
 
 impl TableIter<'_> {
     /// The next record (its key and value), or `None` at the end.
-    pub(crate) fn next_record(&mut self) -> io::Result<Option<(&[u8], &[u8])>> {
+    pub(super) fn next_record(&mut self) -> io::Result<Option<(&[u8], &[u8])>> {
         while self.pos >= self.block.len() {
             if self.next_block >= self.table.starts.len() {
                 return Ok(None);
@@ -502,6 +502,46 @@ impl TableIter<'_> {
         self.pos += used;
         Ok(Some((&self.key, &self.block[start..start + value.len()])))
     }
+}
+
+/// Several tables' records in key order: each key once, with its values
+/// in the order the tables were given (the index's merges keep the first
+/// one a filter takes; `store::marks` unites them). A block of each table
+/// is in memory. An error gives the position of the table that failed.
+pub(crate) struct Merge<'t> {
+    iters: Vec<TableIter<'t>>,
+    /// The next record of each table, copied out; `None` once it is done.
+    heads: Vec<Option<(Vec<u8>, Vec<u8>)>>,
+}
+
+impl<'t> Merge<'t> {
+    pub(crate) fn new(tables: &[&'t Table]) -> Result<Self, (usize, io::Error)> {
+        let mut iters: Vec<_> = tables.iter().map(|t| t.iter()).collect();
+        let heads =
+            iters.iter_mut().enumerate().map(|(i, it)| head(it).map_err(|e| (i, e))).collect::<Result<_, _>>()?;
+        Ok(Merge { iters, heads })
+    }
+
+    /// The least key left and its values, or `None` at the end.
+    pub(crate) fn next(&mut self) -> Result<Option<Merged>, (usize, io::Error)> {
+        let Some(key) = self.heads.iter().flatten().map(|h| &h.0).min().cloned() else { return Ok(None) };
+        let mut values = Vec::new();
+        for (i, h) in self.heads.iter_mut().enumerate() {
+            if h.as_ref().is_some_and(|h| h.0 == key) {
+                let (_, value) = h.take().expect("checked above");
+                values.push(value);
+                *h = head(&mut self.iters[i]).map_err(|e| (i, e))?;
+            }
+        }
+        Ok(Some((key, values)))
+    }
+}
+
+/// A key of a [`Merge`] and its values, in the order of the tables.
+pub(crate) type Merged = (Vec<u8>, Vec<Vec<u8>>);
+
+fn head(it: &mut TableIter<'_>) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    Ok(it.next_record()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
 }
 
 /// Fuzzing: a table written from records the input derives, with one

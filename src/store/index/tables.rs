@@ -15,7 +15,7 @@
 //! lookup reads at most one block in each of a few tables. A merge drops
 //! the records its caller no longer wants (locations in forgotten packs).
 
-use super::table::{Block, Shape, Table, TableWriter};
+use super::table::{Block, Merge, Shape, Table, TableWriter};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -269,28 +269,16 @@ fn merge_into<'t>(
     keep: &dyn Fn(&[u8]) -> bool,
 ) -> Result<(), TableError> {
     let tables: Vec<&Table> = tables.collect();
-    let mut iters: Vec<_> = tables.iter().map(|t| t.iter()).collect();
-    // Each input's current record, copied out (a block per input is in memory).
-    let mut heads: Vec<Option<(Vec<u8>, Vec<u8>)>> = Vec::with_capacity(iters.len());
-    for (i, it) in iters.iter_mut().enumerate() {
-        heads.push(it.next_record().map_err(at(tables[i].path()))?.map(|(k, v)| (k.to_vec(), v.to_vec())));
-    }
-    loop {
-        // The least key, and of its records the newest that `keep` takes
-        // (an older one stands when a newer is dropped).
-        let Some(key) = heads.iter().flatten().map(|h| &h.0).min().cloned() else { return Ok(()) };
-        let mut kept = false;
-        for i in 0..heads.len() {
-            if heads[i].as_ref().is_some_and(|h| h.0 == key) {
-                let (_, value) = heads[i].take().expect("checked above");
-                if !kept && keep(&value) {
-                    out.push(&key, &value)?;
-                    kept = true;
-                }
-                heads[i] = iters[i].next_record().map_err(at(tables[i].path()))?.map(|(k, v)| (k.to_vec(), v.to_vec()));
-            }
+    let failed = |(i, e): (usize, io::Error)| at(tables[i].path())(e);
+    let mut merge = Merge::new(&tables).map_err(failed)?;
+    while let Some((key, values)) = merge.next().map_err(failed)? {
+        // Of its records the newest that `keep` takes (an older one stands
+        // when a newer is dropped).
+        if let Some(value) = values.iter().find(|v| keep(v)) {
+            out.push(&key, value)?;
         }
     }
+    Ok(())
 }
 
 fn table_path(dir: &Path, number: u64) -> PathBuf {
