@@ -138,7 +138,7 @@ fn stale(path: &Path) -> bool {
 /// when a blob is not in it (a prune since).
 pub struct Blobs {
     archive: Archive,
-    locations: std::sync::Mutex<Option<std::sync::Arc<Locations>>>,
+    locations: std::sync::Mutex<Option<Locations>>,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -158,19 +158,20 @@ impl Blobs {
         if let Some(data) = hints.iter().find(|h| h.0 == *blob).and_then(|h| self.archive.read_hinted(h)) {
             return Ok(data);
         }
-        let locations = {
+        let (pack, e) = {
             let mut l = self.locations.lock().unwrap_or_else(|e| e.into_inner());
-            match &*l {
-                Some(found) if found.get(blob)?.is_some() => found.clone(),
+            match l.as_ref().map(|found| found.get(blob)).transpose()?.flatten() {
+                Some(at) => at,
                 // Not built yet, or stale (prune since): read the packs' entries.
-                _ => {
-                    let built = std::sync::Arc::new(Locations::build(&self.archive)?);
-                    *l = Some(built.clone());
-                    built
+                None => {
+                    let built = Locations::build(&self.archive)?;
+                    let at = built.get(blob)?;
+                    *l = Some(built);
+                    at.ok_or(ArchiveError::MissingBlob(*blob))?
                 }
             }
         };
-        locations.read(&self.archive, blob)
+        self.archive.read_at(&pack, &e)
     }
 }
 

@@ -254,7 +254,8 @@ impl SearchIndex {
                     if locations.is_none() {
                         locations = Some(Locations::build(archive)?);
                     }
-                    locations.as_ref().and_then(|l| l.read(archive, &blob).ok())
+                    let at = locations.as_ref().and_then(|l| l.get(&blob).ok().flatten());
+                    at.and_then(|(pack, e)| archive.read_at(&pack, &e).ok())
                 }
             };
             let (title, text) = match &data {

@@ -788,6 +788,11 @@ impl Archive {
     /// Reads, decodes and checks one blob.
     pub fn read_blob(&self, index: &PackIndex, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
         let (pack, e) = index.blobs.get(id).ok_or(ArchiveError::MissingBlob(*id))?;
+        self.read_at(pack, e)
+    }
+
+    /// Reads, decodes and checks the blob pack `pack` holds as `e`.
+    pub fn read_at(&self, pack: &PackId, e: &PackEntry) -> Result<Vec<u8>, ArchiveError> {
         let stored = self.backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len)?;
         Ok(self.decode_blob(e.id, e.codec, e.raw_len, &stored)?)
     }
@@ -797,8 +802,7 @@ impl Archive {
     /// index files).
     pub fn find_blob(&self, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
         let (pack, e) = self.locate(id)?.ok_or(ArchiveError::MissingBlob(*id))?;
-        let stored = self.backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len)?;
-        Ok(self.decode_blob(e.id, e.codec, e.raw_len, &stored)?)
+        self.read_at(&pack, &e)
     }
 
     /// Decodes and checks a blob's stored bytes, of any codec: a

@@ -77,19 +77,6 @@ impl Locations {
         let bad = || io(io::Error::new(io::ErrorKind::InvalidData, "damaged blob locations table"));
         pack::decode_location(*id, &v).map(Some).ok_or_else(bad)
     }
-
-    /// Reads, decodes and checks one blob of `archive` (the archive this
-    /// was built from).
-    pub fn read(&self, archive: &Archive, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
-        let (pack, e) = self.get(id)?.ok_or(ArchiveError::MissingBlob(*id))?;
-        let stored = archive.backend().read_range(
-            crate::store::backend::FileKind::Pack,
-            &pack.to_hex(),
-            e.offset,
-            e.stored_len,
-        )?;
-        Ok(archive.decode_blob(e.id, e.codec, e.raw_len, &stored)?)
-    }
 }
 
 /// Tells apart the scratch files of tables built at once in one process.
@@ -125,7 +112,7 @@ mod tests {
         let locations = Locations::build(&archive).unwrap();
         for id in &ids {
             let (pack, e) = locations.get(id).unwrap().expect("found");
-            let data = locations.read(&archive, id).unwrap();
+            let data = archive.read_at(&pack, &e).unwrap();
             assert_eq!(data, archive.read_blob(&index, id).unwrap());
             // Either copy is valid; the table's is one the packs hold.
             assert!(index.packs.iter().any(|(p, _, es)| *p == pack && es.contains(&e)), "{id}");
