@@ -135,11 +135,16 @@ fn stale(path: &Path) -> bool {
 /// Reads entries' blobs: at the location hints their manifest gave, else
 /// (prune moved them, or a format-1 manifest gave none) where a table of
 /// every blob's location says, built once, when first needed, and again
-/// when a blob is not in it (a prune since).
+/// when a blob is not in it (a prune since), at most once a [`REBUILD`]:
+/// a blob no pack holds (a damaged archive) must not make every request
+/// of `kura serve` read every pack's entries.
 pub struct Blobs {
     archive: Archive,
-    locations: std::sync::Mutex<Option<Locations>>,
+    locations: std::sync::Mutex<Option<(Locations, std::time::Instant)>>,
 }
+
+/// How long a table of blob locations is trusted to name every blob.
+pub const REBUILD: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for Blobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -160,13 +165,16 @@ impl Blobs {
         }
         let (pack, e) = {
             let mut l = self.locations.lock().unwrap_or_else(|e| e.into_inner());
-            match l.as_ref().map(|found| found.get(blob)).transpose()?.flatten() {
+            match l.as_ref().map(|(found, _)| found.get(blob)).transpose()?.flatten() {
                 Some(at) => at,
+                None if l.as_ref().is_some_and(|(_, at)| at.elapsed() < REBUILD) => {
+                    return Err(ArchiveError::MissingBlob(*blob));
+                }
                 // Not built yet, or stale (prune since): read the packs' entries.
                 None => {
                     let built = Locations::build(&self.archive)?;
                     let at = built.get(blob)?;
-                    *l = Some(built);
+                    *l = Some((built, std::time::Instant::now()));
                     at.ok_or(ArchiveError::MissingBlob(*blob))?
                 }
             }
@@ -487,6 +495,27 @@ impl ViewFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blobs_without_hints_are_found_and_a_missing_one_does_not_rebuild_at_once() {
+        use crate::store::writer::{WriteOptions, Writer};
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(&dir.path().join("a")).unwrap();
+        let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
+        let here = w.add(b"stored before the first read").unwrap().id;
+        w.flush_pack().unwrap();
+        let blobs = Blobs::new(archive.clone());
+        assert_eq!(blobs.read(&[], &here).unwrap(), b"stored before the first read");
+        let late = BlobId::of(b"stored after the table was built");
+        assert!(matches!(blobs.read(&[], &late), Err(ArchiveError::MissingBlob(_))));
+        w.add(b"stored after the table was built").unwrap();
+        w.flush_pack().unwrap();
+        // Within REBUILD the table is trusted: no second read of every
+        // pack for a blob it lacks.
+        assert!(matches!(blobs.read(&[], &late), Err(ArchiveError::MissingBlob(_))));
+        // A new reader builds its own table and finds it.
+        assert_eq!(Blobs::new(archive).read(&[], &late).unwrap(), b"stored after the table was built");
+    }
 
     #[test]
     fn lookups_find_every_pair_of_a_key_across_blocks() {
