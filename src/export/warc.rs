@@ -40,6 +40,7 @@ use crate::store::Hint;
 use crate::store::archive::{Archive, ArchiveError, SnapshotReader};
 use crate::store::id::{BlobId, SnapshotId};
 use crate::store::manifest::{Entry, Kind};
+use crate::store::marks::Marks;
 use crate::store::spill::Spill;
 use cdxj::CdxjFields;
 use chrono::{DateTime, Utc};
@@ -265,6 +266,27 @@ struct First {
     id: RecordId,
 }
 
+/// A blob's mark once an entry of the snapshot has it.
+const ONCE: u8 = 1;
+/// A blob's mark once a second entry has it: its first record is kept
+/// for the revisits.
+const RECURS: u8 = 2;
+
+/// Marks the blobs of the snapshot's entries, [`RECURS`] those of two or
+/// more: one pass over the manifest, a chunk in memory at a time.
+fn recurring(reader: &SnapshotReader<'_>, scratch: &Path) -> io::Result<Marks> {
+    let mut marks = Marks::new(scratch);
+    for chunk in 0..reader.chunks() {
+        for (e, _) in reader.chunk(chunk).map_err(io::Error::other)? {
+            if let Some(b) = e.blob {
+                let seen = marks.get(&b)? & ONCE != 0;
+                marks.mark(&b, if seen { RECURS } else { ONCE })?;
+            }
+        }
+    }
+    Ok(marks)
+}
+
 /// Writes records, counting offsets for the index.
 struct Exporter<W: Write> {
     out: W,
@@ -276,7 +298,14 @@ struct Exporter<W: Write> {
     filename: String,
     /// Index lines, sorted on disk.
     lines: Spill,
+    /// Where the index and the marks go.
+    scratch: PathBuf,
+    /// The first record of each blob that recurs in the snapshot (a
+    /// revisit names it). Only those: a map of every blob grew with the
+    /// snapshot, some 100 bytes a blob.
     seen: HashMap<BlobId, First>,
+    /// Which blobs recur ([`RECURS`]), found before the records are written.
+    recurring: Option<Marks>,
     pages: Vec<wacz::Page>,
     report: WarcReport,
 }
@@ -292,7 +321,9 @@ impl<W: Write> Exporter<W> {
             level: level.min(9),
             filename: filename.to_string(),
             lines: Spill::new(scratch, 8 << 20),
+            scratch: scratch.to_path_buf(),
             seen: HashMap::new(),
+            recurring: None,
             pages: Vec::new(),
             report: WarcReport::default(),
         }
@@ -362,6 +393,7 @@ impl<W: Write> Exporter<W> {
         r.block.truncate(r.block.len() - 2);
         self.emit(&r, false)?;
 
+        self.recurring = Some(recurring(reader, &self.scratch)?);
         for chunk in 0..reader.chunks() {
             for (e, hints) in reader.chunk(chunk).map_err(io::Error::other)? {
                 self.entry(&e, &hints, blobs, header.started)?;
@@ -472,7 +504,9 @@ impl<W: Write> Exporter<W> {
         } else {
             let at = self.response(&resp_id, url, date, (head, body), &digest, is_media(e))?;
             self.report.responses += 1;
-            self.seen.insert(blob, First { uri: url.to_string(), date, id: resp_id });
+            if self.recurring.as_ref().is_none_or(|r| r.get(&blob).is_ok_and(|f| f & RECURS != 0)) {
+                self.seen.insert(blob, First { uri: url.to_string(), date, id: resp_id });
+            }
             let f = self.fields(url, mime, Some(status), digest, at);
             self.index(url, date, f)?;
         }
@@ -588,6 +622,47 @@ fn response_headers(e: &Entry, body_len: usize) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_blobs_that_recur_have_their_first_record_remembered() {
+        use crate::store::manifest::{Manifest, ManifestHeader};
+        use crate::store::writer::{WriteOptions, Writer};
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(&dir.path().join("a")).unwrap();
+        let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
+        let blobs: Vec<BlobId> = (0..3).map(|i| w.add(format!("body {i}").as_bytes()).unwrap().id).collect();
+        // Six entries: blob 0 three times, blob 1 twice, blob 2 once.
+        let entries = [0, 1, 0, 2, 1, 0]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Entry {
+                url: format!("https://a.example/{i}"),
+                blob: Some(blobs[*b]),
+                status: Some(200),
+                ..Default::default()
+            })
+            .collect();
+        let header = ManifestHeader {
+            version: 4,
+            job: "j".into(),
+            started: chrono::DateTime::UNIX_EPOCH,
+            finished: chrono::DateTime::UNIX_EPOCH,
+            hostname: String::new(),
+            sources: vec![],
+            tags: vec![],
+        };
+        let id = w.commit(&Manifest { header, entries }).unwrap();
+        drop(w);
+        let reader = archive.open_snapshot(&id).unwrap();
+        let mut ex = Exporter::new(Vec::new(), id, "t.warc.gz", 1, false, dir.path());
+        ex.snapshot(&reader, &Blobs::new(archive.clone())).unwrap();
+        assert_eq!((ex.report.responses, ex.report.revisits), (3, 3));
+        let mut remembered: Vec<BlobId> = ex.seen.keys().copied().collect();
+        remembered.sort();
+        let mut recurring = vec![blobs[0], blobs[1]];
+        recurring.sort();
+        assert_eq!(remembered, recurring);
+    }
 
     #[test]
     fn response_headers_fit_the_decoded_body() {
