@@ -642,15 +642,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let header = ManifestHeader {
-            version: 4,
-            job: "j".into(),
-            started: chrono::DateTime::UNIX_EPOCH,
-            finished: chrono::DateTime::UNIX_EPOCH,
-            hostname: String::new(),
-            sources: vec![],
-            tags: vec![],
-        };
+        let header = ManifestHeader::for_tests();
         let id = w.commit(&Manifest { header, entries }).unwrap();
         drop(w);
         let reader = archive.open_snapshot(&id).unwrap();

@@ -211,6 +211,23 @@ pub struct ManifestHeader {
     pub tags: Vec<String>,
 }
 
+#[cfg(test)]
+impl ManifestHeader {
+    /// A header of job "j", format 4, started and finished at the epoch:
+    /// for tests whose snapshot's header does not matter.
+    pub(crate) fn for_tests() -> ManifestHeader {
+        ManifestHeader {
+            version: 4,
+            job: "j".into(),
+            started: DateTime::UNIX_EPOCH,
+            finished: DateTime::UNIX_EPOCH,
+            hostname: String::new(),
+            sources: vec![],
+            tags: vec![],
+        }
+    }
+}
+
 /// Counts over a manifest's entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {

@@ -444,15 +444,7 @@ mod tests {
             _ => true,
         };
         let live: Vec<BlobId> = ids.iter().enumerate().filter(|(i, _)| referenced(*i)).map(|(_, id)| *id).collect();
-        let header = ManifestHeader {
-            version: 4,
-            job: "j".into(),
-            started: chrono::DateTime::UNIX_EPOCH,
-            finished: chrono::DateTime::UNIX_EPOCH,
-            hostname: String::new(),
-            sources: vec![],
-            tags: vec![],
-        };
+        let header = ManifestHeader::for_tests();
         let entries = live
             .iter()
             .enumerate()
@@ -500,15 +492,7 @@ mod tests {
             let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
             let kept = w.add(b"<p>a page still archived</p>").unwrap().id;
             let gone = w.add(b"<p>a page of a forgotten snapshot</p>").unwrap().id;
-            let header = ManifestHeader {
-                version: 4,
-                job: "j".into(),
-                started: chrono::Utc::now(),
-                finished: chrono::Utc::now(),
-                hostname: String::new(),
-                sources: vec![],
-                tags: vec![],
-            };
+            let header = ManifestHeader::for_tests();
             let entry = Entry { url: "https://a.example/".into(), blob: Some(kept), ..Default::default() };
             w.commit(&Manifest { header, entries: vec![entry] }).unwrap();
             for (n, blob) in [(1u8, kept), (2, gone)] {
