@@ -348,7 +348,7 @@ impl<W: Write> Exporter<W> {
     }
 
     fn index(&mut self, url: &Url, date: DateTime<Utc>, fields: CdxjFields) -> io::Result<()> {
-        self.lines.push(cdxj::line(url, date, &fields).into_bytes(), Vec::new())
+        self.lines.push(cdxj::line(url, date, &fields).as_bytes(), &[])
     }
 
     fn fields(

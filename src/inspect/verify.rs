@@ -161,7 +161,7 @@ pub fn verify(
         match pack::read_entries(archive.backend(), &pack.to_hex(), size) {
             Ok(entries) => {
                 for e in &entries {
-                    blobs.push(blob_key(e.id, HELD), Vec::new()).map_err(sort_failed)?;
+                    blobs.push(&blob_key(e.id, HELD), &[]).map_err(sort_failed)?;
                 }
                 trailers.insert(pack, Trailer { size, digest: digest(&entries) });
             }
@@ -190,7 +190,7 @@ pub fn verify(
         let read = archive.open_snapshot(&id).and_then(|r| {
             r.for_each(|(e, _)| {
                 for b in e.blobs() {
-                    if let Err(err) = blobs.push(blob_key(b, REFERENCED), Vec::new()) {
+                    if let Err(err) = blobs.push(&blob_key(b, REFERENCED), &[]) {
                         let stop =
                             ArchiveError::Io { path: scratch.clone(), source: std::io::Error::other("sort failed") };
                         sort_error = Some(err);

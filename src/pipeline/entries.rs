@@ -14,7 +14,7 @@ use crate::store::manifest::Entry;
 use crate::store::manifest::binary;
 use crate::store::manifest::chunked::{Encoded, Hint, Line};
 use crate::store::spill::Spill;
-use crate::store::varint::Reader;
+use crate::store::varint::{self, Reader};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
@@ -117,10 +117,42 @@ const CHANNEL: usize = 1024;
 /// batch of 256, not 64, made an unchanged re-run 0.9x).
 const BATCH: usize = 256;
 
-type SpillRecord = (Vec<u8>, Vec<u8>);
+/// Records on their way to the spill: each key and value written straight
+/// into one buffer, not into two allocations of their own.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Per record: the lengths of its key and its value.
+    lens: Vec<(u32, u32)>,
+}
+
+impl Batch {
+    fn records(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut at = 0;
+        self.lens.iter().map(move |&(k, v)| {
+            let (k, v) = (k as usize, v as usize);
+            let record = (&self.bytes[at..at + k], &self.bytes[at + k..at + k + v]);
+            at += k + v;
+            record
+        })
+    }
+}
 
 /// The way to the spill thread, and the batch being filled.
-type ToSpill = (SyncSender<Vec<SpillRecord>>, Vec<SpillRecord>);
+type ToSpill = (SyncSender<Batch>, Batch);
+
+/// Batches filled at once: tasks on different threads rarely wait for
+/// each other's (a record is encoded while its batch's lock is held).
+const SHARDS: usize = 4;
+
+/// The batch the calling thread fills.
+fn shard() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
 
 /// The entries of one run.
 pub(super) struct Entries {
@@ -128,14 +160,14 @@ pub(super) struct Entries {
     /// Records go to the spill through a thread of its own, so no task
     /// waits for a sort or the disk while others wait for the lock (the
     /// channel is bounded: a slow disk slows the run, memory stays put).
-    tx: Mutex<Option<ToSpill>>,
+    tx: [Mutex<Option<ToSpill>>; SHARDS],
     spill: Mutex<Option<JoinHandle<io::Result<Spill>>>>,
 }
 
 impl Entries {
     /// Entries whose spilled records go to unnamed files in `dir`.
     pub(super) fn new(dir: &Path) -> Entries {
-        let (tx, rx) = sync_channel::<Vec<SpillRecord>>(CHANNEL / BATCH);
+        let (tx, rx) = sync_channel::<Batch>(CHANNEL / BATCH);
         let spill_dir = dir.to_path_buf();
         let spill = std::thread::Builder::new()
             .name("kura-spill".into())
@@ -143,11 +175,13 @@ impl Entries {
                 let mut spill = Spill::new(&spill_dir, SORT_BUFFER);
                 let mut error = None;
                 // Drained to the end even after an error, so senders never block.
-                for (k, v) in rx.into_iter().flatten() {
-                    if error.is_none()
-                        && let Err(e) = spill.push(k, v)
-                    {
-                        error = Some(e);
+                for batch in rx {
+                    for (k, v) in batch.records() {
+                        if error.is_none()
+                            && let Err(e) = spill.push(k, v)
+                        {
+                            error = Some(e);
+                        }
                     }
                 }
                 error.map_or(Ok(spill), Err)
@@ -161,7 +195,7 @@ impl Entries {
                 rare: HashMap::new(),
                 seq: 0,
             }),
-            tx: Mutex::new(Some((tx, Vec::with_capacity(BATCH)))),
+            tx: std::array::from_fn(|_| Mutex::new(Some((tx.clone(), Batch::default())))),
             spill: Mutex::new(Some(spill)),
         }
     }
@@ -170,18 +204,23 @@ impl Entries {
     /// to the spill; after [`Entries::take_sorted`] there is none, and
     /// records are dropped.
     fn write(&self, url: &str, i: usize, seq: u64, record: Record) {
-        let mut key = Vec::with_capacity(url.len() + 17);
-        key.extend_from_slice(url.as_bytes());
-        // URLs hold no NUL, so this ends the URL part of the key.
-        key.push(0);
-        key.extend_from_slice(&(i as u64).to_be_bytes());
-        key.extend_from_slice(&seq.to_be_bytes());
-        let value = encode(&record);
-        if let Some((tx, batch)) = self.tx.lock().expect("no panics while held").as_mut() {
-            batch.push((key, value));
-            if batch.len() == BATCH {
+        if let Some((tx, batch)) = self.tx[shard()].lock().expect("no panics while held").as_mut() {
+            let start = batch.bytes.len();
+            batch.bytes.extend_from_slice(url.as_bytes());
+            // URLs hold no NUL, so this ends the URL part of the key.
+            batch.bytes.push(0);
+            batch.bytes.extend_from_slice(&(i as u64).to_be_bytes());
+            batch.bytes.extend_from_slice(&seq.to_be_bytes());
+            let key = batch.bytes.len() - start;
+            encode(&mut batch.bytes, &record);
+            batch.lens.push((key as u32, (batch.bytes.len() - start - key) as u32));
+            if batch.lens.len() == BATCH {
                 // Fails only when the spill thread is gone, which take_sorted reports.
-                let _ = tx.send(std::mem::replace(batch, Vec::with_capacity(BATCH)));
+                let next = Batch {
+                    bytes: Vec::with_capacity(batch.bytes.len().min(1 << 20)),
+                    lens: Vec::with_capacity(BATCH),
+                };
+                let _ = tx.send(std::mem::replace(batch, next));
             }
         }
     }
@@ -336,8 +375,10 @@ impl Entries {
         for (i, seq, o) in rest {
             self.write(&o.entry.url.clone(), i, seq, Record::Entry(o.entry, o.hints));
         }
-        if let Some((tx, batch)) = self.tx.lock().expect("no panics while held").take() {
-            let _ = tx.send(batch);
+        for tx in &self.tx {
+            if let Some((tx, batch)) = tx.lock().expect("no panics while held").take() {
+                let _ = tx.send(batch);
+            }
         }
         let spill = self.spill.lock().expect("no panics while held").take();
         let spill = spill.ok_or_else(|| io::Error::other("the entries were taken already"))?;
@@ -389,42 +430,43 @@ fn read_ahead<T: Send + 'static>(
 const READ_AHEAD: usize = 128;
 
 /// A spill record: a tag byte, then the entry's compact binary record
-/// (`store::manifest::binary`) or the parents. The spill is a temporary
-/// file, not part of any format.
-fn encode(record: &Record) -> Vec<u8> {
-    thread_local! {
-        // Records are written here, then copied out at their length: one
-        // allocation of the right size, where growing a vector reallocated
-        // most records once or twice.
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// (`store::manifest::binary`) without its URL, or the parents. The spill
+/// is a temporary file, not part of any format.
+fn encode(b: &mut Vec<u8>, record: &Record) {
+    match record {
+        Record::Entry(e, hints) => {
+            b.push(ENTRY);
+            let line = b.len();
+            binary::put_line(b, e, hints);
+            // The key holds the URL, so the record leaves it out (about a
+            // third of its bytes: runs hold more records and zstd reads
+            // fewer bytes); `decode` puts it back. It follows the flags.
+            let mut r = Reader::new(&b[line + 1..]);
+            let len = r.u64().expect("just written") as usize - 1;
+            let field = b.len() - line - 1 - r.remaining() + len;
+            b.drain(line + 1..line + 1 + field);
+        }
+        Record::Parents(parents) => {
+            b.push(PARENTS);
+            binary::put_strs(b, parents);
+        }
     }
-    SCRATCH.with_borrow_mut(|b| {
-        b.clear();
-        match record {
-            Record::Entry(e, hints) => {
-                b.push(ENTRY);
-                binary::put_line(b, e, hints);
-            }
-            Record::Parents(parents) => {
-                b.push(PARENTS);
-                binary::put_strs(b, parents);
-            }
-        }
-        let out = b.to_vec();
-        // A record of a huge entry (a long error, many parents) does not
-        // keep its buffer's size for the thread's life.
-        if b.capacity() > 64 << 10 {
-            *b = Vec::new();
-        }
-        out
-    })
 }
 
-fn decode(value: &[u8]) -> io::Result<Record> {
+/// The record `encode` wrote for an entry whose URL is `url`, and for an
+/// entry its whole binary record (URL back in place).
+fn decode(url: &[u8], value: &[u8]) -> io::Result<(Record, Option<Vec<u8>>)> {
     let mut r = Reader::new(value);
     let record = match r.u8() {
-        Some(ENTRY) => binary::read_line(&mut r).map(|(e, hints)| Record::Entry(Box::new(e), hints)),
-        Some(PARENTS) => binary::read_strs(&mut r).filter(|_| r.end().is_some()).map(Record::Parents),
+        Some(ENTRY) if value.len() > 1 => {
+            let mut line = Vec::with_capacity(value.len() + url.len() + 4);
+            line.push(value[1]);
+            varint::put(&mut line, url.len() as u64 + 1);
+            line.extend_from_slice(url);
+            line.extend_from_slice(&value[2..]);
+            binary::read_line(&mut Reader::new(&line)).map(|(e, hints)| (Record::Entry(Box::new(e), hints), Some(line)))
+        }
+        Some(PARENTS) => binary::read_strs(&mut r).filter(|_| r.end().is_some()).map(|p| (Record::Parents(p), None)),
         _ => None,
     };
     record.ok_or_else(|| io::Error::other("a damaged record in the run's temporary file of entries"))
@@ -446,6 +488,11 @@ fn entry_number(key: &[u8]) -> Option<&[u8]> {
     key.len().checked_sub(16).map(|n| &key[..n + 8])
 }
 
+/// The URL in a spill key.
+fn url_of(key: &[u8]) -> &[u8] {
+    &key[..key.len().saturating_sub(17)]
+}
+
 impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> {
     /// A line, and its record as spilled while the line is still what it
     /// encodes (no parents or changes came later).
@@ -457,10 +504,10 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),
             };
-            let (mut e, mut hints) = match decode(&value) {
-                Ok(Record::Entry(e, hints)) => (*e, hints),
+            let (mut e, mut hints, line) = match decode(url_of(&key), &value) {
+                Ok((Record::Entry(e, hints), line)) => (*e, hints, line),
                 // Parents of an entry left out of the manifest.
-                Ok(Record::Parents(_)) => continue,
+                Ok((Record::Parents(_), _)) => continue,
                 Err(err) => return Some(Err(err)),
             };
             let this = entry_number(&key);
@@ -470,12 +517,12 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
                     break;
                 }
                 let (_, value) = self.records.next().expect("peeked").expect("peeked Ok");
-                match decode(&value) {
-                    Ok(Record::Parents(p)) => {
+                match decode(&[], &value) {
+                    Ok((Record::Parents(p), _)) => {
                         Late::Parents(p).apply(&mut e);
                         changed = true;
                     }
-                    Ok(Record::Entry(..)) => return Some(Err(io::Error::other("an entry was written out twice"))),
+                    Ok((Record::Entry(..), _)) => return Some(Err(io::Error::other("an entry was written out twice"))),
                     Err(err) => return Some(Err(err)),
                 }
             }
@@ -486,8 +533,7 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
             }
             let hinted = hints.len();
             hints.retain(|h| e.blobs().any(|b| b == h.0));
-            // The spill record is the tag byte, then the entry's record.
-            let encoded = (!changed && hints.len() == hinted).then(|| Encoded::new(value, 1));
+            let encoded = line.filter(|_| !changed && hints.len() == hinted).map(|l| Encoded::new(l, 0));
             return Some(Ok(((e, hints), encoded)));
         }
     }
@@ -683,12 +729,22 @@ mod tests {
         };
         let hints = vec![Hint(BlobId::of(b"body"), PackId::of(b"pack"), 1, 2, 3, 4)];
         for (e, h) in [(full, hints), (Entry::default(), Vec::new())] {
-            match decode(&encode(&Record::Entry(Box::new(e.clone()), h.clone()))).unwrap() {
-                Record::Entry(back, back_hints) => assert!(*back == e && back_hints == h, "{back:?}"),
-                Record::Parents(_) => panic!("an entry came back as parents"),
+            let mut b = Vec::new();
+            encode(&mut b, &Record::Entry(Box::new(e.clone()), h.clone()));
+            // The URL travels in the key alone.
+            let mut line = Vec::new();
+            binary::put_line(&mut line, &e, &h);
+            assert_eq!(b.len(), 1 + line.len() - e.url.len() - 1);
+            match decode(e.url.as_bytes(), &b).unwrap() {
+                (Record::Entry(back, back_hints), Some(back_line)) => {
+                    assert!(*back == e && back_hints == h, "{back:?}");
+                    assert_eq!(back_line, line);
+                }
+                _ => panic!("an entry came back as something else"),
             }
         }
-        assert!(decode(b"\x92junk").is_err());
+        assert!(decode(b"u", b"\x92junk").is_err());
+        assert!(decode(b"u", &[ENTRY]).is_err());
     }
 
     #[test]

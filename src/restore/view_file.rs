@@ -411,10 +411,10 @@ fn write(
         offsets.write_all(&pos.to_le_bytes())?;
         let (urls, parents) = keys_of(&e);
         for k in urls {
-            by_url.push(pair(k, i), Vec::new())?;
+            by_url.push(&pair(k, i), &[])?;
         }
         for k in parents {
-            by_parent.push(pair(k, i), Vec::new())?;
+            by_parent.push(&pair(k, i), &[])?;
         }
         if e.kind == Some(Kind::Article) {
             articles.push(i);

@@ -48,7 +48,7 @@ impl Locations {
                 let mut key = e.id.as_bytes().to_vec();
                 key.extend_from_slice(&n.to_be_bytes());
                 n += 1;
-                sort.push(key, pack::encode_location(&r.pack, e).to_vec()).map_err(io)?;
+                sort.push(&key, &pack::encode_location(&r.pack, e)).map_err(io)?;
             }
             Ok(())
         })?;

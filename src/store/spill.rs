@@ -13,11 +13,13 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Runs merged at once: each open run holds a decoder (its window, 128 KiB,
-/// and context) and a 64 KiB buffer, so runs are merged in levels, as an
-/// LSM tree compacts: sixteen runs of one level become one run of the
-/// next, and every record is rewritten once a level (three times for a few
-/// GB of records).
-const FAN_IN: usize = 16;
+/// and context) and two 32 KiB buffers, about 230 KiB, so runs are merged
+/// in levels, as an LSM tree compacts: 32 runs of one level become one run
+/// of the next, and every record is rewritten once a level. A run of an
+/// 8 MiB buffer holds some 70,000 entries, so a run of two million entries
+/// merges its runs once, at the end (at 16, most records were written and
+/// read twice).
+const FAN_IN: usize = 32;
 
 /// zstd window of the runs, as log2 bytes: small, so that many runs can be
 /// read at once.
@@ -40,11 +42,35 @@ const MAX_VALUE: usize = 64 << 20;
 pub struct Spill {
     dir: PathBuf,
     buffer: usize,
-    records: Vec<(Vec<u8>, Vec<u8>)>,
-    bytes: usize,
+    /// The keys and values of the records not yet in a run, one after
+    /// another: one allocation for all of them, where a key and a value of
+    /// their own cost two allocations a record (and more memory than the
+    /// bytes counted, so runs were shorter than the buffer meant).
+    arena: Vec<u8>,
+    /// Where each of those records is in `arena`.
+    records: Vec<Slot>,
     /// Sorted runs with their level, oldest first.
     runs: Vec<(u32, File)>,
     count: u64,
+}
+
+/// A record in [`Spill::arena`]: its key, then its value, from `at`.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    at: usize,
+    key: u32,
+    value: u32,
+}
+
+impl Slot {
+    fn key<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.at..self.at + self.key as usize]
+    }
+
+    fn value<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        let start = self.at + self.key as usize;
+        &arena[start..start + self.value as usize]
+    }
 }
 
 impl Spill {
@@ -55,23 +81,25 @@ impl Spill {
         Spill {
             dir: dir.to_path_buf(),
             buffer: buffer.max(1),
+            arena: Vec::new(),
             records: Vec::new(),
-            bytes: 0,
             runs: Vec::new(),
             count: 0,
         }
     }
 
-    /// Adds a record. Keys should be unique; equal keys come out in the
-    /// order they went in only within one run, so callers make them unique.
-    pub fn push(&mut self, key: Vec<u8>, value: Vec<u8>) -> io::Result<()> {
+    /// Adds a record. Records with equal keys come out in the order they
+    /// went in only within one run, so callers make keys unique.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
         if key.len() > MAX_KEY || value.len() > MAX_VALUE {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "spill record too large"));
         }
-        self.bytes += key.len() + value.len() + 64;
-        self.records.push((key, value));
+        let at = self.arena.len();
+        self.arena.extend_from_slice(key);
+        self.arena.extend_from_slice(value);
+        self.records.push(Slot { at, key: key.len() as u32, value: value.len() as u32 });
         self.count += 1;
-        if self.bytes >= self.buffer {
+        if self.arena.len() + self.records.len() * std::mem::size_of::<Slot>() >= self.buffer {
             self.write_run()?;
         }
         Ok(())
@@ -82,11 +110,19 @@ impl Spill {
         self.count
     }
 
+    /// The records in memory, sorted by key (and by arrival, for equal keys).
+    fn sort(&mut self) {
+        let arena = &self.arena;
+        self.records.sort_unstable_by(|a, b| a.key(arena).cmp(b.key(arena)).then(a.at.cmp(&b.at)));
+    }
+
     fn write_run(&mut self) -> io::Result<()> {
-        let mut records = std::mem::take(&mut self.records);
-        self.bytes = 0;
-        records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let run = write_run(&self.dir, records.into_iter().map(Ok))?;
+        self.sort();
+        let arena = &self.arena;
+        let run = write_run(&self.dir, self.records.iter().map(|s| Ok((s.key(arena), s.value(arena)))))?;
+        // Cleared, not freed: the next run fills the same memory.
+        self.arena.clear();
+        self.records.clear();
         self.runs.push((0, run));
         // Runs of one level are contiguous and their levels fall from the
         // oldest to the newest, so the last FAN_IN runs are of one level
@@ -108,18 +144,21 @@ impl Spill {
     pub fn finish(mut self) -> io::Result<Sorted> {
         if self.runs.is_empty() {
             // Everything fits in memory: no file at all.
-            self.records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            return Ok(Sorted::Memory(self.records.into_iter()));
+            self.sort();
+            return Ok(Sorted(Source::Memory { arena: self.arena, records: self.records.into_iter() }));
         }
         if !self.records.is_empty() {
             self.write_run()?;
         }
         // At most FAN_IN - 1 runs of each level are left.
-        Ok(Sorted::Merge(Merge::new(self.runs.into_iter().map(|(_, f)| f).collect())?))
+        Ok(Sorted(Source::Merge(Merge::new(self.runs.into_iter().map(|(_, f)| f).collect())?)))
     }
 }
 
-fn write_run(dir: &Path, records: impl Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>) -> io::Result<File> {
+fn write_run<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    dir: &Path,
+    records: impl Iterator<Item = io::Result<(K, V)>>,
+) -> io::Result<File> {
     let mut file = tempfile::tempfile_in(dir)?;
     {
         let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(&mut file), LEVEL)?;
@@ -129,10 +168,11 @@ fn write_run(dir: &Path, records: impl Iterator<Item = io::Result<(Vec<u8>, Vec<
         let mut enc = BufWriter::with_capacity(BUFFER, enc);
         for r in records {
             let (k, v) = r?;
+            let (k, v) = (k.as_ref(), v.as_ref());
             enc.write_all(&(k.len() as u32).to_le_bytes())?;
-            enc.write_all(&k)?;
+            enc.write_all(k)?;
             enc.write_all(&(v.len() as u32).to_le_bytes())?;
-            enc.write_all(&v)?;
+            enc.write_all(v)?;
         }
         enc.into_inner().map_err(io::IntoInnerError::into_error)?.finish()?.flush()?;
     }
@@ -145,7 +185,7 @@ fn write_run(dir: &Path, records: impl Iterator<Item = io::Result<(Vec<u8>, Vec<
 type RunReader = BufReader<zstd::stream::read::Decoder<'static, BufReader<File>>>;
 
 /// Bytes between a run and zstd, each way.
-const BUFFER: usize = 64 << 10;
+const BUFFER: usize = 32 << 10;
 
 fn read_record(r: &mut RunReader) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
     let mut len = [0u8; 4];
@@ -199,7 +239,7 @@ impl Merge {
     fn new(runs: Vec<File>) -> io::Result<Merge> {
         let mut m = Merge { readers: Vec::new(), heap: BinaryHeap::new(), values: Vec::new() };
         for (i, f) in runs.into_iter().enumerate() {
-            let mut d = zstd::stream::read::Decoder::new(f)?;
+            let mut d = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUFFER, f))?;
             d.window_log_max(WINDOW_LOG)?;
             let mut r = BufReader::with_capacity(BUFFER, d);
             let first = read_record(&mut r)?;
@@ -234,9 +274,17 @@ impl Iterator for Merge {
 
 /// The records of a [`Spill`], sorted by key.
 #[derive(Debug)]
-pub enum Sorted {
+pub struct Sorted(Source);
+
+#[derive(Debug)]
+enum Source {
     /// They never left memory.
-    Memory(std::vec::IntoIter<(Vec<u8>, Vec<u8>)>),
+    Memory {
+        /// The records' bytes.
+        arena: Vec<u8>,
+        /// The records, in order.
+        records: std::vec::IntoIter<Slot>,
+    },
     /// Merged from runs on disk.
     Merge(Merge),
 }
@@ -245,9 +293,11 @@ impl Iterator for Sorted {
     type Item = io::Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Sorted::Memory(it) => it.next().map(Ok),
-            Sorted::Merge(m) => m.next(),
+        match &mut self.0 {
+            Source::Memory { arena, records } => {
+                records.next().map(|s| Ok((s.key(arena).to_vec(), s.value(arena).to_vec())))
+            }
+            Source::Merge(m) => m.next(),
         }
     }
 }
@@ -261,7 +311,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spill::new(dir.path(), buffer);
         for (k, v) in records {
-            s.push(k.clone(), v.clone()).unwrap();
+            s.push(k, v).unwrap();
         }
         assert_eq!(s.len(), records.len() as u64);
         let out: Vec<_> = s.finish().unwrap().map(Result::unwrap).collect();
@@ -285,21 +335,31 @@ mod tests {
 
     #[test]
     fn many_runs_are_merged_in_levels() {
-        // One record per run: runs are merged sixteen at a time, in levels.
-        let records: Vec<_> = (0..500u32).rev().map(|i| (i.to_be_bytes().to_vec(), vec![i as u8; 3])).collect();
+        // One record per run: runs are merged FAN_IN at a time, in levels.
+        let n = (FAN_IN * FAN_IN + 2 * FAN_IN + 3) as u32;
+        let records: Vec<_> = (0..n).rev().map(|i| (i.to_be_bytes().to_vec(), vec![i as u8; 3])).collect();
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spill::new(dir.path(), 1);
         for (k, v) in &records {
-            s.push(k.clone(), v.clone()).unwrap();
+            s.push(k, v).unwrap();
             assert!(s.runs.len() < 3 * FAN_IN, "{} runs open", s.runs.len());
         }
-        // 500 = 1 x 256 + 15 x 16 + 4: levels 2, 1 (x15) and 0 (x4).
+        // One run of level 2, two of level 1, three of level 0.
         let levels: Vec<u32> = s.runs.iter().map(|(l, _)| *l).collect();
-        assert_eq!(levels, [[2].as_slice(), &[1; 15], &[0; 4]].concat());
+        assert_eq!(levels, [2, 1, 1, 0, 0, 0]);
         let out = sorted(&records, 1);
-        assert_eq!(out.len(), 500);
+        assert_eq!(out.len(), n as usize);
         assert!(out.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(out[7], (7u32.to_be_bytes().to_vec(), vec![7; 3]));
+    }
+
+    #[test]
+    fn equal_keys_in_one_run_keep_their_order() {
+        let records: Vec<_> = (0..200u8).map(|i| (vec![i % 3], vec![i])).collect();
+        let out = sorted(&records, 1 << 20);
+        let mut want = records.clone();
+        want.sort_by_key(|(k, _)| k.clone());
+        assert_eq!(out, want);
     }
 
     #[test]

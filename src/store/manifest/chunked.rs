@@ -353,7 +353,7 @@ impl<W: Write> ChunkedWriter<W> {
             let mut r = Vec::with_capacity(KEY_RECORD);
             r.extend_from_slice(&key_prefix(kind, key));
             r.extend_from_slice(&chunk.to_be_bytes());
-            keys.push(r, Vec::new())?;
+            keys.push(&r, &[])?;
         }
         Ok(())
     }
