@@ -121,9 +121,13 @@ impl Spill {
         self.sort();
         let arena = &self.arena;
         let run = write_run(&self.dir, self.records.iter().map(|s| Ok((s.key(arena), s.value(arena)))))?;
-        // Cleared, not freed: the next run fills the same memory.
+        // Cleared, not freed: the next run fills the same memory; unless a
+        // huge record made it grow past the buffer, as it may never again.
         self.arena.clear();
         self.records.clear();
+        if self.arena.capacity() > self.buffer.saturating_mul(2) {
+            self.arena = Vec::new();
+        }
         self.runs.push((0, run));
         // Runs of one level are contiguous and their levels fall from the
         // oldest to the newest, so the last FAN_IN runs are of one level
@@ -352,6 +356,21 @@ mod tests {
         assert_eq!(out.len(), n as usize);
         assert!(out.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(out[7], (7u32.to_be_bytes().to_vec(), vec![7; 3]));
+    }
+
+    #[test]
+    fn a_huge_record_does_not_keep_its_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spill::new(dir.path(), 4096);
+        s.push(b"big", &vec![7; 1 << 20]).unwrap();
+        assert_eq!(s.arena.capacity(), 0);
+        for i in 0..100u32 {
+            s.push(&i.to_be_bytes(), b"small").unwrap();
+            assert!(s.arena.capacity() <= 2 * 4096);
+        }
+        let out: Vec<_> = s.finish().unwrap().map(Result::unwrap).collect();
+        assert_eq!(out.len(), 101);
+        assert_eq!(out[100], (b"big".to_vec(), vec![7; 1 << 20]));
     }
 
     #[test]
