@@ -172,7 +172,7 @@ struct Ctx {
     entries: entries::Entries,
     /// Fetch keys claimed so far (`seen`), so a resource referenced many
     /// times is fetched once and lists every parent.
-    seen: Mutex<seen::FetchKeys>,
+    seen: seen::FetchKeys,
     /// Entries a browser asks for on its own (`/favicon.ico`): a 404 or 410
     /// for one means the site has none, not that the archive lost it.
     optional: Mutex<HashSet<usize>>,
@@ -241,11 +241,9 @@ impl Ctx {
     /// then added to the existing entry).
     fn claim(&self, key: seen::Key, entry: Entry) -> Option<usize> {
         let mut entry = Some(entry);
-        let mut seen = self.seen.lock().expect("no panics while held");
-        match seen.claim(key, || self.push(entry.take().expect("claimed once"))) {
+        match self.seen.claim(key, || self.push(entry.take().expect("claimed once"))) {
             Ok(i) => Some(i),
             Err(i) => {
-                drop(seen);
                 // A claim of the same key names the same URL.
                 if let Some(e) = entry {
                     self.entries.add_parents(i, &e.url, e.parents);
@@ -261,7 +259,7 @@ impl Ctx {
     /// the existing entry).
     fn claim_done(&self, key: seen::Key, entry: Entry, hints: Vec<Hint>) -> bool {
         let mut number = None;
-        let claimed = self.seen.lock().expect("no panics while held").claim(key, || {
+        let claimed = self.seen.claim(key, || {
             let n = self.entries.number_done();
             number = Some(n);
             n.0
@@ -465,7 +463,7 @@ pub async fn run(
         // Beside the archive: the spill is as big as the manifest's entries
         // uncompressed, and a temporary directory may be memory (tmpfs).
         entries: entries::Entries::new(archive.root()),
-        seen: Mutex::new(seen::FetchKeys::new(archive.root())),
+        seen: seen::FetchKeys::new(archive.root()),
         optional: Mutex::new(HashSet::new()),
         suspects: Mutex::new(placeholder::Suspects::default()),
         sitemap_urls: AtomicUsize::new(0),
