@@ -89,8 +89,9 @@ struct State {
     slots: Vec<Slot>,
     in_memory: usize,
     limit: usize,
-    /// Keys written out, oldest first; only ever added to.
-    written: Vec<Arc<Table>>,
+    /// Keys written out, oldest first; only ever added to, by replacing
+    /// the list, so a claim takes the list as it is with one reference.
+    written: Arc<Vec<Arc<Table>>>,
 }
 
 /// Where a key is in the in-memory table: found, or the empty slot that
@@ -126,7 +127,7 @@ impl FetchKeys {
                 slots: vec![Slot::default(); slots_for(limit)],
                 in_memory: 0,
                 limit,
-                written: Vec::new(),
+                written: Arc::default(),
             }),
             dir: dir.to_path_buf(),
             warned: AtomicBool::new(false),
@@ -151,7 +152,7 @@ impl FetchKeys {
                     s.insert(at, key, i, &self.dir);
                     return Ok(i);
                 }
-                Probe::Empty(_) => s.written.clone(),
+                Probe::Empty(_) => Arc::clone(&s.written),
             }
         };
         let found = self.written_entry(&tables, key);
@@ -246,7 +247,9 @@ impl State {
         });
         match written {
             Ok(t) => {
-                self.written.push(Arc::new(t));
+                let mut written = Vec::clone(&self.written);
+                written.push(Arc::new(t));
+                self.written = Arc::new(written);
                 self.slots.fill(Slot::default());
                 self.in_memory = 0;
             }
