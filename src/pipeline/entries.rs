@@ -108,8 +108,10 @@ struct Inner {
     seq: u64,
 }
 
-/// Records waiting for the spill: serialised entries of 1-2 KB, so 1,024
-/// hold a few MB (4,096 held 8 MB at a cold run's peak).
+/// Records waiting in the channel to the spill (besides the batches being
+/// filled, one per shard): serialised entries of a few hundred bytes to
+/// 1-2 KB, so these and the shards' hold at most a few MB (4,096 in the
+/// channel held 8 MB at a cold run's peak).
 const CHANNEL: usize = 1024;
 
 /// Records sent to the spill thread at once: one wake-up of it a batch,
