@@ -14,6 +14,7 @@
 
 mod crawl;
 mod entries;
+mod group;
 mod incremental;
 mod local;
 mod parse;
@@ -123,6 +124,9 @@ pub struct RunReport {
     /// Bodies read back from the archive to be parsed again after a 304
     /// (one read each, a GET in object storage); cached extractions avoid them.
     pub read_back: u64,
+    /// Images settled with their page's group, the images an unchanged
+    /// page settled the run before (no claim, no lookup of their own).
+    pub grouped: u64,
     /// Bytes stored (blob counts and sizes).
     #[serde(skip)]
     pub write: WriteStats,
@@ -271,6 +275,27 @@ impl Ctx {
             }
             (Err(i), _) | (Ok(i), None) => {
                 self.entries.add_parents(i, &entry.url, entry.parents);
+                false
+            }
+        }
+    }
+
+    /// [`Ctx::claim_done`] for an entry already encoded (`record`, see
+    /// [`entries::encode_entry`]) whose one parent is `parent`.
+    fn claim_encoded(&self, key: seen::Key, url: &str, record: &[u8], parent: &str) -> bool {
+        let mut number = None;
+        let claimed = self.seen.claim(key, || {
+            let n = self.entries.number_done();
+            number = Some(n);
+            n.0
+        });
+        match (claimed, number) {
+            (Ok(_), Some(n)) => {
+                self.entries.write_encoded(n, url, record);
+                true
+            }
+            (Err(i), _) | (Ok(i), None) => {
+                self.entries.add_parents(i, url, vec![parent.to_string()]);
                 false
             }
         }
@@ -528,6 +553,7 @@ pub async fn run(
         recovered: summary.recovered,
         fetched_bytes: ctx.progress.bytes(),
         read_back: ctx.progress.read_back(),
+        grouped: ctx.progress.grouped(),
         write,
         bytes: summary.bytes,
         new_bytes: write.new_bytes,

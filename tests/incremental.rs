@@ -178,3 +178,119 @@ async fn a_damaged_url_table_costs_reuse_once_and_is_rebuilt() {
         assert!(!damaged.contains(&std::fs::read(f.unwrap().path()).unwrap()), "a damaged table is still live");
     }
 }
+
+/// Two origins on loopback: pages `/a` and `/b` on the site, each showing
+/// the CDN's `/x.png` (a cross-origin image: both send the site's origin as
+/// Referer, so they ask for the same response) and an image of its own.
+/// Counts the CDN's requests per path.
+struct TwoOrigins {
+    site: String,
+    cdn_hits: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+}
+
+async fn two_origins() -> TwoOrigins {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let png = |seed: u8| {
+        let mut b = Vec::new();
+        image::RgbImage::from_pixel(3, 2, image::Rgb([seed, 7, 9]))
+            .write_to(&mut std::io::Cursor::new(&mut b), image::ImageFormat::Png)
+            .unwrap();
+        b
+    };
+    let (site_l, cdn_l) = (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let site = format!("http://{}", site_l.local_addr().unwrap());
+    let cdn = format!("http://{}", cdn_l.local_addr().unwrap());
+    let hits: Arc<std::sync::Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let pages = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let cdn = cdn.clone();
+        async move {
+            let page = uri.path().trim_start_matches('/').to_string();
+            let html = format!(
+                "<!doctype html><title>{page}</title><img src=\"{cdn}/x.png\"><img src=\"{cdn}/own-{page}.png\">"
+            );
+            ([(header::CONTENT_TYPE, "text/html"), (header::ETAG, "\"p\"")], html).into_response()
+        }
+    });
+    let counted = hits.clone();
+    let images = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let (counted, bytes) = (counted.clone(), png(uri.path().len() as u8));
+        async move {
+            *counted.lock().unwrap().entry(uri.path().to_string()).or_default() += 1;
+            ([(header::CONTENT_TYPE, "image/png")], bytes).into_response()
+        }
+    });
+    tokio::spawn(async move { axum::serve(site_l, pages).await });
+    tokio::spawn(async move { axum::serve(cdn_l, images).await });
+    TwoOrigins { site, cdn_hits: hits }
+}
+
+/// Every entry of a snapshot as JSON, its parents sorted and, but for
+/// images (whose fetch time is when they were fetched, not this run),
+/// without its fetch time.
+fn entries_json(archive: &Archive, r: &RunReport) -> Vec<String> {
+    let m = archive.load_snapshot(&r.snapshot).unwrap();
+    let mut out: Vec<String> = m
+        .entries
+        .into_iter()
+        .map(|mut e| {
+            e.parents.sort();
+            if e.kind != Some(kura::store::Kind::Image) {
+                e.fetched_at = None;
+            }
+            serde_json::to_string(&e).unwrap()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// An unchanged page settles the images it settled the run before as one
+/// group: the snapshot is the same as when each is settled on its own. An
+/// image of a group that another page references in the same run is one
+/// entry with both parents; a group past the freshness window is not used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_pages_settle_their_images_as_a_group() {
+    let s = two_origins().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let a = vec![format!("{}/a", s.site)];
+    let go = |sources: Vec<String>, o: RunOptions| {
+        let archive = archive.clone();
+        async move { run(&archive, &sources, o, Arc::new(Progress::default())).await.unwrap() }
+    };
+    let first = go(a.clone(), options()).await;
+    // The images were fetched, not settled: no group yet.
+    let second = go(a.clone(), options()).await;
+    assert_eq!((first.grouped, second.grouped), (0, 0));
+    let third = go(a.clone(), options()).await;
+    assert_eq!(third.grouped, 2, "both images of /a settled with its group");
+    assert_eq!(entries_json(&archive, &second), entries_json(&archive, &third));
+    let hits = s.cdn_hits.lock().unwrap().clone();
+    assert_eq!(hits.get("/x.png").zip(hits.get("/own-a.png")), Some((&1, &1)), "each image asked for once: {hits:?}");
+
+    // /b shows /x.png too: one entry, both pages its parents.
+    let both = vec![a[0].clone(), format!("{}/b", s.site)];
+    let fourth = go(both.clone(), options()).await;
+    assert_eq!(fourth.grouped, 2);
+    let m = archive.load_snapshot(&fourth.snapshot).unwrap();
+    let x: Vec<_> = m.entries.iter().filter(|e| e.url.ends_with("/x.png")).collect();
+    assert_eq!(x.len(), 1, "{x:?}");
+    let mut parents = x[0].parents.clone();
+    parents.sort();
+    assert_eq!(parents, both);
+    assert_eq!(m.entries.len(), 5, "two pages, three images");
+
+    // Past the freshness window, the group is not used: asked again.
+    let mut stale = options();
+    stale.image_freshness = chrono::Duration::zero();
+    let fifth = go(a.clone(), stale).await;
+    assert_eq!(fifth.grouped, 0);
+    let hits = s.cdn_hits.lock().unwrap().clone();
+    assert_eq!(hits.get("/x.png").zip(hits.get("/own-a.png")), Some((&2, &2)), "{hits:?}");
+    let v = kura::inspect::verify(&archive, Default::default(), &|_| {}).unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}

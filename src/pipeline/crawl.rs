@@ -3,15 +3,17 @@
 //! article), feed items, and every image and stylesheet an article or
 //! stylesheet references. Each resource is its own task.
 
+use super::group::{self, Group};
 use super::incremental::reuse_record;
 use super::target::{Ref, Target};
-use super::{Class, Ctx, Place, Task, seen};
+use super::{Class, Ctx, Place, Task, entries, seen};
 use crate::extract::media;
 use crate::extract::{self, RefKind};
 use crate::fetch::{Accept, Response};
 use crate::referrer::{Policy, referer_for};
 use crate::sources::{charset, feed, sitemap};
 use crate::store::history::Prior;
+use crate::store::id::BlobId;
 use crate::store::manifest::{Entry, Kind};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -90,8 +92,9 @@ impl Ctx {
             self.progress.add_article();
             self.update(i, |e| e.title = cached.title);
             let parent = url.to_string();
+            let group = (Self::group_key(&Self::extract_key(blob, &resp), &parent), blob);
             drop((resp.body, resp.slot));
-            self.queue_refs(cached.refs, cached.document_policy, Some(resp.final_url), parent).await;
+            self.queue_refs(cached.refs, cached.document_policy, Some(resp.final_url), parent, Some(group)).await;
             return;
         }
         if !self.body(i, &mut resp, reused).await {
@@ -192,7 +195,7 @@ impl Ctx {
                 self.fail(feed_entry, format!("content of item {parent}: {why}"), None);
             }
             for r in ex.refs.into_iter().filter(|r| r.kind == RefKind::Image) {
-                self.queue_image(r.url.into(), source.clone(), r.policy, parent.clone()).await;
+                self.queue_image(r.url.into(), source.clone(), r.policy, parent.clone(), None).await;
             }
         }
     }
@@ -218,28 +221,34 @@ impl Ctx {
             // again. The references found (if any) are still fetched.
             self.fail(i, why, None);
             drop((resp.body, resp.slot));
-            self.queue_refs(refs_of(ex.refs), ex.document_policy, Some(resp.final_url), url).await;
+            self.queue_refs(refs_of(ex.refs), ex.document_policy, Some(resp.final_url), url, None).await;
             return;
         }
-        if let Some(blob) = self.read(i, |e| e.blob) {
+        let blob = self.read(i, |e| e.blob);
+        if let Some(blob) = blob {
             self.cache_extract(blob, &resp, &ex);
         }
+        let group = blob.map(|b| (Self::group_key(&Self::extract_key(b, &resp), &url), b));
         drop((resp.body, resp.slot));
         let mut refs = refs_of(ex.refs);
         refs.extend(icon);
-        self.queue_refs(refs, ex.document_policy, Some(resp.final_url), url).await;
+        self.queue_refs(refs, ex.document_policy, Some(resp.final_url), url, group).await;
     }
 
     /// Queues the images and stylesheets of an extracted document, each
-    /// once a place of its class is free.
+    /// once a place of its class is free. An article's images settle from
+    /// its page group (`group`: its key and the page's blob) when it has
+    /// one, and those settled one by one join it.
     pub(super) async fn queue_refs(
         self: &Arc<Self>,
         refs: Vec<Ref>,
         document_policy: Policy,
         source: Option<Url>,
         parent: String,
+        group: Option<(group::Key, BlobId)>,
     ) {
-        for r in refs {
+        let mut members = group.as_ref().map(|(key, _)| self.load_group(key, &refs));
+        for (at, r) in refs.into_iter().enumerate() {
             match r.kind {
                 RefKind::Image if r.found_in == DEFAULT_ICON => {
                     let Some(url) = r.url.into_url() else { continue };
@@ -272,7 +281,16 @@ impl Ctx {
                         }
                     }));
                 }
-                RefKind::Image => self.queue_image(r.url, source.clone(), r.policy, parent.clone()).await,
+                RefKind::Image => {
+                    if let Some(record) = members.as_ref().and_then(|g| g.record(at)) {
+                        self.entries.write_encoded(self.entries.number_done(), r.url.as_str(), record);
+                        self.progress.add_image();
+                        self.progress.add_grouped();
+                        continue;
+                    }
+                    let member = members.as_mut().map(|g| (g, at));
+                    self.queue_image(r.url, source.clone(), r.policy, parent.clone(), member).await;
+                }
                 RefKind::Stylesheet => {
                     let Some(url) = r.url.into_url() else { continue };
                     let (c, source, parent) = (self.clone(), source.clone(), parent.clone());
@@ -283,18 +301,23 @@ impl Ctx {
                 RefKind::Font => {}
             }
         }
+        if let (Some((key, blob)), Some(g)) = (&group, &members) {
+            self.save_group(key, blob, g);
+        }
     }
 
     /// Claims an image and, unless it is settled at once (a copy fetched
     /// within the freshness window with the same Referer, most images of
     /// an unchanged page), queues its fetch once a place is free. Settling
     /// here costs no task and no place: an unchanged re-run is mostly that.
+    /// `member`: the page group a settled image joins, as which reference.
     pub(super) async fn queue_image(
         self: &Arc<Self>,
         url: Target,
         source: Option<Url>,
         policy: Policy,
         parent: String,
+        member: Option<(&mut Group, usize)>,
     ) {
         let (key, mut entry) = Self::ref_entry(Kind::Image, &url, source.as_ref(), policy, parent);
         let prior = self.prior(url.as_str()).filter(|p| p.image.is_some());
@@ -305,7 +328,19 @@ impl Ctx {
             let p = prior.expect("checked above");
             let hint = p.hint();
             reuse_record(&mut entry, p.record);
-            if self.claim_done(key, entry, vec![hint]) {
+            let claimed = match (member, entry.fetched_at) {
+                (Some((group, at)), Some(fetched_at)) => {
+                    let parent = entry.parents[0].clone();
+                    let record = entries::encode_entry(entry, vec![hint]);
+                    let claimed = self.claim_encoded(key, url.as_str(), &record, &parent);
+                    if claimed {
+                        group.add(at, hint.1, fetched_at, record);
+                    }
+                    claimed
+                }
+                _ => self.claim_done(key, entry, vec![hint]),
+            };
+            if claimed {
                 self.progress.add_image();
             }
             return;
@@ -463,7 +498,7 @@ impl Ctx {
         drop(resp.slot);
         let (images, imports): (Vec<_>, Vec<_>) = refs.into_iter().partition(|r| r.kind == RefKind::Image);
         for r in images {
-            self.queue_image(r.url.into(), Some(resp.final_url.clone()), r.policy, url.to_string()).await;
+            self.queue_image(r.url.into(), Some(resp.final_url.clone()), r.policy, url.to_string(), None).await;
         }
         drop(place);
         for r in imports.into_iter().filter(|r| r.kind == RefKind::Stylesheet && depth < MAX_IMPORT_DEPTH) {

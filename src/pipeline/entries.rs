@@ -208,21 +208,12 @@ impl Entries {
     fn write(&self, url: &str, i: usize, seq: u64, record: Record) {
         if let Some((tx, batch)) = self.tx[shard()].lock().expect("no panics while held").as_mut() {
             let start = batch.bytes.len();
-            batch.bytes.extend_from_slice(url.as_bytes());
-            // URLs hold no NUL, so this ends the URL part of the key.
-            batch.bytes.push(0);
-            batch.bytes.extend_from_slice(&(i as u64).to_be_bytes());
-            batch.bytes.extend_from_slice(&seq.to_be_bytes());
+            push_key(&mut batch.bytes, url, i, seq);
             let key = batch.bytes.len() - start;
             encode(&mut batch.bytes, &record);
             batch.lens.push((key as u32, (batch.bytes.len() - start - key) as u32));
             if batch.lens.len() == BATCH {
-                // Fails only when the spill thread is gone, which take_sorted reports.
-                let next = Batch {
-                    bytes: Vec::with_capacity(batch.bytes.len().min(1 << 20)),
-                    lens: Vec::with_capacity(BATCH),
-                };
-                let _ = tx.send(std::mem::replace(batch, next));
+                send(tx, batch);
             }
         }
     }
@@ -256,6 +247,22 @@ impl Entries {
     pub(super) fn write_done(&self, (i, seq): (usize, u64), entry: Entry, hints: Vec<Hint>) {
         let url = entry.url.clone();
         self.write(&url, i, seq, Record::Entry(Box::new(entry), hints));
+    }
+
+    /// Writes out entry `i` numbered by [`Entries::number_done`], whose
+    /// spill record [`encode_entry`] made (a page group's image, copied as
+    /// it was stored).
+    pub(super) fn write_encoded(&self, (i, seq): (usize, u64), url: &str, record: &[u8]) {
+        if let Some((tx, batch)) = self.tx[shard()].lock().expect("no panics while held").as_mut() {
+            let start = batch.bytes.len();
+            push_key(&mut batch.bytes, url, i, seq);
+            let key = batch.bytes.len() - start;
+            batch.bytes.extend_from_slice(record);
+            batch.lens.push((key as u32, record.len() as u32));
+            if batch.lens.len() == BATCH {
+                send(tx, batch);
+            }
+        }
     }
 
     /// Changes an entry still in memory. Its own task and whoever pinned
@@ -385,8 +392,31 @@ impl Entries {
         let spill = self.spill.lock().expect("no panics while held").take();
         let spill = spill.ok_or_else(|| io::Error::other("the entries were taken already"))?;
         let spill = spill.join().map_err(|_| io::Error::other("the spill thread panicked"))??;
-        Ok(read_ahead(Joined { records: spill.finish()?.peekable(), rare }))
+        Ok(read_ahead(Folded { lines: Joined { records: spill.finish()?.peekable(), rare }, ahead: None }))
     }
+}
+
+/// A spill key: the URL, then entry and record number.
+fn push_key(b: &mut Vec<u8>, url: &str, i: usize, seq: u64) {
+    b.extend_from_slice(url.as_bytes());
+    // URLs hold no NUL, so this ends the URL part of the key.
+    b.push(0);
+    b.extend_from_slice(&(i as u64).to_be_bytes());
+    b.extend_from_slice(&seq.to_be_bytes());
+}
+
+/// Sends a full batch to the spill thread and starts the next.
+fn send(tx: &SyncSender<Batch>, batch: &mut Batch) {
+    let next = Batch { bytes: Vec::with_capacity(batch.bytes.len().min(1 << 20)), lens: Vec::with_capacity(BATCH) };
+    // Fails only when the spill thread is gone, which take_sorted reports.
+    let _ = tx.send(std::mem::replace(batch, next));
+}
+
+/// The spill record of a finished entry, for [`Entries::write_encoded`].
+pub(super) fn encode_entry(entry: Entry, hints: Vec<Hint>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(256);
+    encode(&mut b, &Record::Entry(Box::new(entry), hints));
+    b
 }
 
 /// Entries decoded on a thread of their own, [`READ_AHEAD`] at a time, so
@@ -539,6 +569,51 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
             return Some(Ok(((e, hints), encoded)));
         }
     }
+}
+
+/// Lines with one entry for what were two equal but for their parents: a
+/// page group settles its images without claiming them (see
+/// `pipeline::group`), so another page that claims one of them this run
+/// makes a second entry of the same response, kept as one with both parents.
+struct Folded<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> {
+    lines: I,
+    ahead: Option<io::Result<(Line, Option<Encoded>)>>,
+}
+
+impl<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> Iterator for Folded<I> {
+    type Item = io::Result<(Line, Option<Encoded>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (mut line, mut encoded) = match self.ahead.take().or_else(|| self.lines.next())? {
+            Ok(l) => l,
+            Err(e) => return Some(Err(e)),
+        };
+        loop {
+            match self.lines.next() {
+                Some(Ok(((mut next, hints), next_encoded))) if next.url == line.0.url => {
+                    if !equal_but_parents(&mut line.0, &mut next) {
+                        self.ahead = Some(Ok(((next, hints), next_encoded)));
+                        return Some(Ok((line, encoded)));
+                    }
+                    Late::Parents(next.parents).apply(&mut line.0);
+                    encoded = None;
+                }
+                other => {
+                    self.ahead = other;
+                    return Some(Ok((line, encoded)));
+                }
+            }
+        }
+    }
+}
+
+/// Whether two entries of one URL are the same response (parents and
+/// hints aside).
+fn equal_but_parents(a: &mut Entry, b: &mut Entry) -> bool {
+    let (pa, pb) = (std::mem::take(&mut a.parents), std::mem::take(&mut b.parents));
+    let equal = a == b;
+    (a.parents, b.parents) = (pa, pb);
+    equal
 }
 
 impl Inner {
@@ -747,6 +822,42 @@ mod tests {
         }
         assert!(decode(b"u", b"\x92junk").is_err());
         assert!(decode(b"u", &[ENTRY]).is_err());
+    }
+
+    #[test]
+    fn equal_entries_of_one_url_are_one_with_both_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Entries::new(dir.path());
+        let x = |parent: &str, referer: &str| Entry {
+            url: "https://cdn.example/x.png".into(),
+            parents: vec![parent.into()],
+            referer: Some(referer.into()),
+            ..Default::default()
+        };
+        // Written out as a group writes them, and as a claim does.
+        e.write_encoded(e.number_done(), "https://cdn.example/x.png", &encode_entry(x("a", "r"), vec![]));
+        let b = e.push(x("b", "r"));
+        e.finish(b);
+        e.add_parents(b, "https://cdn.example/x.png", vec!["c".into(), "a".into()]);
+        // Another Referer: another response, kept apart.
+        let d = e.push(x("d", "other"));
+        e.finish(d);
+        let y = e.push(entry("https://cdn.example/y.png"));
+        e.finish(y);
+        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted().unwrap().map(Result::unwrap).collect();
+        let got: Vec<(&str, Vec<&str>, bool)> = read
+            .iter()
+            .map(|((e, _), r)| (e.url.as_str(), e.parents.iter().map(String::as_str).collect(), r.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("https://cdn.example/x.png", vec!["a", "b", "c"], false),
+                ("https://cdn.example/x.png", vec!["d"], true),
+                ("https://cdn.example/y.png", vec!["p0"], true),
+            ]
+        );
+        assert_eq!(read[1].0.0.referer.as_deref(), Some("other"));
     }
 
     #[test]

@@ -80,7 +80,7 @@ async fn local_post(ctx: &Arc<Ctx>, i: usize, file: &Path) {
         };
         match resolved {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {
-                ctx.queue_image(u.into(), source.clone(), Policy::DEFAULT, file_url.clone()).await
+                ctx.queue_image(u.into(), source.clone(), Policy::DEFAULT, file_url.clone(), None).await
             }
             _ => tracing::debug!("front matter {} = {:?} is not a fetchable URL", fi.field, fi.url),
         }
@@ -91,7 +91,7 @@ async fn local_post(ctx: &Arc<Ctx>, i: usize, file: &Path) {
             ctx.fail(i, why, None);
         }
         for r in ex.refs.into_iter().filter(|r| r.kind == RefKind::Image) {
-            ctx.queue_image(r.url.into(), source.clone(), r.policy, file_url.clone()).await;
+            ctx.queue_image(r.url.into(), source.clone(), r.policy, file_url.clone(), None).await;
         }
     }
 }

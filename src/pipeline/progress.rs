@@ -10,6 +10,7 @@ pub struct Progress {
     images: AtomicU64,
     bytes: AtomicU64,
     read_back: AtomicU64,
+    grouped: AtomicU64,
     failures: AtomicU64,
     placeholders: AtomicU64,
     recovered: AtomicU64,
@@ -30,6 +31,9 @@ impl Progress {
     }
     pub(crate) fn add_read_back(&self) {
         self.read_back.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_grouped(&self) {
+        self.grouped.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn add_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
@@ -74,6 +78,10 @@ impl Progress {
     /// Bodies read back from the archive after a 304 so far.
     pub fn read_back(&self) -> u64 {
         self.read_back.load(Ordering::Relaxed)
+    }
+    /// Images settled with their page's group so far.
+    pub fn grouped(&self) -> u64 {
+        self.grouped.load(Ordering::Relaxed)
     }
     /// Failed entries so far.
     pub fn failures(&self) -> u64 {

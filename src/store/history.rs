@@ -56,6 +56,11 @@ impl History {
         Ok(self.index.located(&record)?.map(|at| Prior { record, at }))
     }
 
+    /// Whether a pack is indexed: every blob in it is in the archive.
+    pub fn has_pack(&self, pack: &crate::store::id::PackId) -> Result<bool, IndexError> {
+        self.index.has_pack(pack)
+    }
+
     /// Reads an indexed blob back from its pack, decoded and re-hashed;
     /// `None` if the archive does not have it. Blocking.
     pub fn read_blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, ArchiveError> {

@@ -569,6 +569,16 @@ impl Index {
         self.blob(&id)
     }
 
+    /// Whether a pack is indexed (so every blob in it is in the archive).
+    pub fn has_pack(&self, pack: &PackId) -> Result<bool, IndexError> {
+        if self.remembered().iter().any(|(_, p)| p == pack) {
+            return Ok(true);
+        }
+        let Some(number) = self.pack_number(pack)? else { return Ok(false) };
+        self.remember(number, *pack);
+        Ok(true)
+    }
+
     fn remembered(&self) -> std::sync::MutexGuard<'_, Vec<(u64, PackId)>> {
         self.live_packs.lock().expect("no panics while held")
     }

@@ -1,0 +1,215 @@
+//! Page groups: the images an unchanged page settled from the archive,
+//! kept as one value so that the next run settles them together. Settling
+//! an image one by one costs a claim of its fetch key and a lookup of its
+//! URL's record; for two million images of unchanged pages that was most
+//! of a re-run. A group costs one lookup a page.
+//!
+//! A group is derived data in the extraction cache, keyed by what decides
+//! every image entry it holds: the page's extraction key (its blob, final
+//! URL and policy, so the same references, sources and Referers) and the
+//! page's URL (their parent). It holds, per image reference, the spill
+//! record the page wrote for it: an entry settled from the URL's record
+//! (`incremental::reuse_record`), the same a settle would make again while
+//! that record stands. It is used whole or not at all: only while its
+//! oldest image is inside the freshness window and every pack its images
+//! are in is still indexed (prune moves blobs and forgets packs).
+//!
+//! Group images are not claimed. Another page that references one of them
+//! in the same run claims and settles it as usual; the two equal entries
+//! become one with both parents when the manifest is written
+//! (`entries::Folded`).
+
+use super::Ctx;
+use super::target::Ref;
+use crate::store::id::{BlobId, PackId};
+use crate::store::varint;
+use chrono::{DateTime, Utc};
+
+/// Bumped when what a group holds, or how its records are made, changes.
+const GROUP_VERSION: u32 = 1;
+
+/// The images of one page settled from the archive, by reference.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Group {
+    /// How many references the page has (a check, not a key).
+    refs: u32,
+    /// When its oldest image was fetched.
+    oldest: Option<DateTime<Utc>>,
+    /// The packs its images' blobs are in.
+    packs: Vec<PackId>,
+    /// Sorted by reference.
+    members: Vec<Member>,
+    /// Members added since it was read.
+    added: usize,
+}
+
+#[derive(Debug, PartialEq)]
+struct Member {
+    /// The reference's place in the page's list.
+    at: u32,
+    /// Its pack, in `packs`.
+    pack: u32,
+    /// The entry's spill record (`entries::encode_entry`).
+    record: Vec<u8>,
+}
+
+impl Group {
+    fn new(refs: usize) -> Group {
+        Group { refs: refs as u32, ..Group::default() }
+    }
+
+    /// The spill record of reference `at`, if the group settles it.
+    pub(super) fn record(&self, at: usize) -> Option<&[u8]> {
+        let n = self.members.binary_search_by_key(&(at as u32), |m| m.at).ok()?;
+        Some(&self.members[n].record)
+    }
+
+    /// Adds reference `at`, settled as `record` from a blob in `pack`
+    /// fetched at `fetched_at`.
+    pub(super) fn add(&mut self, at: usize, pack: PackId, fetched_at: DateTime<Utc>, record: Vec<u8>) {
+        let at = at as u32;
+        let Err(n) = self.members.binary_search_by_key(&at, |m| m.at) else { return };
+        let pack = match self.packs.iter().position(|p| *p == pack) {
+            Some(p) => p,
+            None => {
+                self.packs.push(pack);
+                self.packs.len() - 1
+            }
+        } as u32;
+        self.members.insert(n, Member { at, pack, record });
+        self.oldest = Some(self.oldest.map_or(fetched_at, |t| t.min(fetched_at)));
+        self.added += 1;
+    }
+
+    /// refs, oldest fetch (seconds and nanoseconds), the packs, then each
+    /// member's reference, pack and record.
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64 + self.members.iter().map(|m| m.record.len() + 8).sum::<usize>());
+        varint::put(&mut b, u64::from(self.refs));
+        let oldest = self.oldest.unwrap_or_default();
+        varint::put_i64(&mut b, oldest.timestamp());
+        varint::put(&mut b, u64::from(oldest.timestamp_subsec_nanos()));
+        varint::put(&mut b, self.packs.len() as u64);
+        for p in &self.packs {
+            b.extend_from_slice(p.as_bytes());
+        }
+        varint::put(&mut b, self.members.len() as u64);
+        for m in &self.members {
+            varint::put(&mut b, u64::from(m.at));
+            varint::put(&mut b, u64::from(m.pack));
+            varint::put(&mut b, m.record.len() as u64);
+            b.extend_from_slice(&m.record);
+        }
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Group> {
+        let mut r = varint::Reader::new(b);
+        let refs = u32::try_from(r.u64()?).ok()?;
+        let oldest = DateTime::from_timestamp(r.i64()?, u32::try_from(r.u64()?).ok()?)?;
+        let n = usize::try_from(r.u64()?).ok()?;
+        let mut packs = Vec::with_capacity(n.min(r.remaining() / 32));
+        for _ in 0..n {
+            packs.push(PackId::from_bytes(r.bytes(32)?.try_into().ok()?));
+        }
+        let n = usize::try_from(r.u64()?).ok()?;
+        let mut members: Vec<Member> = Vec::with_capacity(n.min(r.remaining() / 3));
+        for _ in 0..n {
+            let at = u32::try_from(r.u64()?).ok()?;
+            let pack = u32::try_from(r.u64()?).ok()?;
+            let len = usize::try_from(r.u64()?).ok()?;
+            let record = r.bytes(len)?.to_vec();
+            // In order, within the page's references and the packs.
+            if at >= refs || pack as usize >= packs.len() || members.last().is_some_and(|m| m.at >= at) {
+                return None;
+            }
+            members.push(Member { at, pack, record });
+        }
+        r.end()?;
+        Some(Group { refs, oldest: Some(oldest), packs, members, added: 0 })
+    }
+}
+
+/// Where a page's group is cached.
+pub(super) type Key = [u8; 32];
+
+impl Ctx {
+    /// The key of the group of page `parent`, whose extraction key is
+    /// `extract_key` (see [`Ctx::extract_key`]).
+    pub(super) fn group_key(extract_key: &[u8; 32], parent: &str) -> Key {
+        let key = format!("{GROUP_VERSION}\ngroup\n{}\n{parent}", BlobId::from_bytes(*extract_key));
+        *BlobId::of(key.as_bytes()).as_bytes()
+    }
+
+    /// The page's group, to settle its images with and to add to: the
+    /// cached one while every image in it may be settled without asking,
+    /// else an empty one.
+    pub(super) fn load_group(&self, key: &Key, refs: &[Ref]) -> Group {
+        self.cached_group(key, refs.len()).unwrap_or_else(|| Group::new(refs.len()))
+    }
+
+    fn cached_group(&self, key: &Key, refs: usize) -> Option<Group> {
+        if self.opts.refetch {
+            return None;
+        }
+        let g = Group::decode(&self.history.extract_cache(key).ok()??)?;
+        let fresh = g.oldest.is_some_and(|t| Utc::now() - t < self.opts.image_freshness);
+        if g.refs as usize != refs || !fresh {
+            return None;
+        }
+        for p in &g.packs {
+            if !self.history.has_pack(p).unwrap_or(false) {
+                return None;
+            }
+        }
+        Some(g)
+    }
+
+    /// Stores the group of a page whose document is `blob`, if it gained
+    /// images (the extraction cache's values go when the blob does).
+    pub(super) fn save_group(&self, key: &Key, blob: &BlobId, group: &Group) {
+        if group.added == 0 {
+            return;
+        }
+        if let Err(e) = self.history.set_extract_cache(key, blob, &group.encode()) {
+            tracing::debug!("page group not written: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_round_trip_and_damage_is_refused() {
+        let t = |s: i64| DateTime::from_timestamp(1_764_000_000 + s, 7).unwrap();
+        let mut g = Group::new(30);
+        g.add(9, PackId::of(b"b"), t(5), vec![1, 2, 3]);
+        g.add(2, PackId::of(b"a"), t(3), vec![]);
+        g.add(4, PackId::of(b"b"), t(9), vec![4; 300]);
+        // A reference added twice keeps its first record.
+        g.add(4, PackId::of(b"c"), t(1), vec![5]);
+        assert_eq!(g.packs, [PackId::of(b"b"), PackId::of(b"a")]);
+        assert_eq!(g.oldest, Some(t(3)));
+        assert_eq!(g.record(4), Some(&[4; 300][..]));
+        assert_eq!(g.record(2), Some(&[][..]));
+        assert_eq!(g.record(3), None);
+        let b = g.encode();
+        let back = Group::decode(&b).unwrap();
+        assert_eq!(back, Group { added: 0, ..g });
+        for n in 0..b.len() {
+            assert_eq!(Group::decode(&b[..n]), None, "cut at {n}");
+        }
+        assert_eq!(Group::decode(&[b.as_slice(), &[0]].concat()), None);
+        // A member past the page's references, or out of order.
+        let mut bad = Group::new(3);
+        bad.add(1, PackId::of(b"a"), t(0), vec![]);
+        bad.add(2, PackId::of(b"a"), t(0), vec![]);
+        bad.refs = 2;
+        assert_eq!(Group::decode(&bad.encode()), None);
+        bad.refs = 3;
+        bad.members.swap(0, 1);
+        assert_eq!(Group::decode(&bad.encode()), None);
+    }
+}
