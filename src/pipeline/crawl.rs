@@ -13,7 +13,6 @@ use crate::fetch::{Accept, Response};
 use crate::referrer::{Policy, referer_for};
 use crate::sources::{charset, feed, sitemap};
 use crate::store::history::Prior;
-use crate::store::id::BlobId;
 use crate::store::manifest::{Entry, Kind};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,14 +86,14 @@ impl Ctx {
         // An unchanged article whose extraction is cached needs no read-back
         // and no parse: that is most of a re-run's work.
         if let (Some(blob), true) = (reused, was_article)
-            && let Some(cached) = self.cached_extract(blob, &resp)
+            && let Some(cached) = self.cached_extract(blob, &resp, url.as_str())
         {
             self.progress.add_article();
             self.update(i, |e| e.title = cached.title);
             let parent = url.to_string();
-            let group = (Self::group_key(&Self::extract_key(blob, &resp), &parent), blob);
             drop((resp.body, resp.slot));
-            self.queue_refs(cached.refs, cached.document_policy, Some(resp.final_url), parent, Some(group)).await;
+            let group = Some(cached.group);
+            self.queue_refs(cached.refs, cached.document_policy, Some(resp.final_url), parent, group).await;
             return;
         }
         if !self.body(i, &mut resp, reused).await {
@@ -224,11 +223,7 @@ impl Ctx {
             self.queue_refs(refs_of(ex.refs), ex.document_policy, Some(resp.final_url), url, None).await;
             return;
         }
-        let blob = self.read(i, |e| e.blob);
-        if let Some(blob) = blob {
-            self.cache_extract(blob, &resp, &ex);
-        }
-        let group = blob.map(|b| (Self::group_key(&Self::extract_key(b, &resp), &url), b));
+        let group = self.read(i, |e| e.blob).map(|blob| self.cache_extract(blob, &resp, &ex, &url));
         drop((resp.body, resp.slot));
         let mut refs = refs_of(ex.refs);
         refs.extend(icon);
@@ -237,17 +232,17 @@ impl Ctx {
 
     /// Queues the images and stylesheets of an extracted document, each
     /// once a place of its class is free. An article's images settle from
-    /// its page group (`group`: its key and the page's blob) when it has
-    /// one, and those settled one by one join it.
+    /// its page group (kept in `group`) when it has one, and those settled
+    /// one by one join it.
     pub(super) async fn queue_refs(
         self: &Arc<Self>,
         refs: Vec<Ref>,
         document_policy: Policy,
         source: Option<Url>,
         parent: String,
-        group: Option<(group::Key, BlobId)>,
+        group: Option<group::Slot>,
     ) {
-        let mut members = group.as_ref().map(|(key, _)| self.load_group(key, &refs));
+        let mut members = group.as_ref().map(|slot| self.load_group(slot, &refs));
         for (at, r) in refs.into_iter().enumerate() {
             match r.kind {
                 RefKind::Image if r.found_in == DEFAULT_ICON => {
@@ -301,8 +296,8 @@ impl Ctx {
                 RefKind::Font => {}
             }
         }
-        if let (Some((key, blob)), Some(g)) = (&group, &members) {
-            self.save_group(key, blob, g);
+        if let (Some(slot), Some(g)) = (&group, &members) {
+            self.save_group(slot, g);
         }
     }
 

@@ -174,7 +174,7 @@ impl Entries {
         let spill = std::thread::Builder::new()
             .name("kura-spill".into())
             .spawn(move || {
-                let mut spill = Spill::new(&spill_dir, SORT_BUFFER);
+                let mut spill = Spill::new_background(&spill_dir, SORT_BUFFER);
                 let mut error = None;
                 // Drained to the end even after an error, so senders never block.
                 for batch in rx {

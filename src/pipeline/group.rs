@@ -4,10 +4,10 @@
 //! URL's record; for two million images of unchanged pages that was most
 //! of a re-run. A group costs one lookup a page.
 //!
-//! A group is derived data in the extraction cache, keyed by what decides
-//! every image entry it holds: the page's extraction key (its blob, final
-//! URL and policy, so the same references, sources and Referers) and the
-//! page's URL (their parent). It holds, per image reference, the spill
+//! A group is derived data in the extraction cache: kept with what
+//! extraction found in the page, under what decides every image entry it
+//! holds (the page's blob, final URL and policy: the same references,
+//! sources and Referers), with the page's URL (their parent). It holds, per image reference, the spill
 //! record the page wrote for it: an entry settled from the URL's record
 //! (`incremental::reuse_record`), the same a settle would make again while
 //! that record stands. It is used whole or not at all: only while its
@@ -24,9 +24,6 @@ use super::target::Ref;
 use crate::store::id::{BlobId, PackId};
 use crate::store::varint;
 use chrono::{DateTime, Utc};
-
-/// Bumped when what a group holds, or how its records are made, changes.
-const GROUP_VERSION: u32 = 1;
 
 /// The images of one page settled from the archive, by reference.
 #[derive(Debug, Default, PartialEq)]
@@ -130,29 +127,59 @@ impl Group {
     }
 }
 
-/// Where a page's group is cached.
-pub(super) type Key = [u8; 32];
+/// Where a page's group is kept: after what extraction found in the page,
+/// in the same value of the extraction cache, so one lookup finds both.
+/// The value's group part is the page's URL (`varint::put_str`), then the
+/// group; a part of another page (two URLs that end at one document) is
+/// not used, and is replaced.
+pub(super) struct Slot {
+    key: [u8; 32],
+    /// The page's blob.
+    blob: BlobId,
+    /// The value: what extraction found, up to `split`, then the group part.
+    value: Vec<u8>,
+    split: usize,
+    page: String,
+}
 
-impl Ctx {
-    /// The key of the group of page `parent`, whose extraction key is
-    /// `extract_key` (see [`Ctx::extract_key`]).
-    pub(super) fn group_key(extract_key: &[u8; 32], parent: &str) -> Key {
-        let key = format!("{GROUP_VERSION}\ngroup\n{}\n{parent}", BlobId::from_bytes(*extract_key));
-        *BlobId::of(key.as_bytes()).as_bytes()
+impl Slot {
+    /// The slot of page `page`, whose extraction cache value under `key`
+    /// is `value`, its group part from `split`.
+    pub(super) fn of(key: [u8; 32], blob: BlobId, value: Vec<u8>, split: usize, page: &str) -> Slot {
+        Slot { key, blob, value, split, page: page.to_string() }
     }
 
+    /// The group part's group, if it is this page's.
+    fn group(&self) -> Option<&[u8]> {
+        let part = &self.value[self.split..];
+        let mut r = varint::Reader::new(part);
+        (r.str()??.as_str() == self.page).then(|| &part[part.len() - r.remaining()..])
+    }
+
+    /// The value holding `group`.
+    fn with(&self, group: &Group) -> Vec<u8> {
+        let encoded = group.encode();
+        let mut v = Vec::with_capacity(self.split + self.page.len() + 4 + encoded.len());
+        v.extend_from_slice(&self.value[..self.split]);
+        varint::put_str(&mut v, Some(&self.page));
+        v.extend_from_slice(&encoded);
+        v
+    }
+}
+
+impl Ctx {
     /// The page's group, to settle its images with and to add to: the
     /// cached one while every image in it may be settled without asking,
     /// else an empty one.
-    pub(super) fn load_group(&self, key: &Key, refs: &[Ref]) -> Group {
-        self.cached_group(key, refs.len()).unwrap_or_else(|| Group::new(refs.len()))
+    pub(super) fn load_group(&self, slot: &Slot, refs: &[Ref]) -> Group {
+        self.cached_group(slot, refs.len()).unwrap_or_else(|| Group::new(refs.len()))
     }
 
-    fn cached_group(&self, key: &Key, refs: usize) -> Option<Group> {
+    fn cached_group(&self, slot: &Slot, refs: usize) -> Option<Group> {
         if self.opts.refetch {
             return None;
         }
-        let g = Group::decode(&self.history.extract_cache(key).ok()??)?;
+        let g = Group::decode(slot.group()?)?;
         let fresh = g.oldest.is_some_and(|t| Utc::now() - t < self.opts.image_freshness);
         if g.refs as usize != refs || !fresh {
             return None;
@@ -165,13 +192,12 @@ impl Ctx {
         Some(g)
     }
 
-    /// Stores the group of a page whose document is `blob`, if it gained
-    /// images (the extraction cache's values go when the blob does).
-    pub(super) fn save_group(&self, key: &Key, blob: &BlobId, group: &Group) {
+    /// Stores the page's group if it gained images.
+    pub(super) fn save_group(&self, slot: &Slot, group: &Group) {
         if group.added == 0 {
             return;
         }
-        if let Err(e) = self.history.set_extract_cache(key, blob, &group.encode()) {
+        if let Err(e) = self.history.set_extract_cache(&slot.key, &slot.blob, &slot.with(group)) {
             tracing::debug!("page group not written: {e}");
         }
     }

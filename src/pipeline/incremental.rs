@@ -4,8 +4,8 @@
 //! requested at all, and what extraction found in an unchanged article comes
 //! from the index's extraction cache instead of a re-parse.
 
-use super::Ctx;
 use super::target::{Ref, Target};
+use super::{Ctx, group};
 use crate::extract::{self, RefKind};
 use crate::fetch::{FetchRequest, Response, Validators};
 use crate::referrer::Policy;
@@ -45,8 +45,9 @@ pub(super) fn reuse_record(e: &mut crate::store::manifest::Entry, r: crate::stor
 
 /// Bumped whenever extraction changes, so cached results are not reused
 /// (and when the values changed: 3 names its document's blob; 4 is binary,
-/// not JSON, which took a twentieth of an unchanged re-run to parse).
-const EXTRACT_VERSION: u32 = 4;
+/// not JSON, which took a twentieth of an unchanged re-run to parse; 5
+/// holds the page's group of images, `pipeline::group`).
+const EXTRACT_VERSION: u32 = 5;
 
 /// What extraction found in one document, as cached in the index.
 #[derive(Debug, PartialEq)]
@@ -71,7 +72,8 @@ impl CachedExtract {
         b
     }
 
-    fn decode(b: &[u8]) -> Option<CachedExtract> {
+    /// The value and, if one follows, its page group's part.
+    fn decode(b: &[u8]) -> Option<(CachedExtract, &[u8])> {
         let mut r = varint::Reader::new(b);
         let title = r.str()?;
         let names_icon = match r.u8()? {
@@ -81,8 +83,8 @@ impl CachedExtract {
         };
         let document_policy = binary::policy_of(r.u8()?)?;
         let refs = read_refs(&mut r)?;
-        r.end()?;
-        Some(CachedExtract { title, document_policy, refs, names_icon })
+        let group = &b[b.len() - r.remaining()..];
+        Some((CachedExtract { title, document_policy, refs, names_icon }, group))
     }
 }
 
@@ -124,6 +126,8 @@ pub(super) struct Cached {
     pub(super) title: Option<String>,
     pub(super) document_policy: Policy,
     pub(super) refs: Vec<Ref>,
+    /// Where its page group is kept, with the group.
+    pub(super) group: group::Slot,
 }
 
 impl Ctx {
@@ -205,11 +209,15 @@ impl Ctx {
         *BlobId::of(key.as_bytes()).as_bytes()
     }
 
-    /// What extraction found in an unchanged document the last time; its
-    /// references stay text until one must be fetched.
-    pub(super) fn cached_extract(&self, blob: BlobId, resp: &Response) -> Option<Cached> {
-        let raw = self.history.extract_cache(&Self::extract_key(blob, resp));
-        let cached = CachedExtract::decode(&raw.ok()??)?;
+    /// What extraction found in an unchanged document the last time, and
+    /// the group of page `page`; its references stay text until one must
+    /// be fetched.
+    pub(super) fn cached_extract(&self, blob: BlobId, resp: &Response, page: &str) -> Option<Cached> {
+        let key = Self::extract_key(blob, resp);
+        let raw = self.history.extract_cache(&key).ok()??;
+        let (cached, group) = CachedExtract::decode(&raw)?;
+        let split = raw.len() - group.len();
+        let group = group::Slot::of(key, blob, raw, split, page);
         let mut refs: Vec<Ref> = cached
             .refs
             .into_iter()
@@ -218,7 +226,7 @@ impl Ctx {
         if self.opts.favicon && !cached.names_icon {
             refs.extend(super::crawl::default_icon_ref(&resp.final_url, cached.document_policy));
         }
-        Some(Cached { title: cached.title, document_policy: cached.document_policy, refs })
+        Some(Cached { title: cached.title, document_policy: cached.document_policy, refs, group })
     }
 
     /// Where a stylesheet's references are cached: they depend on its
@@ -248,17 +256,36 @@ impl Ctx {
         }
     }
 
-    pub(super) fn cache_extract(&self, blob: BlobId, resp: &Response, ex: &extract::Extracted) {
+    /// Remembers what extraction found in page `page`; returns where its
+    /// page group is kept (none yet).
+    pub(super) fn cache_extract(
+        &self,
+        blob: BlobId,
+        resp: &Response,
+        ex: &extract::Extracted,
+        page: &str,
+    ) -> group::Slot {
         let cached = CachedExtract {
             title: ex.title.clone(),
             document_policy: ex.document_policy,
             refs: ex.refs.iter().map(|r| (r.url.to_string(), r.kind, r.policy)).collect(),
             names_icon: super::crawl::names_icon(ex),
         };
+        let key = Self::extract_key(blob, resp);
         let value = cached.encode();
-        if let Err(e) = self.history.set_extract_cache(&Self::extract_key(blob, resp), &blob, &value) {
+        let split = value.len();
+        // A page answered in full again (no validators) with the same
+        // body: the value stands, with its group.
+        if let Some(old) = self.history.extract_cache(&key).ok().flatten()
+            && old.get(..split) == Some(&value[..])
+            && CachedExtract::decode(&old).is_some_and(|(_, group)| group.len() == old.len() - split)
+        {
+            return group::Slot::of(key, blob, old, split, page);
+        }
+        if let Err(e) = self.history.set_extract_cache(&key, &blob, &value) {
             tracing::debug!("extract cache not written: {e}");
         }
+        group::Slot::of(key, blob, value, split, page)
     }
 }
 
@@ -286,12 +313,12 @@ mod tests {
         for (title, names_icon) in [(None, false), (Some("标题 \"quoted\"".to_string()), true)] {
             let c = CachedExtract { title, document_policy: Policy::NoReferrer, refs: refs.clone(), names_icon };
             let b = c.encode();
-            assert_eq!(CachedExtract::decode(&b), Some(c));
-            // Cut anywhere, or with a byte more, it is not a value.
+            assert_eq!(CachedExtract::decode(&b), Some((c, &[][..])));
+            // Cut anywhere, it is not a value; what follows is its group's.
             for n in 0..b.len() {
                 assert_eq!(CachedExtract::decode(&b[..n]), None, "cut at {n}");
             }
-            assert_eq!(CachedExtract::decode(&[b.as_slice(), &[0]].concat()), None);
+            assert_eq!(CachedExtract::decode(&[b.as_slice(), &[0]].concat()).unwrap().1, &[0]);
         }
         // A kind or policy no writer uses.
         let mut b = Vec::new();

@@ -53,7 +53,15 @@ pub struct Spill {
     /// Sorted runs with their level, oldest first.
     runs: Vec<(u32, File)>,
     count: u64,
+    /// Full buffers are sorted and written by a thread of their own.
+    background: bool,
+    /// That thread, writing the last full buffer: the run's file, and the
+    /// buffer's memory back for reuse.
+    writing: Option<std::thread::JoinHandle<io::Result<Written>>>,
 }
+
+/// A run written in the background, and the memory of its buffer.
+type Written = (File, Vec<u8>, Vec<Slot>);
 
 /// A record in [`Spill::arena`]: its key, then its value, from `at`.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +94,18 @@ impl Spill {
             records: Vec::new(),
             runs: Vec::new(),
             count: 0,
+            background: false,
+            writing: None,
         }
+    }
+
+    /// A spill that sorts and writes a full buffer on a thread of its own
+    /// while the next fills, so whoever pushes records waits only when a
+    /// second buffer fills first (memory: two buffers). A run's records
+    /// arrive from many tasks through one channel; sorting and compressing
+    /// 8 MiB in line stopped the intake long enough for them all to wait.
+    pub fn new_background(dir: &Path, buffer: usize) -> Spill {
+        Spill { background: true, ..Spill::new(dir, buffer) }
     }
 
     /// Adds a record. Records with equal keys come out in the order they
@@ -113,21 +132,58 @@ impl Spill {
 
     /// The records in memory, sorted by key (and by arrival, for equal keys).
     fn sort(&mut self) {
-        let arena = &self.arena;
-        self.records.sort_unstable_by(|a, b| a.key(arena).cmp(b.key(arena)).then(a.at.cmp(&b.at)));
+        sort(&self.arena, &mut self.records);
     }
 
     fn write_run(&mut self) -> io::Result<()> {
+        if self.background {
+            let (arena, records) = self.written()?.unwrap_or_default();
+            let full = (std::mem::replace(&mut self.arena, arena), std::mem::replace(&mut self.records, records));
+            let dir = self.dir.clone();
+            let spawned = std::thread::Builder::new().name("kura-spill-run".into()).spawn(move || {
+                let (arena, mut records) = full;
+                sort(&arena, &mut records);
+                let file = write_run(&dir, records.iter().map(|s| Ok((s.key(&arena), s.value(&arena)))))?;
+                Ok((file, arena, records))
+            })?;
+            self.writing = Some(spawned);
+            return Ok(());
+        }
         self.sort();
         let arena = &self.arena;
         let run = write_run(&self.dir, self.records.iter().map(|s| Ok((s.key(arena), s.value(arena)))))?;
-        // Cleared, not freed: the next run fills the same memory; unless a
-        // huge record made it grow past the buffer, as it may never again.
         self.arena.clear();
         self.records.clear();
+        self.reuse();
+        self.add_run(run)
+    }
+
+    /// Waits for the buffer being written, adds its run, and returns its
+    /// memory, emptied.
+    fn written(&mut self) -> io::Result<Option<(Vec<u8>, Vec<Slot>)>> {
+        let Some(writing) = self.writing.take() else { return Ok(None) };
+        let (run, mut arena, mut records) =
+            writing.join().map_err(|_| io::Error::other("the thread writing a sorted run panicked"))??;
+        arena.clear();
+        records.clear();
+        self.add_run(run)?;
+        // Not kept if a huge record made it grow past the buffer.
+        Ok(Some(if arena.capacity() > self.buffer.saturating_mul(2) {
+            (Vec::new(), records)
+        } else {
+            (arena, records)
+        }))
+    }
+
+    /// Cleared, not freed: the next run fills the same memory; unless a
+    /// huge record made it grow past the buffer, as it may never again.
+    fn reuse(&mut self) {
         if self.arena.capacity() > self.buffer.saturating_mul(2) {
             self.arena = Vec::new();
         }
+    }
+
+    fn add_run(&mut self, run: File) -> io::Result<()> {
         self.runs.push((0, run));
         // Runs of one level are contiguous and their levels fall from the
         // oldest to the newest, so the last FAN_IN runs are of one level
@@ -147,6 +203,8 @@ impl Spill {
 
     /// Every record, sorted by key.
     pub fn finish(mut self) -> io::Result<Sorted> {
+        self.background = false;
+        self.written()?;
         if self.runs.is_empty() {
             // Everything fits in memory: no file at all.
             self.sort();
@@ -158,6 +216,11 @@ impl Spill {
         // At most FAN_IN - 1 runs of each level are left.
         Ok(Sorted(Source::Merge(Merge::new(self.runs.into_iter().map(|(_, f)| f).collect())?)))
     }
+}
+
+/// Records sorted by key, and by arrival for equal keys.
+fn sort(arena: &[u8], records: &mut [Slot]) {
+    records.sort_unstable_by(|a, b| a.key(arena).cmp(b.key(arena)).then(a.at.cmp(&b.at)));
 }
 
 fn write_run<K: AsRef<[u8]>, V: AsRef<[u8]>>(
@@ -312,17 +375,23 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The records sorted, by a spill writing its runs in line and by one
+    /// writing them on a thread of their own (the same either way).
     fn sorted(records: &[(Vec<u8>, Vec<u8>)], buffer: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Spill::new(dir.path(), buffer);
-        for (k, v) in records {
-            s.push(k, v).unwrap();
+        let mut outs = Vec::new();
+        for mut s in [Spill::new(dir.path(), buffer), Spill::new_background(dir.path(), buffer)] {
+            for (k, v) in records {
+                s.push(k, v).unwrap();
+            }
+            assert_eq!(s.len(), records.len() as u64);
+            outs.push(s.finish().unwrap().map(Result::unwrap).collect::<Vec<_>>());
+            // Unnamed files: nothing is left in the directory, even meanwhile.
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         }
-        assert_eq!(s.len(), records.len() as u64);
-        let out: Vec<_> = s.finish().unwrap().map(Result::unwrap).collect();
-        // Unnamed files: nothing is left in the directory, even meanwhile.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        out
+        let background = outs.pop().unwrap();
+        assert!(outs[0] == background, "a spill writing in the background sorted otherwise");
+        background
     }
 
     proptest! {
