@@ -51,7 +51,7 @@ pub struct Spill {
     /// Where each of those records is in `arena`.
     records: Vec<Slot>,
     /// Sorted runs with their level, oldest first.
-    runs: Vec<(u32, File)>,
+    runs: Vec<(u32, RunFile)>,
     count: u64,
     /// Full buffers are sorted and written by a thread of their own.
     background: bool,
@@ -60,8 +60,27 @@ pub struct Spill {
     writing: Option<std::thread::JoinHandle<io::Result<Written>>>,
 }
 
-/// A run written in the background, and the memory of its buffer.
-type Written = (File, Vec<u8>, Vec<Slot>);
+/// The runs, a buffer's run added in the background, and the memory of
+/// that buffer.
+type Written = (Vec<(u32, RunFile)>, Vec<u8>, Vec<Slot>);
+
+/// A sorted run: written, or being merged from a level's runs by a thread
+/// of its own (a spill writing in the background: a merge of a level took
+/// long enough for the next buffers to fill, and for the run to wait).
+#[derive(Debug)]
+enum RunFile {
+    Ready(File),
+    Merging(std::thread::JoinHandle<io::Result<File>>),
+}
+
+impl RunFile {
+    fn file(self) -> io::Result<File> {
+        match self {
+            RunFile::Ready(f) => Ok(f),
+            RunFile::Merging(m) => m.join().map_err(|_| io::Error::other("the thread merging sorted runs panicked"))?,
+        }
+    }
+}
 
 /// A record in [`Spill::arena`]: its key, then its value, from `at`.
 #[derive(Debug, Clone, Copy)]
@@ -139,12 +158,14 @@ impl Spill {
         if self.background {
             let (arena, records) = self.written()?.unwrap_or_default();
             let full = (std::mem::replace(&mut self.arena, arena), std::mem::replace(&mut self.records, records));
-            let dir = self.dir.clone();
+            // The runs go with it: merging a level is its work too.
+            let (dir, mut runs) = (self.dir.clone(), std::mem::take(&mut self.runs));
             let spawned = std::thread::Builder::new().name("kura-spill-run".into()).spawn(move || {
                 let (arena, mut records) = full;
                 sort(&arena, &mut records);
-                let file = write_run(&dir, records.iter().map(|s| Ok((s.key(&arena), s.value(&arena)))))?;
-                Ok((file, arena, records))
+                let run = write_run(&dir, records.iter().map(|s| Ok((s.key(&arena), s.value(&arena)))))?;
+                add_run(&dir, &mut runs, run, true)?;
+                Ok((runs, arena, records))
             })?;
             self.writing = Some(spawned);
             return Ok(());
@@ -155,18 +176,18 @@ impl Spill {
         self.arena.clear();
         self.records.clear();
         self.reuse();
-        self.add_run(run)
+        add_run(&self.dir, &mut self.runs, run, false)
     }
 
     /// Waits for the buffer being written, adds its run, and returns its
     /// memory, emptied.
     fn written(&mut self) -> io::Result<Option<(Vec<u8>, Vec<Slot>)>> {
         let Some(writing) = self.writing.take() else { return Ok(None) };
-        let (run, mut arena, mut records) =
+        let (runs, mut arena, mut records) =
             writing.join().map_err(|_| io::Error::other("the thread writing a sorted run panicked"))??;
         arena.clear();
         records.clear();
-        self.add_run(run)?;
+        self.runs = runs;
         // Not kept if a huge record made it grow past the buffer.
         Ok(Some(if arena.capacity() > self.buffer.saturating_mul(2) {
             (Vec::new(), records)
@@ -183,24 +204,6 @@ impl Spill {
         }
     }
 
-    fn add_run(&mut self, run: File) -> io::Result<()> {
-        self.runs.push((0, run));
-        // Runs of one level are contiguous and their levels fall from the
-        // oldest to the newest, so the last FAN_IN runs are of one level
-        // whenever the last run's level appears FAN_IN times.
-        while self.runs.len() >= FAN_IN {
-            let level = self.runs[self.runs.len() - 1].0;
-            let start = self.runs.len() - FAN_IN;
-            if self.runs[start].0 != level {
-                break;
-            }
-            // Equal keys keep their order: older runs come first.
-            let merged = write_run(&self.dir, Merge::new(self.runs.drain(start..).map(|(_, f)| f).collect())?)?;
-            self.runs.push((level + 1, merged));
-        }
-        Ok(())
-    }
-
     /// Every record, sorted by key.
     pub fn finish(mut self) -> io::Result<Sorted> {
         self.background = false;
@@ -210,12 +213,44 @@ impl Spill {
             self.sort();
             return Ok(Sorted(Source::Memory { arena: self.arena, records: self.records.into_iter() }));
         }
-        if !self.records.is_empty() {
-            self.write_run()?;
-        }
+        // The last buffer is merged from memory, not written and read back.
+        self.sort();
+        let last = (!self.records.is_empty()).then_some((self.arena, self.records));
         // At most FAN_IN - 1 runs of each level are left.
-        Ok(Sorted(Source::Merge(Merge::new(self.runs.into_iter().map(|(_, f)| f).collect())?)))
+        let runs = self.runs.into_iter().map(|(_, f)| f.file()).collect::<io::Result<Vec<_>>>()?;
+        Ok(Sorted(Source::Merge(Merge::with_memory(runs, last)?)))
     }
+}
+
+/// Adds a new run of level 0 to `runs` (with their levels, oldest first),
+/// merging a level into one run of the next once it has [`FAN_IN`]; in
+/// the `background`, by a thread of its own.
+fn add_run(dir: &Path, runs: &mut Vec<(u32, RunFile)>, run: File, background: bool) -> io::Result<()> {
+    runs.push((0, RunFile::Ready(run)));
+    // Runs of one level are contiguous and their levels fall from the
+    // oldest to the newest, so the last FAN_IN runs are of one level
+    // whenever the last run's level appears FAN_IN times.
+    while runs.len() >= FAN_IN {
+        let level = runs[runs.len() - 1].0;
+        let start = runs.len() - FAN_IN;
+        if runs[start].0 != level {
+            break;
+        }
+        // Equal keys keep their order: older runs come first, and the
+        // merged run takes their place.
+        let files = runs.drain(start..).map(|(_, f)| f.file()).collect::<io::Result<Vec<_>>>()?;
+        let merged = if background {
+            let dir = dir.to_path_buf();
+            let spawned = std::thread::Builder::new()
+                .name("kura-spill-merge".into())
+                .spawn(move || write_run(&dir, Merge::new(files)?))?;
+            RunFile::Merging(spawned)
+        } else {
+            RunFile::Ready(write_run(dir, Merge::new(files)?)?)
+        };
+        runs.push((level + 1, merged));
+    }
+    Ok(())
 }
 
 /// Records sorted by key, and by arrival for equal keys.
@@ -292,7 +327,7 @@ fn read_vec(r: &mut RunReader, len: usize) -> io::Result<Vec<u8>> {
 
 /// A k-way merge of sorted runs; equal keys come out in run order.
 pub struct Merge {
-    readers: Vec<RunReader>,
+    readers: Vec<Run>,
     heap: BinaryHeap<Reverse<(Vec<u8>, usize)>>,
     values: Vec<Vec<u8>>,
 }
@@ -303,14 +338,40 @@ impl std::fmt::Debug for Merge {
     }
 }
 
+/// A run being merged: on disk, or the last buffer, sorted in memory.
+enum Run {
+    Disk(RunReader),
+    Memory { arena: Vec<u8>, records: std::vec::IntoIter<Slot> },
+}
+
+impl Run {
+    fn next_record(&mut self) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        match self {
+            Run::Disk(r) => read_record(r),
+            Run::Memory { arena, records } => {
+                Ok(records.next().map(|s| (s.key(arena).to_vec(), s.value(arena).to_vec())))
+            }
+        }
+    }
+}
+
 impl Merge {
     fn new(runs: Vec<File>) -> io::Result<Merge> {
+        Merge::with_memory(runs, None)
+    }
+
+    /// Merges the runs and, newest of all, a sorted buffer.
+    fn with_memory(runs: Vec<File>, memory: Option<(Vec<u8>, Vec<Slot>)>) -> io::Result<Merge> {
         let mut m = Merge { readers: Vec::new(), heap: BinaryHeap::new(), values: Vec::new() };
-        for (i, f) in runs.into_iter().enumerate() {
+        let mut all = Vec::with_capacity(runs.len() + 1);
+        for f in runs {
             let mut d = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUFFER, f))?;
             d.window_log_max(WINDOW_LOG)?;
-            let mut r = BufReader::with_capacity(BUFFER, d);
-            let first = read_record(&mut r)?;
+            all.push(Run::Disk(BufReader::with_capacity(BUFFER, d)));
+        }
+        all.extend(memory.map(|(arena, records)| Run::Memory { arena, records: records.into_iter() }));
+        for (i, mut r) in all.into_iter().enumerate() {
+            let first = r.next_record()?;
             m.readers.push(r);
             m.values.push(Vec::new());
             if let Some((k, v)) = first {
@@ -324,7 +385,7 @@ impl Merge {
     fn next_record(&mut self) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
         let Some(Reverse((key, i))) = self.heap.pop() else { return Ok(None) };
         let value = std::mem::take(&mut self.values[i]);
-        if let Some((k, v)) = read_record(&mut self.readers[i])? {
+        if let Some((k, v)) = self.readers[i].next_record()? {
             self.values[i] = v;
             self.heap.push(Reverse((k, i)));
         }
