@@ -5,7 +5,9 @@
 # comparable on a machine whose speed drifts.
 #
 # By hand, with a site served by `SCALE_SERVE=N benches/scale.sh` (it
-# prints the URL and the configuration) and an archive of one cold run of it:
+# prints the URL and the configuration) and an archive of one cold run of it
+# (and of one warm run after it, to measure re-runs that settle images by
+# page group, as every re-run after the first does):
 #   benches/warm.sh URL CONFIG ARCHIVE ROUNDS BINARY...
 set -euo pipefail
 [ $# -ge 5 ] || { sed -n 2,9p "$0" >&2; exit 2; }

@@ -14,6 +14,12 @@
 //! oldest image is inside the freshness window and every pack its images
 //! are in is still indexed (prune moves blobs and forgets packs).
 //!
+//! The records are the spill's (`entries::encode_entry`: a tag and the
+//! format-4 manifest record less its URL), copied into a run's spill
+//! unread: a change to that encoding bumps `incremental::EXTRACT_VERSION`,
+//! so no group of the old one is read. A value's bytes are checked by its
+//! table's checksum.
+//!
 //! Group images are not claimed. Another page that references one of them
 //! in the same run claims and settles it as usual; the two equal entries
 //! become one with both parents when the manifest is written
@@ -206,6 +212,15 @@ impl Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_are_refused(b in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            if let Some(g) = Group::decode(&b) {
+                proptest::prop_assert_eq!(Group::decode(&g.encode()), Some(g));
+            }
+        }
+    }
 
     #[test]
     fn groups_round_trip_and_damage_is_refused() {

@@ -46,7 +46,8 @@ pub(super) fn reuse_record(e: &mut crate::store::manifest::Entry, r: crate::stor
 /// Bumped whenever extraction changes, so cached results are not reused
 /// (and when the values changed: 3 names its document's blob; 4 is binary,
 /// not JSON, which took a twentieth of an unchanged re-run to parse; 5
-/// holds the page's group of images, `pipeline::group`).
+/// holds the page's group of images, `pipeline::group`, whose records are
+/// the spill's: bumped too when `entries::encode_entry` changes).
 const EXTRACT_VERSION: u32 = 5;
 
 /// What extraction found in one document, as cached in the index.
