@@ -186,6 +186,8 @@ async fn a_damaged_url_table_costs_reuse_once_and_is_rebuilt() {
 struct TwoOrigins {
     site: String,
     cdn_hits: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    /// Bumped to change every image's bytes.
+    version: Arc<std::sync::atomic::AtomicU8>,
 }
 
 async fn two_origins() -> TwoOrigins {
@@ -224,9 +226,11 @@ async fn two_origins() -> TwoOrigins {
             r
         }
     });
-    let counted = hits.clone();
+    let (counted, version) = (hits.clone(), Arc::new(std::sync::atomic::AtomicU8::new(0)));
+    let v = version.clone();
     let images = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-        let (counted, bytes) = (counted.clone(), png(uri.path().len() as u8));
+        let seed = uri.path().len() as u8 + v.load(std::sync::atomic::Ordering::SeqCst);
+        let (counted, bytes) = (counted.clone(), png(seed));
         async move {
             *counted.lock().unwrap().entry(uri.path().to_string()).or_default() += 1;
             ([(header::CONTENT_TYPE, "image/png")], bytes).into_response()
@@ -234,7 +238,7 @@ async fn two_origins() -> TwoOrigins {
     });
     tokio::spawn(async move { axum::serve(site_l, pages).await });
     tokio::spawn(async move { axum::serve(cdn_l, images).await });
-    TwoOrigins { site, cdn_hits: hits }
+    TwoOrigins { site, cdn_hits: hits, version }
 }
 
 /// Every entry of a snapshot as JSON, its parents sorted and, but for
@@ -299,13 +303,31 @@ async fn unchanged_pages_settle_their_images_as_a_group() {
     }
     assert_eq!(entries_json(&archive, &runs[1]), entries_json(&archive, &runs[2]));
 
+    // A run with --refetch asks again (the CDN changed the picture); the
+    // group made before it is not used after it.
+    let x_blob = |r: &RunReport| {
+        let m = archive.load_snapshot(&r.snapshot).unwrap();
+        m.entries.iter().find(|e| e.url.ends_with("/x.png")).and_then(|e| e.blob)
+    };
+    let old = x_blob(&runs[2]);
+    s.version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut again = options();
+    again.refetch = true;
+    let refetched = go(a.clone(), again).await;
+    assert_eq!(refetched.grouped, 0);
+    assert_ne!(x_blob(&refetched), old, "the new picture");
+    let next = go(a.clone(), options()).await;
+    assert_eq!((next.grouped, x_blob(&next)), (0, x_blob(&refetched)), "settled one by one, the new picture");
+    let next = go(a.clone(), options()).await;
+    assert_eq!((next.grouped, x_blob(&next)), (2, x_blob(&refetched)), "and by group again");
+
     // Past the freshness window, the group is not used: asked again.
     let mut stale = options();
     stale.image_freshness = chrono::Duration::zero();
     let fifth = go(a.clone(), stale).await;
     assert_eq!(fifth.grouped, 0);
     let hits = s.cdn_hits.lock().unwrap().clone();
-    assert_eq!(hits.get("/x.png").zip(hits.get("/own-a.png")), Some((&2, &2)), "{hits:?}");
+    assert_eq!(hits.get("/x.png").zip(hits.get("/own-a.png")), Some((&3, &3)), "{hits:?}");
     let v = kura::inspect::verify(&archive, Default::default(), &|_| {}).unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 }

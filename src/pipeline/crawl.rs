@@ -242,7 +242,7 @@ impl Ctx {
         parent: String,
         group: Option<group::Slot>,
     ) {
-        let mut members = group.as_ref().map(|slot| self.load_group(slot, &refs));
+        let mut members = group.as_ref().and_then(|slot| self.load_group(slot, &refs));
         for (at, r) in refs.into_iter().enumerate() {
             match r.kind {
                 RefKind::Image if r.found_in == DEFAULT_ICON => {

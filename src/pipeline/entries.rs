@@ -392,7 +392,7 @@ impl Entries {
         let spill = self.spill.lock().expect("no panics while held").take();
         let spill = spill.ok_or_else(|| io::Error::other("the entries were taken already"))?;
         let spill = spill.join().map_err(|_| io::Error::other("the spill thread panicked"))??;
-        Ok(read_ahead(Folded { lines: Joined { records: spill.finish()?.peekable(), rare }, ahead: None }))
+        Ok(read_ahead(Folded::new(Joined { records: spill.finish()?.peekable(), rare })))
     }
 }
 
@@ -571,49 +571,78 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
     }
 }
 
-/// Lines with one entry for what were two equal but for their parents: a
-/// page group settles its images without claiming them (see
-/// `pipeline::group`), so another page that claims one of them this run
-/// makes a second entry of the same response, kept as one with both parents.
+/// Lines with one entry for each fetch key (kind, URL and Referer): a page
+/// group settles its images without claiming them (see `pipeline::group`),
+/// so another page that claims one of them this run makes a second entry
+/// of the same fetch key. The two are kept as one with both parents, as a
+/// claim would have made them, in the place of the first: the one fetched
+/// this run (a body that came now is never dropped; two such are both
+/// kept), else the later. Entries of one URL are compared within the last
+/// [`FOLD_WINDOW`] of them (a logo every page shows with its own Referer
+/// has an entry a page).
 struct Folded<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> {
     lines: I,
-    ahead: Option<io::Result<(Line, Option<Encoded>)>>,
+    /// Lines of one URL not handed on yet, in order.
+    pending: std::collections::VecDeque<(Line, Option<Encoded>)>,
+    /// The lines ended (with this error, if one ended them).
+    done: bool,
+    error: Option<io::Error>,
+}
+
+/// Entries of one URL a later entry is compared with.
+const FOLD_WINDOW: usize = 16;
+
+impl<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> Folded<I> {
+    fn new(lines: I) -> Self {
+        Folded { lines, pending: std::collections::VecDeque::new(), done: false, error: None }
+    }
 }
 
 impl<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> Iterator for Folded<I> {
     type Item = io::Result<(Line, Option<Encoded>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (mut line, mut encoded) = match self.ahead.take().or_else(|| self.lines.next())? {
-            Ok(l) => l,
-            Err(e) => return Some(Err(e)),
-        };
         loop {
-            match self.lines.next() {
-                Some(Ok(((mut next, hints), next_encoded))) if next.url == line.0.url => {
-                    if !equal_but_parents(&mut line.0, &mut next) {
-                        self.ahead = Some(Ok(((next, hints), next_encoded)));
-                        return Some(Ok((line, encoded)));
-                    }
-                    Late::Parents(next.parents).apply(&mut line.0);
-                    encoded = None;
+            if let (Some(first), Some(last)) = (self.pending.front(), self.pending.back()) {
+                // Nothing later can fold into it: the lines ended, moved on
+                // to another URL, or it left the window.
+                if self.done || first.0.0.url != last.0.0.url || self.pending.len() > FOLD_WINDOW {
+                    return self.pending.pop_front().map(Ok);
                 }
-                other => {
-                    self.ahead = other;
-                    return Some(Ok((line, encoded)));
+            } else if self.done {
+                return self.error.take().map(Err);
+            }
+            match self.lines.next() {
+                None => self.done = true,
+                Some(Err(e)) => (self.done, self.error) = (true, Some(e)),
+                Some(Ok((line, encoded))) => {
+                    let same = self.pending.iter_mut().rev().find(|p| same_fetch(&p.0.0, &line.0));
+                    match same {
+                        Some(kept) if kept.0.0.reused || line.0.reused => fold(kept, line),
+                        _ => self.pending.push_back((line, encoded)),
+                    }
                 }
             }
         }
     }
 }
 
-/// Whether two entries of one URL are the same response (parents and
-/// hints aside).
-fn equal_but_parents(a: &mut Entry, b: &mut Entry) -> bool {
-    let (pa, pb) = (std::mem::take(&mut a.parents), std::mem::take(&mut b.parents));
-    let equal = a == b;
-    (a.parents, b.parents) = (pa, pb);
-    equal
+/// Keeps `line` and `kept`, two entries of one fetch key not both fetched
+/// this run, as one in `kept`'s place.
+fn fold(kept: &mut (Line, Option<Encoded>), mut line: Line) {
+    let (ref mut first, ref mut encoded) = *kept;
+    if !line.0.reused || (first.0.reused && line.0.fetched_at > first.0.fetched_at) {
+        std::mem::swap(first, &mut line);
+        // The earlier entry's parents first.
+        std::mem::swap(&mut first.0.parents, &mut line.0.parents);
+    }
+    Late::Parents(line.0.parents).apply(&mut first.0);
+    *encoded = None;
+}
+
+/// Whether two entries are of one fetch key: the same URL, kind and Referer.
+fn same_fetch(a: &Entry, b: &Entry) -> bool {
+    a.url == b.url && a.kind == b.kind && a.referer == b.referer
 }
 
 impl Inner {
@@ -825,39 +854,68 @@ mod tests {
     }
 
     #[test]
-    fn equal_entries_of_one_url_are_one_with_both_parents() {
+    fn entries_of_one_fetch_key_are_one_with_all_parents() {
         let dir = tempfile::tempdir().unwrap();
         let e = Entries::new(dir.path());
-        let x = |parent: &str, referer: &str| Entry {
-            url: "https://cdn.example/x.png".into(),
+        let url = "https://cdn.example/x.png";
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_764_000_000 + s, 0);
+        let x = |parent: &str, referer: &str, fetched: i64, reused: bool| Entry {
+            url: url.into(),
             parents: vec![parent.into()],
             referer: Some(referer.into()),
+            fetched_at: at(fetched),
+            reused,
             ..Default::default()
         };
-        // Written out as a group writes them, and as a claim does.
-        e.write_encoded(e.number_done(), "https://cdn.example/x.png", &encode_entry(x("a", "r"), vec![]));
-        let b = e.push(x("b", "r"));
+        // Written out as a group writes them (settled, fetched a while ago),
+        e.write_encoded(e.number_done(), url, &encode_entry(x("a", "r", 0, true), vec![]));
+        // entries of another Referer numbered between them,
+        for n in 0..FOLD_WINDOW - 1 {
+            let d = e.push(x(&format!("d{n}"), "other", 5, false));
+            e.finish(d);
+        }
+        // and a claim of the same fetch key that fetched it again now.
+        let b = e.push(x("b", "r", 9, false));
         e.finish(b);
-        e.add_parents(b, "https://cdn.example/x.png", vec!["c".into(), "a".into()]);
-        // Another Referer: another response, kept apart.
-        let d = e.push(x("d", "other"));
-        e.finish(d);
+        e.add_parents(b, url, vec!["c".into(), "a".into()]);
         let y = e.push(entry("https://cdn.example/y.png"));
         e.finish(y);
         let read: Vec<(Line, Option<Encoded>)> = e.take_sorted().unwrap().map(Result::unwrap).collect();
-        let got: Vec<(&str, Vec<&str>, bool)> = read
+        assert_eq!(read.len(), FOLD_WINDOW + 1);
+        // The fetch of this run is kept, in the first one's place, the
+        // group's parents first.
+        let (first, encoded) = &read[0];
+        assert_eq!(first.0.parents, ["a", "b", "c"]);
+        assert_eq!((first.0.referer.as_deref(), first.0.fetched_at, first.0.reused), (Some("r"), at(9), false));
+        assert!(encoded.is_none(), "changed: encoded again");
+        assert!(read[1..FOLD_WINDOW].iter().all(|((e, _), r)| e.referer.as_deref() == Some("other") && r.is_some()));
+        assert_eq!(read[FOLD_WINDOW].0.0.url, "https://cdn.example/y.png");
+
+        // Two settled copies: the later is kept. Two fetched now: both.
+        // Past the window: apart.
+        let e = Entries::new(dir.path());
+        let push = |parent: &str, referer: &str, fetched, reused| {
+            let i = e.push(x(parent, referer, fetched, reused));
+            e.finish(i);
+        };
+        for (parent, fetched, reused) in
+            [("a", 1, true), ("b", 4, true), ("c", 2, true), ("d", 8, false), ("e", 9, false)]
+        {
+            push(parent, "r", fetched, reused);
+        }
+        for n in 0..FOLD_WINDOW {
+            push(&format!("o{n}"), "other", 5, false);
+        }
+        push("f", "r", 3, true);
+        let read: Vec<Entry> = e.take_sorted().unwrap().map(|l| l.unwrap().0.0).collect();
+        let r: Vec<(Vec<&str>, bool)> = read
             .iter()
-            .map(|((e, _), r)| (e.url.as_str(), e.parents.iter().map(String::as_str).collect(), r.is_some()))
+            .filter(|e| e.referer.as_deref() == Some("r"))
+            .map(|e| (e.parents.iter().map(String::as_str).collect(), e.reused))
             .collect();
-        assert_eq!(
-            got,
-            [
-                ("https://cdn.example/x.png", vec!["a", "b", "c"], false),
-                ("https://cdn.example/x.png", vec!["d"], true),
-                ("https://cdn.example/y.png", vec!["p0"], true),
-            ]
-        );
-        assert_eq!(read[1].0.0.referer.as_deref(), Some("other"));
+        assert_eq!(r, [(vec!["a", "b", "c", "d"], false), (vec!["e"], false), (vec!["f"], true)]);
+        assert_eq!(read[0].fetched_at, at(8));
+        assert_eq!(read.len(), 3 + FOLD_WINDOW);
     }
 
     #[test]

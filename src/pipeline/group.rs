@@ -4,6 +4,10 @@
 //! URL's record; for two million images of unchanged pages that was most
 //! of a re-run. A group costs one lookup a page.
 //!
+//! A group found but not used is replaced (by what this run settles, if
+//! anything), so a group never outlives a fetch of its images (`--refetch`,
+//! or after the window).
+//!
 //! A group is derived data in the extraction cache: kept with what
 //! extraction found in the page, under what decides every image entry it
 //! holds (the page's blob, final URL and policy: the same references,
@@ -21,9 +25,10 @@
 //! table's checksum.
 //!
 //! Group images are not claimed. Another page that references one of them
-//! in the same run claims and settles it as usual; the two equal entries
+//! in the same run claims it as usual (settles it, or fetches it when the
+//! URL's record is of another Referer); the two entries of one fetch key
 //! become one with both parents when the manifest is written
-//! (`entries::Folded`).
+//! (`entries::Folded`), the one fetched this run if either was.
 
 use super::Ctx;
 use super::target::Ref;
@@ -44,6 +49,11 @@ pub(super) struct Group {
     members: Vec<Member>,
     /// Members added since it was read.
     added: usize,
+    /// The value held a group of this page that was not used (past the
+    /// freshness window, a pack gone, `--refetch`): it is replaced, even
+    /// by an empty one, so it is never used after its images were fetched
+    /// again.
+    stale: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -129,9 +139,14 @@ impl Group {
             members.push(Member { at, pack, record });
         }
         r.end()?;
-        Some(Group { refs, oldest: Some(oldest), packs, members, added: 0 })
+        Some(Group { refs, oldest: Some(oldest), packs, members, added: 0, stale: false })
     }
 }
+
+/// References of a page whose images may be kept as a group: a group is
+/// held whole while its page's references are queued, up to 256 pages at
+/// a time, so a page of thousands of images settles them one by one.
+const MAX_REFS: usize = 512;
 
 /// Where a page's group is kept: after what extraction found in the page,
 /// in the same value of the extraction cache, so one lookup finds both.
@@ -177,8 +192,16 @@ impl Ctx {
     /// The page's group, to settle its images with and to add to: the
     /// cached one while every image in it may be settled without asking,
     /// else an empty one.
-    pub(super) fn load_group(&self, slot: &Slot, refs: &[Ref]) -> Group {
-        self.cached_group(slot, refs.len()).unwrap_or_else(|| Group::new(refs.len()))
+    /// `None` for a page of more than [`MAX_REFS`] references.
+    pub(super) fn load_group(&self, slot: &Slot, refs: &[Ref]) -> Option<Group> {
+        if refs.len() > MAX_REFS {
+            return None;
+        }
+        Some(self.cached_group(slot, refs.len()).unwrap_or_else(|| {
+            let mut g = Group::new(refs.len());
+            g.stale = slot.group().is_some();
+            g
+        }))
     }
 
     fn cached_group(&self, slot: &Slot, refs: usize) -> Option<Group> {
@@ -198,9 +221,10 @@ impl Ctx {
         Some(g)
     }
 
-    /// Stores the page's group if it gained images.
+    /// Stores the page's group if it gained images or replaces one not
+    /// used.
     pub(super) fn save_group(&self, slot: &Slot, group: &Group) {
-        if group.added == 0 {
+        if group.added == 0 && !group.stale {
             return;
         }
         if let Err(e) = self.history.set_extract_cache(&slot.key, &slot.blob, &slot.with(group)) {
