@@ -30,7 +30,6 @@ use crate::referrer::Policy;
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::history::History;
 use crate::store::id::{BlobId, SnapshotId};
-use crate::store::manifest::chunked::Hint;
 use crate::store::manifest::{Entry, HopRecord, Kind, ManifestHeader};
 use crate::store::writer::{StoredBlob, WriteOptions, WriteStats, Writer};
 use bytes::Bytes;
@@ -257,32 +256,12 @@ impl Ctx {
         }
     }
 
-    /// Claims `key` for `entry`, whose work is done already (an image
-    /// settled from the archive, with `hints` for its blob): written out at
-    /// once. False if it was claimed before (the parent is then added to
-    /// the existing entry).
-    fn claim_done(&self, key: seen::Key, entry: Entry, hints: Vec<Hint>) -> bool {
-        let mut number = None;
-        let claimed = self.seen.claim(key, || {
-            let n = self.entries.number_done();
-            number = Some(n);
-            n.0
-        });
-        match (claimed, number) {
-            (Ok(_), Some(n)) => {
-                self.entries.write_done(n, entry, hints);
-                true
-            }
-            (Err(i), _) | (Ok(i), None) => {
-                self.entries.add_parents(i, &entry.url, entry.parents);
-                false
-            }
-        }
-    }
-
-    /// [`Ctx::claim_done`] for an entry already encoded (`record`, see
-    /// [`entries::encode_entry`]) whose one parent is `parent`.
-    fn claim_encoded(&self, key: seen::Key, url: &str, record: &[u8], parent: &str) -> bool {
+    /// Claims `key` for an entry whose work is done already (an image
+    /// settled from the archive), encoded as `record` (see
+    /// [`entries::encode_entry`]): written out at once. False if it was
+    /// claimed before (its one parent, `parent`, is then added to the
+    /// existing entry).
+    fn claim_done(&self, key: seen::Key, url: &str, record: &[u8], parent: &str) -> bool {
         let mut number = None;
         let claimed = self.seen.claim(key, || {
             let n = self.entries.number_done();

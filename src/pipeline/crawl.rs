@@ -323,20 +323,13 @@ impl Ctx {
             let p = prior.expect("checked above");
             let hint = p.hint();
             reuse_record(&mut entry, p.record);
-            let claimed = match (member, entry.fetched_at) {
-                (Some((group, at)), Some(fetched_at)) => {
-                    let parent = entry.parents[0].clone();
-                    let record = entries::encode_entry(entry, vec![hint]);
-                    let claimed = self.claim_encoded(key, url.as_str(), &record, &parent);
-                    if claimed {
-                        group.add(at, hint.1, fetched_at, record);
-                    }
-                    claimed
-                }
-                _ => self.claim_done(key, entry, vec![hint]),
-            };
-            if claimed {
+            let (parent, fetched_at) = (entry.parents[0].clone(), entry.fetched_at);
+            let record = entries::encode_entry(entry, vec![hint]);
+            if self.claim_done(key, url.as_str(), &record, &parent) {
                 self.progress.add_image();
+                if let (Some((group, at)), Some(fetched_at)) = (member, fetched_at) {
+                    group.add(at, hint.1, fetched_at, record);
+                }
             }
             return;
         }

@@ -233,7 +233,7 @@ impl Entries {
 
     /// Numbers an entry whose work is done before it is made (an image
     /// settled from the archive), with the number of its record: it never
-    /// waits in memory, [`Entries::write_done`] writes it out.
+    /// waits in memory, [`Entries::write_encoded`] writes it out.
     pub(super) fn number_done(&self) -> (usize, u64) {
         let mut inner = self.lock();
         let i = inner.next;
@@ -241,17 +241,11 @@ impl Entries {
         (i, inner.next_seq())
     }
 
-    /// Writes out entry `i` numbered by [`Entries::number_done`]. Its
-    /// record's number came first, so parents another page adds meanwhile
-    /// (on disk already, as far as they can tell) sort after it.
-    pub(super) fn write_done(&self, (i, seq): (usize, u64), entry: Entry, hints: Vec<Hint>) {
-        let url = entry.url.clone();
-        self.write(&url, i, seq, Record::Entry(Box::new(entry), hints));
-    }
-
     /// Writes out entry `i` numbered by [`Entries::number_done`], whose
-    /// spill record [`encode_entry`] made (a page group's image, copied as
-    /// it was stored).
+    /// spill record [`encode_entry`] made (a page group's image is copied
+    /// as it was stored). Its record's number came first, so parents
+    /// another page adds meanwhile (on disk already, as far as they can
+    /// tell) sort after it.
     pub(super) fn write_encoded(&self, (i, seq): (usize, u64), url: &str, record: &[u8]) {
         if let Some((tx, batch)) = self.tx[shard()].lock().expect("no panics while held").as_mut() {
             let start = batch.bytes.len();
