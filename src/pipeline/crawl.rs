@@ -323,11 +323,10 @@ impl Ctx {
             let p = prior.expect("checked above");
             let hint = p.hint();
             reuse_record(&mut entry, p.record);
-            let (parent, fetched_at) = (entry.parents[0].clone(), entry.fetched_at);
-            let record = entries::encode_entry(entry, vec![hint]);
-            if self.claim_done(key, url.as_str(), &record, &parent) {
+            let record = entries::encode_entry(&entry, &[hint]);
+            if self.claim_done(key, url.as_str(), &record, &entry.parents[0]) {
                 self.progress.add_image();
-                if let (Some((group, at)), Some(fetched_at)) = (member, fetched_at) {
+                if let (Some((group, at)), Some(fetched_at)) = (member, entry.fetched_at) {
                     group.add(at, hint.1, fetched_at, record);
                 }
             }

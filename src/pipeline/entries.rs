@@ -407,10 +407,24 @@ fn send(tx: &SyncSender<Batch>, batch: &mut Batch) {
 }
 
 /// The spill record of a finished entry, for [`Entries::write_encoded`].
-pub(super) fn encode_entry(entry: Entry, hints: Vec<Hint>) -> Vec<u8> {
+pub(super) fn encode_entry(entry: &Entry, hints: &[Hint]) -> Vec<u8> {
     let mut b = Vec::with_capacity(256);
-    encode(&mut b, &Record::Entry(Box::new(entry), hints));
+    put_entry(&mut b, entry, hints);
     b
+}
+
+/// An entry's spill record: the tag, then its binary record less the URL.
+fn put_entry(b: &mut Vec<u8>, e: &Entry, hints: &[Hint]) {
+    b.push(ENTRY);
+    let line = b.len();
+    binary::put_line(b, e, hints);
+    // The key holds the URL, so the record leaves it out (about a third of
+    // its bytes: runs hold more records and zstd reads fewer bytes);
+    // `decode` puts it back. It follows the flags.
+    let mut r = Reader::new(&b[line + 1..]);
+    let len = r.u64().expect("just written") as usize - 1;
+    let field = b.len() - line - 1 - r.remaining() + len;
+    b.drain(line + 1..line + 1 + field);
 }
 
 /// Entries decoded on a thread of their own, [`READ_AHEAD`] at a time, so
@@ -460,18 +474,7 @@ const READ_AHEAD: usize = 128;
 /// is a temporary file, not part of any format.
 fn encode(b: &mut Vec<u8>, record: &Record) {
     match record {
-        Record::Entry(e, hints) => {
-            b.push(ENTRY);
-            let line = b.len();
-            binary::put_line(b, e, hints);
-            // The key holds the URL, so the record leaves it out (about a
-            // third of its bytes: runs hold more records and zstd reads
-            // fewer bytes); `decode` puts it back. It follows the flags.
-            let mut r = Reader::new(&b[line + 1..]);
-            let len = r.u64().expect("just written") as usize - 1;
-            let field = b.len() - line - 1 - r.remaining() + len;
-            b.drain(line + 1..line + 1 + field);
-        }
+        Record::Entry(e, hints) => put_entry(b, e, hints),
         Record::Parents(parents) => {
             b.push(PARENTS);
             binary::put_strs(b, parents);
@@ -862,7 +865,7 @@ mod tests {
             ..Default::default()
         };
         // Written out as a group writes them (settled, fetched a while ago),
-        e.write_encoded(e.number_done(), url, &encode_entry(x("a", "r", 0, true), vec![]));
+        e.write_encoded(e.number_done(), url, &encode_entry(&x("a", "r", 0, true), &[]));
         // entries of another Referer numbered between them,
         for n in 0..FOLD_WINDOW - 1 {
             let d = e.push(x(&format!("d{n}"), "other", 5, false));

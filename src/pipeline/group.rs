@@ -11,8 +11,9 @@
 //! A group is derived data in the extraction cache: kept with what
 //! extraction found in the page, under what decides every image entry it
 //! holds (the page's blob, final URL and policy: the same references,
-//! sources and Referers), with the page's URL (their parent). It holds, per image reference, the spill
-//! record the page wrote for it: an entry settled from the URL's record
+//! sources and Referers), with the page's URL (their parent). It holds,
+//! per image reference, the spill record the page wrote for it: an entry
+//! settled from the URL's record
 //! (`incremental::reuse_record`), the same a settle would make again while
 //! that record stands. It is used whole or not at all: only while its
 //! oldest image is inside the freshness window and every pack its images
@@ -191,8 +192,8 @@ impl Slot {
 impl Ctx {
     /// The page's group, to settle its images with and to add to: the
     /// cached one while every image in it may be settled without asking,
-    /// else an empty one.
-    /// `None` for a page of more than [`MAX_REFS`] references.
+    /// else an empty one; none for a page of more than [`MAX_REFS`]
+    /// references.
     pub(super) fn load_group(&self, slot: &Slot, refs: &[Ref]) -> Option<Group> {
         if refs.len() > MAX_REFS {
             return None;

@@ -8,7 +8,7 @@
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
-use crate::store::id::BlobId;
+use crate::store::id::{BlobId, PackId};
 use crate::store::index::{Index, IndexError, Location, UrlRecord};
 use crate::store::manifest::chunked::Hint;
 
@@ -57,7 +57,7 @@ impl History {
     }
 
     /// Whether a pack is indexed: every blob in it is in the archive.
-    pub fn has_pack(&self, pack: &crate::store::id::PackId) -> Result<bool, IndexError> {
+    pub fn has_pack(&self, pack: &PackId) -> Result<bool, IndexError> {
         self.index.has_pack(pack)
     }
 

@@ -4,7 +4,8 @@
 //! A run hands its manifest entries here as they complete; a manifest of a
 //! million entries is sorted by URL on disk, in runs of `buffer` bytes
 //! (each sorted in memory, written as one zstd stream to an unnamed
-//! temporary file) merged at the end.
+//! temporary file) merged at the end with the last buffer, sorted in
+//! memory.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -173,9 +174,8 @@ impl Spill {
         self.sort();
         let arena = &self.arena;
         let run = write_run(&self.dir, self.records.iter().map(|s| Ok((s.key(arena), s.value(arena)))))?;
-        self.arena.clear();
+        self.arena = emptied(std::mem::take(&mut self.arena), self.buffer);
         self.records.clear();
-        self.reuse();
         add_run(&self.dir, &mut self.runs, run, false)
     }
 
@@ -183,38 +183,22 @@ impl Spill {
     /// memory, emptied.
     fn written(&mut self) -> io::Result<Option<(Vec<u8>, Vec<Slot>)>> {
         let Some(writing) = self.writing.take() else { return Ok(None) };
-        let (runs, mut arena, mut records) =
+        let (runs, arena, mut records) =
             writing.join().map_err(|_| io::Error::other("the thread writing a sorted run panicked"))??;
-        arena.clear();
         records.clear();
         self.runs = runs;
-        // Not kept if a huge record made it grow past the buffer.
-        Ok(Some(if arena.capacity() > self.buffer.saturating_mul(2) {
-            (Vec::new(), records)
-        } else {
-            (arena, records)
-        }))
-    }
-
-    /// Cleared, not freed: the next run fills the same memory; unless a
-    /// huge record made it grow past the buffer, as it may never again.
-    fn reuse(&mut self) {
-        if self.arena.capacity() > self.buffer.saturating_mul(2) {
-            self.arena = Vec::new();
-        }
+        Ok(Some((emptied(arena, self.buffer), records)))
     }
 
     /// Every record, sorted by key.
     pub fn finish(mut self) -> io::Result<Sorted> {
-        self.background = false;
         self.written()?;
+        self.sort();
         if self.runs.is_empty() {
             // Everything fits in memory: no file at all.
-            self.sort();
             return Ok(Sorted(Source::Memory { arena: self.arena, records: self.records.into_iter() }));
         }
         // The last buffer is merged from memory, not written and read back.
-        self.sort();
         let last = (!self.records.is_empty()).then_some((self.arena, self.records));
         // At most FAN_IN - 1 runs of each level are left.
         let runs = self.runs.into_iter().map(|(_, f)| f.file()).collect::<io::Result<Vec<_>>>()?;
@@ -251,6 +235,17 @@ fn add_run(dir: &Path, runs: &mut Vec<(u32, RunFile)>, run: File, background: bo
         runs.push((level + 1, merged));
     }
     Ok(())
+}
+
+/// A buffer's memory for the next run: cleared, not freed, so the next
+/// run fills the same memory; unless a huge record made it grow past the
+/// buffer, as it may never again.
+fn emptied(mut arena: Vec<u8>, buffer: usize) -> Vec<u8> {
+    if arena.capacity() > buffer.saturating_mul(2) {
+        return Vec::new();
+    }
+    arena.clear();
+    arena
 }
 
 /// Records sorted by key, and by arrival for equal keys.
