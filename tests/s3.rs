@@ -185,6 +185,31 @@ impl Drop for Weed {
     }
 }
 
+/// Every thread's stack of a process that did not end, for the failure
+/// message: gdb's backtraces where gdb is installed, else each thread's
+/// kernel wait channel.
+fn threads_of(pid: u32) -> String {
+    let gdb = Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
+        .stdin(Stdio::null())
+        .output();
+    if let Ok(out) = gdb
+        && out.status.success()
+    {
+        return String::from_utf8_lossy(&out.stdout).into_owned();
+    }
+    let tasks =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    tasks
+        .iter()
+        .map(|t| {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            format!("{} {} {}", read("comm").trim(), read("wchan"), read("stack"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn ok(out: Output, what: &str) -> String {
     expect_ok(out, &[what])
 }
@@ -565,22 +590,34 @@ fn throttling_and_server_errors_are_retried_and_a_lost_store_fails_clearly_and_d
     for i in 0..400 {
         std::fs::write(big.join(format!("b{i}.bin")), noise(500 + i, 200_000)).unwrap();
     }
+    // Output goes to files: a pipe nobody reads until the end could stall
+    // the run on a full buffer, which would look like a hang here.
+    let (out_path, err_path) = (tmp.path().join("run.out"), tmp.path().join("run.err"));
     let mut run = weed
         .command(url, &tmp.path().join("c1"), &["archive", big.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     weed.kill();
     let started = Instant::now();
-    let out = loop {
-        if let Some(_status) = run.try_wait().unwrap() {
-            break run.wait_with_output().unwrap();
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "a run against a dead store must end");
+        if started.elapsed() > Duration::from_secs(120) {
+            let threads = threads_of(run.id());
+            let _ = run.kill();
+            let _ = run.wait();
+            panic!(
+                "a run against a dead store must end; it printed:\n{}\n--- its threads:\n{threads}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     };
+    let out = Output { status, stdout: std::fs::read(&out_path).unwrap(), stderr: std::fs::read(&err_path).unwrap() };
     assert!(!out.status.success(), "the run cannot have committed without its store");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("s3://faults") || err.contains("127.0.0.1"), "the error says where: {err}");
