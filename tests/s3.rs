@@ -35,9 +35,13 @@ fn weed_binary() -> PathBuf {
 }
 
 /// A port whose neighbour 10,000 above (SeaweedFS's gRPC port) is free too.
+/// A port, and the one 10,000 above it (SeaweedFS's gRPC port for it),
+/// both free now, both below Linux's ephemeral range (32768 up): a
+/// client's own outgoing connection can then never take a server's port,
+/// nor connect to itself on a port whose server is down.
 fn free_port() -> u16 {
     loop {
-        let port = 20_000 + fastrand::u16(..20_000);
+        let port = 15_000 + fastrand::u16(..7_768);
         let ok = [port, port + 10_000].iter().all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
         if ok {
             return port;
@@ -182,6 +186,49 @@ impl Weed {
 impl Drop for Weed {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A loopback port held by this process: every connection to it is
+/// accepted and closed at once, as before a store that is down, and no
+/// other process can listen on it meanwhile.
+struct PortHold {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PortHold {
+    fn new(port: u16) -> PortHold {
+        let started = Instant::now();
+        // The killed server's port may take a moment to be free.
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => break l,
+                Err(e) => assert!(started.elapsed() < Duration::from_secs(10), "bind {port}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => drop(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        PortHold { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for PortHold {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -601,6 +648,10 @@ fn throttling_and_server_errors_are_retried_and_a_lost_store_fails_clearly_and_d
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     weed.kill();
+    // While the store is down its port is held, so that no other test's
+    // server can start on it: the run must meet a store that is gone, not
+    // a stranger that answers something else or nothing.
+    let hold = PortHold::new(weed.ports.0);
     let started = Instant::now();
     let status = loop {
         if let Some(status) = run.try_wait().unwrap() {
@@ -621,6 +672,7 @@ fn throttling_and_server_errors_are_retried_and_a_lost_store_fails_clearly_and_d
     assert!(!out.status.success(), "the run cannot have committed without its store");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("s3://faults") || err.contains("127.0.0.1"), "the error says where: {err}");
+    drop(hold);
     weed.spawn();
     weed.wait_writable(url, Instant::now());
     let archive = Archive::open_with(Path::new(url), &weed.storage(&tmp.path().join("after"))).unwrap();
