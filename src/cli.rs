@@ -188,3 +188,44 @@ pub fn human(bytes: u64) -> String {
 pub fn when(zone: kura::jobs::Zone, t: chrono::DateTime<chrono::Utc>) -> String {
     zone.format(t, "%Y-%m-%d %H:%M:%S %:z")
 }
+
+/// An error and its causes on one line, each said once. Many errors name
+/// their cause in their own message (`cannot write X: disk full`) and also
+/// give it as their source, so printing the chain as it is would say the
+/// cause twice; a cause whose text is already in the line is left out.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write {path}: {source}")]
+    struct Write {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let disk = std::io::Error::other("no space left on device");
+        let err = anyhow::Error::new(Write { path: "/a", source: disk }).context("archive failed");
+        assert_eq!(error_line(&err), "archive failed: cannot write /a: no space left on device");
+        // A cause the message does not name is still shown.
+        let err = anyhow::Error::new(std::io::Error::other("refused")).context("cannot reach the store");
+        assert_eq!(error_line(&err), "cannot reach the store: refused");
+    }
+}

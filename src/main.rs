@@ -124,7 +124,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("kura: error: {err:#}");
+            eprintln!("kura: error: {}", cli::error_line(&err));
             ExitCode::from(2)
         }
     }

@@ -672,6 +672,10 @@ fn throttling_and_server_errors_are_retried_and_a_lost_store_fails_clearly_and_d
     assert!(!out.status.success(), "the run cannot have committed without its store");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("s3://faults") || err.contains("127.0.0.1"), "the error says where: {err}");
+    assert!(err.contains("retry_timeout_secs"), "the error names the setting that gave up: {err}");
+    let line = err.lines().find(|l| l.starts_with("kura: error:")).unwrap_or_default();
+    assert_eq!(line.matches("Error performing").count(), 1, "each cause is said once: {line}");
+    eprintln!("{line}");
     drop(hold);
     weed.spawn();
     weed.wait_writable(url, Instant::now());

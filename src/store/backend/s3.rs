@@ -38,6 +38,10 @@ const SINGLE_PUT_MAX: usize = 32 << 20;
 /// The size of each part of a larger upload.
 const PART: usize = 16 << 20;
 
+/// How long a failing request is retried when `[storage] retry_timeout_secs`
+/// is not set.
+const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Where an archive in object storage is, and how to reach it.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct S3Config {
@@ -132,7 +136,7 @@ impl S3Config {
                 // Bounded by the time below rather than by count: backoff
                 // is jittered, and a store restarting needs seconds.
                 max_retries: 30,
-                retry_timeout: self.retry_timeout.unwrap_or(Duration::from_secs(120)),
+                retry_timeout: self.retry_timeout.unwrap_or(DEFAULT_RETRY_TIMEOUT),
             })
             .with_client_options(
                 ClientOptions::new()
@@ -184,6 +188,22 @@ impl Drop for S3Backend {
     }
 }
 
+/// An error and its causes, each said once: object_store's message names
+/// the request, its causes what failed (a refused connection, a reset).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -233,7 +253,18 @@ impl S3Backend {
     fn error(&self, op: &'static str, key: &str, e: object_store::Error) -> BackendError {
         match e {
             object_store::Error::NotFound { .. } => BackendError::NotFound(self.shown(key)),
-            e => BackendError::Io { op, path: self.shown(key), source: other(e) },
+            e => {
+                let mut text = causes(&e);
+                // object_store says "after N retries" when it gave up on a
+                // store that kept failing: say which setting gave up.
+                if text.contains(" retries") {
+                    let secs = self.config.retry_timeout.unwrap_or(DEFAULT_RETRY_TIMEOUT).as_secs();
+                    text.push_str(&format!(
+                        " (retried for {secs} s, `[storage] retry_timeout_secs`; committed snapshots are untouched: run the command again once the store answers)"
+                    ));
+                }
+                BackendError::Io { op, path: self.shown(key), source: io::Error::other(text) }
+            }
         }
     }
 
