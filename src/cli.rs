@@ -192,18 +192,21 @@ pub fn when(zone: kura::jobs::Zone, t: chrono::DateTime<chrono::Utc>) -> String 
 /// An error and its causes on one line, each said once. Many errors name
 /// their cause in their own message (`cannot write X: disk full`) and also
 /// give it as their source, so printing the chain as it is would say the
-/// cause twice; a cause whose text is already in the line is left out.
+/// cause twice; a cause whose text is in the message of the error just
+/// above it is left out (only there: a short cause such as `EOF` is not
+/// lost because some other part of the line happens to contain it).
 pub fn error_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
+    let mut above = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
+        if above.is_empty() || !above.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
         }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
+        above = text;
     }
     line
 }
@@ -227,5 +230,9 @@ mod tests {
         // A cause the message does not name is still shown.
         let err = anyhow::Error::new(std::io::Error::other("refused")).context("cannot reach the store");
         assert_eq!(error_line(&err), "cannot reach the store: refused");
+        // A cause named only further up is still said where it comes.
+        let eof = std::io::Error::other("EOF");
+        let err = anyhow::Error::new(Write { path: "/x", source: eof }).context("reading the EOF marker");
+        assert_eq!(error_line(&err), "reading the EOF marker: cannot write /x: EOF");
     }
 }

@@ -133,9 +133,12 @@ impl S3Config {
                     max_backoff: Duration::from_secs(10),
                     base: 2.0,
                 },
-                // Bounded by the time below rather than by count: backoff
-                // is jittered, and a store restarting needs seconds.
-                max_retries: 30,
+                // Bounded by the time below, not by count: the backoff is
+                // jittered (each a random time up to twice the one before),
+                // so 30 retries took anywhere from 6 to 40 s, and ended
+                // before `retry_timeout_secs` did whenever that was longer.
+                // A store restarting needs seconds.
+                max_retries: 10_000,
                 retry_timeout: self.retry_timeout.unwrap_or(DEFAULT_RETRY_TIMEOUT),
             })
             .with_client_options(
@@ -188,17 +191,20 @@ impl Drop for S3Backend {
     }
 }
 
-/// An error and its causes, each said once: object_store's message names
-/// the request, its causes what failed (a refused connection, a reset).
+/// An error and its causes, each said once (a cause is left out when the
+/// error just above it already says it): object_store's message names the
+/// request, its causes what failed (a refused connection, a reset).
 fn causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
+    let mut above = text.clone();
     let mut cause = e.source();
     while let Some(c) = cause {
         let t = c.to_string();
-        if !text.contains(&t) {
+        if !above.contains(&t) {
             text.push_str(": ");
             text.push_str(&t);
         }
+        above = t;
         cause = c.source();
     }
     text
@@ -260,7 +266,7 @@ impl S3Backend {
                 if text.contains(" retries") {
                     let secs = self.config.retry_timeout.unwrap_or(DEFAULT_RETRY_TIMEOUT).as_secs();
                     text.push_str(&format!(
-                        " (retried for {secs} s, `[storage] retry_timeout_secs`; committed snapshots are untouched: run the command again once the store answers)"
+                        " (gave up after retrying for {secs} s, `[storage] retry_timeout_secs`; run the command again once the store answers)"
                     ));
                 }
                 BackendError::Io { op, path: self.shown(key), source: io::Error::other(text) }
