@@ -82,12 +82,18 @@ impl S3Config {
     pub fn parse(url: &str) -> Option<Result<S3Config, String>> {
         let rest = url.strip_prefix("s3://")?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let ok = !bucket.is_empty()
-            && bucket.len() <= 63
-            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        // S3's rules for a new bucket: a name the store would refuse to
+        // create would only fail later, as a bucket that does not exist.
+        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        let ok = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| alnum(b) || b == b'-' || b == b'.')
+            && bucket.bytes().next().is_some_and(alnum)
+            && bucket.bytes().last().is_some_and(alnum)
+            && !bucket.contains("..");
         if !ok {
             return Some(Err(format!(
-                "{url:?}: a bucket name is 1-63 lower-case letters, digits, '-' and '.' (s3://BUCKET/PREFIX)"
+                "{url:?}: a bucket name is 3-63 lower-case letters, digits, '-' and '.', starting and ending with a \
+                 letter or digit (s3://BUCKET/PREFIX)"
             )));
         }
         let prefix = prefix.trim_matches('/').to_string();
@@ -534,7 +540,11 @@ mod tests {
         let c = S3Config::parse("s3://my-bucket/some/prefix/").unwrap().unwrap();
         assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("my-bucket", "some/prefix"));
         assert_eq!(c.url(), "s3://my-bucket/some/prefix");
-        assert_eq!(S3Config::parse("s3://b").unwrap().unwrap().prefix, "");
+        assert_eq!(S3Config::parse("s3://bkt").unwrap().unwrap().prefix, "");
+        // Names S3 would not create: too short, an edge or a double dot.
+        for bad in ["s3://b", "s3://ab/x", "s3://-abc", "s3://abc.", "s3://a..b"] {
+            assert!(S3Config::parse(bad).unwrap().is_err(), "{bad}");
+        }
         assert!(S3Config::parse("/srv/archive").is_none());
         assert!(S3Config::parse("s3://").unwrap().is_err());
         assert!(S3Config::parse("s3://Bad_Bucket/x").unwrap().is_err());
@@ -543,7 +553,7 @@ mod tests {
 
     #[test]
     fn secrets_are_never_printed() {
-        let c = S3Config { secret_access_key: Some("hunter2".into()), ..S3Config::parse("s3://b").unwrap().unwrap() };
+        let c = S3Config { secret_access_key: Some("hunter2".into()), ..S3Config::parse("s3://bkt").unwrap().unwrap() };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }
