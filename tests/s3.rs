@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "kuratest";
 const SECRET: &str = "kura-test-secret";
+/// Credentials that may read and list, not write or create buckets.
+const READER_KEY: &str = "kurareader";
+const READER_SECRET: &str = "kura-reader-secret";
 
 /// A SeaweedFS server with an S3 endpoint, on loopback ports of its own.
 struct Weed {
@@ -63,7 +66,7 @@ impl Weed {
         std::fs::write(
             dir.path().join("identities.json"),
             format!(
-                r#"{{"identities":[{{"name":"kura","credentials":[{{"accessKey":"{KEY}","secretKey":"{SECRET}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+                r#"{{"identities":[{{"name":"kura","credentials":[{{"accessKey":"{KEY}","secretKey":"{SECRET}"}}],"actions":["Admin","Read","List","Tagging","Write"]}},{{"name":"reader","credentials":[{{"accessKey":"{READER_KEY}","secretKey":"{READER_SECRET}"}}],"actions":["Read","List"]}}]}}"#
             ),
         )
         .unwrap();
@@ -255,6 +258,17 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     let url = "s3://kura-archive/team/blog";
     let cache = tmp.path().join("cache-a");
     let src_arg = src.to_str().unwrap();
+
+    // Credentials that may not create the bucket: the error says so, not
+    // only that the bucket is missing.
+    let out = weed
+        .command("s3://not-created", &tmp.path().join("cache-r"), &["archive", src_arg])
+        .env("AWS_ACCESS_KEY_ID", READER_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", READER_SECRET)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("creating the bucket failed"), "{err}");
 
     // First write creates the bucket and the archive.
     ok(weed.kura(url, &cache, &["archive", src_arg]), "archive");

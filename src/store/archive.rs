@@ -444,16 +444,22 @@ impl Archive {
         let text = match backend.read(FileKind::Top, "FORMAT") {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(BackendError::NotFound(_)) if init => {
-                // Creating a bucket that exists is harmless; one the
-                // credentials may not create is reported by the write below.
-                if let Err(e) = backend.create_bucket() {
-                    tracing::debug!("bucket not created: {e}");
-                }
-                if !backend.list(FileKind::Pack)?.is_empty() || !backend.list(FileKind::Snapshot)?.is_empty() {
+                // Creating a bucket that exists is harmless, and credentials
+                // may write into a bucket they may not create: a failed
+                // creation matters only when what follows fails too, and
+                // then it is likely why.
+                let created = backend.create_bucket().err();
+                let why = |e: BackendError| match &created {
+                    Some(c) => ArchiveError::Location(format!("{e} (creating the bucket failed before: {c})")),
+                    None => e.into(),
+                };
+                if !backend.list(FileKind::Pack).map_err(why)?.is_empty()
+                    || !backend.list(FileKind::Snapshot).map_err(why)?.is_empty()
+                {
                     return Err(ArchiveError::NotAnArchive(location.into()));
                 }
                 let text = format_file();
-                backend.write(FileKind::Top, "FORMAT", text.as_bytes())?;
+                backend.write(FileKind::Top, "FORMAT", text.as_bytes()).map_err(why)?;
                 text
             }
             Err(BackendError::NotFound(_)) => return Err(ArchiveError::NotFound(location.into())),

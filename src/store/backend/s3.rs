@@ -213,7 +213,8 @@ fn causes(e: &dyn std::error::Error) -> String {
         above = t;
         cause = c.source();
     }
-    text
+    // A store's answer may be a multi-line XML body: one line for messages.
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -332,6 +333,7 @@ impl S3Backend {
                 }
                 if attempt >= 5 || status.is_some_and(|s| !s.is_server_error()) {
                     let shown = status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "no answer".into());
+                    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
                     return Err(other(format!("{shown}: {}", text.chars().take(300).collect::<String>())));
                 }
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
