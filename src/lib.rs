@@ -18,6 +18,7 @@ mod referrer;
 
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod error;
 pub mod export;
 #[cfg(fuzzing)]
 #[doc(hidden)]

@@ -124,7 +124,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("kura: error: {}", cli::error_line(&err));
+            eprintln!("kura: error: {}", kura::error::line(err.as_ref()));
             ExitCode::from(2)
         }
     }

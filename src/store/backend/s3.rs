@@ -197,26 +197,6 @@ impl Drop for S3Backend {
     }
 }
 
-/// An error and its causes, each said once (a cause is left out when the
-/// error just above it already says it): object_store's message names the
-/// request, its causes what failed (a refused connection, a reset).
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut above = text.clone();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !above.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        above = t;
-        cause = c.source();
-    }
-    // A store's answer may be a multi-line XML body: one line for messages.
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -267,7 +247,9 @@ impl S3Backend {
         match e {
             object_store::Error::NotFound { .. } => BackendError::NotFound(self.shown(key)),
             e => {
-                let mut text = causes(&e);
+                // What failed underneath (a refused connection, a reset),
+                // and a store's multi-line XML answer kept on one line.
+                let mut text = crate::error::line(&e).split_whitespace().collect::<Vec<_>>().join(" ");
                 // object_store says "after N retries" when it gave up on a
                 // store that kept failing: say which setting gave up.
                 if text.contains(" retries") {
