@@ -206,14 +206,30 @@ impl Entries {
     /// to the spill; after [`Entries::take_sorted`] there is none, and
     /// records are dropped.
     fn write(&self, url: &str, i: usize, seq: u64, record: Record) {
+        self.append(url, i, seq, |b| encode(b, &record));
+    }
+
+    /// Appends a record to this thread's batch: its key, then the value
+    /// `value` writes; sends the batch once full.
+    fn append(&self, url: &str, i: usize, seq: u64, value: impl FnOnce(&mut Vec<u8>)) {
         if let Some((tx, batch)) = self.tx[shard()].lock().expect("no panics while held").as_mut() {
             let start = batch.bytes.len();
-            push_key(&mut batch.bytes, url, i, seq);
+            // The key: the URL, then entry and record number. URLs hold
+            // no NUL, so it ends the URL part.
+            batch.bytes.extend_from_slice(url.as_bytes());
+            batch.bytes.push(0);
+            batch.bytes.extend_from_slice(&(i as u64).to_be_bytes());
+            batch.bytes.extend_from_slice(&seq.to_be_bytes());
             let key = batch.bytes.len() - start;
-            encode(&mut batch.bytes, &record);
+            value(&mut batch.bytes);
             batch.lens.push((key as u32, (batch.bytes.len() - start - key) as u32));
             if batch.lens.len() == BATCH {
-                send(tx, batch);
+                let next = Batch {
+                    bytes: Vec::with_capacity(batch.bytes.len().min(1 << 20)),
+                    lens: Vec::with_capacity(BATCH),
+                };
+                // Fails only when the spill thread is gone, which take_sorted reports.
+                let _ = tx.send(std::mem::replace(batch, next));
             }
         }
     }
@@ -247,16 +263,7 @@ impl Entries {
     /// another page adds meanwhile (on disk already, as far as they can
     /// tell) sort after it.
     pub(super) fn write_encoded(&self, (i, seq): (usize, u64), url: &str, record: &[u8]) {
-        if let Some((tx, batch)) = self.tx[shard()].lock().expect("no panics while held").as_mut() {
-            let start = batch.bytes.len();
-            push_key(&mut batch.bytes, url, i, seq);
-            let key = batch.bytes.len() - start;
-            batch.bytes.extend_from_slice(record);
-            batch.lens.push((key as u32, record.len() as u32));
-            if batch.lens.len() == BATCH {
-                send(tx, batch);
-            }
-        }
+        self.append(url, i, seq, |b| b.extend_from_slice(record));
     }
 
     /// Changes an entry still in memory. Its own task and whoever pinned
@@ -388,22 +395,6 @@ impl Entries {
         let spill = spill.join().map_err(|_| io::Error::other("the spill thread panicked"))??;
         Ok(read_ahead(Folded::new(Joined { records: spill.finish()?.peekable(), rare })))
     }
-}
-
-/// A spill key: the URL, then entry and record number.
-fn push_key(b: &mut Vec<u8>, url: &str, i: usize, seq: u64) {
-    b.extend_from_slice(url.as_bytes());
-    // URLs hold no NUL, so this ends the URL part of the key.
-    b.push(0);
-    b.extend_from_slice(&(i as u64).to_be_bytes());
-    b.extend_from_slice(&seq.to_be_bytes());
-}
-
-/// Sends a full batch to the spill thread and starts the next.
-fn send(tx: &SyncSender<Batch>, batch: &mut Batch) {
-    let next = Batch { bytes: Vec::with_capacity(batch.bytes.len().min(1 << 20)), lens: Vec::with_capacity(BATCH) };
-    // Fails only when the spill thread is gone, which take_sorted reports.
-    let _ = tx.send(std::mem::replace(batch, next));
 }
 
 /// The spill record of a finished entry, for [`Entries::write_encoded`].

@@ -198,28 +198,28 @@ impl Ctx {
         if refs.len() > MAX_REFS {
             return None;
         }
-        Some(self.cached_group(slot, refs.len()).unwrap_or_else(|| {
-            let mut g = Group::new(refs.len());
-            g.stale = slot.group().is_some();
-            g
-        }))
+        let cached = slot.group().map(Group::decode);
+        if let Some(Some(g)) = &cached
+            && self.usable(g, refs.len())
+        {
+            return cached.flatten();
+        }
+        let mut g = Group::new(refs.len());
+        // A group not used is replaced, unless it is empty already: an
+        // empty one settles nothing, and rewriting it every run would cost
+        // a write a page for nothing.
+        g.stale = cached.is_some_and(|old| old.is_none_or(|old| !old.members.is_empty()));
+        Some(g)
     }
 
-    fn cached_group(&self, slot: &Slot, refs: usize) -> Option<Group> {
-        if self.opts.refetch {
-            return None;
-        }
-        let g = Group::decode(slot.group()?)?;
+    /// Whether every image of `g`, a group of a page of `refs` references,
+    /// may be settled without asking.
+    fn usable(&self, g: &Group, refs: usize) -> bool {
         let fresh = g.oldest.is_some_and(|t| Utc::now() - t < self.opts.image_freshness);
-        if g.refs as usize != refs || !fresh {
-            return None;
-        }
-        for p in &g.packs {
-            if !self.history.has_pack(p).unwrap_or(false) {
-                return None;
-            }
-        }
-        Some(g)
+        !self.opts.refetch
+            && g.refs as usize == refs
+            && fresh
+            && g.packs.iter().all(|p| self.history.has_pack(p).unwrap_or(false))
     }
 
     /// Stores the page's group if it gained images or replaces one not

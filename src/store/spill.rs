@@ -196,7 +196,7 @@ impl Spill {
         self.sort();
         if self.runs.is_empty() {
             // Everything fits in memory: no file at all.
-            return Ok(Sorted(Source::Memory { arena: self.arena, records: self.records.into_iter() }));
+            return Ok(Sorted(Source::Memory(Run::Memory { arena: self.arena, records: self.records.into_iter() })));
         }
         // The last buffer is merged from memory, not written and read back.
         let last = (!self.records.is_empty()).then_some((self.arena, self.records));
@@ -339,6 +339,15 @@ enum Run {
     Memory { arena: Vec<u8>, records: std::vec::IntoIter<Slot> },
 }
 
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Run::Disk(_) => "Run::Disk",
+            Run::Memory { .. } => "Run::Memory",
+        })
+    }
+}
+
 impl Run {
     fn next_record(&mut self) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
         match self {
@@ -402,13 +411,8 @@ pub struct Sorted(Source);
 
 #[derive(Debug)]
 enum Source {
-    /// They never left memory.
-    Memory {
-        /// The records' bytes.
-        arena: Vec<u8>,
-        /// The records, in order.
-        records: std::vec::IntoIter<Slot>,
-    },
+    /// They never left memory (a [`Run::Memory`]).
+    Memory(Run),
     /// Merged from runs on disk.
     Merge(Merge),
 }
@@ -418,9 +422,7 @@ impl Iterator for Sorted {
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
-            Source::Memory { arena, records } => {
-                records.next().map(|s| Ok((s.key(arena).to_vec(), s.value(arena).to_vec())))
-            }
+            Source::Memory(run) => run.next_record().transpose(),
             Source::Merge(m) => m.next(),
         }
     }
