@@ -39,7 +39,7 @@ pub use id::{BlobId, IndexFileId, InvalidId, PackId, SnapshotId};
 pub use index::{IndexError, Location, NumberedLocation, UrlRecord};
 pub use index_file::{IndexFileError, PackRecord, decode as decode_index_file};
 pub use lock::{LockInfo, STALE_AFTER, lock_objects, unlock, writers};
-pub use manifest::chunked::{Hint, KeyKind, Line, Root, key as url_key};
+pub use manifest::chunked::{ChunkRef, Hint, KeyKind, Line, Root, key as url_key};
 pub use manifest::{Entry, HopRecord, ImageInfo, Kind, Manifest, ManifestError, ManifestHeader, Summary};
 pub use pack::{PackEntry, PackError};
 pub use prune::{PruneError, PruneOptions, PruneReport, prune};

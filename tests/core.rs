@@ -43,10 +43,10 @@ fn round_trip_restore_cat_and_dedup() {
     assert_eq!(m.entries.len(), 120);
     assert!(m.entries.iter().all(|e| e.error.is_none() && e.blob.is_some()));
 
-    let before = pack_bytes(&root);
+    let before = content(&root);
     let (id2, _) = archive_paths(&root, std::slice::from_ref(&src));
     assert_ne!(id, id2, "two runs are two snapshots");
-    assert_eq!(pack_bytes(&root), before, "archiving the same files again adds no pack bytes");
+    assert_eq!(content(&root), before, "archiving the same files again stores no blob of them again");
 
     let archive = Archive::open(&root).unwrap();
     let out = tmp.path().join("restored");
@@ -83,14 +83,25 @@ fn packs(root: &Path) -> Vec<PathBuf> {
     walk_files(&root.join("packs"))
 }
 
+/// A pack holding a blob one of `m`'s entries names (the snapshot's
+/// manifest chunks are in packs of their own).
+fn content_pack(root: &Path, m: &Manifest) -> PathBuf {
+    let index = Archive::open(root).unwrap().pack_index().unwrap();
+    let named = |id: &kura::store::BlobId| m.entries.iter().any(|e| e.blob == Some(*id));
+    let (pack, _, _) = index.packs.iter().find(|(_, _, es)| es.iter().any(|e| named(&e.id))).unwrap();
+    packs(root).into_iter().find(|p| p.ends_with(pack.to_hex())).unwrap()
+}
+
 #[test]
 fn flipped_byte_is_named_and_never_restored() {
     let (tmp, root, m) = damaged_setup();
     let archive = Archive::open(&root).unwrap();
     let index = archive.pack_index().unwrap();
-    // Damage the first blob of the first pack in its data area.
-    let (pack, _, entries) = &index.packs[0];
-    let victim = entries[0];
+    // Damage the first blob an entry names (not a manifest chunk) in its
+    // pack's data area.
+    let named = |id: &kura::store::BlobId| m.entries.iter().any(|e| e.blob == Some(*id));
+    let (pack, victim) =
+        index.packs.iter().find_map(|(p, _, es)| es.iter().find(|e| named(&e.id)).map(|e| (p, *e))).unwrap();
     let path = packs(&root).into_iter().find(|p| p.ends_with(pack.to_hex())).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(victim.offset + victim.stored_len / 2) as usize] ^= 0x5a;
@@ -123,7 +134,7 @@ fn flipped_byte_is_named_and_never_restored() {
 #[test]
 fn truncated_pack_is_named() {
     let (_tmp, root, m) = damaged_setup();
-    let p = &packs(&root)[0];
+    let p = &content_pack(&root, &m);
     let len = p.metadata().unwrap().len();
     std::fs::OpenOptions::new().write(true).open(p).unwrap().set_len(len - 100).unwrap();
     let archive = Archive::open(&root).unwrap();
@@ -136,8 +147,8 @@ fn truncated_pack_is_named() {
 
 #[test]
 fn deleted_pack_is_named_and_next_run_restores_the_data() {
-    let (tmp, root, _) = damaged_setup();
-    let p = packs(&root)[0].clone();
+    let (tmp, root, m) = damaged_setup();
+    let p = content_pack(&root, &m);
     std::fs::remove_file(&p).unwrap();
     let out = kura(&root, &["verify"]);
     assert_eq!(out.status.code(), Some(1));
@@ -262,9 +273,9 @@ fn deleted_index_is_detected_and_repaired() {
     kura_ok(&root, &["repair", "index"]);
     kura_ok(&root, &["verify", "--read-data"]);
     // Full function: dedup works against the rebuilt index.
-    let before = pack_bytes(&root);
+    let before = content(&root);
     archive_paths(&root, &[tmp.path().join("src")]);
-    assert_eq!(pack_bytes(&root), before);
+    assert_eq!(content(&root), before);
 }
 
 #[test]
@@ -427,4 +438,86 @@ fn restore_never_writes_through_links_or_into_the_archive() {
     }
     assert!(!root.join("packs").join("new").exists());
     kura_ok(&root, &["verify", "--read-data"]);
+}
+
+/// Format 5: a snapshot's manifest chunks are blobs, so a snapshot that
+/// differs from the last in one entry stores one chunk, not a manifest;
+/// prune keeps the chunks the remaining snapshots need and moves them, and
+/// a snapshot whose chunks moved is read where they are now.
+#[test]
+fn snapshots_share_unchanged_manifest_chunks_which_prune_keeps_and_moves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("archive");
+    let archive = Archive::open_or_init(&root).unwrap();
+    let mut w = Writer::open(&archive, WriteOptions { pack_target: 64 << 10, ..Default::default() }).unwrap();
+    let n = 20_000;
+    let mut entries: Vec<kura::store::Entry> = (0..n)
+        .map(|i| {
+            let blob = w.add(format!("image {i}").as_bytes()).unwrap();
+            kura::store::Entry {
+                url: format!("https://img.example/{i:06}.png"),
+                kind: Some(kura::store::Kind::Image),
+                parents: vec![format!("https://site.example/{}.html", i / 20)],
+                blob: Some(blob.id),
+                size: blob.size,
+                stored_size: blob.stored_size,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let header = |job: &str| kura::store::ManifestHeader {
+        version: 1,
+        job: job.into(),
+        started: chrono::Utc::now(),
+        finished: chrono::Utc::now(),
+        hostname: String::new(),
+        sources: vec![],
+        tags: vec![],
+    };
+    let first = w.commit(&Manifest { header: header("a"), entries: entries.clone() }).unwrap();
+    let chunks = |root: &Path| {
+        let s = kura_json(root, &["stats", "--json"]);
+        (s["manifest_chunks"].as_u64().unwrap(), s["manifest_chunk_bytes"].as_u64().unwrap())
+    };
+    drop(w);
+    let (n1, bytes1) = chunks(&root);
+    assert!(n1 >= 8, "{n1} chunks");
+    // The manifest file holds the root and the key index, not the entries.
+    let file = std::fs::metadata(root.join("snapshots").join(first.to_hex())).unwrap().len();
+    assert!(file < bytes1 / 4, "manifest file {file} bytes, its chunks {bytes1}");
+
+    entries[12_345].title = Some("changed".into());
+    let mut w = Writer::open(&archive, WriteOptions { pack_target: 64 << 10, ..Default::default() }).unwrap();
+    let second = w.commit(&Manifest { header: header("b"), entries: entries.clone() }).unwrap();
+    drop(w);
+    let (n2, bytes2) = chunks(&root);
+    assert!(n2 - n1 <= 2, "{} chunks stored again of {n1}", n2 - n1);
+    assert!((bytes2 - bytes1) * 4 < bytes1, "{} chunk bytes stored again of {bytes1}", bytes2 - bytes1);
+
+    // Without the first snapshot its changed chunk is garbage: prune drops
+    // it and, repacking every pack with garbage, moves the chunks beside it.
+    std::fs::remove_file(root.join("snapshots").join(first.to_hex())).unwrap();
+    let report =
+        kura::store::prune(&archive, kura::store::PruneOptions { repack_below: 1.0, ..Default::default() }).unwrap();
+    assert!(report.packs_repacked > 0, "{report:?}");
+    let reader = archive.open_snapshot(&second).unwrap();
+    let moved = reader.chunk_list().iter().filter(|c| archive.read_hinted(&c.hint().unwrap()).is_none()).count();
+    assert!(moved > 0, "prune moved some of its chunks");
+    let back = archive.load_snapshot(&second).unwrap().entries;
+    assert_eq!(back.len(), entries.len());
+    assert!(back.iter().zip(&entries).all(|(a, b)| a == b));
+    assert!(verify(&archive, VerifyOptions { read_data: true, ..Default::default() }, &|_| {}).unwrap().healthy());
+    assert_eq!(chunks(&root).0, n1, "the first snapshot's version of the changed chunk is gone");
+
+    // A chunk blob lost: verify names it and the snapshot's entries in it.
+    let lost = reader.chunk_list()[0].clone();
+    drop(reader);
+    let pack = archive.locate(&lost.blob.unwrap()).unwrap().unwrap().0.to_hex();
+    std::fs::remove_file(root.join("packs").join(&pack[..2]).join(&pack)).unwrap();
+    let out = kura(&root, &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&lost.blob.unwrap().to_hex()) && text.contains(&lost.first), "{text}");
+    let err = archive.load_snapshot(&second).unwrap_err().to_string();
+    assert!(err.contains("chunk") && err.contains(&lost.blob.unwrap().to_hex()), "{err}");
 }

@@ -54,9 +54,9 @@ fn prune_frees_unreferenced_data_and_keeps_the_rest_intact() {
     let again: serde_json::Value = serde_json::from_str(&kura_ok(&root, &["prune", "--json"])).unwrap();
     assert_eq!(again["bytes_freed"], 0);
     // And the writer still dedups against repacked blobs.
-    let before = pack_bytes(&root);
+    let before = content(&root);
     kura_ok(&root, &["archive", tmp.path().join("src2").to_str().unwrap()]);
-    assert_eq!(pack_bytes(&root), before);
+    assert_eq!(content(&root), before);
 }
 
 #[test]

@@ -27,6 +27,9 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     writeln!(out, "pack files:        {} ({})", s.packs, human(s.pack_bytes))?;
     writeln!(out, "dedup ratio:       {:.2}x", s.dedup_ratio)?;
     writeln!(out, "compression ratio: {:.2}x", s.compression_ratio)?;
+    if s.manifest_chunks > 0 {
+        writeln!(out, "manifest chunks:   {} ({} stored)", s.manifest_chunks, human(s.manifest_chunk_bytes))?;
+    }
     if s.dictionaries > 0 {
         writeln!(out, "dictionaries:      {} ({})", s.dictionaries, human(s.dictionary_bytes))?;
     }

@@ -48,6 +48,11 @@ pub struct Stats {
     pub compression_ratio: f64,
     /// Per-kind counts.
     pub kinds: BTreeMap<String, KindStats>,
+    /// Distinct blobs holding the snapshots' manifest chunks (format 5),
+    /// stored once however many snapshots list them.
+    pub manifest_chunks: usize,
+    /// Their stored bytes.
+    pub manifest_chunk_bytes: u64,
     /// zstd dictionaries in the archive.
     pub dictionaries: usize,
     /// Their bytes.
@@ -57,6 +62,9 @@ pub struct Stats {
 /// A blob's mark once counted (the low bits name the kind that first
 /// referenced it, as an index into the kinds met, plus one).
 const COUNTED: u8 = 0x80;
+
+/// The mark of a manifest chunk's blob (kinds take the marks below).
+const CHUNK: u8 = 0x7f;
 
 /// Computes archive statistics from the manifests and pack trailers.
 ///
@@ -71,7 +79,14 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
     let mut marks = Marks::new(&scratch);
     let mut kinds: Vec<String> = Vec::new();
     for info in &snapshots {
-        archive.open_snapshot(&info.id)?.for_each(|(e, _)| {
+        let snapshot = archive.open_snapshot(&info.id)?;
+        for b in snapshot.chunk_blobs() {
+            if marks.get(&b).map_err(io)? == 0 {
+                s.manifest_chunks += 1;
+                marks.mark(&b, CHUNK).map_err(io)?;
+            }
+        }
+        snapshot.for_each(|(e, _)| {
             let name = e.kind.map(|k| k.as_str()).unwrap_or("unknown");
             let at = match kinds.iter().position(|k| k == name) {
                 Some(at) => at,
@@ -94,8 +109,8 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
             for b in e.blobs() {
                 if marks.get(&b).map_err(io)? == 0 {
                     s.unique_blobs += 1;
-                    // Kinds are a handful; more than 127 share the last mark.
-                    marks.mark(&b, (at + 1).min(127) as u8).map_err(io)?;
+                    // Kinds are a handful; more than 126 share the last mark.
+                    marks.mark(&b, (at + 1).min(usize::from(CHUNK) - 1) as u8).map_err(io)?;
                 }
             }
             Ok(())
@@ -113,6 +128,10 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
                 continue;
             }
             marks.mark(&pe.id, COUNTED).map_err(io)?;
+            if m == CHUNK {
+                s.manifest_chunk_bytes += pe.stored_len;
+                continue;
+            }
             s.unique_bytes += pe.raw_len;
             s.stored_bytes += pe.stored_len;
             if let Some(k) = kinds.get(usize::from(m) - 1).and_then(|name| s.kinds.get_mut(name)) {

@@ -188,6 +188,13 @@ pub fn verify(
         report.snapshots += 1;
         let mut sort_error = None;
         let read = archive.open_snapshot(&id).and_then(|r| {
+            // Its chunks first: a missing one is named even though the
+            // entries it holds cannot be read.
+            let chunks = r.chunk_blobs().into_iter().map(|b| blobs.push(&blob_key(b, REFERENCED), &[]));
+            if let Some(err) = chunks.filter_map(Result::err).next() {
+                sort_error = Some(err);
+                return Err(ArchiveError::Io { path: scratch.clone(), source: std::io::Error::other("sort failed") });
+            }
             r.for_each(|(e, _)| {
                 for b in e.blobs() {
                     if let Err(err) = blobs.push(&blob_key(b, REFERENCED), &[]) {
@@ -293,6 +300,11 @@ fn attribute_problems(
         for id in archive.snapshot_ids()? {
             // A damaged manifest is reported already; what it lets us read counts.
             let _ = archive.open_snapshot(&id).and_then(|r| {
+                // A chunk's blob: every entry it holds, named by their range.
+                for c in r.chunk_list().iter().filter(|c| c.blob.is_some_and(|b| wanted.contains(&b))) {
+                    let url = format!("(manifest chunk of the entries {} to {})", c.first, c.last);
+                    users.entry(c.blob.expect("filtered")).or_default().push(Affected { snapshot: id, url });
+                }
                 r.for_each(|(e, _)| {
                     for b in e.blobs().filter(|b| wanted.contains(b)) {
                         users.entry(b).or_default().push(Affected { snapshot: id, url: e.url.clone() });

@@ -7,7 +7,8 @@ use crate::store::blob::{self, BlobError, Codec};
 use crate::store::dictionary::{Dictionary, DictionaryError};
 use crate::store::id::{BlobId, IndexFileId, PackId, SnapshotId};
 use crate::store::index_file::{self, IndexFileError, PackRecord};
-use crate::store::manifest::chunked::{self, Hint, KeyKind, Line, RangeRead, Root};
+use crate::store::locations::Locations;
+use crate::store::manifest::chunked::{self, ChunkRef, Hint, KeyKind, Line, RangeRead, Root};
 use crate::store::manifest::{Entry, Manifest, ManifestError, ManifestHeader, Summary};
 use crate::store::pack::{self, PackEntry, ReadPackError};
 use std::collections::{HashMap, HashSet};
@@ -101,15 +102,39 @@ pub struct SnapshotInfo {
     pub summary: Summary,
 }
 
-/// One manifest file, read a range at a time.
+/// One manifest file, read a range at a time, and (format 5) the blobs of
+/// its chunks.
 struct ManifestFile<'a> {
-    backend: &'a dyn ReadBackend,
+    archive: &'a Archive,
     name: String,
+    /// Where every blob is, built at the first chunk whose hint went stale
+    /// (a prune moved it): a snapshot read whole meets many.
+    located: Option<&'a Mutex<Option<Locations>>>,
 }
 
 impl RangeRead for ManifestFile<'_> {
     fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, ManifestError> {
-        Ok(self.backend.read_range(FileKind::Snapshot, &self.name, offset, len)?)
+        Ok(self.archive.backend.read_range(FileKind::Snapshot, &self.name, offset, len)?)
+    }
+
+    fn chunk_blob(&self, hint: &Hint) -> Result<Vec<u8>, String> {
+        if let Some(raw) = self.archive.read_hinted(hint) {
+            return Ok(raw);
+        }
+        let found = match self.located {
+            Some(cell) => {
+                let mut located = cell.lock().expect("no panics while held");
+                if located.is_none() {
+                    *located = Some(Locations::build(self.archive).map_err(|e| e.to_string())?);
+                }
+                located.as_ref().expect("just built").get(&hint.0)
+            }
+            None => self.archive.locate(&hint.0),
+        };
+        match found.map_err(|e| e.to_string())? {
+            Some((pack, e)) => self.archive.read_at(&pack, &e).map_err(|e| e.to_string()),
+            None => Err("no pack holds it".into()),
+        }
     }
 }
 
@@ -118,12 +143,14 @@ pub struct SnapshotReader<'a> {
     archive: &'a Archive,
     id: SnapshotId,
     inner: ReaderInner,
+    /// Format 5: see [`ManifestFile`].
+    located: Mutex<Option<Locations>>,
 }
 
 enum ReaderInner {
     /// Format 1: the whole manifest, read at once.
     Whole(ManifestHeader, Summary, Vec<Entry>),
-    /// Formats 2 and 3: the root; chunks are read when asked for.
+    /// Formats 2 to 5: the root; chunks are read when asked for.
     Chunked(Root),
 }
 
@@ -162,7 +189,7 @@ impl SnapshotReader<'_> {
     pub fn chunk(&self, i: usize) -> Result<Vec<Line>, ArchiveError> {
         match &self.inner {
             ReaderInner::Whole(_, _, entries) => Ok(entries.iter().map(|e| (e.clone(), Vec::new())).collect()),
-            ReaderInner::Chunked(r) => Ok(r.chunk(&self.id.to_hex(), i, &self.archive.manifest_file(&self.id))?),
+            ReaderInner::Chunked(r) => Ok(r.chunk(&self.id.to_hex(), i, &self.file())?),
         }
     }
 
@@ -185,7 +212,7 @@ impl SnapshotReader<'_> {
             let lines = if failed { Ok(Vec::new()) } else { self.chunk(i) };
             let out: Vec<Result<Entry, ArchiveError>> = match lines {
                 Ok(mut lines) => {
-                    // Chunks of formats 2 to 4 are sorted already (a stable sort of
+                    // Chunks of formats 2 to 5 are sorted already (a stable sort of
                     // a sorted list is one pass).
                     lines.sort_by(|a, b| a.0.url.cmp(&b.0.url));
                     lines.into_iter().map(|(e, _)| Ok(e)).collect()
@@ -199,7 +226,7 @@ impl SnapshotReader<'_> {
         })
     }
 
-    /// The entries requested as `url` (formats 2 to 4: from the one or two chunks
+    /// The entries requested as `url` (formats 2 to 5: from the one or two chunks
     /// whose URL range holds it); when there are none, those that ended at
     /// `url` after redirects, which takes reading every chunk.
     pub fn find(&self, url: &str) -> Result<Vec<Line>, ArchiveError> {
@@ -234,7 +261,25 @@ impl SnapshotReader<'_> {
 }
 
 impl SnapshotReader<'_> {
-    /// Whether its manifest has a key index (formats 3 and 4).
+    fn file(&self) -> ManifestFile<'_> {
+        ManifestFile { archive: self.archive, name: self.id.to_hex(), located: Some(&self.located) }
+    }
+
+    /// The blobs holding its chunks (format 5; none before): live for
+    /// prune, referenced for verify, though no entry names them.
+    pub fn chunk_blobs(&self) -> Vec<BlobId> {
+        self.chunk_list().iter().filter_map(|c| c.blob).collect()
+    }
+
+    /// Its chunks as the root lists them (format 1: none).
+    pub fn chunk_list(&self) -> &[ChunkRef] {
+        match &self.inner {
+            ReaderInner::Chunked(r) => &r.chunks,
+            ReaderInner::Whole(..) => &[],
+        }
+    }
+
+    /// Whether its manifest has a key index (formats 3 to 5).
     pub fn has_keys(&self) -> bool {
         matches!(&self.inner, ReaderInner::Chunked(r) if r.has_keys())
     }
@@ -247,9 +292,7 @@ impl SnapshotReader<'_> {
     pub fn chunks_with(&self, kind: KeyKind, url: &str) -> Result<Option<Vec<usize>>, ArchiveError> {
         match &self.inner {
             ReaderInner::Whole(..) => Ok(None),
-            ReaderInner::Chunked(r) => {
-                Ok(r.chunks_with(&self.id.to_hex(), kind, chunked::key(url), &self.archive.manifest_file(&self.id))?)
-            }
+            ReaderInner::Chunked(r) => Ok(r.chunks_with(&self.id.to_hex(), kind, chunked::key(url), &self.file())?),
         }
     }
 
@@ -276,7 +319,7 @@ impl SnapshotReader<'_> {
         let ReaderInner::Chunked(r) = &self.inner else { return Ok(0) };
         let frames = r.keys.as_ref().map_or(0, Vec::len);
         for i in 0..frames {
-            r.key_frame(&self.id.to_hex(), i, &self.archive.manifest_file(&self.id))?;
+            r.key_frame(&self.id.to_hex(), i, &self.file())?;
         }
         Ok(frames)
     }
@@ -554,10 +597,10 @@ impl Archive {
     }
 
     fn manifest_file(&self, id: &SnapshotId) -> ManifestFile<'_> {
-        ManifestFile { backend: self.backend(), name: id.to_hex() }
+        ManifestFile { archive: self, name: id.to_hex(), located: None }
     }
 
-    /// Opens a snapshot for reading: of formats 2 to 4 only its root is read and
+    /// Opens a snapshot for reading: of formats 2 to 5 only its root is read and
     /// checked; its chunks are read and checked as they are asked for.
     pub fn open_snapshot(&self, id: &SnapshotId) -> Result<SnapshotReader<'_>, ArchiveError> {
         let name = id.to_hex();
@@ -576,7 +619,7 @@ impl Archive {
             let summary = Summary::of(&m.entries);
             ReaderInner::Whole(m.header, summary, m.entries)
         };
-        Ok(SnapshotReader { archive: self, id: *id, inner })
+        Ok(SnapshotReader { archive: self, id: *id, inner, located: Mutex::new(None) })
     }
 
     /// Reads and checks one whole manifest.
@@ -593,7 +636,7 @@ impl Archive {
         Ok(Manifest { header: r.header().clone(), entries })
     }
 
-    /// The header and counts of one snapshot (of formats 2 to 4, without reading
+    /// The header and counts of one snapshot (of formats 2 to 5, without reading
     /// its entries).
     pub fn snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
         let r = self.open_snapshot(id)?;

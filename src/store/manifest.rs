@@ -293,6 +293,18 @@ pub enum ManifestError {
         /// Which chunk.
         chunk: usize,
     },
+    /// The blob of a format-5 manifest's chunk is missing or damaged.
+    #[error("snapshot {id}: chunk {chunk} (blob {blob}) cannot be read: {why}")]
+    ChunkBlob {
+        /// The snapshot.
+        id: String,
+        /// Which chunk.
+        chunk: usize,
+        /// Its blob.
+        blob: crate::store::id::BlobId,
+        /// Why not.
+        why: String,
+    },
     /// A frame of a format-3 or -4 manifest's key index does not match its hash.
     #[error("snapshot {id}: key frame {frame} is damaged (checksum mismatch)")]
     KeyFrame {

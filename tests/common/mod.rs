@@ -83,6 +83,15 @@ pub fn pack_bytes(archive: &Path) -> u64 {
     walk_files(&archive.join("packs")).iter().map(|p| p.metadata().unwrap().len()).sum()
 }
 
+/// Distinct blobs the snapshots reference and their stored bytes, as
+/// `kura stats` counts them: what dedup keeps the same when the same
+/// content is archived again (a new snapshot's manifest chunks, blobs in
+/// the packs too, are counted apart).
+pub fn content(archive: &Path) -> (u64, u64) {
+    let s = kura_json(archive, &["stats", "--json"]);
+    (s["unique_blobs"].as_u64().unwrap(), s["stored_bytes"].as_u64().unwrap())
+}
+
 /// Every regular file under `dir`.
 pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -197,7 +206,7 @@ pub fn an_old_format_archive_accepts_new_snapshots(fixture: &str, snapshots: usi
     std::fs::write(&src, "a local file").unwrap();
     let id = kura_ok(&root, &["archive", src.to_str().unwrap()]).trim().to_string();
     let bytes = std::fs::read(root.join("snapshots").join(&id)).unwrap();
-    assert_eq!(&bytes[..9], b"KURASNAP\x04", "new snapshots are written in format 4");
+    assert_eq!(&bytes[..9], b"KURASNAP\x05", "new snapshots are written in format 5");
     assert_eq!(kura_json(&root, &["snapshots", "--json"]).as_array().unwrap().len(), snapshots + 1);
     kura_ok(&root, &["verify", "--read-data"]);
     assert_eq!(kura_ok(&root, &["cat", &id, url::Url::from_file_path(&src).unwrap().as_ref()]), "a local file");

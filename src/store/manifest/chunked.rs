@@ -35,9 +35,13 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// The version byte this Kura writes: chunks of binary records and a key
-/// index.
-pub const VERSION: u8 = 4;
+/// The version byte this Kura writes: chunks of binary records stored as
+/// blobs in the archive's packs, and a key index.
+pub const VERSION: u8 = 5;
+
+/// The version byte of chunks of binary records inside the manifest file
+/// (still read; written by [`ChunkedWriter::new`] for manifests in memory).
+pub const VERSION_4: u8 = 4;
 
 /// The version byte of chunks of JSON Lines with a key index (still read).
 pub const VERSION_3: u8 = 3;
@@ -94,6 +98,20 @@ const CHUNK_BYTES: usize = 256 << 10;
 /// ... or holds this many entries.
 const CHUNK_ENTRIES: usize = 4096;
 
+/// Format 5 also closes a chunk before an entry whose URL [`cuts_before`]
+/// says so, once it holds this many entries: boundaries follow the URLs,
+/// not positions, so an entry added or changed changes its own chunk and
+/// the next run's other chunks are the same blobs again.
+const MIN_CUT_ENTRIES: u64 = 64;
+
+/// Whether a format-5 chunk may end before an entry of `url`: for about
+/// one URL in 1,024 (a chunk of a few hundred KB of records at most is
+/// mostly closed here, not by the limits above). The FNV key is mixed, as
+/// its low bits follow the URL's last byte.
+fn cuts_before(url: &str) -> bool {
+    key(url).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54 == 0
+}
+
 /// Largest decoded chunk or root a reader accepts.
 const MAX_DECODED: usize = 256 << 20;
 
@@ -127,23 +145,69 @@ impl Encoded {
     }
 }
 
-/// A chunk as the root lists it.
+/// A chunk as the root lists it: in formats 2 to 4 a range of the file,
+/// in format 5 a blob (the SHA-256 of its records) at a pack location,
+/// which is a hint as an entry's are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
-    /// Offset of its stored bytes in the file.
+    /// Offset of its stored bytes in the file (format 5: in its pack).
     pub offset: u64,
     /// Length of its stored bytes.
     pub length: u64,
     /// Length once decoded.
     pub raw_length: u64,
-    /// SHA-256 of its stored bytes.
-    pub sha256: BlobId,
+    /// Formats 2 to 4: SHA-256 of its stored bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<BlobId>,
+    /// Format 5: the blob of its records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobId>,
+    /// Format 5: the pack that held the blob when the snapshot was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackId>,
+    /// Format 5: how the blob is stored there (`store::blob::Codec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<u8>,
     /// Entries in it.
     pub entries: u64,
     /// URL of its first entry.
     pub first: String,
     /// URL of its last entry.
     pub last: String,
+}
+
+impl ChunkRef {
+    /// Format 5: the chunk's blob and where it was, as an entry's hint.
+    pub fn hint(&self) -> Option<Hint> {
+        Some(Hint(self.blob?, self.pack?, self.offset, self.length, self.raw_length, self.codec?))
+    }
+}
+
+/// Where the chunks of a format-5 manifest go: blobs in the archive's
+/// packs, stored once however many snapshots list them.
+pub trait ChunkSink {
+    /// Stores `raw`, the records of a chunk whose blob id is `id`, unless
+    /// the archive has that blob. Before adding it to the pack being built
+    /// it may write that pack out: then it returns the pack's id, and
+    /// every chunk placed in the pack being built so far is in it.
+    fn store(&mut self, id: BlobId, raw: &[u8]) -> io::Result<(Placed, Option<PackId>)>;
+
+    /// Writes the pack being built, if it holds anything, and returns its
+    /// id.
+    fn flush(&mut self) -> io::Result<Option<PackId>>;
+}
+
+/// Where [`ChunkSink::store`] put a chunk's blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    /// The pack; `None` for the pack being built.
+    pub pack: Option<PackId>,
+    /// Offset of its stored bytes in the pack.
+    pub offset: u64,
+    /// Length of its stored bytes.
+    pub stored_len: u64,
+    /// Its codec (`store::blob::Codec`).
+    pub codec: u8,
 }
 
 /// A frame of the key index as the root lists it.
@@ -196,10 +260,14 @@ fn key_hex(record: &[u8]) -> String {
 /// wrote 9% fewer bytes than level 3, in 0.6x the time.
 const LEVEL: i32 = 1;
 
-/// Writes a chunked manifest (format 4; 3 and 2 for tests of readers)
-/// from entries given in URL order.
-pub struct ChunkedWriter<W: Write> {
+/// Writes a chunked manifest (format 5 into an archive, 4 in memory; 3
+/// and 2 for tests of readers) from entries given in URL order.
+pub struct ChunkedWriter<'s, W: Write> {
     out: W,
+    /// Format 5: where the chunks go (formats 2 to 4: into `out`).
+    sink: Option<&'s mut dyn ChunkSink>,
+    /// Format 5: chunks placed in the pack the sink is building.
+    unplaced: Vec<usize>,
     /// The version byte it writes.
     version: u8,
     offset: u64,
@@ -222,18 +290,22 @@ pub struct ChunkedWriter<W: Write> {
     chunk_keys: HashSet<(KeyKind, u64)>,
 }
 
-impl<W: Write> ChunkedWriter<W> {
-    /// Starts a manifest on `out` (which should be buffered), sorting its
-    /// key index in memory (for manifests of a few hundred thousand
-    /// entries at most: tests and conversions).
+impl<'s, W: Write> ChunkedWriter<'s, W> {
+    /// Starts a manifest of format 4, its chunks in the file, on `out`
+    /// (which should be buffered), sorting its key index in memory (for
+    /// manifests of a few hundred thousand entries at most, in memory:
+    /// tests and fixtures).
     pub fn new(out: W) -> io::Result<Self> {
-        Self::start(out, Some(Spill::new(&std::env::temp_dir(), usize::MAX)), VERSION)
+        Self::start(out, Some(Spill::new(&std::env::temp_dir(), usize::MAX)), VERSION_4)
     }
 
-    /// Starts a manifest on `out` whose key index, past a few MB, is sorted
-    /// in temporary files in `scratch`.
-    pub fn with_scratch(out: W, scratch: &Path) -> io::Result<Self> {
-        Self::start(out, Some(Spill::new(scratch, KEY_SPILL_BUFFER)), VERSION)
+    /// Starts a manifest of format 5 on `out`, its chunks stored through
+    /// `sink`, its key index sorted, past a few MB, in temporary files in
+    /// `scratch`.
+    pub fn with_sink(out: W, scratch: &Path, sink: &'s mut dyn ChunkSink) -> io::Result<Self> {
+        let mut w = Self::start(out, Some(Spill::new(scratch, KEY_SPILL_BUFFER)), VERSION)?;
+        w.sink = Some(sink);
+        Ok(w)
     }
 
     /// Starts a manifest of format 2: JSON Lines, no key index (for tests
@@ -255,6 +327,8 @@ impl<W: Write> ChunkedWriter<W> {
         out.write_all(super::MAGIC)?;
         out.write_all(&[version, 0, 0, 0, 0, 0, 0, 0])?;
         Ok(ChunkedWriter {
+            sink: None,
+            unplaced: Vec::new(),
             keys,
             version,
             chunk_keys: HashSet::new(),
@@ -286,11 +360,14 @@ impl<W: Write> ChunkedWriter<W> {
                 format!("manifest entries out of order: {:?} after {:?}", entry.url, self.last),
             ));
         }
+        if self.sink.is_some() && self.entries >= MIN_CUT_ENTRIES && entry.url != self.last && cuts_before(&entry.url) {
+            self.close_chunk()?;
+        }
         if self.entries == 0 {
             self.first.clone_from(&entry.url);
         }
         self.last.clone_from(&entry.url);
-        if self.version >= VERSION {
+        if self.version >= VERSION_4 {
             let record = match encoded {
                 Some(e) => {
                     debug_assert!({
@@ -332,18 +409,51 @@ impl<W: Write> ChunkedWriter<W> {
         if self.entries == 0 {
             return Ok(());
         }
-        let stored = self.zstd.compress(&self.raw)?;
-        self.out.write_all(&stored)?;
-        self.chunks.push(ChunkRef {
-            offset: self.offset,
-            length: stored.len() as u64,
-            raw_length: self.raw.len() as u64,
-            sha256: BlobId::of(&stored),
-            entries: self.entries,
-            first: std::mem::take(&mut self.first),
-            last: self.last.clone(),
-        });
-        self.offset += stored.len() as u64;
+        let (first, last) = (std::mem::take(&mut self.first), self.last.clone());
+        let (raw_length, entries) = (self.raw.len() as u64, self.entries);
+        match self.sink.as_mut() {
+            Some(sink) => {
+                // An unchanged chunk is a blob the archive has: it is
+                // hashed, not compressed or written again.
+                let blob = BlobId::of(&self.raw);
+                let (placed, flushed) = sink.store(blob, &self.raw)?;
+                if let Some(pack) = flushed {
+                    self.place(pack);
+                }
+                if placed.pack.is_none() {
+                    self.unplaced.push(self.chunks.len());
+                }
+                self.chunks.push(ChunkRef {
+                    offset: placed.offset,
+                    length: placed.stored_len,
+                    raw_length,
+                    sha256: None,
+                    blob: Some(blob),
+                    pack: placed.pack,
+                    codec: Some(placed.codec),
+                    entries,
+                    first,
+                    last,
+                });
+            }
+            None => {
+                let stored = self.zstd.compress(&self.raw)?;
+                self.out.write_all(&stored)?;
+                self.chunks.push(ChunkRef {
+                    offset: self.offset,
+                    length: stored.len() as u64,
+                    raw_length,
+                    sha256: Some(BlobId::of(&stored)),
+                    blob: None,
+                    pack: None,
+                    codec: None,
+                    entries,
+                    first,
+                    last,
+                });
+                self.offset += stored.len() as u64;
+            }
+        }
         self.raw.clear();
         self.entries = 0;
         let chunk = u32::try_from(self.chunks.len() - 1)
@@ -356,6 +466,13 @@ impl<W: Write> ChunkedWriter<W> {
             keys.push(&r, &[])?;
         }
         Ok(())
+    }
+
+    /// The chunks placed in the pack being built are in `pack`.
+    fn place(&mut self, pack: PackId) {
+        for i in self.unplaced.drain(..) {
+            self.chunks[i].pack = Some(pack);
+        }
     }
 
     /// Writes the key index's frames after the chunks.
@@ -387,6 +504,14 @@ impl<W: Write> ChunkedWriter<W> {
     /// snapshot id, the summary, and the output.
     pub fn finish(mut self, header: &ManifestHeader) -> io::Result<(SnapshotId, Summary, W)> {
         self.close_chunk()?;
+        // Format 5: the chunks' last pack is durable before the root
+        // naming it is written.
+        if let Some(pack) = self.sink.as_mut().map(|s| s.flush()).transpose()?.flatten() {
+            self.place(pack);
+        }
+        if !self.unplaced.is_empty() {
+            return Err(io::Error::other("manifest chunks stored in a pack that was never written"));
+        }
         let keys = match self.keys.take() {
             Some(k) => Some(self.write_keys(k)?),
             None => None,
@@ -410,10 +535,18 @@ impl<W: Write> ChunkedWriter<W> {
     }
 }
 
-/// Reads ranges of one manifest file.
+/// Reads ranges of one manifest file, and the blobs of its chunks.
 pub trait RangeRead {
     /// `len` bytes from `offset`.
     fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, ManifestError>;
+
+    /// Format 5: the blob of a chunk, decoded and checked against its id,
+    /// read at `hint` or, when that is stale, wherever it is now; why not,
+    /// when it cannot be.
+    fn chunk_blob(&self, hint: &Hint) -> Result<Vec<u8>, String> {
+        let _ = hint;
+        Err("this manifest is read without its archive, which holds its chunks".into())
+    }
 }
 
 /// A manifest file in memory.
@@ -483,9 +616,21 @@ impl Root {
             )));
         }
         // Chunks must lie back to back between the header and the root,
-        // so that a reader never reads outside the file.
+        // so that a reader never reads outside the file; in format 5 they
+        // are blobs, and the file holds none.
         let mut at = 16;
         for c in &root.chunks {
+            let fields = if version >= VERSION {
+                c.sha256.is_none() && c.hint().is_some_and(|h| crate::store::blob::Codec::from_u8(h.5).is_some())
+            } else {
+                c.sha256.is_some() && (c.blob, c.pack, c.codec) == (None, None, None)
+            };
+            if !fields {
+                return Err(fmt(format!("a chunk's fields are not those of format {version}")));
+            }
+            if version >= VERSION {
+                continue;
+            }
             if c.offset != at {
                 return Err(fmt("chunk list does not match the file".into()));
             }
@@ -508,14 +653,29 @@ impl Root {
     pub fn chunk(&self, name: &str, i: usize, file: &dyn RangeRead) -> Result<Vec<Line>, ManifestError> {
         let c = &self.chunks[i];
         let what = |w: String| ManifestError::Format { id: name.to_string(), what: format!("chunk {i}: {w}") };
-        let stored = file.read_range(c.offset, c.length)?;
-        if BlobId::of(&stored) != c.sha256 {
-            return Err(ManifestError::Chunk { id: name.to_string(), chunk: i });
-        }
-        let raw = decode_frame(&stored, c.raw_length, &what)?;
+        let raw = match c.hint() {
+            Some(hint) => {
+                if c.raw_length > MAX_DECODED as u64 {
+                    return Err(what(format!("declares {} bytes, more than any manifest part", c.raw_length)));
+                }
+                file.chunk_blob(&hint).map_err(|why| ManifestError::ChunkBlob {
+                    id: name.to_string(),
+                    chunk: i,
+                    blob: hint.0,
+                    why,
+                })?
+            }
+            None => {
+                let stored = file.read_range(c.offset, c.length)?;
+                if Some(BlobId::of(&stored)) != c.sha256 {
+                    return Err(ManifestError::Chunk { id: name.to_string(), chunk: i });
+                }
+                decode_frame(&stored, c.raw_length, &what)?
+            }
+        };
         // The count is the root's word; the capacity is only a hint.
         let mut lines = Vec::with_capacity(c.entries.min(CHUNK_ENTRIES as u64) as usize);
-        if self.header.version >= u32::from(VERSION) {
+        if self.header.version >= u32::from(VERSION_4) {
             let mut r = varint::Reader::new(&raw);
             while !r.is_empty() {
                 let record = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|n| r.bytes(n));
@@ -723,7 +883,7 @@ mod tests {
             w.push(&e, &[]).unwrap();
         }
         let (id, _, bytes) = w.finish(&header()).unwrap();
-        assert_eq!(bytes[8], VERSION);
+        assert_eq!(bytes[8], VERSION_4);
         let (name, file) = (id.to_hex(), Bytes(bytes));
         let root = Root::read(&name, file.0.len() as u64, &file).unwrap();
         assert!(root.keys.as_ref().unwrap().len() > 1, "several key frames");
@@ -775,7 +935,7 @@ mod tests {
             ..e
         };
         for (mut w, version) in [
-            (ChunkedWriter::new(Vec::new()).unwrap(), VERSION),
+            (ChunkedWriter::new(Vec::new()).unwrap(), VERSION_4),
             (ChunkedWriter::format_3(Vec::new()).unwrap(), VERSION_3),
         ] {
             let hint = [Hint(BlobId::of(b"b"), PackId::of(b"p"), 16, 9, 12, 1)];
@@ -848,6 +1008,120 @@ mod tests {
         assert!(matches!(err, ManifestError::KeyFrame { frame: 0, .. }), "{err}");
         assert!(err.to_string().contains("key frame 0"), "{err}");
         assert_eq!(root.chunk(&name, 0, &file).unwrap()[0].0, child(0));
+    }
+
+    /// Chunk blobs in memory, placed in "packs" of three, as the archive's
+    /// packs would hold them.
+    #[derive(Default)]
+    struct MemBlobs {
+        blobs: std::collections::HashMap<BlobId, Vec<u8>>,
+        stored: usize,
+        building: usize,
+        packs: u8,
+    }
+
+    impl ChunkSink for MemBlobs {
+        fn store(&mut self, id: BlobId, raw: &[u8]) -> io::Result<(Placed, Option<PackId>)> {
+            let placed = Placed { pack: None, offset: 16, stored_len: raw.len() as u64, codec: 0 };
+            if self.blobs.contains_key(&id) {
+                return Ok((Placed { pack: Some(PackId::from_bytes([0; 32])), ..placed }, None));
+            }
+            let flushed = if self.building == 3 { self.flush()? } else { None };
+            self.blobs.insert(id, raw.to_vec());
+            self.stored += 1;
+            self.building += 1;
+            Ok((placed, flushed))
+        }
+
+        fn flush(&mut self) -> io::Result<Option<PackId>> {
+            if self.building == 0 {
+                return Ok(None);
+            }
+            self.building = 0;
+            self.packs += 1;
+            Ok(Some(PackId::from_bytes([self.packs; 32])))
+        }
+    }
+
+    /// A format-5 manifest file with its chunks' blobs.
+    struct WithBlobs<'a>(Bytes, &'a MemBlobs);
+
+    impl RangeRead for WithBlobs<'_> {
+        fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, ManifestError> {
+            self.0.read_range(offset, len)
+        }
+
+        fn chunk_blob(&self, hint: &Hint) -> Result<Vec<u8>, String> {
+            let raw = self.1.blobs.get(&hint.0).ok_or("no pack holds it")?;
+            assert_eq!(BlobId::of(raw), hint.0);
+            Ok(raw.clone())
+        }
+    }
+
+    fn write_5(entries: &[Entry], blobs: &mut MemBlobs) -> (String, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ChunkedWriter::with_sink(Vec::new(), dir.path(), blobs).unwrap();
+        for e in entries {
+            w.push(e, &[Hint(e.blob.unwrap(), PackId::from_bytes([1; 32]), 16, 10, 10, 1)]).unwrap();
+        }
+        let (id, _, bytes) = w.finish(&header()).unwrap();
+        (id.to_hex(), bytes)
+    }
+
+    #[test]
+    fn format_5_chunks_are_blobs_and_an_unchanged_manifest_stores_none_again() {
+        let entries: Vec<Entry> = (0..50_000).map(entry).collect();
+        let mut blobs = MemBlobs::default();
+        let (name, bytes) = write_5(&entries, &mut blobs);
+        assert_eq!(bytes[8], VERSION);
+        let first = blobs.stored;
+        let file = WithBlobs(Bytes(bytes), &blobs);
+        let root = Root::read(&name, file.0.0.len() as u64, &file).unwrap();
+        assert_eq!(root.chunks.len(), first);
+        assert!((20..=120).contains(&first), "cut about every 1,024 entries: {first} chunks");
+        assert!(root.chunks.iter().all(|c| c.pack.is_some() && c.sha256.is_none()), "every chunk placed");
+        // The file holds the key index and the root, not the entries.
+        assert!(file.0.0.len() < 60_000, "{} bytes", file.0.0.len());
+        let back: Vec<Entry> =
+            (0..root.chunks.len()).flat_map(|i| root.chunk(&name, i, &file).unwrap()).map(|l| l.0).collect();
+        assert_eq!(back, entries);
+        let w = &entries[31_337];
+        let found: Vec<_> = root.chunks_for(&w.url).flat_map(|i| root.chunk(&name, i, &file).unwrap()).collect();
+        assert!(found.iter().any(|l| l.0 == *w));
+
+        // The same entries again: every chunk is a blob stored already.
+        write_5(&entries, &mut blobs);
+        assert_eq!(blobs.stored, first);
+        // One entry changed, one added, one removed: their chunks only.
+        let mut changed = entries.clone();
+        changed[10_000].size += 1;
+        changed.insert(30_001, Entry { url: format!("{}-new", changed[30_000].url), ..changed[30_000].clone() });
+        changed.remove(45_000);
+        write_5(&changed, &mut blobs);
+        assert!(blobs.stored - first <= 6, "{} chunks stored again", blobs.stored - first);
+    }
+
+    #[test]
+    fn a_missing_chunk_blob_is_named_and_a_root_of_the_wrong_fields_refused() {
+        let entries: Vec<Entry> = (0..5_000).map(entry).collect();
+        let mut blobs = MemBlobs::default();
+        let (name, bytes) = write_5(&entries, &mut blobs);
+        let root = Root::read(&name, bytes.len() as u64, &Bytes(bytes.clone())).unwrap();
+        let gone = root.chunks[1].blob.unwrap();
+        blobs.blobs.remove(&gone);
+        let file = WithBlobs(Bytes(bytes.clone()), &blobs);
+        let err = root.chunk(&name, 1, &file).unwrap_err();
+        assert!(matches!(err, ManifestError::ChunkBlob { chunk: 1, blob, .. } if blob == gone), "{err}");
+        assert!(err.to_string().contains(&gone.to_hex()), "{err}");
+        assert!(root.chunk(&name, 0, &file).is_ok());
+        // Read without its archive, a format-5 chunk says why not.
+        let err = root.chunk(&name, 0, &Bytes(bytes.clone())).unwrap_err().to_string();
+        assert!(err.contains("without its archive"), "{err}");
+        for edit in [r#""pack":"#, r#""codec":"#] {
+            let (name, b) = with_root(&bytes, |j| j.replace(edit, r#""unknown":"#));
+            let err = Root::read(&name, b.len() as u64, &Bytes(b)).unwrap_err().to_string();
+            assert!(err.contains("not those of format 5"), "{edit}: {err}");
+        }
     }
 
     #[test]
