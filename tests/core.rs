@@ -511,13 +511,19 @@ fn snapshots_share_unchanged_manifest_chunks_which_prune_keeps_and_moves() {
 
     // A chunk blob lost: verify names it and the snapshot's entries in it.
     let lost = reader.chunk_list()[0].clone();
-    drop(reader);
-    let pack = archive.locate(&lost.blob.unwrap()).unwrap().unwrap().0.to_hex();
+    let (pack, _) = archive.locate(&lost.blob.unwrap()).unwrap().unwrap();
+    let held = archive.pack_index().unwrap().packs.into_iter().find(|p| p.0 == pack).unwrap().2;
+    let gone: Vec<_> = held.iter().filter(|e| reader.chunk_blobs().contains(&e.id)).collect();
+    let pack = pack.to_hex();
     std::fs::remove_file(root.join("packs").join(&pack[..2]).join(&pack)).unwrap();
     let out = kura(&root, &["verify"]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&lost.blob.unwrap().to_hex()) && text.contains(&lost.first), "{text}");
+    // Every chunk that pack held is named, not only the first.
+    let report = verify(&archive, VerifyOptions::default(), &|_| {}).unwrap();
+    let unreadable = report.problems.iter().filter(|p| p.code == "manifest-damaged").count();
+    assert_eq!(unreadable, gone.len(), "{:#?}", report.problems);
     let err = archive.load_snapshot(&second).unwrap_err().to_string();
     assert!(err.contains("chunk") && err.contains(&lost.blob.unwrap().to_hex()), "{err}");
 }

@@ -186,33 +186,34 @@ pub fn verify(
     // blobs with a problem only.
     for id in archive.snapshot_ids()? {
         report.snapshots += 1;
-        let mut sort_error = None;
-        let read = archive.open_snapshot(&id).and_then(|r| {
-            // Its chunks first: a missing one is named even though the
-            // entries it holds cannot be read.
-            let chunks = r.chunk_blobs().into_iter().map(|b| blobs.push(&blob_key(b, REFERENCED), &[]));
-            if let Some(err) = chunks.filter_map(Result::err).next() {
-                sort_error = Some(err);
-                return Err(ArchiveError::Io { path: scratch.clone(), source: std::io::Error::other("sort failed") });
-            }
-            r.for_each(|(e, _)| {
-                for b in e.blobs() {
-                    if let Err(err) = blobs.push(&blob_key(b, REFERENCED), &[]) {
-                        let stop =
-                            ArchiveError::Io { path: scratch.clone(), source: std::io::Error::other("sort failed") };
-                        sort_error = Some(err);
-                        return Err(stop);
+        let mut damaged = Vec::new();
+        match archive.open_snapshot(&id) {
+            Err(err) => damaged.push(err),
+            Ok(r) => {
+                // Its chunks first: a missing one is named even though the
+                // entries it holds cannot be read. The chunks after an
+                // unreadable one are read all the same: in format 5 a lost
+                // chunk is lost to every snapshot that shares it.
+                for b in r.chunk_blobs() {
+                    blobs.push(&blob_key(b, REFERENCED), &[]).map_err(sort_failed)?;
+                }
+                for i in 0..r.chunks() {
+                    match r.chunk(i) {
+                        Ok(lines) => {
+                            for b in lines.iter().flat_map(|(e, _)| e.blobs()) {
+                                blobs.push(&blob_key(b, REFERENCED), &[]).map_err(sort_failed)?;
+                            }
+                        }
+                        Err(err) => damaged.push(err),
                     }
                 }
-                Ok(())
-            })?;
-            // The key index too: restore reads it to find one article's entries.
-            r.check_keys().map(drop)
-        });
-        if let Some(err) = sort_error {
-            return Err(sort_failed(err));
+                // The key index too: restore reads it to find one article's entries.
+                if let Err(err) = r.check_keys() {
+                    damaged.push(err);
+                }
+            }
         }
-        if let Err(err) = read {
+        for err in damaged {
             report.problems.push(Problem {
                 code: "manifest-damaged",
                 message: format!("snapshot {id}: {err}"),
@@ -299,19 +300,19 @@ fn attribute_problems(
     if !wanted.is_empty() {
         for id in archive.snapshot_ids()? {
             // A damaged manifest is reported already; what it lets us read counts.
-            let _ = archive.open_snapshot(&id).and_then(|r| {
+            if let Ok(r) = archive.open_snapshot(&id) {
                 // A chunk's blob: every entry it holds, named by their range.
                 for c in r.chunk_list().iter().filter(|c| c.blob.is_some_and(|b| wanted.contains(&b))) {
                     let url = format!("(manifest chunk of the entries {} to {})", c.first, c.last);
                     users.entry(c.blob.expect("filtered")).or_default().push(Affected { snapshot: id, url });
                 }
-                r.for_each(|(e, _)| {
+                // Past a chunk that cannot be read (reported already).
+                for (e, _) in (0..r.chunks()).filter_map(|i| r.chunk(i).ok()).flatten() {
                     for b in e.blobs().filter(|b| wanted.contains(b)) {
                         users.entry(b).or_default().push(Affected { snapshot: id, url: e.url.clone() });
                     }
-                    Ok(())
-                })
-            });
+                }
+            }
         }
     }
     for (at, blobs) in attribute {

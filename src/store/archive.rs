@@ -107,9 +107,6 @@ pub struct SnapshotInfo {
 struct ManifestFile<'a> {
     archive: &'a Archive,
     name: String,
-    /// Where every blob is, built at the first chunk whose hint went stale
-    /// (a prune moved it): a snapshot read whole meets many.
-    located: Option<&'a Mutex<Option<Locations>>>,
 }
 
 impl RangeRead for ManifestFile<'_> {
@@ -121,20 +118,15 @@ impl RangeRead for ManifestFile<'_> {
         if let Some(raw) = self.archive.read_hinted(hint) {
             return Ok(raw);
         }
-        let found = match self.located {
-            Some(cell) => {
-                let mut located = cell.lock().expect("no panics while held");
-                if located.is_none() {
-                    *located = Some(Locations::build(self.archive).map_err(|e| e.to_string())?);
-                }
-                located.as_ref().expect("just built").get(&hint.0)
-            }
-            None => self.archive.locate(&hint.0),
+        let Some((pack, e)) = self.archive.located(&hint.0).map_err(|e| e.to_string())? else {
+            return Err("no pack holds it".into());
         };
-        match found.map_err(|e| e.to_string())? {
-            Some((pack, e)) => self.archive.read_at(&pack, &e).map_err(|e| e.to_string()),
-            None => Err("no pack holds it".into()),
+        // The root bounds what a chunk may decode to; a pack's entry of
+        // another length is not this chunk (and is not read whole).
+        if e.raw_len != hint.4 {
+            return Err(format!("its pack holds {} bytes under its id, the manifest says {}", e.raw_len, hint.4));
         }
+        self.archive.read_at(&pack, &e).map_err(|e| e.to_string())
     }
 }
 
@@ -143,8 +135,6 @@ pub struct SnapshotReader<'a> {
     archive: &'a Archive,
     id: SnapshotId,
     inner: ReaderInner,
-    /// Format 5: see [`ManifestFile`].
-    located: Mutex<Option<Locations>>,
 }
 
 enum ReaderInner {
@@ -262,7 +252,7 @@ impl SnapshotReader<'_> {
 
 impl SnapshotReader<'_> {
     fn file(&self) -> ManifestFile<'_> {
-        ManifestFile { archive: self.archive, name: self.id.to_hex(), located: Some(&self.located) }
+        ManifestFile { archive: self.archive, name: self.id.to_hex() }
     }
 
     /// The blobs holding its chunks (format 5; none before): live for
@@ -336,6 +326,20 @@ pub struct Archive {
     remote: Option<String>,
     /// zstd dictionaries read so far, by id (an archive has a few).
     dictionaries: Arc<Mutex<HashMap<BlobId, Arc<Vec<u8>>>>>,
+    /// Where every blob is, for manifest chunks whose hints went stale (a
+    /// prune moved them; then every snapshot sharing them meets them).
+    located: Arc<Mutex<Located>>,
+}
+
+/// [`Archive::located`]'s state: the first stale chunk is found pack by
+/// pack ([`Archive::locate`] stops where it finds it: `cat` reads one
+/// chunk); from the second, every blob's location is built once, shared by
+/// the handle's readers, and built again at most once a minute for a blob
+/// it lacks.
+#[derive(Default)]
+struct Located {
+    misses: usize,
+    table: Option<(Locations, std::time::Instant)>,
 }
 
 impl std::fmt::Debug for Archive {
@@ -423,6 +427,7 @@ impl Archive {
             backend: Arc::new(LocalBackend::new(root)),
             remote: None,
             dictionaries: Arc::default(),
+            located: Arc::default(),
         })
     }
 
@@ -530,7 +535,7 @@ impl Archive {
                 .join(&id[..16]),
         };
         std::fs::create_dir_all(&root).map_err(io(&root))?;
-        Ok(Archive { root, backend, remote: Some(location), dictionaries: Arc::default() })
+        Ok(Archive { root, backend, remote: Some(location), dictionaries: Arc::default(), located: Arc::default() })
     }
 
     #[cfg(not(feature = "s3"))]
@@ -597,7 +602,7 @@ impl Archive {
     }
 
     fn manifest_file(&self, id: &SnapshotId) -> ManifestFile<'_> {
-        ManifestFile { archive: self, name: id.to_hex(), located: None }
+        ManifestFile { archive: self, name: id.to_hex() }
     }
 
     /// Opens a snapshot for reading: of formats 2 to 5 only its root is read and
@@ -619,7 +624,7 @@ impl Archive {
             let summary = Summary::of(&m.entries);
             ReaderInner::Whole(m.header, summary, m.entries)
         };
-        Ok(SnapshotReader { archive: self, id: *id, inner, located: Mutex::new(None) })
+        Ok(SnapshotReader { archive: self, id: *id, inner })
     }
 
     /// Reads and checks one whole manifest.
@@ -838,6 +843,26 @@ impl Archive {
     pub fn read_blob(&self, index: &PackIndex, id: &BlobId) -> Result<Vec<u8>, ArchiveError> {
         let (pack, e) = index.blobs.get(id).ok_or(ArchiveError::MissingBlob(*id))?;
         self.read_at(pack, e)
+    }
+
+    /// Where blob `id` is now, through the handle's shared [`Locations`]
+    /// (see `located`).
+    fn located(&self, id: &BlobId) -> Result<Option<(PackId, PackEntry)>, ArchiveError> {
+        let mut located = self.located.lock().expect("no panics while held");
+        located.misses += 1;
+        if located.misses == 1 {
+            return self.locate(id);
+        }
+        if let Some((table, built)) = located.table.as_ref() {
+            let found = table.get(id)?;
+            if found.is_some() || built.elapsed() < std::time::Duration::from_secs(60) {
+                return Ok(found);
+            }
+        }
+        let table = Locations::build(self)?;
+        let found = table.get(id)?;
+        located.table = Some((table, std::time::Instant::now()));
+        Ok(found)
     }
 
     /// Reads, decodes and checks the blob pack `pack` holds as `e`.

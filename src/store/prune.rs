@@ -182,15 +182,19 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     let mut to_delete: Vec<(PackId, u64)> = Vec::new();
     let mut repacked: Vec<(PackId, u64)> = Vec::new();
     let mut to_copy = CopyList::new(&scratch).map_err(io)?;
-    // Live blobs of packs that go whose copy another pack claimed: the
-    // index may know them only here (merging its tables keeps one
-    // location a blob), so they are located again once these are gone.
+    // Live blobs of packs that go, whose copy in another pack was claimed
+    // and which the index locates in the pack that goes (merging its
+    // tables keeps one location a blob): located again once these are
+    // gone. Only blobs stored twice, and of those only the ones indexed
+    // here: a crash before they are located again costs a blob stored
+    // once more, never data.
     let mut claimed_elsewhere: Vec<BlobId> = Vec::new();
     let listing = archive.for_each_pack(&mut |r| {
         report.packs += 1;
         let data: u64 = r.entries.iter().map(|e| e.stored_len).sum();
         let mut live = Vec::new();
         let mut needed: Vec<(PackEntry, u8)> = Vec::new();
+        let mut elsewhere = Vec::new();
         for e in &r.entries {
             let flags = marks.get(&e.id).map_err(io)?;
             if flags & LIVE == 0 {
@@ -199,6 +203,8 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
                 live.push(e.id);
                 if flags & CLAIMED == 0 {
                     needed.push((*e, flags));
+                } else {
+                    elsewhere.push(e.id);
                 }
             }
         }
@@ -216,7 +222,11 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
         let goes =
             needed.is_empty() || (needed_bytes as f64) < opts.repack_below * data as f64 || needed.iter().any(stale);
         if goes {
-            claimed_elsewhere.extend(live.iter().filter(|id| !needed.iter().any(|(e, _)| e.id == **id)));
+            for id in elsewhere {
+                if writer.index().blob(&id).map_err(ArchiveError::from)?.is_some_and(|l| l.pack == r.pack) {
+                    claimed_elsewhere.push(id);
+                }
+            }
         }
         let claim = if needed.is_empty() {
             to_delete.push((r.pack, r.size));
@@ -350,7 +360,7 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
 /// packs just deleted (a blob stored twice, its other copy kept): without
 /// it, the next run would store the blob a third time.
 fn relocate(archive: &Archive, index: &crate::store::index::Index, ids: Vec<BlobId>) -> Result<(), ArchiveError> {
-    let mut lost = HashSet::new();
+    let mut lost: HashSet<BlobId> = HashSet::new();
     for id in ids {
         if index.blob(&id)?.is_none() {
             lost.insert(id);
@@ -359,6 +369,7 @@ fn relocate(archive: &Archive, index: &crate::store::index::Index, ids: Vec<Blob
     if lost.is_empty() {
         return Ok(());
     }
+    // Per pack found: one small blob table each (these are rare).
     archive.for_each_pack(&mut |r| {
         let found: Vec<PackEntry> = r.entries.iter().filter(|e| lost.remove(&e.id)).copied().collect();
         if !found.is_empty() {

@@ -1,4 +1,4 @@
-//! Manifest formats 2 to 4: entries sorted by URL in independently
+//! Manifest formats 2 to 5: entries sorted by URL in independently
 //! compressed chunks, and a small root listing the chunks with their URL
 //! ranges and hashes, as restic stores a snapshot's tree in blobs. Listing
 //! streams chunk by chunk, one URL is found by reading the root and one
@@ -9,22 +9,28 @@
 //! Format 4 holds the same entries as binary records instead of JSON
 //! Lines: writing the JSON and compressing it were a third of an unchanged
 //! re-run's commit, and the records of a 10,000-page snapshot decode to
-//! 0.55x the bytes of its JSON (stored, 0.92x).
+//! 0.55x the bytes of its JSON (stored, 0.92x). Format 5 stores each chunk
+//! as a blob in the archive's packs ([`ChunkSink`]), cut where the URLs
+//! say ([`cuts_before`]): a snapshot's unchanged chunks are the blobs an
+//! earlier one stored, so an unchanged re-run of 10,000 pages adds 0.75 MB,
+//! not a 10.9 MB manifest, and compresses only the chunks that changed.
 //!
 //! ```text
-//! "KURASNAP" | version u8 = 4 (or 3, 2) | 7 reserved bytes (0)
-//! chunk*     one zstd frame each: (format 4) records, each its length as a
-//!            varint, then `binary::put_line`'s record of [Entry, [Hint...]];
-//!            (formats 2, 3) JSON Lines, one [Entry, [Hint...]] per line
-//! keys*      (formats 3, 4) one zstd frame each: sorted 13-byte records
+//! "KURASNAP" | version u8 = 5 (or 4, 3, 2) | 7 reserved bytes (0)
+//! chunk*     (formats 2 to 4) one zstd frame each: (format 4) records,
+//!            each its length as a varint, then `binary::put_line`'s record
+//!            of [Entry, [Hint...]]; (formats 2, 3) JSON Lines, one
+//!            [Entry, [Hint...]] per line; format 5 holds the records in
+//!            blobs instead
+//! keys*      (formats 3 to 5) one zstd frame each: sorted 13-byte records
 //!            kind u8 | key u64 BE | chunk u32 BE
 //! root       one zstd frame: JSON Root (header, summary, chunk list, key frames)
 //! footer     root offset u64 | root length u64 | "KURAROOT"
 //! ```
 //!
 //! The snapshot id is the SHA-256 of the root's stored bytes; the root
-//! holds each chunk's and key frame's SHA-256, so one is checked without
-//! reading the others. See docs/FORMAT.md.
+//! holds each chunk's (format 5: its blob's id) and key frame's SHA-256, so
+//! one is checked without reading the others. See docs/FORMAT.md.
 
 use super::{Entry, ManifestError, ManifestHeader, Summary, binary};
 use crate::store::id::{BlobId, PackId, SnapshotId};
@@ -97,6 +103,11 @@ const CHUNK_BYTES: usize = 256 << 10;
 
 /// ... or holds this many entries.
 const CHUNK_ENTRIES: usize = 4096;
+
+/// Format 5's limits: four times the usual chunk of about a thousand
+/// records of 100-250 bytes.
+const CHUNK_BYTES_5: usize = 1 << 20;
+const CHUNK_ENTRIES_5: usize = 16_384;
 
 /// Format 5 also closes a chunk before an entry whose URL [`cuts_before`]
 /// says so, once it holds this many entries: boundaries follow the URLs,
@@ -351,7 +362,7 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
     }
 
     /// [`ChunkedWriter::push`], with the entry's record when it is already
-    /// encoded (format 4 only; it must be what `put_line` writes for
+    /// encoded (formats 4 and 5 only; it must be what `put_line` writes for
     /// `entry` and `hints`).
     pub fn push_encoded(&mut self, entry: &Entry, hints: &[Hint], encoded: Option<&Encoded>) -> io::Result<()> {
         if entry.url < self.last {
@@ -399,7 +410,12 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
                 self.chunk_keys.insert((KeyKind::FinalUrl, key(f)));
             }
         }
-        if self.raw.len() >= CHUNK_BYTES || self.entries as usize >= CHUNK_ENTRIES {
+        // Format 5 is cut by URL: its limits are far enough from the usual
+        // chunk that they seldom decide a cut (a cut by position moves with
+        // every entry added before it).
+        let (bytes, entries) =
+            if self.sink.is_some() { (CHUNK_BYTES_5, CHUNK_ENTRIES_5) } else { (CHUNK_BYTES, CHUNK_ENTRIES) };
+        if self.raw.len() >= bytes || self.entries as usize >= entries {
             self.close_chunk()?;
         }
         Ok(())
@@ -620,8 +636,12 @@ impl Root {
         // are blobs, and the file holds none.
         let mut at = 16;
         for c in &root.chunks {
+            // Format 5: the codec is the hint's (a reader that does not know
+            // it finds the blob as for a stale hint); the stored length is
+            // bounded by what zstd makes of the records at worst, so a
+            // hint never has a reader fetch a whole pack.
             let fields = if version >= VERSION {
-                c.sha256.is_none() && c.hint().is_some_and(|h| crate::store::blob::Codec::from_u8(h.5).is_some())
+                c.sha256.is_none() && c.hint().is_some() && c.length <= c.raw_length + c.raw_length / 128 + 1024
             } else {
                 c.sha256.is_some() && (c.blob, c.pack, c.codec) == (None, None, None)
             };
@@ -658,12 +678,16 @@ impl Root {
                 if c.raw_length > MAX_DECODED as u64 {
                     return Err(what(format!("declares {} bytes, more than any manifest part", c.raw_length)));
                 }
-                file.chunk_blob(&hint).map_err(|why| ManifestError::ChunkBlob {
+                let raw = file.chunk_blob(&hint).map_err(|why| ManifestError::ChunkBlob {
                     id: name.to_string(),
                     chunk: i,
                     blob: hint.0,
                     why,
-                })?
+                })?;
+                if raw.len() as u64 != c.raw_length {
+                    return Err(what(format!("decodes to {} bytes, not {}", raw.len(), c.raw_length)));
+                }
+                raw
             }
             None => {
                 let stored = file.read_range(c.offset, c.length)?;
@@ -674,7 +698,7 @@ impl Root {
             }
         };
         // The count is the root's word; the capacity is only a hint.
-        let mut lines = Vec::with_capacity(c.entries.min(CHUNK_ENTRIES as u64) as usize);
+        let mut lines = Vec::with_capacity(c.entries.min(CHUNK_ENTRIES_5 as u64) as usize);
         if self.header.version >= u32::from(VERSION_4) {
             let mut r = varint::Reader::new(&raw);
             while !r.is_empty() {
@@ -693,7 +717,7 @@ impl Root {
         Ok(lines)
     }
 
-    /// Whether the manifest has a key index (formats 3 and 4).
+    /// Whether the manifest has a key index (formats 3 to 5).
     pub fn has_keys(&self) -> bool {
         self.keys.is_some()
     }
