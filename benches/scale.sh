@@ -5,7 +5,8 @@
 # an empty archive and four warm (unchanged) re-runs, with peak RSS and
 # wall time (the first alone, as it makes the page groups the others use;
 # then the median of the other three), the index and manifest bytes per
-# entry, and the latency of `kura cat` and `kura ls --url` of one image in
+# entry (of one snapshot: its manifest file and chunks), what an unchanged
+# re-run adds to the archive, and the latency of `kura cat` and `kura ls --url` of one image in
 # the latest snapshot, `kura restore --article` of one page (first with an
 # empty cache: a format-3 manifest finds the article's entries through its
 # key index, an older one is laid out first; then the median of five), and
@@ -133,16 +134,29 @@ bench() {
   local walls=() rsses=() rss wall first_wall
   read -r rss first_wall < <(measure "${k[@]}" archive "http://127.0.0.1:$port/sitemap.xml")
   rsses+=("$rss")
+  local before after grows=()
   for _ in 1 2 3; do
+    before=$(du -sb --exclude=index "$a" | cut -f1)
     read -r rss wall < <(measure "${k[@]}" archive "http://127.0.0.1:$port/sitemap.xml")
-    walls+=("$wall") rsses+=("$rss")
+    after=$(du -sb --exclude=index "$a" | cut -f1)
+    walls+=("$wall") rsses+=("$rss") grows+=("$((after - before))")
   done
+  # What an unchanged re-run adds to the archive (packs, manifest, index
+  # files; not the cache): format 5 stores only the manifest chunks that
+  # changed.
+  local grow
+  grow=$(printf '%s\n' "${grows[@]}" | sort -g | sed -n 2p)
   warm_wall=$(printf '%s\n' "${walls[@]}" | sort -g | sed -n 2p)
   warm_rss=$(printf '%s\n' "${rsses[@]}" | sort -g | tail -1)
   local entries index manifests img cat ls
   entries=$("${k[@]}" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["entries"])')
   index=$(du -sb "$a/index" | cut -f1)
-  manifests=$(du -sb "$a/snapshots" | cut -f1)
+  # Manifest files, and (format 5) the distinct chunk blobs they list, per
+  # snapshot.
+  local chunks snaps
+  chunks=$("${k[@]}" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("manifest_chunk_bytes", 0))')
+  snaps=$(find "$a/snapshots" -type f | wc -l)
+  manifests=$(( ($(du -sb "$a/snapshots" | cut -f1) + chunks) / snaps ))
   img="http://127.0.0.1:$port/img/$((n / 2))/7.gif"
   cat=$(latency "${k[@]}" cat latest "$img")
   ls=$(latency "${k[@]}" ls latest --url "$img")
@@ -151,7 +165,7 @@ bench() {
   read -r art_rss art_first < <(measure "${k[@]}" "${r[@]}" "$art")
   art_again=$(latency "${k[@]}" "${r[@]}" "$art")
   read -r verify_rss verify_wall < <(measure "${k[@]}" verify)
-  echo "| $name | $n | $entries | $cold_rss MB | $warm_rss MB | $cold_wall s | $first_wall s | $warm_wall s | $(python3 -c "print(f'{$warm_wall/$cold_wall:.2f}')") | $((index / entries)) B | $((manifests / entries / 4)) B | $cat ms | $ls ms | $art_first s, $art_rss MB | $art_again ms | $verify_wall s, $verify_rss MB |"
+  echo "| $name | $n | $entries | $cold_rss MB | $warm_rss MB | $cold_wall s | $first_wall s | $warm_wall s | $(python3 -c "print(f'{$warm_wall/$cold_wall:.2f}')") | $((index / entries)) B | $((manifests / entries)) B | $((grow / 1024)) KB | $cat ms | $ls ms | $art_first s, $art_rss MB | $art_again ms | $verify_wall s, $verify_rss MB |"
 }
 
 if [ -n "${SCALE_SERVE:-}" ]; then
@@ -162,8 +176,8 @@ if [ -n "${SCALE_SERVE:-}" ]; then
   sleep infinity
 fi
 
-echo "| binary | pages | entries | cold RSS | warm RSS | cold wall | first warm wall | warm wall | warm/cold | index/entry | manifest/entry | cat | ls --url | restore --article, first (RSS) | again | verify (RSS) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| binary | pages | entries | cold RSS | warm RSS | cold wall | first warm wall | warm wall | warm/cold | index/entry | manifest/entry | a warm run adds | cat | ls --url | restore --article, first (RSS) | again | verify (RSS) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $sizes; do
   stop_nginx
   rm -rf "$work/site"

@@ -494,6 +494,12 @@ fn snapshots_share_unchanged_manifest_chunks_which_prune_keeps_and_moves() {
     assert!(n2 - n1 <= 2, "{} chunks stored again of {n1}", n2 - n1);
     assert!((bytes2 - bytes1) * 4 < bytes1, "{} chunk bytes stored again of {bytes1}", bytes2 - bytes1);
 
+    // Both snapshots kept: prune walks a chunk they share once and keeps
+    // everything either needs.
+    kura::store::prune(&archive, kura::store::PruneOptions { repack_below: 1.0, ..Default::default() }).unwrap();
+    assert!(verify(&archive, VerifyOptions { read_data: true, ..Default::default() }, &|_| {}).unwrap().healthy());
+    assert_eq!(archive.load_snapshot(&first).unwrap().entries.len(), n as usize);
+
     // Without the first snapshot its changed chunk is garbage: prune drops
     // it and, repacking every pack with garbage, moves the chunks beside it.
     std::fs::remove_file(root.join("snapshots").join(first.to_hex())).unwrap();

@@ -118,6 +118,9 @@ const JPEG: u8 = 4;
 /// A pack kept, or the copy list, has the blob: another pack's copy of it
 /// is not needed.
 const CLAIMED: u8 = 8;
+/// A manifest chunk's blob whose entries are marked: a snapshot sharing it
+/// need not read it again.
+const WALKED: u8 = 16;
 
 /// Runs a prune on `archive`.
 ///
@@ -139,26 +142,43 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     for id in archive.snapshot_ids()? {
         let mut failed = false;
         let read = archive.open_snapshot(&id).and_then(|r| {
-            // Its chunks, blobs no entry names.
-            for b in r.chunk_blobs() {
-                let marked = marks.mark(&b, LIVE);
-                failed |= marked.is_err();
-                marked.map_err(io)?;
+            for i in 0..r.chunks() {
+                // A chunk's blob (format 5) is live as its entries' are. A
+                // chunk walked already, shared with a snapshot before, holds
+                // entries marked already: snapshots that changed little
+                // cost their changes.
+                let blob = r.chunk_list().get(i).and_then(|c| c.blob);
+                if let Some(b) = blob {
+                    let walked = marks.get(&b).map(|m| m & WALKED != 0);
+                    failed |= walked.is_err();
+                    if walked.map_err(io)? {
+                        continue;
+                    }
+                }
+                let lines = r.chunk(i)?;
+                if let Some(b) = blob {
+                    let marked = marks.mark(&b, LIVE | WALKED);
+                    failed |= marked.is_err();
+                    marked.map_err(io)?;
+                }
+                for (e, _) in lines {
+                    let mut body = LIVE;
+                    if opts.recompress
+                        && matches!(e.kind, Some(Kind::Article | Kind::Stylesheet | Kind::Feed | Kind::Page))
+                    {
+                        body |= DOCUMENT;
+                    }
+                    if opts.recompress && is_jpeg(&e) {
+                        body |= JPEG;
+                    }
+                    let marked =
+                        e.blobs().try_for_each(|b| marks.mark(&b, if Some(b) == e.blob { body } else { LIVE }));
+                    // Told apart from a damaged snapshot below.
+                    failed |= marked.is_err();
+                    marked.map_err(io)?;
+                }
             }
-            r.for_each(|(e, _)| {
-                let mut body = LIVE;
-                if opts.recompress && matches!(e.kind, Some(Kind::Article | Kind::Stylesheet | Kind::Feed | Kind::Page))
-                {
-                    body |= DOCUMENT;
-                }
-                if opts.recompress && is_jpeg(&e) {
-                    body |= JPEG;
-                }
-                let marked = e.blobs().try_for_each(|b| marks.mark(&b, if Some(b) == e.blob { body } else { LIVE }));
-                // Told apart from a damaged snapshot below.
-                failed |= marked.is_err();
-                marked.map_err(io)
-            })
+            Ok(())
         });
         match read {
             Ok(()) => {}
