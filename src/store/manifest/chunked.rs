@@ -104,10 +104,13 @@ const CHUNK_BYTES: usize = 256 << 10;
 /// ... or holds this many entries.
 const CHUNK_ENTRIES: usize = 4096;
 
-/// Format 5's limits: four times the usual chunk of about a thousand
-/// records of 100-250 bytes.
+/// Format 5's limits, far past the chunks [`cuts_before`] makes.
 const CHUNK_BYTES_5: usize = 1 << 20;
 const CHUNK_ENTRIES_5: usize = 16_384;
+
+/// Past this many bytes, a format-5 chunk ends at one URL in 64 (see
+/// [`cuts_before`]).
+const SOFT_CHUNK_BYTES: usize = 128 << 10;
 
 /// Format 5 also closes a chunk before an entry whose URL [`cuts_before`]
 /// says so, once it holds this many entries: boundaries follow the URLs,
@@ -115,12 +118,16 @@ const CHUNK_ENTRIES_5: usize = 16_384;
 /// the next run's other chunks are the same blobs again.
 const MIN_CUT_ENTRIES: u64 = 64;
 
-/// Whether a format-5 chunk may end before an entry of `url`: for about
-/// one URL in 1,024 (a chunk of a few hundred KB of records at most is
-/// mostly closed here, not by the limits above). The FNV key is mixed, as
-/// its low bits follow the URL's last byte.
-fn cuts_before(url: &str) -> bool {
-    key(url).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54 == 0
+/// Whether a format-5 chunk of `bytes` so far ends before an entry of
+/// `url`: for one URL in 1,024, and once it holds [`SOFT_CHUNK_BYTES`] for
+/// one in 64 (as FastCDC evens its chunks out). Small records (an image's,
+/// 100 bytes) make chunks of about 100 KB; large ones (a page's with its
+/// headers, 600 bytes) stop near 170 KB instead of the 600 KB a thousand
+/// of them make, which is what reading one article decodes. The FNV key is
+/// mixed, as its low bits follow the URL's last byte.
+fn cuts_before(url: &str, bytes: usize) -> bool {
+    let h = key(url).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h >> 54 == 0 || (bytes >= SOFT_CHUNK_BYTES && h >> 58 == 0)
 }
 
 /// Largest decoded chunk or root a reader accepts.
@@ -371,7 +378,11 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
                 format!("manifest entries out of order: {:?} after {:?}", entry.url, self.last),
             ));
         }
-        if self.sink.is_some() && self.entries >= MIN_CUT_ENTRIES && entry.url != self.last && cuts_before(&entry.url) {
+        if self.sink.is_some()
+            && self.entries >= MIN_CUT_ENTRIES
+            && entry.url != self.last
+            && cuts_before(&entry.url, self.raw.len())
+        {
             self.close_chunk()?;
         }
         if self.entries == 0 {
