@@ -5,7 +5,8 @@
 # an empty archive and four warm (unchanged) re-runs, with peak RSS and
 # wall time (the first alone, as it makes the page groups the others use;
 # then the median of the other three), the index and manifest bytes per
-# entry (of one snapshot: its manifest file and chunks), what an unchanged
+# entry (amortised over the snapshots: manifest files and distinct chunks;
+# a format-4 build reports no chunks, so its figure is per snapshot), what an unchanged
 # re-run adds to the archive, and the latency of `kura cat` and `kura ls --url` of one image in
 # the latest snapshot, `kura restore --article` of one page (first with an
 # empty cache: a format-3 manifest finds the article's entries through its
@@ -151,8 +152,8 @@ bench() {
   local entries index manifests img cat ls
   entries=$("${k[@]}" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["entries"])')
   index=$(du -sb "$a/index" | cut -f1)
-  # Manifest files, and (format 5) the distinct chunk blobs they list, per
-  # snapshot.
+  # Manifest files, and (format 5) the distinct chunk blobs they list,
+  # amortised over the snapshots.
   local chunks snaps
   chunks=$("${k[@]}" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("manifest_chunk_bytes", 0))')
   snaps=$(find "$a/snapshots" -type f | wc -l)

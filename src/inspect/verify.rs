@@ -185,9 +185,10 @@ pub fn verify(
     // (snapshot, URL) pairs need a blob is looked up afterwards, for the
     // blobs with a problem only.
     // Format-5 chunks read already: a chunk several snapshots share holds
-    // the same entries, so it is read once (the set holds an id a
-    // distinct chunk).
-    let mut walked: HashSet<BlobId> = HashSet::new();
+    // the same entries, so it is read once (the set holds one key a
+    // distinct chunk, some thousand entries; a root that says another
+    // length or count of it is checked again).
+    let mut walked: HashSet<(BlobId, u64, u64)> = HashSet::new();
     for id in archive.snapshot_ids()? {
         report.snapshots += 1;
         let mut damaged = Vec::new();
@@ -202,7 +203,8 @@ pub fn verify(
                     blobs.push(&blob_key(b, REFERENCED), &[]).map_err(sort_failed)?;
                 }
                 for i in 0..r.chunks() {
-                    if r.chunk_list().get(i).and_then(|c| c.blob).is_some_and(|b| walked.contains(&b)) {
+                    let key = r.chunk_list().get(i).and_then(|c| Some((c.blob?, c.raw_length, c.entries)));
+                    if key.is_some_and(|k| walked.contains(&k)) {
                         continue;
                     }
                     match r.chunk(i) {
@@ -210,7 +212,7 @@ pub fn verify(
                             for b in lines.iter().flat_map(|(e, _)| e.blobs()) {
                                 blobs.push(&blob_key(b, REFERENCED), &[]).map_err(sort_failed)?;
                             }
-                            walked.extend(r.chunk_list().get(i).and_then(|c| c.blob));
+                            walked.extend(key);
                         }
                         Err(err) => damaged.push(err),
                     }

@@ -118,15 +118,23 @@ impl RangeRead for ManifestFile<'_> {
         if let Some(raw) = self.archive.read_hinted(hint) {
             return Ok(raw);
         }
-        let Some((pack, e)) = self.archive.located(&hint.0).map_err(|e| e.to_string())? else {
-            return Err("no pack holds it".into());
-        };
-        // The root bounds what a chunk may decode to; a pack's entry of
+        // The root bounds what a chunk may decode to: a pack's entry of
         // another length is not this chunk (and is not read whole).
-        if e.raw_len != hint.4 {
-            return Err(format!("its pack holds {} bytes under its id, the manifest says {}", e.raw_len, hint.4));
+        let read = |found: Option<(PackId, PackEntry)>| {
+            found.filter(|(_, e)| e.raw_len == hint.4).map(|(pack, e)| self.archive.read_at(&pack, &e))
+        };
+        let found = self.archive.located(&hint.0).map_err(|e| e.to_string())?;
+        match read(found) {
+            Some(Ok(raw)) => return Ok(raw),
+            // The shared table is older than a prune that moved the blob
+            // again: pack by pack, and a new table for the next.
+            Some(Err(_)) => self.archive.forget_located(),
+            None => {}
         }
-        self.archive.read_at(&pack, &e).map_err(|e| e.to_string())
+        match read(self.archive.locate(&hint.0).map_err(|e| e.to_string())?) {
+            Some(r) => r.map_err(|e| e.to_string()),
+            None => Err(format!("no pack holds it with the {} bytes the manifest says", hint.4)),
+        }
     }
 }
 
@@ -848,7 +856,8 @@ impl Archive {
     /// Where blob `id` is now, through the handle's shared [`Locations`]
     /// (see `located`).
     fn located(&self, id: &BlobId) -> Result<Option<(PackId, PackEntry)>, ArchiveError> {
-        let mut located = self.located.lock().expect("no panics while held");
+        // The state is replaced whole, so a panic elsewhere leaves it sound.
+        let mut located = self.located.lock().unwrap_or_else(|e| e.into_inner());
         located.misses += 1;
         if located.misses == 1 {
             return self.locate(id);
@@ -863,6 +872,12 @@ impl Archive {
         let found = table.get(id)?;
         located.table = Some((table, std::time::Instant::now()));
         Ok(found)
+    }
+
+    /// Drops the shared table of [`Archive::located`]: it named a pack that
+    /// is gone, so the next stale chunk builds it again.
+    fn forget_located(&self) {
+        self.located.lock().unwrap_or_else(|e| e.into_inner()).table = None;
     }
 
     /// Reads, decodes and checks the blob pack `pack` holds as `e`.

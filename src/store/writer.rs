@@ -500,6 +500,10 @@ impl Writer {
                 if batch.len() == URL_BATCH && sent.is_ok() {
                     sent = tx.send(Some(std::mem::replace(&mut batch, Vec::with_capacity(URL_BATCH))));
                 }
+                // The commit fails: no more chunks for it.
+                if sent.is_err() {
+                    break;
+                }
             }
             if sent.is_ok() {
                 let _ = tx.send(Some(batch)).and_then(|()| tx.send(None));
@@ -608,10 +612,12 @@ impl ChunkSink for ChunkPacks<'_> {
         if let Err(e) = self.archive.backend().write(FileKind::Pack, &id.to_hex(), &bytes) {
             return Err(self.fail(e));
         }
-        if let Err(e) = self.index.add_pack(id, bytes.len() as u64, &entries) {
+        // Written: an index file names it, whatever happens next.
+        self.written.push(PackRecord { pack: id, size: bytes.len() as u64, entries });
+        let entries = &self.written.last().expect("just pushed").entries;
+        if let Err(e) = self.index.add_pack(id, bytes.len() as u64, entries) {
             return Err(self.fail(e));
         }
-        self.written.push(PackRecord { pack: id, size: bytes.len() as u64, entries });
         Ok(Some(id))
     }
 }

@@ -652,7 +652,9 @@ impl Root {
             // bounded by what zstd makes of the records at worst, so a
             // hint never has a reader fetch a whole pack.
             let fields = if version >= VERSION {
-                c.sha256.is_none() && c.hint().is_some() && c.length <= c.raw_length + c.raw_length / 128 + 1024
+                c.sha256.is_none()
+                    && c.hint().is_some()
+                    && c.length <= c.raw_length.saturating_add(c.raw_length / 128 + 1024)
             } else {
                 c.sha256.is_some() && (c.blob, c.pack, c.codec) == (None, None, None)
             };
