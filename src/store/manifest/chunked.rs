@@ -12,7 +12,7 @@
 //! 0.55x the bytes of its JSON (stored, 0.92x). Format 5 stores each chunk
 //! as a blob in the archive's packs ([`ChunkSink`]), cut where the URLs
 //! say ([`cuts_before`]): a snapshot's unchanged chunks are the blobs an
-//! earlier one stored, so an unchanged re-run of 10,000 pages adds 0.75 MB,
+//! earlier one stored, so an unchanged re-run of 10,000 pages adds 0.7-0.8 MB,
 //! not a 10.9 MB manifest, and compresses only the chunks that changed.
 //!
 //! ```text
