@@ -515,7 +515,10 @@ pub async fn run(
     };
     let root = archive.root().to_path_buf();
     let io = move |source| ArchiveError::Io { path: root.clone(), source };
-    let mut entries = ctx.entries.take_sorted().map_err(io.clone())?.map(move |r| r.map_err(io.clone()));
+    // Entries settled before the run began keep no URL record (see
+    // `Writer::commit_run`): the commit reads little of them.
+    let settled = ctx.entries.take_sorted(Some(started)).map_err(io.clone())?;
+    let mut entries = settled.map(move |r| r.map_err(io.clone()));
     let writer = ctx.writer.clone();
     let (snapshot, summary, write) = tokio::task::spawn_blocking(move || {
         let mut w = writer.lock().expect("no panics while held");

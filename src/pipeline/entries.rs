@@ -371,9 +371,12 @@ impl Entries {
 
     /// Every entry, with its later changes applied, sorted by URL (entries
     /// of one URL in the order they were added). Once, at the end of a run:
-    /// records that come later are dropped.
+    /// records that come later are dropped. An entry reused and fetched
+    /// before `settled_before`, which nothing changed since, comes thin
+    /// (see [`Encoded::thin`]).
     pub(super) fn take_sorted(
         &self,
+        settled_before: Option<chrono::DateTime<chrono::Utc>>,
     ) -> io::Result<impl Iterator<Item = io::Result<(Line, Option<Encoded>)>> + Send + use<>> {
         let (mut rest, rare) = {
             let mut inner = self.lock();
@@ -393,7 +396,7 @@ impl Entries {
         let spill = self.spill.lock().expect("no panics while held").take();
         let spill = spill.ok_or_else(|| io::Error::other("the entries were taken already"))?;
         let spill = spill.join().map_err(|_| io::Error::other("the spill thread panicked"))??;
-        Ok(read_ahead(Folded::new(Joined { records: spill.finish()?.peekable(), rare })))
+        Ok(read_ahead(Folded::new(Joined { records: spill.finish()?.peekable(), rare, settled_before })))
     }
 }
 
@@ -473,23 +476,36 @@ fn encode(b: &mut Vec<u8>, record: &Record) {
     }
 }
 
-/// The record `encode` wrote for an entry whose URL is `url`, and for an
-/// entry its whole binary record (URL back in place).
-fn decode(url: &[u8], value: &[u8]) -> io::Result<(Record, Option<Vec<u8>>)> {
+/// The record `encode` wrote for an entry whose URL is `url` (`thin`: an
+/// entry decoded thin, see [`Encoded::thin`]), and for an entry its whole
+/// binary record (URL back in place).
+fn decode(url: &[u8], value: &[u8], thin: bool) -> io::Result<(Record, Option<Vec<u8>>)> {
     let mut r = Reader::new(value);
     let record = match r.u8() {
         Some(ENTRY) if value.len() > 1 => {
-            let mut line = Vec::with_capacity(value.len() + url.len() + 4);
-            line.push(value[1]);
-            varint::put(&mut line, url.len() as u64 + 1);
-            line.extend_from_slice(url);
-            line.extend_from_slice(&value[2..]);
-            binary::read_line(&mut Reader::new(&line)).map(|(e, hints)| (Record::Entry(Box::new(e), hints), Some(line)))
+            let line = value_line(url, value);
+            let read = if thin { Encoded::decode_thin(&line) } else { binary::read_line(&mut Reader::new(&line)) };
+            read.map(|(e, hints)| (Record::Entry(Box::new(e), hints), Some(line)))
         }
         Some(PARENTS) => binary::read_strs(&mut r).filter(|_| r.end().is_some()).map(|p| (Record::Parents(p), None)),
         _ => None,
     };
-    record.ok_or_else(|| io::Error::other("a damaged record in the run's temporary file of entries"))
+    record.ok_or_else(damaged_record)
+}
+
+/// The binary record of an entry's spill record `value` (tag first),
+/// with its URL `url` back in place.
+fn value_line(url: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(value.len() + url.len() + 4);
+    line.push(value[1]);
+    varint::put(&mut line, url.len() as u64 + 1);
+    line.extend_from_slice(url);
+    line.extend_from_slice(&value[2..]);
+    line
+}
+
+fn damaged_record() -> io::Error {
+    io::Error::other("a damaged record in the run's temporary file of entries")
 }
 
 /// Tags of a spill record.
@@ -501,6 +517,12 @@ const PARENTS: u8 = 1;
 struct Joined<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> {
     records: std::iter::Peekable<I>,
     rare: HashMap<usize, Vec<Late>>,
+    /// Entries reused and fetched before this, nothing changed since they
+    /// were spilled, are decoded thin ([`Encoded::thin`]): the commit
+    /// copies their records and keeps no URL record of them (most entries
+    /// of an unchanged re-run; decoding them whole was the critical path
+    /// of its commit).
+    settled_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The entry number in a spill key (URL, NUL, entry number, record number).
@@ -524,20 +546,32 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),
             };
-            let (mut e, mut hints, line) = match decode(url_of(&key), &value) {
+            let this = entry_number(&key);
+            let i = this.map_or(0, |k| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes")) as usize);
+            let changes = self.rare.contains_key(&i)
+                || matches!(self.records.peek(), Some(Ok((next, _))) if entry_number(next) == this);
+            let mut thin = self.settled_before.is_some() && !changes;
+            let (mut e, mut hints, line) = match decode(url_of(&key), &value, thin) {
                 Ok((Record::Entry(e, hints), line)) => (*e, hints, line),
                 // Parents of an entry left out of the manifest.
                 Ok((Record::Parents(_), _)) => continue,
                 Err(err) => return Some(Err(err)),
             };
-            let this = entry_number(&key);
+            let settled = e.reused && e.fetched_at.zip(self.settled_before).is_some_and(|(t, before)| t < before);
+            if thin && !settled {
+                thin = false;
+                (e, hints) = match line.as_deref().and_then(|l| binary::read_line(&mut Reader::new(l))) {
+                    Some(whole) => whole,
+                    None => return Some(Err(damaged_record())),
+                };
+            }
             let mut changed = false;
             while let Some(Ok((next, _))) = self.records.peek() {
                 if entry_number(next) != this {
                     break;
                 }
                 let (_, value) = self.records.next().expect("peeked").expect("peeked Ok");
-                match decode(&[], &value) {
+                match decode(&[], &value, false) {
                     Ok((Record::Parents(p), _)) => {
                         Late::Parents(p).apply(&mut e);
                         changed = true;
@@ -546,14 +580,22 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
                     Err(err) => return Some(Err(err)),
                 }
             }
-            let i = this.map_or(0, |k| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes")) as usize);
             for change in self.rare.remove(&i).unwrap_or_default() {
                 change.apply(&mut e);
                 changed = true;
             }
             let hinted = hints.len();
             hints.retain(|h| e.blobs().any(|b| b == h.0));
-            let encoded = line.filter(|_| !changed && hints.len() == hinted).map(|l| Encoded::new(l, 0));
+            let kept = !changed && hints.len() == hinted;
+            if thin && !kept {
+                // A hint no longer of the entry: it is encoded again, whole.
+                match line.as_deref().and_then(|l| binary::read_line(&mut Reader::new(l))) {
+                    Some(whole) => (e, hints) = whole,
+                    None => return Some(Err(damaged_record())),
+                }
+                hints.retain(|h| e.blobs().any(|b| b == h.0));
+            }
+            let encoded = line.filter(|_| kept).map(|l| if thin { Encoded::thin(l, 0) } else { Encoded::new(l, 0) });
             return Some(Ok(((e, hints), encoded)));
         }
     }
@@ -606,7 +648,12 @@ impl<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> Iterator for Folde
                 Some(Ok((line, encoded))) => {
                     let same = self.pending.iter_mut().rev().find(|p| same_fetch(&p.0.0, &line.0));
                     match same {
-                        Some(kept) if kept.0.0.reused || line.0.reused => fold(kept, line),
+                        // Folded lines are encoded again: whole.
+                        Some(kept) if kept.0.0.reused || line.0.reused => {
+                            let whole = Encoded::whole(kept.1.as_ref(), std::mem::take(&mut kept.0));
+                            kept.0 = whole;
+                            fold(kept, Encoded::whole(encoded.as_ref(), line))
+                        }
                         _ => self.pending.push_back((line, encoded)),
                     }
                 }
@@ -659,7 +706,7 @@ mod tests {
     }
 
     fn sorted(e: Entries) -> Vec<Entry> {
-        e.take_sorted().unwrap().map(|r| r.unwrap().0.0).collect()
+        e.take_sorted(None).unwrap().map(|r| r.unwrap().0.0).collect()
     }
 
     #[test]
@@ -734,7 +781,7 @@ mod tests {
         let adopted = e.push(entry("https://a.example/none/adopted"));
         e.finish(adopted);
         e.add_parents(adopted, "https://a.example/none/adopted", vec!["p1".into()]);
-        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted().unwrap().map(Result::unwrap).collect();
+        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted(None).unwrap().map(Result::unwrap).collect();
         // A record is handed on only while it is what its line encodes to:
         // not after a change (a hint dropped, parents added).
         let verbatim: Vec<(&str, bool)> = read.iter().map(|((e, _), r)| (e.url.as_str(), r.is_some())).collect();
@@ -763,6 +810,64 @@ mod tests {
                 ("https://a.example/none", &[][..]),
             ]
         );
+    }
+
+    #[test]
+    fn settled_entries_come_thin_with_their_records_and_others_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Entries::new(dir.path());
+        let now = chrono::Utc::now();
+        let before = now - chrono::Duration::hours(1);
+        let full = |url: &str, reused: bool, at| Entry {
+            reused,
+            fetched_at: Some(at),
+            title: Some("t".into()),
+            etag: Some("\"e\"".into()),
+            headers: vec![("x".into(), "y".into())],
+            ..entry(url)
+        };
+        let mut want = Vec::new();
+        for (url, reused, at) in [
+            ("https://a.example/settled", true, before),
+            ("https://a.example/fetched", false, before),
+            ("https://a.example/reused-now", true, now + chrono::Duration::seconds(1)),
+            ("https://a.example/adopted", true, before),
+            // Two of one fetch key, folded into one.
+            ("https://a.example/twice", true, before),
+            ("https://a.example/twice", true, before - chrono::Duration::hours(1)),
+        ] {
+            let i = e.push(full(url, reused, at));
+            e.finish(i);
+            want.push(full(url, reused, at));
+            if url.ends_with("adopted") {
+                e.add_parents(i, url, vec!["p1".into()]);
+                want.last_mut().unwrap().parents.push("p1".into());
+            }
+        }
+        want.sort_by(|a, b| a.url.cmp(&b.url));
+        // The fold keeps the later fetch.
+        want.remove(5);
+        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted(Some(now)).unwrap().map(Result::unwrap).collect();
+        let how: Vec<(&str, Option<bool>)> =
+            read.iter().map(|((e, _), r)| (e.url.as_str(), r.as_ref().map(Encoded::is_thin))).collect();
+        assert_eq!(
+            how,
+            [
+                // Changed after it was spilled: whole, encoded again.
+                ("https://a.example/adopted", None),
+                ("https://a.example/fetched", Some(false)),
+                ("https://a.example/reused-now", Some(false)),
+                ("https://a.example/settled", Some(true)),
+                ("https://a.example/twice", None),
+            ]
+        );
+        for ((line, r), want) in read.into_iter().zip(&want) {
+            if r.as_ref().is_some_and(Encoded::is_thin) {
+                assert_eq!(line.0.title, None);
+                assert!(line.0.headers.is_empty());
+            }
+            assert_eq!(Encoded::whole(r.as_ref(), line).0, *want);
+        }
     }
 
     #[test]
@@ -829,16 +934,40 @@ mod tests {
             let mut line = Vec::new();
             binary::put_line(&mut line, &e, &h);
             assert_eq!(b.len(), 1 + line.len() - e.url.len() - 1);
-            match decode(e.url.as_bytes(), &b).unwrap() {
+            match decode(e.url.as_bytes(), &b, false).unwrap() {
                 (Record::Entry(back, back_hints), Some(back_line)) => {
                     assert!(*back == e && back_hints == h, "{back:?}");
                     assert_eq!(back_line, line);
                 }
                 _ => panic!("an entry came back as something else"),
             }
+            // Thin: what only the record holds is left out, and the whole
+            // entry comes back from the record.
+            match decode(e.url.as_bytes(), &b, true).unwrap() {
+                (Record::Entry(back, back_hints), Some(back_line)) => {
+                    let thin = Entry {
+                        content_type: None,
+                        etag: None,
+                        last_modified: None,
+                        hops: Vec::new(),
+                        headers: Vec::new(),
+                        title: None,
+                        image: None,
+                        ..e.clone()
+                    };
+                    assert!(*back == thin && back_hints == h, "{back:?}");
+                    assert_eq!(back_line, line);
+                    let record = Encoded::thin(back_line, 0);
+                    assert!(record.is_thin());
+                    assert_eq!(Encoded::whole(Some(&record), (*back, back_hints)), (e.clone(), h.clone()));
+                }
+                _ => panic!("an entry came back as something else"),
+            }
         }
-        assert!(decode(b"u", b"\x92junk").is_err());
-        assert!(decode(b"u", &[ENTRY]).is_err());
+        for thin in [false, true] {
+            assert!(decode(b"u", b"\x92junk", thin).is_err());
+            assert!(decode(b"u", &[ENTRY], thin).is_err());
+        }
     }
 
     #[test]
@@ -868,7 +997,7 @@ mod tests {
         e.add_parents(b, url, vec!["c".into(), "a".into()]);
         let y = e.push(entry("https://cdn.example/y.png"));
         e.finish(y);
-        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted().unwrap().map(Result::unwrap).collect();
+        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted(None).unwrap().map(Result::unwrap).collect();
         assert_eq!(read.len(), FOLD_WINDOW + 1);
         // The fetch of this run is kept, in the first one's place, the
         // group's parents first.
@@ -895,7 +1024,7 @@ mod tests {
             push(&format!("o{n}"), "other", 5, false);
         }
         push("f", "r", 3, true);
-        let read: Vec<Entry> = e.take_sorted().unwrap().map(|l| l.unwrap().0.0).collect();
+        let read: Vec<Entry> = e.take_sorted(None).unwrap().map(|l| l.unwrap().0.0).collect();
         let r: Vec<(Vec<&str>, bool)> = read
             .iter()
             .filter(|e| e.referer.as_deref() == Some("r"))

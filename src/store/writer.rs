@@ -478,22 +478,29 @@ impl Writer {
             let mut batch = Vec::with_capacity(URL_BATCH);
             let mut sent = Ok(());
             for line in entries {
-                let ((e, mut hints), mut encoded) = line?;
+                let ((mut e, mut hints), mut encoded) = line?;
                 // Hints the run found are kept (a blob it reused, located
                 // when it was checked); the rest are looked up.
+                let mut found = Vec::new();
                 for id in e.blobs() {
                     if !hints.iter().any(|h| h.0 == id)
                         && let Some(l) = index.blob(&id)?
                     {
-                        hints.push(l.hint());
-                        // The record no longer holds every hint.
-                        encoded = None;
+                        found.push(l.hint());
                     }
+                }
+                if !found.is_empty() {
+                    // The record no longer holds every hint: the entry is
+                    // encoded again, whole.
+                    e = Encoded::whole(encoded.take().as_ref(), (e, Vec::new())).0;
+                    hints.extend(found);
                 }
                 out.push_encoded(&e, &hints, encoded.as_ref()).map_err(io)?;
                 if run && e.reused && e.fetched_at.is_some_and(|t| t < header.started) {
                     continue;
                 }
+                // Its URL record is made of the whole entry.
+                let e = Encoded::whole(encoded.as_ref(), (e, Vec::new())).0;
                 batch.push((e, hints));
                 // A send fails only when the thread stopped at an error,
                 // which joining it reports.

@@ -117,6 +117,33 @@ pub(crate) fn put_line(b: &mut Vec<u8>, entry: &Entry, hints: &[Hint]) {
 /// The entry and hints of a record [`put_line`] wrote, which must be all
 /// of `r` that is left; `None` if it is not such a record.
 pub(crate) fn read_line(r: &mut Reader<'_>) -> Option<(Entry, Vec<Hint>)> {
+    read_line_with(r, false)
+}
+
+/// [`read_line`], but an entry without what only a URL record or a reader
+/// of the manifest wants (content type, validators, hops, headers, title,
+/// image), for a record copied into the manifest as it is: a settled
+/// image's entry costs two allocations instead of eight. Its record is
+/// checked as [`read_line`] checks it, but for the UTF-8 of what it skips.
+pub(crate) fn read_line_thin(r: &mut Reader<'_>) -> Option<(Entry, Vec<Hint>)> {
+    read_line_with(r, true)
+}
+
+/// A string [`varint::put_str`] wrote, not read when `skip`.
+fn str_or_skip(r: &mut Reader<'_>, skip: bool) -> Option<Option<String>> {
+    if !skip {
+        return r.str();
+    }
+    match r.u64()? {
+        0 => {}
+        n => {
+            r.bytes(usize::try_from(n - 1).ok()?)?;
+        }
+    }
+    Some(None)
+}
+
+fn read_line_with(r: &mut Reader<'_>, thin: bool) -> Option<(Entry, Vec<Hint>)> {
     let flags = r.u8().filter(|f| f & !FLAGS == 0)?;
     let url = r.str()??;
     let final_url = r.str()?;
@@ -126,9 +153,9 @@ pub(crate) fn read_line(r: &mut Reader<'_>) -> Option<(Entry, Vec<Hint>)> {
     };
     let parents = read_strs(r)?;
     let status = read_status(r)?;
-    let content_type = r.str()?;
-    let etag = r.str()?;
-    let last_modified = r.str()?;
+    let content_type = str_or_skip(r, thin)?;
+    let etag = str_or_skip(r, thin)?;
+    let last_modified = str_or_skip(r, thin)?;
     let size = r.u64()?;
     let stored_size = r.u64()?;
     let policy = match r.u8()? {
@@ -138,19 +165,28 @@ pub(crate) fn read_line(r: &mut Reader<'_>) -> Option<(Entry, Vec<Hint>)> {
     let referer = r.str()?;
     let mut hops = Vec::new();
     for _ in 0..r.u64()? {
-        hops.push(HopRecord {
-            url: r.str()??,
-            status: read_status(r)?,
-            policy: policy_of(r.u8()?)?,
-            referer: r.str()?,
-        });
+        let hop = (str_or_skip(r, thin)?, read_status(r)?, policy_of(r.u8()?)?, str_or_skip(r, thin)?);
+        if !thin {
+            hops.push(HopRecord { url: hop.0?, status: hop.1, policy: hop.2, referer: hop.3 });
+        }
     }
     let mut headers = Vec::new();
     for _ in 0..r.u64()? {
-        headers.push((r.str()??, r.str()??));
+        let header = (str_or_skip(r, thin)?, str_or_skip(r, thin)?);
+        if !thin {
+            headers.push((header.0?, header.1?));
+        }
     }
-    let title = r.str()?;
-    let image = if flags & IMAGE != 0 { Some(read_image(r)?) } else { None };
+    let title = str_or_skip(r, thin)?;
+    let image = match flags & IMAGE != 0 {
+        true if thin => {
+            let _ = (str_or_skip(r, true)?, u32::try_from(r.u64()?).ok()?, u32::try_from(r.u64()?).ok()?);
+            str_or_skip(r, true)?;
+            None
+        }
+        true => Some(read_image(r)?),
+        false => None,
+    };
     let error = r.str()?;
     let blob = if flags & BLOB != 0 { Some(BlobId::from_bytes(id(r)?)) } else { None };
     let shown = if flags & SHOWN != 0 { Some(BlobId::from_bytes(id(r)?)) } else { None };

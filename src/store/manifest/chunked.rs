@@ -146,16 +146,53 @@ pub type Line = (Entry, Vec<Hint>);
 /// The format-4 record of a line, as [`binary::put_line`] wrote it for the
 /// line as it now is: a run's spill hands records over with their entries,
 /// so the commit copies them instead of encoding every entry again.
+///
+/// Its line may be thin ([`Encoded::thin`]): what the commit reads of an
+/// entry copied as it is, without what only its record holds. Whoever
+/// drops the record, to encode the entry again or to keep it in a URL
+/// record, takes the whole line from it first ([`Encoded::line`]).
 #[derive(Debug, Clone)]
 pub struct Encoded {
     bytes: Vec<u8>,
     from: usize,
+    thin: bool,
 }
 
 impl Encoded {
     /// The record at `bytes[from..]`.
     pub fn new(bytes: Vec<u8>, from: usize) -> Encoded {
-        Encoded { bytes, from }
+        Encoded { bytes, from, thin: false }
+    }
+
+    /// The record at `bytes[from..]`, of a line decoded thin
+    /// ([`Encoded::decode_thin`]).
+    pub fn thin(bytes: Vec<u8>, from: usize) -> Encoded {
+        Encoded { bytes, from, thin: true }
+    }
+
+    /// Whether the line beside it was decoded thin.
+    pub fn is_thin(&self) -> bool {
+        self.thin
+    }
+
+    /// The whole line of the record.
+    pub fn line(&self) -> Option<Line> {
+        binary::read_line(&mut varint::Reader::new(self.as_slice()))
+    }
+
+    /// A record's line without what only its record needs: URL, kind,
+    /// parents, final URL, Referer, sizes, blobs, error, flags and fetch
+    /// time, and its hints.
+    pub fn decode_thin(record: &[u8]) -> Option<Line> {
+        binary::read_line_thin(&mut varint::Reader::new(record))
+    }
+
+    /// `line` whole: itself, or taken again from the record when it is thin.
+    pub fn whole(encoded: Option<&Encoded>, line: Line) -> Line {
+        match encoded.filter(|e| e.thin) {
+            Some(e) => e.line().expect("a record that decoded thin decodes whole"),
+            None => line,
+        }
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
@@ -392,7 +429,11 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         if self.version >= VERSION_4 {
             let record = match encoded {
                 Some(e) => {
-                    debug_assert!({
+                    // The line is what the record says (thin: what it says
+                    // of the fields a thin line holds).
+                    debug_assert!(if e.thin {
+                        Encoded::decode_thin(e.as_slice()) == Some((entry.clone(), hints.to_vec()))
+                    } else {
                         self.record.clear();
                         binary::put_line(&mut self.record, entry, hints);
                         self.record == e.as_slice()
