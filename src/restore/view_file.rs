@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use super::catalog::{self, Entries, keys_of};
 use crate::store::archive::{Archive, ArchiveError, SnapshotReader};
+use crate::store::backend::BackendError;
 use crate::store::id::BlobId;
 use crate::store::locations::Locations;
 use crate::store::manifest::{Entry, Kind};
@@ -137,7 +138,8 @@ fn stale(path: &Path) -> bool {
 /// every blob's location says, built once, when first needed, and again
 /// when a blob is not in it (a prune since), at most once a [`REBUILD`]:
 /// a blob no pack holds (a damaged archive) must not make every request
-/// of `kura serve` read every pack's entries.
+/// of `kura serve` read every pack's entries. A table naming a pack that
+/// is gone (a prune since, which moved the blob) is built again at once.
 pub struct Blobs {
     archive: Archive,
     locations: std::sync::Mutex<Option<(Locations, std::time::Instant)>>,
@@ -171,15 +173,30 @@ impl Blobs {
                     return Err(ArchiveError::MissingBlob(*blob));
                 }
                 // Not built yet, or stale (prune since): read the packs' entries.
-                None => {
-                    let built = Locations::build(&self.archive)?;
-                    let at = built.get(blob)?;
-                    *l = Some((built, std::time::Instant::now()));
-                    at.ok_or(ArchiveError::MissingBlob(*blob))?
-                }
+                None => self.rebuild(&mut l, blob)?,
             }
         };
-        self.archive.read_at(&pack, &e)
+        match self.archive.read_at(&pack, &e) {
+            // The table is older than a prune that removed the pack (the
+            // blob moved, or is gone): built again, whatever its age.
+            Err(ArchiveError::Backend(BackendError::NotFound(_))) => {
+                let (pack, e) = self.rebuild(&mut self.locations.lock().unwrap_or_else(|e| e.into_inner()), blob)?;
+                self.archive.read_at(&pack, &e)
+            }
+            read => read,
+        }
+    }
+
+    /// Builds the table again, in `l`, and finds `blob` in it.
+    fn rebuild(
+        &self,
+        l: &mut Option<(Locations, std::time::Instant)>,
+        blob: &BlobId,
+    ) -> Result<(crate::store::id::PackId, crate::store::PackEntry), ArchiveError> {
+        let built = Locations::build(&self.archive)?;
+        let at = built.get(blob)?;
+        *l = Some((built, std::time::Instant::now()));
+        at.ok_or(ArchiveError::MissingBlob(*blob))
     }
 }
 
@@ -515,6 +532,31 @@ mod tests {
         assert!(matches!(blobs.read(&[], &late), Err(ArchiveError::MissingBlob(_))));
         // A new reader builds its own table and finds it.
         assert_eq!(Blobs::new(archive).read(&[], &late).unwrap(), b"stored after the table was built");
+    }
+
+    #[test]
+    fn a_table_older_than_a_prune_that_removed_its_pack_is_built_again() {
+        use crate::store::manifest::{Manifest, ManifestHeader};
+        use crate::store::prune::{PruneOptions, prune};
+        use crate::store::writer::{WriteOptions, Writer};
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(&dir.path().join("a")).unwrap();
+        let kept = {
+            let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
+            let kept = w.add(b"a body a snapshot keeps").unwrap().id;
+            // Garbage that outweighs it: the prune repacks the pack.
+            let noise: Vec<u8> = (0u32..50_000).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            w.add(&noise).unwrap();
+            let entry = Entry { url: "https://a.example/".into(), blob: Some(kept), ..Default::default() };
+            w.commit(&Manifest { header: ManifestHeader::for_tests(), entries: vec![entry] }).unwrap();
+            kept
+        };
+        let blobs = Blobs::new(archive.clone());
+        assert_eq!(blobs.read(&[], &kept).unwrap(), b"a body a snapshot keeps");
+        let report = prune(&archive, PruneOptions::default()).unwrap();
+        assert!(report.packs_repacked > 0, "{report:?}");
+        // The table names the pack the prune removed: read where it is now.
+        assert_eq!(blobs.read(&[], &kept).unwrap(), b"a body a snapshot keeps");
     }
 
     #[test]
