@@ -5,7 +5,7 @@ use anyhow::Result;
 use kura::store::{PruneOptions, PruneReport};
 use std::io::Write;
 
-/// Remove data no snapshot references; repack mostly-garbage packs.
+/// Remove data no snapshot references; repack mostly-garbage packs and merge small ones.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Show what would be freed; change nothing.

@@ -209,6 +209,14 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     // here: a crash before they are located again costs a blob stored
     // once more, never data.
     let mut claimed_elsewhere: Vec<BlobId> = Vec::new();
+    // Small packs (a run's or a commit's chunks that added little) go once
+    // there are two, or when the prune writes a pack anyway: an archive
+    // written every hour would otherwise gain a pack file an hour for ever
+    // (restic's prune merges them too). The first is held, kept, until a
+    // pack goes; a lone small pack stays, so a prune does not rewrite it
+    // again and again.
+    let small = opts.write.pack_target / 2;
+    let mut first_small: Option<Going> = None;
     let listing = archive.for_each_pack(&mut |r| {
         report.packs += 1;
         let data: u64 = r.entries.iter().map(|e| e.stored_len).sum();
@@ -239,25 +247,27 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
             Codec::Raw => flags & JPEG != 0 && !writer.index().lepton_kept(&e.id).unwrap_or(false),
             Codec::Lepton => false,
         };
-        let goes =
+        let mut goes =
             needed.is_empty() || (needed_bytes as f64) < opts.repack_below * data as f64 || needed.iter().any(stale);
-        if goes {
-            for id in elsewhere {
-                if writer.index().blob(&id).map_err(ArchiveError::from)?.is_some_and(|l| l.pack == r.pack) {
-                    claimed_elsewhere.push(id);
-                }
+        if !goes && r.size < small {
+            if let Some(first) = first_small.take() {
+                // Its blobs were claimed when it was kept: copied now.
+                first.go(&writer, &mut to_copy, &mut repacked, &mut claimed_elsewhere)?;
             }
+            goes = !repacked.is_empty();
         }
         let claim = if needed.is_empty() {
+            Going { pack: r.pack, size: r.size, needed, elsewhere }.indexed_here(&writer, &mut claimed_elsewhere)?;
             to_delete.push((r.pack, r.size));
             Vec::new()
         } else if goes {
-            for (e, flags) in &needed {
-                to_copy.push(&r.pack, e, *flags).map_err(io)?;
-            }
-            repacked.push((r.pack, r.size));
-            needed.iter().map(|(e, _)| e.id).collect()
+            let going = Going { pack: r.pack, size: r.size, needed, elsewhere };
+            going.go(&writer, &mut to_copy, &mut repacked, &mut claimed_elsewhere)?;
+            going.needed.iter().map(|(e, _)| e.id).collect()
         } else {
+            if r.size < small {
+                first_small = Some(Going { pack: r.pack, size: r.size, needed, elsewhere });
+            }
             // The whole pack stays, with any garbage in it.
             live
         };
@@ -265,6 +275,9 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     })?;
     if let Some((id, _)) = listing.damaged.first() {
         return Err(PruneError::DamagedPack(id.to_string()));
+    }
+    if let Some(first) = first_small.filter(|_| !repacked.is_empty()) {
+        first.go(&writer, &mut to_copy, &mut repacked, &mut claimed_elsewhere)?;
     }
     report.packs_deleted = to_delete.len();
     report.packs_repacked = repacked.len();
@@ -402,6 +415,46 @@ fn relocate(archive: &Archive, index: &crate::store::index::Index, ids: Vec<Blob
 
 /// The blobs to copy, in the order they are copied, on disk (an unnamed
 /// file): the first `--recompress` copies every blob of the archive.
+/// A pack whose live blobs are copied into new packs, and it deleted.
+struct Going {
+    pack: PackId,
+    size: u64,
+    /// Its live blobs no pack that stays holds, with their marks.
+    needed: Vec<(PackEntry, u8)>,
+    /// Its live blobs another pack holds (claimed before it).
+    elsewhere: Vec<BlobId>,
+}
+
+impl Going {
+    /// Lists its blobs to copy, and it among the repacked.
+    fn go(
+        &self,
+        writer: &Writer,
+        to_copy: &mut CopyList,
+        repacked: &mut Vec<(PackId, u64)>,
+        claimed_elsewhere: &mut Vec<BlobId>,
+    ) -> Result<(), ArchiveError> {
+        self.indexed_here(writer, claimed_elsewhere)?;
+        for (e, flags) in &self.needed {
+            let io = |source| ArchiveError::Io { path: writer.archive().scratch_dir(), source };
+            to_copy.push(&self.pack, e, *flags).map_err(io)?;
+        }
+        repacked.push((self.pack, self.size));
+        Ok(())
+    }
+
+    /// Adds to `claimed_elsewhere` its blobs another pack holds that the
+    /// index locates in it: located again once it is gone.
+    fn indexed_here(&self, writer: &Writer, claimed_elsewhere: &mut Vec<BlobId>) -> Result<(), ArchiveError> {
+        for id in &self.elsewhere {
+            if writer.index().blob(id)?.is_some_and(|l| l.pack == self.pack) {
+                claimed_elsewhere.push(*id);
+            }
+        }
+        Ok(())
+    }
+}
+
 struct CopyList {
     out: BufWriter<File>,
     /// Stored bytes of the blobs listed.
@@ -531,7 +584,13 @@ mod tests {
         let mut reports = Vec::new();
         for limit in [1 << 20, 100] {
             let (archive, live) = archive_with_garbage(&dir.path().join(limit.to_string()));
-            let r = prune_marking(&archive, PruneOptions::default(), Marks::with_limit(archive.root(), limit)).unwrap();
+            // Packs of the size the archive was written with: most are not
+            // small, so some stay whole.
+            let opts = PruneOptions {
+                write: WriteOptions { pack_target: 4 << 10, ..Default::default() },
+                ..Default::default()
+            };
+            let r = prune_marking(&archive, opts, Marks::with_limit(archive.root(), limit)).unwrap();
             let after = archive.pack_index().unwrap();
             for id in &live {
                 assert!(archive.read_blob(&after, id).is_ok(), "live blob {id} lost (limit {limit})");
@@ -559,6 +618,50 @@ mod tests {
             reports.push(serde_json::to_value(&r).unwrap());
         }
         assert_eq!(reports[0], reports[1]);
+    }
+
+    #[test]
+    fn small_packs_are_merged_once_there_are_two_and_a_lone_one_stays() {
+        use crate::store::backend::FileKind;
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(&dir.path().join("a")).unwrap();
+        let packs = || archive.backend().list(FileKind::Pack).unwrap().len();
+        let mut bodies = Vec::new();
+        // Runs that each add little: a small pack of bodies and one of
+        // manifest chunks each.
+        let run = |n: u32, bodies: &mut Vec<BlobId>| {
+            let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
+            let body = w.add(format!("the body of run {n}").as_bytes()).unwrap().id;
+            bodies.push(body);
+            let entries = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Entry { url: format!("https://a.example/{i}"), blob: Some(*b), ..Default::default() })
+                .collect();
+            w.commit(&Manifest { header: ManifestHeader::for_tests(), entries }).unwrap();
+        };
+        for n in 0..6 {
+            run(n, &mut bodies);
+        }
+        assert!(packs() >= 12, "{} packs", packs());
+        let r = prune(&archive, PruneOptions::default()).unwrap();
+        assert_eq!((r.packs_repacked, r.packs_written, packs()), (r.packs, 1, 1), "{r:?}");
+        // Everything is where a reader looks, hints stale or not.
+        let opts = crate::inspect::verify::VerifyOptions { read_data: true, subset_pct: None, threads: 1 };
+        let report = crate::inspect::verify::verify(&archive, opts, &|_| ()).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        for id in &bodies {
+            assert!(archive.find_blob(id).is_ok());
+        }
+        // A lone small pack is not written again by every prune.
+        let r = prune(&archive, PruneOptions::default()).unwrap();
+        assert_eq!((r.packs_repacked, r.packs_written, packs()), (0, 0, 1), "{r:?}");
+        run(6, &mut bodies);
+        let r = prune(&archive, PruneOptions::default()).unwrap();
+        assert_eq!((r.packs_written, packs()), (1, 1), "{r:?}");
+        for id in &bodies {
+            assert!(archive.find_blob(id).is_ok());
+        }
     }
 
     #[test]
