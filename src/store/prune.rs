@@ -209,7 +209,8 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     // here: a crash before they are located again costs a blob stored
     // once more, never data.
     let mut claimed_elsewhere: Vec<BlobId> = Vec::new();
-    // Small packs (a run's or a commit's chunks that added little) go once
+    // Small packs (under half the pack size and half its blobs: a run's or
+    // a commit's chunks that added little) go once
     // there are two, or when the prune writes a pack anyway: an archive
     // written every hour would otherwise gain a pack file an hour for ever
     // (restic's prune merges them too). The first is held, kept, until a
@@ -249,7 +250,9 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
         };
         let mut goes =
             needed.is_empty() || (needed_bytes as f64) < opts.repack_below * data as f64 || needed.iter().any(stale);
-        if !goes && r.size < small {
+        // Small in bytes and in blobs: a pack full of small images is full.
+        let is_small = r.size < small && r.entries.len() < crate::store::writer::MAX_PACK_BLOBS / 2;
+        if !goes && is_small {
             if let Some(first) = first_small.take() {
                 // Its blobs were claimed when it was kept: copied now.
                 first.go(&writer, &mut to_copy, &mut repacked, &mut claimed_elsewhere)?;
@@ -265,7 +268,7 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
             going.go(&writer, &mut to_copy, &mut repacked, &mut claimed_elsewhere)?;
             going.needed.iter().map(|(e, _)| e.id).collect()
         } else {
-            if r.size < small {
+            if is_small {
                 first_small = Some(Going { pack: r.pack, size: r.size, needed, elsewhere });
             }
             // The whole pack stays, with any garbage in it.
@@ -626,6 +629,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let archive = Archive::open_or_init(&dir.path().join("a")).unwrap();
         let packs = || archive.backend().list(FileKind::Pack).unwrap().len();
+        // A pack full of tiny blobs: small in bytes, but as full in blobs
+        // as a new one would be.
+        let full = {
+            let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
+            let entries = (0..crate::store::writer::MAX_PACK_BLOBS / 2)
+                .map(|i| {
+                    let blob = Some(w.add(format!("tiny {i}").as_bytes()).unwrap().id);
+                    Entry { url: format!("https://b.example/{i}"), blob, ..Default::default() }
+                })
+                .collect();
+            w.flush_pack().unwrap();
+            let full = archive.backend().list(FileKind::Pack).unwrap();
+            w.commit(&Manifest { header: ManifestHeader::for_tests(), entries }).unwrap();
+            full.into_iter().next().unwrap().0
+        };
         let mut bodies = Vec::new();
         // Runs that each add little: a small pack of bodies and one of
         // manifest chunks each.
@@ -643,9 +661,10 @@ mod tests {
         for n in 0..6 {
             run(n, &mut bodies);
         }
-        assert!(packs() >= 12, "{} packs", packs());
+        assert!(packs() >= 14, "{} packs", packs());
         let r = prune(&archive, PruneOptions::default()).unwrap();
-        assert_eq!((r.packs_repacked, r.packs_written, packs()), (r.packs, 1, 1), "{r:?}");
+        assert_eq!((r.packs_repacked, r.packs_written, packs()), (r.packs - 1, 1, 2), "{r:?}");
+        assert!(archive.backend().list(FileKind::Pack).unwrap().iter().any(|(p, _)| *p == full));
         // Everything is where a reader looks, hints stale or not.
         let opts = crate::inspect::verify::VerifyOptions { read_data: true, subset_pct: None, threads: 1 };
         let report = crate::inspect::verify::verify(&archive, opts, &|_| ()).unwrap();
@@ -655,10 +674,10 @@ mod tests {
         }
         // A lone small pack is not written again by every prune.
         let r = prune(&archive, PruneOptions::default()).unwrap();
-        assert_eq!((r.packs_repacked, r.packs_written, packs()), (0, 0, 1), "{r:?}");
+        assert_eq!((r.packs_repacked, r.packs_written, packs()), (0, 0, 2), "{r:?}");
         run(6, &mut bodies);
         let r = prune(&archive, PruneOptions::default()).unwrap();
-        assert_eq!((r.packs_written, packs()), (1, 1), "{r:?}");
+        assert_eq!((r.packs_written, packs()), (1, 2), "{r:?}");
         for id in &bodies {
             assert!(archive.find_blob(id).is_ok());
         }

@@ -35,7 +35,7 @@ use std::sync::Arc;
 /// written (its trailer, the pending map, the index batch) is per blob, so
 /// a pack of tiny images closes by count long before its size (measured:
 /// 210,000 images of 80 bytes in one 16 MiB pack cost 120 MB at commit).
-const MAX_PACK_BLOBS: usize = 8192;
+pub(crate) const MAX_PACK_BLOBS: usize = 8192;
 
 /// Tuning of a writer.
 #[derive(Debug, Clone, Copy)]
