@@ -2,9 +2,10 @@
 //! it costs on disk.
 
 use crate::store::archive::{Archive, ArchiveError};
+use crate::store::id::BlobId;
 use crate::store::marks::Marks;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Counts and byte totals of one kind of entry.
 #[derive(Debug, Default, Serialize, Clone, Copy)]
@@ -78,6 +79,10 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
     // Each blob is marked with the kind that first references it.
     let mut marks = Marks::new(&scratch);
     let mut kinds: Vec<String> = Vec::new();
+    // What each chunk of the snapshot before added to the kinds' counts:
+    // a chunk snapshots share (format 5) is read once while they follow
+    // one another, not once a snapshot (its blobs are marked already).
+    let mut before: HashMap<BlobId, Vec<(usize, KindStats)>> = HashMap::new();
     for info in &snapshots {
         let snapshot = archive.open_snapshot(&info.id)?;
         for b in snapshot.chunk_blobs() {
@@ -86,35 +91,61 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
                 marks.mark(&b, CHUNK).map_err(io)?;
             }
         }
-        snapshot.for_each(|(e, _)| {
-            let name = e.kind.map(|k| k.as_str()).unwrap_or("unknown");
-            let at = match kinds.iter().position(|k| k == name) {
-                Some(at) => at,
+        let mut now = HashMap::new();
+        for i in 0..snapshot.chunks() {
+            let blob = snapshot.chunk_list().get(i).and_then(|c| c.blob);
+            let added = match blob.and_then(|b| before.remove(&b)) {
+                Some(added) => added,
                 None => {
-                    kinds.push(name.to_string());
-                    kinds.len() - 1
+                    let mut added: Vec<(usize, KindStats)> = Vec::new();
+                    for (e, _) in snapshot.chunk(i)? {
+                        let name = e.kind.map(|k| k.as_str()).unwrap_or("unknown");
+                        let at = match kinds.iter().position(|k| k == name) {
+                            Some(at) => at,
+                            None => {
+                                kinds.push(name.to_string());
+                                kinds.len() - 1
+                            }
+                        };
+                        let k = match added.iter().position(|(a, _)| *a == at) {
+                            Some(n) => &mut added[n].1,
+                            None => {
+                                added.push((at, KindStats::default()));
+                                &mut added.last_mut().expect("pushed").1
+                            }
+                        };
+                        k.entries += 1;
+                        k.failures += u64::from(e.error.is_some());
+                        k.placeholders += u64::from(e.placeholder);
+                        k.recovered += u64::from(e.shown.is_some());
+                        if e.blob.is_some() {
+                            k.logical_bytes += e.size;
+                        }
+                        for b in e.blobs() {
+                            if marks.get(&b).map_err(io)? == 0 {
+                                s.unique_blobs += 1;
+                                // Kinds are a handful; more than 126 share the last mark.
+                                marks.mark(&b, (at + 1).min(usize::from(CHUNK) - 1) as u8).map_err(io)?;
+                            }
+                        }
+                    }
+                    added
                 }
             };
-            let k = s.kinds.entry(name.to_string()).or_default();
-            k.entries += 1;
-            if e.error.is_some() {
-                k.failures += 1;
+            for (at, a) in &added {
+                let k = s.kinds.entry(kinds[*at].clone()).or_default();
+                k.entries += a.entries;
+                k.failures += a.failures;
+                k.placeholders += a.placeholders;
+                k.recovered += a.recovered;
+                k.logical_bytes += a.logical_bytes;
+                s.logical_bytes += a.logical_bytes;
             }
-            k.placeholders += u64::from(e.placeholder);
-            k.recovered += u64::from(e.shown.is_some());
-            if e.blob.is_some() {
-                k.logical_bytes += e.size;
-                s.logical_bytes += e.size;
+            if let Some(b) = blob {
+                now.insert(b, added);
             }
-            for b in e.blobs() {
-                if marks.get(&b).map_err(io)? == 0 {
-                    s.unique_blobs += 1;
-                    // Kinds are a handful; more than 126 share the last mark.
-                    marks.mark(&b, (at + 1).min(usize::from(CHUNK) - 1) as u8).map_err(io)?;
-                }
-            }
-            Ok(())
-        })?;
+        }
+        before = now;
     }
     // Each referenced blob's bytes, counted once (a blob can be in two
     // packs), for the kind that first referenced it.
@@ -151,4 +182,72 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
 
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::manifest::{Entry, Kind, Manifest, ManifestHeader};
+    use crate::store::writer::{WriteOptions, Writer};
+    use std::collections::HashSet;
+
+    /// Chunks three snapshots share are read once, and the counts are
+    /// those of every entry of every snapshot.
+    #[test]
+    fn shared_chunks_count_once_a_snapshot_and_their_blobs_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(&dir.path().join("a")).unwrap();
+        let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
+        let blobs: Vec<_> = (0..50).map(|i| w.add(format!("body {i}").as_bytes()).unwrap().id).collect();
+        let mut entries: Vec<Entry> = (0..20_000)
+            .map(|i| Entry {
+                url: format!("https://a.example/{i:06}"),
+                kind: Some(if i % 7 == 0 { Kind::Article } else { Kind::Image }),
+                blob: Some(blobs[i % 50]),
+                size: 10 + i as u64 % 3,
+                error: (i % 101 == 0).then(|| "failed".to_string()),
+                placeholder: i % 211 == 0,
+                ..Default::default()
+            })
+            .collect();
+        w.commit(&Manifest { header: ManifestHeader::for_tests(), entries: entries.clone() }).unwrap();
+        entries[12_345].error = Some("changed".into());
+        w.commit(&Manifest { header: ManifestHeader::for_tests(), entries: entries.clone() }).unwrap();
+        entries.truncate(15_000);
+        entries.push(Entry { url: "https://b.example/new".into(), kind: Some(Kind::Feed), ..Default::default() });
+        w.commit(&Manifest { header: ManifestHeader::for_tests(), entries }).unwrap();
+        drop(w);
+
+        let s = stats(&archive).unwrap();
+        // Every entry of every snapshot, read one by one.
+        let mut want: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
+        let mut distinct = HashSet::new();
+        let (infos, _) = archive.snapshot_infos().unwrap();
+        assert_eq!(infos.len(), 3);
+        for info in &infos {
+            assert!(archive.open_snapshot(&info.id).unwrap().chunks() > 5);
+            archive
+                .open_snapshot(&info.id)
+                .unwrap()
+                .for_each(|(e, _)| {
+                    let k = want.entry(e.kind.map_or("unknown", |k| k.as_str()).to_string()).or_default();
+                    k.0 += 1;
+                    k.1 += u64::from(e.error.is_some());
+                    k.2 += u64::from(e.placeholder);
+                    k.3 += if e.blob.is_some() { e.size } else { 0 };
+                    distinct.extend(e.blobs());
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let got: BTreeMap<String, (u64, u64, u64, u64)> = s
+            .kinds
+            .iter()
+            .map(|(name, k)| (name.clone(), (k.entries, k.failures, k.placeholders, k.logical_bytes)))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(s.logical_bytes, want.values().map(|k| k.3).sum::<u64>());
+        assert_eq!(s.unique_blobs, distinct.len());
+        assert_eq!(s.unique_bytes, (0..50).map(|i| format!("body {i}").len() as u64).sum::<u64>());
+    }
 }
