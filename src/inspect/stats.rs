@@ -207,6 +207,7 @@ mod tests {
                 size: 10 + i as u64 % 3,
                 error: (i % 101 == 0).then(|| "failed".to_string()),
                 placeholder: i % 211 == 0,
+                shown: (i % 422 == 0).then(|| blobs[(i + 1) % 50]),
                 ..Default::default()
             })
             .collect();
@@ -220,7 +221,7 @@ mod tests {
 
         let s = stats(&archive).unwrap();
         // Every entry of every snapshot, read one by one.
-        let mut want: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
+        let mut want: BTreeMap<String, (u64, u64, u64, u64, u64)> = BTreeMap::new();
         let mut distinct = HashSet::new();
         let (infos, _) = archive.snapshot_infos().unwrap();
         assert_eq!(infos.len(), 3);
@@ -235,16 +236,18 @@ mod tests {
                     k.1 += u64::from(e.error.is_some());
                     k.2 += u64::from(e.placeholder);
                     k.3 += if e.blob.is_some() { e.size } else { 0 };
+                    k.4 += u64::from(e.shown.is_some());
                     distinct.extend(e.blobs());
                     Ok(())
                 })
                 .unwrap();
         }
-        let got: BTreeMap<String, (u64, u64, u64, u64)> = s
+        let got: BTreeMap<String, (u64, u64, u64, u64, u64)> = s
             .kinds
             .iter()
-            .map(|(name, k)| (name.clone(), (k.entries, k.failures, k.placeholders, k.logical_bytes)))
+            .map(|(name, k)| (name.clone(), (k.entries, k.failures, k.placeholders, k.logical_bytes, k.recovered)))
             .collect();
+        assert!(want.values().all(|k| k.4 > 0 || k.0 < 1000), "{want:?}");
         assert_eq!(got, want);
         assert_eq!(s.logical_bytes, want.values().map(|k| k.3).sum::<u64>());
         assert_eq!(s.unique_blobs, distinct.len());

@@ -455,9 +455,44 @@ fn read_ahead<T: Send + 'static>(
             }
         }
     });
-    let failed =
-        spawned.err().map(|e| Err(io::Error::other(format!("cannot start the thread that sorts entries: {e}"))));
-    failed.into_iter().chain(rx.into_iter().flatten())
+    let (thread, failed) = match spawned {
+        Ok(thread) => (Some(thread), None),
+        Err(e) => (None, Some(io::Error::other(format!("cannot start the thread that sorts entries: {e}")))),
+    };
+    ReadAhead { rx, batch: Vec::new().into_iter(), thread, failed }
+}
+
+/// [`read_ahead`]'s entries, batch by batch.
+struct ReadAhead<T> {
+    rx: std::sync::mpsc::Receiver<Vec<io::Result<T>>>,
+    batch: std::vec::IntoIter<io::Result<T>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    failed: Option<io::Error>,
+}
+
+impl<T> Iterator for ReadAhead<T> {
+    type Item = io::Result<T>;
+
+    fn next(&mut self) -> Option<io::Result<T>> {
+        if let Some(e) = self.failed.take() {
+            self.thread = None;
+            return Some(Err(e));
+        }
+        loop {
+            if let Some(x) = self.batch.next() {
+                return Some(x);
+            }
+            match self.rx.recv() {
+                Ok(batch) => self.batch = batch.into_iter(),
+                // The thread ended: its panic is an error, not the end of
+                // the entries (a snapshot must not be committed short).
+                Err(_) => {
+                    let panicked = self.thread.take()?.join().is_err();
+                    return panicked.then(|| Err(io::Error::other("the thread that sorts entries panicked")));
+                }
+            }
+        }
+    }
 }
 
 /// Entries sent to the commit at once: one wake-up of the thread a batch.
@@ -550,7 +585,10 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
             let i = this.map_or(0, |k| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes")) as usize);
             let changes = self.rare.contains_key(&i)
                 || matches!(self.records.peek(), Some(Ok((next, _))) if entry_number(next) == this);
-            let mut thin = self.settled_before.is_some() && !changes;
+            // Only a reused entry can be settled (a fetched one would be
+            // decoded twice).
+            let reused = value.get(1).is_some_and(|f| binary::reused(*f));
+            let mut thin = self.settled_before.is_some() && !changes && reused;
             let (mut e, mut hints, line) = match decode(url_of(&key), &value, thin) {
                 Ok((Record::Entry(e, hints), line)) => (*e, hints, line),
                 // Parents of an entry left out of the manifest.
@@ -814,6 +852,7 @@ mod tests {
 
     #[test]
     fn settled_entries_come_thin_with_their_records_and_others_whole() {
+        use crate::store::id::BlobId;
         let dir = tempfile::tempdir().unwrap();
         let e = Entries::new(dir.path());
         let now = chrono::Utc::now();
@@ -835,10 +874,18 @@ mod tests {
             // Two of one fetch key, folded into one.
             ("https://a.example/twice", true, before),
             ("https://a.example/twice", true, before - chrono::Duration::hours(1)),
+            // Its hint names a blob it no longer has.
+            ("https://a.example/rehinted", true, before),
         ] {
             let i = e.push(full(url, reused, at));
+            if url.ends_with("rehinted") {
+                let (x, y) = (BlobId::of(b"x"), BlobId::of(b"y"));
+                e.update(i, |c| c.blob = Some(x));
+                e.hint(i, Hint(x, crate::store::id::PackId::from_bytes([9; 32]), 16, 5, 7, 1));
+                e.update(i, |c| c.blob = Some(y));
+            }
             e.finish(i);
-            want.push(full(url, reused, at));
+            want.push(Entry { blob: url.ends_with("rehinted").then(|| BlobId::of(b"y")), ..full(url, reused, at) });
             if url.ends_with("adopted") {
                 e.add_parents(i, url, vec!["p1".into()]);
                 want.last_mut().unwrap().parents.push("p1".into());
@@ -846,7 +893,7 @@ mod tests {
         }
         want.sort_by(|a, b| a.url.cmp(&b.url));
         // The fold keeps the later fetch.
-        want.remove(5);
+        want.remove(6);
         let read: Vec<(Line, Option<Encoded>)> = e.take_sorted(Some(now)).unwrap().map(Result::unwrap).collect();
         let how: Vec<(&str, Option<bool>)> =
             read.iter().map(|((e, _), r)| (e.url.as_str(), r.as_ref().map(Encoded::is_thin))).collect();
@@ -856,6 +903,7 @@ mod tests {
                 // Changed after it was spilled: whole, encoded again.
                 ("https://a.example/adopted", None),
                 ("https://a.example/fetched", Some(false)),
+                ("https://a.example/rehinted", None),
                 ("https://a.example/reused-now", Some(false)),
                 ("https://a.example/settled", Some(true)),
                 ("https://a.example/twice", None),
@@ -1046,5 +1094,10 @@ mod tests {
         assert!(back[300].as_ref().is_err_and(|e| e.to_string() == "bad record"));
         // A consumer that stops early lets the thread go.
         assert_eq!(read_ahead((0..100_000).map(Ok::<u32, io::Error>)).take(3).count(), 3);
+        // A thread that panics ends the entries with an error.
+        let panicking = (0..1000).map(|n| if n == 500 { panic!("a bug") } else { Ok::<u32, io::Error>(n) });
+        let back: Vec<io::Result<u32>> = read_ahead(panicking).collect();
+        assert_eq!(back.len(), 385, "the batches sent, then the error");
+        assert!(back.last().unwrap().as_ref().is_err_and(|e| e.to_string().contains("panicked")));
     }
 }

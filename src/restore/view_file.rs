@@ -165,10 +165,10 @@ impl Blobs {
         if let Some(data) = hints.iter().find(|h| h.0 == *blob).and_then(|h| self.archive.read_hinted(h)) {
             return Ok(data);
         }
-        let (pack, e) = {
+        let (pack, e, built) = {
             let mut l = self.locations.lock().unwrap_or_else(|e| e.into_inner());
-            match l.as_ref().map(|(found, _)| found.get(blob)).transpose()?.flatten() {
-                Some(at) => at,
+            match l.as_ref().map(|(found, at)| found.get(blob).map(|f| f.map(|f| (f, *at)))).transpose()?.flatten() {
+                Some(((pack, e), built)) => (pack, e, built),
                 None if l.as_ref().is_some_and(|(_, at)| at.elapsed() < REBUILD) => {
                     return Err(ArchiveError::MissingBlob(*blob));
                 }
@@ -178,25 +178,35 @@ impl Blobs {
         };
         match self.archive.read_at(&pack, &e) {
             // The table is older than a prune that removed the pack (the
-            // blob moved, or is gone): built again, whatever its age.
+            // blob moved, or is gone): built again, whatever its age,
+            // unless another reader just did (a page's images all meet
+            // the same prune).
             Err(ArchiveError::Backend(BackendError::NotFound(_))) => {
-                let (pack, e) = self.rebuild(&mut self.locations.lock().unwrap_or_else(|e| e.into_inner()), blob)?;
+                let mut l = self.locations.lock().unwrap_or_else(|e| e.into_inner());
+                let (pack, e) = match l.as_ref().filter(|(_, at)| *at > built) {
+                    Some((found, _)) => found.get(blob)?.ok_or(ArchiveError::MissingBlob(*blob))?,
+                    None => self.rebuild(&mut l, blob).map(|(pack, e, _)| (pack, e))?,
+                };
+                drop(l);
                 self.archive.read_at(&pack, &e)
             }
             read => read,
         }
     }
 
-    /// Builds the table again, in `l`, and finds `blob` in it.
+    /// Builds the table again, in `l`, and finds `blob` in it; with when
+    /// the table was built.
     fn rebuild(
         &self,
         l: &mut Option<(Locations, std::time::Instant)>,
         blob: &BlobId,
-    ) -> Result<(crate::store::id::PackId, crate::store::PackEntry), ArchiveError> {
+    ) -> Result<(crate::store::id::PackId, crate::store::PackEntry, std::time::Instant), ArchiveError> {
         let built = Locations::build(&self.archive)?;
         let at = built.get(blob)?;
-        *l = Some((built, std::time::Instant::now()));
-        at.ok_or(ArchiveError::MissingBlob(*blob))
+        let now = std::time::Instant::now();
+        *l = Some((built, now));
+        let (pack, e) = at.ok_or(ArchiveError::MissingBlob(*blob))?;
+        Ok((pack, e, now))
     }
 }
 

@@ -416,8 +416,6 @@ fn relocate(archive: &Archive, index: &crate::store::index::Index, ids: Vec<Blob
     Ok(())
 }
 
-/// The blobs to copy, in the order they are copied, on disk (an unnamed
-/// file): the first `--recompress` copies every blob of the archive.
 /// A pack whose live blobs are copied into new packs, and it deleted.
 struct Going {
     pack: PackId,
@@ -458,6 +456,8 @@ impl Going {
     }
 }
 
+/// The blobs to copy, in the order they are copied, on disk (an unnamed
+/// file): the first `--recompress` copies every blob of the archive.
 struct CopyList {
     out: BufWriter<File>,
     /// Stored bytes of the blobs listed.

@@ -123,21 +123,30 @@ pub(crate) fn read_line(r: &mut Reader<'_>) -> Option<(Entry, Vec<Hint>)> {
 /// [`read_line`], but an entry without what only a URL record or a reader
 /// of the manifest wants (content type, validators, hops, headers, title,
 /// image), for a record copied into the manifest as it is: a settled
-/// image's entry costs two allocations instead of eight. Its record is
-/// checked as [`read_line`] checks it, but for the UTF-8 of what it skips.
+/// image's entry costs two allocations instead of eight. The record is
+/// checked as [`read_line`] checks it (what it skips is valid UTF-8, and
+/// present where it must be), so a record read thin also reads whole.
 pub(crate) fn read_line_thin(r: &mut Reader<'_>) -> Option<(Entry, Vec<Hint>)> {
     read_line_with(r, true)
 }
 
-/// A string [`varint::put_str`] wrote, not read when `skip`.
-fn str_or_skip(r: &mut Reader<'_>, skip: bool) -> Option<Option<String>> {
+/// Whether a record whose first byte is `flags` is of an entry reused
+/// from the archive.
+pub(crate) fn reused(flags: u8) -> bool {
+    flags & REUSED != 0
+}
+
+/// A string [`varint::put_str`] wrote (`Some(None)`: none), or when
+/// `skip` only checked; `needed`: it must be there.
+fn str_or_skip(r: &mut Reader<'_>, skip: bool, needed: bool) -> Option<Option<String>> {
     if !skip {
-        return r.str();
+        return r.str().filter(|s| !needed || s.is_some());
     }
     match r.u64()? {
+        0 if needed => return None,
         0 => {}
         n => {
-            r.bytes(usize::try_from(n - 1).ok()?)?;
+            std::str::from_utf8(r.bytes(usize::try_from(n - 1).ok()?)?).ok()?;
         }
     }
     Some(None)
@@ -153,9 +162,9 @@ fn read_line_with(r: &mut Reader<'_>, thin: bool) -> Option<(Entry, Vec<Hint>)> 
     };
     let parents = read_strs(r)?;
     let status = read_status(r)?;
-    let content_type = str_or_skip(r, thin)?;
-    let etag = str_or_skip(r, thin)?;
-    let last_modified = str_or_skip(r, thin)?;
+    let content_type = str_or_skip(r, thin, false)?;
+    let etag = str_or_skip(r, thin, false)?;
+    let last_modified = str_or_skip(r, thin, false)?;
     let size = r.u64()?;
     let stored_size = r.u64()?;
     let policy = match r.u8()? {
@@ -165,23 +174,23 @@ fn read_line_with(r: &mut Reader<'_>, thin: bool) -> Option<(Entry, Vec<Hint>)> 
     let referer = r.str()?;
     let mut hops = Vec::new();
     for _ in 0..r.u64()? {
-        let hop = (str_or_skip(r, thin)?, read_status(r)?, policy_of(r.u8()?)?, str_or_skip(r, thin)?);
+        let hop = (str_or_skip(r, thin, true)?, read_status(r)?, policy_of(r.u8()?)?, str_or_skip(r, thin, false)?);
         if !thin {
             hops.push(HopRecord { url: hop.0?, status: hop.1, policy: hop.2, referer: hop.3 });
         }
     }
     let mut headers = Vec::new();
     for _ in 0..r.u64()? {
-        let header = (str_or_skip(r, thin)?, str_or_skip(r, thin)?);
+        let header = (str_or_skip(r, thin, true)?, str_or_skip(r, thin, true)?);
         if !thin {
             headers.push((header.0?, header.1?));
         }
     }
-    let title = str_or_skip(r, thin)?;
+    let title = str_or_skip(r, thin, false)?;
     let image = match flags & IMAGE != 0 {
         true if thin => {
-            let _ = (str_or_skip(r, true)?, u32::try_from(r.u64()?).ok()?, u32::try_from(r.u64()?).ok()?);
-            str_or_skip(r, true)?;
+            let _ = (str_or_skip(r, true, true)?, u32::try_from(r.u64()?).ok()?, u32::try_from(r.u64()?).ok()?);
+            str_or_skip(r, true, false)?;
             None
         }
         true => Some(read_image(r)?),
@@ -323,6 +332,30 @@ mod tests {
             fetched_at: DateTime::from_timestamp(-1, 999_999_999),
         };
         (entry, vec![Hint(BlobId::of(b"body"), PackId::of(b"p"), u64::MAX, 0, 7, 255)])
+    }
+
+    /// A record read thin is one that reads whole: whatever a byte of it
+    /// is changed to (a field made absent, bytes that are not UTF-8, a
+    /// length off), both readers take it or both refuse it.
+    #[test]
+    fn the_thin_reader_refuses_exactly_what_the_whole_reader_refuses() {
+        let (entry, hints) = full();
+        let mut b = Vec::new();
+        put_line(&mut b, &entry, &hints);
+        let thin = read_line_thin(&mut Reader::new(&b)).unwrap();
+        assert_eq!(thin.0.url, entry.url);
+        assert!(thin.0.headers.is_empty() && thin.0.hops.is_empty() && thin.0.image.is_none());
+        let mut refused = 0;
+        for at in 0..b.len() {
+            for to in [0u8, 1, 2, 0x80, 0xff, b[at].wrapping_add(1)] {
+                let mut m = b.clone();
+                m[at] = to;
+                let whole = read_line(&mut Reader::new(&m)).is_some();
+                assert_eq!(read_line_thin(&mut Reader::new(&m)).is_some(), whole, "byte {at} set to {to}");
+                refused += usize::from(!whole);
+            }
+        }
+        assert!(refused > b.len(), "{refused} changes refused");
     }
 
     #[test]

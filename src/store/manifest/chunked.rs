@@ -150,7 +150,7 @@ pub type Line = (Entry, Vec<Hint>);
 /// Its line may be thin ([`Encoded::thin`]): what the commit reads of an
 /// entry copied as it is, without what only its record holds. Whoever
 /// drops the record, to encode the entry again or to keep it in a URL
-/// record, takes the whole line from it first ([`Encoded::line`]).
+/// record, takes the whole line from it first ([`Encoded::whole`]).
 #[derive(Debug, Clone)]
 pub struct Encoded {
     bytes: Vec<u8>,
