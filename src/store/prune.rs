@@ -209,14 +209,15 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     // here: a crash before they are located again costs a blob stored
     // once more, never data.
     let mut claimed_elsewhere: Vec<BlobId> = Vec::new();
-    // Small packs (under half the pack size and half its blobs: a run's or
-    // a commit's chunks that added little) go once
-    // there are two, or when the prune writes a pack anyway: an archive
-    // written every hour would otherwise gain a pack file an hour for ever
-    // (restic's prune merges them too). The first is held, kept, until a
-    // pack goes; a lone small pack stays, so a prune does not rewrite it
-    // again and again.
-    let small = opts.write.pack_target / 2;
+    // Small packs (under a quarter of the pack size and of its blobs: a
+    // run's or a commit's chunks that added little) go once there are two,
+    // or when the prune writes a pack anyway: an archive written every hour
+    // would otherwise gain a pack file an hour for ever (restic's prune
+    // merges them too). The first is held, kept, until a pack goes; a lone
+    // small pack stays, so a prune does not rewrite it again and again. A
+    // quarter, so that packs written before the pack size was raised up
+    // to four times are not all rewritten.
+    let small = opts.write.pack_target / 4;
     let mut first_small: Option<Going> = None;
     let listing = archive.for_each_pack(&mut |r| {
         report.packs += 1;
@@ -251,7 +252,7 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
         let mut goes =
             needed.is_empty() || (needed_bytes as f64) < opts.repack_below * data as f64 || needed.iter().any(stale);
         // Small in bytes and in blobs: a pack full of small images is full.
-        let is_small = r.size < small && r.entries.len() < crate::store::writer::MAX_PACK_BLOBS / 2;
+        let is_small = r.size < small && r.entries.len() < crate::store::writer::MAX_PACK_BLOBS / 4;
         if !goes && is_small {
             if let Some(first) = first_small.take() {
                 // Its blobs were claimed when it was kept: copied now.
@@ -633,7 +634,7 @@ mod tests {
         // as a new one would be.
         let full = {
             let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
-            let entries = (0..crate::store::writer::MAX_PACK_BLOBS / 2)
+            let entries = (0..crate::store::writer::MAX_PACK_BLOBS / 4)
                 .map(|i| {
                     let blob = Some(w.add(format!("tiny {i}").as_bytes()).unwrap().id);
                     Entry { url: format!("https://b.example/{i}"), blob, ..Default::default() }
