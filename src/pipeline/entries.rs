@@ -475,7 +475,6 @@ impl<T> Iterator for ReadAhead<T> {
 
     fn next(&mut self) -> Option<io::Result<T>> {
         if let Some(e) = self.failed.take() {
-            self.thread = None;
             return Some(Err(e));
         }
         loop {
@@ -543,6 +542,11 @@ fn damaged_record() -> io::Error {
     io::Error::other("a damaged record in the run's temporary file of entries")
 }
 
+/// The whole line of a binary record (of an entry decoded thin).
+fn whole(line: Option<&[u8]>) -> io::Result<Line> {
+    line.and_then(|l| binary::read_line(&mut Reader::new(l))).ok_or_else(damaged_record)
+}
+
 /// Tags of a spill record.
 const ENTRY: u8 = 0;
 const PARENTS: u8 = 1;
@@ -598,9 +602,9 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
             let settled = e.reused && e.fetched_at.zip(self.settled_before).is_some_and(|(t, before)| t < before);
             if thin && !settled {
                 thin = false;
-                (e, hints) = match line.as_deref().and_then(|l| binary::read_line(&mut Reader::new(l))) {
-                    Some(whole) => whole,
-                    None => return Some(Err(damaged_record())),
+                (e, hints) = match whole(line.as_deref()) {
+                    Ok(whole) => whole,
+                    Err(err) => return Some(Err(err)),
                 };
             }
             let mut changed = false;
@@ -627,9 +631,9 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
             let kept = !changed && hints.len() == hinted;
             if thin && !kept {
                 // A hint no longer of the entry: it is encoded again, whole.
-                match line.as_deref().and_then(|l| binary::read_line(&mut Reader::new(l))) {
-                    Some(whole) => (e, hints) = whole,
-                    None => return Some(Err(damaged_record())),
+                match whole(line.as_deref()) {
+                    Ok(whole) => (e, hints) = whole,
+                    Err(err) => return Some(Err(err)),
                 }
                 hints.retain(|h| e.blobs().any(|b| b == h.0));
             }

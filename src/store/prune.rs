@@ -437,8 +437,8 @@ impl Going {
         claimed_elsewhere: &mut Vec<BlobId>,
     ) -> Result<(), ArchiveError> {
         self.indexed_here(writer, claimed_elsewhere)?;
+        let io = |source| ArchiveError::Io { path: writer.archive().scratch_dir(), source };
         for (e, flags) in &self.needed {
-            let io = |source| ArchiveError::Io { path: writer.archive().scratch_dir(), source };
             to_copy.push(&self.pack, e, *flags).map_err(io)?;
         }
         repacked.push((self.pack, self.size));
