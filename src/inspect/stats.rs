@@ -67,6 +67,13 @@ const COUNTED: u8 = 0x80;
 /// The mark of a manifest chunk's blob (kinds take the marks below).
 const CHUNK: u8 = 0x7f;
 
+/// What chunks added to the kinds' counts, by chunk blob: per kind (an
+/// index into the kinds met), its counts.
+type Recent = HashMap<BlobId, Vec<(usize, KindStats)>>;
+
+/// Chunks a generation of [`Recent`] holds: about 2.5 MB.
+const RECENT: usize = 16_384;
+
 /// Computes archive statistics from the manifests and pack trailers.
 ///
 /// Memory holds the kinds and a bounded part of the blobs' marks
@@ -79,10 +86,11 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
     // Each blob is marked with the kind that first references it.
     let mut marks = Marks::new(&scratch);
     let mut kinds: Vec<String> = Vec::new();
-    // What each chunk of the snapshot before added to the kinds' counts:
-    // a chunk snapshots share (format 5) is read once while they follow
-    // one another, not once a snapshot (its blobs are marked already).
-    let mut before: HashMap<BlobId, Vec<(usize, KindStats)>> = HashMap::new();
+    // What chunks read lately added to the kinds' counts: a chunk
+    // snapshots share (format 5) is read once, not once a snapshot (its
+    // blobs are marked already). Two generations of up to `RECENT` chunks
+    // (a few MB): the snapshots of jobs that take turns share them too.
+    let (mut recent, mut older): (Recent, Recent) = Default::default();
     for info in &snapshots {
         let snapshot = archive.open_snapshot(&info.id)?;
         for b in snapshot.chunk_blobs() {
@@ -91,10 +99,10 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
                 marks.mark(&b, CHUNK).map_err(io)?;
             }
         }
-        let mut now = HashMap::new();
         for i in 0..snapshot.chunks() {
             let blob = snapshot.chunk_list().get(i).and_then(|c| c.blob);
-            let added = match blob.and_then(|b| before.remove(&b)) {
+            let known = blob.and_then(|b| recent.get(&b).or_else(|| older.get(&b)));
+            let added = match known.cloned() {
                 Some(added) => added,
                 None => {
                     let mut added: Vec<(usize, KindStats)> = Vec::new();
@@ -141,11 +149,13 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
                 k.logical_bytes += a.logical_bytes;
                 s.logical_bytes += a.logical_bytes;
             }
-            if let Some(b) = blob {
-                now.insert(b, added);
+            if let Some(b) = blob.filter(|b| !recent.contains_key(b)) {
+                if recent.len() >= RECENT {
+                    older = std::mem::take(&mut recent);
+                }
+                recent.insert(b, added);
             }
         }
-        before = now;
     }
     // Each referenced blob's bytes, counted once (a blob can be in two
     // packs), for the kind that first referenced it.
