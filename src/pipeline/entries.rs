@@ -396,7 +396,10 @@ impl Entries {
         let spill = self.spill.lock().expect("no panics while held").take();
         let spill = spill.ok_or_else(|| io::Error::other("the entries were taken already"))?;
         let spill = spill.join().map_err(|_| io::Error::other("the spill thread panicked"))??;
-        Ok(read_ahead(Folded::new(Joined { records: spill.finish()?.peekable(), rare, settled_before })))
+        // Merging the spill's runs and decoding its records, each on a
+        // thread of its own: the two were the commit's critical path.
+        let records = read_ahead("kura-merge", spill.finish()?).peekable();
+        Ok(read_ahead("kura-sorted", Folded::new(Joined { records, rare, settled_before })))
     }
 }
 
@@ -421,16 +424,17 @@ fn put_entry(b: &mut Vec<u8>, e: &Entry, hints: &[Hint]) {
     b.drain(line + 1..line + 1 + field);
 }
 
-/// Entries decoded on a thread of their own, [`READ_AHEAD`] at a time, so
-/// that merging and parsing the spill overlaps the commit that consumes
-/// them (the two took a warm run's commit about equally).
+/// The items of `it` made on a thread of their own, named `name`,
+/// [`READ_AHEAD`] at a time: the spill's runs merged, their records
+/// decoded, and the commit that consumes them overlap.
 fn read_ahead<T: Send + 'static>(
+    name: &str,
     mut it: impl Iterator<Item = io::Result<T>> + Send + 'static,
-) -> impl Iterator<Item = io::Result<T>> + Send {
+) -> ReadAhead<T> {
     // Two batches in the channel and one being filled: a few hundred
     // entries of 1-2 KB in memory.
     let (tx, rx) = sync_channel::<Vec<io::Result<T>>>(2);
-    let spawned = std::thread::Builder::new().name("kura-sorted".into()).spawn(move || {
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
         let mut last = false;
         while !last {
             let mut batch = Vec::with_capacity(READ_AHEAD);
@@ -1090,17 +1094,17 @@ mod tests {
     #[test]
     fn read_ahead_keeps_the_order_and_stops_after_an_error() {
         let items: Vec<io::Result<u32>> = (0..1000).map(Ok).collect();
-        let back: Vec<u32> = read_ahead(items.into_iter()).map(Result::unwrap).collect();
+        let back: Vec<u32> = read_ahead("t", items.into_iter()).map(Result::unwrap).collect();
         assert_eq!(back, (0..1000).collect::<Vec<_>>());
         let failing = (0..1000).map(|n| if n == 300 { Err(io::Error::other("bad record")) } else { Ok(n) });
-        let back: Vec<io::Result<u32>> = read_ahead(failing).collect();
+        let back: Vec<io::Result<u32>> = read_ahead("t", failing).collect();
         assert_eq!(back.len(), 301, "nothing after the error");
         assert!(back[300].as_ref().is_err_and(|e| e.to_string() == "bad record"));
         // A consumer that stops early lets the thread go.
-        assert_eq!(read_ahead((0..100_000).map(Ok::<u32, io::Error>)).take(3).count(), 3);
+        assert_eq!(read_ahead("t", (0..100_000).map(Ok::<u32, io::Error>)).take(3).count(), 3);
         // A thread that panics ends the entries with an error.
         let panicking = (0..1000).map(|n| if n == 500 { panic!("a bug") } else { Ok::<u32, io::Error>(n) });
-        let back: Vec<io::Result<u32>> = read_ahead(panicking).collect();
+        let back: Vec<io::Result<u32>> = read_ahead("t", panicking).collect();
         assert_eq!(back.len(), 385, "the batches sent, then the error");
         assert!(back.last().unwrap().as_ref().is_err_and(|e| e.to_string().contains("panicked")));
     }
