@@ -495,7 +495,7 @@ impl Index {
     pub fn open(path: &Path) -> Result<Index, IndexError> {
         // A small cache keeps the writer's memory bounded; lookups are point
         // reads that mostly hit the OS page cache anyway.
-        let db = sled::Config::new().path(path).cache_capacity(8 << 20).open()?;
+        let db = open_db(path)?;
         let meta = db.open_tree("meta")?;
         match meta.get("records")? {
             Some(v) if v.as_ref() == [RECORDS_VERSION] => {}
@@ -964,6 +964,27 @@ impl UrlUpdates<'_> {
     }
 }
 
+/// Opens sled's database at `path`. Its lock on the directory may still be
+/// held for a moment by a handle this process just dropped (sled's
+/// flusher thread lets go of it after the handle): that is waited for, up
+/// to 5 s, so that a daemon's next job on the archive does not take the
+/// index for damaged and rebuild it. Another process never holds it: the
+/// writer lock is taken first.
+fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new().path(path).cache_capacity(8 << 20).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                tracing::debug!("index still locked: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1121,6 +1142,23 @@ mod tests {
     }
 
     #[test]
+    fn an_index_still_locked_by_a_handle_being_closed_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let held = Index::open(&path).unwrap();
+        held.add_pack(PackId::from_bytes([1; 32]), 10, &[]).unwrap();
+        held.flush().unwrap();
+        let closing = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        // Opened once the other handle lets go, not refused meanwhile.
+        let i = Index::open(&path).unwrap();
+        assert!(i.pack_number(&PackId::from_bytes([1; 32])).unwrap().is_some());
+        closing.join().unwrap();
+    }
+
+    #[test]
     fn url_records_land_in_order_or_not_and_a_damaged_table_marks_the_index_for_a_rebuild() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index");
@@ -1165,7 +1203,8 @@ mod tests {
         urls.finish().unwrap();
         // ...and the next open rebuilds the index.
         drop(i);
-        assert!(matches!(Index::open(&path), Err(IndexError::Outdated)));
+        let reopened = Index::open(&path);
+        assert!(matches!(reopened, Err(IndexError::Outdated)), "{:?}", reopened.as_ref().err());
     }
 
     #[test]
@@ -1272,14 +1311,14 @@ mod tests {
             i.db.open_tree("meta").unwrap().insert("records", &[1]).unwrap();
             i.flush().unwrap();
         }
-        assert!(matches!(reopen(&path), Err(IndexError::Outdated)));
+        assert!(matches!(Index::open(&path), Err(IndexError::Outdated)));
         {
             // An index from before the version was recorded, with data.
             let db = sled::open(dir.path().join("old")).unwrap();
             db.open_tree("packs").unwrap().insert([1; 32], &10u64.to_le_bytes()).unwrap();
             db.flush().unwrap();
         }
-        assert!(matches!(reopen(&dir.path().join("old")), Err(IndexError::Outdated)));
+        assert!(matches!(Index::open(&dir.path().join("old")), Err(IndexError::Outdated)));
     }
 
     #[test]
@@ -1310,7 +1349,7 @@ mod tests {
         assert!((1..=6).contains(&tables), "{tables} tables");
         assert!(records >= 4000, "{records} records");
         drop(i);
-        let i = reopen(&path).unwrap();
+        let i = Index::open(&path).unwrap();
         assert!(!i.db.tree_names().iter().any(|t| t.as_ref() == b"extracts"));
         for n in (0..4000).step_by(37).filter(|n| *n != 3) {
             assert_eq!(i.extract_cache(&key(n)).unwrap(), Some(value(n)), "{n}");
@@ -1328,27 +1367,12 @@ mod tests {
         assert_eq!(i.extract_cache(&key(8)).unwrap(), Some(value(8)));
         assert_eq!(i.extract_cache(&key(4001)).unwrap().as_deref(), Some(&b"pending"[..]));
         drop(i);
-        let i = reopen(&path).unwrap();
+        let i = Index::open(&path).unwrap();
         assert_eq!(i.extract_cache(&key(7)).unwrap(), None);
         assert_eq!(i.extract_cache(&key(3)).unwrap(), None);
         assert_eq!(i.extract_cache(&key(3998)).unwrap(), Some(value(3998)));
         i.retain_extracts(&|_| false).unwrap();
         assert_eq!(i.extracts.stats().2, 0);
         assert_eq!(i.extract_cache(&key(8)).unwrap(), None);
-    }
-
-    /// Opens an index just closed: sled's flusher thread may hold the
-    /// directory's lock for a moment after the handle is dropped.
-    fn reopen(path: &Path) -> Result<Index, IndexError> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            match Index::open(path) {
-                Err(IndexError::Sled(e)) if std::time::Instant::now() < deadline => {
-                    tracing::debug!("index still locked: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => return other,
-            }
-        }
     }
 }
