@@ -12,6 +12,7 @@
 //! `incremental`: reuse of what earlier runs archived. `local`: local files
 //! and posts.
 
+mod carry;
 mod crawl;
 mod entries;
 mod group;
@@ -81,6 +82,10 @@ pub struct RunOptions {
     /// SHA-256 digests of known placeholder pictures: an image answered
     /// with one is flagged and asked for again without a Referer.
     pub placeholder_digests: Vec<BlobId>,
+    /// Unchanged pages' images are carried from the job's latest snapshot
+    /// instead of being written out and sorted again (`pipeline::carry`);
+    /// off only to compare the two ways.
+    pub carry: bool,
 }
 
 impl Default for RunOptions {
@@ -99,6 +104,7 @@ impl Default for RunOptions {
             max_document_references: 20_000,
             favicon: true,
             placeholder_digests: vec![],
+            carry: true,
         }
     }
 }
@@ -126,6 +132,8 @@ pub struct RunReport {
     /// Images settled with their page's group, the images an unchanged
     /// page settled the run before (no claim, no lookup of their own).
     pub grouped: u64,
+    /// Pages whose images were carried from the job's latest snapshot.
+    pub carried: u64,
     /// Bytes stored (blob counts and sizes).
     #[serde(skip)]
     pub write: WriteStats,
@@ -186,6 +194,8 @@ struct Ctx {
     sitemap_urls: AtomicUsize,
     /// The first store failure: it ends the run without a snapshot.
     fatal: Mutex<Option<ArchiveError>>,
+    /// Carrying unchanged pages' images from the job's latest snapshot.
+    carry: Option<carry::Carry>,
     progress: Arc<Progress>,
 }
 
@@ -456,9 +466,13 @@ pub async fn run(
             .await
             .expect("open does not panic")?
     };
+    let history = writer.history();
+    // A refetch settles nothing from the archive, so there is nothing to carry.
+    let base = if opts.carry && !opts.refetch { history.latest_of(&opts.job).ok().flatten() } else { None };
     let ctx = Arc::new(Ctx {
         fetcher: Fetcher::new(opts.fetch.clone())?,
-        history: writer.history(),
+        carry: base.and_then(|b| carry::Carry::start(archive, history.index(), b)),
+        history,
         writer: Arc::new(Mutex::new(writer)),
         tasks: TaskTracker::new(),
         queue: QUEUE_PLACES.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
@@ -517,7 +531,9 @@ pub async fn run(
     let io = move |source| ArchiveError::Io { path: root.clone(), source };
     // Entries settled before the run began keep no URL record (see
     // `Writer::commit_run`): the commit reads little of them.
-    let settled = ctx.entries.take_sorted(Some(started)).map_err(io.clone())?;
+    let carried = ctx.carry.as_ref().map_or(0, |c| c.count() as u64);
+    let base = ctx.carry.as_ref().and_then(|c| c.records(started));
+    let settled = ctx.entries.take_sorted(Some(started), base).map_err(io.clone())?;
     let mut entries = settled.map(move |r| r.map_err(io.clone()));
     let writer = ctx.writer.clone();
     let (snapshot, summary, write) = tokio::task::spawn_blocking(move || {
@@ -536,6 +552,7 @@ pub async fn run(
         fetched_bytes: ctx.progress.bytes(),
         read_back: ctx.progress.read_back(),
         grouped: ctx.progress.grouped(),
+        carried,
         write,
         bytes: summary.bytes,
         new_bytes: write.new_bytes,

@@ -2,6 +2,8 @@
 //! freshness window mean almost nothing is transferred, yet the new
 //! snapshot is complete.
 
+mod common;
+
 use kura::pipeline::{Progress, RunOptions, RunReport, run};
 use kura::store::Archive;
 use kura_site::{SiteConfig, serve};
@@ -330,6 +332,147 @@ async fn unchanged_pages_settle_their_images_as_a_group() {
     assert_eq!(fifth.grouped, 0);
     let hits = s.cdn_hits.lock().unwrap().clone();
     assert_eq!(hits.get("/x.png").zip(hits.get("/own-a.png")), Some((&3, &3)), "{hits:?}");
+    let v = kura::inspect::verify(&archive, Default::default(), &|_| {}).unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+}
+
+/// A site of `PAGES` pages that answer a conditional request with a 304,
+/// each showing its own `IMAGES` images, a logo and a picture of another
+/// origin every page shows, and one picture the first five share; page 7
+/// changes (another image in place of one) each time `version` is bumped.
+const PAGES: usize = 60;
+const IMAGES: usize = 20;
+
+async fn many_pages() -> (String, Arc<std::sync::atomic::AtomicU8>) {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cdn_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site = format!("http://{}", l.local_addr().unwrap());
+    let cdn = format!("http://{}", cdn_l.local_addr().unwrap());
+    let picture = |path: &str| {
+        let h = kura::store::BlobId::of(path.as_bytes());
+        let [r, g, b, ..] = *h.as_bytes();
+        let mut png = Vec::new();
+        image::RgbImage::from_pixel(3, 2, image::Rgb([r, g, b]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        ([(header::CONTENT_TYPE, "image/png")], png).into_response()
+    };
+    // Another origin: its picture every page shows is one entry (the
+    // Referer is the site's origin), listing every page.
+    let images = axum::Router::new().fallback(move |uri: axum::http::Uri| async move { picture(uri.path()) });
+    tokio::spawn(async move { axum::serve(cdn_l, images).await });
+    let version = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let v = version.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+        let v = v.load(std::sync::atomic::Ordering::SeqCst);
+        let cdn = cdn.clone();
+        async move {
+            let path = uri.path().to_string();
+            if let Some(n) = path.strip_prefix("/p/").and_then(|n| n.parse::<usize>().ok()) {
+                let tag = format!("\"{}\"", if n == 7 { v } else { 0 });
+                if headers.get(header::IF_NONE_MATCH).is_some_and(|t| t.as_bytes() == tag.as_bytes()) {
+                    return axum::http::StatusCode::NOT_MODIFIED.into_response();
+                }
+                let mut html = format!("<!doctype html><title>{n}</title><img src=/logo.png><img src={cdn}/all.png>");
+                for i in 0..IMAGES {
+                    let i = if n == 7 && i == 3 { 100 + usize::from(v) } else { i };
+                    html.push_str(&format!("<img src=/img/{n}/{i}.png>"));
+                }
+                if n < 5 {
+                    html.push_str("<img src=/shared.png>");
+                }
+                return ([(header::CONTENT_TYPE, "text/html"), (header::ETAG, tag.as_str())], html).into_response();
+            }
+            picture(&path)
+        }
+    });
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (site, version)
+}
+
+/// Pages whose images the job's latest snapshot holds as their groups
+/// would write them are carried from it (chunks of it taken whole): the
+/// snapshot is the one a run that writes every record out makes, when
+/// nothing changed, when a page changed, when pages left the job, and
+/// after a prune moved the chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carried_pages_make_the_snapshot_written_out_records_make() {
+    let (site, version) = many_pages().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("a");
+    let archive = Archive::open_or_init(&root).unwrap();
+    let all: Vec<String> = (0..PAGES).map(|n| format!("{site}/p/{n}")).collect();
+    let go = |archive: Archive, sources: Vec<String>, carry: bool| async move {
+        let o = RunOptions { carry, ..options() };
+        run(&archive, &sources, o, Arc::new(Progress::default())).await.unwrap()
+    };
+    // Fetched, then settled one by one (groups made): nothing to carry yet.
+    for _ in 0..2 {
+        assert_eq!(go(archive.clone(), all.clone(), true).await.carried, 0);
+    }
+    // The same run both ways, from copies of one archive.
+    let both = |sources: Vec<String>, n: usize| {
+        let (root, tmp) = (root.clone(), tmp.path().to_path_buf());
+        async move {
+            let copy = tmp.join(format!("copy-{n}"));
+            common::copy_dir(&root, &copy);
+            let copy = Archive::open(&copy).unwrap();
+            let written = go(copy.clone(), sources.clone(), false).await;
+            let carried = go(Archive::open(&root).unwrap(), sources, true).await;
+            assert_eq!(written.carried, 0);
+            let archive = Archive::open(&root).unwrap();
+            // Fetched in this run (by each run at its own time): when
+            // aside, the same.
+            let norm = |v: Vec<String>| {
+                let mut v: Vec<String> = v
+                    .into_iter()
+                    .map(|e| {
+                        let mut e: serde_json::Value = serde_json::from_str(&e).unwrap();
+                        if e.get("reused").is_none() {
+                            let o = e.as_object_mut().unwrap();
+                            o.remove("fetched_at");
+                            o.remove("headers");
+                        }
+                        e.to_string()
+                    })
+                    .collect();
+                v.sort();
+                v
+            };
+            let (c, w) = (norm(entries_json(&archive, &carried)), norm(entries_json(&copy, &written)));
+            let only = |a: &[String], b: &[String]| a.iter().filter(|e| !b.contains(e)).cloned().collect::<Vec<_>>();
+            assert_eq!((only(&c, &w), only(&w, &c)), (vec![], vec![]), "run {n}: carried, written");
+            assert_eq!(c, w, "run {n}");
+            carried
+        }
+    };
+    let unchanged = both(all.clone(), 0).await;
+    assert_eq!(unchanged.carried, PAGES as u64);
+    // Each page, its images and its logo (a Referer of its own), the
+    // shared picture's five, the favicon, the other origin's picture.
+    assert_eq!(unchanged.entries, (PAGES * (IMAGES + 2) + 5 + 1 + 1) as u64);
+    let again = both(all.clone(), 1).await;
+    assert_eq!(again.carried, PAGES as u64);
+
+    // Page 7 changed: it is not carried; the others are, the logo keeps
+    // every parent.
+    version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let changed = both(all.clone(), 2).await;
+    assert_eq!(changed.carried, PAGES as u64 - 1);
+    // Pages left the job: their images leave the snapshot.
+    let fewer = both(all[..PAGES / 2].to_vec(), 3).await;
+    assert!(fewer.carried > 0 && fewer.carried < PAGES as u64 / 2, "{}", fewer.carried);
+    let m = archive.load_snapshot(&fewer.snapshot).unwrap();
+    assert!(m.entries.iter().all(|e| e.parents.iter().all(|p| all[..PAGES / 2].contains(p))));
+    // A prune that repacks (merging small packs) moves the images, so the
+    // groups are made again, then carried; and the base's chunks are found
+    // where they moved to.
+    let pruned = kura::store::prune(&archive, kura::store::PruneOptions { repack_below: 1.0, ..Default::default() });
+    assert!(pruned.unwrap().packs_repacked > 0);
+    assert_eq!(both(all[..PAGES / 2].to_vec(), 4).await.carried, 0);
+    assert_eq!(both(all[..PAGES / 2].to_vec(), 5).await.carried, PAGES as u64 / 2);
     let v = kura::inspect::verify(&archive, Default::default(), &|_| {}).unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 }

@@ -243,6 +243,19 @@ impl Ctx {
         group: Option<group::Slot>,
     ) {
         let mut members = group.as_ref().and_then(|slot| self.load_group(slot, &refs));
+        // The page's images, all settled from its group, may be carried
+        // from the job's latest snapshot: then none of them is written out.
+        let carried = match (&self.carry, &members) {
+            (Some(carry), Some(g)) if g.has_records() => {
+                carry.ready().await;
+                let images =
+                    refs.iter().enumerate().filter(|(_, r)| r.kind == RefKind::Image && r.found_in != DEFAULT_ICON);
+                let records: Option<Vec<(&str, &[u8])>> =
+                    images.map(|(at, r)| g.record(at).map(|rec| (r.url.as_str(), rec))).collect();
+                records.is_some_and(|r| !r.is_empty() && carry.page(&parent, r.into_iter()))
+            }
+            _ => false,
+        };
         for (at, r) in refs.into_iter().enumerate() {
             match r.kind {
                 RefKind::Image if r.found_in == DEFAULT_ICON => {
@@ -278,7 +291,9 @@ impl Ctx {
                 }
                 RefKind::Image => {
                     if let Some(record) = members.as_ref().and_then(|g| g.record(at)) {
-                        self.entries.write_encoded(self.entries.number_done(), r.url.as_str(), record);
+                        if !carried {
+                            self.entries.write_encoded(self.entries.number_done(), r.url.as_str(), record);
+                        }
                         self.progress.add_image();
                         self.progress.add_grouped();
                         continue;
@@ -326,9 +341,13 @@ impl Ctx {
             let record = entries::encode_entry(&entry, &[hint]);
             if self.claim_done(key, url.as_str(), &record, &entry.parents[0]) {
                 self.progress.add_image();
-                if let (Some((group, at)), Some(fetched_at)) = (member, entry.fetched_at) {
-                    group.add(at, hint.1, fetched_at, record);
-                }
+            }
+            // Claimed by another page or not, the page's group holds it: an
+            // image many pages show is settled with each page's group next
+            // time (their entries fold into one), so every such page is
+            // settled whole, and may be carried (`carry`).
+            if let (Some((group, at)), Some(fetched_at)) = (member, entry.fetched_at) {
+                group.add(at, hint.1, fetched_at, record);
             }
             return;
         }
@@ -506,6 +525,15 @@ pub(super) struct Position {
 
 /// `found_in` of the `/favicon.ico` a run asks for itself.
 pub(super) const DEFAULT_ICON: &str = "default favicon";
+
+/// Whether an entry of `url` and `referer` is the `/favicon.ico` a run asks
+/// for itself ([`default_icon_ref`]): no page group holds one.
+pub(super) fn is_default_icon(url: &str, referer: Option<&str>) -> bool {
+    let Ok(u) = Url::parse(url) else { return false };
+    u.path() == "/favicon.ico"
+        && u.query().is_none()
+        && referer == referer_for(u.join("/").ok().as_ref(), &u, Policy::DEFAULT).as_deref()
+}
 
 /// The references of a document just extracted, as the crawl queues them.
 fn refs_of(refs: Vec<extract::Reference>) -> Vec<Ref> {

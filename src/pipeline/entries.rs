@@ -10,9 +10,10 @@
 //! At the end the entries come back sorted by URL, the manifest's order,
 //! from one external sort keyed by URL, entry number and record number.
 
+use super::carry::Base;
 use crate::store::manifest::Entry;
 use crate::store::manifest::binary;
-use crate::store::manifest::chunked::{Encoded, Hint, Line};
+use crate::store::manifest::chunked::{Encoded, Hint, Line, Piece, Whole};
 use crate::store::spill::Spill;
 use crate::store::varint::{self, Reader};
 use std::collections::{HashMap, HashSet};
@@ -377,7 +378,8 @@ impl Entries {
     pub(super) fn take_sorted(
         &self,
         settled_before: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> io::Result<impl Iterator<Item = io::Result<(Line, Option<Encoded>)>> + Send + use<>> {
+        carried: Option<super::carry::Records>,
+    ) -> io::Result<impl Iterator<Item = io::Result<Piece>> + Send + use<>> {
         let (mut rest, rare) = {
             let mut inner = self.lock();
             let rest: Vec<_> = inner.open.drain().collect();
@@ -398,7 +400,9 @@ impl Entries {
         let spill = spill.join().map_err(|_| io::Error::other("the spill thread panicked"))??;
         // Merging the spill's runs and decoding its records, each on a
         // thread of its own: the two were the commit's critical path.
-        let records = read_ahead("kura-merge", spill.finish()?).peekable();
+        // Records carried from the job's latest snapshot (`carry`) join
+        // them in key order.
+        let records = read_ahead("kura-merge", Merged::new(spill.finish()?, carried)).peekable();
         Ok(read_ahead("kura-sorted", Folded::new(Joined { records, rare, settled_before })))
     }
 }
@@ -427,20 +431,24 @@ fn put_entry(b: &mut Vec<u8>, e: &Entry, hints: &[Hint]) {
 /// The items of `it` made on a thread of their own, named `name`,
 /// [`READ_AHEAD`] at a time: the spill's runs merged, their records
 /// decoded, and the commit that consumes them overlap.
-fn read_ahead<T: Send + 'static>(
+fn read_ahead<T: Weighed + Send + 'static>(
     name: &str,
     mut it: impl Iterator<Item = io::Result<T>> + Send + 'static,
 ) -> ReadAhead<T> {
     // Two batches in the channel and one being filled: a few hundred
-    // entries of 1-2 KB in memory.
+    // entries of 1-2 KB in memory (or a chunk taken whole: of a thousand).
     let (tx, rx) = sync_channel::<Vec<io::Result<T>>>(2);
     let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
         let mut last = false;
         while !last {
             let mut batch = Vec::with_capacity(READ_AHEAD);
-            while batch.len() < READ_AHEAD {
+            let mut entries = 0;
+            while entries < READ_AHEAD {
                 match it.next() {
-                    Some(Ok(x)) => batch.push(Ok(x)),
+                    Some(Ok(x)) => {
+                        entries += x.entries();
+                        batch.push(Ok(x));
+                    }
                     // Nothing after an error: the commit stops there.
                     Some(Err(e)) => {
                         batch.push(Err(e));
@@ -464,6 +472,128 @@ fn read_ahead<T: Send + 'static>(
         Err(e) => (None, Some(io::Error::other(format!("cannot start the thread that sorts entries: {e}")))),
     };
     ReadAhead { rx, batch: Vec::new().into_iter(), thread, failed }
+}
+
+/// The spill's sorted records and those carried from the base snapshot
+/// (`carry`), merged by key. A chunk of the base carried whole stays whole
+/// unless a record of the spill falls within its URLs: then its entries
+/// are merged as records, so that a fetch key's entries still fold.
+struct Merged<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: Option<std::iter::Peekable<B>>,
+    /// Records of a base chunk taken apart, before the rest of `b`.
+    split: std::collections::VecDeque<(Vec<u8>, Vec<u8>)>,
+    /// The URL of the last record of `a` handed on.
+    last_a: Vec<u8>,
+}
+
+type SpillRecord = io::Result<(Vec<u8>, Vec<u8>)>;
+
+impl<A: Iterator<Item = SpillRecord>, B: Iterator<Item = io::Result<Base>>> Merged<A, B> {
+    fn new(a: A, b: Option<B>) -> Self {
+        Merged { a: a.peekable(), b: b.map(Iterator::peekable), split: Default::default(), last_a: Vec::new() }
+    }
+
+    fn next_a(&mut self) -> Option<io::Result<Base>> {
+        let r = self.a.next()?;
+        if let Ok((k, _)) = &r {
+            self.last_a.clear();
+            self.last_a.extend_from_slice(url_of(k));
+        }
+        Some(r.map(Base::Record))
+    }
+}
+
+impl<A: Iterator<Item = SpillRecord>, B: Iterator<Item = io::Result<Base>>> Iterator for Merged<A, B> {
+    type Item = io::Result<Base>;
+
+    fn next(&mut self) -> Option<io::Result<Base>> {
+        loop {
+            let Some(b) = self.b.as_mut() else { return self.next_a() };
+            if let Some(kb) = self.split.front().map(|r| &r.0) {
+                let a_first =
+                    matches!(self.a.peek(), Some(Err(_))) || matches!(self.a.peek(), Some(Ok((ka, _))) if ka <= kb);
+                return if a_first { self.next_a() } else { self.split.pop_front().map(|r| Ok(Base::Record(r))) };
+            }
+            // An error comes as soon as it is seen: the commit stops there.
+            let take = match (self.a.peek(), b.peek()) {
+                (_, None) => Take::A,
+                (Some(Err(_)), _) => Take::A,
+                (_, Some(Err(_))) => Take::B,
+                (None, Some(Ok(Base::Record(_)))) => Take::B,
+                (Some(Ok((ka, _))), Some(Ok(Base::Record((kb, _))))) => {
+                    if ka <= kb {
+                        Take::A
+                    } else {
+                        Take::B
+                    }
+                }
+                (a, Some(Ok(Base::Chunk(c)))) => {
+                    let (first, last) = (c.whole.chunk.first.as_bytes(), c.whole.chunk.last.as_bytes());
+                    let ua = match a {
+                        Some(Ok((ka, _))) => Some(url_of(ka)),
+                        _ => None,
+                    };
+                    if ua.is_some_and(|u| u < first) {
+                        Take::A
+                    } else if self.last_a.as_slice() >= first || ua.is_some_and(|u| u <= last) {
+                        Take::Split
+                    } else {
+                        Take::B
+                    }
+                }
+            };
+            match take {
+                Take::A => return self.next_a(),
+                Take::B => return b.next(),
+                Take::Split => {
+                    let Some(Ok(Base::Chunk(c))) = b.next() else { unreachable!("peeked") };
+                    match c.records() {
+                        Ok(records) => self.split.extend(records),
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Which of [`Merged`]'s sources comes next.
+enum Take {
+    A,
+    B,
+    /// The base's chunk, taken apart.
+    Split,
+}
+
+/// How many entries an item [`read_ahead`] passes on holds.
+trait Weighed {
+    fn entries(&self) -> usize {
+        1
+    }
+}
+
+impl Weighed for (Vec<u8>, Vec<u8>) {}
+
+#[cfg(test)]
+impl Weighed for u32 {}
+
+impl Weighed for Base {
+    fn entries(&self) -> usize {
+        match self {
+            Base::Record(_) => 1,
+            Base::Chunk(c) => c.whole.chunk.entries as usize,
+        }
+    }
+}
+
+impl Weighed for Piece {
+    fn entries(&self) -> usize {
+        match self {
+            Piece::Line(..) => 1,
+            Piece::Whole(w) => w.chunk.entries as usize,
+        }
+    }
 }
 
 /// [`read_ahead`]'s entries, batch by batch.
@@ -557,7 +687,7 @@ const PARENTS: u8 = 1;
 
 /// Entries with their later changes, from records sorted by (URL, entry
 /// number, record number): an entry's record comes before its parents'.
-struct Joined<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> {
+struct Joined<I: Iterator<Item = io::Result<Base>>> {
     records: std::iter::Peekable<I>,
     rare: HashMap<usize, Vec<Late>>,
     /// Entries reused and fetched before this, nothing changed since they
@@ -578,21 +708,22 @@ fn url_of(key: &[u8]) -> &[u8] {
     &key[..key.len().saturating_sub(17)]
 }
 
-impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> {
+impl<I: Iterator<Item = io::Result<Base>>> Iterator for Joined<I> {
     /// A line, and its record as spilled while the line is still what it
-    /// encodes (no parents or changes came later).
-    type Item = io::Result<(Line, Option<Encoded>)>;
+    /// encodes (no parents or changes came later); or a chunk carried whole.
+    type Item = io::Result<Piece>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let (key, value) = match self.records.next()? {
-                Ok(r) => r,
+                Ok(Base::Record(r)) => r,
+                Ok(Base::Chunk(c)) => return Some(Ok(Piece::Whole(Box::new(c.whole)))),
                 Err(e) => return Some(Err(e)),
             };
             let this = entry_number(&key);
             let i = this.map_or(0, |k| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes")) as usize);
             let changes = self.rare.contains_key(&i)
-                || matches!(self.records.peek(), Some(Ok((next, _))) if entry_number(next) == this);
+                || matches!(self.records.peek(), Some(Ok(Base::Record((next, _)))) if entry_number(next) == this);
             // Only a reused entry can be settled (a fetched one would be
             // decoded twice).
             let reused = value.get(1).is_some_and(|f| binary::reused(*f));
@@ -612,11 +743,11 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
                 };
             }
             let mut changed = false;
-            while let Some(Ok((next, _))) = self.records.peek() {
+            while let Some(Ok(Base::Record((next, _)))) = self.records.peek() {
                 if entry_number(next) != this {
                     break;
                 }
-                let (_, value) = self.records.next().expect("peeked").expect("peeked Ok");
+                let Some(Ok(Base::Record((_, value)))) = self.records.next() else { unreachable!("peeked") };
                 match decode(&[], &value, false) {
                     Ok((Record::Parents(p), _)) => {
                         Late::Parents(p).apply(&mut e);
@@ -642,7 +773,7 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
                 hints.retain(|h| e.blobs().any(|b| b == h.0));
             }
             let encoded = line.filter(|_| kept).map(|l| if thin { Encoded::thin(l, 0) } else { Encoded::new(l, 0) });
-            return Some(Ok(((e, hints), encoded)));
+            return Some(Ok(Piece::Line((e, hints), encoded)));
         }
     }
 }
@@ -656,10 +787,12 @@ impl<I: Iterator<Item = io::Result<(Vec<u8>, Vec<u8>)>>> Iterator for Joined<I> 
 /// kept), else the later. Entries of one URL are compared within the last
 /// [`FOLD_WINDOW`] of them (a logo every page shows with its own Referer
 /// has an entry a page).
-struct Folded<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> {
+struct Folded<I: Iterator<Item = io::Result<Piece>>> {
     lines: I,
     /// Lines of one URL not handed on yet, in order.
     pending: std::collections::VecDeque<(Line, Option<Encoded>)>,
+    /// A chunk carried whole, handed on once the lines before it are.
+    whole: Option<Box<Whole>>,
     /// The lines ended (with this error, if one ended them).
     done: bool,
     error: Option<io::Error>,
@@ -668,30 +801,38 @@ struct Folded<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> {
 /// Entries of one URL a later entry is compared with.
 const FOLD_WINDOW: usize = 16;
 
-impl<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> Folded<I> {
+impl<I: Iterator<Item = io::Result<Piece>>> Folded<I> {
     fn new(lines: I) -> Self {
-        Folded { lines, pending: std::collections::VecDeque::new(), done: false, error: None }
+        Folded { lines, pending: std::collections::VecDeque::new(), whole: None, done: false, error: None }
     }
 }
 
-impl<I: Iterator<Item = io::Result<(Line, Option<Encoded>)>>> Iterator for Folded<I> {
-    type Item = io::Result<(Line, Option<Encoded>)>;
+impl<I: Iterator<Item = io::Result<Piece>>> Iterator for Folded<I> {
+    type Item = io::Result<Piece>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let (Some(first), Some(last)) = (self.pending.front(), self.pending.back()) {
                 // Nothing later can fold into it: the lines ended, moved on
-                // to another URL, or it left the window.
-                if self.done || first.0.0.url != last.0.0.url || self.pending.len() > FOLD_WINDOW {
-                    return self.pending.pop_front().map(Ok);
+                // to another URL (or to a chunk carried whole, which holds
+                // none of its fetch keys: `Merged`), or it left the window.
+                if self.done
+                    || self.whole.is_some()
+                    || first.0.0.url != last.0.0.url
+                    || self.pending.len() > FOLD_WINDOW
+                {
+                    return self.pending.pop_front().map(|(l, e)| Ok(Piece::Line(l, e)));
                 }
+            } else if let Some(whole) = self.whole.take() {
+                return Some(Ok(Piece::Whole(whole)));
             } else if self.done {
                 return self.error.take().map(Err);
             }
             match self.lines.next() {
                 None => self.done = true,
                 Some(Err(e)) => (self.done, self.error) = (true, Some(e)),
-                Some(Ok((line, encoded))) => {
+                Some(Ok(Piece::Whole(whole))) => self.whole = Some(whole),
+                Some(Ok(Piece::Line(line, encoded))) => {
                     let same = self.pending.iter_mut().rev().find(|p| same_fetch(&p.0.0, &line.0));
                     match same {
                         // Folded lines are encoded again: whole.
@@ -751,8 +892,63 @@ mod tests {
         Entry { url: url.into(), parents: vec!["p0".into()], ..Default::default() }
     }
 
+    #[test]
+    fn a_carried_chunk_stays_whole_unless_a_record_of_the_run_falls_within_it() {
+        use crate::store::manifest::chunked::ChunkRef;
+        let key = |url: &str, i: u64| [url.as_bytes(), &[0], &i.to_be_bytes(), &0u64.to_be_bytes()].concat();
+        let image = |url: &str| Entry { kind: Some(crate::store::manifest::Kind::Image), ..entry(url) };
+        let rec = |url: &str, i: u64| (key(url, i), encode_entry(&image(url), &[]));
+        let chunk = || {
+            let mut raw = Vec::new();
+            for u in ["b1", "b2", "b3"] {
+                let mut l = Vec::new();
+                binary::put_line(&mut l, &image(u), &[]);
+                varint::put(&mut raw, l.len() as u64);
+                raw.extend_from_slice(&l);
+            }
+            let chunk = ChunkRef {
+                offset: 0,
+                length: 0,
+                raw_length: raw.len() as u64,
+                sha256: None,
+                blob: Some(crate::store::id::BlobId::of(&raw)),
+                pack: None,
+                codec: None,
+                entries: 3,
+                first: "b1".into(),
+                last: "b3".into(),
+            };
+            let summary = crate::store::manifest::Summary::default();
+            let whole = Whole { chunk, raw, summary, keys: vec![], fetched_by: chrono::Utc::now() };
+            Ok(Base::Chunk(Box::new(super::super::carry::BaseChunk::for_tests(whole, 1 << 62))))
+        };
+        let merged = |spill: Vec<(Vec<u8>, Vec<u8>)>| {
+            Merged::new(spill.into_iter().map(Ok), Some(vec![chunk()].into_iter()))
+                .map(|b| match b.unwrap() {
+                    Base::Record((k, _)) => String::from_utf8(url_of(&k).to_vec()).unwrap(),
+                    Base::Chunk(c) => format!("[{}..{}]", c.whole.chunk.first, c.whole.chunk.last),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(merged(vec![rec("a", 0), rec("c", 1)]), ["a", "[b1..b3]", "c"]);
+        assert_eq!(merged(vec![]), ["[b1..b3]"]);
+        // Within it, at either end or past it: its entries as records, so
+        // that one fetch key's entries fold.
+        assert_eq!(merged(vec![rec("a", 0), rec("b2", 1)]), ["a", "b1", "b2", "b2", "b3"]);
+        assert_eq!(merged(vec![rec("b1", 1)]), ["b1", "b1", "b2", "b3"]);
+        assert_eq!(merged(vec![rec("b3", 1), rec("c", 2)]), ["b1", "b2", "b3", "b3", "c"]);
+    }
+
+    /// A line of the sorted entries (a run carries no chunk whole here).
+    fn line(p: Piece) -> (Line, Option<Encoded>) {
+        match p {
+            Piece::Line(l, e) => (l, e),
+            Piece::Whole(_) => panic!("a whole chunk"),
+        }
+    }
+
     fn sorted(e: Entries) -> Vec<Entry> {
-        e.take_sorted(None).unwrap().map(|r| r.unwrap().0.0).collect()
+        e.take_sorted(None, None).unwrap().map(|r| line(r.unwrap()).0.0).collect()
     }
 
     #[test]
@@ -827,7 +1023,7 @@ mod tests {
         let adopted = e.push(entry("https://a.example/none/adopted"));
         e.finish(adopted);
         e.add_parents(adopted, "https://a.example/none/adopted", vec!["p1".into()]);
-        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted(None).unwrap().map(Result::unwrap).collect();
+        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted(None, None).unwrap().map(|r| line(r.unwrap())).collect();
         // A record is handed on only while it is what its line encodes to:
         // not after a change (a hint dropped, parents added).
         let verbatim: Vec<(&str, bool)> = read.iter().map(|((e, _), r)| (e.url.as_str(), r.is_some())).collect();
@@ -902,7 +1098,8 @@ mod tests {
         want.sort_by(|a, b| a.url.cmp(&b.url));
         // The fold keeps the later fetch.
         want.remove(6);
-        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted(Some(now)).unwrap().map(Result::unwrap).collect();
+        let read: Vec<(Line, Option<Encoded>)> =
+            e.take_sorted(Some(now), None).unwrap().map(|r| line(r.unwrap())).collect();
         let how: Vec<(&str, Option<bool>)> =
             read.iter().map(|((e, _), r)| (e.url.as_str(), r.as_ref().map(Encoded::is_thin))).collect();
         assert_eq!(
@@ -1053,7 +1250,7 @@ mod tests {
         e.add_parents(b, url, vec!["c".into(), "a".into()]);
         let y = e.push(entry("https://cdn.example/y.png"));
         e.finish(y);
-        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted(None).unwrap().map(Result::unwrap).collect();
+        let read: Vec<(Line, Option<Encoded>)> = e.take_sorted(None, None).unwrap().map(|r| line(r.unwrap())).collect();
         assert_eq!(read.len(), FOLD_WINDOW + 1);
         // The fetch of this run is kept, in the first one's place, the
         // group's parents first.
@@ -1080,7 +1277,7 @@ mod tests {
             push(&format!("o{n}"), "other", 5, false);
         }
         push("f", "r", 3, true);
-        let read: Vec<Entry> = e.take_sorted(None).unwrap().map(|l| l.unwrap().0.0).collect();
+        let read: Vec<Entry> = e.take_sorted(None, None).unwrap().map(|l| line(l.unwrap()).0.0).collect();
         let r: Vec<(Vec<&str>, bool)> = read
             .iter()
             .filter(|e| e.referer.as_deref() == Some("r"))

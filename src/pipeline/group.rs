@@ -29,7 +29,10 @@
 //! in the same run claims it as usual (settles it, or fetches it when the
 //! URL's record is of another Referer); the two entries of one fetch key
 //! become one with both parents when the manifest is written
-//! (`entries::Folded`), the one fetched this run if either was.
+//! (`entries::Folded`), the one fetched this run if either was. A page
+//! that settles an image another page claimed first holds it in its group
+//! all the same, so a picture every page shows does not keep the pages
+//! but one from being settled whole.
 
 use super::Ctx;
 use super::target::Ref;
@@ -70,6 +73,11 @@ struct Member {
 impl Group {
     fn new(refs: usize) -> Group {
         Group { refs: refs as u32, ..Group::default() }
+    }
+
+    /// Whether it settles any reference.
+    pub(super) fn has_records(&self) -> bool {
+        !self.members.is_empty()
     }
 
     /// The spill record of reference `at`, if the group settles it.

@@ -191,6 +191,15 @@ impl SnapshotReader<'_> {
         }
     }
 
+    /// The records of chunk `i` undecoded, and how many the root says it
+    /// holds (see [`Root::chunk_records`]); `None` for formats 1 to 3.
+    pub fn chunk_records(&self, i: usize) -> Result<Option<(Vec<u8>, u64)>, ArchiveError> {
+        match &self.inner {
+            ReaderInner::Whole(..) => Ok(None),
+            ReaderInner::Chunked(r) => Ok(r.chunk_records(&self.id.to_hex(), i, &self.file())?),
+        }
+    }
+
     /// Calls `f` with every entry, a chunk in memory at a time.
     pub fn for_each(&self, mut f: impl FnMut(Line) -> Result<(), ArchiveError>) -> Result<(), ArchiveError> {
         for i in 0..self.chunks() {

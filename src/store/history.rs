@@ -70,6 +70,16 @@ impl History {
         Ok(Some(self.archive.decode_blob(e.id, e.codec, e.raw_len, &stored)?))
     }
 
+    /// The job's latest snapshot, if the index lists one.
+    pub fn latest_of(&self, job: &str) -> Result<Option<crate::store::id::SnapshotId>, IndexError> {
+        self.index.latest_of(job)
+    }
+
+    /// The index (for what a run caches besides URL records).
+    pub(crate) fn index(&self) -> &Index {
+        &self.index
+    }
+
     /// A value of the extraction cache.
     pub fn extract_cache(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, IndexError> {
         self.index.extract_cache(key)

@@ -10,6 +10,11 @@
 //!   own (sled's id generator), never written to the archive: a blob
 //!   record names its pack in 1-3 bytes instead of 32.
 //! - `url_tables`, `blob_tables` in `meta`: the live tables (below)
+//! - `chunk_facts`: manifest chunk blob id -> what a run carrying entries
+//!   from its snapshot knows of it (`pipeline::carry`); `carry secret` in
+//!   `meta`: the key of its hashes
+//! - `latest <job>` in `meta`: the job's latest snapshot (its start in
+//!   nanoseconds, big-endian, and id), where a run carries entries from
 //! - `snapshots`: snapshot id -> JSON [`SnapshotSummary`]
 //! - `extract_tables` in `meta`: the extraction cache's live tables
 //!
@@ -64,6 +69,12 @@ pub enum IndexError {
         /// The tree.
         tree: &'static str,
     },
+}
+
+/// The `meta` key of a job's latest snapshot: its start (nanoseconds,
+/// big-endian) and id.
+fn latest_key(job: &str) -> Vec<u8> {
+    [b"latest ".as_slice(), job.as_bytes()].concat()
 }
 
 /// Version of the records below; an index written with other records is
@@ -477,6 +488,7 @@ pub struct Index {
     pack_ids: sled::Tree,
     urls: std::sync::Arc<tables::Tables>,
     snapshots: sled::Tree,
+    chunk_facts: sled::Tree,
     extracts: std::sync::Arc<extracts::Extracts>,
     /// Live packs looked up lately, as (number, id), newest last: a run
     /// asks about the same few packs for every URL it reuses, and the two
@@ -517,6 +529,7 @@ impl Index {
             pack_ids: db.open_tree("pack_ids")?,
             urls: tables("url-tables", "url_tables", URL_TABLES)?,
             snapshots: db.open_tree("snapshots")?,
+            chunk_facts: db.open_tree("chunk_facts")?,
             extracts: std::sync::Arc::new(extracts::Extracts::new(tables::Tables::open(
                 &path.join("extract-tables"),
                 "extract_tables",
@@ -703,7 +716,24 @@ impl Index {
     pub fn add_snapshot_summary(&self, id: SnapshotId, summary: &SnapshotSummary) -> Result<(), IndexError> {
         let value = serde_json::to_vec(summary).expect("summaries serialise");
         self.snapshots.insert(id.as_bytes(), value)?;
+        // The job's latest, for the next run to carry entries from (a
+        // rebuild adds snapshots in no order).
+        let key = latest_key(&summary.job);
+        let mut latest = summary.started.timestamp_nanos_opt().unwrap_or(i64::MAX).to_be_bytes().to_vec();
+        latest.extend_from_slice(id.as_bytes());
+        self.meta.fetch_and_update(key, |old| match old {
+            Some(old) if old.len() == 40 && old[..8] > latest[..8] => Some(old.to_vec()),
+            _ => Some(latest.clone()),
+        })?;
         Ok(())
+    }
+
+    /// The job's latest snapshot the catalog lists, if any.
+    pub fn latest_of(&self, job: &str) -> Result<Option<SnapshotId>, IndexError> {
+        let Some(v) = self.meta.get(latest_key(job))? else { return Ok(None) };
+        let id: [u8; 32] = v.get(8..).and_then(|b| b.try_into().ok()).ok_or(IndexError::Damaged { tree: "meta" })?;
+        let id = SnapshotId::from_bytes(id);
+        Ok(self.has_snapshot(&id)?.then_some(id))
     }
 
     /// True when Lepton was tried on this JPEG and it stays as it is
@@ -785,6 +815,56 @@ impl Index {
         stored.extend_from_slice(blob.as_bytes());
         stored.extend_from_slice(&compressed);
         self.extracts.set(*key, stored)
+    }
+
+    /// What a run carrying entries from a snapshot knows of one of its
+    /// chunks, by the chunk's blob (`pipeline::carry`): derived data, like
+    /// the extraction cache.
+    pub fn chunk_facts(&self, chunk: &BlobId) -> Result<Option<Vec<u8>>, IndexError> {
+        Ok(self.chunk_facts.get(chunk.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Stores a chunk's facts (see [`Index::chunk_facts`]).
+    pub fn set_chunk_facts(&self, chunk: &BlobId, facts: &[u8]) -> Result<(), IndexError> {
+        self.chunk_facts.insert(chunk.as_bytes(), facts)?;
+        Ok(())
+    }
+
+    /// Drops a chunk's facts.
+    pub fn remove_chunk_facts(&self, chunk: &BlobId) -> Result<(), IndexError> {
+        self.chunk_facts.remove(chunk.as_bytes())?;
+        Ok(())
+    }
+
+    /// Drops the facts of chunks `keep` does not take (prune: blobs no
+    /// snapshot needs).
+    pub fn retain_chunk_facts(&self, keep: &dyn Fn(&BlobId) -> bool) -> Result<(), IndexError> {
+        for k in self.chunk_facts.iter().keys() {
+            let k = k?;
+            let id: [u8; 32] = k.as_ref().try_into().map_err(|_| IndexError::Damaged { tree: "chunk_facts" })?;
+            if !keep(&BlobId::from_bytes(id)) {
+                self.chunk_facts.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// This index's secret: the key of the hashes in chunk facts, so that
+    /// no site can make two records hash alike. Made on first use; a
+    /// rebuilt index has another, and no facts.
+    pub fn carry_secret(&self) -> Result<[u8; 32], IndexError> {
+        let fresh = BlobId::of(
+            format!("{}-{:?}-{}", fastrand::u64(..), std::time::SystemTime::now(), std::process::id()).as_bytes(),
+        );
+        let v = self.meta.fetch_and_update("carry secret", |old| match old {
+            Some(old) if old.len() == 32 => Some(old.to_vec()),
+            _ => Some(fresh.as_bytes().to_vec()),
+        })?;
+        let v = match v {
+            Some(old) if old.len() == 32 => old.to_vec(),
+            _ => fresh.as_bytes().to_vec(),
+        };
+        Ok(v.try_into().expect("32 bytes"))
     }
 
     /// Drops the extraction cache's values of documents whose blob `keep`

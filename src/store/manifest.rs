@@ -266,6 +266,18 @@ impl Summary {
         self.recovered += u64::from(e.shown.is_some());
     }
 
+    /// Adds the counts of `other`.
+    pub fn merge(&mut self, other: &Summary) {
+        self.entries += other.entries;
+        self.failures += other.failures;
+        self.bytes += other.bytes;
+        for (kind, n) in &other.kinds {
+            *self.kinds.entry(kind.clone()).or_default() += n;
+        }
+        self.placeholders += other.placeholders;
+        self.recovered += other.recovered;
+    }
+
     /// The counts of `entries`.
     pub fn of<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Summary {
         let mut s = Summary::default();

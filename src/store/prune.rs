@@ -389,6 +389,10 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     if let Err(e) = writer.index().retain_extracts(&|b| marks.get(b).map_or(true, |f| f & LIVE != 0)) {
         tracing::warn!("prune: the extraction cache was not pruned ({e})");
     }
+    // Facts of manifest chunks no snapshot holds, likewise.
+    if let Err(e) = writer.index().retain_chunk_facts(&|b| marks.get(b).map_or(true, |f| f & LIVE != 0)) {
+        tracing::warn!("prune: the chunk facts were not pruned ({e})");
+    }
     report.bytes_freed = report.bytes_deleted as i64 - report.bytes_written as i64;
     Ok(report)
 }

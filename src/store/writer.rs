@@ -24,7 +24,7 @@ use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::index::{Index, IndexError, SnapshotSummary};
 use crate::store::index_file::{self, PackRecord};
 use crate::store::lock::WriterLock;
-use crate::store::manifest::chunked::{self, ChunkSink, ChunkedWriter, Encoded, Line, Placed};
+use crate::store::manifest::chunked::{self, ChunkSink, ChunkedWriter, Encoded, Line, Piece, Placed};
 use crate::store::manifest::{Entry, Manifest, ManifestHeader, Summary};
 use crate::store::pack::{self, PackBuilder, PackEntry};
 use std::collections::{HashMap, HashSet};
@@ -419,7 +419,7 @@ impl Writer {
         header: &ManifestHeader,
         entries: &mut dyn Iterator<Item = Result<Line, ArchiveError>>,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
-        self.commit_lines(header, &mut entries.map(|l| l.map(|l| (l, None))), false)
+        self.commit_lines(header, &mut entries.map(|l| l.map(|l| Piece::Line(l, None))), false)
     }
 
     /// Commits the snapshot of a run of this archive, as
@@ -428,11 +428,13 @@ impl Writer {
     /// was fetched before the run began: `reused`, `fetched_at` before
     /// `header.started`) leaves that record as it is, unread: it would
     /// write it back unchanged. Most entries of an unchanged re-run are such.
-    /// A line may come with its record already encoded (see [`Encoded`]).
+    /// A line may come with its record already encoded (see [`Encoded`]),
+    /// and a chunk of an earlier snapshot whole (see [`Whole`]), if every
+    /// entry in it is so settled.
     pub fn commit_run(
         &mut self,
         header: &ManifestHeader,
-        entries: &mut dyn Iterator<Item = Result<(Line, Option<Encoded>), ArchiveError>>,
+        entries: &mut dyn Iterator<Item = Result<Piece, ArchiveError>>,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
         self.commit_lines(header, entries, true)
     }
@@ -440,7 +442,7 @@ impl Writer {
     fn commit_lines(
         &mut self,
         header: &ManifestHeader,
-        entries: &mut dyn Iterator<Item = Result<(Line, Option<Encoded>), ArchiveError>>,
+        entries: &mut dyn Iterator<Item = Result<Piece, ArchiveError>>,
         run: bool,
     ) -> Result<(SnapshotId, Summary), ArchiveError> {
         if let Some(d) = self.dictionaries.get() {
@@ -477,8 +479,18 @@ impl Writer {
                 .map_err(io)?;
             let mut batch = Vec::with_capacity(URL_BATCH);
             let mut sent = Ok(());
-            for line in entries {
-                let ((mut e, mut hints), mut encoded) = line?;
+            for piece in entries {
+                let ((mut e, mut hints), mut encoded) = match piece? {
+                    Piece::Line(line, encoded) => (line, encoded),
+                    Piece::Whole(whole) => {
+                        // Its entries keep no URL record (see above).
+                        if !run || whole.fetched_by >= header.started {
+                            return Err(io(std::io::Error::other("a whole chunk of entries not all settled")));
+                        }
+                        out.push_whole(*whole).map_err(io)?;
+                        continue;
+                    }
+                };
                 // Hints the run found are kept (a blob it reused, located
                 // when it was checked); the rest are looked up.
                 let mut found = Vec::new();

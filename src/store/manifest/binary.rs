@@ -130,6 +130,64 @@ pub(crate) fn read_line_thin(r: &mut Reader<'_>) -> Option<(Entry, Vec<Hint>)> {
     read_line_with(r, true)
 }
 
+/// A [`put_line`] record taken apart around its parents, borrowed: what
+/// carrying an entry from one snapshot to the next compares and rewrites
+/// (`pipeline::carry`) without decoding it.
+#[derive(Debug)]
+pub(crate) struct Parts<'a> {
+    pub flags: u8,
+    /// The URL (`None` in a record without it: a spill's, whose key holds it).
+    pub url: Option<&'a [u8]>,
+    /// The final URL and the kind, as encoded.
+    pub head: &'a [u8],
+    /// The kind's code (0: none).
+    pub kind: u8,
+    /// The parents, as encoded: a count, then each string.
+    pub parents: &'a [u8],
+    /// Every field after the parents, as encoded.
+    pub tail: &'a [u8],
+}
+
+impl<'a> Parts<'a> {
+    /// The parents' URLs.
+    pub fn parents(&self) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let mut r = Reader::new(self.parents);
+        let n = r.u64().unwrap_or(0);
+        (0..n).map_while(move |_| present(&mut r))
+    }
+}
+
+/// A string [`varint::put_str`] wrote that must be there, unchecked.
+fn present<'a>(r: &mut Reader<'a>) -> Option<&'a [u8]> {
+    let n = r.u64()?.checked_sub(1)?;
+    r.bytes(usize::try_from(n).ok()?)
+}
+
+/// `line` ([`put_line`]'s record; `with_url`: with its URL, else without
+/// it) taken apart around its parents; `None` if it does not start as such
+/// a record. Only the fields up to the parents are checked, and they as
+/// far as the parts need: whoever decodes the record checks the rest.
+pub(crate) fn parts(line: &[u8], with_url: bool) -> Option<Parts<'_>> {
+    let mut r = Reader::new(line);
+    let at = |r: &Reader<'_>| line.len() - r.remaining();
+    let flags = r.u8().filter(|f| f & !FLAGS == 0)?;
+    let url = if with_url { Some(present(&mut r)?) } else { None };
+    let head = at(&r);
+    match r.u64()? {
+        0 => {}
+        n => {
+            r.bytes(usize::try_from(n - 1).ok()?)?;
+        }
+    }
+    let kind = r.u8()?;
+    let parents = at(&r);
+    for _ in 0..r.u64()? {
+        present(&mut r)?;
+    }
+    let tail = at(&r);
+    Some(Parts { flags, url, head: &line[head..parents], kind, parents: &line[parents..tail], tail: &line[tail..] })
+}
+
 /// Whether a record whose first byte is `flags` is of an entry reused
 /// from the archive.
 pub(crate) fn reused(flags: u8) -> bool {
@@ -300,6 +358,26 @@ fn id(r: &mut Reader<'_>) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_take_a_line_apart_around_its_parents() {
+        let (e, hints) = full();
+        let mut line = Vec::new();
+        put_line(&mut line, &e, &hints);
+        let p = parts(&line, true).unwrap();
+        assert_eq!(p.url, Some(e.url.as_bytes()));
+        assert_eq!(p.kind, Kind::File as u8 + 1);
+        assert_eq!(p.parents().collect::<Vec<_>>(), e.parents.iter().map(|p| p.as_bytes()).collect::<Vec<_>>());
+        // Back together, it is the line; without its URL, the same parts.
+        let url_len = line.len() - 1 - p.head.len() - p.parents.len() - p.tail.len();
+        assert_eq!([&[p.flags][..], &line[1..1 + url_len], p.head, p.parents, p.tail].concat(), line);
+        let less = [&[p.flags][..], p.head, p.parents, p.tail].concat();
+        let q = parts(&less, false).unwrap();
+        assert_eq!((q.url, q.head, q.parents, q.tail), (None, p.head, p.parents, p.tail));
+        for n in 0..1 + url_len + p.head.len() + p.parents.len() {
+            assert!(parts(&line[..n], true).is_none(), "cut at {n}");
+        }
+    }
 
     fn full() -> (Entry, Vec<Hint>) {
         let entry = Entry {

@@ -81,6 +81,17 @@ pub enum KeyKind {
     FinalUrl = 1,
 }
 
+impl KeyKind {
+    /// The kind of code `c` (`kind as u8`).
+    pub fn from_code(c: u8) -> Option<KeyKind> {
+        match c {
+            0 => Some(KeyKind::Parent),
+            1 => Some(KeyKind::FinalUrl),
+            _ => None,
+        }
+    }
+}
+
 /// Bytes of one key record: kind u8 | key u64 BE | chunk u32 BE, so that
 /// byte order is (kind, key, chunk) order.
 const KEY_RECORD: usize = 13;
@@ -198,6 +209,33 @@ impl Encoded {
     pub(crate) fn as_slice(&self) -> &[u8] {
         &self.bytes[self.from..]
     }
+}
+
+/// A format-5 chunk of another snapshot of the same archive, taken whole
+/// into a manifest being written: its reference, its records as its blob
+/// holds them, and what the summary and the key index take of them.
+#[derive(Debug)]
+pub struct Whole {
+    pub chunk: ChunkRef,
+    pub raw: Vec<u8>,
+    /// The counts of its entries.
+    pub summary: Summary,
+    /// Its distinct keys of the key index.
+    pub keys: Vec<(KeyKind, u64)>,
+    /// Every entry in it was settled from the archive (reused), and
+    /// fetched no later than this.
+    pub fetched_by: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a manifest is written from, in URL order.
+// Lines are nearly every piece: boxed, each would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Piece {
+    /// A line, with its record when it is encoded already.
+    Line(Line, Option<Encoded>),
+    /// A chunk of another snapshot, unchanged.
+    Whole(Box<Whole>),
 }
 
 /// A chunk as the root lists it: in formats 2 to 4 a range of the file,
@@ -343,6 +381,9 @@ pub struct ChunkedWriter<'s, W: Write> {
     keys: Option<Spill>,
     /// The current chunk's distinct (kind, key)s.
     chunk_keys: HashSet<(KeyKind, u64)>,
+    /// The blob of the current chunk, while it is a [`Whole`] chunk taken
+    /// as it is: not hashed again when it closes.
+    adopted: Option<BlobId>,
 }
 
 impl<'s, W: Write> ChunkedWriter<'s, W> {
@@ -387,6 +428,7 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             keys,
             version,
             chunk_keys: HashSet::new(),
+            adopted: None,
             out,
             offset: 16,
             chunks: Vec::new(),
@@ -426,6 +468,8 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             self.first.clone_from(&entry.url);
         }
         self.last.clone_from(&entry.url);
+        // The chunk is no longer the one taken whole.
+        self.adopted = None;
         if self.version >= VERSION_4 {
             let record = match encoded {
                 Some(e) => {
@@ -453,6 +497,12 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             self.raw.push(b'\n');
         }
         self.entries += 1;
+        self.count(entry);
+        self.close_if_full()
+    }
+
+    /// Counts an entry of the current chunk into the summary and its keys.
+    fn count(&mut self, entry: &Entry) {
         self.summary.add(entry);
         if self.keys.is_some() {
             for p in &entry.parents {
@@ -462,6 +512,9 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
                 self.chunk_keys.insert((KeyKind::FinalUrl, key(f)));
             }
         }
+    }
+
+    fn close_if_full(&mut self) -> io::Result<()> {
         // Format 5 is cut by URL: its limits are far enough from the usual
         // chunk that they seldom decide a cut (a cut by position moves with
         // every entry added before it).
@@ -471,6 +524,48 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             self.close_chunk()?;
         }
         Ok(())
+    }
+
+    /// Adds a chunk of another snapshot of this archive (format 5): where
+    /// pushing its lines one by one would cut before its first entry, it
+    /// becomes a chunk of this manifest as it is, and stays so unless the
+    /// next entry joins it (no cut before it): its blob is then neither
+    /// hashed nor stored again. Anywhere else its lines are pushed.
+    pub fn push_whole(&mut self, whole: Whole) -> io::Result<()> {
+        let Whole { chunk, raw, summary, keys, .. } = whole;
+        let first = chunk.first.as_str();
+        let cut = self.entries == 0
+            || (self.entries >= MIN_CUT_ENTRIES && first != self.last && cuts_before(first, self.raw.len()));
+        let taken = self.sink.is_some()
+            && self.version >= VERSION
+            && chunk.blob.is_some()
+            && raw.len() as u64 == chunk.raw_length
+            && summary.entries == chunk.entries
+            && chunk.entries > 0
+            && first >= self.last.as_str()
+            && cut;
+        if !taken {
+            let mut r = varint::Reader::new(&raw);
+            while !r.is_empty() {
+                let record = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|n| r.bytes(n));
+                let line = record.and_then(|rec| Encoded::decode_thin(rec).map(|l| (l, rec)));
+                let ((entry, hints), record) =
+                    line.ok_or_else(|| io::Error::other("an unreadable entry in a whole chunk"))?;
+                self.push_encoded(&entry, &hints, Some(&Encoded::thin(record.to_vec(), 0)))?;
+            }
+            return Ok(());
+        }
+        self.close_chunk()?;
+        self.raw = raw;
+        self.entries = chunk.entries;
+        self.first = chunk.first;
+        self.last = chunk.last;
+        self.summary.merge(&summary);
+        if self.keys.is_some() {
+            self.chunk_keys.extend(keys);
+        }
+        self.adopted = chunk.blob;
+        self.close_if_full()
     }
 
     fn close_chunk(&mut self) -> io::Result<()> {
@@ -483,7 +578,7 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             Some(sink) => {
                 // An unchanged chunk is a blob the archive has: it is
                 // hashed, not compressed or written again.
-                let blob = BlobId::of(&self.raw);
+                let blob = self.adopted.take().unwrap_or_else(|| BlobId::of(&self.raw));
                 let (placed, flushed) = sink.store(blob, &self.raw)?;
                 if let Some(pack) = flushed {
                     self.place(pack);
@@ -725,6 +820,46 @@ impl Root {
 
     /// Reads, checks and decodes chunk `i` of the file named `name`.
     pub fn chunk(&self, name: &str, i: usize, file: &dyn RangeRead) -> Result<Vec<Line>, ManifestError> {
+        let raw = self.chunk_bytes(name, i, file)?;
+        let c = &self.chunks[i];
+        let what = |w: String| ManifestError::Format { id: name.to_string(), what: format!("chunk {i}: {w}") };
+        // The count is the root's word; the capacity is only a hint.
+        let mut lines = Vec::with_capacity(c.entries.min(CHUNK_ENTRIES_5 as u64) as usize);
+        if self.header.version >= u32::from(VERSION_4) {
+            let mut r = varint::Reader::new(&raw);
+            while !r.is_empty() {
+                let record = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|n| r.bytes(n));
+                let line = record.and_then(|b| binary::read_line(&mut varint::Reader::new(b)));
+                lines.push(line.ok_or_else(|| what(format!("entry {} unreadable", lines.len())))?);
+            }
+        } else {
+            for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                lines.push(serde_json::from_slice(line).map_err(|e| what(format!("unreadable entry: {e}")))?);
+            }
+        }
+        if lines.len() as u64 != c.entries {
+            return Err(what(format!("holds {} entries, the root says {}", lines.len(), c.entries)));
+        }
+        Ok(lines)
+    }
+
+    /// The records of chunk `i` of the file named `name`, undecoded, each
+    /// a varint length and a [`binary::put_line`] record (formats 4 and 5;
+    /// `None` before), and how many the root says it holds.
+    pub fn chunk_records(
+        &self,
+        name: &str,
+        i: usize,
+        file: &dyn RangeRead,
+    ) -> Result<Option<(Vec<u8>, u64)>, ManifestError> {
+        if self.header.version < u32::from(VERSION_4) {
+            return Ok(None);
+        }
+        Ok(Some((self.chunk_bytes(name, i, file)?, self.chunks[i].entries)))
+    }
+
+    /// The checked bytes of chunk `i` of the file named `name`.
+    fn chunk_bytes(&self, name: &str, i: usize, file: &dyn RangeRead) -> Result<Vec<u8>, ManifestError> {
         let c = &self.chunks[i];
         let what = |w: String| ManifestError::Format { id: name.to_string(), what: format!("chunk {i}: {w}") };
         let raw = match c.hint() {
@@ -751,24 +886,7 @@ impl Root {
                 decode_frame(&stored, c.raw_length, &what)?
             }
         };
-        // The count is the root's word; the capacity is only a hint.
-        let mut lines = Vec::with_capacity(c.entries.min(CHUNK_ENTRIES_5 as u64) as usize);
-        if self.header.version >= u32::from(VERSION_4) {
-            let mut r = varint::Reader::new(&raw);
-            while !r.is_empty() {
-                let record = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|n| r.bytes(n));
-                let line = record.and_then(|b| binary::read_line(&mut varint::Reader::new(b)));
-                lines.push(line.ok_or_else(|| what(format!("entry {} unreadable", lines.len())))?);
-            }
-        } else {
-            for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                lines.push(serde_json::from_slice(line).map_err(|e| what(format!("unreadable entry: {e}")))?);
-            }
-        }
-        if lines.len() as u64 != c.entries {
-            return Err(what(format!("holds {} entries, the root says {}", lines.len(), c.entries)));
-        }
-        Ok(lines)
+        Ok(raw)
     }
 
     /// Whether the manifest has a key index (formats 3 to 5).
@@ -1177,6 +1295,70 @@ mod tests {
         changed.remove(45_000);
         write_5(&changed, &mut blobs);
         assert!(blobs.stored - first <= 6, "{} chunks stored again", blobs.stored - first);
+    }
+
+    /// Chunk `i` of a manifest as a run carrying it whole hands it over.
+    fn whole_of(root: &Root, name: &str, i: usize, file: &dyn RangeRead) -> Whole {
+        let (raw, _) = root.chunk_records(name, i, file).unwrap().unwrap();
+        let (mut summary, mut keys) = (Summary::default(), HashSet::new());
+        for (e, _) in root.chunk(name, i, file).unwrap() {
+            summary.add(&e);
+            keys.extend(e.parents.iter().map(|p| (KeyKind::Parent, key(p))));
+        }
+        let keys = keys.into_iter().collect();
+        Whole { chunk: root.chunks[i].clone(), raw, summary, keys, fetched_by: chrono::Utc::now() }
+    }
+
+    #[test]
+    fn whole_chunks_make_the_manifest_their_lines_make() {
+        let entries: Vec<Entry> =
+            (0..20_000).map(|n| Entry { parents: vec![format!("https://p.example/{}", n / 20)], ..entry(n) }).collect();
+        let mut blobs = MemBlobs::default();
+        let (name, bytes) = write_5(&entries, &mut blobs);
+        let file = WithBlobs(Bytes(bytes), &blobs);
+        let root = Root::read(&name, file.0.0.len() as u64, &file).unwrap();
+        let wholes = || (0..root.chunks.len()).map(|i| whole_of(&root, &name, i, &file)).collect::<Vec<_>>();
+        let hint = |e: &Entry| [Hint(e.blob.unwrap(), PackId::from_bytes([1; 32]), 16, 10, 10, 1)];
+        let mut again = MemBlobs { blobs: blobs.blobs.clone(), ..MemBlobs::default() };
+        let dir = tempfile::tempdir().unwrap();
+        // Taken as they are: the manifest written line by line, and no
+        // chunk stored again.
+        let lines = write_5(&entries, &mut again);
+        let mut w = ChunkedWriter::with_sink(Vec::new(), dir.path(), &mut again).unwrap();
+        for whole in wholes() {
+            w.push_whole(whole).unwrap();
+        }
+        let (id, summary, out) = w.finish(&header()).unwrap();
+        let same = |(a, b): &(String, Vec<u8>), (c, d): (String, Vec<u8>)| {
+            let ra = Root::read(a, b.len() as u64, &InMemory(b)).unwrap();
+            let rb = Root::read(&c, d.len() as u64, &InMemory(&d)).unwrap();
+            // All but the header's times and where the test's sink put
+            // chunks it stored as the first wrote them.
+            let chunks = |r: &Root| {
+                r.chunks.iter().map(|c| (c.blob, c.entries, c.first.clone(), c.last.clone())).collect::<Vec<_>>()
+            };
+            assert_eq!((chunks(&ra), ra.summary, ra.keys), (chunks(&rb), rb.summary, rb.keys));
+        };
+        same(&lines, (id.to_hex(), out));
+        assert_eq!(summary, Summary::of(&entries));
+        assert_eq!(again.stored, 0);
+        // After an entry where no cut falls, and before one that joins the
+        // last chunk: their lines are pushed, and the manifest is still
+        // the one its lines make.
+        let (first, last) = (
+            Entry { url: "https://img.example/".into(), ..entry(7) },
+            Entry { url: "https://img.example/~".into(), ..entry(8) },
+        );
+        let all: Vec<Entry> = [vec![first.clone()], entries.clone(), vec![last.clone()]].concat();
+        let lines = write_5(&all, &mut again);
+        let mut w = ChunkedWriter::with_sink(Vec::new(), dir.path(), &mut again).unwrap();
+        w.push(&first, &hint(&first)).unwrap();
+        for whole in wholes() {
+            w.push_whole(whole).unwrap();
+        }
+        w.push(&last, &hint(&last)).unwrap();
+        let (id, _, out) = w.finish(&header()).unwrap();
+        same(&lines, (id.to_hex(), out));
     }
 
     #[test]
