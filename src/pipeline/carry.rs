@@ -41,7 +41,7 @@ use crate::store::archive::Archive;
 use crate::store::id::SnapshotId;
 use crate::store::index::Index;
 use crate::store::manifest::binary::{self, Parts};
-use crate::store::manifest::chunked::{self, Encoded, KeyKind, Whole};
+use crate::store::manifest::chunked::{self, Encoded, KeyKind, LoadRecords, Whole};
 use crate::store::manifest::{Kind, Summary};
 use crate::store::varint::{self, Reader};
 use chrono::{DateTime, Utc};
@@ -347,32 +347,41 @@ impl Carry {
                     if taken == 0 {
                         continue;
                     }
-                    let read = reader.chunk_records(i).map_err(|e| e.to_string());
-                    let (raw, count) = match read.and_then(|r| r.ok_or("its format changed during the run".into())) {
-                        Ok(r) => r,
-                        Err(why) => {
-                            // Its facts go, so the next run reads the chunk
-                            // again, fails, and carries nothing from it.
-                            if let Some(b) = chunk.blob {
-                                let _ = index.remove_chunk_facts(&b);
-                            }
-                            return Err(format!("chunk {i}: {why} (run `kura verify`)"));
-                        }
-                    };
                     let whole =
                         chunk.blob.is_some() && taken == f.parents.len() && f.settled.is_some_and(|t| t < started);
                     let items = if whole {
+                        // Not read: the writer lists it as it is, unless a
+                        // record of the run falls within it.
+                        let archive = archive.clone();
+                        let load: LoadRecords = Box::new(move || {
+                            let reader = archive.open_snapshot(&base).map_err(io::Error::other)?;
+                            let read = reader.chunk_records(i).map_err(io::Error::other)?;
+                            read.map(|(raw, _)| raw).ok_or_else(|| io::Error::other("its format changed"))
+                        });
                         let whole = Whole {
                             chunk: chunk.clone(),
-                            raw,
                             summary: f.summary.clone(),
                             keys: f.keys.clone(),
                             fetched_by: DateTime::from_timestamp_nanos(f.settled.unwrap_or_default()),
+                            load,
                         };
                         let item = Base::Chunk(Box::new(BaseChunk { whole, number: next }));
-                        next += count;
+                        next += chunk.entries;
                         vec![item]
                     } else {
+                        let read = reader.chunk_records(i).map_err(|e| e.to_string());
+                        let (raw, count) = match read.and_then(|r| r.ok_or("its format changed during the run".into()))
+                        {
+                            Ok(r) => r,
+                            Err(why) => {
+                                // Its facts go, so the next run reads the chunk
+                                // again, fails, and carries nothing from it.
+                                if let Some(b) = chunk.blob {
+                                    let _ = index.remove_chunk_facts(&b);
+                                }
+                                return Err(format!("chunk {i}: {why} (run `kura verify`)"));
+                            }
+                        };
                         let mut items = Vec::new();
                         for_each_line(&raw, count, |line| {
                             if let Some(r) = carried_record(line, &keys, &carried, next) {
@@ -453,10 +462,11 @@ impl BaseChunk {
 
     /// Its entries as spill records, when others come between them.
     pub(super) fn records(self) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::with_capacity(self.whole.chunk.entries.min(1 << 16) as usize);
-        let mut number = self.number;
+        let (count, mut number) = (self.whole.chunk.entries, self.number);
+        let mut out = Vec::with_capacity(count.min(1 << 16) as usize);
+        let raw = self.whole.records()?;
         let mut bad = false;
-        for_each_line(&self.whole.raw, self.whole.chunk.entries, |line| {
+        for_each_line(&raw, count, |line| {
             match binary::parts(line, true).and_then(|p| spill_record(&p, None, number)) {
                 Some(r) => out.push(r),
                 None => bad = true,

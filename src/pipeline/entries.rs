@@ -919,7 +919,8 @@ mod tests {
                 last: "b3".into(),
             };
             let summary = crate::store::manifest::Summary::default();
-            let whole = Whole { chunk, raw, summary, keys: vec![], fetched_by: chrono::Utc::now() };
+            let load = Box::new(move || Ok(raw));
+            let whole = Whole { chunk, summary, keys: vec![], fetched_by: chrono::Utc::now(), load };
             Ok(Base::Chunk(Box::new(super::super::carry::BaseChunk::for_tests(whole, 1 << 62))))
         };
         let merged = |spill: Vec<(Vec<u8>, Vec<u8>)>| {

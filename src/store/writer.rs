@@ -92,6 +92,9 @@ pub struct WriteStats {
     pub packs: u64,
     /// Bytes of the pack files written (blobs, trailers, headers).
     pub pack_bytes: u64,
+    /// Manifest chunks of an earlier snapshot listed as they were, unread
+    /// (see [`chunked::Whole`]).
+    pub chunks_taken: u64,
 }
 
 /// The exclusive writer of an archive.
@@ -532,7 +535,14 @@ impl Writer {
             Ok(())
         });
         let header = ManifestHeader { version: u32::from(chunked::VERSION), ..header.clone() };
-        let finished = streamed.and_then(|()| out.finish(&header).map_err(io));
+        let finished = streamed.and_then(|()| {
+            let taken = out.chunks_taken();
+            out.finish(&header).map(|f| (f, taken)).map_err(io)
+        });
+        let finished = finished.map(|(f, taken)| {
+            self.stats.chunks_taken += taken;
+            f
+        });
         // Packs of chunks written before a failure are named by an index
         // file all the same: a later commit may find its chunks in them.
         let ChunkPacks { written, failed, .. } = chunks;
@@ -603,23 +613,28 @@ impl<'w> ChunkPacks<'w> {
 }
 
 impl ChunkSink for ChunkPacks<'_> {
-    fn store(&mut self, id: BlobId, raw: &[u8]) -> std::io::Result<(Placed, Option<PackId>)> {
+    fn find(&mut self, id: BlobId) -> std::io::Result<Option<Placed>> {
         let placed =
             |pack, e: &PackEntry| Placed { pack, offset: e.offset, stored_len: e.stored_len, codec: e.codec as u8 };
         if let Some(e) = self.pending.get(&id) {
-            return Ok((placed(None, e), None));
+            return Ok(Some(placed(None, e)));
         }
         match self.index.blob(&id) {
-            Ok(Some(l)) => return Ok((placed(Some(l.pack), &l.entry), None)),
-            Ok(None) => {}
-            Err(e) => return Err(self.fail(e)),
+            Ok(found) => Ok(found.map(|l| placed(Some(l.pack), &l.entry))),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn store(&mut self, id: BlobId, raw: &[u8]) -> std::io::Result<(Placed, Option<PackId>)> {
+        if let Some(placed) = self.find(id)? {
+            return Ok((placed, None));
         }
         let blob = crate::store::blob::encode_with_context(id, raw, &mut self.zstd);
         let full = self.pack.len() + blob.data.len() as u64 > self.target || self.pending.len() >= MAX_PACK_BLOBS;
         let flushed = if full { self.flush()? } else { None };
         let e = self.pack.push(&blob);
         self.pending.insert(id, e);
-        Ok((placed(None, &e), flushed))
+        Ok((Placed { pack: None, offset: e.offset, stored_len: e.stored_len, codec: e.codec as u8 }, flushed))
     }
 
     fn flush(&mut self) -> std::io::Result<Option<PackId>> {

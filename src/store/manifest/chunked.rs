@@ -212,12 +212,11 @@ impl Encoded {
 }
 
 /// A format-5 chunk of another snapshot of the same archive, taken whole
-/// into a manifest being written: its reference, its records as its blob
-/// holds them, and what the summary and the key index take of them.
-#[derive(Debug)]
+/// into a manifest being written: its reference, what the summary and the
+/// key index take of its entries, and how to read its records, which a
+/// writer that lists it as it is never needs.
 pub struct Whole {
     pub chunk: ChunkRef,
-    pub raw: Vec<u8>,
     /// The counts of its entries.
     pub summary: Summary,
     /// Its distinct keys of the key index.
@@ -225,6 +224,32 @@ pub struct Whole {
     /// Every entry in it was settled from the archive (reused), and
     /// fetched no later than this.
     pub fetched_by: chrono::DateTime<chrono::Utc>,
+    /// Reads its records, as its blob holds them (checked against it).
+    pub load: LoadRecords,
+}
+
+/// Reads a [`Whole`] chunk's records.
+pub type LoadRecords = Box<dyn FnOnce() -> io::Result<Vec<u8>> + Send>;
+
+impl std::fmt::Debug for Whole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Whole").field("chunk", &self.chunk).field("summary", &self.summary).finish_non_exhaustive()
+    }
+}
+
+impl Whole {
+    /// Its records, read and checked against its reference.
+    pub fn records(self) -> io::Result<Vec<u8>> {
+        let raw = (self.load)()?;
+        if raw.len() as u64 != self.chunk.raw_length {
+            return Err(io::Error::other(format!(
+                "a chunk of {} bytes where {} were listed",
+                raw.len(),
+                self.chunk.raw_length
+            )));
+        }
+        Ok(raw)
+    }
 }
 
 /// What a manifest is written from, in URL order.
@@ -288,6 +313,10 @@ pub trait ChunkSink {
     /// Writes the pack being built, if it holds anything, and returns its
     /// id.
     fn flush(&mut self) -> io::Result<Option<PackId>>;
+
+    /// Where the blob `id` is, if the archive (or the pack being built)
+    /// has it.
+    fn find(&mut self, id: BlobId) -> io::Result<Option<Placed>>;
 }
 
 /// Where [`ChunkSink::store`] put a chunk's blob.
@@ -381,9 +410,18 @@ pub struct ChunkedWriter<'s, W: Write> {
     keys: Option<Spill>,
     /// The current chunk's distinct (kind, key)s.
     chunk_keys: HashSet<(KeyKind, u64)>,
-    /// The blob of the current chunk, while it is a [`Whole`] chunk taken
-    /// as it is: not hashed again when it closes.
-    adopted: Option<BlobId>,
+    /// The current chunk while it is a [`Whole`] chunk taken as it is: not
+    /// read, nor hashed again when it closes.
+    adopted: Option<Adopted>,
+    /// Chunks so listed.
+    taken: u64,
+}
+
+/// A [`Whole`] chunk being the current one, unread.
+struct Adopted {
+    blob: BlobId,
+    raw_length: u64,
+    load: LoadRecords,
 }
 
 impl<'s, W: Write> ChunkedWriter<'s, W> {
@@ -429,6 +467,7 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             version,
             chunk_keys: HashSet::new(),
             adopted: None,
+            taken: 0,
             out,
             offset: 16,
             chunks: Vec::new(),
@@ -460,16 +499,21 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         if self.sink.is_some()
             && self.entries >= MIN_CUT_ENTRIES
             && entry.url != self.last
-            && cuts_before(&entry.url, self.raw.len())
+            && cuts_before(&entry.url, self.bytes())
         {
             self.close_chunk()?;
+        }
+        // The entry joins a chunk taken whole: it is one no longer.
+        if let Some(a) = self.adopted.take() {
+            self.raw = (a.load)()?;
+            if self.raw.len() as u64 != a.raw_length {
+                return Err(io::Error::other("a chunk taken whole is not the length listed"));
+            }
         }
         if self.entries == 0 {
             self.first.clone_from(&entry.url);
         }
         self.last.clone_from(&entry.url);
-        // The chunk is no longer the one taken whole.
-        self.adopted = None;
         if self.version >= VERSION_4 {
             let record = match encoded {
                 Some(e) => {
@@ -520,10 +564,20 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         // every entry added before it).
         let (bytes, entries) =
             if self.sink.is_some() { (CHUNK_BYTES_5, CHUNK_ENTRIES_5) } else { (CHUNK_BYTES, CHUNK_ENTRIES) };
-        if self.raw.len() >= bytes || self.entries as usize >= entries {
+        if self.bytes() >= bytes || self.entries as usize >= entries {
             self.close_chunk()?;
         }
         Ok(())
+    }
+
+    /// Chunks of another snapshot listed as they are, unread, so far.
+    pub fn chunks_taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// The current chunk's bytes.
+    fn bytes(&self) -> usize {
+        self.adopted.as_ref().map_or(self.raw.len(), |a| a.raw_length as usize)
     }
 
     /// Adds a chunk of another snapshot of this archive (format 5): where
@@ -532,19 +586,18 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
     /// next entry joins it (no cut before it): its blob is then neither
     /// hashed nor stored again. Anywhere else its lines are pushed.
     pub fn push_whole(&mut self, whole: Whole) -> io::Result<()> {
-        let Whole { chunk, raw, summary, keys, .. } = whole;
-        let first = chunk.first.as_str();
+        let first = whole.chunk.first.as_str();
         let cut = self.entries == 0
-            || (self.entries >= MIN_CUT_ENTRIES && first != self.last && cuts_before(first, self.raw.len()));
+            || (self.entries >= MIN_CUT_ENTRIES && first != self.last && cuts_before(first, self.bytes()));
         let taken = self.sink.is_some()
             && self.version >= VERSION
-            && chunk.blob.is_some()
-            && raw.len() as u64 == chunk.raw_length
-            && summary.entries == chunk.entries
-            && chunk.entries > 0
+            && whole.chunk.blob.is_some()
+            && whole.summary.entries == whole.chunk.entries
+            && whole.chunk.entries > 0
             && first >= self.last.as_str()
             && cut;
         if !taken {
+            let raw = whole.records()?;
             let mut r = varint::Reader::new(&raw);
             while !r.is_empty() {
                 let record = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|n| r.bytes(n));
@@ -556,7 +609,8 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             return Ok(());
         }
         self.close_chunk()?;
-        self.raw = raw;
+        let Whole { chunk, summary, keys, load, .. } = whole;
+        self.raw.clear();
         self.entries = chunk.entries;
         self.first = chunk.first;
         self.last = chunk.last;
@@ -564,7 +618,8 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         if self.keys.is_some() {
             self.chunk_keys.extend(keys);
         }
-        self.adopted = chunk.blob;
+        let blob = chunk.blob.expect("checked above");
+        self.adopted = Some(Adopted { blob, raw_length: chunk.raw_length, load });
         self.close_if_full()
     }
 
@@ -573,13 +628,32 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             return Ok(());
         }
         let (first, last) = (std::mem::take(&mut self.first), self.last.clone());
-        let (raw_length, entries) = (self.raw.len() as u64, self.entries);
+        let (raw_length, entries) = (self.bytes() as u64, self.entries);
         match self.sink.as_mut() {
             Some(sink) => {
                 // An unchanged chunk is a blob the archive has: it is
-                // hashed, not compressed or written again.
-                let blob = self.adopted.take().unwrap_or_else(|| BlobId::of(&self.raw));
-                let (placed, flushed) = sink.store(blob, &self.raw)?;
+                // hashed, not compressed or written again; one taken whole
+                // is not even read, unless the archive lacks it.
+                let (blob, found) = match self.adopted.take() {
+                    Some(a) => match sink.find(a.blob)? {
+                        Some(placed) => {
+                            self.taken += 1;
+                            (a.blob, Some(placed))
+                        }
+                        None => {
+                            self.raw = (a.load)()?;
+                            if BlobId::of(&self.raw) != a.blob {
+                                return Err(io::Error::other("a chunk taken whole is not its blob"));
+                            }
+                            (a.blob, None)
+                        }
+                    },
+                    None => (BlobId::of(&self.raw), None),
+                };
+                let (placed, flushed) = match found {
+                    Some(placed) => (placed, None),
+                    None => sink.store(blob, &self.raw)?,
+                };
                 if let Some(pack) = flushed {
                     self.place(pack);
                 }
@@ -1217,6 +1291,11 @@ mod tests {
     }
 
     impl ChunkSink for MemBlobs {
+        fn find(&mut self, id: BlobId) -> io::Result<Option<Placed>> {
+            let placed = Placed { pack: Some(PackId::from_bytes([0; 32])), offset: 16, stored_len: 0, codec: 0 };
+            Ok(self.blobs.get(&id).map(|raw| Placed { stored_len: raw.len() as u64, ..placed }))
+        }
+
         fn store(&mut self, id: BlobId, raw: &[u8]) -> io::Result<(Placed, Option<PackId>)> {
             let placed = Placed { pack: None, offset: 16, stored_len: raw.len() as u64, codec: 0 };
             if self.blobs.contains_key(&id) {
@@ -1306,7 +1385,8 @@ mod tests {
             keys.extend(e.parents.iter().map(|p| (KeyKind::Parent, key(p))));
         }
         let keys = keys.into_iter().collect();
-        Whole { chunk: root.chunks[i].clone(), raw, summary, keys, fetched_by: chrono::Utc::now() }
+        let load = Box::new(move || Ok(raw));
+        Whole { chunk: root.chunks[i].clone(), summary, keys, fetched_by: chrono::Utc::now(), load }
     }
 
     #[test]
@@ -1328,6 +1408,7 @@ mod tests {
         for whole in wholes() {
             w.push_whole(whole).unwrap();
         }
+        assert_eq!(w.chunks_taken() as usize, root.chunks.len() - 1, "the last one closes at the end");
         let (id, summary, out) = w.finish(&header()).unwrap();
         let same = |(a, b): &(String, Vec<u8>), (c, d): (String, Vec<u8>)| {
             let ra = Root::read(a, b.len() as u64, &InMemory(b)).unwrap();
