@@ -10,7 +10,8 @@
 //! is, without decoding it or hashing it again.
 //!
 //! "Exactly" is checked, not assumed. What a run needs of a base chunk (its
-//! [`Facts`]) is read once, when the run starts, and kept in the index by
+//! [`Facts`]) is read when the first page with a group asks (a run in
+//! which no page has one never reads it), and kept in the index by
 //! the chunk's blob, so a chunk shared by many snapshots is read once: per
 //! parent, the sum and count of a hash of every image entry that lists it
 //! (its URL and every field but its parents); the chunk's counts and keys;
@@ -251,6 +252,8 @@ pub(super) struct Carry {
     facts: Arc<OnceLock<BaseFacts>>,
     /// Keys of the pages carried.
     carried: Mutex<HashSet<u64>>,
+    /// Until the base is being read: what says it was.
+    reading: Mutex<Option<tokio::sync::watch::Sender<bool>>>,
     /// True once `facts` is set.
     ready: tokio::sync::watch::Receiver<bool>,
 }
@@ -261,34 +264,47 @@ fn image_code() -> u8 {
 }
 
 impl Carry {
-    /// Starts reading `base`, the job's latest snapshot, in the background;
-    /// `None` when the index has no secret to key hashes with.
+    /// Carrying from `base`, the job's latest snapshot; `None` when the
+    /// index has no secret to key hashes with.
     pub(super) fn start(archive: &Archive, index: &Index, base: SnapshotId) -> Option<Carry> {
         let keys = Keys(index.carry_secret().ok()?);
-        let facts = Arc::new(OnceLock::new());
-        let (a, i, k, f) = (archive.clone(), index.clone(), keys.clone(), facts.clone());
         let (tx, ready) = tokio::sync::watch::channel(false);
-        let spawned = std::thread::Builder::new().name("kura-carry".into()).spawn(move || {
-            let found = read_base(&a, &i, base, &k).unwrap_or_else(|why| {
-                tracing::debug!("nothing carried from snapshot {base}: {why}");
-                BaseFacts::default()
-            });
-            let _ = f.set(found);
-            let _ = tx.send(true);
-        });
-        if spawned.is_err() {
-            let _ = facts.set(BaseFacts::default());
-        }
-        let carried = Mutex::new(HashSet::new());
-        Some(Carry { archive: archive.clone(), index: index.clone(), base, keys, facts, carried, ready })
+        Some(Carry {
+            archive: archive.clone(),
+            index: index.clone(),
+            base,
+            keys,
+            facts: Arc::new(OnceLock::new()),
+            carried: Mutex::new(HashSet::new()),
+            reading: Mutex::new(Some(tx)),
+            ready,
+        })
     }
 
-    /// Waits until the base is read.
+    /// Waits until the base is read, starting to read it on a thread of
+    /// its own if no page asked before: a run in which no page has a group
+    /// (the first after a cold run) never reads it.
     pub(super) async fn ready(&self) {
-        if self.facts.get().is_none() {
-            // Err: the thread is gone without a word; `page` then carries nothing.
-            let _ = self.ready.clone().wait_for(|r| *r).await;
+        if self.facts.get().is_some() {
+            return;
         }
+        if let Some(tx) = self.reading.lock().expect("no panics while held").take() {
+            let (a, i, base, k, f) =
+                (self.archive.clone(), self.index.clone(), self.base, self.keys.clone(), self.facts.clone());
+            let spawned = std::thread::Builder::new().name("kura-carry".into()).spawn(move || {
+                let found = read_base(&a, &i, base, &k).unwrap_or_else(|why| {
+                    tracing::debug!("nothing carried from snapshot {base}: {why}");
+                    BaseFacts::default()
+                });
+                let _ = f.set(found);
+                let _ = tx.send(true);
+            });
+            if spawned.is_err() {
+                let _ = self.facts.set(BaseFacts::default());
+            }
+        }
+        // Err: the thread is gone without a word; `page` then carries nothing.
+        let _ = self.ready.clone().wait_for(|r| *r).await;
     }
 
     /// Whether page `page` is carried: its image references are `images`

@@ -432,7 +432,7 @@ impl Writer {
     /// `header.started`) leaves that record as it is, unread: it would
     /// write it back unchanged. Most entries of an unchanged re-run are such.
     /// A line may come with its record already encoded (see [`Encoded`]),
-    /// and a chunk of an earlier snapshot whole (see [`Whole`]), if every
+    /// and a chunk of an earlier snapshot whole (see [`chunked::Whole`]), if every
     /// entry in it is so settled.
     pub fn commit_run(
         &mut self,

@@ -216,6 +216,7 @@ impl Encoded {
 /// key index take of its entries, and how to read its records, which a
 /// writer that lists it as it is never needs.
 pub struct Whole {
+    /// As the other snapshot's root lists it.
     pub chunk: ChunkRef,
     /// The counts of its entries.
     pub summary: Summary,
