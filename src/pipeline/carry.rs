@@ -238,8 +238,17 @@ impl Facts {
 struct BaseFacts {
     /// By page key, the digest of the image entries that list it.
     digests: HashMap<u64, Digest>,
-    /// Each chunk's facts, in order.
-    chunks: Vec<Facts>,
+    /// What the commit needs of each chunk, in order.
+    chunks: Vec<Kept>,
+}
+
+/// A chunk's [`Facts`] as the commit needs them: its parents' keys, not
+/// their digests (summed into [`BaseFacts::digests`]).
+struct Kept {
+    settled: Option<i64>,
+    summary: Summary,
+    keys: Vec<(KeyKind, u64)>,
+    parents: Vec<u64>,
 }
 
 /// A run's carrying of pages' images from the job's latest snapshot.
@@ -359,7 +368,7 @@ impl Carry {
                 }
                 let mut next = BASE_ENTRIES;
                 for (i, (chunk, f)) in chunks.iter().zip(&facts.chunks).enumerate() {
-                    let taken = f.parents.iter().filter(|(k, _)| carried.contains(k)).count();
+                    let taken = f.parents.iter().filter(|k| carried.contains(k)).count();
                     if taken == 0 {
                         continue;
                     }
@@ -452,7 +461,8 @@ fn read_base(archive: &Archive, index: &Index, base: SnapshotId, keys: &Keys) ->
         for (k, d) in &facts.parents {
             out.digests.entry(*k).or_default().merge(d);
         }
-        out.chunks.push(facts);
+        let Facts { settled, summary, keys, parents } = facts;
+        out.chunks.push(Kept { settled, summary, keys, parents: parents.into_iter().map(|(k, _)| k).collect() });
     }
     Ok(out)
 }
