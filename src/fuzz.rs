@@ -11,7 +11,7 @@ use crate::referrer::Policy;
 use crate::sources::{charset, feed, post, sitemap};
 use crate::store::blob::{self, Codec};
 use crate::store::id::{BlobId, PackId, SnapshotId};
-use crate::store::manifest::{Manifest, chunked};
+use crate::store::manifest::{Manifest, binary, chunked};
 use crate::store::pack;
 
 fn base() -> Url {
@@ -166,6 +166,17 @@ pub fn manifest(data: &[u8]) {
     let name = SnapshotId::of(root.unwrap_or(data)).to_hex();
     if let Ok(m) = Manifest::decode(&name, data) {
         let _ = m.failures().count();
+    }
+    // A record taken apart around its parents (carrying, `pipeline::carry`)
+    // as it reads: where the record reads, the parts hold its parents.
+    for with_url in [true, false] {
+        if let Some(p) = binary::parts(data, with_url) {
+            let _ = p.parents().count();
+        }
+    }
+    if let Some((e, _)) = binary::read_line(&mut crate::store::varint::Reader::new(data)) {
+        let p = binary::parts(data, true).expect("a record that reads whole is taken apart");
+        assert!(p.parents().eq(e.parents.iter().map(|s| s.as_bytes())));
     }
     // The key index: every lookup answers chunks the manifest has, or an error.
     let file = chunked::InMemory(data);

@@ -666,6 +666,15 @@ mod tests {
         assert!(!is_default_icon(&icon.url, Some("https://site.example/page")));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_as_facts_or_are_refused(b in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            if let Some(f) = Facts::decode(&b) {
+                proptest::prop_assert_eq!(Facts::decode(&f.encode()), Some(f));
+            }
+        }
+    }
+
     #[test]
     fn carried_records_keep_only_carried_parents() {
         let keys = Keys([1; 32]);
