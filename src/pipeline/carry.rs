@@ -34,11 +34,19 @@
 //! own records, if they still reference it, and fold into it as any two
 //! records of one fetch key do (`entries::Folded`).
 //!
-//! Memory: a sum per page of the base snapshot, a key per carried page and
-//! the facts of its chunks (some 50 bytes a page); a chunk at a time.
+//! Memory: a sum per page of the base snapshot and a key per carried page
+//! (some 60 bytes a page); the commit reads a chunk's facts (again, from
+//! the index) and records a chunk at a time.
+//!
+//! Known limit: entries of one fetch key fold only within the last 16
+//! entries of their URL (`entries::Folded`), and carried records come after
+//! the run's own records of their URL. A URL asked for with more than 16
+//! Referers, one of which both a carried page and a page written out this
+//! run use, may then keep two entries of that key (each with its parents)
+//! where the run written out would keep one; nothing is lost.
 
 use super::crawl::is_default_icon;
-use crate::store::archive::Archive;
+use crate::store::archive::{Archive, SnapshotReader};
 use crate::store::id::SnapshotId;
 use crate::store::index::Index;
 use crate::store::manifest::binary::{self, Parts};
@@ -141,7 +149,11 @@ impl Facts {
             // carried, and a chunk that holds one is not taken whole.
             let icon = is_default_icon(&e.url, e.referer.as_deref());
             let image = p.kind == image_code() && !icon;
-            let fetched = e.fetched_at.and_then(|t| t.timestamp_nanos_opt()).filter(|_| image && e.reused);
+            // An entry no page lists is written by no page's group.
+            let fetched = e
+                .fetched_at
+                .and_then(|t| t.timestamp_nanos_opt())
+                .filter(|_| image && e.reused && !e.parents.is_empty());
             f.settled = f.settled.zip(fetched).map(|(a, b)| a.max(b));
             if image {
                 let h = keys.member(p.url.unwrap_or_default(), &p);
@@ -233,22 +245,14 @@ impl Facts {
     }
 }
 
-/// What the run read of the base when it started.
+/// What the run read of the base when the first page asked.
 #[derive(Default)]
 struct BaseFacts {
     /// By page key, the digest of the image entries that list it.
     digests: HashMap<u64, Digest>,
-    /// What the commit needs of each chunk, in order.
-    chunks: Vec<Kept>,
-}
-
-/// A chunk's [`Facts`] as the commit needs them: its parents' keys, not
-/// their digests (summed into [`BaseFacts::digests`]).
-struct Kept {
-    settled: Option<i64>,
-    summary: Summary,
-    keys: Vec<(KeyKind, u64)>,
-    parents: Vec<u64>,
+    /// The base's chunks (the commit reads their facts again, a chunk at a
+    /// time, rather than holding every chunk's keys through the crawl).
+    chunks: usize,
 }
 
 /// A run's carrying of pages' images from the job's latest snapshot.
@@ -302,7 +306,7 @@ impl Carry {
                 (self.archive.clone(), self.index.clone(), self.base, self.keys.clone(), self.facts.clone());
             let spawned = std::thread::Builder::new().name("kura-carry".into()).spawn(move || {
                 let found = read_base(&a, &i, base, &k).unwrap_or_else(|why| {
-                    tracing::debug!("nothing carried from snapshot {base}: {why}");
+                    tracing::warn!("nothing carried from snapshot {base}: {why}");
                     BaseFacts::default()
                 });
                 let _ = f.set(found);
@@ -363,12 +367,21 @@ impl Carry {
                 let facts = facts.get().ok_or("the base was not read")?;
                 let reader = archive.open_snapshot(&base).map_err(|e| e.to_string())?;
                 let chunks = reader.chunk_list();
-                if chunks.len() != facts.chunks.len() {
+                if chunks.len() != facts.chunks {
                     return Err("its chunks changed during the run".into());
                 }
                 let mut next = BASE_ENTRIES;
-                for (i, (chunk, f)) in chunks.iter().zip(&facts.chunks).enumerate() {
-                    let taken = f.parents.iter().filter(|k| carried.contains(k)).count();
+                for (i, chunk) in chunks.iter().enumerate() {
+                    // A chunk it cannot read loses its facts, so the next
+                    // run reads it again, fails, and carries nothing from it.
+                    let forget = |why: String| {
+                        if let Some(b) = chunk.blob {
+                            let _ = index.remove_chunk_facts(&b);
+                        }
+                        format!("chunk {i}: {why} (run `kura verify`)")
+                    };
+                    let f = chunk_facts(&reader, &index, &keys, i).map_err(forget)?;
+                    let taken = f.parents.iter().filter(|(k, _)| carried.contains(k)).count();
                     if taken == 0 {
                         continue;
                     }
@@ -377,16 +390,25 @@ impl Carry {
                     let items = if whole {
                         // Not read: the writer lists it as it is, unless a
                         // record of the run falls within it.
-                        let archive = archive.clone();
+                        let (archive, index, blob) = (archive.clone(), index.clone(), chunk.blob);
                         let load: LoadRecords = Box::new(move || {
-                            let reader = archive.open_snapshot(&base).map_err(io::Error::other)?;
-                            let read = reader.chunk_records(i).map_err(io::Error::other)?;
-                            read.map(|(raw, _)| raw).ok_or_else(|| io::Error::other("its format changed"))
+                            let read = archive.open_snapshot(&base).map_err(|e| e.to_string()).and_then(|r| {
+                                let raw = r.chunk_records(i).map_err(|e| e.to_string())?;
+                                raw.map(|(raw, _)| raw).ok_or_else(|| "its format changed during the run".into())
+                            });
+                            read.map_err(|why| {
+                                if let Some(b) = blob {
+                                    let _ = index.remove_chunk_facts(&b);
+                                }
+                                io::Error::other(format!(
+                                    "the base snapshot {base}: chunk {i}: {why} (run `kura verify`)"
+                                ))
+                            })
                         });
                         let whole = Whole {
                             chunk: chunk.clone(),
-                            summary: f.summary.clone(),
-                            keys: f.keys.clone(),
+                            summary: f.summary,
+                            keys: f.keys,
                             fetched_by: DateTime::from_timestamp_nanos(f.settled.unwrap_or_default()),
                             load,
                         };
@@ -395,18 +417,8 @@ impl Carry {
                         vec![item]
                     } else {
                         let read = reader.chunk_records(i).map_err(|e| e.to_string());
-                        let (raw, count) = match read.and_then(|r| r.ok_or("its format changed during the run".into()))
-                        {
-                            Ok(r) => r,
-                            Err(why) => {
-                                // Its facts go, so the next run reads the chunk
-                                // again, fails, and carries nothing from it.
-                                if let Some(b) = chunk.blob {
-                                    let _ = index.remove_chunk_facts(&b);
-                                }
-                                return Err(format!("chunk {i}: {why} (run `kura verify`)"));
-                            }
-                        };
+                        let read = read.and_then(|r| r.ok_or_else(|| "its format changed during the run".to_string()));
+                        let (raw, count) = read.map_err(forget)?;
                         let mut items = Vec::new();
                         for_each_line(&raw, count, |line| {
                             if let Some(r) = carried_record(line, &keys, &carried, next) {
@@ -438,33 +450,35 @@ impl Carry {
     }
 }
 
-/// Reads what the run needs of the base: each chunk's facts from the
-/// index, or from the chunk (then kept in the index).
+/// Reads what the run needs of the base: each chunk's facts, summed per
+/// page.
 fn read_base(archive: &Archive, index: &Index, base: SnapshotId, keys: &Keys) -> Result<BaseFacts, String> {
     let reader = archive.open_snapshot(&base).map_err(|e| e.to_string())?;
-    let mut out = BaseFacts::default();
-    for (i, chunk) in reader.chunk_list().iter().enumerate() {
-        let cached = chunk.blob.and_then(|b| index.chunk_facts(&b).ok().flatten());
-        let facts = match cached.as_deref().and_then(Facts::decode).filter(|f| f.summary.entries == chunk.entries) {
-            Some(f) => f,
-            None => {
-                let (raw, count) =
-                    reader.chunk_records(i).map_err(|e| e.to_string())?.ok_or("its format predates binary records")?;
-                let f = Facts::of(&raw, count, keys).map_err(|why| format!("chunk {i}: {why}"))?;
-                if let Some(b) = chunk.blob {
-                    // A cache: not keeping it costs the next run a read.
-                    let _ = index.set_chunk_facts(&b, &f.encode());
-                }
-                f
-            }
-        };
-        for (k, d) in &facts.parents {
+    let mut out = BaseFacts { chunks: reader.chunks(), ..BaseFacts::default() };
+    for i in 0..out.chunks {
+        for (k, d) in &chunk_facts(&reader, index, keys, i)?.parents {
             out.digests.entry(*k).or_default().merge(d);
         }
-        let Facts { settled, summary, keys, parents } = facts;
-        out.chunks.push(Kept { settled, summary, keys, parents: parents.into_iter().map(|(k, _)| k).collect() });
     }
     Ok(out)
+}
+
+/// The facts of chunk `i` of the base: from the index, or from the chunk
+/// (then kept in the index).
+fn chunk_facts(reader: &SnapshotReader<'_>, index: &Index, keys: &Keys, i: usize) -> Result<Facts, String> {
+    let chunk = &reader.chunk_list()[i];
+    let cached = chunk.blob.and_then(|b| index.chunk_facts(&b).ok().flatten());
+    if let Some(f) = cached.as_deref().and_then(Facts::decode).filter(|f| f.summary.entries == chunk.entries) {
+        return Ok(f);
+    }
+    let read = reader.chunk_records(i).map_err(|e| e.to_string());
+    let (raw, count) = read.and_then(|r| r.ok_or_else(|| "its format predates binary records".to_string()))?;
+    let f = Facts::of(&raw, count, keys).map_err(|why| format!("chunk {i}: {why}"))?;
+    if let Some(b) = chunk.blob {
+        // A cache: not keeping it costs the next run a read.
+        let _ = index.set_chunk_facts(&b, &f.encode());
+    }
+    Ok(f)
 }
 
 /// What [`Carry::records`] gives: a spill record (key, value), or a chunk

@@ -246,13 +246,19 @@ impl Ctx {
         // The page's images, all settled from its group, may be carried
         // from the job's latest snapshot: then none of them is written out.
         let carried = match (&self.carry, &members) {
-            (Some(carry), Some(g)) if g.has_records() => {
-                carry.ready().await;
+            (Some(carry), Some(g)) => {
                 let images =
                     refs.iter().enumerate().filter(|(_, r)| r.kind == RefKind::Image && r.found_in != DEFAULT_ICON);
                 let records: Option<Vec<(&str, &[u8])>> =
                     images.map(|(at, r)| g.record(at).map(|rec| (r.url.as_str(), rec))).collect();
-                records.is_some_and(|r| !r.is_empty() && carry.page(&parent, r.into_iter()))
+                // Only a page that could be carried waits for the base.
+                match records.filter(|r| !r.is_empty()) {
+                    Some(r) => {
+                        carry.ready().await;
+                        carry.page(&parent, r.into_iter())
+                    }
+                    None => false,
+                }
             }
             _ => false,
         };

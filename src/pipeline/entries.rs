@@ -721,7 +721,10 @@ impl<I: Iterator<Item = io::Result<Base>>> Iterator for Joined<I> {
                 Err(e) => return Some(Err(e)),
             };
             let this = entry_number(&key);
-            let i = this.map_or(0, |k| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes")) as usize);
+            let i = this.map_or(0, |k| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes")));
+            // Numbers past a usize (records carried from the base, on a
+            // 32-bit machine) are of no entry of the run.
+            let i = usize::try_from(i).unwrap_or(usize::MAX);
             let changes = self.rare.contains_key(&i)
                 || matches!(self.records.peek(), Some(Ok(Base::Record((next, _)))) if entry_number(next) == this);
             // Only a reused entry can be settled (a fetched one would be
@@ -853,13 +856,30 @@ impl<I: Iterator<Item = io::Result<Piece>>> Iterator for Folded<I> {
 /// this run, as one in `kept`'s place.
 fn fold(kept: &mut (Line, Option<Encoded>), mut line: Line) {
     let (ref mut first, ref mut encoded) = *kept;
-    if !line.0.reused || (first.0.reused && line.0.fetched_at > first.0.fetched_at) {
+    let later = match line.0.fetched_at.cmp(&first.0.fetched_at) {
+        std::cmp::Ordering::Greater => true,
+        // Fetched at once (settled from one URL record): the one whose
+        // fields come first, so the order the two came in does not decide
+        // (it differs when a run carries entries, `carry`).
+        std::cmp::Ordering::Equal => fields(&mut line) < fields(first),
+        std::cmp::Ordering::Less => false,
+    };
+    if !line.0.reused || (first.0.reused && later) {
         std::mem::swap(first, &mut line);
         // The earlier entry's parents first.
         std::mem::swap(&mut first.0.parents, &mut line.0.parents);
     }
     Late::Parents(line.0.parents).apply(&mut first.0);
     *encoded = None;
+}
+
+/// A line's record without its parents.
+fn fields(line: &mut Line) -> Vec<u8> {
+    let parents = std::mem::take(&mut line.0.parents);
+    let mut b = Vec::with_capacity(256);
+    binary::put_line(&mut b, &line.0, &line.1);
+    line.0.parents = parents;
+    b
 }
 
 /// Whether two entries are of one fetch key: the same URL, kind and Referer.

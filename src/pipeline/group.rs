@@ -75,11 +75,6 @@ impl Group {
         Group { refs: refs as u32, ..Group::default() }
     }
 
-    /// Whether it settles any reference.
-    pub(super) fn has_records(&self) -> bool {
-        !self.members.is_empty()
-    }
-
     /// The spill record of reference `at`, if the group settles it.
     pub(super) fn record(&self, at: usize) -> Option<&[u8]> {
         let n = self.members.binary_search_by_key(&(at as u32), |m| m.at).ok()?;
