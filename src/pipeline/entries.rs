@@ -573,8 +573,6 @@ trait Weighed {
     }
 }
 
-impl Weighed for (Vec<u8>, Vec<u8>) {}
-
 #[cfg(test)]
 impl Weighed for u32 {}
 
