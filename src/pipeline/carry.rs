@@ -20,8 +20,9 @@
 //! same as the base's. Whatever changed since (the page, one of its images'
 //! records, how another parent's record of a shared image folded into it,
 //! an image the page gained or lost) changes its sum, and the page's
-//! records are written out as before. Pages wait for the facts (a few
-//! milliseconds once they are in the index). The hashes are keyed with a
+//! records are written out as before. Pages that could be carried wait
+//! for the facts (0.3 s for the 2,200 chunks of 100,000 pages, once they
+//! are in the index). The hashes are keyed with a
 //! secret of the index, so no site can make two records hash alike.
 //!
 //! The commit reads the base again ([`Carry::records`]): a chunk none of
@@ -46,6 +47,7 @@
 //! where the run written out would keep one; nothing is lost.
 
 use super::crawl::is_default_icon;
+use super::entries;
 use crate::store::archive::{Archive, SnapshotReader};
 use crate::store::id::SnapshotId;
 use crate::store::index::Index;
@@ -330,7 +332,10 @@ impl Carry {
         let mut d = Digest::default();
         for (url, record) in images {
             // A group's record: the spill's entry tag, then the line less its URL.
-            let Some(p) = record.split_first().filter(|(tag, _)| **tag == 0).and_then(|(_, l)| binary::parts(l, false))
+            let Some(p) = record
+                .split_first()
+                .filter(|(tag, _)| **tag == entries::ENTRY)
+                .and_then(|(_, l)| binary::parts(l, false))
             else {
                 return false;
             };
@@ -580,12 +585,9 @@ fn carried_record(line: &[u8], keys: &Keys, carried: &HashSet<u64>, number: u64)
 fn spill_record(p: &Parts<'_>, parents: Option<Vec<&[u8]>>, number: u64) -> Option<(Vec<u8>, Vec<u8>)> {
     let url = p.url?;
     let mut key = Vec::with_capacity(url.len() + 17);
-    key.extend_from_slice(url);
-    key.push(0);
-    key.extend_from_slice(&number.to_be_bytes());
-    key.extend_from_slice(&0u64.to_be_bytes());
+    entries::put_key(&mut key, url, number, 0);
     let mut value = Vec::with_capacity(2 + p.head.len() + p.parents.len() + p.tail.len());
-    value.push(0);
+    value.push(entries::ENTRY);
     value.push(p.flags);
     value.extend_from_slice(p.head);
     match parents {
@@ -604,10 +606,8 @@ fn spill_record(p: &Parts<'_>, parents: Option<Vec<&[u8]>>, number: u64) -> Opti
 
 /// Calls `f` with each of the `count` records of a chunk's bytes.
 fn for_each_line(raw: &[u8], count: u64, mut f: impl FnMut(&[u8])) -> Result<(), String> {
-    let mut r = Reader::new(raw);
     let mut n = 0;
-    while !r.is_empty() {
-        let line = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|len| r.bytes(len));
+    for line in chunked::records(raw) {
         f(line.ok_or_else(|| format!("entry {n} unreadable"))?);
         n += 1;
     }

@@ -215,12 +215,7 @@ impl Entries {
     fn append(&self, url: &str, i: usize, seq: u64, value: impl FnOnce(&mut Vec<u8>)) {
         if let Some((tx, batch)) = self.tx[shard()].lock().expect("no panics while held").as_mut() {
             let start = batch.bytes.len();
-            // The key: the URL, then entry and record number. URLs hold
-            // no NUL, so it ends the URL part.
-            batch.bytes.extend_from_slice(url.as_bytes());
-            batch.bytes.push(0);
-            batch.bytes.extend_from_slice(&(i as u64).to_be_bytes());
-            batch.bytes.extend_from_slice(&seq.to_be_bytes());
+            put_key(&mut batch.bytes, url.as_bytes(), i as u64, seq);
             let key = batch.bytes.len() - start;
             value(&mut batch.bytes);
             batch.lens.push((key as u32, (batch.bytes.len() - start - key) as u32));
@@ -679,8 +674,17 @@ fn whole(line: Option<&[u8]>) -> io::Result<Line> {
     line.and_then(|l| binary::read_line(&mut Reader::new(l))).ok_or_else(damaged_record)
 }
 
+/// Writes a spill record's key: the URL, then entry and record number.
+/// URLs hold no NUL, so it ends the URL part.
+pub(super) fn put_key(b: &mut Vec<u8>, url: &[u8], entry: u64, record: u64) {
+    b.extend_from_slice(url);
+    b.push(0);
+    b.extend_from_slice(&entry.to_be_bytes());
+    b.extend_from_slice(&record.to_be_bytes());
+}
+
 /// Tags of a spill record.
-const ENTRY: u8 = 0;
+pub(super) const ENTRY: u8 = 0;
 const PARENTS: u8 = 1;
 
 /// Entries with their later changes, from records sorted by (URL, entry
@@ -913,7 +917,11 @@ mod tests {
     #[test]
     fn a_carried_chunk_stays_whole_unless_a_record_of_the_run_falls_within_it() {
         use crate::store::manifest::chunked::ChunkRef;
-        let key = |url: &str, i: u64| [url.as_bytes(), &[0], &i.to_be_bytes(), &0u64.to_be_bytes()].concat();
+        let key = |url: &str, i: u64| {
+            let mut k = Vec::new();
+            put_key(&mut k, url.as_bytes(), i, 0);
+            k
+        };
         let image = |url: &str| Entry { kind: Some(crate::store::manifest::Kind::Image), ..entry(url) };
         let rec = |url: &str, i: u64| (key(url, i), encode_entry(&image(url), &[]));
         let chunk = || {

@@ -141,6 +141,22 @@ fn cuts_before(url: &str, bytes: usize) -> bool {
     h >> 54 == 0 || (bytes >= SOFT_CHUNK_BYTES && h >> 58 == 0)
 }
 
+/// The records of a format-4 or -5 chunk's bytes, each a varint length
+/// and that many bytes; `None` for one that runs past the end (and none
+/// after it).
+pub fn records(raw: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut r = varint::Reader::new(raw);
+    let mut bad = false;
+    std::iter::from_fn(move || {
+        if bad || r.is_empty() {
+            return None;
+        }
+        let record = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|n| r.bytes(n));
+        bad = record.is_none();
+        Some(record)
+    })
+}
+
 /// Largest decoded chunk or root a reader accepts.
 const MAX_DECODED: usize = 256 << 20;
 
@@ -601,9 +617,7 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             && cut;
         if !taken {
             let raw = whole.records()?;
-            let mut r = varint::Reader::new(&raw);
-            while !r.is_empty() {
-                let record = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|n| r.bytes(n));
+            for record in records(&raw) {
                 let line = record.and_then(|rec| Encoded::decode_thin(rec).map(|l| (l, rec)));
                 let ((entry, hints), record) =
                     line.ok_or_else(|| io::Error::other("an unreadable entry in a whole chunk"))?;
@@ -903,9 +917,7 @@ impl Root {
         // The count is the root's word; the capacity is only a hint.
         let mut lines = Vec::with_capacity(c.entries.min(CHUNK_ENTRIES_5 as u64) as usize);
         if self.header.version >= u32::from(VERSION_4) {
-            let mut r = varint::Reader::new(&raw);
-            while !r.is_empty() {
-                let record = usize::try_from(r.u64().unwrap_or(u64::MAX)).ok().and_then(|n| r.bytes(n));
+            for record in records(&raw) {
                 let line = record.and_then(|b| binary::read_line(&mut varint::Reader::new(b)));
                 lines.push(line.ok_or_else(|| what(format!("entry {} unreadable", lines.len())))?);
             }
