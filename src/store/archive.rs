@@ -625,15 +625,7 @@ impl Archive {
     /// Opens a snapshot for reading: of formats 2 to 5 only its root is read and
     /// checked; its chunks are read and checked as they are asked for.
     pub fn open_snapshot(&self, id: &SnapshotId) -> Result<SnapshotReader<'_>, ArchiveError> {
-        let name = id.to_hex();
-        let size = self.backend.size(FileKind::Snapshot, &name)?;
-        let head = self.backend.read_range(FileKind::Snapshot, &name, 0, size.min(16))?;
-        let version = match Manifest::version_of(&name, &head) {
-            Ok(v) => v,
-            // Not even a header: damaged (its name cannot be its hash).
-            Err(_) if size < 16 => return Err(ManifestError::Checksum { id: name }.into()),
-            Err(e) => return Err(e.into()),
-        };
+        let (name, size, version) = self.manifest_version(id)?;
         let inner = if chunked::is_chunked(version) {
             ReaderInner::Chunked(Root::read(&name, size, &self.manifest_file(id))?)
         } else {
@@ -642,6 +634,19 @@ impl Archive {
             ReaderInner::Whole(m.header, summary, m.entries)
         };
         Ok(SnapshotReader { archive: self, id: *id, inner })
+    }
+
+    /// A manifest's name, size and version byte.
+    fn manifest_version(&self, id: &SnapshotId) -> Result<(String, u64, u8), ArchiveError> {
+        let name = id.to_hex();
+        let size = self.backend.size(FileKind::Snapshot, &name)?;
+        let head = self.backend.read_range(FileKind::Snapshot, &name, 0, size.min(16))?;
+        match Manifest::version_of(&name, &head) {
+            Ok(v) => Ok((name, size, v)),
+            // Not even a header: damaged (its name cannot be its hash).
+            Err(_) if size < 16 => Err(ManifestError::Checksum { id: name }.into()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads and checks one whole manifest.
@@ -658,9 +663,14 @@ impl Archive {
         Ok(Manifest { header: r.header().clone(), entries })
     }
 
-    /// The header and counts of one snapshot (of formats 2 to 5, without reading
-    /// its entries).
+    /// The header and counts of one snapshot: of formats 2 to 5 from its
+    /// root alone, its chunk list skipped (see [`Root::read_head`]).
     pub fn snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
+        let (name, size, version) = self.manifest_version(id)?;
+        if chunked::is_chunked(version) {
+            let (header, summary) = Root::read_head(&name, size, &self.manifest_file(id))?;
+            return Ok(SnapshotInfo { id: *id, header, summary });
+        }
         let r = self.open_snapshot(id)?;
         Ok(SnapshotInfo { id: *id, header: r.header().clone(), summary: r.summary().clone() })
     }

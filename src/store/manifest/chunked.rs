@@ -368,6 +368,7 @@ pub struct KeyFrame {
 
 /// The root: everything but the entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RootFields<Vec<ChunkRef>, Vec<KeyFrame>>")]
 pub struct Root {
     /// Job, times, sources, tags.
     #[serde(flatten)]
@@ -380,6 +381,52 @@ pub struct Root {
     /// format 2, which has no key index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<KeyFrame>>,
+}
+
+/// A root as it is read: the header's fields one by one, because
+/// `#[serde(flatten)]` first buffers the whole object, every chunk of it,
+/// as generic values (most of the time of opening a snapshot of 7,000
+/// chunks). `C` and `K` are the chunk list and key frames, or
+/// [`serde::de::IgnoredAny`] for a reader that wants the header only.
+#[derive(Deserialize)]
+struct RootFields<C, K> {
+    version: u32,
+    job: String,
+    started: chrono::DateTime<chrono::Utc>,
+    finished: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    hostname: String,
+    sources: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    summary: Summary,
+    chunks: C,
+    #[serde(default = "none")]
+    keys: Option<K>,
+}
+
+fn none<K>() -> Option<K> {
+    None
+}
+
+impl<C, K> RootFields<C, K> {
+    fn header(&mut self) -> ManifestHeader {
+        ManifestHeader {
+            version: self.version,
+            job: std::mem::take(&mut self.job),
+            started: self.started,
+            finished: self.finished,
+            hostname: std::mem::take(&mut self.hostname),
+            sources: std::mem::take(&mut self.sources),
+            tags: std::mem::take(&mut self.tags),
+        }
+    }
+}
+
+impl From<RootFields<Vec<ChunkRef>, Vec<KeyFrame>>> for Root {
+    fn from(mut f: RootFields<Vec<ChunkRef>, Vec<KeyFrame>>) -> Root {
+        Root { header: f.header(), summary: std::mem::take(&mut f.summary), chunks: f.chunks, keys: f.keys }
+    }
 }
 
 /// The first 9 bytes of the records of a kind and key.
@@ -829,46 +876,100 @@ fn decode_frame(
     Ok(raw)
 }
 
+/// The decoded JSON of the root of the file named `name` of `size` bytes,
+/// found by its footer and checked against the name (its hash), and the
+/// offset the root starts at.
+fn read_root_json(name: &str, size: u64, file: &dyn RangeRead) -> Result<(u64, Vec<u8>), ManifestError> {
+    let (offset, stored) = read_root_stored(name, size, file)?;
+    decode_root(name, offset, &stored)
+}
+
+/// The stored bytes of the root of the file named `name` of `size` bytes,
+/// found by its footer and checked against the name (its hash), and the
+/// offset they start at.
+fn read_root_stored(name: &str, size: u64, file: &dyn RangeRead) -> Result<(u64, Vec<u8>), ManifestError> {
+    if size < 16 + FOOTER_LEN {
+        return Err(ManifestError::Format { id: name.to_string(), what: "too short for a format-2 manifest".into() });
+    }
+    let footer = file.read_range(size - FOOTER_LEN, FOOTER_LEN)?;
+    if &footer[16..] != FOOTER_MAGIC {
+        return Err(ManifestError::Checksum { id: name.to_string() });
+    }
+    let offset = u64::from_le_bytes(footer[..8].try_into().expect("8 bytes"));
+    let length = u64::from_le_bytes(footer[8..16].try_into().expect("8 bytes"));
+    if offset < 16 || offset.checked_add(length).and_then(|e| e.checked_add(FOOTER_LEN)) != Some(size) {
+        return Err(ManifestError::Checksum { id: name.to_string() });
+    }
+    let stored = file.read_range(offset, length)?;
+    if SnapshotId::of(&stored).to_hex() != name {
+        return Err(ManifestError::Checksum { id: name.to_string() });
+    }
+    Ok((offset, stored))
+}
+
+/// A root's stored bytes decoded to its JSON (with `offset`, passed on).
+fn decode_root(name: &str, offset: u64, stored: &[u8]) -> Result<(u64, Vec<u8>), ManifestError> {
+    let fmt = |what: String| ManifestError::Format { id: name.to_string(), what };
+    let mut json = Vec::new();
+    let dec = zstd::stream::read::Decoder::new(stored).map_err(|e| fmt(e.to_string()))?;
+    io::Read::read_to_end(&mut io::Read::take(dec, MAX_DECODED as u64), &mut json)
+        .map_err(|e| fmt(format!("root damaged: {e}")))?;
+    Ok((offset, json))
+}
+
+/// Collects a root's fields up to its chunk list or key frames, where it
+/// stops (with an error, the only way out of a map half read; `stopped`
+/// tells it from a real one).
+struct HeadFields<'a> {
+    fields: &'a mut serde_json::Map<String, serde_json::Value>,
+    stopped: &'a mut bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for HeadFields<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a manifest root")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "chunks" || key == "keys" {
+                *self.stopped = true;
+                return Err(serde::de::Error::custom("stopped at the chunk list"));
+            }
+            // The header's values are a few short strings and counts.
+            self.fields.insert(key, map.next_value()?);
+        }
+        Ok(())
+    }
+}
+
+/// The root's version, which says how its chunks are encoded: one this
+/// Kura reads, with a key index from format 3 on.
+fn known_version(name: &str, version: u32, has_keys: bool) -> Result<u8, ManifestError> {
+    let fmt = |what: String| ManifestError::Format { id: name.to_string(), what };
+    let Some(version) = u8::try_from(version).ok().filter(|&v| is_chunked(v)) else {
+        return Err(fmt(format!(
+            "its root says manifest version {version}, which this Kura does not read (knows up to {VERSION}); upgrade Kura"
+        )));
+    };
+    if (version >= VERSION_3) != has_keys {
+        return Err(fmt(format!(
+            "a root of version {version} {} a key index",
+            if has_keys { "with" } else { "without" }
+        )));
+    }
+    Ok(version)
+}
+
 impl Root {
     /// Reads and checks the root of the file named `name` of `size` bytes.
     pub fn read(name: &str, size: u64, file: &dyn RangeRead) -> Result<Root, ManifestError> {
         let fmt = |what: String| ManifestError::Format { id: name.to_string(), what };
-        if size < 16 + FOOTER_LEN {
-            return Err(fmt("too short for a format-2 manifest".into()));
-        }
-        let footer = file.read_range(size - FOOTER_LEN, FOOTER_LEN)?;
-        if &footer[16..] != FOOTER_MAGIC {
-            return Err(ManifestError::Checksum { id: name.to_string() });
-        }
-        let offset = u64::from_le_bytes(footer[..8].try_into().expect("8 bytes"));
-        let length = u64::from_le_bytes(footer[8..16].try_into().expect("8 bytes"));
-        if offset < 16 || offset.checked_add(length).and_then(|e| e.checked_add(FOOTER_LEN)) != Some(size) {
-            return Err(ManifestError::Checksum { id: name.to_string() });
-        }
-        let stored = file.read_range(offset, length)?;
-        if SnapshotId::of(&stored).to_hex() != name {
-            return Err(ManifestError::Checksum { id: name.to_string() });
-        }
-        let mut json = Vec::new();
-        let dec = zstd::stream::read::Decoder::new(stored.as_slice()).map_err(|e| fmt(e.to_string()))?;
-        io::Read::read_to_end(&mut io::Read::take(dec, MAX_DECODED as u64), &mut json)
-            .map_err(|e| fmt(format!("root damaged: {e}")))?;
+        let (offset, json) = read_root_json(name, size, file)?;
         let root: Root = serde_json::from_slice(&json).map_err(|e| fmt(format!("unreadable root: {e}")))?;
-        // The root's version says how its chunks are encoded: one this
-        // Kura reads, with a key index from format 3 on.
-        let version = u8::try_from(root.header.version).ok().filter(|&v| is_chunked(v));
-        let Some(version) = version else {
-            return Err(fmt(format!(
-                "its root says manifest version {}, which this Kura does not read (knows up to {VERSION}); upgrade Kura",
-                root.header.version
-            )));
-        };
-        if (version >= VERSION_3) != root.keys.is_some() {
-            return Err(fmt(format!(
-                "a root of version {version} {} a key index",
-                if root.keys.is_some() { "with" } else { "without" }
-            )));
-        }
+        let version = known_version(name, root.header.version, root.keys.is_some())?;
         // Chunks must lie back to back between the header and the root,
         // so that a reader never reads outside the file; in format 5 they
         // are blobs, and the file holds none.
@@ -907,6 +1008,43 @@ impl Root {
             return Err(fmt("chunk list does not match the file".into()));
         }
         Ok(root)
+    }
+
+    /// Reads and checks only the header and counts of the root of the file
+    /// named `name`: what listing snapshots and resolving `latest` need.
+    /// The root is hashed whole (it is the id), but decoded only up to its
+    /// chunk list: writers put the header and counts first, so the head of
+    /// a root of megabytes is in its first kilobytes. A root in another
+    /// order is decoded whole, its chunks and key frames skipped, not
+    /// built. What it does not check of the chunk list, the snapshot's
+    /// readers and `verify` do.
+    pub fn read_head(name: &str, size: u64, file: &dyn RangeRead) -> Result<(ManifestHeader, Summary), ManifestError> {
+        type Head = RootFields<serde::de::IgnoredAny, serde::de::IgnoredAny>;
+        let (offset, stored) = read_root_stored(name, size, file)?;
+        let mut fields = serde_json::Map::new();
+        let mut stopped = false;
+        if let Ok(dec) = zstd::stream::read::Decoder::new(stored.as_slice()) {
+            let mut de = serde_json::Deserializer::from_reader(io::BufReader::new(dec));
+            // Its error is the one it stops with, or a damaged root, which
+            // the whole decoding below names.
+            let _ = serde::Deserializer::deserialize_map(
+                &mut de,
+                HeadFields { fields: &mut fields, stopped: &mut stopped },
+            );
+        }
+        if stopped {
+            fields.insert("chunks".into(), serde_json::Value::Null);
+            if let Ok(mut f) = serde_json::from_value::<Head>(serde_json::Value::Object(fields))
+                && u8::try_from(f.version).is_ok_and(is_chunked)
+            {
+                return Ok((f.header(), std::mem::take(&mut f.summary)));
+            }
+        }
+        let json = decode_root(name, offset, &stored)?.1;
+        let mut f: Head = serde_json::from_slice(&json)
+            .map_err(|e| ManifestError::Format { id: name.to_string(), what: format!("unreadable root: {e}") })?;
+        known_version(name, f.version, f.keys.is_some())?;
+        Ok((f.header(), std::mem::take(&mut f.summary)))
     }
 
     /// Reads, checks and decodes chunk `i` of the file named `name`.
@@ -1274,6 +1412,42 @@ mod tests {
         // Unchanged, it reads.
         let (name, b) = with_root(&bytes, |j| j);
         assert!(Root::read(&name, b.len() as u64, &Bytes(b)).is_ok());
+    }
+
+    #[test]
+    fn a_root_s_head_is_read_up_to_its_chunk_list_and_whole_in_another_order() {
+        let (id, summary, bytes) = write(20_000);
+        let name = id.to_hex();
+        let root = Root::read(&name, bytes.len() as u64, &Bytes(bytes.clone())).unwrap();
+        assert!(root.chunks.len() > 1);
+        let head = |name: &str, b: Vec<u8>| Root::read_head(name, b.len() as u64, &Bytes(b));
+        let want = (root.header.clone(), summary);
+        assert_eq!(head(&name, bytes.clone()).unwrap(), want);
+        // It stops at the chunk list: what follows is not decoded.
+        let (n, b) = with_root(&bytes, |j| j.replacen("\"chunks\":[", "\"chunks\":[!", 1));
+        assert!(Root::read(&n, b.len() as u64, &Bytes(b.clone())).is_err());
+        assert_eq!(head(&n, b).unwrap(), want);
+        // The chunk list first: the root is decoded whole, and reads the same.
+        let chunks_first = |j: String| {
+            let mut v: serde_json::Value = serde_json::from_str(&j).unwrap();
+            let chunks = v.as_object_mut().unwrap().remove("chunks").unwrap();
+            format!("{{\"chunks\":{chunks},{}", &v.to_string()[1..])
+        };
+        let (n, b) = with_root(&bytes, chunks_first);
+        assert!(Root::read(&n, b.len() as u64, &Bytes(b.clone())).is_ok());
+        assert_eq!(head(&n, b).unwrap(), want);
+        // Refused as the whole root is: another version, a damaged root,
+        // one whose hash is not its name.
+        let (n, b) = with_root(&bytes, |j| j.replace("\"version\":4", "\"version\":9"));
+        assert!(head(&n, b).unwrap_err().to_string().contains("upgrade Kura"));
+        let (n, b) = with_root(&bytes, |j| chunks_first(j).replace("\"version\":4", "\"version\":9"));
+        assert!(head(&n, b).unwrap_err().to_string().contains("upgrade Kura"));
+        let (n, b) = with_root(&bytes, |j| j.replacen("\"job\":", "\"job\":[", 1));
+        assert!(head(&n, b).unwrap_err().to_string().contains("unreadable root"));
+        let mut bad = bytes.clone();
+        let at = bad.len() - 30;
+        bad[at] ^= 1;
+        assert!(matches!(head(&name, bad), Err(ManifestError::Checksum { .. })));
     }
 
     #[test]
