@@ -296,6 +296,31 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     let listing = ok(weed.kura(url, &fresh, &["snapshots", "--json"]), "snapshots");
     let snaps: serde_json::Value = serde_json::from_str(&listing).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 2);
+    // Each snapshot's header and counts are read from the bucket once, then
+    // from the cache: a cached head is what the listing shows; one that
+    // does not parse is read from the bucket again.
+    let heads = fresh.join("snapshot-heads");
+    let head_files = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&heads).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    let ids: Vec<String> = snaps.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    let mut sorted_ids = ids.clone();
+    sorted_ids.sort();
+    assert_eq!(head_files(), sorted_ids);
+    let (first, second) = (heads.join(&ids[0]), heads.join(&ids[1]));
+    std::fs::write(&first, std::fs::read_to_string(&first).unwrap().replacen("\"archive\"", "\"from-cache\"", 1))
+        .unwrap();
+    std::fs::write(&second, b"{\"cut").unwrap();
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(weed.kura(url, &fresh, &["snapshots", "--json"]), "snapshots")).unwrap();
+    let jobs: Vec<&str> = listing.as_array().unwrap().iter().map(|s| s["job"].as_str().unwrap()).collect();
+    assert_eq!(jobs, ["from-cache", "archive"], "{listing:#}");
+    assert_eq!(listing[1], snaps[1]);
+    assert!(std::fs::read_to_string(&second).unwrap().contains("\"archive\""));
+    std::fs::remove_file(&first).unwrap();
 
     // cat and restore give the original bytes.
     for f in files.iter().step_by(13).chain([&files[200]]) {
@@ -393,6 +418,9 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     corpus(&tmp.path().join("other"), 30, 8);
     ok(weed.kura(url, &cache, &["archive", tmp.path().join("other").to_str().unwrap()]), "archive other");
     ok(weed.kura(url, &cache, &["forget", "--keep-last", "1"]), "forget");
+    // Another machine's cache drops the heads of snapshots forgotten since.
+    ok(weed.kura(url, &fresh, &["snapshots"]), "snapshots");
+    assert_eq!(head_files().len(), 1);
     let out = ok(weed.kura(url, &cache, &["prune", "--json"]), "prune");
     let pruned: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(pruned["packs_deleted"].as_u64().unwrap() > 0, "{pruned:#}");

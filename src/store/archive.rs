@@ -402,6 +402,10 @@ impl std::fmt::Debug for StorageOptions {
     }
 }
 
+/// The directory of an archive in object storage's cache that holds its
+/// snapshots' headers and counts (see [`Archive::snapshot_info`]).
+const HEADS: &str = "snapshot-heads";
+
 /// `$XDG_CACHE_HOME/kura`, else `~/.cache/kura`.
 pub fn default_cache_base() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
@@ -664,8 +668,46 @@ impl Archive {
     }
 
     /// The header and counts of one snapshot: of formats 2 to 5 from its
-    /// root alone, its chunk list skipped (see [`Root::read_head`]).
+    /// root alone, its chunk list skipped (see [`Root::read_head`]); of an
+    /// archive in object storage from the cache once read (see
+    /// [`Archive::cached_head`]).
     pub fn snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
+        let cached = self.cached_head(id);
+        if let Some(path) = &cached
+            && let Ok(bytes) = std::fs::read(path)
+            && let Ok((header, summary)) = serde_json::from_slice(&bytes)
+        {
+            return Ok(SnapshotInfo { id: *id, header, summary });
+        }
+        let info = self.read_snapshot_info(id)?;
+        if let Some(path) = &cached {
+            // A cache that cannot be written costs the next listing the
+            // requests again, nothing more.
+            let json = serde_json::to_vec(&(&info.header, &info.summary)).expect("headers serialise");
+            let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
+                let mut tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))?;
+                std::io::Write::write_all(&mut tmp, &json)?;
+                tmp.persist(path).map(drop).map_err(|e| e.error)
+            });
+            if let Err(e) = written {
+                tracing::debug!("not caching the head of snapshot {}: {e}", id.short());
+            }
+        }
+        Ok(info)
+    }
+
+    /// Where a listing of an archive in object storage keeps a snapshot's
+    /// header and counts, in the cache directory: a snapshot never changes
+    /// (its id is its root's hash), so what was read and checked once (four
+    /// requests, and the root's bytes) is read again from there. `None` for
+    /// an archive in a directory, whose roots are read as fast as a cache.
+    fn cached_head(&self, id: &SnapshotId) -> Option<PathBuf> {
+        self.remote.as_ref()?;
+        Some(self.root.join(HEADS).join(id.to_hex()))
+    }
+
+    /// [`Archive::snapshot_info`] from the archive itself.
+    fn read_snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
         let (name, size, version) = self.manifest_version(id)?;
         if chunked::is_chunked(version) {
             let (header, summary) = Root::read_head(&name, size, &self.manifest_file(id))?;
@@ -680,10 +722,22 @@ impl Archive {
     pub fn snapshot_infos(&self) -> Result<SnapshotInfos, ArchiveError> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
-        for id in self.snapshot_ids()? {
-            match self.snapshot_info(&id) {
+        let ids = self.snapshot_ids()?;
+        for id in &ids {
+            match self.snapshot_info(id) {
                 Ok(i) => ok.push(i),
-                Err(e) => bad.push((id, e)),
+                Err(e) => bad.push((*id, e)),
+            }
+        }
+        // The cached heads of snapshots forgotten since (by any machine).
+        if self.remote.is_some()
+            && let Ok(dir) = std::fs::read_dir(self.root.join(HEADS))
+        {
+            let listed: HashSet<String> = ids.iter().map(SnapshotId::to_hex).collect();
+            for e in dir.flatten() {
+                if !e.file_name().to_str().is_some_and(|n| listed.contains(n)) {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
         }
         ok.sort_by_key(|i| (i.header.started, i.id));
