@@ -96,6 +96,27 @@ async fn every_command_family_runs_on_the_configuration_alone() {
         // Reading commands.
         let snaps = json(st.kura_env(&["snapshots", "--json"]), "snapshots");
         assert_eq!(snaps.as_array().unwrap().len(), 3);
+        // Some of them, and one job's latest by name.
+        let ids = |args: &[&str]| -> Vec<String> {
+            let v = json(st.kura(&[&["snapshots", "--json"], args].concat()), "snapshots filtered");
+            v.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+        };
+        let all = ids(&[]);
+        assert_eq!(ids(&["--job", "archive"]), all[..2]);
+        assert_eq!(ids(&["--job", "site"]), all[2..]);
+        assert_eq!(ids(&["--job", "archive", "--latest", "1"]), all[1..2]);
+        assert_eq!(ids(&["--tag", "again"]), all[1..2]);
+        assert_eq!(ids(&["--latest", "2"]), all[1..]);
+        assert!(ids(&["--job", "site", "--tag", "again"]).is_empty());
+        assert_eq!(
+            ok(st.kura(&["cat", "latest:archive", &page]), "cat latest:archive"),
+            ok(st.kura(&["cat", &all[1], &page]), "cat")
+        );
+        let listed = json(st.kura(&["ls", "latest:site", "--json"]), "ls latest:site");
+        assert!(listed.to_string().contains(&page), "{listed}");
+        let missing = st.kura(&["ls", "latest:nosuch"]);
+        assert_eq!(missing.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("latest:nosuch"), "{missing:?}");
         let entries = json(st.kura(&["ls", &first, "--json"]), "ls");
         assert!(entries.to_string().contains(&page), "{entries}");
         let body = ok(st.kura(&["cat", &first, &page]), "cat");

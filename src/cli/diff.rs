@@ -7,7 +7,7 @@ use std::io::Write;
 /// Show what was added, removed and changed between two snapshots.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The older snapshot (id, unique prefix, or `latest`).
+    /// The older snapshot (id, unique prefix, `latest` or `latest:JOB`).
     a: String,
     /// The newer snapshot.
     b: String,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Restore a snapshot into a directory.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot id, unique id prefix, or `latest`.
+    /// Snapshot id, unique id prefix, `latest`, or `latest:JOB` (that job's latest).
     snapshot: String,
     /// Target directory (created if missing).
     dir: PathBuf,

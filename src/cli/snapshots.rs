@@ -10,13 +10,28 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Only the snapshots of this job (`archive` for one-off runs).
+    #[arg(long, value_name = "JOB")]
+    job: Option<String>,
+    /// Only the snapshots with this tag (repeat: with every one given).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Only the latest N of those.
+    #[arg(long, value_name = "N")]
+    latest: Option<usize>,
 }
 
 /// Exit 1 when some manifest is unreadable.
 pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let archive = g.context()?.open()?;
     // Headers and counts only: a manifest's entries are not read.
-    let (ok, bad) = archive.snapshot_infos()?;
+    let (mut ok, bad) = archive.snapshot_infos()?;
+    ok.retain(|i| {
+        args.job.as_ref().is_none_or(|j| &i.header.job == j) && args.tags.iter().all(|t| i.header.tags.contains(t))
+    });
+    if let Some(n) = args.latest {
+        ok.drain(..ok.len().saturating_sub(n));
+    }
     if args.json {
         let list: Vec<_> = ok
             .iter()

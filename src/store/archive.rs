@@ -768,11 +768,19 @@ impl Archive {
         Ok((ok, bad))
     }
 
-    /// Resolves a snapshot name: a full id, a unique prefix, or `latest`.
+    /// Resolves a snapshot name: a full id, a unique prefix, `latest`, or
+    /// `latest:JOB` (the latest of one job: in an archive several jobs
+    /// write, the archive's latest is often another job's).
     pub fn resolve_snapshot(&self, spec: &str) -> Result<SnapshotId, ArchiveError> {
-        if spec == "latest" {
+        let job = match spec.strip_prefix("latest") {
+            Some("") => Some(None),
+            Some(rest) => rest.strip_prefix(':').map(Some),
+            None => None,
+        };
+        if let Some(job) = job {
             let (ok, _) = self.snapshot_infos()?;
-            return ok.last().map(|i| i.id).ok_or_else(|| ArchiveError::NoSuchSnapshot(spec.into()));
+            let latest = ok.iter().rev().find(|i| job.is_none_or(|j| i.header.job == j));
+            return latest.map(|i| i.id).ok_or_else(|| ArchiveError::NoSuchSnapshot(spec.into()));
         }
         let spec_l = spec.to_ascii_lowercase();
         let matches: Vec<_> = self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();
