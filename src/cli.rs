@@ -43,7 +43,7 @@ pub struct Global {
     /// Archive directory, or s3://BUCKET/PREFIX [default: the configuration's `archive`, else ./archive]
     #[arg(long, global = true, env = "KURA_ARCHIVE")]
     pub archive: Option<PathBuf>,
-    /// This archive's cache directory: the index of an archive in object storage, `kura serve`'s search index
+    /// This archive's cache directory: the index and snapshot headers of an archive in object storage, `kura serve`'s search index
     /// [default: the configuration's `[storage] cache_dir`, else $XDG_CACHE_HOME/kura/<archive>, else ~/.cache/kura/<archive>]
     #[arg(long, global = true, env = "KURA_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
