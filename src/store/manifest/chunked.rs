@@ -160,6 +160,10 @@ pub fn records(raw: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
 /// Largest decoded chunk or root a reader accepts.
 const MAX_DECODED: usize = 256 << 20;
 
+/// How much of a root [`Root::read_head`] decodes looking for the end of
+/// its header.
+const HEAD_DECODED: usize = 4 << 20;
+
 /// Where a blob was when the snapshot was written: lets a reader go
 /// straight to the bytes without building a blob index. Only a hint: the
 /// blob is re-hashed on reading, and after prune moved it the reader looks
@@ -1032,7 +1036,10 @@ impl Root {
         let mut fields = serde_json::Map::new();
         let mut stopped = false;
         if let Ok(dec) = zstd::stream::read::Decoder::new(stored.as_slice()) {
-            let mut de = serde_json::Deserializer::from_reader(io::BufReader::new(dec));
+            // A header is a few kilobytes: one of more (or a bomb) is left
+            // to the whole decoding and its bound.
+            let head = io::Read::take(dec, HEAD_DECODED as u64);
+            let mut de = serde_json::Deserializer::from_reader(io::BufReader::new(head));
             // Its error is the one it stops with, or a damaged root, which
             // the whole decoding below names.
             let _ = serde::Deserializer::deserialize_map(
@@ -1444,6 +1451,10 @@ mod tests {
         let (n, b) = with_root(&bytes, chunks_first);
         assert!(Root::read(&n, b.len() as u64, &Bytes(b.clone())).is_ok());
         assert_eq!(head(&n, b).unwrap(), want);
+        // A header larger than the part decoded for it is read whole.
+        let long = "x".repeat(HEAD_DECODED + 1);
+        let (n, b) = with_root(&bytes, |j| j.replacen("\"hostname\":\"h\"", &format!("\"hostname\":\"{long}\""), 1));
+        assert_eq!(head(&n, b).unwrap().0.hostname, long);
         // Refused as the whole root is: another version, a damaged root,
         // one whose hash is not its name.
         let (n, b) = with_root(&bytes, |j| j.replace("\"version\":4", "\"version\":9"));
