@@ -6,6 +6,6 @@ pub(crate) mod diff;
 pub(crate) mod stats;
 pub(crate) mod verify;
 
-pub use diff::{Change, Diff, KindDiff, diff, diff_sorted};
+pub use diff::{Change, Diff, KindDiff, diff, diff_snapshots, diff_sorted};
 pub use stats::{KindStats, Stats, stats};
 pub use verify::{Affected, Problem, VerifyOptions, VerifyReport, verify};

@@ -21,7 +21,7 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     let archive = g.context()?.open()?;
     let (ia, ib) = (archive.resolve_snapshot(&args.a)?, archive.resolve_snapshot(&args.b)?);
     let (ra, rb) = (archive.open_snapshot(&ia)?, archive.open_snapshot(&ib)?);
-    let d = kura::inspect::diff_sorted(ra.by_url(), rb.by_url())?;
+    let d = kura::inspect::diff_snapshots(&ra, &rb)?;
     if args.json {
         print_json(out, &serde_json::json!({ "from": ia, "to": ib, "kinds": d.kinds }))?;
         return Ok(0);

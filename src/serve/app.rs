@@ -393,7 +393,7 @@ async fn changes_page(AxState(state): S, Path(snap): Path<String>) -> Response {
         };
         let archive = &state.library.archive;
         let (a, b) = (archive.open_snapshot(&prev).map_err(cannot)?, archive.open_snapshot(&l.id).map_err(cannot)?);
-        let d = crate::inspect::diff_sorted(a.by_url(), b.by_url()).map_err(cannot)?;
+        let d = crate::inspect::diff_snapshots(&a, &b).map_err(cannot)?;
         Ok((l, Some((prev, d))))
     })
     .await;

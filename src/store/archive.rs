@@ -214,8 +214,13 @@ impl SnapshotReader<'_> {
     /// URL), a chunk in memory at a time; format 1, whose manifest is one
     /// unsorted list, is sorted whole.
     pub fn by_url(&self) -> impl Iterator<Item = Result<Entry, ArchiveError>> + '_ {
+        self.by_url_in(0..self.chunks())
+    }
+
+    /// [`SnapshotReader::by_url`] over chunks `chunks` only.
+    pub fn by_url_in(&self, chunks: std::ops::Range<usize>) -> impl Iterator<Item = Result<Entry, ArchiveError>> + '_ {
         let mut failed = false;
-        (0..self.chunks()).flat_map(move |i| {
+        chunks.flat_map(move |i| {
             let lines = if failed { Ok(Vec::new()) } else { self.chunk(i) };
             let out: Vec<Result<Entry, ArchiveError>> = match lines {
                 Ok(mut lines) => {
