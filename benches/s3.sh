@@ -10,7 +10,8 @@
 #      then warm from the same cache, then warm from an empty cache (a second machine);
 # and, if restic is installed, restic backup of wget's mirror into the same SeaweedFS.
 # Reports wall time, S3 requests by type (SeaweedFS's Prometheus counters), bytes in the
-# bucket, the first `snapshots` from an empty cache, and `cat` of one image (local, S3).
+# bucket, the first `snapshots` from an empty cache and the next, and `cat` of one image
+# (local, S3).
 # Writes benches/results/<date>-s3-<N>-articles-<cores>c.md and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,6 +106,9 @@ timed s3_fresh_warm "$kura" --archive $url --cache-dir "$work/cache-b" "${args[@
 r3=$(requests)
 timed s3_first_open "$kura" --archive $url --cache-dir "$work/cache-c" snapshots
 r4=$(requests)
+# Again: each snapshot's header and counts come from the cache now.
+timed s3_again "$kura" --archive $url --cache-dir "$work/cache-c" snapshots
+r4b=$(requests)
 img=$("$kura" --archive "$work/local" ls latest --json | python3 -c '
 import json, sys
 print(next(e["url"] for e in json.load(sys.stdin) if e.get("kind") == "image" and not e.get("error")))')
@@ -139,8 +143,9 @@ Binary: $kura ($("$kura" --version 2>/dev/null || echo unknown)). SeaweedFS $("$
 | S3 warm, same cache | ${t_s3_warm} | $(delta "$r1" "$r2") |
 | S3 warm, empty cache (second machine) | ${t_s3_fresh_warm} | $(delta "$r2" "$r3") |
 | S3 first \`snapshots\` from an empty cache | ${t_s3_first_open} | $(delta "$r3" "$r4") |
+| S3 \`snapshots\` again | ${t_s3_again} | $(delta "$r4" "$r4b") |
 | \`cat\` one image, local | ${t_cat_local} | |
-| \`cat\` one image, S3 | ${t_cat_s3} | $(delta "$r4" "$r5") |
+| \`cat\` one image, S3 | ${t_cat_s3} | $(delta "$r4b" "$r5") |
 
 Ratios: S3 cold / local cold = $(echo "scale=2; $t_s3_cold / $t_local_cold" | bc); S3 warm / local warm = $(echo "scale=2; $t_s3_warm / $t_local_warm" | bc).
 Local archive on disk: $local_bytes bytes; packs in the bucket: $bucket_bytes bytes.
