@@ -155,19 +155,18 @@ fn encode_by(id: BlobId, data: &[u8], compress: impl FnOnce(&[u8]) -> std::io::R
     }
 }
 
-/// Encodes `data` with a context that holds the dictionary `dictionary`
-/// (codec `zstd-dict`); `None` when that does not pay (the caller then
-/// stores it as it would without).
+/// Encodes `data` with a prepared dictionary (codec `zstd-dict`); `None`
+/// when that does not pay (the caller then stores it as it would without).
 pub fn encode_with_dictionary(
     id: BlobId,
     data: &[u8],
     dictionary: BlobId,
-    zstd: &mut zstd::bulk::Compressor<'_>,
+    prepared: &zstd::dict::EncoderDictionary<'_>,
 ) -> Option<EncodedBlob> {
     if data.len() < 64 || is_precompressed(data) {
         return None;
     }
-    let z = zstd.compress(data).ok()?;
+    let z = zstd::bulk::Compressor::with_prepared_dictionary(prepared).ok()?.compress(data).ok()?;
     if z.len() + 32 + data.len() / 16 >= data.len() {
         return None;
     }

@@ -310,36 +310,20 @@ struct Ready {
     /// When it was trained (Unix seconds): a dictionary trained again is
     /// always newer.
     created: i64,
-    /// Compression contexts with the dictionary loaded, by level, kept
-    /// between documents (at most [`KEPT_CONTEXTS`]): a context made per
-    /// document set zstd's tables up again each time, in pages newly
-    /// faulted in, which made a cold run with dictionaries 1.1x the wall
-    /// time of one without.
-    contexts: Mutex<Vec<(i32, zstd::bulk::Compressor<'static>)>>,
+    /// Prepared once per level in use (a writer uses one).
+    encoders: Mutex<HashMap<i32, Arc<zstd::dict::EncoderDictionary<'static>>>>,
     zstd: Vec<u8>,
 }
 
-/// Contexts a dictionary keeps for reuse: as many as threads compress at
-/// once on a small machine; one more thread makes (and drops) its own.
-const KEPT_CONTEXTS: usize = 4;
-
 impl Ready {
-    /// `data` encoded with this dictionary at `level`, if that pays.
-    fn encode(&self, id: BlobId, data: &[u8], level: i32) -> Option<EncodedBlob> {
-        let kept = {
-            let mut contexts = self.contexts.lock().expect("no panics while held");
-            contexts.iter().position(|(l, _)| *l == level).map(|i| contexts.swap_remove(i).1)
-        };
-        let mut context = match kept {
-            Some(c) => c,
-            None => zstd::bulk::Compressor::with_dictionary(level, &self.zstd).ok()?,
-        };
-        let encoded = blob::encode_with_dictionary(id, data, self.id, &mut context);
-        let mut contexts = self.contexts.lock().expect("no panics while held");
-        if contexts.len() < KEPT_CONTEXTS {
-            contexts.push((level, context));
+    fn encoder(&self, level: i32) -> Option<Arc<zstd::dict::EncoderDictionary<'static>>> {
+        let mut m = self.encoders.lock().expect("no panics while held");
+        if let Some(e) = m.get(&level) {
+            return Some(e.clone());
         }
-        encoded
+        let e = Arc::new(zstd::dict::EncoderDictionary::try_copy(&self.zstd, level).ok()?);
+        m.insert(level, e.clone());
+        Some(e)
     }
 }
 
@@ -418,7 +402,8 @@ impl Dictionaries {
             }
         };
         if let Some(r) = ready
-            && let Some(b) = r.encode(id, data, level)
+            && let Some(enc) = r.encoder(level)
+            && let Some(b) = blob::encode_with_dictionary(id, data, r.id, &enc)
         {
             return Ok(b);
         }
@@ -433,7 +418,7 @@ impl Dictionaries {
             Some(State::Ready(r, _)) => r.clone(),
             _ => return None,
         };
-        ready.encode(id, data, level)
+        blob::encode_with_dictionary(id, data, ready.id, &*ready.encoder(level)?)
     }
 
     /// At the end of a run: a family that gathered at least
@@ -527,7 +512,7 @@ impl Dictionaries {
 
 impl Ready {
     fn new(id: BlobId, created: i64, zstd: Vec<u8>) -> Ready {
-        Ready { id, created, contexts: Mutex::new(Vec::new()), zstd }
+        Ready { id, created, encoders: Mutex::new(HashMap::new()), zstd }
     }
 }
 
