@@ -297,8 +297,8 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     let snaps: serde_json::Value = serde_json::from_str(&listing).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 2);
     // Each snapshot's header and counts are read from the bucket once, then
-    // from the cache: a cached head is what the listing shows; one that
-    // does not parse is read from the bucket again.
+    // from the cache: a cached head whose hash holds is what the listing
+    // shows; one changed or cut is read from the bucket again.
     let heads = fresh.join("snapshot-heads");
     let head_files = || {
         let mut names: Vec<String> =
@@ -311,9 +311,14 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     sorted_ids.sort();
     assert_eq!(head_files(), sorted_ids);
     let (first, second) = (heads.join(&ids[0]), heads.join(&ids[1]));
-    std::fs::write(&first, std::fs::read_to_string(&first).unwrap().replacen("\"archive\"", "\"from-cache\"", 1))
-        .unwrap();
-    std::fs::write(&second, b"{\"cut").unwrap();
+    let text = std::fs::read_to_string(&first).unwrap();
+    let (line, head) = text.split_once('\n').unwrap();
+    assert_eq!(line, format!("kura-snapshot-head 1 {}", kura::store::BlobId::of(head.as_bytes()).to_hex()));
+    let head = head.replacen("\"archive\"", "\"from-cache\"", 1);
+    let sum = kura::store::BlobId::of(head.as_bytes()).to_hex();
+    std::fs::write(&first, format!("kura-snapshot-head 1 {sum}\n{head}")).unwrap();
+    let text = std::fs::read_to_string(&second).unwrap();
+    std::fs::write(&second, text.replacen("\"archive\"", "\"changed\"", 1)).unwrap();
     let listing: serde_json::Value =
         serde_json::from_str(&ok(weed.kura(url, &fresh, &["snapshots", "--json"]), "snapshots")).unwrap();
     let jobs: Vec<&str> = listing.as_array().unwrap().iter().map(|s| s["job"].as_str().unwrap()).collect();

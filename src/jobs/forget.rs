@@ -77,8 +77,10 @@ pub fn forget(
 ) -> Result<ForgetReport, ForgetError> {
     // Locked before listing, so the list cannot change under the decision.
     let writer = if dry_run { None } else { Some(Writer::open(archive, WriteOptions::default())?) };
-    // Roots only: retention decides from jobs, times and tags.
-    let (ok, bad) = archive.snapshot_infos()?;
+    // Roots only: retention decides from jobs, times and tags. Each read
+    // whole and checked, not from a cache: a snapshot kept in place of
+    // another must open.
+    let (ok, bad) = archive.snapshot_infos_checked()?;
     let infos: Vec<SnapshotInfo> = ok
         .iter()
         .map(|i| SnapshotInfo {

@@ -411,6 +411,32 @@ impl std::fmt::Debug for StorageOptions {
 /// snapshots' headers and counts (see [`Archive::snapshot_info`]).
 const HEADS: &str = "snapshot-heads";
 
+/// The first line of a cached head: a version, then the SHA-256 of what
+/// follows, the JSON of the header and counts.
+const HEAD_FILE: &str = "kura-snapshot-head 1";
+
+/// A cached head (see [`Archive::snapshot_info`]) if it is whole: another
+/// version, a cut or changed file, or one too large to be a head is a miss.
+fn read_head_file(path: &Path) -> Option<(ManifestHeader, Summary)> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).ok()?, 1 << 20), &mut bytes).ok()?;
+    let nl = bytes.iter().position(|&b| b == b'\n')?;
+    let (line, json) = (std::str::from_utf8(&bytes[..nl]).ok()?, &bytes[nl + 1..]);
+    let hash = line.strip_prefix(HEAD_FILE)?.strip_prefix(' ')?;
+    (hash == BlobId::of(json).to_hex()).then(|| serde_json::from_slice(json).ok())?
+}
+
+/// Writes a head to the cache, whole or not at all.
+fn write_head_file(path: &Path, info: &SnapshotInfo) -> std::io::Result<()> {
+    let json = serde_json::to_vec(&(&info.header, &info.summary)).expect("headers serialise");
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, format!("{HEAD_FILE} {}\n", BlobId::of(&json).to_hex()).as_bytes())?;
+    std::io::Write::write_all(&mut tmp, &json)?;
+    tmp.persist(path).map(drop).map_err(|e| e.error)
+}
+
 /// `$XDG_CACHE_HOME/kura`, else `~/.cache/kura`.
 pub fn default_cache_base() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
@@ -678,37 +704,58 @@ impl Archive {
     /// [`Archive::cached_head`]).
     pub fn snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
         let cached = self.cached_head(id);
-        if let Some(path) = &cached
-            && let Ok(bytes) = std::fs::read(path)
-            && let Ok((header, summary)) = serde_json::from_slice(&bytes)
-        {
+        if let Some((header, summary)) = cached.as_deref().and_then(read_head_file) {
             return Ok(SnapshotInfo { id: *id, header, summary });
         }
         let info = self.read_snapshot_info(id)?;
-        if let Some(path) = &cached {
+        if let Some(path) = &cached
+            && let Err(e) = write_head_file(path, &info)
+        {
             // A cache that cannot be written costs the next listing the
             // requests again, nothing more.
-            let json = serde_json::to_vec(&(&info.header, &info.summary)).expect("headers serialise");
-            let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
-                let mut tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))?;
-                std::io::Write::write_all(&mut tmp, &json)?;
-                tmp.persist(path).map(drop).map_err(|e| e.error)
-            });
-            if let Err(e) = written {
-                tracing::debug!("not caching the head of snapshot {}: {e}", id.short());
-            }
+            tracing::debug!("not caching the head of snapshot {}: {e}", id.short());
         }
         Ok(info)
     }
 
     /// Where a listing of an archive in object storage keeps a snapshot's
     /// header and counts, in the cache directory: a snapshot never changes
-    /// (its id is its root's hash), so what was read and checked once (four
-    /// requests, and the root's bytes) is read again from there. `None` for
-    /// an archive in a directory, whose roots are read as fast as a cache.
+    /// (its id is its root's hash), so what was read once (four requests,
+    /// and the root's bytes hashed) is read again from there, checked
+    /// against a hash of its own. `None` for an archive in a directory,
+    /// whose roots are read as fast as a cache.
     fn cached_head(&self, id: &SnapshotId) -> Option<PathBuf> {
         self.remote.as_ref()?;
         Some(self.root.join(HEADS).join(id.to_hex()))
+    }
+
+    /// Every snapshot's header and counts from its whole root, read and
+    /// checked as a reader opens it, never from a cache: for deciding what
+    /// to delete (`forget`), a snapshot counts only if it opens.
+    pub fn snapshot_infos_checked(&self) -> Result<SnapshotInfos, ArchiveError> {
+        self.infos_by(&self.snapshot_ids()?, &|id| {
+            let r = self.open_snapshot(id)?;
+            Ok(SnapshotInfo { id: *id, header: r.header().clone(), summary: r.summary().clone() })
+        })
+    }
+
+    /// Each of `ids`'s header and counts by `info`, oldest first; damaged
+    /// ones separately.
+    fn infos_by(
+        &self,
+        ids: &[SnapshotId],
+        info: &dyn Fn(&SnapshotId) -> Result<SnapshotInfo, ArchiveError>,
+    ) -> Result<SnapshotInfos, ArchiveError> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for id in ids {
+            match info(id) {
+                Ok(i) => ok.push(i),
+                Err(e) => bad.push((*id, e)),
+            }
+        }
+        ok.sort_by_key(|i| (i.header.started, i.id));
+        Ok((ok, bad))
     }
 
     /// [`Archive::snapshot_info`] from the archive itself.
@@ -725,28 +772,30 @@ impl Archive {
     /// Every readable snapshot's header and counts, oldest first; damaged
     /// ones separately.
     pub fn snapshot_infos(&self) -> Result<SnapshotInfos, ArchiveError> {
-        let mut ok = Vec::new();
-        let mut bad = Vec::new();
         let ids = self.snapshot_ids()?;
-        for id in &ids {
-            match self.snapshot_info(id) {
-                Ok(i) => ok.push(i),
-                Err(e) => bad.push((*id, e)),
-            }
-        }
-        // The cached heads of snapshots forgotten since (by any machine).
+        let infos = self.infos_by(&ids, &|id| self.snapshot_info(id))?;
+        // The cached heads of snapshots forgotten since (by any machine),
+        // and what a writer that died left; not another's file being
+        // written.
         if self.remote.is_some()
             && let Ok(dir) = std::fs::read_dir(self.root.join(HEADS))
         {
-            let listed: HashSet<String> = ids.iter().map(SnapshotId::to_hex).collect();
+            let listed: HashSet<SnapshotId> = ids.into_iter().collect();
+            let old = |e: &std::fs::DirEntry| {
+                let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                age.is_some_and(|a| a > std::time::Duration::from_secs(3600))
+            };
             for e in dir.flatten() {
-                if !e.file_name().to_str().is_some_and(|n| listed.contains(n)) {
+                let gone = match e.file_name().to_str().map(str::parse::<SnapshotId>) {
+                    Some(Ok(id)) => !listed.contains(&id),
+                    _ => old(&e),
+                };
+                if gone {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
         }
-        ok.sort_by_key(|i| (i.header.started, i.id));
-        Ok((ok, bad))
+        Ok(infos)
     }
 
     /// Reads, decodes and checks a blob at a location hint from a manifest;

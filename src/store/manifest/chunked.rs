@@ -950,12 +950,19 @@ impl<'de> serde::de::Visitor<'de> for HeadFields<'_> {
                 *self.stopped = true;
                 return Err(serde::de::Error::custom("stopped at the chunk list"));
             }
-            // The header's values are a few short strings and counts.
-            self.fields.insert(key, map.next_value()?);
+            if !HEAD_FIELDS.contains(&key.as_str()) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            } else if self.fields.insert(key, map.next_value()?).is_some() {
+                // A field twice, which the whole decoding refuses.
+                return Err(serde::de::Error::custom("a field twice"));
+            }
         }
         Ok(())
     }
 }
+
+/// The fields of a root's head (as [`RootFields`] names them).
+const HEAD_FIELDS: [&str; 8] = ["version", "job", "started", "finished", "hostname", "sources", "tags", "summary"];
 
 /// The root's version, which says how its chunks are encoded: one this
 /// Kura reads, with a key index from format 3 on.
@@ -1025,11 +1032,13 @@ impl Root {
     /// Reads and checks only the header and counts of the root of the file
     /// named `name`: what listing snapshots and resolving `latest` need.
     /// The root is hashed whole (it is the id), but decoded only up to its
-    /// chunk list: writers put the header and counts first, so the head of
-    /// a root of megabytes is in its first kilobytes. A root in another
-    /// order is decoded whole, its chunks and key frames skipped, not
-    /// built. What it does not check of the chunk list, the snapshot's
-    /// readers and `verify` do.
+    /// chunk list: writers put the header and counts first (FORMAT.md), so
+    /// the head of a root of megabytes is in its first kilobytes. A root
+    /// without `hostname` before its chunk list, or with a field twice, is
+    /// decoded whole, its chunks and key frames skipped, not built. What it
+    /// does not check of the rest (the chunk list, the key frames, that the
+    /// version has the key index it should), [`Root::read`] and `verify`
+    /// do: a root that passes here may still be refused there.
     pub fn read_head(name: &str, size: u64, file: &dyn RangeRead) -> Result<(ManifestHeader, Summary), ManifestError> {
         type Head = RootFields<serde::de::IgnoredAny, serde::de::IgnoredAny>;
         let (offset, stored) = read_root_stored(name, size, file)?;
@@ -1047,7 +1056,9 @@ impl Root {
                 HeadFields { fields: &mut fields, stopped: &mut stopped },
             );
         }
-        if stopped {
+        // Every writer writes `hostname` (and the header first): a root
+        // without it before the chunk list is decoded whole.
+        if stopped && fields.contains_key("hostname") {
             fields.insert("chunks".into(), serde_json::Value::Null);
             if let Ok(mut f) = serde_json::from_value::<Head>(serde_json::Value::Object(fields))
                 && u8::try_from(f.version).is_ok_and(is_chunked)
@@ -1463,6 +1474,12 @@ mod tests {
         assert!(head(&n, b).unwrap_err().to_string().contains("upgrade Kura"));
         let (n, b) = with_root(&bytes, |j| j.replacen("\"job\":", "\"job\":[", 1));
         assert!(head(&n, b).unwrap_err().to_string().contains("unreadable root"));
+        let (n, b) = with_root(&bytes, |j| j.replacen("\"job\":", "\"job\":\"x\",\"job\":", 1));
+        assert!(Root::read(&n, b.len() as u64, &Bytes(b.clone())).is_err());
+        assert!(head(&n, b).unwrap_err().to_string().contains("duplicate field"));
+        // Fields it does not know, before the chunk list, are skipped.
+        let (n, b) = with_root(&bytes, |j| j.replacen("\"job\":", "\"later\":{\"x\":[1,2]},\"job\":", 1));
+        assert_eq!(head(&n, b).unwrap(), want);
         let mut bad = bytes.clone();
         let at = bad.len() - 30;
         bad[at] ^= 1;
