@@ -388,14 +388,18 @@ mod tests {
             error: (i % 97 == 5).then(|| "HTTP 500".to_string()),
             ..Default::default()
         };
-        // Every 700th URL three times (a failure, then two bodies): its
-        // entries may run across a chunk's end.
+        // Every 700th URL three times (a failure, then two bodies), and one
+        // URL with more entries than a chunk holds: its entries run across
+        // chunks, which are then the same in both but not whole.
         let entries = |n: usize, body: &dyn Fn(usize) -> usize| -> Vec<Entry> {
             let mut v = Vec::new();
             for i in 0..n {
                 if i.is_multiple_of(700) {
                     v.push(Entry { blob: None, error: Some("timeout".into()), ..make(i, 0) });
                     v.push(make(i, body(i) + 1));
+                }
+                if i == 17_777 {
+                    v.extend((0..17_000).map(|k| make(i, k)));
                 }
                 v.push(make(i, body(i)));
             }
@@ -420,6 +424,13 @@ mod tests {
         let steps = plan(ra.chunk_list(), rb.chunk_list());
         assert!(steps.iter().filter(|s| matches!(s, Step::Same(_))).count() > 10, "{steps:?}");
         assert!(steps.iter().filter(|s| matches!(s, Step::Differ(..))).count() >= 4, "{steps:?}");
+        let id = |c: &ChunkRef| c.blob;
+        let (la, lb) = (ra.chunk_list(), rb.chunk_list());
+        let same_not_whole = steps.iter().any(|s| match s {
+            Step::Differ(x, y) => x.clone().any(|i| y.clone().any(|j| id(&la[i]) == id(&lb[j]))),
+            Step::Same(_) => false,
+        });
+        assert!(same_not_whole, "a chunk both hold, not whole, is compared: {steps:?}");
         for (x, y) in [(a, b), (b, a), (a, c), (b, b)] {
             let (rx, ry) = (open(x), open(y));
             let want = diff_sorted(rx.by_url(), ry.by_url()).unwrap();
