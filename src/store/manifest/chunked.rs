@@ -885,7 +885,7 @@ fn decode_frame(
 /// offset the root starts at.
 fn read_root_json(name: &str, size: u64, file: &dyn RangeRead) -> Result<(u64, Vec<u8>), ManifestError> {
     let (offset, stored) = read_root_stored(name, size, file)?;
-    decode_root(name, offset, &stored)
+    Ok((offset, decode_root(name, &stored)?))
 }
 
 /// The stored bytes of the root of the file named `name` of `size` bytes,
@@ -911,22 +911,22 @@ fn read_root_stored(name: &str, size: u64, file: &dyn RangeRead) -> Result<(u64,
     Ok((offset, stored))
 }
 
-/// A root's stored bytes decoded to its JSON (with `offset`, passed on).
-fn decode_root(name: &str, offset: u64, stored: &[u8]) -> Result<(u64, Vec<u8>), ManifestError> {
+/// A root's stored bytes decoded to its JSON.
+fn decode_root(name: &str, stored: &[u8]) -> Result<Vec<u8>, ManifestError> {
     let fmt = |what: String| ManifestError::Format { id: name.to_string(), what };
-    // In one piece when the frame says its size (writers' frames do): a
-    // growing buffer's copies were a tenth of reading one entry.
+    // In one piece when it is one frame that says its size (writers' roots
+    // are): a growing buffer's copies were a tenth of reading one entry.
     if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(stored)
         && n <= MAX_DECODED as u64
+        && zstd::zstd_safe::find_frame_compressed_size(stored) == Ok(stored.len())
     {
-        let json = zstd::bulk::decompress(stored, n as usize).map_err(|e| fmt(format!("root damaged: {e}")))?;
-        return Ok((offset, json));
+        return zstd::bulk::decompress(stored, n as usize).map_err(|e| fmt(format!("root damaged: {e}")));
     }
     let mut json = Vec::new();
     let dec = zstd::stream::read::Decoder::new(stored).map_err(|e| fmt(e.to_string()))?;
     io::Read::read_to_end(&mut io::Read::take(dec, MAX_DECODED as u64), &mut json)
         .map_err(|e| fmt(format!("root damaged: {e}")))?;
-    Ok((offset, json))
+    Ok(json)
 }
 
 /// Collects a root's fields up to its chunk list or key frames, where it
@@ -1041,7 +1041,7 @@ impl Root {
     /// do: a root that passes here may still be refused there.
     pub fn read_head(name: &str, size: u64, file: &dyn RangeRead) -> Result<(ManifestHeader, Summary), ManifestError> {
         type Head = RootFields<serde::de::IgnoredAny, serde::de::IgnoredAny>;
-        let (offset, stored) = read_root_stored(name, size, file)?;
+        let (_, stored) = read_root_stored(name, size, file)?;
         let mut fields = serde_json::Map::new();
         let mut stopped = false;
         if let Ok(dec) = zstd::stream::read::Decoder::new(stored.as_slice()) {
@@ -1066,7 +1066,7 @@ impl Root {
                 return Ok((f.header(), std::mem::take(&mut f.summary)));
             }
         }
-        let json = decode_root(name, offset, &stored)?.1;
+        let json = decode_root(name, &stored)?;
         let mut f: Head = serde_json::from_slice(&json)
             .map_err(|e| ManifestError::Format { id: name.to_string(), what: format!("unreadable root: {e}") })?;
         known_version(name, f.version, f.keys.is_some())?;
@@ -1408,10 +1408,16 @@ mod tests {
 
     /// `bytes` with its root's JSON changed by `edit`, and the new name.
     fn with_root(bytes: &[u8], edit: impl Fn(String) -> String) -> (String, Vec<u8>) {
+        with_stored_root(bytes, |j| zstd::bulk::compress(edit(j).as_bytes(), 1).unwrap())
+    }
+
+    /// `bytes` with its root stored as `store` makes it from its JSON, and
+    /// the new name.
+    fn with_stored_root(bytes: &[u8], store: impl Fn(String) -> Vec<u8>) -> (String, Vec<u8>) {
         let n = bytes.len();
         let offset = u64::from_le_bytes(bytes[n - 24..n - 16].try_into().unwrap()) as usize;
         let json = String::from_utf8(zstd::decode_all(&bytes[offset..n - 24]).unwrap()).unwrap();
-        let stored = zstd::bulk::compress(edit(json).as_bytes(), 1).unwrap();
+        let stored = store(json);
         let mut out = bytes[..offset].to_vec();
         out.extend_from_slice(&stored);
         out.extend_from_slice(&(offset as u64).to_le_bytes());
@@ -1461,6 +1467,13 @@ mod tests {
         };
         let (n, b) = with_root(&bytes, chunks_first);
         assert!(Root::read(&n, b.len() as u64, &Bytes(b.clone())).is_ok());
+        assert_eq!(head(&n, b).unwrap(), want);
+        // A root of two frames (one is the rule) is read as one.
+        let (n, b) = with_stored_root(&bytes, |j| {
+            let (x, y) = j.split_at(j.len() / 2);
+            [zstd::bulk::compress(x.as_bytes(), 1).unwrap(), zstd::bulk::compress(y.as_bytes(), 1).unwrap()].concat()
+        });
+        assert_eq!(Root::read(&n, b.len() as u64, &Bytes(b.clone())).unwrap(), root);
         assert_eq!(head(&n, b).unwrap(), want);
         // A header larger than the part decoded for it is read whole.
         let long = "x".repeat(HEAD_DECODED + 1);
