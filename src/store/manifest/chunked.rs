@@ -387,11 +387,10 @@ pub struct Root {
     pub keys: Option<Vec<KeyFrame>>,
 }
 
-/// A root as it is read: the header's fields one by one, because
-/// `#[serde(flatten)]` first buffers the whole object, every chunk of it,
-/// as generic values (most of the time of opening a snapshot of 7,000
-/// chunks). `C` and `K` are the chunk list and key frames, or
-/// [`serde::de::IgnoredAny`] for a reader that wants the header only.
+/// A root as it is read, the header's fields one by one: `C` and `K` are
+/// the chunk list and key frames, or [`serde::de::IgnoredAny`] for a
+/// reader that wants the header only ([`Root::read_head`]), which then
+/// skips them instead of building them.
 #[derive(Deserialize)]
 struct RootFields<C, K> {
     version: u32,
