@@ -733,7 +733,7 @@ impl Archive {
     /// checked as a reader opens it, never from a cache: for deciding what
     /// to delete (`forget`), a snapshot counts only if it opens.
     pub fn snapshot_infos_checked(&self) -> Result<SnapshotInfos, ArchiveError> {
-        self.infos_by(&self.snapshot_ids()?, &|id| {
+        Archive::infos_by(&self.snapshot_ids()?, &|id| {
             let r = self.open_snapshot(id)?;
             Ok(SnapshotInfo { id: *id, header: r.header().clone(), summary: r.summary().clone() })
         })
@@ -742,7 +742,6 @@ impl Archive {
     /// Each of `ids`'s header and counts by `info`, oldest first; damaged
     /// ones separately.
     fn infos_by(
-        &self,
         ids: &[SnapshotId],
         info: &dyn Fn(&SnapshotId) -> Result<SnapshotInfo, ArchiveError>,
     ) -> Result<SnapshotInfos, ArchiveError> {
@@ -773,7 +772,7 @@ impl Archive {
     /// ones separately.
     pub fn snapshot_infos(&self) -> Result<SnapshotInfos, ArchiveError> {
         let ids = self.snapshot_ids()?;
-        let infos = self.infos_by(&ids, &|id| self.snapshot_info(id))?;
+        let infos = Archive::infos_by(&ids, &|id| self.snapshot_info(id))?;
         // The cached heads of snapshots forgotten since (by any machine),
         // and what a writer that died left; not another's file being
         // written.
