@@ -210,3 +210,46 @@ fn forget_waits_for_no_one_and_refuses_without_a_policy() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("kura.toml:4:13"), "{out:?}");
     assert_eq!(on_disk(&f.root).len(), 10);
 }
+
+/// A snapshot whose root hashes right but does not open (its chunk list
+/// garbage, as only a faulty writer would leave it) may be listed, but
+/// `forget` decides from roots read whole: it does not keep that one in
+/// place of the newest that opens.
+#[test]
+fn forget_keeps_the_newest_snapshot_that_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let root = dir.join("archive");
+    std::fs::write(dir.join("a.bin"), b"some bytes").unwrap();
+    let files = [dir.join("a.bin")];
+    let old = snapshot(&root, "j", at(1, 1, 0), &[], &files);
+    let good = snapshot(&root, "j", at(1, 2, 0), &[], &files);
+    // The good snapshot again, a day later, its chunk list garbage, named
+    // by its new root's hash.
+    let snaps = root.join("snapshots");
+    let bytes = std::fs::read(snaps.join(good.to_hex())).unwrap();
+    let n = bytes.len();
+    let offset = u64::from_le_bytes(bytes[n - 24..n - 16].try_into().unwrap()) as usize;
+    let json = String::from_utf8(zstd::decode_all(&bytes[offset..n - 24]).unwrap()).unwrap();
+    assert!(json.contains("\"started\":\"2024-01-02T00:00:00Z\""), "{json}");
+    let json = json
+        .replacen("\"chunks\":[", "\"chunks\":[!", 1)
+        .replace("\"started\":\"2024-01-02T00:00:00Z\"", "\"started\":\"2024-01-03T00:00:00Z\"");
+    let stored = zstd::bulk::compress(json.as_bytes(), 1).unwrap();
+    let mut file = bytes[..offset].to_vec();
+    file.extend_from_slice(&stored);
+    file.extend_from_slice(&(offset as u64).to_le_bytes());
+    file.extend_from_slice(&(stored.len() as u64).to_le_bytes());
+    file.extend_from_slice(b"KURAROOT");
+    let bad = kura::store::BlobId::of(&stored).to_hex();
+    std::fs::write(snaps.join(&bad), file).unwrap();
+    // Readers refuse it.
+    assert_eq!(kura_in(dir, &["ls", &bad]).status.code(), Some(2));
+
+    let report: serde_json::Value =
+        serde_json::from_str(&ok_in(dir, &["forget", "--job", "j", "--keep-last", "1", "--json"])).unwrap();
+    assert_eq!(report["forget"]["removed"], 1, "{report:#}");
+    assert_eq!(report["forget"]["unreadable"], serde_json::json!([bad]), "{report:#}");
+    let left = on_disk(&root);
+    assert!(left.contains(&good) && !left.contains(&old), "{left:?}");
+}
