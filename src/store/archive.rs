@@ -40,6 +40,14 @@ pub enum ArchiveError {
     /// No snapshot matches the name.
     #[error("no snapshot matches {0:?} (list them with `kura snapshots`)")]
     NoSuchSnapshot(String),
+    /// `latest:JOB` of a job with no readable snapshot.
+    #[error("no snapshot of job {job:?}; jobs with snapshots: {jobs} (list them with `kura snapshots`)")]
+    NoSnapshotOfJob {
+        /// The job asked for.
+        job: String,
+        /// The jobs that have snapshots, comma-separated.
+        jobs: String,
+    },
     /// Several snapshots match a prefix.
     #[error("{0:?} matches several snapshots; give more characters")]
     AmbiguousSnapshot(String),
@@ -833,7 +841,15 @@ impl Archive {
         if let Some(job) = job {
             let (ok, _) = self.snapshot_infos()?;
             let latest = ok.iter().rev().find(|i| job.is_none_or(|j| i.header.job == j));
-            return latest.map(|i| i.id).ok_or_else(|| ArchiveError::NoSuchSnapshot(spec.into()));
+            return match (latest, job) {
+                (Some(i), _) => Ok(i.id),
+                (None, Some(job)) if !ok.is_empty() => {
+                    let jobs: std::collections::BTreeSet<&str> = ok.iter().map(|i| i.header.job.as_str()).collect();
+                    let jobs = jobs.into_iter().collect::<Vec<_>>().join(", ");
+                    Err(ArchiveError::NoSnapshotOfJob { job: job.into(), jobs })
+                }
+                (None, _) => Err(ArchiveError::NoSuchSnapshot(spec.into())),
+            };
         }
         let spec_l = spec.to_ascii_lowercase();
         let matches: Vec<_> = self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();
