@@ -114,6 +114,14 @@ async fn every_command_family_runs_on_the_configuration_alone() {
         );
         let listed = json(st.kura(&["ls", "latest:site", "--json"]), "ls latest:site");
         assert!(listed.to_string().contains(&page), "{listed}");
+        // `~N`: the one N before; the job's previous against its latest.
+        let d = json(st.kura(&["diff", "latest:archive~1", "latest:archive", "--json"]), "diff latest:archive~1");
+        assert_eq!((d["from"].as_str(), d["to"].as_str()), (Some(all[0].as_str()), Some(all[1].as_str())), "{d}");
+        let d = json(st.kura(&["diff", "latest~2", "latest~0", "--json"]), "diff latest~2");
+        assert_eq!((d["from"].as_str(), d["to"].as_str()), (Some(all[0].as_str()), Some(all[2].as_str())), "{d}");
+        let past = st.kura(&["ls", "latest:archive~2"]);
+        assert_eq!(past.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&past.stderr).contains("no snapshot matches \"latest:archive~2\""), "{past:?}");
         let missing = st.kura(&["ls", "latest:nosuch"]);
         assert_eq!(missing.status.code(), Some(2));
         let said = String::from_utf8_lossy(&missing.stderr);

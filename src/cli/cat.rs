@@ -7,7 +7,7 @@ use std::io::Write;
 /// Write an entry's exact original bytes to stdout.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot id, unique id prefix, `latest`, or `latest:JOB` (that job's latest).
+    /// Snapshot id, unique id prefix, `latest`, or `latest:JOB` (that job's latest), either with `~N` for the one N before.
     snapshot: String,
     /// The entry's URL (as requested, or after redirects).
     url: String,

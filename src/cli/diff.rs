@@ -7,7 +7,7 @@ use std::io::Write;
 /// Show what was added, removed and changed between two snapshots.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The older snapshot (id, unique prefix, `latest` or `latest:JOB`).
+    /// The older snapshot (id, unique prefix, `latest` or `latest:JOB`, either with `~N` for the one N before).
     a: String,
     /// The newer snapshot.
     b: String,

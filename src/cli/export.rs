@@ -17,7 +17,7 @@ pub struct Args {
 enum What {
     /// WARC 1.1 (`.warc.gz`, one gzip member per record), for pywb, ReplayWeb.page, warcio.
     Warc {
-        /// Snapshot id, unique id prefix, `latest`, or `latest:JOB` (that job's latest).
+        /// Snapshot id, unique id prefix, `latest`, or `latest:JOB` (that job's latest), either with `~N` for the one N before.
         snapshot: String,
         /// Output file (`.warc.gz`, or `.wacz` with --wacz).
         file: PathBuf,

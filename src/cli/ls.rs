@@ -8,7 +8,7 @@ use std::io::Write;
 /// List a snapshot's entries (in URL order).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot id, unique id prefix, `latest`, or `latest:JOB` (that job's latest).
+    /// Snapshot id, unique id prefix, `latest`, or `latest:JOB` (that job's latest), either with `~N` for the one N before.
     snapshot: String,
     /// Only the entries of this URL (as requested, or after redirects).
     #[arg(long)]

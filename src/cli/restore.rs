@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// Restore a snapshot into a directory.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Snapshot id, unique id prefix, `latest`, or `latest:JOB` (that job's latest).
+    /// Snapshot id, unique id prefix, `latest`, or `latest:JOB` (that job's latest), either with `~N` for the one N before.
     snapshot: String,
     /// Target directory (created if missing).
     dir: PathBuf,

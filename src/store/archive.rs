@@ -831,25 +831,21 @@ impl Archive {
 
     /// Resolves a snapshot name: a full id, a unique prefix, `latest`, or
     /// `latest:JOB` (the latest of one job: in an archive several jobs
-    /// write, the archive's latest is often another job's).
+    /// write, the archive's latest is often another job's); either with
+    /// `~N`, the one N before it (`latest:news~1`, the job's previous).
     pub fn resolve_snapshot(&self, spec: &str) -> Result<SnapshotId, ArchiveError> {
-        let job = match spec.strip_prefix("latest") {
-            Some("") => Some(None),
-            Some(rest) => rest.strip_prefix(':').map(Some),
-            None => None,
-        };
-        if let Some(job) = job {
-            let (ok, _) = self.snapshot_infos()?;
-            let latest = ok.iter().rev().find(|i| job.is_none_or(|j| i.header.job == j));
-            return match (latest, job) {
-                (Some(i), _) => Ok(i.id),
-                (None, Some(job)) if !ok.is_empty() => {
-                    let jobs: std::collections::BTreeSet<&str> = ok.iter().map(|i| i.header.job.as_str()).collect();
-                    let jobs = jobs.into_iter().collect::<Vec<_>>().join(", ");
-                    Err(ArchiveError::NoSnapshotOfJob { job: job.into(), jobs })
-                }
-                (None, _) => Err(ArchiveError::NoSuchSnapshot(spec.into())),
+        if let Some(rest) = spec.strip_prefix("latest") {
+            let (rest, back) = match rest.rsplit_once('~') {
+                Some((r, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => (r, n.parse().ok()),
+                _ => (rest, Some(0)),
             };
+            let job = match rest {
+                "" => Some(None),
+                r => r.strip_prefix(':').map(Some),
+            };
+            if let (Some(job), Some(back)) = (job, back) {
+                return self.latest_but(job, back, spec);
+            }
         }
         let spec_l = spec.to_ascii_lowercase();
         let matches: Vec<_> = self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();
@@ -858,6 +854,20 @@ impl Archive {
             0 => Err(ArchiveError::NoSuchSnapshot(spec.into())),
             1 => Ok(matches[0]),
             _ => Err(ArchiveError::AmbiguousSnapshot(spec.into())),
+        }
+    }
+
+    /// The snapshot `back` before the latest (of `job`, if given).
+    fn latest_but(&self, job: Option<&str>, back: usize, spec: &str) -> Result<SnapshotId, ArchiveError> {
+        let (ok, _) = self.snapshot_infos()?;
+        let mut of_job = ok.iter().rev().filter(|i| job.is_none_or(|j| i.header.job == j)).peekable();
+        match (of_job.peek().is_some(), job) {
+            (false, Some(job)) if !ok.is_empty() => {
+                let jobs: std::collections::BTreeSet<&str> = ok.iter().map(|i| i.header.job.as_str()).collect();
+                let jobs = jobs.into_iter().collect::<Vec<_>>().join(", ");
+                Err(ArchiveError::NoSnapshotOfJob { job: job.into(), jobs })
+            }
+            _ => of_job.nth(back).map(|i| i.id).ok_or_else(|| ArchiveError::NoSuchSnapshot(spec.into())),
         }
     }
 
