@@ -8,7 +8,7 @@
 # entry (amortised over the snapshots: manifest files and distinct chunks;
 # a format-4 build reports no chunks, so its figure is per snapshot), what an unchanged
 # re-run adds to the archive, and the latency of `kura cat` and `kura ls --url` of one image in
-# the latest snapshot, `kura restore --article` of one page (first with an
+# the latest snapshot and of `kura snapshots`, the wall of `kura diff` of the last two, `kura restore --article` of one page (first with an
 # empty cache: a format-3 manifest finds the article's entries through its
 # key index, an older one is laid out first; then the median of five), and
 # `kura verify`.
@@ -149,7 +149,7 @@ bench() {
   grow=$(printf '%s\n' "${grows[@]}" | sort -g | sed -n 2p)
   warm_wall=$(printf '%s\n' "${walls[@]}" | sort -g | sed -n 2p)
   warm_rss=$(printf '%s\n' "${rsses[@]}" | sort -g | tail -1)
-  local entries index manifests img cat ls
+  local entries index manifests img cat ls snaps_ms diff_s diff_rss
   entries=$("${k[@]}" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["entries"])')
   index=$(du -sb "$a/index" | cut -f1)
   # Manifest files, and (format 5) the distinct chunk blobs they list,
@@ -161,12 +161,19 @@ bench() {
   img="http://127.0.0.1:$port/img/$((n / 2))/7.gif"
   cat=$(latency "${k[@]}" cat latest "$img")
   ls=$(latency "${k[@]}" ls latest --url "$img")
+  snaps_ms=$(latency "${k[@]}" snapshots)
+  # The last two unchanged re-runs compared (they share all chunks but the
+  # pages').
+  local last_two
+  last_two=$("${k[@]}" snapshots --json | python3 -c 'import json,sys; print(" ".join(s["id"] for s in json.load(sys.stdin)[-2:]))')
+  # shellcheck disable=SC2086 # two ids
+  read -r diff_rss diff_s < <(measure "${k[@]}" diff $last_two)
   local art="http://127.0.0.1:$port/pages/$((n / 2 / 1000))/$((n / 2)).html" r=(--cache-dir "$work/cache" restore latest "$work/out" --article)
   rm -rf "$work/cache" "$work/out"
   read -r art_rss art_first < <(measure "${k[@]}" "${r[@]}" "$art")
   art_again=$(latency "${k[@]}" "${r[@]}" "$art")
   read -r verify_rss verify_wall < <(measure "${k[@]}" verify)
-  echo "| $name | $n | $entries | $cold_rss MB | $warm_rss MB | $cold_wall s | $first_wall s | $warm_wall s | $(python3 -c "print(f'{$warm_wall/$cold_wall:.2f}')") | $((index / entries)) B | $((manifests / entries)) B | $((grow / 1024)) KB | $cat ms | $ls ms | $art_first s, $art_rss MB | $art_again ms | $verify_wall s, $verify_rss MB |"
+  echo "| $name | $n | $entries | $cold_rss MB | $warm_rss MB | $cold_wall s | $first_wall s | $warm_wall s | $(python3 -c "print(f'{$warm_wall/$cold_wall:.2f}')") | $((index / entries)) B | $((manifests / entries)) B | $((grow / 1024)) KB | $cat ms | $ls ms | $snaps_ms ms | $diff_s s, $diff_rss MB | $art_first s, $art_rss MB | $art_again ms | $verify_wall s, $verify_rss MB |"
 }
 
 if [ -n "${SCALE_SERVE:-}" ]; then
@@ -177,8 +184,8 @@ if [ -n "${SCALE_SERVE:-}" ]; then
   sleep infinity
 fi
 
-echo "| binary | pages | entries | cold RSS | warm RSS | cold wall | first warm wall | warm wall | warm/cold | index/entry | manifest/entry | a warm run adds | cat | ls --url | restore --article, first (RSS) | again | verify (RSS) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| binary | pages | entries | cold RSS | warm RSS | cold wall | first warm wall | warm wall | warm/cold | index/entry | manifest/entry | a warm run adds | cat | ls --url | snapshots | diff of the last two (RSS) | restore --article, first (RSS) | again | verify (RSS) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $sizes; do
   stop_nginx
   rm -rf "$work/site"
