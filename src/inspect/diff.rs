@@ -134,12 +134,12 @@ pub fn diff_snapshots(a: &SnapshotReader, b: &SnapshotReader) -> Result<Diff, Ar
     for step in plan(ca, cb) {
         match step {
             Step::Same(i) => {
-                let mut lines = a.chunk(i)?;
-                // Sorted already; a stable sort, as `by_url` does.
-                lines.sort_by(|x, y| x.0.url.cmp(&y.0.url));
-                let mut entries = lines.into_iter().map(|(e, _)| Ok::<_, ArchiveError>(e)).peekable();
-                while let Some(Ok(e)) = entries.peek() {
-                    let url = e.url.clone();
+                let mut entries = a.by_url_in(i..i + 1).peekable();
+                while let Some(next) = entries.peek() {
+                    let url = match next {
+                        Ok(e) => e.url.clone(),
+                        Err(_) => return Err(entries.next().and_then(Result::err).expect("peeked an error")),
+                    };
                     if let Some(e) = take_url(&mut entries, &url)?.archived {
                         let kind = e.kind.unwrap_or(Kind::File);
                         kinds.entry(kind).or_insert_with(|| KindDiff::new(kind)).unchanged += 1;

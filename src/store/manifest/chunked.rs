@@ -404,12 +404,8 @@ struct RootFields<C, K> {
     tags: Vec<String>,
     summary: Summary,
     chunks: C,
-    #[serde(default = "none")]
+    /// Missing in format 2 (serde reads a missing `Option` as `None`).
     keys: Option<K>,
-}
-
-fn none<K>() -> Option<K> {
-    None
 }
 
 impl<C, K> RootFields<C, K> {
