@@ -10,6 +10,7 @@ pub(crate) mod backend;
 pub(crate) mod blob;
 pub(crate) mod copy;
 pub(crate) mod dictionary;
+pub(crate) mod heads;
 pub(crate) mod history;
 pub(crate) mod id;
 pub(crate) mod index;

@@ -298,34 +298,48 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     assert_eq!(snaps.as_array().unwrap().len(), 2);
     // Each snapshot's header and counts are read from the bucket once, then
     // from the cache: a cached head whose hash holds is what the listing
-    // shows; one changed or cut is read from the bucket again.
-    let heads = fresh.join("snapshot-heads");
-    let head_files = || {
-        let mut names: Vec<String> =
-            std::fs::read_dir(&heads).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-        names.sort();
-        names
+    // shows; one changed or cut is read from the bucket again. What an
+    // older Kura cached, a file a snapshot, is removed.
+    let heads = fresh.join("index").join("snapshot-heads");
+    let head_lines = || {
+        let text = std::fs::read_to_string(&heads).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("kura-snapshot-heads 1"));
+        lines.map(|l| l.splitn(3, ' ').map(str::to_string).collect::<Vec<_>>()).collect::<Vec<_>>()
     };
     let ids: Vec<String> = snaps.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
     let mut sorted_ids = ids.clone();
     sorted_ids.sort();
-    assert_eq!(head_files(), sorted_ids);
-    let (first, second) = (heads.join(&ids[0]), heads.join(&ids[1]));
-    let text = std::fs::read_to_string(&first).unwrap();
-    let (line, head) = text.split_once('\n').unwrap();
-    assert_eq!(line, format!("kura-snapshot-head 1 {}", kura::store::BlobId::of(head.as_bytes()).to_hex()));
-    let head = head.replacen("\"archive\"", "\"from-cache\"", 1);
-    let sum = kura::store::BlobId::of(head.as_bytes()).to_hex();
-    std::fs::write(&first, format!("kura-snapshot-head 1 {sum}\n{head}")).unwrap();
-    let text = std::fs::read_to_string(&second).unwrap();
-    std::fs::write(&second, text.replacen("\"archive\"", "\"changed\"", 1)).unwrap();
+    let mut cached: Vec<String> = head_lines().into_iter().map(|l| l[0].clone()).collect();
+    cached.sort();
+    assert_eq!(cached, sorted_ids);
+    let forged: String = head_lines()
+        .into_iter()
+        .map(|l| {
+            let head = if l[0] == ids[0] {
+                let head = l[2].replacen("\"archive\"", "\"from-cache\"", 1);
+                format!("{} {} {head}", l[0], kura::store::BlobId::of(head.as_bytes()).to_hex())
+            } else {
+                assert_eq!(l[1], kura::store::BlobId::of(l[2].as_bytes()).to_hex());
+                format!("{} {} {}", l[0], l[1], l[2].replacen("\"archive\"", "\"changed\"", 1))
+            };
+            head + "\n"
+        })
+        .collect();
+    std::fs::write(&heads, format!("kura-snapshot-heads 1\n{forged}")).unwrap();
+    let old = fresh.join("snapshot-heads");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join(&ids[0]), "kura-snapshot-head 1 ...").unwrap();
     let listing: serde_json::Value =
         serde_json::from_str(&ok(weed.kura(url, &fresh, &["snapshots", "--json"]), "snapshots")).unwrap();
     let jobs: Vec<&str> = listing.as_array().unwrap().iter().map(|s| s["job"].as_str().unwrap()).collect();
     assert_eq!(jobs, ["from-cache", "archive"], "{listing:#}");
     assert_eq!(listing[1], snaps[1]);
-    assert!(std::fs::read_to_string(&second).unwrap().contains("\"archive\""));
-    std::fs::remove_file(&first).unwrap();
+    let lines = head_lines();
+    assert_eq!(lines.len(), 3, "the changed head read again and appended");
+    assert!(lines[2][0] == ids[1] && lines[2][2].contains("\"archive\""), "{lines:?}");
+    assert!(!old.exists());
+    std::fs::remove_file(&heads).unwrap();
 
     // cat and restore give the original bytes.
     for f in files.iter().step_by(13).chain([&files[200]]) {
@@ -423,9 +437,12 @@ fn an_archive_in_object_storage_round_trips_dedups_detects_damage_and_prunes() {
     corpus(&tmp.path().join("other"), 30, 8);
     ok(weed.kura(url, &cache, &["archive", tmp.path().join("other").to_str().unwrap()]), "archive other");
     ok(weed.kura(url, &cache, &["forget", "--keep-last", "1"]), "forget");
-    // Another machine's cache drops the heads of snapshots forgotten since.
-    ok(weed.kura(url, &fresh, &["snapshots"]), "snapshots");
-    assert_eq!(head_files().len(), 1);
+    // Another machine's cache still has the heads of snapshots forgotten
+    // since: the bucket decides what is listed.
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(weed.kura(url, &fresh, &["snapshots", "--json"]), "snapshots")).unwrap();
+    assert_eq!(listing.as_array().unwrap().len(), 1, "{listing:#}");
+    assert!(head_lines().len() > 1);
     let out = ok(weed.kura(url, &cache, &["prune", "--json"]), "prune");
     let pruned: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(pruned["packs_deleted"].as_u64().unwrap() > 0, "{pruned:#}");

@@ -5,6 +5,7 @@
 use crate::store::backend::{BackendError, FileKind, LocalBackend, ReadBackend, WriteBackend};
 use crate::store::blob::{self, BlobError, Codec};
 use crate::store::dictionary::{Dictionary, DictionaryError};
+use crate::store::heads::Heads;
 use crate::store::id::{BlobId, IndexFileId, PackId, SnapshotId};
 use crate::store::index_file::{self, IndexFileError, PackRecord};
 use crate::store::locations::Locations;
@@ -415,35 +416,9 @@ impl std::fmt::Debug for StorageOptions {
     }
 }
 
-/// The directory of an archive in object storage's cache that holds its
-/// snapshots' headers and counts (see [`Archive::snapshot_info`]).
-const HEADS: &str = "snapshot-heads";
-
-/// The first line of a cached head: a version, then the SHA-256 of what
-/// follows, the JSON of the header and counts.
-const HEAD_FILE: &str = "kura-snapshot-head 1";
-
-/// A cached head (see [`Archive::snapshot_info`]) if it is whole: another
-/// version, a cut or changed file, or one too large to be a head is a miss.
-fn read_head_file(path: &Path) -> Option<(ManifestHeader, Summary)> {
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).ok()?, 1 << 20), &mut bytes).ok()?;
-    let nl = bytes.iter().position(|&b| b == b'\n')?;
-    let (line, json) = (std::str::from_utf8(&bytes[..nl]).ok()?, &bytes[nl + 1..]);
-    let hash = line.strip_prefix(HEAD_FILE)?.strip_prefix(' ')?;
-    (hash == BlobId::of(json).to_hex()).then(|| serde_json::from_slice(json).ok())?
-}
-
-/// Writes a head to the cache, whole or not at all.
-fn write_head_file(path: &Path, info: &SnapshotInfo) -> std::io::Result<()> {
-    let json = serde_json::to_vec(&(&info.header, &info.summary)).expect("headers serialise");
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, format!("{HEAD_FILE} {}\n", BlobId::of(&json).to_hex()).as_bytes())?;
-    std::io::Write::write_all(&mut tmp, &json)?;
-    tmp.persist(path).map(drop).map_err(|e| e.error)
-}
+/// Where a cache of an archive in object storage kept each snapshot's
+/// head in a file of its own before [`crate::store::heads`]; removed.
+const OLD_HEADS: &str = "snapshot-heads";
 
 /// `$XDG_CACHE_HOME/kura`, else `~/.cache/kura`.
 pub fn default_cache_base() -> Option<PathBuf> {
@@ -707,34 +682,27 @@ impl Archive {
     }
 
     /// The header and counts of one snapshot: of formats 2 to 5 from its
-    /// root alone, its chunk list skipped (see [`Root::read_head`]); of an
-    /// archive in object storage from the cache once read (see
-    /// [`Archive::cached_head`]).
+    /// root alone, its chunk list skipped (see [`Root::read_head`]).
     pub fn snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
-        let cached = self.cached_head(id);
-        if let Some((header, summary)) = cached.as_deref().and_then(read_head_file) {
+        let (name, size, version) = self.manifest_version(id)?;
+        if chunked::is_chunked(version) {
+            let (header, summary) = Root::read_head(&name, size, &self.manifest_file(id))?;
             return Ok(SnapshotInfo { id: *id, header, summary });
         }
-        let info = self.read_snapshot_info(id)?;
-        if let Some(path) = &cached
-            && let Err(e) = write_head_file(path, &info)
-        {
-            // A cache that cannot be written costs the next listing the
-            // requests again, nothing more.
-            tracing::debug!("not caching the head of snapshot {}: {e}", id.short());
-        }
-        Ok(info)
+        let r = self.open_snapshot(id)?;
+        Ok(SnapshotInfo { id: *id, header: r.header().clone(), summary: r.summary().clone() })
     }
 
-    /// Where a listing of an archive in object storage keeps a snapshot's
-    /// header and counts, in the cache directory: a snapshot never changes
-    /// (its id is its root's hash), so what was read once (four requests,
-    /// and the root's bytes hashed) is read again from there, checked
-    /// against a hash of its own. `None` for an archive in a directory,
-    /// whose roots are read as fast as a cache.
-    fn cached_head(&self, id: &SnapshotId) -> Option<PathBuf> {
-        self.remote.as_ref()?;
-        Some(self.root.join(HEADS).join(id.to_hex()))
+    /// Where listings keep every snapshot's head ([`crate::store::heads`]):
+    /// in the index directory, which an archive in a directory has once
+    /// written to (a listing does not create it there: a missing index is
+    /// something `verify` reports). `None` where there is none.
+    fn heads_path(&self) -> Option<PathBuf> {
+        let dir = self.root.join("index");
+        if self.remote.is_some() {
+            std::fs::create_dir_all(&dir).ok()?;
+        }
+        dir.is_dir().then(|| dir.join("snapshot-heads"))
     }
 
     /// Every snapshot's header and counts from its whole root, read and
@@ -765,44 +733,47 @@ impl Archive {
         Ok((ok, bad))
     }
 
-    /// [`Archive::snapshot_info`] from the archive itself.
-    fn read_snapshot_info(&self, id: &SnapshotId) -> Result<SnapshotInfo, ArchiveError> {
-        let (name, size, version) = self.manifest_version(id)?;
-        if chunked::is_chunked(version) {
-            let (header, summary) = Root::read_head(&name, size, &self.manifest_file(id))?;
-            return Ok(SnapshotInfo { id: *id, header, summary });
-        }
-        let r = self.open_snapshot(id)?;
-        Ok(SnapshotInfo { id: *id, header: r.header().clone(), summary: r.summary().clone() })
-    }
-
     /// Every readable snapshot's header and counts, oldest first; damaged
-    /// ones separately.
+    /// ones separately. Heads are read from the heads cache where it has
+    /// them, else from the roots (and added to it): a snapshot never
+    /// changes, so one that was whole when first listed is listed as read
+    /// then (`verify` and every reader check the root itself).
     pub fn snapshot_infos(&self) -> Result<SnapshotInfos, ArchiveError> {
         let ids = self.snapshot_ids()?;
-        let infos = Archive::infos_by(&ids, &|id| self.snapshot_info(id))?;
-        // The cached heads of snapshots forgotten since (by any machine),
-        // and what a writer that died left; not another's file being
-        // written.
-        if self.remote.is_some()
-            && let Ok(dir) = std::fs::read_dir(self.root.join(HEADS))
-        {
-            let listed: HashSet<SnapshotId> = ids.into_iter().collect();
-            let old = |e: &std::fs::DirEntry| {
-                let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-                age.is_some_and(|a| a > std::time::Duration::from_secs(3600))
-            };
-            for e in dir.flatten() {
-                let gone = match e.file_name().to_str().map(str::parse::<SnapshotId>) {
-                    Some(Ok(id)) => !listed.contains(&id),
-                    _ => old(&e),
-                };
-                if gone {
-                    let _ = std::fs::remove_file(e.path());
+        let Some(path) = self.heads_path() else {
+            return Archive::infos_by(&ids, &|id| self.snapshot_info(id));
+        };
+        if self.remote.is_some() {
+            // Not another version's files: what this one wrote before.
+            let _ = std::fs::remove_dir_all(self.root.join(OLD_HEADS));
+        }
+        let mut heads = Heads::read(&path);
+        let (mut ok, mut bad, mut new) = (Vec::with_capacity(ids.len()), Vec::new(), Vec::new());
+        for id in &ids {
+            if let Some(info) = heads.take(id) {
+                ok.push(info);
+                continue;
+            }
+            match self.snapshot_info(id) {
+                Ok(info) => {
+                    new.push(ok.len());
+                    ok.push(info);
                 }
+                Err(e) => bad.push((*id, e)),
             }
         }
-        Ok(infos)
+        let written = if heads.untidy(ok.len() - new.len()) {
+            heads.rewrite(&ok)
+        } else {
+            heads.add(new.iter().map(|&i| &ok[i]))
+        };
+        if let Err(e) = written {
+            // A cache that cannot be written costs the next listing the
+            // reads again, nothing more.
+            tracing::debug!("not caching snapshot heads in {}: {e}", path.display());
+        }
+        ok.sort_by_key(|i| (i.header.started, i.id));
+        Ok((ok, bad))
     }
 
     /// Reads, decodes and checks a blob at a location hint from a manifest;
