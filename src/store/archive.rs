@@ -633,7 +633,7 @@ impl Archive {
 
     /// Every snapshot id, by name (no manifest is read).
     pub fn snapshot_ids(&self) -> Result<Vec<SnapshotId>, ArchiveError> {
-        Ok(self.backend.list(FileKind::Snapshot)?.into_iter().filter_map(|(name, _)| name.parse().ok()).collect())
+        Ok(self.backend.names(FileKind::Snapshot)?.into_iter().filter_map(|name| name.parse().ok()).collect())
     }
 
     fn manifest_file(&self, id: &SnapshotId) -> ManifestFile<'_> {

@@ -84,6 +84,11 @@ pub trait ReadBackend: Send + Sync {
     /// Every stored file of `kind`, by name, with its size. Names that are not
     /// 64 hex characters (temporary files) are skipped.
     fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>, BackendError>;
+    /// The names [`ReadBackend::list`] gives, without their sizes (which a
+    /// directory has to look up file by file).
+    fn names(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+        Ok(self.list(kind)?.into_iter().map(|(name, _)| name).collect())
+    }
     /// The whole file.
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
     /// `len` bytes from `offset`; fails if the file is shorter.
@@ -176,12 +181,9 @@ impl LocalBackend {
     }
 }
 
-impl ReadBackend for LocalBackend {
-    fn location(&self) -> String {
-        self.root.display().to_string()
-    }
-
-    fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>, BackendError> {
+impl LocalBackend {
+    /// The id-named files of `kind`, with their sizes if `sizes` (else 0).
+    fn listing(&self, kind: FileKind, sizes: bool) -> Result<Vec<(String, u64)>, BackendError> {
         let dir = self.root.join(kind.dirname());
         let mut dirs = vec![dir.clone()];
         if kind == FileKind::Pack {
@@ -212,12 +214,26 @@ impl ReadBackend for LocalBackend {
                 if !is_id_name(&name) {
                     continue;
                 }
-                let len = e.metadata().map_err(io_err("stat", &e.path()))?.len();
+                let len = if sizes { e.metadata().map_err(io_err("stat", &e.path()))?.len() } else { 0 };
                 out.push((name, len));
             }
         }
         out.sort();
         Ok(out)
+    }
+}
+
+impl ReadBackend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<(String, u64)>, BackendError> {
+        self.listing(kind, true)
+    }
+
+    fn names(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+        Ok(self.listing(kind, false)?.into_iter().map(|(name, _)| name).collect())
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
@@ -275,6 +291,12 @@ mod tests {
         assert!(matches!(b.read_range(FileKind::Pack, &name, 6, 50), Err(BackendError::Short { .. })));
         assert_eq!(b.list(FileKind::Pack).unwrap(), vec![(name.clone(), 11)]);
         assert!(b.list(FileKind::Snapshot).unwrap().is_empty());
+        let (first, tmp) = ("cd".repeat(32), "tmp-ab".to_string());
+        b.write(FileKind::Snapshot, &first, b"s").unwrap();
+        b.write(FileKind::Snapshot, &name, b"t").unwrap();
+        std::fs::write(dir.path().join("snapshots").join(&tmp), b"being written").unwrap();
+        assert_eq!(b.names(FileKind::Snapshot).unwrap(), [name.clone(), first.clone()]);
+        assert_eq!(b.names(FileKind::Pack).unwrap(), [name.clone()]);
         b.remove(FileKind::Pack, &name).unwrap();
         assert!(matches!(b.read(FileKind::Pack, &name), Err(BackendError::NotFound(_))));
     }
