@@ -81,7 +81,7 @@ for rnd in range(11):
             res.setdefault((k, b), []).append(run(b, a)[0])
 names = [os.path.basename(b) for b in bins]
 lines = [f"# {count} snapshots ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, {os.cpu_count()} cores)", "",
-         f"`benches/snapshots.sh`: {count} snapshots of the same entries, each root {int(root_bytes) / 1e6:.2f} MB; "
+         f"`benches/snapshots.sh`: {count} snapshots of the same entries, each manifest file {int(root_bytes) / 1e6:.2f} MB; "
          f"binaries {', '.join(bins)}.", "",
          "| command | " + " | ".join(names) + (" | ratio |" if len(bins) > 1 else " |"),
          "|---|" + "---|" * (len(bins) + (len(bins) > 1))]
