@@ -231,26 +231,39 @@ impl Writer {
             self.index.remove_pack(*id)?;
             report.packs_removed += 1;
         }
+        let mut catalogued = Catalogued::default();
         for id in self.archive.snapshot_ids()? {
             if self.index.has_snapshot(&id)? {
                 continue;
             }
-            match self.catalog(id) {
+            match self.catalog(id, &mut catalogued) {
                 Ok(()) => report.snapshots_added += 1,
                 Err(ArchiveError::Index(e)) => return Err(e.into()),
                 Err(e) => tracing::warn!("snapshot {id} is unreadable and was not catalogued: {e}"),
             }
         }
+        report.chunks_shared = catalogued.shared;
         self.index.flush()?;
         Ok(report)
     }
 
     /// Adds a snapshot found on disk to the index: its URLs' records (a
-    /// chunk of entries in memory at a time), then the catalog entry.
-    fn catalog(&self, id: SnapshotId) -> Result<(), ArchiveError> {
+    /// chunk of entries in memory at a time), then the catalog entry. A
+    /// chunk `catalogued` names is skipped: its entries' records are in
+    /// already (a record is only ever replaced by a newer one, so the same
+    /// entries again change nothing), and the snapshots of a year of runs
+    /// share most of their chunks.
+    fn catalog(&self, id: SnapshotId, catalogued: &mut Catalogued) -> Result<(), ArchiveError> {
         let r = self.archive.open_snapshot(&id)?;
         let mut urls = self.index.url_updates();
+        let mut read = Vec::new();
         for i in 0..r.chunks() {
+            let blob = r.chunk_list().get(i).and_then(|c| c.blob);
+            if blob.is_some_and(|b| catalogued.contains(&b)) {
+                catalogued.shared += 1;
+                continue;
+            }
+            read.extend(blob);
             let mut lines = r.chunk(i)?;
             // Format 1 is one unsorted chunk, and URL records are written in
             // URL order (a stable sort of a sorted chunk is one pass).
@@ -260,6 +273,10 @@ impl Writer {
             }
         }
         urls.finish()?;
+        // Only now: a snapshot that fails half-way leaves no records.
+        for b in read {
+            catalogued.insert(b);
+        }
         Ok(self.index.add_snapshot_summary(id, &SnapshotSummary::of_parts(r.header(), r.summary()))?)
     }
 
@@ -672,6 +689,37 @@ pub struct ReconcileReport {
     pub packs_removed: usize,
     /// Manifests found and catalogued.
     pub snapshots_added: usize,
+    /// Their manifest chunks not read, as one catalogued before held the
+    /// same entries.
+    pub chunks_shared: usize,
+}
+
+/// The manifest chunks (by blob) whose entries a reconcile put in the URL
+/// records lately: two generations of up to [`CATALOGUED`], a few MB, not
+/// every chunk of every snapshot.
+#[derive(Default)]
+struct Catalogued {
+    recent: HashSet<BlobId>,
+    older: HashSet<BlobId>,
+    /// Chunks skipped.
+    shared: usize,
+}
+
+/// Chunk blobs a generation of [`Catalogued`] holds: about nine snapshots of
+/// two million entries each.
+const CATALOGUED: usize = 65_536;
+
+impl Catalogued {
+    fn contains(&self, b: &BlobId) -> bool {
+        self.recent.contains(b) || self.older.contains(b)
+    }
+
+    fn insert(&mut self, b: BlobId) {
+        if self.recent.len() >= CATALOGUED {
+            self.older = std::mem::take(&mut self.recent);
+        }
+        self.recent.insert(b);
+    }
 }
 
 /// Rebuilds the index from scratch: the old one is removed and every pack
@@ -708,6 +756,74 @@ mod tests {
         let err = Writer::open(&a, WriteOptions::default()).unwrap_err().to_string();
         assert!(err.contains("being written by another Kura process"), "{err}");
         assert!(err.contains(&format!("pid {} job blog", std::process::id())), "{err}");
+    }
+
+    /// Rebuilding the index reads a chunk several snapshots share once, and
+    /// the URL records come out as if every snapshot had been read whole:
+    /// each URL's newest entry, whatever order the snapshots come in.
+    #[test]
+    fn a_rebuild_reads_shared_chunks_once_and_keeps_each_urls_newest_entry() {
+        use crate::store::manifest::{Entry, Kind, ManifestHeader};
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::open_or_init(dir.path()).unwrap();
+        let mut w = Writer::open(&a, WriteOptions::default()).unwrap();
+        let blobs: Vec<BlobId> = (0..40).map(|i| w.add(format!("body {i}").as_bytes()).unwrap().id).collect();
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_764_000_000 + s, 0);
+        // Each URL's entry says which run last changed it (0: none).
+        let entries = |last: &dyn Fn(usize) -> i64| -> Vec<Entry> {
+            (0..20_000)
+                .map(|i| Entry {
+                    url: format!("https://a.example/{i:06}.gif"),
+                    kind: Some(Kind::Image),
+                    blob: Some(blobs[(i + last(i) as usize) % 40]),
+                    size: 6,
+                    fetched_at: at(last(i)),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        // Run 1 changes a few URLs, run 2 others (and not run 1's); run 3
+        // keeps run 2's and changes one more; run 4 is run 2 again.
+        let run2 = |i: usize| if i % 4_000 == 11 { 2 } else { 0 };
+        let runs: [&dyn Fn(usize) -> i64; 4] =
+            [&|i| if i % 5_000 == 7 { 1 } else { 0 }, &run2, &|i| if i == 12_345 { 3 } else { run2(i) }, &run2];
+        let mut want: HashMap<String, Entry> = HashMap::new();
+        let mut ids = Vec::new();
+        for (n, last) in runs.iter().enumerate() {
+            let es = entries(last);
+            for e in &es {
+                let w = want.entry(e.url.clone()).or_insert_with(|| e.clone());
+                if e.fetched_at > w.fetched_at {
+                    *w = e.clone();
+                }
+            }
+            let mut header = ManifestHeader::for_tests();
+            header.version = 5;
+            header.started = at(n as i64 * 10).unwrap();
+            ids.push(w.commit(&Manifest { header, entries: es }).unwrap());
+        }
+        drop(w);
+        let chunks: Vec<usize> = ids.iter().map(|id| a.open_snapshot(id).unwrap().chunks()).collect();
+        assert!(chunks.iter().all(|&c| c > 10), "{chunks:?}");
+        let report = repair_index(&a).unwrap();
+        assert_eq!(report.snapshots_added, 4);
+        let w = Writer::open(&a, WriteOptions::default()).unwrap();
+        for (url, e) in &want {
+            let r = w.index.url(url).unwrap().unwrap_or_else(|| panic!("{url}"));
+            assert_eq!((r.blob, r.fetched_at), (e.blob, e.fetched_at), "{url}");
+        }
+        drop(w);
+        // The same catalogue again, counted: every chunk of a snapshot
+        // that one catalogued before holds is skipped (run 4 is run 2's).
+        let w = Writer::open(&a, WriteOptions::default()).unwrap();
+        for id in &ids {
+            w.index.remove_snapshot(id).unwrap();
+        }
+        let report = w.reconcile().unwrap();
+        assert_eq!(report.snapshots_added, 4);
+        let distinct: HashSet<BlobId> = ids.iter().flat_map(|id| a.open_snapshot(id).unwrap().chunk_blobs()).collect();
+        assert_eq!(report.chunks_shared, chunks.iter().sum::<usize>() - distinct.len());
+        assert!(report.chunks_shared >= chunks[3] + chunks[2] / 2, "{report:?} {chunks:?}");
     }
 
     #[test]
