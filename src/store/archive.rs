@@ -961,15 +961,19 @@ impl Archive {
     /// files were written and removed.
     pub fn rewrite_index_files(&self, from_trailers: bool) -> Result<(usize, usize), ArchiveError> {
         let old = index_file::list(self.backend())?;
-        let new: HashSet<IndexFileId> = if from_trailers {
-            let idx = self.pack_index_from_trailers()?;
-            let records = idx.packs.into_iter().map(|(pack, size, entries)| PackRecord { pack, size, entries });
-            index_file::write_all(self.backend(), records)?.into_iter().collect()
+        // A pack at a time (one index file's records held), not every
+        // blob's location.
+        let mut batch = index_file::Batch::default();
+        if from_trailers {
+            let packs = self.backend.list(FileKind::Pack)?.into_iter().filter_map(|(n, s)| Some((n.parse().ok()?, s)));
+            self.for_each_trailer(packs.collect(), &mut Vec::new(), &mut |r| {
+                batch.push(self.backend(), r)?;
+                Ok(false)
+            })?;
         } else {
-            let mut batch = index_file::Batch::default();
             self.for_each_pack(&mut |r| Ok(batch.push(self.backend(), r)?))?;
-            batch.finish(self.backend())?.into_iter().collect()
-        };
+        }
+        let new: HashSet<IndexFileId> = batch.finish(self.backend())?.into_iter().collect();
         let mut removed = 0;
         for id in old.iter().filter(|id| !new.contains(id)) {
             self.backend.remove(FileKind::Index, &id.to_hex())?;

@@ -150,12 +150,12 @@ pub fn write(backend: &dyn WriteBackend, records: &[PackRecord]) -> Result<Index
 
 /// Every index file's id.
 pub fn list(backend: &dyn ReadBackend) -> Result<Vec<IndexFileId>, BackendError> {
-    Ok(backend.list(FileKind::Index)?.into_iter().filter_map(|(n, _)| n.parse().ok()).collect())
+    Ok(backend.names(FileKind::Index)?.into_iter().filter_map(|n| n.parse().ok()).collect())
 }
 
 /// Writes `records` as index files of at most [`MAX_BLOBS`] blobs each;
-/// returns their ids. Used when a whole archive's index is rewritten
-/// (prune, `repair index`), with records streamed from the packs.
+/// returns their ids ([`Batch`] as one call).
+#[cfg(test)]
 pub fn write_all(
     backend: &dyn WriteBackend,
     records: impl IntoIterator<Item = PackRecord>,
