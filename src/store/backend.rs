@@ -296,7 +296,7 @@ mod tests {
         b.write(FileKind::Snapshot, &name, b"t").unwrap();
         std::fs::write(dir.path().join("snapshots").join(&tmp), b"being written").unwrap();
         assert_eq!(b.names(FileKind::Snapshot).unwrap(), [name.clone(), first.clone()]);
-        assert_eq!(b.names(FileKind::Pack).unwrap(), [name.clone()]);
+        assert_eq!(b.names(FileKind::Pack).unwrap(), vec![name.clone()]);
         b.remove(FileKind::Pack, &name).unwrap();
         assert!(matches!(b.read(FileKind::Pack, &name), Err(BackendError::NotFound(_))));
     }
