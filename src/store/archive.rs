@@ -416,6 +416,10 @@ impl std::fmt::Debug for StorageOptions {
     }
 }
 
+/// Snapshot heads read from object storage at once by a listing that has
+/// not cached them.
+const HEAD_READERS: usize = 8;
+
 /// Where a cache of an archive in object storage kept each snapshot's
 /// head in a file of its own before [`crate::store::heads`]; removed.
 const OLD_HEADS: &str = "snapshot-heads";
@@ -749,12 +753,15 @@ impl Archive {
         }
         let mut heads = Heads::read(&path);
         let (mut ok, mut bad, mut new) = (Vec::with_capacity(ids.len()), Vec::new(), Vec::new());
+        let mut missing = Vec::new();
         for id in &ids {
-            if let Some(info) = heads.take(id) {
-                ok.push(info);
-                continue;
+            match heads.take(id) {
+                Some(info) => ok.push(info),
+                None => missing.push(*id),
             }
-            match self.snapshot_info(id) {
+        }
+        for (id, read) in missing.iter().zip(self.snapshot_info_each(&missing)) {
+            match read {
                 Ok(info) => {
                     new.push(ok.len());
                     ok.push(info);
@@ -774,6 +781,37 @@ impl Archive {
         }
         ok.sort_by_key(|i| (i.header.started, i.id));
         Ok((ok, bad))
+    }
+
+    /// [`Archive::snapshot_info`] of each of `ids`, in order; from object
+    /// storage [`HEAD_READERS`] at a time, as each is a few round trips (a
+    /// machine listing a bucket of a year of snapshots for the first time).
+    fn snapshot_info_each(&self, ids: &[SnapshotId]) -> Vec<Result<SnapshotInfo, ArchiveError>> {
+        if self.remote.is_none() || ids.len() < 2 {
+            return ids.iter().map(|id| self.snapshot_info(id)).collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut out: Vec<Option<Result<SnapshotInfo, ArchiveError>>> = ids.iter().map(|_| None).collect();
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..HEAD_READERS.min(ids.len()))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut read = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(id) = ids.get(i) else { return read };
+                            read.push((i, self.snapshot_info(id)));
+                        }
+                    })
+                })
+                .collect();
+            for reader in readers {
+                for (i, r) in reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
+                    out[i] = Some(r);
+                }
+            }
+        });
+        out.into_iter().map(|r| r.expect("every id is read")).collect()
     }
 
     /// Reads, decodes and checks a blob at a location hint from a manifest;
