@@ -748,7 +748,7 @@ impl Archive {
             return Archive::infos_by(&ids, &|id| self.snapshot_info(id));
         };
         if self.remote.is_some() {
-            // Not another version's files: what this one wrote before.
+            // What an older Kura cached there, a file a snapshot.
             let _ = std::fs::remove_dir_all(self.root.join(OLD_HEADS));
         }
         let mut heads = Heads::read(&path);

@@ -58,7 +58,9 @@ pub fn copy(
 ) -> Result<CopyReport, ArchiveError> {
     let mut report = CopyReport::default();
     let wanted: Vec<SnapshotId> = if snapshots.is_empty() {
-        src.snapshot_infos()?.0.into_iter().map(|i| i.id).collect()
+        // Those whose roots open (not the heads cache's word for it): a
+        // damaged one is left behind, as `verify` reports it.
+        src.snapshot_infos_checked()?.0.into_iter().map(|i| i.id).collect()
     } else {
         snapshots.to_vec()
     };

@@ -12,9 +12,10 @@
 //! not whole is read from the archive again. Its first line is
 //! [`VERSION`]; each further line is `<snapshot id> <SHA-256 of the JSON>
 //! <JSON of the header and counts>`. Writers only append, a listing's new
-//! lines in one write, so several processes may add to it at once; a line
-//! cut by a crash, changed, or run into by another fails its hash and
-//! counts as absent. Lines of forgotten snapshots, repeats and damaged
+//! lines in one `write_all` on a file opened to append, so several
+//! processes may add to it at once; a line cut by a crash, changed, or run
+//! into by another (a write the system split) fails its hash and counts as
+//! absent. Lines of forgotten snapshots, repeats and damaged
 //! lines are dropped once they are more than 64 and more than the lines
 //! still used (a new file renamed over the old one; a line appended to the
 //! old one meanwhile is read from the archive again next time).
@@ -26,8 +27,14 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-/// The file's first line.
+/// The file's first line. Bumped whenever the fields of a header or its
+/// counts change (a test pins them): a line an older Kura wrote lacks what
+/// a newer one adds, and would be read as defaults, not as a miss.
 const VERSION: &str = "kura-snapshot-heads 1";
+
+/// What a rewrite's temporary file is named from; one a killed rewrite
+/// left is removed by a later one an hour on.
+const TEMPORARY: &str = ".snapshot-heads-";
 
 /// A larger file is not read (a listing reads the roots instead): at about
 /// a kilobyte a snapshot, over 200,000 snapshots.
@@ -76,7 +83,8 @@ impl Heads {
         self.found.remove(id).map(|(header, summary)| SnapshotInfo { id: *id, header, summary })
     }
 
-    /// Appends the heads of `new`, all in one write (nothing when empty).
+    /// Appends the heads of `new`, all in one `write_all` (nothing when
+    /// empty).
     pub(crate) fn add<'a>(&self, new: impl IntoIterator<Item = &'a SnapshotInfo>) -> std::io::Result<()> {
         let mut out = Vec::new();
         for info in new {
@@ -108,16 +116,45 @@ impl Heads {
         (!self.current && self.path.exists()) || self.lines.saturating_sub(used) > SLACK.max(used)
     }
 
-    /// Replaces the file by one holding `heads` only.
+    /// Replaces the file by one holding `heads` only (none at all past
+    /// [`MAX_FILE`], which a listing would not read).
     pub(crate) fn rewrite<'a>(&self, heads: impl IntoIterator<Item = &'a SnapshotInfo>) -> std::io::Result<()> {
         let mut out = format!("{VERSION}\n").into_bytes();
         for info in heads {
             push_line(&mut out, info);
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        remove_stale_temporaries(dir);
+        if out.len() as u64 > MAX_FILE {
+            return std::fs::remove_file(&self.path).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            });
+        }
+        let mut tmp = tempfile::Builder::new().prefix(TEMPORARY).tempfile_in(dir)?;
         tmp.write_all(&out)?;
+        // Readable as an appended file is (a temporary file is the owner's
+        // alone): other users of the archive read the cache too.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
         tmp.persist(&self.path).map(drop).map_err(|e| e.error)
+    }
+}
+
+/// Removes what rewrites killed half-way left in `dir`, an hour on (not
+/// another process's rewrite in progress).
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let stale = e.file_name().to_str().is_some_and(|n| n.starts_with(TEMPORARY))
+            && e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok())
+                > Some(std::time::Duration::from_secs(3600));
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -158,6 +195,24 @@ mod tests {
     fn same(a: &SnapshotInfo, b: &SnapshotInfo) -> bool {
         serde_json::to_string(&(a.id, &a.header, &a.summary)).unwrap()
             == serde_json::to_string(&(b.id, &b.header, &b.summary)).unwrap()
+    }
+
+    /// A change to the fields a head holds must bump [`VERSION`]: lines
+    /// an older Kura wrote would be read with the new fields defaulted.
+    #[test]
+    fn the_fields_of_a_head_are_those_of_this_version() {
+        let mut info = info(1);
+        info.header.tags = vec!["t".into()];
+        info.summary.kinds.insert("image".into(), 1);
+        let json = serde_json::to_value((&info.header, &info.summary)).unwrap();
+        let fields = |v: &serde_json::Value| -> Vec<String> {
+            let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(VERSION, "kura-snapshot-heads 1", "bump the version and the fields below together");
+        assert_eq!(fields(&json[0]), ["finished", "hostname", "job", "sources", "started", "tags", "version"]);
+        assert_eq!(fields(&json[1]), ["bytes", "entries", "failures", "kinds", "placeholders", "recovered"]);
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct Spill {
     count: u64,
     /// Full buffers are sorted and written by a thread of their own.
     background: bool,
+    /// When not 0: of records whose keys begin with the same this many
+    /// bytes, runs keep only the first (see [`Spill::first_of_each`]).
+    first_of: usize,
     /// That thread, writing the last full buffer: the run's file, and the
     /// buffer's memory back for reuse.
     writing: Option<std::thread::JoinHandle<io::Result<Written>>>,
@@ -115,8 +118,18 @@ impl Spill {
             runs: Vec::new(),
             count: 0,
             background: false,
+            first_of: 0,
             writing: None,
         }
+    }
+
+    /// Runs keep, of records whose keys begin with the same `prefix`
+    /// bytes, only the first in key order: for a caller that wants the
+    /// first of each (its key's rest an order), the disk its runs take
+    /// follows the distinct prefixes, not the records pushed. What
+    /// [`Spill::finish`] gives still has repeats across runs.
+    pub fn first_of_each(self, prefix: usize) -> Spill {
+        Spill { first_of: prefix, ..self }
     }
 
     /// A spill that sorts and writes a full buffer on a thread of its own
@@ -161,11 +174,13 @@ impl Spill {
             let full = (std::mem::replace(&mut self.arena, arena), std::mem::replace(&mut self.records, records));
             // The runs go with it: merging a level is its work too.
             let (dir, mut runs) = (self.dir.clone(), std::mem::take(&mut self.runs));
+            let first_of = self.first_of;
             let spawned = std::thread::Builder::new().name("kura-spill-run".into()).spawn(move || {
                 let (arena, mut records) = full;
                 sort(&arena, &mut records);
-                let run = write_run(&dir, records.iter().map(|s| Ok((s.key(&arena), s.value(&arena)))))?;
-                add_run(&dir, &mut runs, run, true)?;
+                let sorted = records.iter().map(|s| Ok((s.key(&arena), s.value(&arena))));
+                let run = write_run(&dir, sorted, first_of)?;
+                add_run(&dir, &mut runs, run, true, first_of)?;
                 Ok((runs, arena, records))
             })?;
             self.writing = Some(spawned);
@@ -173,10 +188,10 @@ impl Spill {
         }
         self.sort();
         let arena = &self.arena;
-        let run = write_run(&self.dir, self.records.iter().map(|s| Ok((s.key(arena), s.value(arena)))))?;
+        let run = write_run(&self.dir, self.records.iter().map(|s| Ok((s.key(arena), s.value(arena)))), self.first_of)?;
         self.arena = emptied(std::mem::take(&mut self.arena), self.buffer);
         self.records.clear();
-        add_run(&self.dir, &mut self.runs, run, false)
+        add_run(&self.dir, &mut self.runs, run, false, self.first_of)
     }
 
     /// Waits for the buffer being written, adds its run, and returns its
@@ -209,7 +224,7 @@ impl Spill {
 /// Adds a new run of level 0 to `runs` (with their levels, oldest first),
 /// merging a level into one run of the next once it has [`FAN_IN`]; in
 /// the `background`, by a thread of its own.
-fn add_run(dir: &Path, runs: &mut Vec<(u32, RunFile)>, run: File, background: bool) -> io::Result<()> {
+fn add_run(dir: &Path, runs: &mut Vec<(u32, RunFile)>, run: File, background: bool, first_of: usize) -> io::Result<()> {
     runs.push((0, RunFile::Ready(run)));
     // Runs of one level are contiguous and their levels fall from the
     // oldest to the newest, so the last FAN_IN runs are of one level
@@ -227,10 +242,10 @@ fn add_run(dir: &Path, runs: &mut Vec<(u32, RunFile)>, run: File, background: bo
             let dir = dir.to_path_buf();
             let spawned = std::thread::Builder::new()
                 .name("kura-spill-merge".into())
-                .spawn(move || write_run(&dir, Merge::new(files)?))?;
+                .spawn(move || write_run(&dir, Merge::new(files)?, first_of))?;
             RunFile::Merging(spawned)
         } else {
-            RunFile::Ready(write_run(dir, Merge::new(files)?)?)
+            RunFile::Ready(write_run(dir, Merge::new(files)?, first_of)?)
         };
         runs.push((level + 1, merged));
     }
@@ -253,9 +268,12 @@ fn sort(arena: &[u8], records: &mut [Slot]) {
     records.sort_unstable_by(|a, b| a.key(arena).cmp(b.key(arena)).then(a.at.cmp(&b.at)));
 }
 
+/// Writes sorted `records` as a run; with `first_of` not 0, only the first
+/// of those whose keys share their first `first_of` bytes.
 fn write_run<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     dir: &Path,
     records: impl Iterator<Item = io::Result<(K, V)>>,
+    first_of: usize,
 ) -> io::Result<File> {
     let mut file = tempfile::tempfile_in(dir)?;
     {
@@ -264,9 +282,17 @@ fn write_run<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         // The encoder takes whole buffers, not a record's four small
         // writes: a call into zstd a write cost more than compressing.
         let mut enc = BufWriter::with_capacity(BUFFER, enc);
+        let mut last: Option<Vec<u8>> = None;
         for r in records {
             let (k, v) = r?;
             let (k, v) = (k.as_ref(), v.as_ref());
+            if first_of > 0 {
+                let prefix = &k[..k.len().min(first_of)];
+                if last.as_deref() == Some(prefix) {
+                    continue;
+                }
+                last = Some(prefix.to_vec());
+            }
             enc.write_all(&(k.len() as u32).to_le_bytes())?;
             enc.write_all(k)?;
             enc.write_all(&(v.len() as u32).to_le_bytes())?;
@@ -507,6 +533,42 @@ mod tests {
         let mut want = records.clone();
         want.sort_by_key(|(k, _)| k.clone());
         assert_eq!(out, want);
+    }
+
+    /// Runs keep the first record of each prefix: what comes out is at
+    /// most a few of each (one a run), the first of each is the least key,
+    /// and nothing is lost that was first.
+    #[test]
+    fn runs_keep_the_first_of_each_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        for background in [false, true] {
+            let s = Spill::new(dir.path(), 4 << 10).first_of_each(2);
+            let mut s = if background { Spill { background: true, ..s } } else { s };
+            // 100 prefixes, 20,000 records in many runs (merged in levels).
+            let mut pushed = 0u32;
+            for round in 0..200u32 {
+                for p in 0..100u16 {
+                    let mut key = p.to_be_bytes().to_vec();
+                    key.extend_from_slice(&(round * 7919 % 200).to_be_bytes());
+                    s.push(&key, &round.to_le_bytes()).unwrap();
+                    pushed += 1;
+                }
+            }
+            let out: Vec<_> = s.finish().unwrap().map(Result::unwrap).collect();
+            assert!(out.len() * 4 < pushed as usize, "{} of {pushed}", out.len());
+            assert!(out.windows(2).all(|w| w[0].0 <= w[1].0));
+            let mut firsts: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for (k, v) in out {
+                if firsts.last().is_none_or(|(l, _)| l[..2] != k[..2]) {
+                    firsts.push((k, v));
+                }
+            }
+            assert_eq!(firsts.len(), 100);
+            for (k, v) in firsts {
+                // The least order of a prefix is 0, pushed in round 0.
+                assert_eq!((&k[2..], v.as_slice()), (&0u32.to_be_bytes()[..], &0u32.to_le_bytes()[..]));
+            }
+        }
     }
 
     #[test]
