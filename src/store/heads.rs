@@ -314,6 +314,22 @@ mod tests {
         assert_eq!(archive.resolve_snapshot("latest:from-cache").unwrap(), infos[0].id);
         assert_eq!(archive.resolve_snapshot("latest~1").unwrap(), infos[1].id);
 
+        // A root damaged after it was listed is still listed from the
+        // cache; whatever opens it finds the damage, `stats` leaves it out,
+        // and the checked listing (`forget`, `copy`) reports it.
+        let root = archive.root().join("snapshots").join(infos[2].id.to_hex());
+        let good = std::fs::read(&root).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() - 30;
+        bad[at] ^= 0x40;
+        std::fs::write(&root, &bad).unwrap();
+        assert_eq!(archive.snapshot_infos().unwrap().0, forged);
+        assert!(archive.open_snapshot(&infos[2].id).is_err());
+        assert_eq!(crate::inspect::stats::stats(&archive).unwrap().snapshots, 2);
+        let (checked, damaged) = archive.snapshot_infos_checked().unwrap();
+        assert_eq!((checked.len(), damaged.len(), damaged[0].0), (2, 1, infos[2].id));
+        std::fs::write(&root, &good).unwrap();
+
         // A snapshot gone from the archive is not listed, though the cache
         // names it; a cache that names many such is rewritten.
         std::fs::remove_file(archive.root().join("snapshots").join(infos[1].id.to_hex())).unwrap();
