@@ -126,6 +126,11 @@ pub fn index_file(data: &[u8]) {
     }
 }
 
+/// A line of the snapshot heads file (`store::heads`).
+pub fn heads(data: &[u8]) {
+    crate::store::heads::fuzz(data);
+}
+
 /// An index table (URL records or blob locations) with one byte changed:
 /// see `store::index::table::fuzz`.
 pub fn index_table(data: &[u8]) {

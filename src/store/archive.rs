@@ -2,7 +2,7 @@
 //! (snapshots and blobs) that never needs the sled index or the writer lock,
 //! so `snapshots`, `ls`, `cat`, `restore` and `verify` work while a job writes.
 
-use crate::store::backend::{BackendError, FileKind, LocalBackend, ReadBackend, WriteBackend};
+use crate::store::backend::{BackendError, FileKind, LocalBackend, WriteBackend};
 use crate::store::blob::{self, BlobError, Codec};
 use crate::store::dictionary::{Dictionary, DictionaryError};
 use crate::store::heads::Heads;
@@ -527,6 +527,7 @@ impl Archive {
         storage: &StorageOptions,
         init: bool,
     ) -> Result<Archive, ArchiveError> {
+        use crate::store::backend::ReadBackend;
         let location = backend.location();
         let text = match backend.read(FileKind::Top, "FORMAT") {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),

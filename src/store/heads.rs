@@ -175,6 +175,26 @@ fn parse(line: &[u8]) -> Option<(SnapshotId, (ManifestHeader, Summary))> {
     Some((id, serde_json::from_slice(json).ok()?))
 }
 
+/// Fuzzing: `data` as a line's JSON (given the hash it needs) and as lines
+/// of their own; whatever reads as a head writes back as a line that reads
+/// the same.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(data: &[u8]) {
+    let mut line = format!("{} {} ", "ab".repeat(32), BlobId::of(data).to_hex()).into_bytes();
+    line.extend_from_slice(data);
+    for line in std::iter::once(line.as_slice()).chain(data.split(|&b| b == b'\n')) {
+        let Some((id, (header, summary))) = parse(line) else { continue };
+        let info = SnapshotInfo { id, header, summary };
+        let mut out = Vec::new();
+        push_line(&mut out, &info);
+        assert_eq!(out.pop(), Some(b'\n'));
+        let (again, (header, summary)) = parse(&out).expect("a line written reads");
+        assert_eq!(again, id);
+        let json = |h: &ManifestHeader, s: &Summary| serde_json::to_vec(&(h, s)).expect("serialises");
+        assert_eq!(json(&header, &summary), json(&info.header, &info.summary));
+    }
+}
+
 fn split_word(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let at = s.iter().position(|&b| b == b' ')?;
     Some((&s[..at], &s[at + 1..]))

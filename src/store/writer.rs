@@ -272,7 +272,10 @@ impl Writer {
         let mut read = Vec::new();
         for i in 0..r.chunks() {
             let blob = r.chunk_list().get(i).and_then(|c| c.blob);
-            if blob.is_some_and(|b| catalogued.contains(&b)) {
+            if let Some(b) = blob.filter(|b| catalogued.contains(b)) {
+                // Kept in the newer generation: a chunk every snapshot
+                // shares stays known however many come after.
+                catalogued.insert(b);
                 catalogued.shared += 1;
                 continue;
             }
@@ -728,6 +731,9 @@ impl Catalogued {
     }
 
     fn insert(&mut self, b: BlobId) {
+        if self.recent.contains(&b) {
+            return;
+        }
         if self.recent.len() >= CATALOGUED {
             self.older = std::mem::take(&mut self.recent);
         }
