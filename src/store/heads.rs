@@ -109,9 +109,10 @@ impl Heads {
         file.write_all(&out)
     }
 
-    /// Whether the file should be rewritten with only `used` of its lines:
-    /// it is of another version, or as many of its lines as are used are
-    /// of forgotten snapshots, repeats or damaged, past [`SLACK`].
+    /// Whether the file should be rewritten, `used` of its lines being
+    /// read into the listing: it is of another version, or its other lines
+    /// (forgotten snapshots, repeats, damaged ones) are more than
+    /// [`SLACK`] and more than `used`.
     pub(crate) fn untidy(&self, used: usize) -> bool {
         (!self.current && self.path.exists()) || self.lines.saturating_sub(used) > SLACK.max(used)
     }
