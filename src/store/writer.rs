@@ -777,6 +777,66 @@ mod tests {
         assert!(err.contains(&format!("pid {} job blog", std::process::id())), "{err}");
     }
 
+    /// A snapshot that fails half-way through cataloguing leaves no URL
+    /// records, so the chunks it read before failing are read again for the
+    /// next snapshot that holds them, not skipped.
+    #[test]
+    fn chunks_of_a_snapshot_that_failed_half_way_are_read_again() {
+        use crate::store::manifest::{Entry, Kind, ManifestHeader};
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::open_or_init(dir.path()).unwrap();
+        let mut w = Writer::open(&a, WriteOptions::default()).unwrap();
+        let blob = w.add(b"body").unwrap().id;
+        let entries = |last: &str| -> Vec<Entry> {
+            (0..20_000)
+                .map(|i| Entry {
+                    url: format!("https://a.example/{i:06}.gif"),
+                    kind: Some(Kind::Image),
+                    blob: Some(blob),
+                    size: 4,
+                    etag: (i == 19_999).then(|| last.to_string()),
+                    fetched_at: chrono::DateTime::from_timestamp(1_764_000_000, 0),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let mut ids = Vec::new();
+        for (n, last) in ["a", "b"].iter().enumerate() {
+            let mut header = ManifestHeader::for_tests();
+            header.version = 5;
+            header.started += chrono::Duration::hours(n as i64);
+            ids.push(w.commit(&Manifest { header, entries: entries(last) }).unwrap());
+        }
+        drop(w);
+        // The first snapshot's last chunk, which the second does not share,
+        // is damaged in its pack.
+        let first = a.open_snapshot(&ids[0]).unwrap();
+        let second: HashSet<BlobId> = a.open_snapshot(&ids[1]).unwrap().chunk_blobs().into_iter().collect();
+        let chunks = first.chunk_list();
+        let last = chunks.last().unwrap();
+        assert!(chunks.len() > 10 && !second.contains(&last.blob.unwrap()));
+        assert_eq!(
+            chunks[..chunks.len() - 1].iter().filter(|c| second.contains(&c.blob.unwrap())).count(),
+            chunks.len() - 1
+        );
+        let pack = a.root().join("packs").join(&last.pack.unwrap().to_hex()[..2]).join(last.pack.unwrap().to_hex());
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[(last.offset + last.length / 2) as usize] ^= 0x55;
+        std::fs::write(&pack, bytes).unwrap();
+        drop(first);
+
+        std::fs::remove_dir_all(a.root().join("index")).unwrap();
+        let w = Writer::open(&a, WriteOptions::default()).unwrap();
+        assert!(!w.index.has_snapshot(&ids[0]).unwrap() && w.index.has_snapshot(&ids[1]).unwrap());
+        for i in (0..20_000).step_by(997) {
+            let url = format!("https://a.example/{i:06}.gif");
+            assert!(w.index.url(&url).unwrap().is_some(), "{url}");
+        }
+        assert_eq!(w.index.url("https://a.example/019999.gif").unwrap().unwrap().etag.as_deref(), Some("b"));
+        w.index.remove_snapshot(&ids[1]).unwrap();
+        assert_eq!(w.reconcile().unwrap().chunks_shared, 0, "the first failed, so nothing was skipped");
+    }
+
     /// Rebuilding the index reads a chunk several snapshots share once, and
     /// the URL records come out as if every snapshot had been read whole:
     /// each URL's newest entry, whatever order the snapshots come in.
