@@ -94,11 +94,8 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
     let mut refs = Spill::new(&scratch, SORT_BUFFER).first_of_each(32);
     let mut order: u64 = 0;
     let mut push = |refs: &mut Spill, b: &BlobId, kind: u8| {
-        let mut key = [0u8; 40];
-        key[..32].copy_from_slice(b.as_bytes());
-        key[32..].copy_from_slice(&order.to_be_bytes());
         order += 1;
-        refs.push(&key, &[kind])
+        refs.push(&keyed(b, order), &[kind])
     };
     let mut kinds: Vec<String> = Vec::new();
     // What chunks read lately added to the kinds' counts: a chunk
@@ -185,14 +182,11 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
         s.packs += 1;
         s.pack_bytes += r.size;
         for pe in &r.entries {
-            let mut key = [0u8; 40];
-            key[..32].copy_from_slice(pe.id.as_bytes());
-            key[32..].copy_from_slice(&n.to_be_bytes());
             n += 1;
             let mut sizes = [0u8; 16];
             sizes[..8].copy_from_slice(&pe.raw_len.to_le_bytes());
             sizes[8..].copy_from_slice(&pe.stored_len.to_le_bytes());
-            entries.push(&key, &sizes).map_err(io)?;
+            entries.push(&keyed(&pe.id, n), &sizes).map_err(io)?;
         }
         Ok(())
     })?;
@@ -235,6 +229,15 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
     s.dedup_ratio = ratio(s.logical_bytes, s.unique_bytes);
     s.compression_ratio = ratio(s.unique_bytes, s.stored_bytes);
     Ok(s)
+}
+
+/// A sort key: the blob id, then the order it was met in (big-endian, so
+/// the first sorts first).
+fn keyed(id: &BlobId, order: u64) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(id.as_bytes());
+    key[32..].copy_from_slice(&order.to_be_bytes());
+    key
 }
 
 /// Of sorted records keyed by a blob id and an order, the first of each

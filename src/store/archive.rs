@@ -927,12 +927,7 @@ impl Archive {
         &self,
         f: &mut dyn FnMut(PackRecord) -> Result<bool, ArchiveError>,
     ) -> Result<PackListing, ArchiveError> {
-        let listed: HashMap<PackId, u64> = self
-            .backend
-            .list(FileKind::Pack)?
-            .into_iter()
-            .filter_map(|(name, size)| Some((name.parse().ok()?, size)))
-            .collect();
+        let listed: HashMap<PackId, u64> = self.pack_files()?.into_iter().collect();
         let mut listing = PackListing::default();
         let mut covered = HashSet::new();
         for file in index_file::list(self.backend())? {
@@ -957,13 +952,23 @@ impl Archive {
         Ok(listing)
     }
 
+    /// Every pack file with its size, by the listing (names that are not
+    /// pack ids left out).
+    fn pack_files(&self) -> Result<Vec<(PackId, u64)>, ArchiveError> {
+        Ok(self
+            .backend
+            .list(FileKind::Pack)?
+            .into_iter()
+            .filter_map(|(n, size)| Some((n.parse().ok()?, size)))
+            .collect())
+    }
+
     /// Builds the readers' blob index from every pack's trailer alone
     /// (`verify`, which checks the index files against it).
     pub fn pack_index_from_trailers(&self) -> Result<PackIndex, ArchiveError> {
         let mut idx = PackIndex::default();
-        let packs = self.backend.list(FileKind::Pack)?.into_iter().filter_map(|(n, s)| Some((n.parse().ok()?, s)));
         let mut damaged = Vec::new();
-        self.for_each_trailer(packs.collect(), &mut damaged, &mut |r| {
+        self.for_each_trailer(self.pack_files()?, &mut damaged, &mut |r| {
             idx.add(r.pack, r.size, r.entries);
             Ok(false)
         })?;
@@ -1004,8 +1009,7 @@ impl Archive {
         // blob's location.
         let mut batch = index_file::Batch::default();
         if from_trailers {
-            let packs = self.backend.list(FileKind::Pack)?.into_iter().filter_map(|(n, s)| Some((n.parse().ok()?, s)));
-            self.for_each_trailer(packs.collect(), &mut Vec::new(), &mut |r| {
+            self.for_each_trailer(self.pack_files()?, &mut Vec::new(), &mut |r| {
                 batch.push(self.backend(), r)?;
                 Ok(false)
             })?;
