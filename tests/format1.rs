@@ -62,14 +62,14 @@ fn a_format_1_archive_lists_reads_verifies_and_restores() {
 }
 
 #[test]
-fn a_format_1_archive_accepts_format_5_snapshots_beside_its_own() {
+fn a_format_1_archive_accepts_format_6_snapshots_beside_its_own() {
     let (tmp, root) = fixture_archive("format1");
     let src = tmp.path().join("notes.txt");
     std::fs::write(&src, "a local file").unwrap();
     // The first writer builds the index (a cache) from the format-1 manifests.
     let id = kura_ok(&root, &["archive", src.to_str().unwrap()]).trim().to_string();
     let bytes = std::fs::read(root.join("snapshots").join(&id)).unwrap();
-    assert_eq!(&bytes[..9], b"KURASNAP\x05", "new snapshots are written in format 5");
+    assert_eq!(&bytes[..9], b"KURASNAP\x06", "new snapshots are written in format 6");
     let snaps = kura_json(&root, &["snapshots", "--json"]);
     assert_eq!(snaps.as_array().unwrap().len(), 3);
     kura_ok(&root, &["verify", "--read-data"]);

@@ -19,6 +19,6 @@ fn a_format_4_archive_lists_reads_verifies_and_restores_one_article() {
 }
 
 #[test]
-fn a_format_4_archive_accepts_format_5_snapshots_beside_its_own() {
+fn a_format_4_archive_accepts_format_6_snapshots_beside_its_own() {
     an_old_format_archive_accepts_new_snapshots("format4", 2);
 }

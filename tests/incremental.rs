@@ -4,6 +4,7 @@
 
 mod common;
 
+use chrono::SubsecRound;
 use kura::pipeline::{Progress, RunOptions, RunReport, run};
 use kura::store::Archive;
 use kura_site::{SiteConfig, serve};
@@ -77,6 +78,48 @@ async fn unchanged_rerun_transfers_little_and_is_complete() {
     o.refetch = true;
     let third = run(&archive, &sources, o, Arc::new(Progress::default())).await.unwrap();
     assert!(third.fetched_bytes * 10 > first.fetched_bytes * 9);
+}
+
+/// A document answered 304 every run is the same entry every run, its
+/// check time kept apart: the run after the first re-run stores no
+/// manifest chunk, and every entry tells when it was fetched and when it
+/// was confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_confirmed_every_run_keeps_its_record_and_its_chunk() {
+    let (site, _) = many_pages().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Archive::open_or_init(tmp.path()).unwrap();
+    let sources: Vec<String> = (0..PAGES).map(|n| format!("{site}/p/{n}")).collect();
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(run(&archive, &sources, options(), Arc::new(Progress::default())).await.unwrap());
+    }
+    let manifests: Vec<_> = runs.iter().map(|r| archive.load_snapshot(&r.snapshot).unwrap()).collect();
+    let fetched: BTreeMap<_, _> =
+        manifests[0].entries.iter().map(|e| ((e.url.clone(), e.referer.clone()), e.fetched_at)).collect();
+    for m in &manifests[1..] {
+        let checked: Vec<_> = m.entries.iter().filter(|e| e.checked_at.is_some()).collect();
+        assert_eq!(checked.len(), PAGES, "entries confirmed by a 304");
+        for e in checked {
+            let t = e.checked_at.unwrap();
+            assert!(t >= m.header.started.trunc_subsecs(3) && t <= m.header.finished, "{}: checked at {t}", e.url);
+            assert_eq!(t.timestamp_subsec_nanos() % 1_000_000, 0, "kept to the millisecond");
+            assert!(e.reused);
+            // Fetched when the first run fetched it.
+            assert_eq!(Some(&e.fetched_at), fetched.get(&(e.url.clone(), e.referer.clone())), "{}", e.url);
+        }
+    }
+    let chunks = |r: &RunReport| archive.open_snapshot(&r.snapshot).unwrap().chunk_blobs();
+    let (second, third) = (chunks(&runs[1]), chunks(&runs[2]));
+    assert!(!third.is_empty());
+    let new: Vec<_> = third.iter().filter(|c| !second.contains(c)).collect();
+    assert!(new.is_empty(), "{} of {} chunks new in the third run", new.len(), third.len());
+    // The check times are the third run's own, not the second's.
+    let times = |m: &kura::store::Manifest| {
+        m.entries.iter().filter_map(|e| e.checked_at.map(|t| (e.url.clone(), t))).collect::<BTreeMap<_, _>>()
+    };
+    let (t2, t3) = (times(&manifests[1]), times(&manifests[2]));
+    assert!(t3.iter().all(|(u, t)| t2.get(u).is_some_and(|before| before < t)), "{t2:?} {t3:?}");
 }
 
 /// Every hint of a snapshot names a pack the archive has.
@@ -243,10 +286,10 @@ async fn two_origins() -> TwoOrigins {
     TwoOrigins { site, cdn_hits: hits, version }
 }
 
-/// Every entry of a snapshot as JSON, its parents sorted and, but for
-/// images (whose fetch time is when they were fetched, not this run),
-/// without its fetch time or the server's `Date` (two runs straddle a
-/// second now and then).
+/// Every entry of a snapshot as JSON, its parents sorted, without the
+/// time a 304 of this run confirmed it and, but for images (whose fetch
+/// time is when they were fetched, not this run), without its fetch time
+/// or the server's `Date` (two runs straddle a second now and then).
 fn entries_json(archive: &Archive, r: &RunReport) -> Vec<String> {
     let m = archive.load_snapshot(&r.snapshot).unwrap();
     let mut out: Vec<String> = m
@@ -254,6 +297,7 @@ fn entries_json(archive: &Archive, r: &RunReport) -> Vec<String> {
         .into_iter()
         .map(|mut e| {
             e.parents.sort();
+            e.checked_at = None;
             if e.kind != Some(kura::store::Kind::Image) {
                 e.fetched_at = None;
                 e.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("date"));
@@ -440,6 +484,7 @@ async fn carried_pages_make_the_snapshot_written_out_records_make() {
                             o.remove("fetched_at");
                             o.remove("headers");
                         }
+                        e.as_object_mut().unwrap().remove("checked_at");
                         e.to_string()
                     })
                     .collect();

@@ -425,7 +425,8 @@ impl<W: Write> Exporter<W> {
                 return Ok(());
             }
         };
-        let date = e.fetched_at.unwrap_or(started);
+        // A 304's entry is dated by its check, as "dated this run" says.
+        let date = e.seen_at().unwrap_or(started);
         self.report.payload_bytes += body.len() as u64;
         if matches!(url.scheme(), "http" | "https") {
             self.http_entry(e, &url, blob, &body, date)

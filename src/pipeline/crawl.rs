@@ -379,7 +379,11 @@ impl Ctx {
         {
             self.progress.add_image();
             self.reuse(i, p);
-            self.update(i, |e| e.fetched_at = p.fetched_at);
+            // Settled without a request: the record's time, and no check.
+            self.update(i, |e| {
+                e.fetched_at = p.fetched_at;
+                e.checked_at = None;
+            });
             return None;
         }
         Some(prior)

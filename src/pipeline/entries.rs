@@ -739,7 +739,7 @@ impl<I: Iterator<Item = io::Result<Base>>> Iterator for Joined<I> {
                 Ok((Record::Parents(_), _)) => continue,
                 Err(err) => return Some(Err(err)),
             };
-            let settled = e.reused && e.fetched_at.zip(self.settled_before).is_some_and(|(t, before)| t < before);
+            let settled = self.settled_before.is_some_and(|before| e.settled_before(before));
             if thin && !settled {
                 thin = false;
                 (e, hints) = match whole(line.as_deref()) {
@@ -765,6 +765,12 @@ impl<I: Iterator<Item = io::Result<Base>>> Iterator for Joined<I> {
             for change in self.rare.remove(&i).unwrap_or_default() {
                 change.apply(&mut e);
                 changed = true;
+            }
+            if changed {
+                // In the order pages finished, a shared picture's parents
+                // would differ every run, and so would its record and
+                // chunk: sorted, they are the same when the pages are.
+                e.parents.sort_unstable();
             }
             let hinted = hints.len();
             hints.retain(|h| e.blobs().any(|b| b == h.0));
@@ -858,7 +864,7 @@ impl<I: Iterator<Item = io::Result<Piece>>> Iterator for Folded<I> {
 /// this run, as one in `kept`'s place.
 fn fold(kept: &mut (Line, Option<Encoded>), mut line: Line) {
     let (ref mut first, ref mut encoded) = *kept;
-    let later = match line.0.fetched_at.cmp(&first.0.fetched_at) {
+    let later = match line.0.seen_at().cmp(&first.0.seen_at()) {
         std::cmp::Ordering::Greater => true,
         // Fetched at once (settled from one URL record): the one whose
         // fields come first, so the order the two came in does not decide
@@ -872,6 +878,7 @@ fn fold(kept: &mut (Line, Option<Encoded>), mut line: Line) {
         std::mem::swap(&mut first.0.parents, &mut line.0.parents);
     }
     Late::Parents(line.0.parents).apply(&mut first.0);
+    first.0.parents.sort_unstable();
     *encoded = None;
 }
 
@@ -1205,6 +1212,7 @@ mod tests {
             shown: Some(BlobId::of(b"shown")),
             reused: true,
             fetched_at: chrono::DateTime::from_timestamp(1_764_000_000, 123_456_789),
+            checked_at: chrono::DateTime::from_timestamp(1_764_100_000, 987_654_321),
         };
         let hints = vec![Hint(BlobId::of(b"body"), PackId::of(b"pack"), 1, 2, 3, 4)];
         for (e, h) in [(full, hints), (Entry::default(), Vec::new())] {

@@ -16,12 +16,15 @@ use crate::store::varint;
 use bytes::Bytes;
 use url::Url;
 
-/// Copies what was archived before into `e` (see [`Ctx::reuse`]), which
-/// keeps its own fetch time (a 304 is a response of this run).
+/// Copies what was archived before into `e` (see [`Ctx::reuse`]) after a
+/// 304: the time of its request becomes the check time, and the entry
+/// takes the record's fetch time, so that a URL confirmed every run has
+/// the same record every run.
 pub(super) fn reuse_into(e: &mut crate::store::manifest::Entry, prior: &Prior) {
-    let fetched_at = e.fetched_at;
+    // To the millisecond, as the manifest keeps it.
+    let asked = e.fetched_at.and_then(|t| chrono::DateTime::from_timestamp_millis(t.timestamp_millis()));
     reuse_record(e, prior.record.clone());
-    e.fetched_at = fetched_at;
+    e.checked_at = asked;
 }
 
 /// Copies what was archived before into `e`, taking the record's fields,

@@ -184,7 +184,7 @@ pub struct UrlRecord {
     pub stored_size: u64,
     /// Final status.
     pub status: Option<u16>,
-    /// When it was fetched.
+    /// When it was fetched, or last confirmed by a 304 (`Entry::seen_at`).
     pub fetched_at: Option<DateTime<Utc>>,
     /// URL after redirects.
     pub final_url: Option<String>,
@@ -246,7 +246,9 @@ impl UrlRecord {
             size: e.size,
             stored_size: e.stored_size,
             status: e.status,
-            fetched_at: e.fetched_at,
+            // When the server last vouched for the body: a 304 starts an
+            // image's freshness window as a download does.
+            fetched_at: e.seen_at(),
             final_url: e.final_url.clone(),
             content_type: e.content_type.clone(),
             etag: e.etag.clone(),
@@ -997,7 +999,7 @@ impl UrlUpdates<'_> {
             Some(old) if old == value => return Ok(()),
             Some(old) => {
                 let old = UrlRecord::decode(&old).ok_or(IndexError::Damaged { tree: "urls" })?;
-                if old.fetched_at > e.fetched_at {
+                if old.fetched_at > e.seen_at() {
                     return Ok(());
                 }
                 if record.image.is_none() && (UrlRecord { fetched_at: old.fetched_at, ..record.clone() }) == old {

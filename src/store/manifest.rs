@@ -161,9 +161,18 @@ pub struct Entry {
     /// The body was not downloaded again: 304, or within the freshness window.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
-    /// When it was fetched or read.
+    /// When it was fetched or read; for an entry reused from the archive,
+    /// when the response it reuses was (or was last confirmed, see
+    /// `checked_at`).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub fetched_at: Option<DateTime<Utc>>,
+    /// When the server confirmed, with a 304 to a conditional request of
+    /// this run, that the response of `fetched_at` is still current. Kept
+    /// apart from `fetched_at` so that an entry confirmed every run is
+    /// the same record every run (its manifest chunk is stored once); a
+    /// manifest keeps it to the millisecond.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
+    pub checked_at: Option<DateTime<Utc>>,
 }
 
 impl Entry {
@@ -171,6 +180,18 @@ impl Entry {
     /// the placeholder shown instead.
     pub fn blobs(&self) -> impl Iterator<Item = BlobId> {
         self.blob.into_iter().chain(self.shown)
+    }
+
+    /// When the server last vouched for its body: the 304 of this run
+    /// that confirmed it, or the response it came with.
+    pub fn seen_at(&self) -> Option<DateTime<Utc>> {
+        self.checked_at.or(self.fetched_at)
+    }
+
+    /// Whether it reuses an archived copy without having asked this run
+    /// (`reused`, fetched before `start`, not confirmed by a 304).
+    pub fn settled_before(&self, start: DateTime<Utc>) -> bool {
+        self.reused && self.checked_at.is_none() && self.fetched_at.is_some_and(|t| t < start)
     }
 
     /// "ok" or "failed", for listings.
@@ -320,6 +341,14 @@ pub enum ManifestError {
     /// A frame of a format-3 or -4 manifest's key index does not match its hash.
     #[error("snapshot {id}: key frame {frame} is damaged (checksum mismatch)")]
     KeyFrame {
+        /// The snapshot.
+        id: String,
+        /// Which frame.
+        frame: usize,
+    },
+    /// A frame of a format-6 manifest's check times does not match its hash.
+    #[error("snapshot {id}: check frame {frame} is damaged (checksum mismatch)")]
+    CheckFrame {
         /// The snapshot.
         id: String,
         /// Which frame.

@@ -461,7 +461,7 @@ impl Writer {
     /// Commits the snapshot of a run of this archive, as
     /// [`Writer::commit_sorted`] does; but an entry the run settled from
     /// its URL's record (it reused the archived copy without asking, so it
-    /// was fetched before the run began: `reused`, `fetched_at` before
+    /// was fetched before the run began: `Entry::settled_before`
     /// `header.started`) leaves that record as it is, unread: it would
     /// write it back unchanged. Most entries of an unchanged re-run are such.
     /// A line may come with its record already encoded (see [`Encoded`]),
@@ -544,7 +544,7 @@ impl Writer {
                     hints.extend(found);
                 }
                 out.push_encoded(&e, &hints, encoded.as_ref()).map_err(io)?;
-                if run && e.reused && e.fetched_at.is_some_and(|t| t < header.started) {
+                if run && e.settled_before(header.started) {
                     continue;
                 }
                 // Its URL record is made of the whole entry.

@@ -206,7 +206,7 @@ pub fn an_old_format_archive_accepts_new_snapshots(fixture: &str, snapshots: usi
     std::fs::write(&src, "a local file").unwrap();
     let id = kura_ok(&root, &["archive", src.to_str().unwrap()]).trim().to_string();
     let bytes = std::fs::read(root.join("snapshots").join(&id)).unwrap();
-    assert_eq!(&bytes[..9], b"KURASNAP\x05", "new snapshots are written in format 5");
+    assert_eq!(&bytes[..9], b"KURASNAP\x06", "new snapshots are written in format 6");
     assert_eq!(kura_json(&root, &["snapshots", "--json"]).as_array().unwrap().len(), snapshots + 1);
     kura_ok(&root, &["verify", "--read-data"]);
     assert_eq!(kura_ok(&root, &["cat", &id, url::Url::from_file_path(&src).unwrap().as_ref()]), "a local file");

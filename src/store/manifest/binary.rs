@@ -23,8 +23,29 @@ const BLOB: u8 = 4;
 const SHOWN: u8 = 8;
 const FETCHED_AT: u8 = 16;
 const IMAGE: u8 = 32;
+/// `checked_at` follows the hints, in [`CHECKED_LEN`] bytes: the run's
+/// own records (its spill) only. A manifest's chunk never has it (format
+/// 6 keeps check times apart, `chunked`), so the writer takes it off the
+/// end of a record without decoding it.
+pub(crate) const CHECKED: u8 = 64;
 /// Every bit a record may set.
-const FLAGS: u8 = PLACEHOLDER | REUSED | BLOB | SHOWN | FETCHED_AT | IMAGE;
+const FLAGS: u8 = PLACEHOLDER | REUSED | BLOB | SHOWN | FETCHED_AT | IMAGE | CHECKED;
+
+/// `checked_at` at a record's end: seconds since 1970 (i64 big-endian),
+/// then nanoseconds (u32 big-endian).
+pub(crate) const CHECKED_LEN: usize = 12;
+
+/// A record's `checked_at`, when its flags say it ends with one: the time
+/// and the record without it (whose flags byte still has [`CHECKED`]).
+pub(crate) fn checked_suffix(record: &[u8]) -> Option<(DateTime<chrono::Utc>, &[u8])> {
+    if record.first()? & CHECKED == 0 || record.len() < 1 + CHECKED_LEN {
+        return None;
+    }
+    let (rest, t) = record.split_at(record.len() - CHECKED_LEN);
+    let secs = i64::from_be_bytes(t[..8].try_into().expect("8 bytes"));
+    let nanos = u32::from_be_bytes(t[8..].try_into().expect("4 bytes"));
+    Some((DateTime::from_timestamp(secs, nanos)?, rest))
+}
 
 /// Appends the record of `entry` and its hints to `b`.
 pub(crate) fn put_line(b: &mut Vec<u8>, entry: &Entry, hints: &[Hint]) {
@@ -52,6 +73,7 @@ pub(crate) fn put_line(b: &mut Vec<u8>, entry: &Entry, hints: &[Hint]) {
         shown,
         reused,
         fetched_at,
+        checked_at,
     } = entry;
     let mut flags = 0;
     for (on, bit) in [
@@ -61,6 +83,7 @@ pub(crate) fn put_line(b: &mut Vec<u8>, entry: &Entry, hints: &[Hint]) {
         (shown.is_some(), SHOWN),
         (fetched_at.is_some(), FETCHED_AT),
         (image.is_some(), IMAGE),
+        (checked_at.is_some(), CHECKED),
     ] {
         if on {
             flags |= bit;
@@ -111,6 +134,10 @@ pub(crate) fn put_line(b: &mut Vec<u8>, entry: &Entry, hints: &[Hint]) {
             varint::put(b, *v);
         }
         b.push(*codec);
+    }
+    if let Some(t) = checked_at {
+        b.extend_from_slice(&t.timestamp().to_be_bytes());
+        b.extend_from_slice(&t.timestamp_subsec_nanos().to_be_bytes());
     }
 }
 
@@ -267,6 +294,13 @@ fn read_line_with(r: &mut Reader<'_>, thin: bool) -> Option<(Entry, Vec<Hint>)> 
         let (blob, pack) = (BlobId::from_bytes(id(r)?), PackId::from_bytes(id(r)?));
         hints.push(Hint(blob, pack, r.u64()?, r.u64()?, r.u64()?, r.u8()?));
     }
+    let checked_at = if flags & CHECKED != 0 {
+        let t = r.bytes(CHECKED_LEN)?;
+        let secs = i64::from_be_bytes(t[..8].try_into().ok()?);
+        Some(DateTime::from_timestamp(secs, u32::from_be_bytes(t[8..].try_into().ok()?))?)
+    } else {
+        None
+    };
     r.end()?;
     let entry = Entry {
         url,
@@ -291,6 +325,7 @@ fn read_line_with(r: &mut Reader<'_>, thin: bool) -> Option<(Entry, Vec<Hint>)> 
         shown,
         reused: flags & REUSED != 0,
         fetched_at,
+        checked_at,
     };
     Some((entry, hints))
 }
@@ -408,6 +443,7 @@ mod tests {
             shown: Some(BlobId::of(b"shown")),
             reused: true,
             fetched_at: DateTime::from_timestamp(-1, 999_999_999),
+            checked_at: DateTime::from_timestamp(-2, 1),
         };
         (entry, vec![Hint(BlobId::of(b"body"), PackId::of(b"p"), u64::MAX, 0, 7, 255)])
     }
@@ -448,7 +484,7 @@ mod tests {
         b.push(0);
         assert_eq!(read_line(&mut Reader::new(&b)), None);
         b.pop();
-        b[0] |= 64;
+        b[0] |= 128;
         assert_eq!(read_line(&mut Reader::new(&b)), None, "a flag no writer sets");
     }
 }

@@ -14,17 +14,22 @@
 //! say ([`cuts_before`]): a snapshot's unchanged chunks are the blobs an
 //! earlier one stored, so an unchanged re-run of 10,000 pages adds 0.7-0.8 MB,
 //! not a 10.9 MB manifest, and compresses only the chunks that changed.
+//! Format 6 keeps the times of the run's 304s (`Entry::checked_at`) in
+//! check frames of the manifest file instead of the records, so a page
+//! revalidated every run is the same record, and its chunk the same blob.
 //!
 //! ```text
-//! "KURASNAP" | version u8 = 5 (or 4, 3, 2) | 7 reserved bytes (0)
+//! "KURASNAP" | version u8 = 6 (or 5, 4, 3, 2) | 7 reserved bytes (0)
 //! chunk*     (formats 2 to 4) one zstd frame each: (format 4) records,
 //!            each its length as a varint, then `binary::put_line`'s record
 //!            of [Entry, [Hint...]]; (formats 2, 3) JSON Lines, one
-//!            [Entry, [Hint...]] per line; format 5 holds the records in
-//!            blobs instead
-//! keys*      (formats 3 to 5) one zstd frame each: sorted 13-byte records
+//!            [Entry, [Hint...]] per line; formats 5 and 6 hold the records
+//!            in blobs instead
+//! checks*    (format 6) one zstd frame each: entry numbers and check times
+//! keys*      (formats 3 to 6) one zstd frame each: sorted 13-byte records
 //!            kind u8 | key u64 BE | chunk u32 BE
-//! root       one zstd frame: JSON Root (header, summary, chunk list, key frames)
+//! root       one zstd frame: JSON Root (header, summary, chunk list, key
+//!            frames, check frames)
 //! footer     root offset u64 | root length u64 | "KURAROOT"
 //! ```
 //!
@@ -42,8 +47,12 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// The version byte this Kura writes: chunks of binary records stored as
-/// blobs in the archive's packs, and a key index.
-pub const VERSION: u8 = 5;
+/// blobs in the archive's packs, a key index, and the check times.
+pub const VERSION: u8 = 6;
+
+/// The version byte of chunks stored as blobs without check times (still
+/// read; written by [`ChunkedWriter::format_5`] for tests of readers).
+pub const VERSION_5: u8 = 5;
 
 /// The version byte of chunks of binary records inside the manifest file
 /// (still read; written by [`ChunkedWriter::new`] for manifests in memory).
@@ -98,6 +107,11 @@ const KEY_RECORD: usize = 13;
 
 /// Records in a key frame (208 KB decoded: a lookup decodes one).
 const KEY_FRAME_RECORDS: usize = 16_384;
+
+/// Records in a check frame: a few KB stored, so a lookup of one URL
+/// decodes little, and a frame is read for each chunk it covers (some ten
+/// when every entry was checked).
+const CHECK_FRAME_RECORDS: usize = 4096;
 
 /// Memory for the key records of a manifest being written, before they
 /// are sorted on disk.
@@ -370,6 +384,27 @@ pub struct KeyFrame {
     pub last: String,
 }
 
+/// A frame of check times (format 6) as the root lists it: which entries
+/// a 304 of the run confirmed, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckFrame {
+    /// Offset of its stored bytes in the file.
+    pub offset: u64,
+    /// Length of its stored bytes.
+    pub length: u64,
+    /// Length once decoded.
+    pub raw_length: u64,
+    /// SHA-256 of its stored bytes.
+    pub sha256: BlobId,
+    /// Records in it.
+    pub records: u64,
+    /// The entry number (position in the manifest, from 0) of its first
+    /// record.
+    pub first: u64,
+    /// The entry number of its last record.
+    pub last: u64,
+}
+
 /// The root: everything but the entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "RootFields<Vec<ChunkRef>, Vec<KeyFrame>>")]
@@ -385,6 +420,9 @@ pub struct Root {
     /// format 2, which has no key index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<KeyFrame>>,
+    /// The check times' frames, in entry order (format 6 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<CheckFrame>>,
 }
 
 /// A root as it is read, the header's fields one by one: `C` and `K` are
@@ -406,6 +444,8 @@ struct RootFields<C, K> {
     chunks: C,
     /// Missing in format 2 (serde reads a missing `Option` as `None`).
     keys: Option<K>,
+    /// Format 6 only; small, so built even for a reader of the head.
+    checks: Option<Vec<CheckFrame>>,
 }
 
 impl<C, K> RootFields<C, K> {
@@ -424,7 +464,13 @@ impl<C, K> RootFields<C, K> {
 
 impl From<RootFields<Vec<ChunkRef>, Vec<KeyFrame>>> for Root {
     fn from(mut f: RootFields<Vec<ChunkRef>, Vec<KeyFrame>>) -> Root {
-        Root { header: f.header(), summary: std::mem::take(&mut f.summary), chunks: f.chunks, keys: f.keys }
+        Root {
+            header: f.header(),
+            summary: std::mem::take(&mut f.summary),
+            chunks: f.chunks,
+            keys: f.keys,
+            checks: f.checks,
+        }
     }
 }
 
@@ -478,6 +524,23 @@ pub struct ChunkedWriter<'s, W: Write> {
     adopted: Option<Adopted>,
     /// Chunks so listed.
     taken: u64,
+    /// Format 6: the check times of the entries so far (their frames are
+    /// written as they fill).
+    checks: Option<Checks>,
+    /// Entries pushed so far (the next one's number).
+    pushed: u64,
+}
+
+/// Check times being written: the frame being filled, and the frames
+/// written.
+#[derive(Default)]
+struct Checks {
+    raw: Vec<u8>,
+    records: u64,
+    first: u64,
+    /// The last record's entry number and time (milliseconds since 1970).
+    last: Option<(u64, i64)>,
+    frames: Vec<CheckFrame>,
 }
 
 /// A [`Whole`] chunk being the current one, unread.
@@ -501,6 +564,16 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
     /// `scratch`.
     pub fn with_sink(out: W, scratch: &Path, sink: &'s mut dyn ChunkSink) -> io::Result<Self> {
         let mut w = Self::start(out, Some(Spill::new(scratch, KEY_SPILL_BUFFER)), VERSION)?;
+        w.sink = Some(sink);
+        w.checks = Some(Checks::default());
+        Ok(w)
+    }
+
+    /// [`ChunkedWriter::with_sink`] in format 5, without check times (for
+    /// tests that readers still read it).
+    #[cfg(test)]
+    pub fn format_5(out: W, scratch: &Path, sink: &'s mut dyn ChunkSink) -> io::Result<Self> {
+        let mut w = Self::start(out, Some(Spill::new(scratch, KEY_SPILL_BUFFER)), VERSION_5)?;
         w.sink = Some(sink);
         Ok(w)
     }
@@ -531,6 +604,8 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
             chunk_keys: HashSet::new(),
             adopted: None,
             taken: 0,
+            checks: None,
+            pushed: 0,
             out,
             offset: 16,
             chunks: Vec::new(),
@@ -578,7 +653,7 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         }
         self.last.clone_from(&entry.url);
         if self.version >= VERSION_4 {
-            let record = match encoded {
+            let mut record = match encoded {
                 Some(e) => {
                     // The line is what the record says (thin: what it says
                     // of the fields a thin line holds).
@@ -597,15 +672,76 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
                     &self.record
                 }
             };
+            // A check time leaves the record for the snapshot's own list
+            // (format 6), so the record is the same whenever it is checked.
+            let checked = binary::checked_suffix(record).map(|(at, rest)| {
+                record = rest;
+                at
+            });
+            if checked.is_some() && self.checks.is_none() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("manifest format {} cannot hold an entry's check time", self.version),
+                ));
+            }
             varint::put(&mut self.raw, record.len() as u64);
-            self.raw.extend_from_slice(record);
+            if let Some((&flags, rest)) = record.split_first() {
+                self.raw.push(flags & !binary::CHECKED);
+                self.raw.extend_from_slice(rest);
+            }
+            if let Some(at) = checked {
+                self.check(at)?;
+            }
         } else {
             serde_json::to_writer(&mut self.raw, &(entry, hints)).map_err(io::Error::other)?;
             self.raw.push(b'\n');
         }
         self.entries += 1;
+        self.pushed += 1;
         self.count(entry);
         self.close_if_full()
+    }
+
+    /// Lists check time `at` for the entry being pushed, and writes the
+    /// frame when it is full. A time is kept to the millisecond.
+    fn check(&mut self, at: chrono::DateTime<chrono::Utc>) -> io::Result<()> {
+        let c = self.checks.as_mut().expect("format 6");
+        let ms = at.timestamp_millis();
+        let (before, since) = match c.last {
+            Some((n, t)) => (n, t),
+            None => {
+                c.first = self.pushed;
+                (self.pushed, 0)
+            }
+        };
+        varint::put(&mut c.raw, self.pushed - before);
+        varint::put_i64(&mut c.raw, ms.wrapping_sub(since));
+        c.last = Some((self.pushed, ms));
+        c.records += 1;
+        if c.records as usize == CHECK_FRAME_RECORDS {
+            self.write_checks()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the check frame being filled, if it holds any.
+    fn write_checks(&mut self) -> io::Result<()> {
+        let Some(c) = self.checks.as_mut() else { return Ok(()) };
+        let Some((last, _)) = c.last.take() else { return Ok(()) };
+        let stored = self.zstd.compress(&c.raw)?;
+        self.out.write_all(&stored)?;
+        c.frames.push(CheckFrame {
+            offset: self.offset,
+            length: stored.len() as u64,
+            raw_length: c.raw.len() as u64,
+            sha256: BlobId::of(&stored),
+            records: std::mem::take(&mut c.records),
+            first: c.first,
+            last,
+        });
+        self.offset += stored.len() as u64;
+        c.raw.clear();
+        Ok(())
     }
 
     /// Counts an entry of the current chunk into the summary and its keys.
@@ -655,7 +791,7 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         let cut = self.entries == 0
             || (self.entries >= MIN_CUT_ENTRIES && first != self.last && cuts_before(first, self.bytes()));
         let taken = self.sink.is_some()
-            && self.version >= VERSION
+            && self.version >= VERSION_5
             && whole.chunk.blob.is_some()
             && whole.summary.entries == whole.chunk.entries
             && whole.chunk.entries > 0
@@ -675,6 +811,7 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         let Whole { chunk, summary, keys, load, .. } = whole;
         self.raw.clear();
         self.entries = chunk.entries;
+        self.pushed += chunk.entries;
         self.first = chunk.first;
         self.last = chunk.last;
         self.summary.merge(&summary);
@@ -812,6 +949,8 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         if !self.unplaced.is_empty() {
             return Err(io::Error::other("manifest chunks stored in a pack that was never written"));
         }
+        self.write_checks()?;
+        let checks = self.checks.take().map(|c| c.frames);
         let keys = match self.keys.take() {
             Some(k) => Some(self.write_keys(k)?),
             None => None,
@@ -820,7 +959,7 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         // The root says which format its chunks are in (the version byte
         // is outside what the snapshot id covers).
         let header = ManifestHeader { version: u32::from(self.version), ..header.clone() };
-        let root = Root { header, summary: self.summary.clone(), chunks, keys };
+        let root = Root { header, summary: self.summary.clone(), chunks, keys, checks };
         let json = serde_json::to_vec(&root).map_err(io::Error::other)?;
         // At the chunks' level: level 19 took a 35 MB compression context
         // for the root of a 2-million-entry snapshot (the run's largest
@@ -961,7 +1100,7 @@ const HEAD_FIELDS: [&str; 8] = ["version", "job", "started", "finished", "hostna
 
 /// The root's version, which says how its chunks are encoded: one this
 /// Kura reads, with a key index from format 3 on.
-fn known_version(name: &str, version: u32, has_keys: bool) -> Result<u8, ManifestError> {
+fn known_version(name: &str, version: u32, has_keys: bool, has_checks: bool) -> Result<u8, ManifestError> {
     let fmt = |what: String| ManifestError::Format { id: name.to_string(), what };
     let Some(version) = u8::try_from(version).ok().filter(|&v| is_chunked(v)) else {
         return Err(fmt(format!(
@@ -974,6 +1113,12 @@ fn known_version(name: &str, version: u32, has_keys: bool) -> Result<u8, Manifes
             if has_keys { "with" } else { "without" }
         )));
     }
+    if (version >= VERSION) != has_checks {
+        return Err(fmt(format!(
+            "a root of version {version} {} check times",
+            if has_checks { "with" } else { "without" }
+        )));
+    }
     Ok(version)
 }
 
@@ -983,7 +1128,7 @@ impl Root {
         let fmt = |what: String| ManifestError::Format { id: name.to_string(), what };
         let (offset, json) = read_root_json(name, size, file)?;
         let root: Root = serde_json::from_slice(&json).map_err(|e| fmt(format!("unreadable root: {e}")))?;
-        let version = known_version(name, root.header.version, root.keys.is_some())?;
+        let version = known_version(name, root.header.version, root.keys.is_some(), root.checks.is_some())?;
         // Chunks must lie back to back between the header and the root,
         // so that a reader never reads outside the file; in format 5 they
         // are blobs, and the file holds none.
@@ -993,7 +1138,7 @@ impl Root {
             // it finds the blob as for a stale hint); the stored length is
             // bounded by what zstd makes of the records at worst, so a
             // hint never has a reader fetch a whole pack.
-            let fields = if version >= VERSION {
+            let fields = if version >= VERSION_5 {
                 c.sha256.is_none()
                     && c.hint().is_some()
                     && c.length <= c.raw_length.saturating_add(c.raw_length / 128 + 1024)
@@ -1003,7 +1148,7 @@ impl Root {
             if !fields {
                 return Err(fmt(format!("a chunk's fields are not those of format {version}")));
             }
-            if version >= VERSION {
+            if version >= VERSION_5 {
                 continue;
             }
             if c.offset != at {
@@ -1011,7 +1156,24 @@ impl Root {
             }
             at = c.offset.checked_add(c.length).ok_or_else(|| fmt("chunk list does not match the file".into()))?;
         }
-        // Then the key frames, back to back up to the root.
+        // Format 6: the check frames, in entry order, each within the
+        // entries; then the key frames, back to back up to the root.
+        let entries: u64 = root.chunks.iter().map(|c| c.entries).fold(0, u64::saturating_add);
+        let mut next = 0;
+        for c in root.checks.iter().flatten() {
+            let records = c.last.checked_sub(c.first).and_then(|n| n.checked_add(1));
+            if c.offset != at
+                || c.first < next
+                || c.last >= entries
+                || c.records == 0
+                || records.is_none_or(|n| c.records > n)
+                || c.raw_length > c.records.saturating_mul(2 * 10)
+            {
+                return Err(fmt("check times do not match the file".into()));
+            }
+            next = c.last + 1;
+            at = c.offset.checked_add(c.length).ok_or_else(|| fmt("check times do not match the file".into()))?;
+        }
         for k in root.keys.iter().flatten() {
             if k.offset != at || k.first.len() != 18 || k.last.len() != 18 {
                 return Err(fmt("key index does not match the file".into()));
@@ -1064,7 +1226,7 @@ impl Root {
         let json = decode_root(name, &stored)?;
         let mut f: Head = serde_json::from_slice(&json)
             .map_err(|e| ManifestError::Format { id: name.to_string(), what: format!("unreadable root: {e}") })?;
-        known_version(name, f.version, f.keys.is_some())?;
+        known_version(name, f.version, f.keys.is_some(), f.checks.is_some())?;
         Ok((f.header(), std::mem::take(&mut f.summary)))
     }
 
@@ -1077,6 +1239,8 @@ impl Root {
         let mut lines = Vec::with_capacity(c.entries.min(CHUNK_ENTRIES_5 as u64) as usize);
         if self.header.version >= u32::from(VERSION_4) {
             for record in records(&raw) {
+                // Check times are the root's (format 6), never a chunk's.
+                let record = record.filter(|b| b.first().is_some_and(|f| f & binary::CHECKED == 0));
                 let line = record.and_then(|b| binary::read_line(&mut varint::Reader::new(b)));
                 lines.push(line.ok_or_else(|| what(format!("entry {} unreadable", lines.len())))?);
             }
@@ -1088,7 +1252,68 @@ impl Root {
         if lines.len() as u64 != c.entries {
             return Err(what(format!("holds {} entries, the root says {}", lines.len(), c.entries)));
         }
+        self.apply_checks(name, i, &mut lines, file)?;
         Ok(lines)
+    }
+
+    /// Format 6: sets the check times of chunk `i`'s `lines` from the
+    /// frames that cover them.
+    fn apply_checks(
+        &self,
+        name: &str,
+        i: usize,
+        lines: &mut [Line],
+        file: &dyn RangeRead,
+    ) -> Result<(), ManifestError> {
+        let Some(frames) = &self.checks else { return Ok(()) };
+        let base: u64 = self.chunks[..i].iter().map(|c| c.entries).sum();
+        let end = base + lines.len() as u64;
+        let start = frames.partition_point(|f| f.last < base);
+        for f in (start..frames.len()).take_while(|&f| frames[f].first < end) {
+            for (n, at) in self.check_frame(name, f, file)? {
+                if (base..end).contains(&n) {
+                    lines[(n - base) as usize].0.checked_at = Some(at);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads, checks and decodes check frame `i`: entry numbers, in
+    /// order, and their check times.
+    pub fn check_frame(
+        &self,
+        name: &str,
+        i: usize,
+        file: &dyn RangeRead,
+    ) -> Result<Vec<(u64, chrono::DateTime<chrono::Utc>)>, ManifestError> {
+        let Some(c) = self.checks.as_ref().and_then(|c| c.get(i)) else {
+            return Err(ManifestError::Format { id: name.to_string(), what: format!("no check frame {i}") });
+        };
+        let what = |w: &str| ManifestError::Format { id: name.to_string(), what: format!("check frame {i}: {w}") };
+        let stored = file.read_range(c.offset, c.length)?;
+        if BlobId::of(&stored) != c.sha256 {
+            return Err(ManifestError::CheckFrame { id: name.to_string(), frame: i });
+        }
+        let raw = decode_frame(&stored, c.raw_length, &|w: String| what(&w))?;
+        let mut r = varint::Reader::new(&raw);
+        let mut out = Vec::with_capacity(c.records as usize);
+        let (mut n, mut ms) = (c.first, 0i64);
+        while r.remaining() > 0 {
+            let (delta, dt) = r.u64().zip(r.i64()).ok_or_else(|| what("an unreadable record"))?;
+            // Entry numbers rise from `first`, one record each.
+            if (delta == 0) != out.is_empty() {
+                return Err(what("entry numbers out of order"));
+            }
+            n = n.checked_add(delta).ok_or_else(|| what("entry numbers out of order"))?;
+            ms = ms.wrapping_add(dt);
+            let at = chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| what("a time out of range"))?;
+            out.push((n, at));
+        }
+        if out.len() as u64 != c.records || n != c.last {
+            return Err(what("its records are not those the root lists"));
+        }
+        Ok(out)
     }
 
     /// The records of chunk `i` of the file named `name`, undecoded, each
@@ -1609,6 +1834,113 @@ mod tests {
         assert!(blobs.stored - first <= 6, "{} chunks stored again", blobs.stored - first);
     }
 
+    /// `entries` with a check time on every third, to the millisecond,
+    /// `run` deciding which time (not in URL order).
+    fn checked(entries: &[Entry], run: i64) -> Vec<Entry> {
+        let mut out = entries.to_vec();
+        for (n, e) in out.iter_mut().enumerate().filter(|(n, _)| n % 3 == 0) {
+            let ms = 1_764_000_000_000 + run * 14_400_000 + (n as i64 * 7_919) % 100_000 - 50_000;
+            e.checked_at = chrono::DateTime::from_timestamp_millis(ms);
+        }
+        out
+    }
+
+    fn all_entries(name: &str, bytes: Vec<u8>, blobs: &MemBlobs) -> (Root, Vec<Entry>) {
+        let file = WithBlobs(Bytes(bytes), blobs);
+        let root = Root::read(name, file.0.0.len() as u64, &file).unwrap();
+        let back = (0..root.chunks.len()).flat_map(|i| root.chunk(name, i, &file).unwrap()).map(|l| l.0).collect();
+        (root, back)
+    }
+
+    #[test]
+    fn check_times_live_apart_so_entries_checked_again_store_no_chunk_again() {
+        let entries: Vec<Entry> = (0..30_000).map(entry).collect();
+        let mut blobs = MemBlobs::default();
+        let first = checked(&entries, 0);
+        let (name, bytes) = write_5(&first, &mut blobs);
+        let stored = blobs.stored;
+        let (root, back) = all_entries(&name, bytes.clone(), &blobs);
+        assert_eq!(back, first);
+        let frames = root.checks.as_ref().unwrap();
+        assert_eq!(frames.len(), 10_000usize.div_ceil(CHECK_FRAME_RECORDS));
+        assert_eq!(frames.iter().map(|f| f.records).sum::<u64>(), 10_000);
+        // One URL: its chunk and the frames over it.
+        let file = WithBlobs(Bytes(bytes), &blobs);
+        let w = &first[20_001];
+        let found: Vec<_> = root.chunks_for(&w.url).flat_map(|i| root.chunk(&name, i, &file).unwrap()).collect();
+        assert!(found.iter().any(|l| l.0 == *w && w.checked_at.is_some()));
+        // Checked again at other times, and unchecked: no chunk is new.
+        for run in [1, 2] {
+            let again = checked(&entries, run);
+            let (name, bytes) = write_5(&again, &mut blobs);
+            assert_eq!(all_entries(&name, bytes, &blobs).1, again);
+        }
+        let (name, bytes) = write_5(&entries, &mut blobs);
+        let (root, back) = all_entries(&name, bytes, &blobs);
+        assert_eq!((back, root.checks), (entries.clone(), Some(Vec::new())));
+        assert_eq!(blobs.stored, stored, "chunks stored again");
+        // Checks after chunks taken whole count their entries: the last
+        // entry's check lands on it.
+        let (name, bytes) = write_5(&entries, &mut blobs);
+        let file = WithBlobs(Bytes(bytes), &blobs);
+        let root = Root::read(&name, file.0.0.len() as u64, &file).unwrap();
+        let wholes: Vec<Whole> = (0..root.chunks.len()).map(|i| whole_of(&root, &name, i, &file)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ChunkedWriter::with_sink(Vec::new(), dir.path(), &mut blobs).unwrap();
+        let at = chrono::DateTime::from_timestamp_millis(1_764_000_000_123);
+        let (head, tail) = (
+            Entry { url: "https://img.example/".into(), checked_at: at, ..entry(7) },
+            Entry { url: "https://img.example/~".into(), checked_at: at, ..entry(8) },
+        );
+        let hint = |e: &Entry| [Hint(e.blob.unwrap(), PackId::from_bytes([1; 32]), 16, 10, 10, 1)];
+        w.push(&head, &hint(&head)).unwrap();
+        for whole in wholes {
+            w.push_whole(whole).unwrap();
+        }
+        w.push(&tail, &hint(&tail)).unwrap();
+        assert!(w.chunks_taken() > 0);
+        let (id, _, out) = w.finish(&header()).unwrap();
+        let back = all_entries(&id.to_hex(), out, &blobs).1;
+        assert_eq!(back, [vec![head], entries, vec![tail]].concat());
+    }
+
+    #[test]
+    fn a_damaged_check_frame_is_named_and_format_5_is_still_read() {
+        let entries = checked(&(0..10_000).map(entry).collect::<Vec<_>>(), 0);
+        let mut blobs = MemBlobs::default();
+        let (name, mut bytes) = write_5(&entries, &mut blobs);
+        let root = Root::read(&name, bytes.len() as u64, &Bytes(bytes.clone())).unwrap();
+        let f = &root.checks.as_ref().unwrap()[0];
+        bytes[f.offset as usize + 5] ^= 1;
+        let file = WithBlobs(Bytes(bytes.clone()), &blobs);
+        let err = root.chunk(&name, 0, &file).unwrap_err();
+        assert!(matches!(err, ManifestError::CheckFrame { frame: 0, .. }), "{err}");
+        // A root whose frames say other entries, or none in format 6.
+        let (_, bytes) = write_5(&entries, &mut blobs);
+        let last = root.checks.as_ref().unwrap().last().unwrap().last;
+        for (from, to) in [
+            (format!(r#""last":{last}}}"#), r#""last":10000}"#.to_string()),
+            (r#""checks":["#.into(), r#""x":["#.into()),
+        ] {
+            let (n, b) = with_root(&bytes, |j| j.replace(&from, &to));
+            let err = Root::read(&n, b.len() as u64, &Bytes(b)).unwrap_err().to_string();
+            assert!(err.contains("check times"), "{from}: {err}");
+        }
+        // Format 5: no check times; an entry with one is refused.
+        let plain: Vec<Entry> = (0..10_000).map(entry).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ChunkedWriter::format_5(Vec::new(), dir.path(), &mut blobs).unwrap();
+        for e in &plain {
+            w.push(e, &[Hint(e.blob.unwrap(), PackId::from_bytes([1; 32]), 16, 10, 10, 1)]).unwrap();
+        }
+        let (id, _, out) = w.finish(&header()).unwrap();
+        assert_eq!(out[8], VERSION_5);
+        let (root, back) = all_entries(&id.to_hex(), out, &blobs);
+        assert_eq!((back, root.checks), (plain, None));
+        let mut w = ChunkedWriter::format_5(Vec::new(), dir.path(), &mut blobs).unwrap();
+        assert!(w.push(&entries[0], &[]).is_err());
+    }
+
     /// Chunk `i` of a manifest as a run carrying it whole hands it over.
     fn whole_of(root: &Root, name: &str, i: usize, file: &dyn RangeRead) -> Whole {
         let (raw, _) = root.chunk_records(name, i, file).unwrap().unwrap();
@@ -1694,7 +2026,7 @@ mod tests {
         for edit in [r#""pack":"#, r#""codec":"#] {
             let (name, b) = with_root(&bytes, |j| j.replace(edit, r#""unknown":"#));
             let err = Root::read(&name, b.len() as u64, &Bytes(b)).unwrap_err().to_string();
-            assert!(err.contains("not those of format 5"), "{edit}: {err}");
+            assert!(err.contains("not those of format 6"), "{edit}: {err}");
         }
     }
 
