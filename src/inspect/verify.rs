@@ -217,8 +217,9 @@ pub fn verify(
                         Err(err) => damaged.push(err),
                     }
                 }
-                // The key index too: restore reads it to find one article's entries.
-                if let Err(err) = r.check_keys() {
+                // The key index too (restore reads it to find one
+                // article's entries), and the check times.
+                if let Err(err) = r.check_frames() {
                     damaged.push(err);
                 }
             }
@@ -315,6 +316,12 @@ fn attribute_problems(
                 for c in r.chunk_list().iter().filter(|c| c.blob.is_some_and(|b| wanted.contains(&b))) {
                     let url = format!("(manifest chunk of the entries {} to {})", c.first, c.last);
                     users.entry(c.blob.expect("filtered")).or_default().push(Affected { snapshot: id, url });
+                }
+                for (i, k) in r.key_frames().iter().enumerate() {
+                    if let Some(b) = k.blob.filter(|b| wanted.contains(b)) {
+                        let url = format!("(manifest key frame {i}: which chunks hold an article's entries)");
+                        users.entry(b).or_default().push(Affected { snapshot: id, url });
+                    }
                 }
                 // Past a chunk that cannot be read (reported already).
                 for (e, _) in (0..r.chunks()).filter_map(|i| r.chunk(i).ok()).flatten() {

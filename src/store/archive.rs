@@ -9,7 +9,7 @@ use crate::store::heads::Heads;
 use crate::store::id::{BlobId, IndexFileId, PackId, SnapshotId};
 use crate::store::index_file::{self, IndexFileError, PackRecord};
 use crate::store::locations::Locations;
-use crate::store::manifest::chunked::{self, ChunkRef, Hint, KeyKind, Line, RangeRead, Root};
+use crate::store::manifest::chunked::{self, ChunkRef, Hint, KeyFrame, KeyKind, Line, RangeRead, Root};
 use crate::store::manifest::{Entry, Manifest, ManifestError, ManifestHeader, Summary};
 use crate::store::pack::{self, PackEntry, ReadPackError};
 use std::collections::{HashMap, HashSet};
@@ -286,10 +286,20 @@ impl SnapshotReader<'_> {
         ManifestFile { archive: self.archive, name: self.id.to_hex() }
     }
 
-    /// The blobs holding its chunks (format 5; none before): live for
-    /// prune, referenced for verify, though no entry names them.
+    /// The blobs holding its chunks (formats 5 and 6; none before) and
+    /// its key frames (format 6): live for prune, referenced for verify,
+    /// though no entry names them.
     pub fn chunk_blobs(&self) -> Vec<BlobId> {
-        self.chunk_list().iter().filter_map(|c| c.blob).collect()
+        let keys = self.key_frames().iter().filter_map(|k| k.blob);
+        self.chunk_list().iter().filter_map(|c| c.blob).chain(keys).collect()
+    }
+
+    /// Its key index's frames as the root lists them (none before format 3).
+    pub fn key_frames(&self) -> &[KeyFrame] {
+        match &self.inner {
+            ReaderInner::Chunked(r) => r.keys.as_deref().unwrap_or_default(),
+            ReaderInner::Whole(..) => &[],
+        }
     }
 
     /// Its chunks as the root lists them (format 1: none).
@@ -334,15 +344,19 @@ impl SnapshotReader<'_> {
         }
     }
 
-    /// Reads and checks every frame of the key index (`verify`); the
-    /// number of frames read.
-    pub fn check_keys(&self) -> Result<usize, ArchiveError> {
+    /// Reads and checks every frame of the key index and of the check
+    /// times (`verify`: a chunk several snapshots share is read once, but
+    /// each has check times of its own); the number of frames read.
+    pub fn check_frames(&self) -> Result<usize, ArchiveError> {
         let ReaderInner::Chunked(r) = &self.inner else { return Ok(0) };
-        let frames = r.keys.as_ref().map_or(0, Vec::len);
-        for i in 0..frames {
+        let (keys, checks) = (r.keys.as_ref().map_or(0, Vec::len), r.checks.as_ref().map_or(0, Vec::len));
+        for i in 0..keys {
             r.key_frame(&self.id.to_hex(), i, &self.file())?;
         }
-        Ok(frames)
+        for i in 0..checks {
+            r.check_frame(&self.id.to_hex(), i, &self.file())?;
+        }
+        Ok(keys + checks)
     }
 }
 

@@ -346,6 +346,18 @@ pub enum ManifestError {
         /// Which frame.
         frame: usize,
     },
+    /// The blob of a format-6 manifest's key frame is missing or damaged.
+    #[error("snapshot {id}: key frame {frame} (blob {blob}) cannot be read: {why}")]
+    KeyBlob {
+        /// The snapshot.
+        id: String,
+        /// Which frame.
+        frame: usize,
+        /// Its blob.
+        blob: crate::store::id::BlobId,
+        /// Why not.
+        why: String,
+    },
     /// A frame of a format-6 manifest's check times does not match its hash.
     #[error("snapshot {id}: check frame {frame} is damaged (checksum mismatch)")]
     CheckFrame {

@@ -178,6 +178,12 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
                     marked.map_err(io)?;
                 }
             }
+            // Its key frames' blobs (format 6), which no entry names.
+            for b in r.key_frames().iter().filter_map(|k| k.blob) {
+                let marked = marks.mark(&b, LIVE);
+                failed |= marked.is_err();
+                marked.map_err(io)?;
+            }
             Ok(())
         });
         match read {

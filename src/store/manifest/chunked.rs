@@ -367,21 +367,41 @@ pub struct Placed {
     pub codec: u8,
 }
 
-/// A frame of the key index as the root lists it.
+/// A frame of the key index as the root lists it: a range of the file
+/// (formats 3 to 5) or, as a chunk is, a blob (format 6: a snapshot whose
+/// chunks are those of the one before has its key frames too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyFrame {
-    /// Offset of its stored bytes in the file.
+    /// Offset of its stored bytes in the file (format 6: in its pack).
     pub offset: u64,
     /// Length of its stored bytes.
     pub length: u64,
-    /// SHA-256 of its stored bytes.
-    pub sha256: BlobId,
+    /// Formats 3 to 5: SHA-256 of its stored bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<BlobId>,
+    /// Format 6: the blob of its records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobId>,
+    /// Format 6: the pack that held the blob when the snapshot was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackId>,
+    /// Format 6: how the blob is stored there (`store::blob::Codec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<u8>,
     /// Records in it (decoded length: 13 bytes each).
     pub records: u64,
     /// Kind and key of its first record, as 18 hex characters.
     pub first: String,
     /// Kind and key of its last record, as 18 hex characters.
     pub last: String,
+}
+
+impl KeyFrame {
+    /// Format 6: the frame's blob and where it was, as an entry's hint.
+    pub fn hint(&self) -> Option<Hint> {
+        let raw = self.records.checked_mul(KEY_RECORD as u64)?;
+        Some(Hint(self.blob?, self.pack?, self.offset, self.length, raw, self.codec?))
+    }
 }
 
 /// A frame of check times (format 6) as the root lists it: which entries
@@ -499,6 +519,10 @@ pub struct ChunkedWriter<'s, W: Write> {
     sink: Option<&'s mut dyn ChunkSink>,
     /// Format 5: chunks placed in the pack the sink is building.
     unplaced: Vec<usize>,
+    /// Format 6: the key frames written, and those placed in the pack the
+    /// sink is building.
+    key_frames: Vec<KeyFrame>,
+    unplaced_keys: Vec<usize>,
     /// The version byte it writes.
     version: u8,
     offset: u64,
@@ -599,6 +623,8 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         Ok(ChunkedWriter {
             sink: None,
             unplaced: Vec::new(),
+            key_frames: Vec::new(),
+            unplaced_keys: Vec::new(),
             keys,
             version,
             chunk_keys: HashSet::new(),
@@ -905,56 +931,99 @@ impl<'s, W: Write> ChunkedWriter<'s, W> {
         Ok(())
     }
 
-    /// The chunks placed in the pack being built are in `pack`.
+    /// The chunks and key frames placed in the pack being built are in
+    /// `pack`.
     fn place(&mut self, pack: PackId) {
         for i in self.unplaced.drain(..) {
             self.chunks[i].pack = Some(pack);
         }
+        for i in self.unplaced_keys.drain(..) {
+            self.key_frames[i].pack = Some(pack);
+        }
     }
 
-    /// Writes the key index's frames after the chunks.
-    fn write_keys(&mut self, keys: Spill) -> io::Result<Vec<KeyFrame>> {
-        let mut frames = Vec::new();
+    /// Writes the key index's frames: after the chunks in the file, or
+    /// (format 6) as blobs through the sink, so that a snapshot whose
+    /// chunks are the last one's stores no key frame again either.
+    fn write_keys(&mut self, keys: Spill) -> io::Result<()> {
         let mut raw = Vec::with_capacity(KEY_FRAME_RECORDS * KEY_RECORD);
         let mut sorted = keys.finish()?.peekable();
+        let as_blobs = self.sink.is_some() && self.version >= VERSION;
         while let Some(record) = sorted.next() {
             raw.extend_from_slice(&record?.0);
-            if raw.len() == KEY_FRAME_RECORDS * KEY_RECORD || sorted.peek().is_none() {
-                let stored = self.zstd.compress(&raw)?;
-                self.out.write_all(&stored)?;
-                frames.push(KeyFrame {
-                    offset: self.offset,
-                    length: stored.len() as u64,
-                    sha256: BlobId::of(&stored),
-                    records: (raw.len() / KEY_RECORD) as u64,
-                    first: key_hex(&raw[..KEY_RECORD]),
-                    last: key_hex(&raw[raw.len() - KEY_RECORD..]),
-                });
-                self.offset += stored.len() as u64;
-                raw.clear();
+            if raw.len() < KEY_FRAME_RECORDS * KEY_RECORD && sorted.peek().is_some() {
+                continue;
             }
+            let (records, first, last) =
+                ((raw.len() / KEY_RECORD) as u64, key_hex(&raw[..KEY_RECORD]), key_hex(&raw[raw.len() - KEY_RECORD..]));
+            let frame = match self.sink.as_mut().filter(|_| as_blobs) {
+                Some(sink) => {
+                    let blob = BlobId::of(&raw);
+                    let (placed, flushed) = match sink.find(blob)? {
+                        Some(placed) => (placed, None),
+                        None => sink.store(blob, &raw)?,
+                    };
+                    if let Some(pack) = flushed {
+                        self.place(pack);
+                    }
+                    if placed.pack.is_none() {
+                        self.unplaced_keys.push(self.key_frames.len());
+                    }
+                    KeyFrame {
+                        offset: placed.offset,
+                        length: placed.stored_len,
+                        sha256: None,
+                        blob: Some(blob),
+                        pack: placed.pack,
+                        codec: Some(placed.codec),
+                        records,
+                        first,
+                        last,
+                    }
+                }
+                None => {
+                    let stored = self.zstd.compress(&raw)?;
+                    self.out.write_all(&stored)?;
+                    let offset = self.offset;
+                    self.offset += stored.len() as u64;
+                    KeyFrame {
+                        offset,
+                        length: stored.len() as u64,
+                        sha256: Some(BlobId::of(&stored)),
+                        blob: None,
+                        pack: None,
+                        codec: None,
+                        records,
+                        first,
+                        last,
+                    }
+                }
+            };
+            self.key_frames.push(frame);
+            raw.clear();
         }
-        Ok(frames)
+        Ok(())
     }
 
     /// Writes the last chunk, the root and the footer; returns the
     /// snapshot id, the summary, and the output.
     pub fn finish(mut self, header: &ManifestHeader) -> io::Result<(SnapshotId, Summary, W)> {
         self.close_chunk()?;
-        // Format 5: the chunks' last pack is durable before the root
-        // naming it is written.
+        self.write_checks()?;
+        let checks = self.checks.take().map(|c| c.frames);
+        let has_keys = self.keys.is_some();
+        if let Some(k) = self.keys.take() {
+            self.write_keys(k)?;
+        }
+        // Formats 5 and 6: the last pack of chunks (and key frames) is
+        // durable before the root naming it is written.
         if let Some(pack) = self.sink.as_mut().map(|s| s.flush()).transpose()?.flatten() {
             self.place(pack);
         }
-        if !self.unplaced.is_empty() {
+        if !self.unplaced.is_empty() || !self.unplaced_keys.is_empty() {
             return Err(io::Error::other("manifest chunks stored in a pack that was never written"));
         }
-        self.write_checks()?;
-        let checks = self.checks.take().map(|c| c.frames);
-        let keys = match self.keys.take() {
-            Some(k) => Some(self.write_keys(k)?),
-            None => None,
-        };
+        let keys = has_keys.then(|| std::mem::take(&mut self.key_frames));
         let chunks = std::mem::take(&mut self.chunks);
         // The root says which format its chunks are in (the version byte
         // is outside what the snapshot id covers).
@@ -1175,7 +1244,20 @@ impl Root {
             at = c.offset.checked_add(c.length).ok_or_else(|| fmt("check times do not match the file".into()))?;
         }
         for k in root.keys.iter().flatten() {
-            if k.offset != at || k.first.len() != 18 || k.last.len() != 18 {
+            // Format 6: blobs, bounded as chunks are.
+            let fields = if version >= VERSION {
+                let raw = k.records.saturating_mul(KEY_RECORD as u64);
+                k.sha256.is_none() && k.hint().is_some() && k.length <= raw.saturating_add(raw / 128 + 1024)
+            } else {
+                k.sha256.is_some() && (k.blob, k.pack, k.codec) == (None, None, None)
+            };
+            if !fields || k.first.len() != 18 || k.last.len() != 18 {
+                return Err(fmt("key index does not match the file".into()));
+            }
+            if version >= VERSION {
+                continue;
+            }
+            if k.offset != at {
                 return Err(fmt("key index does not match the file".into()));
             }
             at = k.offset.checked_add(k.length).ok_or_else(|| fmt("key index does not match the file".into()))?;
@@ -1378,12 +1460,31 @@ impl Root {
             return Err(ManifestError::Format { id: name.to_string(), what: format!("no key frame {i}") });
         };
         let what = |w: String| ManifestError::Format { id: name.to_string(), what: format!("key frame {i}: {w}") };
-        let stored = file.read_range(k.offset, k.length)?;
-        if BlobId::of(&stored) != k.sha256 {
-            return Err(ManifestError::KeyFrame { id: name.to_string(), frame: i });
-        }
         let raw_length = k.records.checked_mul(KEY_RECORD as u64).ok_or_else(|| what("too many records".into()))?;
-        let raw = decode_frame(&stored, raw_length, &what)?;
+        let raw = match k.hint() {
+            Some(hint) => {
+                if raw_length > MAX_DECODED as u64 {
+                    return Err(what(format!("declares {raw_length} bytes, more than any manifest part")));
+                }
+                let raw = file.chunk_blob(&hint).map_err(|why| ManifestError::KeyBlob {
+                    id: name.to_string(),
+                    frame: i,
+                    blob: hint.0,
+                    why,
+                })?;
+                if raw.len() as u64 != raw_length {
+                    return Err(what(format!("decodes to {} bytes, not {raw_length}", raw.len())));
+                }
+                raw
+            }
+            None => {
+                let stored = file.read_range(k.offset, k.length)?;
+                if Some(BlobId::of(&stored)) != k.sha256 {
+                    return Err(ManifestError::KeyFrame { id: name.to_string(), frame: i });
+                }
+                decode_frame(&stored, raw_length, &what)?
+            }
+        };
         let records: Vec<[u8; KEY_RECORD]> =
             raw.chunks_exact(KEY_RECORD).map(|r| r.try_into().expect("whole records")).collect();
         if records.windows(2).any(|w| w[0] >= w[1]) {
@@ -1902,6 +2003,37 @@ mod tests {
         let (id, _, out) = w.finish(&header()).unwrap();
         let back = all_entries(&id.to_hex(), out, &blobs).1;
         assert_eq!(back, [vec![head], entries, vec![tail]].concat());
+    }
+
+    #[test]
+    fn key_frames_are_blobs_shared_by_snapshots_with_the_same_chunks() {
+        let entries: Vec<Entry> =
+            (0..40_000).map(|n| Entry { parents: vec![format!("https://p.example/{}", n / 2)], ..entry(n) }).collect();
+        let mut blobs = MemBlobs::default();
+        let (name, bytes) = write_5(&entries, &mut blobs);
+        let stored = blobs.stored;
+        let file = WithBlobs(Bytes(bytes.clone()), &blobs);
+        let root = Root::read(&name, bytes.len() as u64, &file).unwrap();
+        let frames = root.keys.as_ref().unwrap();
+        assert!(frames.len() >= 2 && frames.iter().all(|k| k.blob.is_some() && k.sha256.is_none()), "{frames:?}");
+        assert_eq!(stored, root.chunks.len() + frames.len());
+        // The file holds the root and the check frames alone.
+        let root_len = u64::from_le_bytes(bytes[bytes.len() - 16..bytes.len() - 8].try_into().unwrap());
+        assert_eq!(bytes.len() as u64, 16 + root_len + FOOTER_LEN);
+        // An article's entries are found through them.
+        let parent = "https://p.example/1234";
+        let found = root.chunks_with(&name, KeyKind::Parent, key(parent), &file).unwrap().unwrap();
+        let lines: Vec<_> = found.iter().flat_map(|&i| root.chunk(&name, i, &file).unwrap()).collect();
+        assert_eq!(lines.iter().filter(|l| l.0.parents == [parent]).count(), 2);
+        // Written again, with other check times: nothing stored again.
+        write_5(&checked(&entries, 4), &mut blobs);
+        assert_eq!(blobs.stored, stored);
+        // A lost key frame is named with its blob.
+        let gone = frames[1].blob.unwrap();
+        blobs.blobs.remove(&gone);
+        let file = WithBlobs(Bytes(bytes), &blobs);
+        let err = root.key_frame(&name, 1, &file).unwrap_err();
+        assert!(matches!(err, ManifestError::KeyBlob { frame: 1, blob, .. } if blob == gone), "{err}");
     }
 
     #[test]
