@@ -195,6 +195,15 @@ pub fn manifest(data: &[u8]) {
             want.tags.clear();
         }
         assert_eq!(head, (want, root.summary.clone()));
+        // Check times (format 6): as many as the root says, rising from
+        // its first entry number to its last.
+        for (i, f) in root.checks.iter().flatten().enumerate() {
+            if let Ok(records) = root.check_frame(&name, i, &file) {
+                assert_eq!(records.len() as u64, f.records);
+                assert!(records.windows(2).all(|w| w[0].0 < w[1].0));
+                assert_eq!((records[0].0, records[records.len() - 1].0), (f.first, f.last));
+            }
+        }
         for url in ["https://example.com/", "https://example.com/a.html"] {
             for kind in [chunked::KeyKind::Parent, chunked::KeyKind::FinalUrl] {
                 if let Ok(Some(chunks)) = root.chunks_with(&name, kind, chunked::key(url), &file) {

@@ -342,7 +342,7 @@ impl Ctx {
             // and written out at once, never an entry in memory that is
             // changed field by field.
             let p = prior.expect("checked above");
-            let hint = p.hint();
+            let (hint, seen) = (p.hint(), p.seen_at());
             reuse_record(&mut entry, p.record);
             let record = entries::encode_entry(&entry, &[hint]);
             if self.claim_done(key, url.as_str(), &record, &entry.parents[0]) {
@@ -352,8 +352,9 @@ impl Ctx {
             // image many pages show is settled with each page's group next
             // time (their entries fold into one), so every such page is
             // settled whole, and may be carried (`carry`).
-            if let (Some((group, at)), Some(fetched_at)) = (member, entry.fetched_at) {
-                group.add(at, hint.1, fetched_at, record);
+            // The group is as fresh as the last check of its oldest image.
+            if let (Some((group, at)), Some(seen)) = (member, seen) {
+                group.add(at, hint.1, seen, record);
             }
             return;
         }
@@ -392,7 +393,7 @@ impl Ctx {
     /// Whether image entry `e` may reuse `p` without asking: fetched less
     /// than the freshness window ago, with the same Referer.
     fn is_fresh(&self, p: &Prior, e: &Entry) -> bool {
-        let fresh = p.fetched_at.is_some_and(|t| chrono::Utc::now() - t < self.opts.image_freshness);
+        let fresh = p.seen_at().is_some_and(|t| chrono::Utc::now() - t < self.opts.image_freshness);
         // Only a copy fetched with the same Referer is the same picture:
         // CDNs answer placeholders to some Referers (a same-origin image
         // compares Referers by origin; see `referer_hash`).

@@ -766,22 +766,24 @@ impl<I: Iterator<Item = io::Result<Base>>> Iterator for Joined<I> {
                 change.apply(&mut e);
                 changed = true;
             }
-            if changed {
-                // In the order pages finished, a shared picture's parents
-                // would differ every run, and so would its record and
-                // chunk: sorted, they are the same when the pages are.
-                e.parents.sort_unstable();
-            }
+            // In the order pages finished, a shared picture's parents would
+            // differ every run, and so would its record and chunk: sorted,
+            // they are the same when the pages are.
+            let unsorted = !e.parents.is_sorted();
             let hinted = hints.len();
             hints.retain(|h| e.blobs().any(|b| b == h.0));
-            let kept = !changed && hints.len() == hinted;
+            let kept = !changed && !unsorted && hints.len() == hinted;
             if thin && !kept {
-                // A hint no longer of the entry: it is encoded again, whole.
+                // A hint no longer of the entry, or parents out of order: it
+                // is encoded again, whole.
                 match whole(line.as_deref()) {
                     Ok(whole) => (e, hints) = whole,
                     Err(err) => return Some(Err(err)),
                 }
                 hints.retain(|h| e.blobs().any(|b| b == h.0));
+            }
+            if unsorted {
+                e.parents.sort_unstable();
             }
             let encoded = line.filter(|_| kept).map(|l| if thin { Encoded::thin(l, 0) } else { Encoded::new(l, 0) });
             return Some(Ok(Piece::Line((e, hints), encoded)));

@@ -45,7 +45,7 @@ use chrono::{DateTime, Utc};
 pub(super) struct Group {
     /// How many references the page has (a check, not a key).
     refs: u32,
-    /// When its oldest image was fetched.
+    /// When its oldest image was fetched or last confirmed.
     oldest: Option<DateTime<Utc>>,
     /// The packs its images' blobs are in.
     packs: Vec<PackId>,
@@ -82,8 +82,8 @@ impl Group {
     }
 
     /// Adds reference `at`, settled as `record` from a blob in `pack`
-    /// fetched at `fetched_at`.
-    pub(super) fn add(&mut self, at: usize, pack: PackId, fetched_at: DateTime<Utc>, record: Vec<u8>) {
+    /// the server last vouched for (fetched or confirmed) at `seen`.
+    pub(super) fn add(&mut self, at: usize, pack: PackId, seen: DateTime<Utc>, record: Vec<u8>) {
         let at = at as u32;
         let Err(n) = self.members.binary_search_by_key(&at, |m| m.at) else { return };
         let pack = match self.packs.iter().position(|p| *p == pack) {
@@ -94,7 +94,7 @@ impl Group {
             }
         } as u32;
         self.members.insert(n, Member { at, pack, record });
-        self.oldest = Some(self.oldest.map_or(fetched_at, |t| t.min(fetched_at)));
+        self.oldest = Some(self.oldest.map_or(seen, |t| t.min(seen)));
         self.added += 1;
     }
 

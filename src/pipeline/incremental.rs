@@ -18,8 +18,8 @@ use url::Url;
 
 /// Copies what was archived before into `e` (see [`Ctx::reuse`]) after a
 /// 304: the time of its request becomes the check time, and the entry
-/// takes the record's fetch time, so that a URL confirmed every run has
-/// the same record every run.
+/// takes the record's fetch time (the response's, not a check's), so that
+/// a URL confirmed every run has the same record every run.
 pub(super) fn reuse_into(e: &mut crate::store::manifest::Entry, prior: &Prior) {
     // To the millisecond, as the manifest keeps it.
     let asked = e.fetched_at.and_then(|t| chrono::DateTime::from_timestamp_millis(t.timestamp_millis()));
@@ -29,7 +29,8 @@ pub(super) fn reuse_into(e: &mut crate::store::manifest::Entry, prior: &Prior) {
 
 /// Copies what was archived before into `e`, taking the record's fields,
 /// and the record's fetch time: an entry settled without a request is the
-/// response fetched then.
+/// response fetched then (a 304 since does not change it: the entry of the
+/// run that checked it had that time too).
 pub(super) fn reuse_record(e: &mut crate::store::manifest::Entry, r: crate::store::index::UrlRecord) {
     e.final_url = r.final_url;
     e.status = r.status;

@@ -184,8 +184,12 @@ pub struct UrlRecord {
     pub stored_size: u64,
     /// Final status.
     pub status: Option<u16>,
-    /// When it was fetched, or last confirmed by a 304 (`Entry::seen_at`).
+    /// When the response was fetched.
     pub fetched_at: Option<DateTime<Utc>>,
+    /// When a 304 last confirmed it, if one did after `fetched_at`: an
+    /// entry reusing the record keeps the response's time, so it is the
+    /// same record whenever it is confirmed.
+    pub checked_at: Option<DateTime<Utc>>,
     /// URL after redirects.
     pub final_url: Option<String>,
     /// Content-Type.
@@ -246,9 +250,8 @@ impl UrlRecord {
             size: e.size,
             stored_size: e.stored_size,
             status: e.status,
-            // When the server last vouched for the body: a 304 starts an
-            // image's freshness window as a download does.
-            fetched_at: e.seen_at(),
+            fetched_at: e.fetched_at,
+            checked_at: e.checked_at,
             final_url: e.final_url.clone(),
             content_type: e.content_type.clone(),
             etag: e.etag.clone(),
@@ -257,6 +260,12 @@ impl UrlRecord {
             image: e.image.clone(),
             body_at: None,
         }
+    }
+
+    /// When the server last vouched for the body: a 304 starts an image's
+    /// freshness window as a download does.
+    pub fn seen_at(&self) -> Option<DateTime<Utc>> {
+        self.checked_at.or(self.fetched_at)
     }
 
     /// True when `url`, fetched with this Referer, would be keyed as this
@@ -277,7 +286,8 @@ impl UrlRecord {
             | u64::from(self.image.is_some()) << 5
             | u64::from(self.body_at.is_some()) << 6
             | u64::from(content_type.is_some()) << 7
-            | u64::from(last_modified.is_some()) << 8;
+            | u64::from(last_modified.is_some()) << 8
+            | u64::from(self.checked_at.is_some()) << 9;
         varint::put(&mut b, flags);
         b.push(self.kind.map_or(0, |k| k as u8 + 1));
         for id in self.blob.iter().chain(&self.shown) {
@@ -309,13 +319,17 @@ impl UrlRecord {
         if let Some(at) = &self.body_at {
             at.put(&mut b);
         }
+        if let Some(t) = self.checked_at {
+            varint::put_i64(&mut b, t.timestamp());
+            varint::put(&mut b, u64::from(t.timestamp_subsec_nanos()));
+        }
         b
     }
 
     fn decode(b: &[u8]) -> Option<UrlRecord> {
         let mut r = varint::Reader::new(b);
         let flags = r.u64()?;
-        if flags >> 9 != 0 {
+        if flags >> 10 != 0 {
             return None;
         }
         let kind = match r.u8()? {
@@ -348,6 +362,12 @@ impl UrlRecord {
         let last_modified = if flags & 256 != 0 { Some(http_date_string(r.i64()?)?) } else { r.str()? };
         let image = if flags & 32 != 0 { Some(binary::read_image(&mut r)?) } else { None };
         let body_at = if flags & 64 != 0 { Some(NumberedLocation::read(&mut r)?) } else { None };
+        let checked_at = if flags & 512 != 0 {
+            let secs = r.i64()?;
+            Some(DateTime::from_timestamp(secs, u32::try_from(r.u64()?).ok()?)?)
+        } else {
+            None
+        };
         r.end()?;
         Some(UrlRecord {
             kind,
@@ -358,6 +378,7 @@ impl UrlRecord {
             stored_size,
             status,
             fetched_at,
+            checked_at,
             final_url,
             content_type,
             etag,
@@ -955,10 +976,11 @@ impl Index {
 
 /// The URLs' latest records, written as a snapshot's entries stream by
 /// (sorted by URL) into one new table. A record equal to the stored one is
-/// not rewritten, nor is one older than the stored one, nor one that
-/// differs only in when it was fetched unless it is an image: a document
-/// answered 304 is asked again on every run whatever its fetch time, while
-/// an image's fetch time starts its freshness window. Of several entries of
+/// not rewritten, nor is one older than the stored one (by when the server
+/// last vouched for it), nor one that differs only in when it was fetched
+/// or checked unless it is an image: a document answered 304 is asked
+/// again on every run whatever its times, while an image's fetch or check
+/// starts its freshness window. Of several entries of
 /// one URL the last is kept. Entries out of URL order still land (the
 /// table ends there and another starts), at the cost of more tables to
 /// merge.
@@ -999,10 +1021,11 @@ impl UrlUpdates<'_> {
             Some(old) if old == value => return Ok(()),
             Some(old) => {
                 let old = UrlRecord::decode(&old).ok_or(IndexError::Damaged { tree: "urls" })?;
-                if old.fetched_at > e.seen_at() {
+                if old.seen_at() > e.seen_at() {
                     return Ok(());
                 }
-                if record.image.is_none() && (UrlRecord { fetched_at: old.fetched_at, ..record.clone() }) == old {
+                let times = UrlRecord { fetched_at: old.fetched_at, checked_at: old.checked_at, ..record.clone() };
+                if record.image.is_none() && times == old {
                     return Ok(());
                 }
             }
@@ -1081,6 +1104,7 @@ mod tests {
             stored_size: 1,
             status: Some(200),
             fetched_at: DateTime::from_timestamp(1_764_000_000, 123_456_789),
+            checked_at: DateTime::from_timestamp(1_764_100_000, 5_000_000),
             final_url: Some("https://cdn.example/a.jpg?x=1".into()),
             content_type: Some("image/jpeg".into()),
             etag: Some("\"e\"".into()),
@@ -1097,6 +1121,37 @@ mod tests {
         }
     }
 
+    /// An image a 304 confirmed: its record keeps the response's time and
+    /// the check's apart (the check starts the freshness window; an entry
+    /// reusing the record takes the response's), and an older check does
+    /// not replace a newer one.
+    #[test]
+    fn a_check_is_recorded_beside_the_fetch_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = Index::open(&dir.path().join("index")).unwrap();
+        let p = PackId::from_bytes([1; 32]);
+        let a = BlobId::of(b"a");
+        i.add_pack(p, 100, &[entry(a, 40)]).unwrap();
+        let hint = Location { pack: p, entry: entry(a, 40) }.hint();
+        let at = |s| DateTime::from_timestamp(s, 0);
+        let image = ImageInfo { format: "png".into(), width: 1, height: 1, warning: None };
+        let e = Entry {
+            url: "https://a.example/x.png".into(),
+            blob: Some(a),
+            image: Some(image),
+            fetched_at: at(1_764_000_000),
+            ..Default::default()
+        };
+        for (checked, want) in [(Some(2), Some(2)), (Some(1), Some(2)), (Some(3), Some(3))] {
+            let mut urls = i.url_updates();
+            urls.add(&Entry { checked_at: checked.and_then(|c| at(1_764_000_000 + c)), ..e.clone() }, &[hint]).unwrap();
+            urls.finish().unwrap();
+            let r = i.url(&e.url).unwrap().unwrap();
+            assert_eq!((r.fetched_at, r.checked_at), (e.fetched_at, want.and_then(|c| at(1_764_000_000 + c))));
+            assert_eq!(r.seen_at(), r.checked_at);
+        }
+    }
+
     #[test]
     fn url_records_round_trip_and_are_small() {
         let empty = UrlRecord::default();
@@ -1108,7 +1163,7 @@ mod tests {
             assert_eq!(UrlRecord::decode(&[b.as_slice(), &[0]].concat()), None);
         }
         // What JSON took ~500 bytes for.
-        assert!(full().encode().len() < 160, "{}", full().encode().len());
+        assert!(full().encode().len() < 170, "{}", full().encode().len());
     }
 
     #[test]
@@ -1361,6 +1416,8 @@ mod tests {
         urls.add(&e, &[hint]).unwrap();
         let later = Entry { fetched_at: DateTime::from_timestamp(1_764_100_000, 0), ..e.clone() };
         urls.add(&later, &[hint]).unwrap();
+        let checked = Entry { checked_at: DateTime::from_timestamp(1_764_200_000, 0), ..e.clone() };
+        urls.add(&checked, &[hint]).unwrap();
         assert_eq!(urls.accepted, 0);
         // ...unless it is an image, whose fetch time starts its freshness
         // window, or something else changed.

@@ -161,9 +161,8 @@ pub struct Entry {
     /// The body was not downloaded again: 304, or within the freshness window.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
-    /// When it was fetched or read; for an entry reused from the archive,
-    /// when the response it reuses was (or was last confirmed, see
-    /// `checked_at`).
+    /// When it was fetched or read; for an entry reused from the archive
+    /// (a 304, or the freshness window), when the response it reuses was.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time")]
     pub fetched_at: Option<DateTime<Utc>>,
     /// When the server confirmed, with a 304 to a conditional request of
