@@ -1122,6 +1122,27 @@ fn decode_frame(
     Ok(raw)
 }
 
+/// A part of a manifest stored as a blob (formats 5 and 6: a chunk, a key
+/// frame): read at `hint`, or where it is now, and as long as the root
+/// says (`hint`'s raw length, bounded first); `lost` names a blob that
+/// cannot be read.
+fn read_blob_part(
+    file: &dyn RangeRead,
+    hint: &Hint,
+    what: &dyn Fn(String) -> ManifestError,
+    lost: impl FnOnce(String) -> ManifestError,
+) -> Result<Vec<u8>, ManifestError> {
+    let want = hint.4;
+    if want > MAX_DECODED as u64 {
+        return Err(what(format!("declares {want} bytes, more than any manifest part")));
+    }
+    let raw = file.chunk_blob(hint).map_err(lost)?;
+    if raw.len() as u64 != want {
+        return Err(what(format!("decodes to {} bytes, not {want}", raw.len())));
+    }
+    Ok(raw)
+}
+
 /// The decoded JSON of the root of the file named `name` of `size` bytes,
 /// found by its footer and checked against the name (its hash), and the
 /// offset the root starts at.
@@ -1479,21 +1500,12 @@ impl Root {
         let c = &self.chunks[i];
         let what = |w: String| ManifestError::Format { id: name.to_string(), what: format!("chunk {i}: {w}") };
         let raw = match c.hint() {
-            Some(hint) => {
-                if c.raw_length > MAX_DECODED as u64 {
-                    return Err(what(format!("declares {} bytes, more than any manifest part", c.raw_length)));
-                }
-                let raw = file.chunk_blob(&hint).map_err(|why| ManifestError::ChunkBlob {
-                    id: name.to_string(),
-                    chunk: i,
-                    blob: hint.0,
-                    why,
-                })?;
-                if raw.len() as u64 != c.raw_length {
-                    return Err(what(format!("decodes to {} bytes, not {}", raw.len(), c.raw_length)));
-                }
-                raw
-            }
+            Some(hint) => read_blob_part(file, &hint, &what, |why| ManifestError::ChunkBlob {
+                id: name.to_string(),
+                chunk: i,
+                blob: hint.0,
+                why,
+            })?,
             None => {
                 let stored = file.read_range(c.offset, c.length)?;
                 if Some(BlobId::of(&stored)) != c.sha256 {
@@ -1523,21 +1535,12 @@ impl Root {
         let what = |w: String| ManifestError::Format { id: name.to_string(), what: format!("key frame {i}: {w}") };
         let raw_length = k.records.checked_mul(KEY_RECORD as u64).ok_or_else(|| what("too many records".into()))?;
         let raw = match k.hint() {
-            Some(hint) => {
-                if raw_length > MAX_DECODED as u64 {
-                    return Err(what(format!("declares {raw_length} bytes, more than any manifest part")));
-                }
-                let raw = file.chunk_blob(&hint).map_err(|why| ManifestError::KeyBlob {
-                    id: name.to_string(),
-                    frame: i,
-                    blob: hint.0,
-                    why,
-                })?;
-                if raw.len() as u64 != raw_length {
-                    return Err(what(format!("decodes to {} bytes, not {raw_length}", raw.len())));
-                }
-                raw
-            }
+            Some(hint) => read_blob_part(file, &hint, &what, |why| ManifestError::KeyBlob {
+                id: name.to_string(),
+                frame: i,
+                blob: hint.0,
+                why,
+            })?,
             None => {
                 let stored = file.read_range(k.offset, k.length)?;
                 if Some(BlobId::of(&stored)) != k.sha256 {
