@@ -294,12 +294,6 @@ impl SnapshotReader<'_> {
         self.chunk_list().iter().filter_map(|c| c.blob).chain(keys).collect()
     }
 
-    /// Whether entries of chunk `i` may have check times of this snapshot
-    /// (format 6), which a reader of the shared chunk alone would miss.
-    pub fn chunk_may_have_checks(&self, i: usize) -> bool {
-        matches!(&self.inner, ReaderInner::Chunked(r) if r.may_have_checks(i))
-    }
-
     /// Its key index's frames as the root lists them (none before format 3).
     pub fn key_frames(&self) -> &[KeyFrame] {
         match &self.inner {

@@ -265,16 +265,18 @@ impl Writer {
     /// already, and a record is replaced only by one at least as new, so
     /// reading them again could only change which of two records of one
     /// fetch time is kept (the same response, with another pack hint). The
-    /// snapshots of a year of runs share most of their chunks. A chunk
-    /// whose entries may have this snapshot's check times is read again:
-    /// a newer check restarts an image's freshness window.
+    /// snapshots of a year of runs share most of their chunks. The check
+    /// times a later snapshot holds for a shared chunk are not read (format
+    /// 6): an image confirmed again since then is asked again once its
+    /// first check's window ends (a conditional request, answered 304),
+    /// where reading them would cost a chunk per snapshot again.
     fn catalog(&self, id: SnapshotId, catalogued: &mut Catalogued) -> Result<(), ArchiveError> {
         let r = self.archive.open_snapshot(&id)?;
         let mut urls = self.index.url_updates();
         let mut read = Vec::new();
         for i in 0..r.chunks() {
             let blob = r.chunk_list().get(i).and_then(|c| c.blob);
-            if let Some(b) = blob.filter(|b| catalogued.contains(b) && !r.chunk_may_have_checks(i)) {
+            if let Some(b) = blob.filter(|b| catalogued.contains(b)) {
                 // Kept in the newer generation: a chunk every snapshot
                 // shares stays known however many come after.
                 catalogued.insert(b);

@@ -1399,17 +1399,6 @@ impl Root {
         Ok(lines)
     }
 
-    /// Whether a check frame's range meets chunk `i`'s entries (format 6:
-    /// some of them may have check times, which are this snapshot's own
-    /// though the chunk is shared).
-    pub fn may_have_checks(&self, i: usize) -> bool {
-        let Some(frames) = &self.checks else { return false };
-        let base = self.chunks[..i].iter().map(|c| c.entries).fold(0, u64::saturating_add);
-        let end = base.saturating_add(self.chunks.get(i).map_or(0, |c| c.entries));
-        let start = frames.partition_point(|f| f.last < base);
-        frames.get(start).is_some_and(|f| f.first < end)
-    }
-
     /// Format 6: sets the check times of chunk `i`'s `lines` from the
     /// frames that cover them.
     fn apply_checks(
