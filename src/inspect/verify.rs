@@ -189,6 +189,9 @@ pub fn verify(
     // distinct chunk, some thousand entries; a root that says another
     // length or count of it is checked again).
     let mut walked: HashSet<(BlobId, u64, u64)> = HashSet::new();
+    // Key frames stored as blobs (format 6), read once however many
+    // snapshots share them.
+    let mut walked_keys: HashSet<BlobId> = HashSet::new();
     for id in archive.snapshot_ids()? {
         report.snapshots += 1;
         let mut damaged = Vec::new();
@@ -219,7 +222,7 @@ pub fn verify(
                 }
                 // The key index too (restore reads it to find one
                 // article's entries), and the check times.
-                if let Err(err) = r.check_frames() {
+                if let Err(err) = r.check_frames(&mut walked_keys) {
                     damaged.push(err);
                 }
             }

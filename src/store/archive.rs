@@ -346,17 +346,25 @@ impl SnapshotReader<'_> {
 
     /// Reads and checks every frame of the key index and of the check
     /// times (`verify`: a chunk several snapshots share is read once, but
-    /// each has check times of its own); the number of frames read.
-    pub fn check_frames(&self) -> Result<usize, ArchiveError> {
+    /// each has check times of its own), but key frames stored as blobs
+    /// that `walked` holds (format 6: read for another snapshot), adding
+    /// those it reads; the number of frames read.
+    pub fn check_frames(&self, walked: &mut HashSet<BlobId>) -> Result<usize, ArchiveError> {
         let ReaderInner::Chunked(r) = &self.inner else { return Ok(0) };
-        let (keys, checks) = (r.keys.as_ref().map_or(0, Vec::len), r.checks.as_ref().map_or(0, Vec::len));
-        for i in 0..keys {
+        let (keys, checks) = (r.keys.as_deref().unwrap_or_default(), r.checks.as_ref().map_or(0, Vec::len));
+        let mut read = 0;
+        for (i, k) in keys.iter().enumerate() {
+            if k.blob.is_some_and(|b| walked.contains(&b)) {
+                continue;
+            }
             r.key_frame(&self.id.to_hex(), i, &self.file())?;
+            walked.extend(k.blob);
+            read += 1;
         }
         for i in 0..checks {
             r.check_frame(&self.id.to_hex(), i, &self.file())?;
         }
-        Ok(keys + checks)
+        Ok(read + checks)
     }
 }
 
