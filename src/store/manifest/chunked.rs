@@ -1122,6 +1122,18 @@ fn decode_frame(
     Ok(raw)
 }
 
+/// Whether a chunk's or key frame's location fields are those of its
+/// format: as a blob (`as_blob`), its id, pack and codec (`hint`) and no
+/// SHA-256, and a stored length no more than zstd makes of its records at
+/// worst, so a hint never has a reader fetch a whole pack; else a range of
+/// the file with its SHA-256 and none of the blob's fields (`no_blob`).
+fn located_as(as_blob: bool, sha256: Option<BlobId>, hint: Option<Hint>, no_blob: bool) -> bool {
+    match as_blob {
+        true => sha256.is_none() && hint.is_some_and(|h| h.3 <= h.4.saturating_add(h.4 / 128 + 1024)),
+        false => sha256.is_some() && no_blob,
+    }
+}
+
 /// A part of a manifest stored as a blob (formats 5 and 6: a chunk, a key
 /// frame): read at `hint`, or where it is now, and as long as the root
 /// says (`hint`'s raw length, bounded first); `lost` names a blob that
@@ -1263,18 +1275,10 @@ impl Root {
         // are blobs, and the file holds none.
         let mut at = 16;
         for c in &root.chunks {
-            // Format 5: the codec is the hint's (a reader that does not know
-            // it finds the blob as for a stale hint); the stored length is
-            // bounded by what zstd makes of the records at worst, so a
-            // hint never has a reader fetch a whole pack.
-            let fields = if version >= VERSION_5 {
-                c.sha256.is_none()
-                    && c.hint().is_some()
-                    && c.length <= c.raw_length.saturating_add(c.raw_length / 128 + 1024)
-            } else {
-                c.sha256.is_some() && (c.blob, c.pack, c.codec) == (None, None, None)
-            };
-            if !fields {
+            // Formats 5 and 6: the codec is the hint's (a reader that does
+            // not know it finds the blob as for a stale hint).
+            let no_blob = (c.blob, c.pack, c.codec) == (None, None, None);
+            if !located_as(version >= VERSION_5, c.sha256, c.hint(), no_blob) {
                 return Err(fmt(format!("a chunk's fields are not those of format {version}")));
             }
             if version >= VERSION_5 {
@@ -1306,13 +1310,9 @@ impl Root {
         }
         for k in root.keys.iter().flatten() {
             // Format 6: blobs, bounded as chunks are.
-            let fields = if version >= VERSION {
-                let raw = k.records.saturating_mul(KEY_RECORD as u64);
-                k.sha256.is_none() && k.hint().is_some() && k.length <= raw.saturating_add(raw / 128 + 1024)
-            } else {
-                k.sha256.is_some() && (k.blob, k.pack, k.codec) == (None, None, None)
-            };
-            if !fields || k.first.len() != 18 || k.last.len() != 18 {
+            let no_blob = (k.blob, k.pack, k.codec) == (None, None, None);
+            if !located_as(version >= VERSION, k.sha256, k.hint(), no_blob) || k.first.len() != 18 || k.last.len() != 18
+            {
                 return Err(fmt("key index does not match the file".into()));
             }
             if version >= VERSION {
