@@ -137,9 +137,9 @@ pub fn index_table(data: &[u8]) {
     crate::store::index::table::fuzz(data);
 }
 
-/// One blob's stored bytes under the codecs that need no dictionary, with
-/// the length the input's first 4 bytes claim: the claim bounds what is
-/// allocated.
+/// One blob's stored bytes under the codecs that need no dictionary, and
+/// as a near-copy, with the length the input's first 4 bytes claim: the
+/// claim bounds what is allocated.
 pub fn blob(data: &[u8]) {
     if data.len() < 4 {
         return;
@@ -147,6 +147,12 @@ pub fn blob(data: &[u8]) {
     let claimed = u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) as u64;
     for codec in [Codec::Raw, Codec::Zstd] {
         let _ = blob::decode(BlobId::of(&data[4..]), codec, claimed, &data[4..]);
+    }
+    // A near-copy, its base the input itself: the steps are parsed and
+    // applied, bounded by the claim.
+    let base = |_: &crate::store::Hint| Ok(data.to_vec());
+    if let Ok(rebuilt) = crate::store::delta::decode(BlobId::of(&data[4..]), claimed, &data[4..], &base) {
+        assert!(rebuilt.len() as u64 <= claimed);
     }
     // Lepton: what Kura checks before the decoder trusts a container. The
     // decoder itself is not run here: fuzzing builds of the inflater skip

@@ -323,22 +323,9 @@ impl Ctx {
     /// Hashes, dedups, compresses and appends a body on the blocking pool.
     async fn store(&self, body: Bytes) -> Result<StoredBlob, ArchiveError> {
         let writer = self.writer.clone();
-        let level = self.opts.write.zstd_level;
-        tokio::task::spawn_blocking(move || {
-            let id = BlobId::of(&body);
-            let dictionaries = {
-                let mut w = writer.lock().expect("no panics while held");
-                if let Some(s) = w.dedup(&id, body.len() as u64)? {
-                    return Ok(s);
-                }
-                w.dictionaries()?
-            };
-            // Compress outside the lock so other bodies can be appended meanwhile.
-            let enc = dictionaries.encode(id, &body, level)?;
-            writer.lock().expect("no panics while held").put(enc)
-        })
-        .await
-        .expect("store task does not panic")
+        tokio::task::spawn_blocking(move || Writer::add_shared(&writer, &body))
+            .await
+            .expect("store task does not panic")
     }
 
     fn fail_fatal(&self, e: ArchiveError) {

@@ -9,6 +9,7 @@ pub(crate) mod archive;
 pub(crate) mod backend;
 pub(crate) mod blob;
 pub(crate) mod copy;
+pub(crate) mod delta;
 pub(crate) mod dictionary;
 pub(crate) mod heads;
 pub(crate) mod history;

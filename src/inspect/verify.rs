@@ -11,6 +11,7 @@
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
+use crate::store::blob::Codec;
 use crate::store::id::{BlobId, PackId, SnapshotId};
 use crate::store::pack::{self, PackEntry};
 use crate::store::spill::Spill;
@@ -214,6 +215,15 @@ pub fn verify(
                         Ok(lines) => {
                             for b in lines.iter().flat_map(|(e, _)| e.blobs()) {
                                 blobs.push(&blob_key(b, REFERENCED), &[]).map_err(sort_failed)?;
+                            }
+                            // A near-copy needs its base too (one small
+                            // read each; a damaged one is named by
+                            // `--read-data`).
+                            for h in lines.iter().flat_map(|(_, h)| h).filter(|h| h.5 == Codec::Delta as u8) {
+                                // A near-copy missing itself is named as such.
+                                if let Ok(Some(base)) = archive.base_at_hint(h) {
+                                    blobs.push(&blob_key(base.0, REFERENCED), &[]).map_err(sort_failed)?;
+                                }
                             }
                             walked.extend(key);
                         }

@@ -5,7 +5,6 @@
 //! append to the pack is serialised. A file that changes while it is read
 //! is recorded as a failure rather than stored half-old, half-new.
 
-use crate::store::id::BlobId;
 use crate::store::manifest::{Entry, Kind};
 use crate::store::writer::Writer;
 use std::collections::HashSet;
@@ -132,7 +131,6 @@ pub fn archive_files(
     on_entry: &(dyn Fn(&Entry) + Sync),
 ) -> Result<Vec<Entry>, crate::store::archive::ArchiveError> {
     let items = walk(paths);
-    let level = writer.zstd_level();
     let writer = Mutex::new(writer);
     let next = AtomicUsize::new(0);
     let results: Vec<Mutex<Option<Entry>>> = items.iter().map(|_| Mutex::new(None)).collect();
@@ -165,22 +163,9 @@ pub fn archive_files(
                             match read_stable(p) {
                                 Err(why) => e.error = Some(why),
                                 Ok(data) => {
-                                    // Hash and compress outside the lock; only
-                                    // the pack append is serialised.
-                                    let id = BlobId::of(&data);
-                                    let known =
-                                        writer.lock().expect("no panics while held").dedup(&id, data.len() as u64);
-                                    let stored = match known {
-                                        Ok(Some(s)) => Ok(s),
-                                        Ok(None) => {
-                                            // Its own statement: the guard goes before `put` locks again.
-                                            let dicts = writer.lock().expect("no panics while held").dictionaries();
-                                            dicts
-                                                .and_then(|d| d.encode(id, &data, level))
-                                                .and_then(|enc| writer.lock().expect("no panics while held").put(enc))
-                                        }
-                                        Err(err) => Err(err),
-                                    };
+                                    // Hashed and compressed outside the lock;
+                                    // only the pack append is serialised.
+                                    let stored = Writer::add_shared(&writer, &data);
                                     match stored {
                                         Ok(s) => {
                                             e.blob = Some(s.id);

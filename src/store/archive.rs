@@ -1086,6 +1086,29 @@ impl Archive {
         Ok(self.decode_blob(e.id, e.codec, e.raw_len, &stored)?)
     }
 
+    /// The base a near-copy (codec 4) stored as `e` in `pack` names, with
+    /// where it was then: read from its first bytes alone.
+    pub fn near_copy_base(&self, pack: &PackId, e: &PackEntry) -> Result<Hint, ArchiveError> {
+        let head = self.backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len.min(128))?;
+        let damaged = || BlobError::Delta { id: e.id, why: "its base cannot be read from its first bytes".into() };
+        Ok(crate::store::delta::base_of(&head).ok_or_else(damaged)?.0)
+    }
+
+    /// The base of the near-copy a manifest hints at (`h`): read at the
+    /// hint, else wherever the blob is now; `None` when the blob is not a
+    /// near-copy there.
+    pub fn base_at_hint(&self, h: &Hint) -> Result<Option<Hint>, ArchiveError> {
+        let at = PackEntry { id: h.0, offset: h.2, stored_len: h.3, raw_len: h.4, codec: Codec::Delta };
+        if let Ok(base) = self.near_copy_base(&h.1, &at) {
+            return Ok(Some(base));
+        }
+        match self.located(&h.0)? {
+            Some((pack, e)) if e.codec == Codec::Delta => self.near_copy_base(&pack, &e).map(Some),
+            Some(_) => Ok(None),
+            None => Err(ArchiveError::MissingBlob(h.0)),
+        }
+    }
+
     /// Reads, decodes and checks one blob wherever it is now, found with
     /// [`Archive::locate`]: for one blob, not many (each is a walk of the
     /// index files).
@@ -1095,9 +1118,10 @@ impl Archive {
     }
 
     /// Decodes and checks a blob's stored bytes, of any codec: a
-    /// `zstd-dict` blob's dictionary is read from this archive.
+    /// `zstd-dict` blob's dictionary and a near-copy's base are read from
+    /// this archive.
     pub fn decode_blob(&self, id: BlobId, codec: Codec, raw_len: u64, stored: &[u8]) -> Result<Vec<u8>, BlobError> {
-        blob::decode_with(id, codec, raw_len, stored, &|d| self.dictionary(&d).map_err(|e| e.to_string()))
+        blob::decode_with(id, codec, raw_len, stored, self)
     }
 
     /// A zstd dictionary of this archive, checked against its name; read
@@ -1118,6 +1142,27 @@ impl Archive {
         }
         cache.insert(*id, zstd.clone());
         Ok(zstd)
+    }
+}
+
+impl blob::Resolve for Archive {
+    fn dictionary(&self, id: BlobId) -> Result<Arc<Vec<u8>>, String> {
+        Archive::dictionary(self, &id).map_err(|e| e.to_string())
+    }
+
+    /// At its hint, else wherever it is now (prune may have moved it). A
+    /// base stored as a near-copy is refused before it is read, so a
+    /// near-copy costs at most one more blob and damage cannot make a loop.
+    fn base(&self, hint: &Hint) -> Result<Vec<u8>, String> {
+        if let Some(bytes) = self.read_hinted(hint) {
+            return Ok(bytes);
+        }
+        match self.located(&hint.0) {
+            Ok(Some((_, e))) if e.codec == Codec::Delta => Err("it is a near-copy itself".into()),
+            Ok(Some((pack, e))) => self.read_at(&pack, &e).map_err(|e| e.to_string()),
+            Ok(None) => Err("no pack holds it".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub enum Codec {
     /// A JPEG re-coded losslessly in Dropbox's Lepton format
     /// (`store::lepton`).
     Lepton = 3,
+    /// A near-copy: ranges of another blob and new bytes (`store::delta`).
+    Delta = 4,
 }
 
 impl Codec {
@@ -33,6 +35,7 @@ impl Codec {
             1 => Some(Codec::Zstd),
             2 => Some(Codec::ZstdDict),
             3 => Some(Codec::Lepton),
+            4 => Some(Codec::Delta),
             _ => None,
         }
     }
@@ -96,6 +99,24 @@ pub enum BlobError {
         /// The blob.
         id: BlobId,
         /// What the decoder said.
+        why: String,
+    },
+    /// A near-copy's (codec 4) stored bytes are damaged.
+    #[error("blob {id}: the near-copy is damaged ({why})")]
+    Delta {
+        /// The blob.
+        id: BlobId,
+        /// What is wrong.
+        why: String,
+    },
+    /// A near-copy's base cannot be had.
+    #[error("blob {id}: its base blob {base} cannot be read ({why})")]
+    Base {
+        /// The blob.
+        id: BlobId,
+        /// The base it names.
+        base: BlobId,
+        /// Why (naming what failed).
         why: String,
     },
 }
@@ -179,20 +200,42 @@ pub fn encode_with_dictionary(
 /// Decodes stored bytes and checks them against the blob id. The decoded
 /// size is bounded by `raw_len` from the pack trailer, so a damaged or
 /// hostile frame cannot make us allocate more than that (no zstd bombs).
-/// A `zstd-dict` blob cannot be decoded without its dictionary: use
-/// [`decode_with`] (or `store::dictionary::decode`).
+/// A `zstd-dict` blob cannot be decoded without its dictionary, nor a
+/// near-copy without its base: use [`decode_with`] (or
+/// `Archive::decode_blob`).
 pub fn decode(id: BlobId, codec: Codec, raw_len: u64, stored: &[u8]) -> Result<Vec<u8>, BlobError> {
-    decode_with(id, codec, raw_len, stored, &|d| Err(format!("dictionary {d} is not at hand")))
+    decode_with(id, codec, raw_len, stored, &Unresolved)
 }
 
-/// [`decode`], with `dictionary` giving the zstd dictionary of a given id
-/// (or saying, naming it, why it cannot).
+/// What decoding a blob may need from its archive: a zstd dictionary
+/// (codec 2) or a near-copy's base (codec 4), each read and checked, or
+/// an error naming why not.
+pub trait Resolve {
+    /// The zstd dictionary of a given id.
+    fn dictionary(&self, id: BlobId) -> Result<std::sync::Arc<Vec<u8>>, String>;
+    /// The raw bytes of the base a near-copy names, with where it was.
+    fn base(&self, hint: &crate::store::manifest::chunked::Hint) -> Result<Vec<u8>, String>;
+}
+
+/// Resolves nothing: blobs that need their archive cannot be decoded.
+struct Unresolved;
+
+impl Resolve for Unresolved {
+    fn dictionary(&self, id: BlobId) -> Result<std::sync::Arc<Vec<u8>>, String> {
+        Err(format!("dictionary {id} is not at hand"))
+    }
+    fn base(&self, hint: &crate::store::manifest::chunked::Hint) -> Result<Vec<u8>, String> {
+        Err(format!("blob {} is not at hand", hint.0))
+    }
+}
+
+/// [`decode`], with `resolve` giving what a blob needs from its archive.
 pub fn decode_with(
     id: BlobId,
     codec: Codec,
     raw_len: u64,
     stored: &[u8],
-    dictionary: &dyn Fn(BlobId) -> Result<std::sync::Arc<Vec<u8>>, String>,
+    resolve: &dyn Resolve,
 ) -> Result<Vec<u8>, BlobError> {
     let data = match codec {
         Codec::Raw => stored.to_vec(),
@@ -202,10 +245,11 @@ pub fn decode_with(
                 return Err(BlobError::Length { id, expected: raw_len, got: 0 });
             };
             let dict = BlobId::from_bytes(*dict);
-            let zstd = dictionary(dict).map_err(|why| BlobError::Dictionary { id, dictionary: dict, why })?;
+            let zstd = resolve.dictionary(dict).map_err(|why| BlobError::Dictionary { id, dictionary: dict, why })?;
             unzstd(id, raw_len, frame, &zstd)?
         }
         Codec::Lepton => crate::store::lepton::decode(id, raw_len, stored)?,
+        Codec::Delta => crate::store::delta::decode(id, raw_len, stored, &|h| resolve.base(h))?,
     };
     if data.len() as u64 != raw_len {
         return Err(BlobError::Length { id, expected: raw_len, got: data.len() as u64 });

@@ -4,6 +4,8 @@
 //!
 //! Blobs travel as they are stored (no decompression, no recompression),
 //! but each is decoded and re-hashed on the way, so damage is never copied.
+//! Near-copies are the exception: their base need not travel with them,
+//! so the destination stores them as it would a body it fetched.
 //! The destination commits as a run does: blobs durable, then its index
 //! file, then the manifest, so an interrupted copy leaves every committed
 //! snapshot of the destination intact, and running it again finishes it.
@@ -108,11 +110,11 @@ pub fn copy(
                     let read = |pack: PackId, pe: PackEntry| {
                         let stored =
                             src.backend().read_range(FileKind::Pack, &pack.to_hex(), pe.offset, pe.stored_len)?;
-                        src.decode_blob(b, pe.codec, pe.raw_len, &stored)?;
-                        Ok::<_, ArchiveError>((stored, pe))
+                        let raw = src.decode_blob(b, pe.codec, pe.raw_len, &stored)?;
+                        Ok::<_, ArchiveError>((stored, pe, raw))
                     };
                     // A stale hint (prune moved the blob) falls back to the index.
-                    let (stored, pe) = match read(pack, pe) {
+                    let (stored, pe, raw) = match read(pack, pe) {
                         Ok(r) => r,
                         Err(_) => {
                             let (pack, pe) = located(src, &mut index, b)?;
@@ -120,6 +122,14 @@ pub fn copy(
                         }
                     };
                     report.blobs_copied += 1;
+                    if pe.codec == blob::Codec::Delta {
+                        // Its base may not be in the destination, nor its
+                        // hint right there: stored again as the
+                        // destination's writer would (whole, or a
+                        // near-copy of a base of its own).
+                        report.bytes_copied += writer.add(&raw)?.stored_size;
+                        continue;
+                    }
                     report.bytes_copied += stored.len() as u64;
                     writer.put(EncodedBlob { id: b, raw_len: pe.raw_len, codec: pe.codec, data: stored })?;
                 }

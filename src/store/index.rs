@@ -30,6 +30,11 @@
 //!   lookups are of blobs a run is about to store). Forgetting a pack
 //!   removes its number; its locations are ignored by lookups and dropped
 //!   by the next merge that reaches them.
+//! - `piece-tables/`: hash (XXH3-128) of a piece of a large blob stored
+//!   whole (`store::delta`) -> pack number, blob id and the piece's offset
+//!   in the blob, one table per pack, filtered like blob locations: what
+//!   finds near-copies (a match is checked against the blob's bytes). A pure cache: a rebuilt index has none for the
+//!   blobs stored before, and a pack prune forgets drops its pieces.
 //! - `extract-tables/`: hash of (blob, document URL, header policy,
 //!   extractor version) -> zstd-compressed JSON of what extraction found
 //!   (a pure cache, [`extracts`]), filtered like blob locations.
@@ -499,6 +504,16 @@ impl SnapshotSummary {
     }
 }
 
+/// A `piece-tables` value: pack number, blob, offset in the blob.
+fn decode_piece(v: &[u8]) -> Option<crate::store::delta::Found> {
+    let mut r = varint::Reader::new(v);
+    r.u64()?;
+    let base = BlobId::from_bytes(r.bytes(32)?.try_into().ok()?);
+    let offset = r.u64()?;
+    r.end()?;
+    Some(crate::store::delta::Found { base, offset })
+}
+
 /// The open sled index. Clones share it (sled trees are thread-safe handles).
 #[derive(Clone)]
 pub struct Index {
@@ -510,6 +525,7 @@ pub struct Index {
     packs: sled::Tree,
     pack_ids: sled::Tree,
     urls: std::sync::Arc<tables::Tables>,
+    pieces: std::sync::Arc<tables::Tables>,
     snapshots: sled::Tree,
     chunk_facts: sled::Tree,
     extracts: std::sync::Arc<extracts::Extracts>,
@@ -551,6 +567,7 @@ impl Index {
             packs: db.open_tree("packs")?,
             pack_ids: db.open_tree("pack_ids")?,
             urls: tables("url-tables", "url_tables", URL_TABLES)?,
+            pieces: tables("piece-tables", "piece_tables", BLOB_TABLES)?,
             snapshots: db.open_tree("snapshots")?,
             chunk_facts: db.open_tree("chunk_facts")?,
             extracts: std::sync::Arc::new(extracts::Extracts::new(tables::Tables::open(
@@ -695,6 +712,51 @@ impl Index {
         v.extend_from_slice(&number.to_le_bytes());
         self.packs.insert(pack.as_bytes(), v)?;
         Ok(())
+    }
+
+    /// Records the pieces of the large blobs stored whole in an indexed
+    /// pack, as (piece, blob, offset in the blob): a later near-copy of
+    /// one of them finds it through [`Index::piece`].
+    pub fn add_pieces(&self, pack: PackId, pieces: &mut [([u8; 16], BlobId, u64)]) -> Result<(), IndexError> {
+        let Some(number) = self.pack_number(&pack)? else { return Ok(()) };
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        pieces.sort_unstable_by_key(|p| p.0);
+        let mut out = self.pieces.create(pieces.len() as u64)?;
+        let mut v = Vec::with_capacity(48);
+        let mut last = None;
+        for (hash, blob, offset) in pieces.iter() {
+            // A piece two blobs share: the first is as good a base.
+            if last == Some(*hash) {
+                continue;
+            }
+            last = Some(*hash);
+            v.clear();
+            varint::put(&mut v, number);
+            v.extend_from_slice(blob.as_bytes());
+            varint::put(&mut v, *offset);
+            out.push(hash, &v)?;
+        }
+        self.pieces.add(out)?;
+        self.merged(self.pieces.merge(&|v| self.piece_indexed(v)))
+    }
+
+    /// Which blob stored whole holds a piece with this hash, and where, if
+    /// its pack is still indexed (a hash suggests, the caller compares).
+    pub fn piece(&self, hash: &[u8; 16]) -> Result<Option<crate::store::delta::Found>, IndexError> {
+        let mut found = None;
+        self.pieces
+            .get_where(hash, |v| {
+                found = decode_piece(v).filter(|_| self.piece_indexed(v));
+                found.is_some()
+            })
+            .map_err(|e| self.table_failed(e))?;
+        Ok(found)
+    }
+
+    fn piece_indexed(&self, v: &[u8]) -> bool {
+        varint::Reader::new(v).u64().is_some_and(|n| self.pack_ids.contains_key(n.to_be_bytes()).unwrap_or(true))
     }
 
     /// Every indexed pack.
@@ -931,7 +993,8 @@ impl Index {
     /// too, but the largest table is merged seldom, so a prune that moved
     /// most blobs left their old locations on disk for a long time.
     pub fn drop_forgotten_locations(&self) -> Result<(), IndexError> {
-        self.merged(self.blobs.rewrite(&|v| self.location_indexed(v)))
+        self.merged(self.blobs.rewrite(&|v| self.location_indexed(v)))?;
+        self.merged(self.pieces.rewrite(&|v| self.piece_indexed(v)))
     }
 
     /// Whether a blob location points into a pack still indexed (an

@@ -19,10 +19,12 @@
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
-use crate::store::blob::{Codec, EncodedBlob};
+use crate::store::blob::{BlobError, Codec, EncodedBlob};
+use crate::store::delta;
 use crate::store::id::{BlobId, PackId};
 use crate::store::lepton;
 use crate::store::manifest::Kind;
+use crate::store::manifest::chunked::Hint;
 use crate::store::marks::Marks;
 use crate::store::pack::{self, PackEntry};
 use crate::store::writer::{WriteOptions, Writer};
@@ -121,6 +123,8 @@ const CLAIMED: u8 = 8;
 /// A manifest chunk's blob whose entries are marked: a snapshot sharing it
 /// need not read it again.
 const WALKED: u8 = 16;
+/// A near-copy (codec 4) whose base is marked live.
+const BASED: u8 = 32;
 
 /// Runs a prune on `archive`.
 ///
@@ -161,7 +165,14 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
                     failed |= marked.is_err();
                     marked.map_err(io)?;
                 }
-                for (e, _) in lines {
+                for (e, hints) in lines {
+                    // A near-copy needs its base, which no entry may name:
+                    // read from the near-copy's first bytes, once a prune.
+                    for h in hints.iter().filter(|h| h.5 == Codec::Delta as u8) {
+                        let marked = mark_base(archive, &mut marks, h);
+                        failed |= marked.is_err();
+                        marked?;
+                    }
                     let mut body = LIVE;
                     if opts.recompress
                         && matches!(e.kind, Some(Kind::Article | Kind::Stylesheet | Kind::Feed | Kind::Page))
@@ -236,6 +247,16 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
             if flags & LIVE == 0 {
                 report.blobs_removed += 1;
             } else {
+                if e.codec == Codec::Delta && flags & BASED == 0 {
+                    // No hint said what it is (a copy of a blob stored
+                    // twice): packs listed before may have lost its base
+                    // already, so prune stops before it deletes anything.
+                    let base = archive.near_copy_base(&r.pack, e)?;
+                    if marks.get(&base.0).map_err(io)? & LIVE == 0 {
+                        let why = "prune did not see that a snapshot needs it; nothing was deleted, run `kura verify`";
+                        return Err(BlobError::Base { id: e.id, base: base.0, why: why.into() }.into());
+                    }
+                }
                 live.push(e.id);
                 if flags & CLAIMED == 0 {
                     needed.push((*e, flags));
@@ -253,7 +274,8 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
             // A JPEG tried before and left as it is does not make its pack
             // be rewritten again on every prune.
             Codec::Raw => flags & JPEG != 0 && !writer.index().lepton_kept(&e.id).unwrap_or(false),
-            Codec::Lepton => false,
+            // A near-copy is stored as it was: its base stays where it is.
+            Codec::Lepton | Codec::Delta => false,
         };
         let mut goes =
             needed.is_empty() || (needed_bytes as f64) < opts.repack_below * data as f64 || needed.iter().any(stale);
@@ -309,7 +331,8 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
     // a tenth of zstd's speed, so blobs are coded on every core, a few at
     // a time, and written in their order (the same blobs in the same order
     // make the same pack, which a prune killed midway relies on).
-    let recode = |(pack, e, flags): &(PackId, PackEntry, u8)| -> Result<Result<EncodedBlob, Vec<u8>>, ArchiveError> {
+    type Coded = (Result<EncodedBlob, Vec<u8>>, Vec<delta::Piece>);
+    let recode = |(pack, e, flags): &(PackId, PackEntry, u8)| -> Result<Coded, ArchiveError> {
         let stored = backend.read_range(FileKind::Pack, &pack.to_hex(), e.offset, e.stored_len)?;
         // Never carry damage into a new pack.
         let data = archive.decode_blob(e.id, e.codec, e.raw_len, &stored)?;
@@ -317,11 +340,14 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
             Codec::ZstdDict if opts.recompress => {
                 dictionaries.recompress(e.id, &data, level).filter(|b| b.data.get(..32) != stored.get(..32))
             }
-            Codec::ZstdDict | Codec::Lepton => None,
+            Codec::ZstdDict | Codec::Lepton | Codec::Delta => None,
             Codec::Raw if flags & JPEG != 0 => lepton::encode(e.id, &data),
             Codec::Raw | Codec::Zstd => dictionaries.recompress(e.id, &data, level),
         };
-        Ok(again.filter(|b| b.data.len() < stored.len()).ok_or(stored))
+        // Pieces of what stays whole, so that later near-copies of it
+        // still find it in its new pack.
+        let pieces = if e.codec == Codec::Delta { Vec::new() } else { delta::pieces(&data) };
+        Ok((again.filter(|b| b.data.len() < stored.len()).ok_or(stored), pieces))
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut copies = to_copy.read().map_err(io)?;
@@ -342,7 +368,8 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
             (0..batch.len()).map(|i| per_worker[i % workers].next().expect("one result a blob")).collect()
         });
         for ((_, e, flags), coded) in batch.iter().zip(coded) {
-            match coded? {
+            let (coded, pieces) = coded?;
+            match coded {
                 Ok(blob) => {
                     if blob.codec == Codec::Lepton {
                         report.jpegs_recompressed += 1;
@@ -351,14 +378,15 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
                     } else {
                         report.blobs_recompressed += 1;
                     }
-                    writer.copy(blob)?;
+                    writer.copy_pieces(blob, &pieces)?;
                 }
                 Err(stored) => {
                     if e.codec == Codec::Raw && flags & JPEG != 0 {
                         // Tried: its pack is not rewritten for it again.
                         writer.index().set_lepton_kept(&e.id).map_err(ArchiveError::from)?;
                     }
-                    writer.copy(EncodedBlob { id: e.id, raw_len: e.raw_len, codec: e.codec, data: stored })?
+                    let blob = EncodedBlob { id: e.id, raw_len: e.raw_len, codec: e.codec, data: stored };
+                    writer.copy_pieces(blob, &pieces)?
                 }
             }
         }
@@ -521,6 +549,18 @@ impl CopyReader {
     }
 }
 
+/// Marks live the base of the near-copy a manifest hints at (`h`), unless
+/// this prune did already.
+fn mark_base(archive: &Archive, marks: &mut Marks, h: &Hint) -> Result<(), ArchiveError> {
+    let io = |source| ArchiveError::Io { path: archive.scratch_dir(), source };
+    if marks.get(&h.0).map_err(io)? & BASED != 0 {
+        return Ok(());
+    }
+    let Some(base) = archive.base_at_hint(h)? else { return Ok(()) };
+    marks.mark(&base.0, LIVE).map_err(io)?;
+    marks.mark(&h.0, BASED).map_err(io)
+}
+
 /// An image entry whose body is a JPEG, as its header or, for a local file
 /// (whose header is not read), its Content-Type says.
 fn is_jpeg(e: &crate::store::manifest::Entry) -> bool {
@@ -632,6 +672,77 @@ mod tests {
             reports.push(serde_json::to_value(&r).unwrap());
         }
         assert_eq!(reports[0], reports[1]);
+    }
+
+    #[test]
+    fn a_near_copy_keeps_its_base_through_prune_verify_and_copy() {
+        use crate::inspect::verify::{VerifyOptions, verify};
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(&dir.path().join("a")).unwrap();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let picture: Vec<u8> = b"\xFF\xD8\xFF\xE0".iter().copied().chain((0..300_000).map(|_| rng.u8(..))).collect();
+        let variant = |c: &str| [&picture[..20], c.as_bytes(), &picture[20..]].concat();
+        let (one, two) = (variant("a comment"), variant("another comment, longer"));
+        let entry = |url: &str, blob| Entry {
+            url: url.into(),
+            blob: Some(blob),
+            kind: Some(Kind::Image),
+            content_type: Some("image/jpeg".into()),
+            ..Default::default()
+        };
+        let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
+        let base = w.add(&picture).unwrap().id;
+        // A base must be in a written pack: in the pack being built it is
+        // not found, and the variant is stored whole.
+        let whole = w.add(&one).unwrap();
+        assert!(whole.stored_size >= one.len() as u64, "{whole:?}");
+        w.flush_pack().unwrap();
+        let near = w.add(&two).unwrap();
+        assert!(near.new && near.stored_size < 1_000, "{near:?}");
+        w.flush_pack().unwrap();
+        assert_eq!(w.index().blob(&near.id).unwrap().unwrap().entry.codec, Codec::Delta);
+        // The only snapshot names the near-copy, not its base.
+        let header = ManifestHeader::for_tests();
+        w.commit(&Manifest { header, entries: vec![entry("https://a.example/two", near.id)] }).unwrap();
+        drop(w);
+        assert_eq!(archive.find_blob(&near.id).unwrap(), two);
+
+        let r = prune(&archive, PruneOptions { recompress: true, ..Default::default() }).unwrap();
+        assert_eq!(r.blobs_removed, 1, "the stored-whole variant goes, the base stays: {r:?}");
+        let after = archive.pack_index().unwrap();
+        assert!(after.get(&base).is_some() && after.get(&whole.id).is_none());
+        assert_eq!(archive.read_blob(&after, &near.id).unwrap(), two);
+        let opts = VerifyOptions { read_data: true, subset_pct: None, threads: 1 };
+        let report = verify(&archive, opts, &|_| ()).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+        // The base moved to a new pack, and later near-copies still find it.
+        let mut w = Writer::open(&archive, WriteOptions::default()).unwrap();
+        let third = w.add(&variant("a third comment")).unwrap();
+        assert!(third.new && third.stored_size < 1_000, "{third:?}");
+        drop(w);
+
+        // Copied elsewhere, it is stored there without its base.
+        let other = Archive::open_or_init(&dir.path().join("b")).unwrap();
+        crate::store::copy::copy(&archive, &other, &[], WriteOptions::default()).unwrap();
+        assert_eq!(other.find_blob(&near.id).unwrap(), two);
+        assert!(other.locate(&base).unwrap().is_none());
+
+        // With its base damaged, verify names the base, and the near-copy
+        // as damaged with the base it lacks.
+        let (pack, e) = after.get(&base).unwrap();
+        let hex = pack.to_hex();
+        let path = archive.root().join("packs").join(&hex[..2]).join(&hex);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(e.offset + e.stored_len / 2) as usize] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let report =
+            verify(&archive, VerifyOptions { read_data: true, subset_pct: None, threads: 1 }, &|_| ()).unwrap();
+        let problem = |code, blob| report.problems.iter().find(|p| p.code == code && p.blob == Some(blob));
+        assert!(problem("blob-damaged", base).is_some(), "{:?}", report.problems);
+        let damaged = problem("blob-damaged", near.id).expect("the near-copy is damaged");
+        assert!(damaged.message.contains(&base.to_string()), "{}", damaged.message);
+        assert!(damaged.affected.iter().any(|a| a.url == "https://a.example/two"), "{damaged:?}");
     }
 
     #[test]

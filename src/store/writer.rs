@@ -17,7 +17,8 @@
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
-use crate::store::blob::EncodedBlob;
+use crate::store::blob::{Codec, EncodedBlob};
+use crate::store::delta;
 use crate::store::dictionary::Dictionaries;
 use crate::store::history::History;
 use crate::store::id::{BlobId, PackId, SnapshotId};
@@ -27,6 +28,7 @@ use crate::store::lock::WriterLock;
 use crate::store::manifest::chunked::{self, ChunkSink, ChunkedWriter, Encoded, Line, Piece, Placed};
 use crate::store::manifest::{Entry, Manifest, ManifestHeader, Summary};
 use crate::store::pack::{self, PackBuilder, PackEntry};
+use std::borrow::BorrowMut;
 use std::collections::{HashMap, HashSet};
 use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
@@ -104,6 +106,10 @@ pub struct Writer {
     options: WriteOptions,
     pack: PackBuilder,
     pending: HashMap<BlobId, PackEntry>,
+    /// The pieces of the large blobs stored whole in the pack being built,
+    /// as (piece, blob, offset): indexed with the pack, so a near-copy's
+    /// base is always in a durable pack (`store::delta`).
+    pending_pieces: Vec<([u8; 16], BlobId, u64)>,
     /// Packs written but not yet named by an index file (at most
     /// `index_file::MAX_BLOBS` blobs, then a file is written).
     unindexed: Vec<PackRecord>,
@@ -170,6 +176,7 @@ impl Writer {
             options,
             pack: PackBuilder::new(),
             pending: HashMap::new(),
+            pending_pieces: Vec::new(),
             unindexed: Vec::new(),
             written: Vec::new(),
             stats: WriteStats::default(),
@@ -359,8 +366,18 @@ impl Writer {
     /// Adds a blob already hashed and encoded (callers may encode on other
     /// threads). A blob stored meanwhile by someone else is not stored twice.
     pub fn put(&mut self, blob: EncodedBlob) -> Result<StoredBlob, ArchiveError> {
+        self.put_pieces(blob, &[])
+    }
+
+    /// [`Writer::put`] of a blob cut into `pieces` ([`delta::pieces`]):
+    /// if it is stored whole, later near-copies of it can name it as
+    /// their base once its pack is written.
+    pub fn put_pieces(&mut self, blob: EncodedBlob, pieces: &[delta::Piece]) -> Result<StoredBlob, ArchiveError> {
         if let Some(s) = self.dedup(&blob.id, blob.raw_len)? {
             return Ok(s);
+        }
+        if blob.codec != Codec::Delta {
+            self.pending_pieces.extend(pieces.iter().map(|p| (p.hash, blob.id, p.offset)));
         }
         self.stats.blobs += 1;
         self.stats.bytes += blob.raw_len;
@@ -376,6 +393,15 @@ impl Writer {
     /// prune copies the live blobs of a mostly-garbage pack this way, and
     /// once the copy's pack is flushed the index points at it.
     pub fn copy(&mut self, blob: EncodedBlob) -> Result<(), ArchiveError> {
+        self.copy_pieces(blob, &[])
+    }
+
+    /// [`Writer::copy`] of a blob cut into `pieces`: a near-copy's base
+    /// that prune moves stays findable by later near-copies.
+    pub fn copy_pieces(&mut self, blob: EncodedBlob, pieces: &[delta::Piece]) -> Result<(), ArchiveError> {
+        if blob.codec != Codec::Delta {
+            self.pending_pieces.extend(pieces.iter().map(|p| (p.hash, blob.id, p.offset)));
+        }
         self.push(blob).map(drop)
     }
 
@@ -393,13 +419,35 @@ impl Writer {
     /// Hashes `data`, and encodes and adds it unless the archive has it.
     pub fn add(&mut self, data: &[u8]) -> Result<StoredBlob, ArchiveError> {
         let id = BlobId::of(data);
-        match self.dedup(&id, data.len() as u64)? {
-            Some(s) => Ok(s),
-            None => {
-                let blob = self.dictionaries()?.encode(id, data, self.options.zstd_level)?;
-                self.put(blob)
-            }
+        if let Some(s) = self.dedup(&id, data.len() as u64)? {
+            return Ok(s);
         }
+        let pieces = delta::pieces(data);
+        let dictionaries = self.dictionaries()?;
+        let blob = encode_body(&dictionaries, &self.archive, &self.index, id, data, &pieces, self.options.zstd_level)?;
+        self.put_pieces(blob, &pieces)
+    }
+
+    /// [`Writer::add`] through a writer that threads share: hashing,
+    /// encoding and the search for a near-copy's base happen outside the
+    /// lock, so other bodies are appended meanwhile.
+    pub fn add_shared<W: BorrowMut<Writer>>(
+        writer: &std::sync::Mutex<W>,
+        data: &[u8],
+    ) -> Result<StoredBlob, ArchiveError> {
+        let lock = || writer.lock().expect("no panics while held");
+        let id = BlobId::of(data);
+        let (dictionaries, archive, index, level) = {
+            let mut guard = lock();
+            let w: &mut Writer = (*guard).borrow_mut();
+            if let Some(s) = w.dedup(&id, data.len() as u64)? {
+                return Ok(s);
+            }
+            (w.dictionaries()?, w.archive.clone(), w.index.clone(), w.options.zstd_level)
+        };
+        let pieces = delta::pieces(data);
+        let blob = encode_body(&dictionaries, &archive, &index, id, data, &pieces, level)?;
+        BorrowMut::<Writer>::borrow_mut(&mut *lock()).put_pieces(blob, &pieces)
     }
 
     /// Writes the pack being built (if any) durably and indexes it.
@@ -410,6 +458,8 @@ impl Writer {
         let (id, bytes, entries) = std::mem::take(&mut self.pack).finish();
         self.archive.backend().write(FileKind::Pack, &id.to_hex(), &bytes)?;
         self.index.add_pack(id, bytes.len() as u64, &entries)?;
+        self.index.add_pieces(id, &mut self.pending_pieces)?;
+        self.pending_pieces.clear();
         self.pending.clear();
         self.stats.packs += 1;
         self.stats.pack_bytes += bytes.len() as u64;
@@ -697,6 +747,37 @@ impl ChunkSink for ChunkPacks<'_> {
 /// may hold waiting: a few hundred entries in memory.
 const URL_BATCH: usize = 128;
 const URL_BATCHES: usize = 2;
+
+/// How a new body is stored: with its kind's dictionary or zstd as
+/// [`Dictionaries::encode`] decides, or as a near-copy of a blob stored
+/// whole before when its `pieces` are found in one and that is smaller
+/// (the base is read to compare them).
+fn encode_body(
+    dictionaries: &Dictionaries,
+    archive: &Archive,
+    index: &Index,
+    id: BlobId,
+    data: &[u8],
+    pieces: &[delta::Piece],
+    level: i32,
+) -> Result<EncodedBlob, ArchiveError> {
+    let whole = dictionaries.encode(id, data, level)?;
+    if pieces.is_empty() {
+        return Ok(whole);
+    }
+    let found = pieces.iter().map(|p| index.piece(&p.hash)).collect::<Result<Vec<_>, _>>()?;
+    let Some(base) = delta::best_base(data.len(), pieces, &found) else { return Ok(whole) };
+    // Its pack is indexed (pieces are recorded with it), unless prune
+    // forgot it since the lookup.
+    let Some(at) = index.blob(&base)?.filter(|l| l.entry.codec != Codec::Delta) else { return Ok(whole) };
+    // A base that cannot be read now is passed over: the body is stored
+    // whole, and `verify` is what reports damage.
+    let Ok(source) = archive.read_at(&at.pack, &at.entry) else { return Ok(whole) };
+    Ok(match delta::encode(id, data, pieces, &found, &at.hint(), &source, level) {
+        Some(near) if near.data.len() < whole.data.len() => near,
+        _ => whole,
+    })
+}
 
 /// What [`Writer::reconcile`] changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
