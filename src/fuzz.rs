@@ -150,7 +150,7 @@ pub fn blob(data: &[u8]) {
     }
     // A near-copy, its base the input itself: the steps are parsed and
     // applied, bounded by the claim.
-    let base = |_: &crate::store::Hint| Ok(data.to_vec());
+    let base = |_: &crate::store::Hint| Ok(std::sync::Arc::new(data.to_vec()));
     if let Ok(rebuilt) = crate::store::delta::decode(BlobId::of(&data[4..]), claimed, &data[4..], &base) {
         assert!(rebuilt.len() as u64 <= claimed);
     }

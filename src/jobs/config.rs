@@ -311,6 +311,9 @@ impl Validator<'_> {
         if let Some(on) = raw.store.dictionaries {
             store.dictionaries = on;
         }
+        if let Some(on) = raw.store.near_copies {
+            store.near_copies = on;
+        }
         if let Some(n) = &raw.store.dictionary_samples {
             match *n.get_ref() {
                 crate::store::dictionary::MIN_SAMPLES..=100_000 => store.dictionary_samples = *n.get_ref(),

@@ -382,6 +382,42 @@ pub struct Archive {
     /// Where every blob is, for manifest chunks whose hints went stale (a
     /// prune moved them; then every snapshot sharing them meets them).
     located: Arc<Mutex<Located>>,
+    /// Near-copies' bases read lately: a site's variants of one picture
+    /// are restored, served and verified one after another.
+    bases: Arc<Mutex<Bases>>,
+}
+
+/// Bytes of bases [`Bases`] keeps at most.
+const BASE_CACHE: usize = 32 << 20;
+
+/// Recently read bases of near-copies, most recent last, up to
+/// [`BASE_CACHE`] bytes.
+#[derive(Default)]
+struct Bases {
+    kept: Vec<(BlobId, Arc<Vec<u8>>)>,
+    bytes: usize,
+}
+
+impl Bases {
+    fn get(&mut self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
+        let i = self.kept.iter().position(|(k, _)| k == id)?;
+        let hit = self.kept.remove(i);
+        let bytes = hit.1.clone();
+        self.kept.push(hit);
+        Some(bytes)
+    }
+
+    fn put(&mut self, id: BlobId, bytes: Arc<Vec<u8>>) {
+        if bytes.len() > BASE_CACHE / 4 {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.kept.push((id, bytes));
+        while self.bytes > BASE_CACHE {
+            let (_, old) = self.kept.remove(0);
+            self.bytes -= old.len();
+        }
+    }
 }
 
 /// [`Archive::located`]'s state: the first stale chunk is found pack by
@@ -489,6 +525,7 @@ impl Archive {
             remote: None,
             dictionaries: Arc::default(),
             located: Arc::default(),
+            bases: Arc::default(),
         })
     }
 
@@ -597,7 +634,14 @@ impl Archive {
                 .join(&id[..16]),
         };
         std::fs::create_dir_all(&root).map_err(io(&root))?;
-        Ok(Archive { root, backend, remote: Some(location), dictionaries: Arc::default(), located: Arc::default() })
+        Ok(Archive {
+            root,
+            backend,
+            remote: Some(location),
+            dictionaries: Arc::default(),
+            located: Arc::default(),
+            bases: Arc::default(),
+        })
     }
 
     #[cfg(not(feature = "s3"))]
@@ -1094,6 +1138,33 @@ impl Archive {
         Ok(crate::store::delta::base_of(&head).ok_or_else(damaged)?.0)
     }
 
+    /// The raw bytes of a near-copy's base: at its hint, else wherever it
+    /// is now (prune may have moved it), kept a while for the next
+    /// near-copy of it. A base stored as a near-copy is refused before it
+    /// is read, so a near-copy costs at most one more blob and damage
+    /// cannot make a loop.
+    pub fn base_bytes(&self, hint: &Hint) -> Result<Arc<Vec<u8>>, ArchiveError> {
+        let bases = || self.bases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bytes) = bases().get(&hint.0) {
+            return Ok(bytes);
+        }
+        let near_copy = || BlobError::Delta { id: hint.0, why: "named as a base, but a near-copy itself".into() };
+        if hint.5 == Codec::Delta as u8 {
+            return Err(near_copy().into());
+        }
+        let bytes = match self.read_hinted(hint) {
+            Some(bytes) => bytes,
+            None => match self.located(&hint.0)? {
+                Some((_, e)) if e.codec == Codec::Delta => return Err(near_copy().into()),
+                Some((pack, e)) => self.read_at(&pack, &e)?,
+                None => return Err(ArchiveError::MissingBlob(hint.0)),
+            },
+        };
+        let bytes = Arc::new(bytes);
+        bases().put(hint.0, bytes.clone());
+        Ok(bytes)
+    }
+
     /// The base of the near-copy a manifest hints at (`h`): read at the
     /// hint, else wherever the blob is now; `None` when the blob is not a
     /// near-copy there.
@@ -1150,19 +1221,8 @@ impl blob::Resolve for Archive {
         Archive::dictionary(self, &id).map_err(|e| e.to_string())
     }
 
-    /// At its hint, else wherever it is now (prune may have moved it). A
-    /// base stored as a near-copy is refused before it is read, so a
-    /// near-copy costs at most one more blob and damage cannot make a loop.
-    fn base(&self, hint: &Hint) -> Result<Vec<u8>, String> {
-        if let Some(bytes) = self.read_hinted(hint) {
-            return Ok(bytes);
-        }
-        match self.located(&hint.0) {
-            Ok(Some((_, e))) if e.codec == Codec::Delta => Err("it is a near-copy itself".into()),
-            Ok(Some((pack, e))) => self.read_at(&pack, &e).map_err(|e| e.to_string()),
-            Ok(None) => Err("no pack holds it".into()),
-            Err(e) => Err(e.to_string()),
-        }
+    fn base(&self, hint: &Hint) -> Result<Arc<Vec<u8>>, String> {
+        self.base_bytes(hint).map_err(|e| e.to_string())
     }
 }
 

@@ -214,7 +214,7 @@ pub trait Resolve {
     /// The zstd dictionary of a given id.
     fn dictionary(&self, id: BlobId) -> Result<std::sync::Arc<Vec<u8>>, String>;
     /// The raw bytes of the base a near-copy names, with where it was.
-    fn base(&self, hint: &crate::store::manifest::chunked::Hint) -> Result<Vec<u8>, String>;
+    fn base(&self, hint: &crate::store::manifest::chunked::Hint) -> Result<std::sync::Arc<Vec<u8>>, String>;
 }
 
 /// Resolves nothing: blobs that need their archive cannot be decoded.
@@ -224,7 +224,7 @@ impl Resolve for Unresolved {
     fn dictionary(&self, id: BlobId) -> Result<std::sync::Arc<Vec<u8>>, String> {
         Err(format!("dictionary {id} is not at hand"))
     }
-    fn base(&self, hint: &crate::store::manifest::chunked::Hint) -> Result<Vec<u8>, String> {
+    fn base(&self, hint: &crate::store::manifest::chunked::Hint) -> Result<std::sync::Arc<Vec<u8>>, String> {
         Err(format!("blob {} is not at hand", hint.0))
     }
 }

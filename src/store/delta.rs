@@ -216,16 +216,14 @@ pub fn base_of(stored: &[u8]) -> Option<(Hint, &[u8])> {
     Some((hint, rest))
 }
 
+/// Reads, and checks, the base a near-copy's hint names (or says why not).
+pub type ReadBase<'a> = dyn Fn(&Hint) -> Result<std::sync::Arc<Vec<u8>>, String> + 'a;
+
 /// Rebuilds near-copy `id` from its stored bytes; `base` reads (and checks)
 /// the base its hint names. The output is bounded by `raw_len`, and the
 /// steps by twice that (each step rebuilds at least one byte), so damaged
 /// or hostile bytes cannot make this allocate more.
-pub fn decode(
-    id: BlobId,
-    raw_len: u64,
-    stored: &[u8],
-    base: &dyn Fn(&Hint) -> Result<Vec<u8>, String>,
-) -> Result<Vec<u8>, BlobError> {
+pub fn decode(id: BlobId, raw_len: u64, stored: &[u8], base: &ReadBase<'_>) -> Result<Vec<u8>, BlobError> {
     let bad = |why: &str| BlobError::Delta { id, why: why.to_string() };
     let (hint, rest) = base_of(stored).ok_or_else(|| bad("its base is cut short"))?;
     let Some((&form, ops)) = rest.split_first() else { return Err(bad("it ends before its steps")) };
@@ -273,6 +271,7 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     /// Bytes zstd cannot shrink, as a JPEG's.
     fn noise(n: usize, seed: u64) -> Vec<u8> {
@@ -312,7 +311,7 @@ mod tests {
         assert!(e.data.len() < 200, "stored {} of {}", e.data.len(), variant.len());
         let back = decode(id, e.raw_len, &e.data, &|h| {
             assert_eq!(h.0, BlobId::of(&base));
-            Ok(base.clone())
+            Ok(Arc::new(base.clone()))
         })
         .unwrap();
         assert_eq!(back, variant);
@@ -358,7 +357,7 @@ mod tests {
         let id = BlobId::of(&v);
         let e = encode(id, &v, &ps, &found, &hint_of(BlobId::of(&base), Codec::Raw), &base, 3).unwrap();
         assert!(e.data.len() > 50_000 && e.data.len() < 50_200, "{}", e.data.len());
-        assert_eq!(decode(id, e.raw_len, &e.data, &|_| Ok(base.clone())).unwrap(), v);
+        assert_eq!(decode(id, e.raw_len, &e.data, &|_| Ok(Arc::new(base.clone()))).unwrap(), v);
     }
 
     #[test]
@@ -375,7 +374,7 @@ mod tests {
         let (_, rest) = base_of(&e.data).unwrap();
         assert_eq!(rest[0], 1, "the steps are one zstd frame");
         assert!(e.data.len() < new.len() / 2, "{} bytes for {} new", e.data.len(), new.len());
-        let back = decode(id, e.raw_len, &e.data, &|_| Ok(feed.as_bytes().to_vec())).unwrap();
+        let back = decode(id, e.raw_len, &e.data, &|_| Ok(Arc::new(feed.as_bytes().to_vec()))).unwrap();
         assert_eq!(back, grown.as_bytes());
     }
 
@@ -389,12 +388,15 @@ mod tests {
         let id = BlobId::of(&v);
         let hint = hint_of(BlobId::of(&base), Codec::Raw);
         let e = encode(id, &v, &ps, &found, &hint, &base, 3).unwrap();
-        let ok = |_: &Hint| Ok(base.clone());
+        let ok = |_: &Hint| Ok(Arc::new(base.clone()));
         // A base that cannot be read is named.
         let err = decode(id, e.raw_len, &e.data, &|_| Err("pack gone".into())).unwrap_err();
         assert!(matches!(&err, BlobError::Base { base: b, .. } if *b == BlobId::of(&base)), "{err}");
         // A base shorter than the steps need.
-        assert!(matches!(decode(id, e.raw_len, &e.data, &|_| Ok(base[..10].to_vec())), Err(BlobError::Delta { .. })));
+        assert!(matches!(
+            decode(id, e.raw_len, &e.data, &|_| Ok(Arc::new(base[..10].to_vec()))),
+            Err(BlobError::Delta { .. })
+        ));
         // A length claim shorter than the steps.
         assert!(decode(id, e.raw_len - 1, &e.data, &ok).is_err());
         // Cut short anywhere.

@@ -33,8 +33,10 @@
 //! - `piece-tables/`: hash (XXH3-128) of a piece of a large blob stored
 //!   whole (`store::delta`) -> pack number, blob id and the piece's offset
 //!   in the blob, one table per pack, filtered like blob locations: what
-//!   finds near-copies (a match is checked against the blob's bytes). A pure cache: a rebuilt index has none for the
-//!   blobs stored before, and a pack prune forgets drops its pieces.
+//!   finds near-copies (a match is checked against the blob's bytes). A
+//!   pure cache: a rebuilt index has none for the blobs stored before, and
+//!   a pack prune forgets drops its pieces (prune records those of the
+//!   blobs it moves).
 //! - `extract-tables/`: hash of (blob, document URL, header policy,
 //!   extractor version) -> zstd-compressed JSON of what extraction found
 //!   (a pure cache, [`extracts`]), filtered like blob locations.

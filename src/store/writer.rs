@@ -51,6 +51,9 @@ pub struct WriteOptions {
     pub dictionaries: bool,
     /// Documents of a kind stored before its dictionary is trained.
     pub dictionary_samples: usize,
+    /// Store a large blob that is mostly one stored before as a near-copy
+    /// of it (`store::delta`); off, no blob is cut into pieces either.
+    pub near_copies: bool,
 }
 
 impl Default for WriteOptions {
@@ -60,6 +63,7 @@ impl Default for WriteOptions {
             zstd_level: 3,
             dictionaries: true,
             dictionary_samples: crate::store::dictionary::SAMPLE_COUNT,
+            near_copies: true,
         }
     }
 }
@@ -422,7 +426,7 @@ impl Writer {
         if let Some(s) = self.dedup(&id, data.len() as u64)? {
             return Ok(s);
         }
-        let pieces = delta::pieces(data);
+        let pieces = self.pieces(data);
         let dictionaries = self.dictionaries()?;
         let blob = encode_body(&dictionaries, &self.archive, &self.index, id, data, &pieces, self.options.zstd_level)?;
         self.put_pieces(blob, &pieces)
@@ -437,17 +441,24 @@ impl Writer {
     ) -> Result<StoredBlob, ArchiveError> {
         let lock = || writer.lock().expect("no panics while held");
         let id = BlobId::of(data);
-        let (dictionaries, archive, index, level) = {
+        let (dictionaries, archive, index, options) = {
             let mut guard = lock();
             let w: &mut Writer = (*guard).borrow_mut();
             if let Some(s) = w.dedup(&id, data.len() as u64)? {
                 return Ok(s);
             }
-            (w.dictionaries()?, w.archive.clone(), w.index.clone(), w.options.zstd_level)
+            (w.dictionaries()?, w.archive.clone(), w.index.clone(), w.options)
         };
-        let pieces = delta::pieces(data);
+        let pieces = if options.near_copies { delta::pieces(data) } else { Vec::new() };
+        let level = options.zstd_level;
         let blob = encode_body(&dictionaries, &archive, &index, id, data, &pieces, level)?;
         BorrowMut::<Writer>::borrow_mut(&mut *lock()).put_pieces(blob, &pieces)
+    }
+
+    /// The pieces `data` is cut into to find near-copies, unless they are
+    /// off (`WriteOptions::near_copies`).
+    pub fn pieces(&self, data: &[u8]) -> Vec<delta::Piece> {
+        if self.options.near_copies { delta::pieces(data) } else { Vec::new() }
     }
 
     /// Writes the pack being built (if any) durably and indexes it.
@@ -772,7 +783,7 @@ fn encode_body(
     let Some(at) = index.blob(&base)?.filter(|l| l.entry.codec != Codec::Delta) else { return Ok(whole) };
     // A base that cannot be read now is passed over: the body is stored
     // whole, and `verify` is what reports damage.
-    let Ok(source) = archive.read_at(&at.pack, &at.entry) else { return Ok(whole) };
+    let Ok(source) = archive.base_bytes(&at.hint()) else { return Ok(whole) };
     Ok(match delta::encode(id, data, pieces, &found, &at.hint(), &source, level) {
         Some(near) if near.data.len() < whole.data.len() => near,
         _ => whole,
@@ -1005,6 +1016,32 @@ mod tests {
         }
         let mut w = Writer::open(&a, opts).unwrap();
         assert!(!w.add(b"kept").unwrap().new, "the rebuilt index knows the packs");
+    }
+
+    #[test]
+    fn near_copies_are_found_in_written_packs_only_and_can_be_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Archive::open_or_init(dir.path()).unwrap();
+        let mut rng = fastrand::Rng::with_seed(3);
+        let base: Vec<u8> = (0..100_000).map(|_| rng.u8(..)).collect();
+        let variant = |n: u8| [&[n][..], &base[..]].concat();
+        let off = WriteOptions { near_copies: false, ..WriteOptions::default() };
+        let mut w = Writer::open(&a, off).unwrap();
+        w.add(&base).unwrap();
+        w.flush_pack().unwrap();
+        assert_eq!(w.add(&variant(1)).unwrap().stored_size, 100_001, "off: stored whole");
+        w.flush_pack().unwrap();
+        drop(w);
+        // Nothing was cut into pieces while off: no base is found yet.
+        let mut w = Writer::open(&a, WriteOptions::default()).unwrap();
+        assert_eq!(w.add(&variant(2)).unwrap().stored_size, 100_001);
+        // Found once the pack holding it is written, not before.
+        assert_eq!(w.add(&variant(3)).unwrap().stored_size, 100_001);
+        w.flush_pack().unwrap();
+        let near = w.add(&variant(4)).unwrap();
+        assert!(near.stored_size < 200, "{near:?}");
+        w.flush_pack().unwrap();
+        assert_eq!(a.find_blob(&near.id).unwrap(), variant(4));
     }
 
     #[test]

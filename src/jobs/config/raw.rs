@@ -32,6 +32,7 @@ pub(super) struct RawStore {
     pub zstd_level: Option<Spanned<i32>>,
     pub dictionaries: Option<bool>,
     pub dictionary_samples: Option<Spanned<usize>>,
+    pub near_copies: Option<bool>,
 }
 
 /// `[storage]`: how to reach an archive in object storage.
