@@ -143,6 +143,8 @@ pub fn verify(
     opts: VerifyOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<VerifyReport, ArchiveError> {
+    // Bases this handle read before may have been damaged since.
+    archive.forget_bases();
     let mut report = VerifyReport::default();
     let mut listed: Vec<(PackId, u64)> = archive
         .backend()

@@ -1152,17 +1152,37 @@ impl Archive {
         if hint.5 == Codec::Delta as u8 {
             return Err(near_copy().into());
         }
-        let bytes = match self.read_hinted(hint) {
-            Some(bytes) => bytes,
+        let whole = match self.read_hinted(hint) {
+            Some(bytes) => Some(bytes),
             None => match self.located(&hint.0)? {
-                Some((_, e)) if e.codec == Codec::Delta => return Err(near_copy().into()),
-                Some((pack, e)) => self.read_at(&pack, &e)?,
+                Some((_, e)) if e.codec == Codec::Delta => None,
+                Some((pack, e)) => Some(self.read_at(&pack, &e)?),
                 None => return Err(ArchiveError::MissingBlob(hint.0)),
             },
+        };
+        let bytes = match whole {
+            Some(bytes) => bytes,
+            // Stored twice (two writers), and the copy found first is a
+            // near-copy: the whole one, pack by pack (prune keeps one).
+            None => {
+                let mut found = None;
+                self.packs_until(&mut |r| {
+                    found = r.entries.iter().find(|e| e.id == hint.0 && e.codec != Codec::Delta).map(|e| (r.pack, *e));
+                    Ok(found.is_some())
+                })?;
+                let (pack, e) = found.ok_or_else(near_copy)?;
+                self.read_at(&pack, &e)?
+            }
         };
         let bytes = Arc::new(bytes);
         bases().put(hint.0, bytes.clone());
         Ok(bytes)
+    }
+
+    /// Drops the bases [`Archive::base_bytes`] keeps, so that what follows
+    /// reads them from the packs again (`verify` on a handle that read).
+    pub fn forget_bases(&self) {
+        *self.bases.lock().unwrap_or_else(|e| e.into_inner()) = Bases::default();
     }
 
     /// The base of the near-copy a manifest hints at (`h`): read at the

@@ -85,6 +85,11 @@ pub fn best_base(len: usize, pieces: &[Piece], found: &[Option<Found>]) -> Optio
     (n >= (len / WORTH) as u64).then_some(base)
 }
 
+/// A near-copy is at most this many times its base's length plus its
+/// steps' (a reader refuses more): steps that copy the whole base again
+/// and again would be a bomb.
+const AMPLIFY: u64 = 4;
+
 /// One step of rebuilding a blob, with where its bytes start in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -132,7 +137,7 @@ pub fn encode(
     }
     grow_copies(&mut ops, data, source);
     let copied: usize = ops.iter().filter(|o| matches!(o, Op::Copy { .. })).map(Op::len).sum();
-    if copied < data.len() / WORTH {
+    if copied < data.len() / WORTH || copied as u64 > source.len() as u64 * AMPLIFY {
         return None;
     }
     let mut plain = Vec::new();
@@ -235,7 +240,7 @@ pub fn decode(id: BlobId, raw_len: u64, stored: &[u8], base: &ReadBase<'_>) -> R
             use std::io::Read;
             let mut out = Vec::new();
             let decoder = zstd::stream::read::Decoder::new(ops).map_err(|e| bad(&format!("zstd: {e}")))?;
-            decoder.take(limit + 1).read_to_end(&mut out).map_err(|e| bad(&format!("zstd: {e}")))?;
+            decoder.take(limit.saturating_add(1)).read_to_end(&mut out).map_err(|e| bad(&format!("zstd: {e}")))?;
             unpacked = out;
             &unpacked[..]
         }
@@ -248,7 +253,12 @@ pub fn decode(id: BlobId, raw_len: u64, stored: &[u8], base: &ReadBase<'_>) -> R
         return Err(BlobError::Base { id, base: hint.0, why: "it is a near-copy itself".into() });
     }
     let source = base(&hint).map_err(|why| BlobError::Base { id, base: hint.0, why })?;
-    let mut out = Vec::with_capacity((raw_len as usize).min(limit as usize));
+    // What a writer may make (see `encode`): no bomb of steps that each
+    // copy the whole base.
+    if raw_len > (source.len() as u64).saturating_mul(AMPLIFY).saturating_add(ops.len() as u64) {
+        return Err(bad("it claims more bytes than its base and steps can make"));
+    }
+    let mut out = Vec::with_capacity(raw_len as usize);
     let mut r = varint::Reader::new(ops);
     while !r.is_empty() {
         let tag = r.u64().ok_or_else(|| bad("a step is cut short"))?;
@@ -410,6 +420,19 @@ mod tests {
         chained.push(0);
         let err = decode(id, 10, &chained, &|_| panic!("not read")).unwrap_err();
         assert!(err.to_string().contains("near-copy itself"), "{err}");
+        // A length claim past what base and steps can make is refused
+        // before anything is allocated for it.
+        let err = decode(id, u64::MAX >> 1, &e.data, &ok).unwrap_err();
+        assert!(err.to_string().contains("claims more bytes"), "{err}");
+        let mut bomb = Vec::new();
+        put_hint(&mut bomb, &hint);
+        bomb.push(0);
+        for _ in 0..1000 {
+            varint::put(&mut bomb, ((base.len() as u64) << 1) | 1);
+            varint::put(&mut bomb, 0);
+        }
+        let err = decode(id, 1000 * base.len() as u64, &bomb, &ok).unwrap_err();
+        assert!(err.to_string().contains("claims more bytes"), "{err}");
         // Steps claiming huge lengths do not allocate them.
         let mut huge = Vec::new();
         put_hint(&mut huge, &hint);

@@ -724,7 +724,9 @@ impl Index {
         if pieces.is_empty() {
             return Ok(());
         }
-        pieces.sort_unstable_by_key(|p| p.0);
+        // Stable: of the blobs sharing a piece, the first stored is its
+        // base, so a later near-copy finds most of its pieces in one.
+        pieces.sort_by_key(|p| p.0);
         let mut out = self.pieces.create(pieces.len() as u64)?;
         let mut v = Vec::with_capacity(48);
         let mut last = None;

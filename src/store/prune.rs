@@ -19,12 +19,11 @@
 
 use crate::store::archive::{Archive, ArchiveError};
 use crate::store::backend::FileKind;
-use crate::store::blob::{BlobError, Codec, EncodedBlob};
+use crate::store::blob::{Codec, EncodedBlob};
 use crate::store::delta;
 use crate::store::id::{BlobId, PackId};
 use crate::store::lepton;
 use crate::store::manifest::Kind;
-use crate::store::manifest::chunked::Hint;
 use crate::store::marks::Marks;
 use crate::store::pack::{self, PackEntry};
 use crate::store::writer::{WriteOptions, Writer};
@@ -123,8 +122,8 @@ const CLAIMED: u8 = 8;
 /// A manifest chunk's blob whose entries are marked: a snapshot sharing it
 /// need not read it again.
 const WALKED: u8 = 16;
-/// A near-copy (codec 4) whose base is marked live.
-const BASED: u8 = 32;
+/// A live near-copy (codec 4) needs the blob as its base.
+const BASE: u8 = 32;
 
 /// Runs a prune on `archive`.
 ///
@@ -165,14 +164,7 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
                     failed |= marked.is_err();
                     marked.map_err(io)?;
                 }
-                for (e, hints) in lines {
-                    // A near-copy needs its base, which no entry may name:
-                    // read from the near-copy's first bytes, once a prune.
-                    for h in hints.iter().filter(|h| h.5 == Codec::Delta as u8) {
-                        let marked = mark_base(archive, &mut marks, h);
-                        failed |= marked.is_err();
-                        marked?;
-                    }
+                for (e, _) in lines {
                     let mut body = LIVE;
                     if opts.recompress
                         && matches!(e.kind, Some(Kind::Article | Kind::Stylesheet | Kind::Feed | Kind::Page))
@@ -204,6 +196,36 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
             Err(_) => return Err(PruneError::DamagedSnapshot(id.to_string())),
         }
         report.snapshots += 1;
+    }
+
+    // A live near-copy needs its base, which no entry may name: read from
+    // the near-copy's first bytes, every stored copy of it (a blob stored
+    // twice may name two bases). A base made live here may have a copy
+    // that is a near-copy too (stored twice, by two writers): its own base
+    // is marked by the next pass, until a pass marks nothing new (one
+    // pass, unless a base was live only for its near-copies).
+    loop {
+        let mut newly = 0;
+        let listing = archive.for_each_pack(&mut |r| {
+            for e in r.entries.iter().filter(|e| e.codec == Codec::Delta) {
+                if marks.get(&e.id).map_err(io)? & LIVE == 0 {
+                    continue;
+                }
+                let base = archive.near_copy_base(&r.pack, e)?.0;
+                let flags = marks.get(&base).map_err(io)?;
+                if flags & (LIVE | BASE) != LIVE | BASE {
+                    marks.mark(&base, LIVE | BASE).map_err(io)?;
+                    newly += usize::from(flags & LIVE == 0);
+                }
+            }
+            Ok(())
+        })?;
+        if let Some((id, _)) = listing.damaged.first() {
+            return Err(PruneError::DamagedPack(id.to_string()));
+        }
+        if newly == 0 {
+            break;
+        }
     }
 
     // With --recompress: the dictionaries a document may be left with
@@ -247,17 +269,13 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
             if flags & LIVE == 0 {
                 report.blobs_removed += 1;
             } else {
-                if e.codec == Codec::Delta && flags & BASED == 0 {
-                    // No hint said what it is (a copy of a blob stored
-                    // twice): packs listed before may have lost its base
-                    // already, so prune stops before it deletes anything.
-                    let base = archive.near_copy_base(&r.pack, e)?;
-                    if marks.get(&base.0).map_err(io)? & LIVE == 0 {
-                        let why = "prune did not see that a snapshot needs it; nothing was deleted, run `kura verify`";
-                        return Err(BlobError::Base { id: e.id, base: base.0, why: why.into() }.into());
-                    }
+                // A base must stay whole somewhere (a near-copy's base is
+                // never read as a near-copy): a copy of a base stored as a
+                // near-copy is kept, but claims nothing, so a whole copy
+                // in another pack is kept too.
+                if !(e.codec == Codec::Delta && flags & BASE != 0) {
+                    live.push(e.id);
                 }
-                live.push(e.id);
                 if flags & CLAIMED == 0 {
                     needed.push((*e, flags));
                 } else {
@@ -295,7 +313,12 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
         } else if goes {
             let going = Going { pack: r.pack, size: r.size, needed, elsewhere };
             going.go(&writer, &mut to_copy, &mut repacked, &mut claimed_elsewhere)?;
-            going.needed.iter().map(|(e, _)| e.id).collect()
+            going
+                .needed
+                .iter()
+                .filter(|(e, f)| !(e.codec == Codec::Delta && f & BASE != 0))
+                .map(|(e, _)| e.id)
+                .collect()
         } else {
             if is_small {
                 first_small = Some(Going { pack: r.pack, size: r.size, needed, elsewhere });
@@ -549,18 +572,6 @@ impl CopyReader {
     }
 }
 
-/// Marks live the base of the near-copy a manifest hints at (`h`), unless
-/// this prune did already.
-fn mark_base(archive: &Archive, marks: &mut Marks, h: &Hint) -> Result<(), ArchiveError> {
-    let io = |source| ArchiveError::Io { path: archive.scratch_dir(), source };
-    if marks.get(&h.0).map_err(io)? & BASED != 0 {
-        return Ok(());
-    }
-    let Some(base) = archive.base_at_hint(h)? else { return Ok(()) };
-    marks.mark(&base.0, LIVE).map_err(io)?;
-    marks.mark(&h.0, BASED).map_err(io)
-}
-
 /// An image entry whose body is a JPEG, as its header or, for a local file
 /// (whose header is not read), its Content-Type says.
 fn is_jpeg(e: &crate::store::manifest::Entry) -> bool {
@@ -736,8 +747,8 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[(e.offset + e.stored_len / 2) as usize] ^= 1;
         std::fs::write(&path, bytes).unwrap();
-        // A new handle, as `kura verify` is: this one keeps the base read.
-        let archive = Archive::open(archive.root()).unwrap();
+        // The same handle, which read the base before: verify reads it
+        // again.
         let report =
             verify(&archive, VerifyOptions { read_data: true, subset_pct: None, threads: 1 }, &|_| ()).unwrap();
         let problem = |code, blob| report.problems.iter().find(|p| p.code == code && p.blob == Some(blob));
@@ -745,6 +756,66 @@ mod tests {
         let damaged = problem("blob-damaged", near.id).expect("the near-copy is damaged");
         assert!(damaged.message.contains(&base.to_string()), "{}", damaged.message);
         assert!(damaged.affected.iter().any(|a| a.url == "https://a.example/two"), "{damaged:?}");
+    }
+
+    #[test]
+    fn a_base_stored_twice_keeps_a_whole_copy_and_its_near_copy_copy_keeps_its_own_base() {
+        use crate::store::delta;
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open_or_init(&dir.path().join("a")).unwrap();
+        let mut rng = fastrand::Rng::with_seed(9);
+        let c: Vec<u8> = (0..200_000).map(|_| rng.u8(..)).collect();
+        let b = [b"b".as_slice(), &c].concat();
+        let x = [b"x".as_slice(), &b].concat();
+        let raw =
+            |d: &[u8]| EncodedBlob { id: BlobId::of(d), raw_len: d.len() as u64, codec: Codec::Raw, data: d.to_vec() };
+        // As two writers would leave it: C whole; B once as a near-copy of
+        // C and once whole (its pieces recorded); X a near-copy of B.
+        let opts = WriteOptions { pack_target: 1, ..WriteOptions::default() };
+        let mut w = Writer::open(&archive, opts).unwrap();
+        w.copy(raw(&c)).unwrap();
+        let at_c = w.index().blob(&BlobId::of(&c)).unwrap().unwrap();
+        let (pc, pb) = (delta::pieces(&c), delta::pieces(&b));
+        let found: Vec<_> = pb
+            .iter()
+            .map(|p| {
+                pc.iter().find(|q| q.hash == p.hash).map(|q| delta::Found { base: at_c.entry.id, offset: q.offset })
+            })
+            .collect();
+        let near_b = delta::encode(BlobId::of(&b), &b, &pb, &found, &at_c.hint(), &c, 3).unwrap();
+        w.copy(near_b).unwrap();
+        w.copy_pieces(raw(&b), &pb).unwrap();
+        let near_x = w.add(&x).unwrap();
+        assert!(near_x.stored_size < 1_000, "{near_x:?}");
+        w.flush_pack().unwrap();
+        w.write_index_file().unwrap();
+        let e = Entry { url: "https://a.example/x".into(), blob: Some(near_x.id), ..Default::default() };
+        w.commit(&Manifest { header: ManifestHeader::for_tests(), entries: vec![e] }).unwrap();
+        drop(w);
+
+        prune(&archive, PruneOptions::default()).unwrap();
+        let after = archive.pack_index().unwrap();
+        let copies = |id: BlobId| {
+            let mut codecs = Vec::new();
+            archive
+                .for_each_pack(&mut |r| {
+                    codecs.extend(r.entries.iter().filter(|e| e.id == id).map(|e| e.codec));
+                    Ok(())
+                })
+                .unwrap();
+            codecs
+        };
+        assert!(
+            copies(BlobId::of(&b)).contains(&Codec::Raw),
+            "a whole copy of the base stays: {:?}",
+            copies(BlobId::of(&b))
+        );
+        assert!(after.get(&BlobId::of(&c)).is_some(), "the base of the base's near-copy copy stays");
+        let fresh = Archive::open(archive.root()).unwrap();
+        assert_eq!(fresh.find_blob(&near_x.id).unwrap(), x);
+        let opts = crate::inspect::verify::VerifyOptions { read_data: true, subset_pct: None, threads: 1 };
+        let report = crate::inspect::verify::verify(&fresh, opts, &|_| ()).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
     }
 
     #[test]

@@ -469,7 +469,11 @@ impl Writer {
         let (id, bytes, entries) = std::mem::take(&mut self.pack).finish();
         self.archive.backend().write(FileKind::Pack, &id.to_hex(), &bytes)?;
         self.index.add_pack(id, bytes.len() as u64, &entries)?;
-        self.index.add_pieces(id, &mut self.pending_pieces)?;
+        // A cache: without its pieces, near-copies of this pack's blobs
+        // are stored whole, nothing worse.
+        if let Err(e) = self.index.add_pieces(id, &mut self.pending_pieces) {
+            tracing::warn!("index: the pieces of pack {id} were not recorded ({e})");
+        }
         self.pending_pieces.clear();
         self.pending.clear();
         self.stats.packs += 1;
@@ -759,6 +763,10 @@ impl ChunkSink for ChunkPacks<'_> {
 const URL_BATCH: usize = 128;
 const URL_BATCHES: usize = 2;
 
+/// Largest base a body is compared with: it is held in memory whole
+/// while the body is encoded.
+const MAX_BASE: u64 = 64 << 20;
+
 /// How a new body is stored: with its kind's dictionary or zstd as
 /// [`Dictionaries::encode`] decides, or as a near-copy of a blob stored
 /// whole before when its `pieces` are found in one and that is smaller
@@ -780,7 +788,9 @@ fn encode_body(
     let Some(base) = delta::best_base(data.len(), pieces, &found) else { return Ok(whole) };
     // Its pack is indexed (pieces are recorded with it), unless prune
     // forgot it since the lookup.
-    let Some(at) = index.blob(&base)?.filter(|l| l.entry.codec != Codec::Delta) else { return Ok(whole) };
+    let Some(at) = index.blob(&base)?.filter(|l| l.entry.codec != Codec::Delta && l.entry.raw_len <= MAX_BASE) else {
+        return Ok(whole);
+    };
     // A base that cannot be read now is passed over: the body is stored
     // whole, and `verify` is what reports damage.
     let Ok(source) = archive.base_bytes(&at.hint()) else { return Ok(whole) };
