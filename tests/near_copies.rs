@@ -123,6 +123,11 @@ async fn variants_and_a_grown_feed_are_stored_as_near_copies_and_read_back_as_se
         assert!(report.problems.is_empty(), "{:?}", report.problems);
     };
     check();
+    // `kura stats` counts them.
+    let s = kura::inspect::stats(&archive).unwrap();
+    assert_eq!(s.near_copies, 4, "{s:?}");
+    assert_eq!(s.near_copy_bytes, served.iter().map(|(_, b)| b.len() as u64).sum::<u64>());
+    assert!(s.near_copy_stored_bytes < 4_000, "{s:?}");
 
     // The first snapshot forgotten, its picture and feed are needed only
     // as bases: prune keeps them, and everything still reads.

@@ -30,6 +30,10 @@ pub fn run(args: Args, g: &Global, out: &mut impl Write) -> Result<u8> {
     if s.manifest_chunks > 0 {
         writeln!(out, "manifest chunks:   {} ({} stored)", s.manifest_chunks, human(s.manifest_chunk_bytes))?;
     }
+    if s.near_copies > 0 {
+        let (n, raw, stored) = (s.near_copies, human(s.near_copy_bytes), human(s.near_copy_stored_bytes));
+        writeln!(out, "near-copies:       {n} ({raw} stored as {stored}, ranges of other blobs and new bytes)")?;
+    }
     if s.dictionaries > 0 {
         writeln!(out, "dictionaries:      {} ({})", s.dictionaries, human(s.dictionary_bytes))?;
     }

@@ -58,6 +58,14 @@ pub struct Stats {
     pub dictionaries: usize,
     /// Their bytes.
     pub dictionary_bytes: u64,
+    /// Unique blobs stored as near-copies of another (codec 4): counted
+    /// in `unique_bytes` and `stored_bytes` too.
+    pub near_copies: usize,
+    /// Their raw bytes.
+    pub near_copy_bytes: u64,
+    /// Their stored bytes (their bases are counted where snapshots
+    /// reference them, and not at all where only near-copies do).
+    pub near_copy_stored_bytes: u64,
 }
 
 /// The kind code of a manifest chunk's blob (kinds take the codes from 1).
@@ -183,9 +191,10 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
         s.pack_bytes += r.size;
         for pe in &r.entries {
             n += 1;
-            let mut sizes = [0u8; 16];
+            let mut sizes = [0u8; 17];
             sizes[..8].copy_from_slice(&pe.raw_len.to_le_bytes());
-            sizes[8..].copy_from_slice(&pe.stored_len.to_le_bytes());
+            sizes[8..16].copy_from_slice(&pe.stored_len.to_le_bytes());
+            sizes[16] = pe.codec as u8;
             entries.push(&keyed(&pe.id, n), &sizes).map_err(io)?;
         }
         Ok(())
@@ -210,14 +219,19 @@ pub fn stats(archive: &Archive) -> Result<Stats, ArchiveError> {
             }
         };
         let Some(sizes) = sizes else { continue };
-        let raw = u64::from_le_bytes(sizes[..8].try_into().expect("16 bytes"));
-        let stored = u64::from_le_bytes(sizes[8..16].try_into().expect("16 bytes"));
+        let raw = u64::from_le_bytes(sizes[..8].try_into().expect("17 bytes"));
+        let stored = u64::from_le_bytes(sizes[8..16].try_into().expect("17 bytes"));
         if kind[0] == CHUNK {
             s.manifest_chunk_bytes += stored;
             continue;
         }
         s.unique_bytes += raw;
         s.stored_bytes += stored;
+        if sizes.get(16) == Some(&(crate::store::Codec::Delta as u8)) {
+            s.near_copies += 1;
+            s.near_copy_bytes += raw;
+            s.near_copy_stored_bytes += stored;
+        }
         if let Some(k) = kinds.get(usize::from(kind[0]) - 1).and_then(|name| s.kinds.get_mut(name)) {
             k.unique_bytes += raw;
             k.stored_bytes += stored;
