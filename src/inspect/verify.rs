@@ -339,9 +339,17 @@ fn attribute_problems(
                     }
                 }
                 // Past a chunk that cannot be read (reported already).
-                for (e, _) in (0..r.chunks()).filter_map(|i| r.chunk(i).ok()).flatten() {
+                for (e, hints) in (0..r.chunks()).filter_map(|i| r.chunk(i).ok()).flatten() {
                     for b in e.blobs().filter(|b| wanted.contains(b)) {
                         users.entry(b).or_default().push(Affected { snapshot: id, url: e.url.clone() });
+                    }
+                    // A base no entry names: its users are its near-copies'.
+                    for h in hints.iter().filter(|h| h.5 == Codec::Delta as u8) {
+                        if let Ok(Some(base)) = archive.base_at_hint(h)
+                            && wanted.contains(&base.0)
+                        {
+                            users.entry(base.0).or_default().push(Affected { snapshot: id, url: e.url.clone() });
+                        }
                     }
                 }
             }
