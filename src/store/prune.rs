@@ -369,7 +369,7 @@ fn prune_marking(archive: &Archive, opts: PruneOptions, mut marks: Marks) -> Res
         };
         // Pieces of what stays whole, so that later near-copies of it
         // still find it in its new pack.
-        let pieces = if e.codec == Codec::Delta || !opts.write.near_copies { Vec::new() } else { delta::pieces(&data) };
+        let pieces = if e.codec == Codec::Delta { Vec::new() } else { opts.write.pieces(&data) };
         Ok((again.filter(|b| b.data.len() < stored.len()).ok_or(stored), pieces))
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());

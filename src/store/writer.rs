@@ -56,6 +56,14 @@ pub struct WriteOptions {
     pub near_copies: bool,
 }
 
+impl WriteOptions {
+    /// The pieces `data` is cut into to find near-copies, unless they are
+    /// off (`near_copies`).
+    pub fn pieces(&self, data: &[u8]) -> Vec<delta::Piece> {
+        if self.near_copies { delta::pieces(data) } else { Vec::new() }
+    }
+}
+
 impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
@@ -380,9 +388,7 @@ impl Writer {
         if let Some(s) = self.dedup(&blob.id, blob.raw_len)? {
             return Ok(s);
         }
-        if blob.codec != Codec::Delta {
-            self.pending_pieces.extend(pieces.iter().map(|p| (p.hash, blob.id, p.offset)));
-        }
+        self.record_pieces(&blob, pieces);
         self.stats.blobs += 1;
         self.stats.bytes += blob.raw_len;
         self.stats.new_blobs += 1;
@@ -403,9 +409,7 @@ impl Writer {
     /// [`Writer::copy`] of a blob cut into `pieces`: a near-copy's base
     /// that prune moves stays findable by later near-copies.
     pub fn copy_pieces(&mut self, blob: EncodedBlob, pieces: &[delta::Piece]) -> Result<(), ArchiveError> {
-        if blob.codec != Codec::Delta {
-            self.pending_pieces.extend(pieces.iter().map(|p| (p.hash, blob.id, p.offset)));
-        }
+        self.record_pieces(&blob, pieces);
         self.push(blob).map(drop)
     }
 
@@ -426,7 +430,7 @@ impl Writer {
         if let Some(s) = self.dedup(&id, data.len() as u64)? {
             return Ok(s);
         }
-        let pieces = self.pieces(data);
+        let pieces = self.options.pieces(data);
         let dictionaries = self.dictionaries()?;
         let blob = encode_body(&dictionaries, &self.archive, &self.index, id, data, &pieces, self.options.zstd_level)?;
         self.put_pieces(blob, &pieces)
@@ -449,16 +453,18 @@ impl Writer {
             }
             (w.dictionaries()?, w.archive.clone(), w.index.clone(), w.options)
         };
-        let pieces = if options.near_copies { delta::pieces(data) } else { Vec::new() };
+        let pieces = options.pieces(data);
         let level = options.zstd_level;
         let blob = encode_body(&dictionaries, &archive, &index, id, data, &pieces, level)?;
         BorrowMut::<Writer>::borrow_mut(&mut *lock()).put_pieces(blob, &pieces)
     }
 
-    /// The pieces `data` is cut into to find near-copies, unless they are
-    /// off (`WriteOptions::near_copies`).
-    pub fn pieces(&self, data: &[u8]) -> Vec<delta::Piece> {
-        if self.options.near_copies { delta::pieces(data) } else { Vec::new() }
+    /// Keeps the pieces of a blob stored whole, to be indexed with its pack
+    /// (a near-copy is never a base).
+    fn record_pieces(&mut self, blob: &EncodedBlob, pieces: &[delta::Piece]) {
+        if blob.codec != Codec::Delta {
+            self.pending_pieces.extend(pieces.iter().map(|p| (p.hash, blob.id, p.offset)));
+        }
     }
 
     /// Writes the pack being built (if any) durably and indexes it.
